@@ -1,0 +1,91 @@
+//! Run lifecycle events (SPEC §5.5): started, heartbeat, completed.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::instrument;
+
+use super::{new_id, request, Context};
+use crate::domain::events::LifecycleEvent;
+use crate::domain::run_state::{decide, should_retry, Decision, IgnoreReason, RunStatus};
+use crate::in_transaction;
+use crate::store::{db_now, event_log, runs, StoreError, Transaction};
+
+/// What an event did to its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleOutcome {
+    Applied {
+        from: RunStatus,
+        to: RunStatus,
+        /// The retry queued because the run failed with attempts left.
+        retry_run_id: Option<String>,
+        outbox_ids: Vec<i64>,
+    },
+    /// The run's state did not allow the event; logged and counted.
+    Ignored(IgnoreReason),
+    /// No run has this id; recorded in `event_log`.
+    UnknownRun,
+}
+
+/// The `event_log` key of a lifecycle event: its type, run and content, so
+/// that a redelivered copy is recorded once.
+pub fn event_key(event: &LifecycleEvent, raw: &Value) -> String {
+    let digest = Sha256::digest(raw.to_string().as_bytes());
+    format!("{}:{}:{}", event.kind().as_str(), event.run_id(), hex::encode(&digest[..12]))
+}
+
+#[instrument(skip_all, fields(run_id = %event.run_id(), event_type = event.kind().as_str()))]
+pub async fn handle(ctx: &Context, event: &LifecycleEvent, raw: &Value) -> Result<LifecycleOutcome, StoreError> {
+    let outcome = in_transaction!(ctx.pool, StoreError, |tx| handle_in(&tx, ctx, event, raw).await?)?;
+    match &outcome {
+        LifecycleOutcome::Applied { from, to, retry_run_id, .. } => {
+            tracing::debug!(%from, %to, retry = ?retry_run_id, "lifecycle event applied");
+        }
+        LifecycleOutcome::Ignored(reason) => tracing::warn!(%reason, "lifecycle event ignored"),
+        LifecycleOutcome::UnknownRun => tracing::warn!("lifecycle event for an unknown run ignored"),
+    }
+    Ok(outcome)
+}
+
+async fn handle_in(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    event: &LifecycleEvent,
+    raw: &Value,
+) -> Result<LifecycleOutcome, StoreError> {
+    let run_id = event.run_id();
+    event_log::record(tx, &event_key(event, raw), event.kind().as_str(), raw, Some(run_id)).await?;
+    let Some(run) = runs::get(tx, run_id).await? else {
+        return Ok(LifecycleOutcome::UnknownRun);
+    };
+    let to = match decide(run.status, event.kind()) {
+        Decision::Ignore(reason) => return Ok(LifecycleOutcome::Ignored(reason)),
+        Decision::Apply(to) => to,
+    };
+    let changed = match event {
+        LifecycleEvent::Started { started_at, .. } => runs::mark_started(tx, run_id, run.status, *started_at).await?,
+        LifecycleEvent::Heartbeat { ts, progress, .. } => {
+            runs::mark_heartbeat(tx, run_id, run.status, *ts, *progress).await?
+        }
+        LifecycleEvent::Completed(c) => runs::mark_completed(tx, run.status, to, c).await?,
+    };
+    if !changed {
+        // Another worker changed the run between our read and our update:
+        // run the transaction again so the decision is made on fresh state.
+        return Err(StoreError::Conflict(format!("run {run_id} left {} meanwhile", run.status)));
+    }
+    let (mut retry_run_id, mut outbox_ids) = (None, Vec::new());
+    if should_retry(to, run.attempt, run.max_attempts) {
+        let retries = runs::create_retries(tx, &[(run.id.clone(), new_id())]).await?;
+        if let Some(retry) = retries.first() {
+            let now = db_now(tx).await?;
+            outbox_ids = request::enqueue(tx, &retries, now, &ctx.settings).await?;
+            retry_run_id = Some(retry.id.clone());
+        }
+    }
+    Ok(LifecycleOutcome::Applied {
+        from: run.status,
+        to,
+        retry_run_id,
+        outbox_ids,
+    })
+}

@@ -1,0 +1,65 @@
+//! Writing run requests to the outbox: shared by queued pending runs,
+//! retries and operator triggers.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::run_request::{self, RequestSettings, RunRequestInput};
+use crate::store::outbox::{self, NewMessage};
+use crate::store::runs::{self, NewRun};
+use crate::store::{catalog, StoreError, StoreResult, Transaction};
+
+/// Builds the request of each run from exactly the updates recorded in
+/// `run_dataset_updates` and writes it to the outbox. Returns the outbox ids.
+pub async fn enqueue(
+    tx: &Transaction<'_>,
+    new_runs: &[NewRun],
+    requested_at: DateTime<Utc>,
+    settings: &RequestSettings,
+) -> StoreResult<Vec<i64>> {
+    if new_runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let run_ids: Vec<String> = new_runs.iter().map(|r| r.id.clone()).collect();
+    let mut metric_ids: Vec<String> = new_runs.iter().map(|r| r.metric_id.clone()).collect();
+    metric_ids.sort();
+    metric_ids.dedup();
+    let (used, contexts) = futures::try_join!(
+        runs::used_updates(tx, &run_ids),
+        catalog::request_context(tx, &metric_ids)
+    )?;
+    let mut payloads = Vec::with_capacity(new_runs.len());
+    for run in new_runs {
+        let ctx = contexts
+            .get(&run.metric_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("metric {} of run {} is missing", run.metric_id, run.id)))?;
+        let updates = used.get(&run.id).map(Vec::as_slice).unwrap_or_default();
+        if !ctx.orphan_series.is_empty() {
+            tracing::warn!(run_id = %run.id, metric_code = %run.metric_code, series = ?ctx.orphan_series,
+                "metric references series that no dataset provides");
+        }
+        let request = run_request::build(
+            &RunRequestInput {
+                run_id: &run.id,
+                metric_code: &run.metric_code,
+                expression_type: &ctx.expression_type,
+                expression_json: &ctx.expression_json,
+                attempt: run.attempt,
+                requested_at,
+                series_datasets: &ctx.series_datasets,
+                updates,
+            },
+            settings,
+        );
+        payloads.push((request.to_json_string(), request.message_group_id));
+    }
+    let rows: Vec<NewMessage<'_>> = new_runs
+        .iter()
+        .zip(&payloads)
+        .map(|(run, (payload, group))| NewMessage {
+            run_id: &run.id,
+            payload,
+            message_group_id: group.as_deref(),
+        })
+        .collect();
+    outbox::insert(tx, &rows).await
+}

@@ -1,0 +1,77 @@
+//! Timeouts and retries (SPEC §5.5), run periodically by the run-lifecycle
+//! worker; safe with many replicas (rows are claimed with SKIP LOCKED and
+//! moved with conditional updates).
+
+use std::time::Duration;
+
+use tracing::instrument;
+
+use super::{new_id, request, Context};
+use crate::in_transaction;
+use crate::store::{db_now, runs, StoreError, Transaction};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// A `running` run with no start or heartbeat received for this long times out.
+    pub heartbeat: Duration,
+    /// A `queued` or `dispatched` run not started for this long times out.
+    pub start: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(600),
+            start: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub timed_out: Vec<String>,
+    pub retries: Vec<String>,
+    pub outbox_ids: Vec<i64>,
+}
+
+/// Rows handled per transaction: keeps each one short.
+const BATCH: i64 = 200;
+
+/// Times out every overdue run and queues the retries they earn.
+#[instrument(skip_all)]
+pub async fn sweep(ctx: &Context, timeouts: Timeouts) -> Result<SweepSummary, StoreError> {
+    let mut total = SweepSummary::default();
+    loop {
+        let batch = in_transaction!(ctx.pool, StoreError, |tx| sweep_batch(&tx, ctx, timeouts).await?)?;
+        let done = (batch.timed_out.len() as i64) < BATCH;
+        for id in &batch.timed_out {
+            tracing::info!(run_id = %id, "run timed out");
+        }
+        total.timed_out.extend(batch.timed_out);
+        total.retries.extend(batch.retries);
+        total.outbox_ids.extend(batch.outbox_ids);
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+async fn sweep_batch(tx: &Transaction<'_>, ctx: &Context, t: Timeouts) -> Result<SweepSummary, StoreError> {
+    let timed = runs::time_out_overdue(tx, t.heartbeat.as_secs_f64(), t.start.as_secs_f64(), BATCH).await?;
+    if timed.is_empty() {
+        return Ok(SweepSummary::default());
+    }
+    let pairs: Vec<(String, String)> = timed.iter().map(|r| (r.id.clone(), new_id())).collect();
+    let retries = runs::create_retries(tx, &pairs).await?;
+    let outbox_ids = if retries.is_empty() {
+        Vec::new()
+    } else {
+        let now = db_now(tx).await?;
+        request::enqueue(tx, &retries, now, &ctx.settings).await?
+    };
+    Ok(SweepSummary {
+        timed_out: timed.into_iter().map(|r| r.id).collect(),
+        retries: retries.into_iter().map(|r| r.id).collect(),
+        outbox_ids,
+    })
+}

@@ -1,0 +1,130 @@
+//! Settings from the environment (SPEC §6), validated once at start-up with
+//! errors that name the variable and what was wrong.
+
+use std::time::Duration;
+
+use crate::app::sweeper::Timeouts;
+use crate::domain::run_request::RequestSettings;
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set: {1}")]
+    Missing(&'static str, &'static str),
+    #[error("{name}={value:?} is invalid: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Reads variables through `lookup` (the process environment in production,
+/// a map in tests).
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Env(|k| std::env::var(k).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &'static str, help: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name, help))
+    }
+
+    pub fn or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_string())
+    }
+
+    pub fn secs(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(Duration::from_secs(default)),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_secs)
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected: "a whole number of seconds > 0",
+                }),
+        }
+    }
+
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        self.required(
+            "DATABASE_URL",
+            "the PostgreSQL URL, e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres",
+        )
+    }
+
+    pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        let v = self.or("LOG_FORMAT", "json");
+        v.parse().map_err(|_| ConfigError::Invalid {
+            name: "LOG_FORMAT",
+            value: v,
+            expected: "json or pretty",
+        })
+    }
+
+    /// How run requests are shaped: output location and FIFO-ness of the topic.
+    pub fn request_settings(&self) -> Result<RequestSettings, ConfigError> {
+        let output_bucket = self.required("OUTPUT_BUCKET", "the bucket metric runners write outputs to")?;
+        let output_prefix = self.or("OUTPUT_PREFIX", "metrics/");
+        let fifo = self.get("RUN_REQUESTS_TOPIC_ARN").is_some_and(|a| a.ends_with(".fifo"));
+        Ok(RequestSettings {
+            output_bucket,
+            output_prefix,
+            fifo,
+        })
+    }
+
+    pub fn timeouts(&self) -> Result<Timeouts, ConfigError> {
+        Ok(Timeouts {
+            heartbeat: self.secs("RUN_HEARTBEAT_TIMEOUT_SECS", 600)?,
+            start: self.secs("RUN_START_TIMEOUT_SECS", 3600)?,
+        })
+    }
+
+    pub fn reaper_interval(&self) -> Result<Duration, ConfigError> {
+        self.secs("REAPER_INTERVAL_SECS", 30)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Env(move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_and_fifo_follows_the_topic_name() {
+        let e = env(&[("OUTPUT_BUCKET", "b"), ("RUN_REQUESTS_TOPIC_ARN", "arn:aws:sns:x:1:t.fifo")]);
+        let s = e.request_settings().unwrap();
+        assert_eq!(s.base_path("m"), "s3://b/metrics/m/");
+        assert!(s.fifo);
+        assert_eq!(e.timeouts().unwrap(), Timeouts::default());
+        assert_eq!(e.reaper_interval().unwrap(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn missing_and_malformed_values_name_the_variable() {
+        let e = env(&[("RUN_HEARTBEAT_TIMEOUT_SECS", "ten"), ("LOG_FORMAT", "xml")]);
+        assert!(e.database_url().unwrap_err().to_string().starts_with("DATABASE_URL is not set"));
+        assert!(e.timeouts().unwrap_err().to_string().contains("RUN_HEARTBEAT_TIMEOUT_SECS=\"ten\""));
+        assert!(e.log_format().is_err());
+        assert!(e.request_settings().unwrap_err().to_string().contains("OUTPUT_BUCKET"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The catalog file (SPEC §5.1): datasets, series and metrics, read from JSON
+//! or YAML and validated as a whole so that every problem is reported with its
+//! path and nothing is applied when there is one.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::expression::{parse_metric_expression, ExpressionType, Expr};
+use super::problem::{Problem, Problems};
+
+/// Bounds that keep one catalog apply to a sane size and time.
+pub const MAX_CATALOG_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_ENTRIES: usize = 200_000;
+pub const MAX_REQUIRED_DAYS: i64 = 36_500;
+pub const MAX_ATTEMPTS: i64 = 100;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetDef {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub bucket: Option<String>,
+    /// `None` when the file does not list them: the stored series are kept.
+    pub series: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesDef {
+    pub code: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub unit: Option<String>,
+    pub frequency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDef {
+    pub id: String,
+    pub code: String,
+    pub expression_type: ExpressionType,
+    /// Stored exactly as given: the run request carries it unchanged.
+    pub expression_json: Value,
+    pub expression: Expr,
+    pub required_days: i32,
+    pub max_attempts: i32,
+    pub enabled: bool,
+    pub frequency: Option<String>,
+    pub unit: Option<String>,
+    pub description: Option<String>,
+}
+
+impl MetricDef {
+    pub fn series(&self) -> BTreeSet<String> {
+        self.expression.referenced_series()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Catalog {
+    pub datasets: Vec<DatasetDef>,
+    pub series: Vec<SeriesDef>,
+    pub metrics: Vec<MetricDef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// From the file name's extension; anything else is sniffed from the content.
+    pub fn detect(file_name: &str, text: &str) -> Format {
+        let lower = file_name.to_ascii_lowercase();
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Format::Yaml
+        } else if lower.ends_with(".json") || text.trim_start().starts_with(['{', '[']) {
+            Format::Json
+        } else {
+            Format::Yaml
+        }
+    }
+}
+
+/// Reads catalog text into a JSON document (YAML is mapped onto JSON values).
+pub fn parse_document(text: &str, format: Format) -> Result<Value, Problems> {
+    if text.len() > MAX_CATALOG_BYTES {
+        return Err(one("$", format!("catalog is larger than {MAX_CATALOG_BYTES} bytes")));
+    }
+    let parsed = match format {
+        Format::Json => serde_json::from_str::<Value>(text).map_err(|e| e.to_string()),
+        Format::Yaml => serde_yaml::from_str::<Value>(text).map_err(|e| e.to_string()),
+    };
+    parsed.map_err(|e| one("$", format!("not valid {format:?}: {e}")))
+}
+
+fn one(path: &str, msg: String) -> Problems {
+    Problems(vec![Problem::new(path, msg)])
+}
+
+/// Validates a catalog document. `known_series` are series already in the
+/// store: a metric or dataset may reference them without redefining them.
+pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, Problems> {
+    let mut p = Vec::new();
+    let Some(root) = doc.as_object() else {
+        return Err(one("$", "must be an object with datasets, series, metrics".into()));
+    };
+    for key in root.keys() {
+        if !["datasets", "series", "metrics"].contains(&key.as_str()) {
+            p.push(Problem::new(key.clone(), "unknown section (expected datasets, series, metrics)"));
+        }
+    }
+    let series: Vec<SeriesDef> = section(root, "series", &mut p, parse_series);
+    let mut defined: HashSet<String> = known_series.clone();
+    defined.extend(series.iter().map(|s| s.code.clone()));
+    let datasets: Vec<DatasetDef> = section(root, "datasets", &mut p, parse_dataset);
+    let metrics: Vec<MetricDef> = section(root, "metrics", &mut p, parse_metric);
+
+    unique(series.iter().map(|s| s.code.as_str()), "series", "code", &mut p);
+    unique(datasets.iter().map(|d| d.id.as_str()), "datasets", "id", &mut p);
+    unique(metrics.iter().map(|m| m.id.as_str()), "metrics", "id", &mut p);
+    unique(metrics.iter().map(|m| m.code.as_str()), "metrics", "code", &mut p);
+    for (i, d) in datasets.iter().enumerate() {
+        for (j, s) in d.series.iter().flatten().enumerate() {
+            if !defined.contains(s) {
+                p.push(Problem::new(format!("datasets[{i}].series[{j}]"), format!("unknown series {s:?}")));
+            }
+        }
+    }
+    for (i, m) in metrics.iter().enumerate() {
+        for s in m.series() {
+            if !defined.contains(&s) {
+                p.push(Problem::new(
+                    format!("metrics[{i}].expression_json"),
+                    format!("references unknown series {s:?}"),
+                ));
+            }
+        }
+    }
+    if p.is_empty() {
+        Ok(Catalog { datasets, series, metrics })
+    } else {
+        Err(Problems(p))
+    }
+}
+
+/// Parses every element of an optional array section; elements with problems
+/// are left out of the result (their problems are recorded).
+fn section<T>(
+    root: &Map<String, Value>,
+    key: &str,
+    p: &mut Vec<Problem>,
+    parse: fn(&Map<String, Value>, &str, &mut Vec<Problem>) -> Option<T>,
+) -> Vec<T> {
+    let Some(v) = root.get(key) else { return Vec::new() };
+    let Some(items) = v.as_array() else {
+        p.push(Problem::new(key, "must be an array"));
+        return Vec::new();
+    };
+    if items.len() > MAX_ENTRIES {
+        p.push(Problem::new(key, format!("has more than {MAX_ENTRIES} entries")));
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{key}[{i}]");
+        match item.as_object() {
+            Some(obj) => out.extend(parse(obj, &path, p)),
+            None => p.push(Problem::new(path, "must be an object")),
+        }
+    }
+    out
+}
+
+fn unique<'a>(values: impl Iterator<Item = &'a str>, section: &str, field: &str, p: &mut Vec<Problem>) {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, v) in values.enumerate() {
+        if let Some(j) = first.insert(v, i) {
+            p.push(Problem::new(
+                format!("{section}[{i}].{field}"),
+                format!("duplicate {field} {v:?} (also {section}[{j}])"),
+            ));
+        }
+    }
+}
+
+fn required_str(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Vec<Problem>) -> Option<String> {
+    match obj.get(key).and_then(Value::as_str).map(str::trim) {
+        Some(s) if !s.is_empty() => Some(s.to_string()),
+        _ => {
+            p.push(Problem::new(format!("{path}.{key}"), "is required: a non-empty string"));
+            None
+        }
+    }
+}
+
+fn optional_str(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Vec<Problem>) -> Option<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            p.push(Problem::new(format!("{path}.{key}"), "must be a string"));
+            None
+        }
+    }
+}
+
+fn int_in(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    (min, max, default): (i64, i64, i64),
+    p: &mut Vec<Problem>,
+) -> Option<i32> {
+    match obj.get(key) {
+        None | Some(Value::Null) => i32::try_from(default).ok(),
+        Some(v) => match v.as_i64().filter(|n| (min..=max).contains(n)) {
+            Some(n) => i32::try_from(n).ok(),
+            None => {
+                p.push(Problem::new(
+                    format!("{path}.{key}"),
+                    format!("must be an integer >= {min} (at most {max})"),
+                ));
+                None
+            }
+        },
+    }
+}
+
+fn parse_series(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<SeriesDef> {
+    let code = required_str(obj, path, "code", p);
+    let name = optional_str(obj, path, "name", p);
+    let description = optional_str(obj, path, "description", p);
+    let unit = optional_str(obj, path, "unit", p);
+    let frequency = optional_str(obj, path, "frequency", p);
+    Some(SeriesDef { code: code?, name, description, unit, frequency })
+}
+
+fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<DatasetDef> {
+    let id = required_str(obj, path, "id", p);
+    let name = optional_str(obj, path, "name", p);
+    let description = optional_str(obj, path, "description", p);
+    let bucket = optional_str(obj, path, "bucket", p);
+    let mut series = Vec::new();
+    let mut ok = true;
+    let listed = !matches!(obj.get("series"), None | Some(Value::Null));
+    match obj.get("series") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (j, s) in items.iter().enumerate() {
+                match s.as_str().map(str::trim) {
+                    Some(code) if !code.is_empty() => series.push(code.to_string()),
+                    _ => {
+                        ok = false;
+                        p.push(Problem::new(format!("{path}.series[{j}]"), "must be a non-empty string"));
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            ok = false;
+            p.push(Problem::new(format!("{path}.series"), "must be an array of series codes"));
+        }
+    }
+    series.sort();
+    series.dedup();
+    ok.then_some(())?;
+    Some(DatasetDef { id: id?, name, description, bucket, series: listed.then_some(series) })
+}
+
+fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<MetricDef> {
+    let id = required_str(obj, path, "id", p);
+    let code = required_str(obj, path, "code", p);
+    let expression_type = match obj.get("expression_type").and_then(Value::as_str) {
+        Some(s) => match s.parse::<ExpressionType>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                p.push(Problem::new(format!("{path}.expression_type"), e));
+                None
+            }
+        },
+        None => {
+            p.push(Problem::new(
+                format!("{path}.expression_type"),
+                "is required: one of series_math, window_op, composite",
+            ));
+            None
+        }
+    };
+    let expr_path = format!("{path}.expression_json");
+    let expression_json = obj.get("expression_json").cloned();
+    if expression_json.is_none() {
+        p.push(Problem::new(expr_path.clone(), "is required"));
+    }
+    let expression = match (expression_type, &expression_json) {
+        (Some(t), Some(json)) => match parse_metric_expression(t, json, &expr_path) {
+            Ok(e) => Some(e),
+            Err(problems) => {
+                p.extend(problems);
+                None
+            }
+        },
+        _ => None,
+    };
+    let required_days = int_in(obj, path, "required_days", (0, MAX_REQUIRED_DAYS, 7), p);
+    let max_attempts = int_in(obj, path, "max_attempts", (1, MAX_ATTEMPTS, 1), p);
+    let enabled = match obj.get("enabled") {
+        None | Some(Value::Null) => Some(true),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            p.push(Problem::new(format!("{path}.enabled"), "must be true or false"));
+            None
+        }
+    };
+    let frequency = optional_str(obj, path, "frequency", p);
+    let unit = optional_str(obj, path, "unit", p);
+    let description = optional_str(obj, path, "description", p);
+    Some(MetricDef {
+        id: id?,
+        code: code?,
+        expression_type: expression_type?,
+        expression_json: expression_json?,
+        expression: expression?,
+        required_days: required_days?,
+        max_attempts: max_attempts?,
+        enabled: enabled?,
+        frequency,
+        unit,
+        description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+          "datasets": [{"id": "d1", "name": "D1", "bucket": "b", "series": ["S1", "S2"]}],
+          "series": [{"code": "S1", "name": "one"}, {"code": "S2"}],
+          "metrics": [{"id": "m1", "code": "m.one", "expression_type": "composite",
+                       "expression_json": {"op": "sum", "operands": [{"seriesCode": "S1"}]},
+                       "required_days": 0, "max_attempts": 2, "enabled": true}]
+        })
+    }
+
+    #[test]
+    fn a_valid_catalog_parses_with_defaults() {
+        let mut doc = sample();
+        doc["metrics"][0].as_object_mut().unwrap().remove("required_days");
+        let c = validate(&doc, &HashSet::new()).unwrap();
+        assert_eq!(c.metrics[0].required_days, 7);
+        assert_eq!(c.metrics[0].max_attempts, 2);
+        assert_eq!(c.datasets[0].series, Some(vec!["S1".to_string(), "S2".to_string()]));
+    }
+
+    #[test]
+    fn problems_carry_their_paths() {
+        let doc = json!({
+          "datasets": [{"id": "", "series": ["S9", 3]}],
+          "series": [{"code": "S1"}, {"code": "S1"}],
+          "metrics": [
+            {"id": "m1", "code": "a", "expression_type": "composite",
+             "expression_json": {"op": "sum", "operands": [{"seriesCode": "S1"}]}},
+            {"id": "m2", "code": "b", "expression_type": "series_math",
+             "expression_json": {"op": "ratio", "left": {"op": "sma", "series": {"seriesCode": "S1"}, "window": 0},
+                                 "right": {"seriesCode": "NOPE"}},
+             "required_days": -1, "enabled": "yes"}]
+        });
+        let err = validate(&doc, &HashSet::new()).unwrap_err().to_string();
+        for needle in [
+            "datasets[0].id: is required",
+            "datasets[0].series[1]: must be a non-empty string",
+            "series[1].code: duplicate code \"S1\"",
+            "metrics[1].expression_json.left.window: must be an integer >= 1",
+            "metrics[1].required_days: must be an integer >= 0",
+            "metrics[1].enabled: must be true or false",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_series_are_reported_and_known_ones_accepted() {
+        let doc = json!({"metrics": [{"id": "m", "code": "m", "expression_type": "composite",
+            "expression_json": {"op": "sum", "operands": [{"series_code": "OLD"}]}}]});
+        let err = validate(&doc, &HashSet::new()).unwrap_err().to_string();
+        assert!(err.contains("metrics[0].expression_json: references unknown series \"OLD\""), "{err}");
+        let known: HashSet<String> = ["OLD".to_string()].into();
+        assert!(validate(&doc, &known).is_ok());
+    }
+
+    #[test]
+    fn yaml_and_json_give_the_same_catalog() {
+        let yaml = "datasets:\n  - id: d1\n    series: [S1]\nseries:\n  - code: S1\nmetrics:\n  - id: m1\n    code: m.one\n    expression_type: window_op\n    expression_json: {op: lag, series: {seriesCode: S1}, window: 1}\n";
+        let doc = parse_document(yaml, Format::detect("c.yaml", yaml)).unwrap();
+        let c = validate(&doc, &HashSet::new()).unwrap();
+        assert_eq!(c.metrics[0].expression_type, ExpressionType::WindowOp);
+        let json_text = serde_json::to_string(&doc).unwrap();
+        let again = parse_document(&json_text, Format::detect("c", &json_text)).unwrap();
+        assert_eq!(validate(&again, &HashSet::new()).unwrap(), c);
+    }
+
+    #[test]
+    fn malformed_text_is_a_problem_not_a_panic() {
+        assert!(parse_document("{", Format::Json).is_err());
+        assert!(parse_document("a: [", Format::Yaml).is_err());
+        assert!(validate(&json!([1]), &HashSet::new()).is_err());
+        assert!(validate(&json!({"metrics": 3}), &HashSet::new()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,200}") {
+            for f in [Format::Json, Format::Yaml] {
+                if let Ok(doc) = parse_document(&s, f) {
+                    let _ = validate(&doc, &HashSet::new());
+                }
+            }
+        }
+    }
+}

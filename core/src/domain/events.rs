@@ -1,0 +1,305 @@
+//! Inbound wire contracts (SPEC §3.1, §3.2): bodies parsed into typed events
+//! or typed errors. Unknown fields are ignored; an SNS notification envelope
+//! is unwrapped first.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::run_state::LifecycleKind;
+
+/// Bodies larger than this are rejected before parsing (SQS allows 256 KiB;
+/// an S3-offloaded payload may be bigger, but not unboundedly so).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON at all (DLQ `error_type=invalid_json`).
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// JSON, but not a valid event (DLQ `error_type=invalid_event`).
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+}
+
+impl EventError {
+    /// The DLQ `error_type` attribute of SPEC §5.6.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidEvent(_) => "invalid_event",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionUpdate {
+    pub dataset_id: String,
+    pub bucket: Option<String>,
+    pub version_manifest_path: String,
+    pub projections_path: String,
+}
+
+impl ProjectionUpdate {
+    /// The idempotency key: `dataset_id + ":" + version_manifest_path`.
+    pub fn event_key(&self) -> String {
+        format!("{}:{}", self.dataset_id, self.version_manifest_path)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("event".into(), "projection_update".into());
+        m.insert("dataset_id".into(), self.dataset_id.clone().into());
+        if let Some(b) = &self.bucket {
+            m.insert("bucket".into(), b.clone().into());
+        }
+        m.insert("version_manifest_path".into(), self.version_manifest_path.clone().into());
+        m.insert("projections_path".into(), self.projections_path.clone().into());
+        Value::Object(m)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionStatus {
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LifecycleEvent {
+    Started {
+        run_id: String,
+        started_at: Option<DateTime<Utc>>,
+    },
+    Heartbeat {
+        run_id: String,
+        progress: Option<f64>,
+        ts: Option<DateTime<Utc>>,
+    },
+    Completed(Completion),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub run_id: String,
+    pub status: CompletionStatus,
+    pub metric_code: Option<String>,
+    pub version_ts: Option<String>,
+    pub output_manifest: Option<String>,
+    pub row_count: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl LifecycleEvent {
+    pub fn run_id(&self) -> &str {
+        match self {
+            Self::Started { run_id, .. } | Self::Heartbeat { run_id, .. } => run_id,
+            Self::Completed(c) => &c.run_id,
+        }
+    }
+
+    pub fn kind(&self) -> LifecycleKind {
+        match self {
+            Self::Started { .. } => LifecycleKind::Started,
+            Self::Heartbeat { .. } => LifecycleKind::Heartbeat,
+            Self::Completed(c) => LifecycleKind::Completed {
+                success: c.status == CompletionStatus::Success,
+            },
+        }
+    }
+}
+
+/// Parses a body into JSON, unwrapping an SNS notification envelope.
+pub fn parse_body(body: &str) -> Result<Value, EventError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(EventError::InvalidEvent(format!(
+            "body of {} bytes exceeds the limit of {MAX_BODY_BYTES}",
+            body.len()
+        )));
+    }
+    let v: Value = serde_json::from_str(body).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+    let is_envelope = v.get("Type").and_then(Value::as_str) == Some("Notification");
+    match (is_envelope, v.get("Message")) {
+        (true, Some(Value::String(inner))) => serde_json::from_str(inner)
+            .map_err(|e| EventError::InvalidJson(format!("SNS envelope Message: {e}"))),
+        (true, _) => Err(EventError::InvalidEvent(
+            "SNS envelope without a string Message".into(),
+        )),
+        (false, _) => Ok(v),
+    }
+}
+
+fn object(v: &Value) -> Result<&Map<String, Value>, EventError> {
+    v.as_object()
+        .ok_or_else(|| EventError::InvalidEvent("body must be a JSON object".into()))
+}
+
+fn required_str(o: &Map<String, Value>, key: &str) -> Result<String, EventError> {
+    match o.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(EventError::InvalidEvent(format!("{key} must not be empty"))),
+        Some(_) => Err(EventError::InvalidEvent(format!("{key} must be a string"))),
+        None => Err(EventError::InvalidEvent(format!("{key} is required"))),
+    }
+}
+
+fn optional_str(o: &Map<String, Value>, key: &str) -> Result<Option<String>, EventError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(EventError::InvalidEvent(format!("{key} must be a string or null"))),
+    }
+}
+
+fn optional_time(o: &Map<String, Value>, key: &str) -> Result<Option<DateTime<Utc>>, EventError> {
+    match optional_str(o, key)? {
+        None => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| EventError::InvalidEvent(format!("{key} must be an RFC 3339 timestamp: {e}"))),
+    }
+}
+
+/// SPEC §3.1.
+pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError> {
+    let o = object(v)?;
+    match o.get("event") {
+        Some(Value::String(e)) if e == "projection_update" => {}
+        Some(other) => {
+            return Err(EventError::InvalidEvent(format!(
+                "event must be \"projection_update\", got {other}"
+            )))
+        }
+        None => return Err(EventError::InvalidEvent("event is required".into())),
+    }
+    Ok(ProjectionUpdate {
+        dataset_id: required_str(o, "dataset_id")?,
+        bucket: optional_str(o, "bucket")?.filter(|b| !b.is_empty()),
+        version_manifest_path: required_str(o, "version_manifest_path")?,
+        projections_path: required_str(o, "projections_path")?,
+    })
+}
+
+/// SPEC §3.2.
+pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
+    let o = object(v)?;
+    let kind = required_str(o, "type")?;
+    let run_id = required_str(o, "runId")?;
+    match kind.as_str() {
+        "metric_run_started" => Ok(LifecycleEvent::Started {
+            run_id,
+            started_at: optional_time(o, "startedAt")?,
+        }),
+        "metric_run_heartbeat" => {
+            let progress = match o.get("progress") {
+                None | Some(Value::Null) => None,
+                Some(p) => match p.as_f64() {
+                    Some(x) if (0.0..=100.0).contains(&x) => Some(x),
+                    _ => {
+                        return Err(EventError::InvalidEvent(
+                            "progress must be a number in 0..=100".into(),
+                        ))
+                    }
+                },
+            };
+            Ok(LifecycleEvent::Heartbeat {
+                run_id,
+                progress,
+                ts: optional_time(o, "ts")?,
+            })
+        }
+        "metric_run_completed" => {
+            let status = match required_str(o, "status")?.as_str() {
+                "SUCCESS" => CompletionStatus::Success,
+                "FAILURE" => CompletionStatus::Failure,
+                other => {
+                    return Err(EventError::InvalidEvent(format!(
+                        "status must be SUCCESS or FAILURE, got {other:?}"
+                    )))
+                }
+            };
+            let row_count = match o.get("rowCount") {
+                None | Some(Value::Null) => None,
+                Some(n) => Some(n.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+                    EventError::InvalidEvent("rowCount must be an integer >= 0".into())
+                })?),
+            };
+            Ok(LifecycleEvent::Completed(Completion {
+                run_id,
+                status,
+                metric_code: optional_str(o, "metricCode")?,
+                version_ts: optional_str(o, "versionTs")?,
+                output_manifest: optional_str(o, "outputManifest")?,
+                row_count,
+                error: optional_str(o, "error")?,
+            }))
+        }
+        other => Err(EventError::InvalidEvent(format!("unknown type {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn projection_update_parses_and_builds_its_key() {
+        let v = json!({"event": "projection_update", "dataset_id": "d", "bucket": "b",
+                       "version_manifest_path": "m.json", "projections_path": "p/", "extra": 1});
+        let u = parse_projection_update(&v).unwrap();
+        assert_eq!(u.event_key(), "d:m.json");
+        assert_eq!(parse_projection_update(&u.to_json()).unwrap(), u);
+    }
+
+    #[test]
+    fn projection_update_errors_are_typed() {
+        let base = json!({"event": "projection_update", "dataset_id": "d",
+                          "version_manifest_path": "m", "projections_path": "p"});
+        let mut wrong_event = base.clone();
+        wrong_event["event"] = json!("other");
+        let mut missing = base.clone();
+        missing.as_object_mut().unwrap().remove("dataset_id");
+        let mut ill_typed = base.clone();
+        ill_typed["projections_path"] = json!(3);
+        for v in [wrong_event, missing, ill_typed, json!([])] {
+            assert!(matches!(parse_projection_update(&v), Err(EventError::InvalidEvent(_))));
+        }
+        assert_eq!(parse_body("{nope").unwrap_err().error_type(), "invalid_json");
+    }
+
+    #[test]
+    fn sns_envelope_is_unwrapped() {
+        let inner = json!({"type": "metric_run_started", "runId": "r1"}).to_string();
+        let body = json!({"Type": "Notification", "MessageId": "x", "Message": inner}).to_string();
+        let ev = parse_lifecycle(&parse_body(&body).unwrap()).unwrap();
+        assert_eq!(ev.run_id(), "r1");
+    }
+
+    #[test]
+    fn lifecycle_events_validate_their_fields() {
+        let ok = json!({"type": "metric_run_heartbeat", "runId": "r", "progress": 40,
+                        "ts": "2026-11-20T10:01:00Z"});
+        assert!(matches!(parse_lifecycle(&ok), Ok(LifecycleEvent::Heartbeat { progress: Some(p), .. }) if p == 40.0));
+        for bad in [
+            json!({"type": "metric_run_heartbeat", "runId": "r", "progress": 101}),
+            json!({"type": "metric_run_heartbeat", "runId": "r", "ts": "yesterday"}),
+            json!({"type": "metric_run_started", "runId": ""}),
+            json!({"type": "metric_run_exploded", "runId": "r"}),
+            json!({"type": "metric_run_completed", "runId": "r", "status": "OK"}),
+            json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS", "rowCount": -1}),
+        ] {
+            assert!(parse_lifecycle(&bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(s in ".{0,300}") {
+            if let Ok(v) = parse_body(&s) {
+                let _ = parse_projection_update(&v);
+                let _ = parse_lifecycle(&v);
+            }
+        }
+    }
+}

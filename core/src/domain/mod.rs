@@ -1,0 +1,10 @@
+//! Pure domain rules: no tokio, SQL or AWS here; each file is unit-tested.
+
+pub mod catalog;
+pub mod events;
+pub mod expression;
+pub mod freshness;
+pub mod problem;
+pub mod run_request;
+pub mod run_state;
+pub mod synth;

@@ -1,0 +1,263 @@
+//! The outbound run request (SPEC §3.3), built from exactly the dataset
+//! updates a run uses.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Settings that shape every request: where outputs go, and whether the
+/// topic is FIFO (then group and deduplication ids are set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSettings {
+    pub output_bucket: String,
+    pub output_prefix: String,
+    pub fifo: bool,
+}
+
+impl RequestSettings {
+    pub fn base_path(&self, metric_code: &str) -> String {
+        format!("s3://{}/{}{}/", self.output_bucket, self.output_prefix, metric_code)
+    }
+}
+
+/// One dataset update used by a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedUpdate {
+    pub dataset_id: String,
+    pub update_id: String,
+    pub bucket: String,
+    pub manifest_path: String,
+    pub projections_path: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything a request is built from.
+#[derive(Debug, Clone)]
+pub struct RunRequestInput<'a> {
+    pub run_id: &'a str,
+    pub metric_code: &'a str,
+    pub expression_type: &'a str,
+    pub expression_json: &'a Value,
+    pub attempt: i32,
+    pub requested_at: DateTime<Utc>,
+    /// (series code, dataset id) for every series the metric references and
+    /// every dataset that contains it.
+    pub series_datasets: &'a [(String, String)],
+    pub updates: &'a [UsedUpdate],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequest {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub run_id: String,
+    pub metric_code: String,
+    pub expression_type: String,
+    pub expression_json: Value,
+    pub inputs: Vec<Input>,
+    pub catalog: CatalogSection,
+    pub output: Output,
+    pub attempt: i32,
+    pub requested_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_deduplication_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    /// `None` only when no dataset in the catalog provides the series.
+    pub dataset_id: Option<String>,
+    pub series_code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogSection {
+    pub datasets: BTreeMap<String, CatalogDataset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogDataset {
+    pub bucket: String,
+    pub manifest_path: String,
+    pub projections_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    pub base_path: String,
+}
+
+/// `requestedAt` is written with millisecond precision in UTC.
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn build(input: &RunRequestInput<'_>, settings: &RequestSettings) -> RunRequest {
+    let by_dataset: BTreeMap<&str, &UsedUpdate> = input
+        .updates
+        .iter()
+        .map(|u| (u.dataset_id.as_str(), u))
+        .collect();
+    // For each series: the dataset whose used update is newest; ties go to the
+    // smallest dataset id (BTreeMap order + strict comparison).
+    let mut providers: BTreeMap<&str, Option<(&str, DateTime<Utc>)>> = BTreeMap::new();
+    for (series, dataset) in input.series_datasets {
+        let slot = providers.entry(series.as_str()).or_insert(None);
+        if let Some(update) = by_dataset.get(dataset.as_str()) {
+            let better = match slot {
+                None => true,
+                Some((best_id, best_at)) => {
+                    update.created_at > *best_at
+                        || (update.created_at == *best_at && dataset.as_str() < *best_id)
+                }
+            };
+            if better {
+                *slot = Some((dataset.as_str(), update.created_at));
+            }
+        }
+    }
+    let inputs = providers
+        .into_iter()
+        .map(|(series, provider)| Input {
+            dataset_id: provider.map(|(d, _)| d.to_string()),
+            series_code: series.to_string(),
+        })
+        .collect();
+    let datasets = by_dataset
+        .into_iter()
+        .map(|(id, u)| {
+            (
+                id.to_string(),
+                CatalogDataset {
+                    bucket: u.bucket.clone(),
+                    manifest_path: u.manifest_path.clone(),
+                    projections_path: u.projections_path.clone(),
+                },
+            )
+        })
+        .collect();
+    RunRequest {
+        kind: "metric_run_requested",
+        run_id: input.run_id.to_string(),
+        metric_code: input.metric_code.to_string(),
+        expression_type: input.expression_type.to_string(),
+        expression_json: input.expression_json.clone(),
+        inputs,
+        catalog: CatalogSection { datasets },
+        output: Output {
+            base_path: settings.base_path(input.metric_code),
+        },
+        attempt: input.attempt,
+        requested_at: format_timestamp(input.requested_at),
+        message_group_id: settings.fifo.then(|| input.metric_code.to_string()),
+        message_deduplication_id: settings.fifo.then(|| input.run_id.to_string()),
+    }
+}
+
+impl RunRequest {
+    pub fn to_json_string(&self) -> String {
+        // Serializing plain structs, strings and serde_json values cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn update(d: &str, at: &str) -> UsedUpdate {
+        UsedUpdate {
+            dataset_id: d.into(),
+            update_id: format!("u-{d}"),
+            bucket: "bkt".into(),
+            manifest_path: format!("{d}/manifest.json"),
+            projections_path: format!("{d}/proj/"),
+            created_at: t(at),
+        }
+    }
+
+    fn settings(fifo: bool) -> RequestSettings {
+        RequestSettings {
+            output_bucket: "out".into(),
+            output_prefix: "metrics/".into(),
+            fifo,
+        }
+    }
+
+    #[test]
+    fn the_request_has_the_exact_wire_shape() {
+        let expr = json!({"op": "ratio", "left": {"seriesCode": "B"}, "right": {"seriesCode": "A"}});
+        let sd = vec![("A".to_string(), "d1".to_string()), ("B".to_string(), "d2".to_string())];
+        let ups = vec![update("d1", "2026-11-20T10:00:00Z"), update("d2", "2026-11-20T10:00:01Z")];
+        let input = RunRequestInput {
+            run_id: "r1",
+            metric_code: "m.x",
+            expression_type: "series_math",
+            expression_json: &expr,
+            attempt: 1,
+            requested_at: t("2026-11-20T10:00:00.123456Z"),
+            series_datasets: &sd,
+            updates: &ups,
+        };
+        let v: Value = serde_json::from_str(&build(&input, &settings(false)).to_json_string()).unwrap();
+        assert_eq!(
+            v,
+            json!({
+              "type": "metric_run_requested", "runId": "r1", "metricCode": "m.x",
+              "expressionType": "series_math", "expressionJson": expr,
+              "inputs": [{"datasetId": "d1", "seriesCode": "A"}, {"datasetId": "d2", "seriesCode": "B"}],
+              "catalog": {"datasets": {
+                "d1": {"bucket": "bkt", "manifestPath": "d1/manifest.json", "projectionsPath": "d1/proj/"},
+                "d2": {"bucket": "bkt", "manifestPath": "d2/manifest.json", "projectionsPath": "d2/proj/"}}},
+              "output": {"basePath": "s3://out/metrics/m.x/"},
+              "attempt": 1, "requestedAt": "2026-11-20T10:00:00.123Z"
+            })
+        );
+        let fifo = build(&input, &settings(true));
+        assert_eq!(fifo.message_group_id.as_deref(), Some("m.x"));
+        assert_eq!(fifo.message_deduplication_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_series_in_several_datasets_comes_from_the_newest_update_then_smallest_id() {
+        let expr = json!({});
+        let sd = vec![
+            ("S".to_string(), "a".to_string()),
+            ("S".to_string(), "b".to_string()),
+            ("S".to_string(), "c".to_string()),
+            ("T".to_string(), "b".to_string()),
+            ("T".to_string(), "c".to_string()),
+        ];
+        let ups = vec![
+            update("a", "2026-11-20T10:00:00Z"),
+            update("b", "2026-11-20T10:00:05Z"),
+            update("c", "2026-11-20T10:00:05Z"),
+        ];
+        let input = RunRequestInput {
+            run_id: "r",
+            metric_code: "m",
+            expression_type: "composite",
+            expression_json: &expr,
+            attempt: 2,
+            requested_at: t("2026-11-20T10:00:00Z"),
+            series_datasets: &sd,
+            updates: &ups,
+        };
+        let r = build(&input, &settings(false));
+        let ids: Vec<_> = r.inputs.iter().map(|i| i.dataset_id.as_deref().unwrap()).collect();
+        assert_eq!(ids, vec!["b", "b"]);
+    }
+}

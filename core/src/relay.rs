@@ -1,0 +1,229 @@
+//! The outbox relay (SPEC §5.4): publishes run requests after their
+//! transaction committed. `publish_now` is called right after a commit (low
+//! latency); `run` sweeps whatever is left (crash recovery), forever, with
+//! capped exponential backoff per row. No transaction is open while the
+//! publisher talks to the network: rows are leased, published, then marked.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::instrument;
+
+use crate::in_transaction;
+use crate::store::outbox::{self, Backlog, OutboxMessage};
+use crate::store::{runs, Pool, StoreError};
+
+/// Why one message could not be published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(pub String);
+
+/// Sends run requests to the run-requests topic.
+pub trait Publisher: Send + Sync {
+    /// Publishes a batch; the result has one entry per message, in order.
+    fn publish(&self, batch: &[OutboxMessage]) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelayConfig {
+    /// Rows claimed per round.
+    pub batch: i64,
+    /// How long a claim keeps other relays away from a row.
+    pub lease: Duration,
+    /// First retry delay after a failed publish; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Pause between sweeps when there is nothing to do.
+    pub sweep_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            lease: Duration::from_secs(30),
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The pause after the `attempts`-th failed publish of a row.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+        self.base_backoff.saturating_mul(1u32 << exp).min(self.max_backoff)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    pub published: usize,
+    pub failed: usize,
+    pub dispatched: u64,
+}
+
+impl RelayReport {
+    fn add(&mut self, other: &RelayReport) {
+        self.published += other.published;
+        self.failed += other.failed;
+        self.dispatched += other.dispatched;
+    }
+}
+
+pub struct Relay<P> {
+    pool: Pool,
+    publisher: P,
+    config: RelayConfig,
+}
+
+impl<P: Publisher> Relay<P> {
+    pub fn new(pool: Pool, publisher: P, config: RelayConfig) -> Self {
+        Self { pool, publisher, config }
+    }
+
+    pub fn publisher(&self) -> &P {
+        &self.publisher
+    }
+
+    /// Publishes the given rows now (call right after their commit).
+    #[instrument(skip_all, fields(rows = ids.len()))]
+    pub async fn publish_now(&self, ids: &[i64]) -> Result<RelayReport, StoreError> {
+        if ids.is_empty() {
+            return Ok(RelayReport::default());
+        }
+        let claimed = self.claim(Some(ids)).await?;
+        self.publish_claimed(claimed).await
+    }
+
+    /// Publishes every due row, batch after batch, until none is left.
+    pub async fn sweep_once(&self) -> Result<RelayReport, StoreError> {
+        let mut total = RelayReport::default();
+        loop {
+            let claimed = self.claim(None).await?;
+            let full = claimed.len() as i64 >= self.config.batch;
+            let report = self.publish_claimed(claimed).await?;
+            total.add(&report);
+            if !full || report.published == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Sweeps until `shutdown` is canceled. Errors are logged and retried.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            match self.sweep_once().await {
+                Ok(r) if r.published + r.failed > 0 => {
+                    tracing::info!(published = r.published, failed = r.failed, "outbox sweep")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox sweep failed; will retry"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.config.sweep_interval) => {}
+            }
+        }
+    }
+
+    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+        in_transaction!(self.pool, StoreError, |tx| outbox::backlog(&tx).await?)
+    }
+
+    async fn claim(&self, only: Option<&[i64]>) -> Result<Vec<OutboxMessage>, StoreError> {
+        let (batch, lease) = (self.config.batch, self.config.lease);
+        in_transaction!(self.pool, StoreError, |tx| outbox::claim(&tx, only, batch, lease).await?)
+    }
+
+    async fn publish_claimed(&self, claimed: Vec<OutboxMessage>) -> Result<RelayReport, StoreError> {
+        if claimed.is_empty() {
+            return Ok(RelayReport::default());
+        }
+        let results = self.publisher.publish(&claimed).await;
+        let mut ok_ids = Vec::new();
+        let mut failures = Vec::new();
+        for (i, msg) in claimed.iter().enumerate() {
+            match results.get(i) {
+                Some(Ok(())) => ok_ids.push(msg.id),
+                Some(Err(e)) => failures.push((msg, e.0.clone())),
+                None => failures.push((msg, "publisher returned no result".to_string())),
+            }
+        }
+        let dispatched = in_transaction!(self.pool, StoreError, |tx| {
+            let run_ids = outbox::mark_published(&tx, &ok_ids).await?;
+            for (msg, err) in &failures {
+                outbox::mark_failed(&tx, msg.id, err, self.config.backoff(msg.attempts)).await?;
+            }
+            runs::mark_dispatched(&tx, &run_ids).await?
+        })?;
+        for (msg, err) in &failures {
+            tracing::warn!(run_id = %msg.run_id, attempts = msg.attempts, error = %err,
+                "publishing a run request failed; it will be retried");
+        }
+        Ok(RelayReport {
+            published: ok_ids.len(),
+            failed: failures.len(),
+            dispatched,
+        })
+    }
+}
+
+/// An in-process publisher that records what it was given; it can be told to
+/// fail. For tests, demos and benchmarks without a broker.
+#[derive(Debug, Default)]
+pub struct RecordingPublisher {
+    published: std::sync::Mutex<Vec<OutboxMessage>>,
+    fail_next: std::sync::atomic::AtomicUsize,
+}
+
+impl RecordingPublisher {
+    /// The next `n` messages fail to publish.
+    pub fn fail_next(&self, n: usize) {
+        self.fail_next.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn published(&self) -> Vec<OutboxMessage> {
+        self.published.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Publisher for RecordingPublisher {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {
+        use std::sync::atomic::Ordering;
+        let mut out = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let failing = self
+                .fail_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                out.push(Err(PublishError("injected failure".into())));
+            } else {
+                if let Ok(mut v) = self.published.lock() {
+                    v.push(msg.clone());
+                }
+                out.push(Ok(()));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RelayConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let c = RelayConfig::default();
+        assert_eq!(c.backoff(1), Duration::from_millis(500));
+        assert_eq!(c.backoff(2), Duration::from_secs(1));
+        assert_eq!(c.backoff(4), Duration::from_secs(4));
+        assert_eq!(c.backoff(40), Duration::from_secs(300));
+        assert_eq!(c.backoff(i32::MAX), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,225 @@
+//! The catalog aggregate: `datasets`, `series`, `dataset_series`, `metrics`,
+//! `metric_dependencies`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::{StoreResult, Transaction};
+use crate::domain::catalog::Catalog;
+
+/// A dependent metric, locked for the rest of the transaction.
+#[derive(Debug, Clone)]
+pub struct LockedMetric {
+    pub id: String,
+    pub code: String,
+    pub required_days: i32,
+}
+
+/// Locks, in ascending id order, every enabled metric that depends on
+/// `dataset_id`. One indexed query (dataset → series → metrics); the lock
+/// serialises all work on a metric's pending run across workers, and the
+/// fixed order rules out deadlocks between them.
+pub async fn lock_dependent_metrics(tx: &Transaction<'_>, dataset_id: &str) -> StoreResult<Vec<LockedMetric>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT m.id, m.code, m.required_days
+               FROM metrics m
+              WHERE m.enabled
+                AND m.id IN (SELECT md.metric_id
+                               FROM dataset_series ds
+                               JOIN metric_dependencies md ON md.series_code = ds.series_code
+                              WHERE ds.dataset_id = $1)
+              ORDER BY m.id
+                FOR NO KEY UPDATE OF m",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&dataset_id]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| LockedMetric {
+            id: r.get(0),
+            code: r.get(1),
+            required_days: r.get(2),
+        })
+        .collect())
+}
+
+/// What a run request needs from the catalog for one metric.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub expression_type: String,
+    pub expression_json: Value,
+    /// (series code, dataset id) pairs; a series no dataset provides is absent.
+    pub series_datasets: Vec<(String, String)>,
+    /// Series the metric references that no dataset provides.
+    pub orphan_series: Vec<String>,
+}
+
+pub async fn request_context(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+) -> StoreResult<HashMap<String, RequestContext>> {
+    let metrics = tx
+        .prepare_cached("SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)")
+        .await?;
+    let deps = tx
+        .prepare_cached(
+            "SELECT md.metric_id, md.series_code, ds.dataset_id
+               FROM metric_dependencies md
+               LEFT JOIN dataset_series ds ON ds.series_code = md.series_code
+              WHERE md.metric_id = ANY($1)",
+        )
+        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&metric_ids];
+    let (metric_rows, dep_rows) = futures::try_join!(tx.query(&metrics, &params), tx.query(&deps, &params))?;
+    let mut out: HashMap<String, RequestContext> = metric_rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                RequestContext {
+                    expression_type: r.get(1),
+                    expression_json: r.get(2),
+                    series_datasets: Vec::new(),
+                    orphan_series: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for r in &dep_rows {
+        let metric_id: String = r.get(0);
+        if let Some(ctx) = out.get_mut(&metric_id) {
+            match r.get::<_, Option<String>>(2) {
+                Some(dataset) => ctx.series_datasets.push((r.get(1), dataset)),
+                None => ctx.orphan_series.push(r.get(1)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn known_series(tx: &Transaction<'_>) -> StoreResult<HashSet<String>> {
+    let rows = tx.query("SELECT code FROM series", &[]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Metric ids (in the store) that already use one of these codes.
+pub async fn metric_ids_by_code(tx: &Transaction<'_>, codes: &[String]) -> StoreResult<HashMap<String, String>> {
+    let rows = tx.query("SELECT code, id FROM metrics WHERE code = ANY($1)", &[&codes]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The series each of these metrics depends on, as stored.
+pub async fn dependencies(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, BTreeSet<String>>> {
+    let rows = tx
+        .query(
+            "SELECT metric_id, series_code FROM metric_dependencies WHERE metric_id = ANY($1)",
+            &[&metric_ids],
+        )
+        .await?;
+    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for r in &rows {
+        out.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    Ok(out)
+}
+
+/// Serialises catalog applies with each other (released at commit).
+pub async fn lock_for_apply(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.execute("SELECT pg_advisory_xact_lock(7201)", &[]).await?;
+    Ok(())
+}
+
+/// Upserts everything in the catalog; a dataset's series list and a metric's
+/// dependencies are replaced by the file's. Metrics are written in id order,
+/// the order in which the projection-update path locks them.
+pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
+    let s = &c.series;
+    let codes: Vec<&str> = s.iter().map(|x| x.code.as_str()).collect();
+    let names: Vec<Option<&str>> = s.iter().map(|x| x.name.as_deref()).collect();
+    let descs: Vec<Option<&str>> = s.iter().map(|x| x.description.as_deref()).collect();
+    let units: Vec<Option<&str>> = s.iter().map(|x| x.unit.as_deref()).collect();
+    let freqs: Vec<Option<&str>> = s.iter().map(|x| x.frequency.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO series (code, name, description, unit, frequency)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
+             unit = EXCLUDED.unit, frequency = EXCLUDED.frequency, updated_at = now()",
+        &[&codes, &names, &descs, &units, &freqs],
+    )
+    .await?;
+
+    let d = &c.datasets;
+    let ids: Vec<&str> = d.iter().map(|x| x.id.as_str()).collect();
+    let names: Vec<Option<&str>> = d.iter().map(|x| x.name.as_deref()).collect();
+    let descs: Vec<Option<&str>> = d.iter().map(|x| x.description.as_deref()).collect();
+    let buckets: Vec<Option<&str>> = d.iter().map(|x| x.bucket.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO datasets (id, name, description, bucket)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
+             bucket = EXCLUDED.bucket, updated_at = now()",
+        &[&ids, &names, &descs, &buckets],
+    )
+    .await?;
+    let listed: Vec<&str> = d.iter().filter(|x| x.series.is_some()).map(|x| x.id.as_str()).collect();
+    let (pair_ds, pair_series): (Vec<&str>, Vec<&str>) = d
+        .iter()
+        .flat_map(|x| x.series.iter().flatten().map(move |s| (x.id.as_str(), s.as_str())))
+        .unzip();
+    tx.execute("DELETE FROM dataset_series WHERE dataset_id = ANY($1)", &[&listed]).await?;
+    tx.execute(
+        "INSERT INTO dataset_series (dataset_id, series_code) SELECT * FROM unnest($1::text[], $2::text[])",
+        &[&pair_ds, &pair_series],
+    )
+    .await?;
+
+    let mut metrics: Vec<_> = c.metrics.iter().collect();
+    metrics.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<&str> = metrics.iter().map(|m| m.id.as_str()).collect();
+    let codes: Vec<&str> = metrics.iter().map(|m| m.code.as_str()).collect();
+    let types: Vec<&str> = metrics.iter().map(|m| m.expression_type.as_str()).collect();
+    let exprs: Vec<&Value> = metrics.iter().map(|m| &m.expression_json).collect();
+    let days: Vec<i32> = metrics.iter().map(|m| m.required_days).collect();
+    let attempts: Vec<i32> = metrics.iter().map(|m| m.max_attempts).collect();
+    let enabled: Vec<bool> = metrics.iter().map(|m| m.enabled).collect();
+    let freqs: Vec<Option<&str>> = metrics.iter().map(|m| m.frequency.as_deref()).collect();
+    let units: Vec<Option<&str>> = metrics.iter().map(|m| m.unit.as_deref()).collect();
+    let descs: Vec<Option<&str>> = metrics.iter().map(|m| m.description.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO metrics (id, code, expression_type, expression_json, required_days, max_attempts,
+                              enabled, frequency, unit, description)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
+                              $7::bool[], $8::text[], $9::text[], $10::text[])
+         ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, expression_type = EXCLUDED.expression_type,
+             expression_json = EXCLUDED.expression_json, required_days = EXCLUDED.required_days,
+             max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
+             frequency = EXCLUDED.frequency, unit = EXCLUDED.unit,
+             description = EXCLUDED.description, updated_at = now()",
+        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs],
+    )
+    .await?;
+    let (dep_metric, dep_series): (Vec<&str>, Vec<String>) = metrics
+        .iter()
+        .flat_map(|m| m.series().into_iter().map(move |s| (m.id.as_str(), s)))
+        .unzip();
+    tx.execute("DELETE FROM metric_dependencies WHERE metric_id = ANY($1)", &[&ids]).await?;
+    tx.execute(
+        "INSERT INTO metric_dependencies (metric_id, series_code) SELECT * FROM unnest($1::text[], $2::text[])",
+        &[&dep_metric, &dep_series],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Counts of catalog rows, for reports.
+pub async fn counts(tx: &Transaction<'_>) -> StoreResult<(i64, i64, i64)> {
+    let r = tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM datasets), (SELECT count(*) FROM series), (SELECT count(*) FROM metrics)",
+            &[],
+        )
+        .await?;
+    Ok((r.get(0), r.get(1), r.get(2)))
+}

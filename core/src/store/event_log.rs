@@ -1,0 +1,34 @@
+//! `event_log`: the idempotency and audit record of inbound events.
+
+use serde_json::Value;
+
+use super::{StoreResult, Transaction};
+
+/// Records an event as processed. Returns `false` when its key was already
+/// recorded (a duplicate). Concurrent transactions with the same key wait for
+/// each other on the primary key, so exactly one of them sees `true`.
+pub async fn record(
+    tx: &Transaction<'_>,
+    event_key: &str,
+    event_type: &str,
+    payload: &Value,
+    run_id: Option<&str>,
+) -> StoreResult<bool> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO event_log (event_key, event_type, event_payload, processed_at, run_id)
+             VALUES ($1, $2, $3, now(), $4)
+             ON CONFLICT (event_key) DO NOTHING",
+        )
+        .await?;
+    let n = tx.execute(&stmt, &[&event_key, &event_type, payload, &run_id]).await?;
+    Ok(n == 1)
+}
+
+/// How many events of a type were recorded (operators and tests).
+pub async fn count(tx: &Transaction<'_>, event_type: &str) -> StoreResult<i64> {
+    let row = tx
+        .query_one("SELECT count(*) FROM event_log WHERE event_type = $1", &[&event_type])
+        .await?;
+    Ok(row.get(0))
+}

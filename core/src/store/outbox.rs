@@ -1,0 +1,126 @@
+//! The transactional outbox (SPEC §5.4). Rows are written in the business
+//! transaction; the relay claims them with a time-limited lease (so no
+//! transaction stays open while it talks to SNS), publishes, and marks them.
+
+use std::time::Duration;
+
+use super::{StoreResult, Transaction};
+
+/// A run request waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub run_id: String,
+    pub payload: String,
+    pub message_group_id: Option<String>,
+    /// Publish attempts so far, this one included.
+    pub attempts: i32,
+}
+
+/// A row to write: (run id, request JSON, FIFO group id).
+pub struct NewMessage<'a> {
+    pub run_id: &'a str,
+    pub payload: &'a str,
+    pub message_group_id: Option<&'a str>,
+}
+
+pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<i64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO outbox (run_id, payload, message_group_id)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+             RETURNING id",
+        )
+        .await?;
+    let runs: Vec<&str> = rows.iter().map(|r| r.run_id).collect();
+    let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
+    let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
+    let out = tx.query(&stmt, &[&runs, &payloads, &groups]).await?;
+    Ok(out.iter().map(|r| r.get(0)).collect())
+}
+
+/// Leases up to `limit` due, unpublished rows (only those in `only` when
+/// given) for `lease`; rows leased by another relay are skipped.
+pub async fn claim(
+    tx: &Transaction<'_>,
+    only: Option<&[i64]>,
+    limit: i64,
+    lease: Duration,
+) -> StoreResult<Vec<OutboxMessage>> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE outbox o
+                SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
+               FROM (SELECT id FROM outbox
+                      WHERE published_at IS NULL AND next_attempt_at <= now()
+                        AND ($1::bigint[] IS NULL OR id = ANY($1))
+                      ORDER BY id LIMIT $2
+                        FOR UPDATE SKIP LOCKED) c
+              WHERE o.id = c.id
+             RETURNING o.id, o.run_id, o.payload, o.message_group_id, o.attempts",
+        )
+        .await?;
+    let lease_secs = lease.as_secs_f64();
+    let rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
+    let mut out: Vec<OutboxMessage> = rows
+        .iter()
+        .map(|r| OutboxMessage {
+            id: r.get(0),
+            run_id: r.get(1),
+            payload: r.get(2),
+            message_group_id: r.get(3),
+            attempts: r.get(4),
+        })
+        .collect();
+    out.sort_by_key(|m| m.id);
+    Ok(out)
+}
+
+/// Marks rows published; returns their run ids.
+pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<String>> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE outbox SET published_at = now(), last_error = NULL
+              WHERE id = ANY($1) AND published_at IS NULL
+             RETURNING run_id",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Records a failed publish; the row becomes due again after `retry_in`.
+pub async fn mark_failed(tx: &Transaction<'_>, id: i64, error: &str, retry_in: Duration) -> StoreResult<()> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE outbox SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
+              WHERE id = $1 AND published_at IS NULL",
+        )
+        .await?;
+    tx.execute(&stmt, &[&id, &error, &retry_in.as_secs_f64()]).await?;
+    Ok(())
+}
+
+/// Unpublished rows and the age in seconds of the oldest one.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Backlog {
+    pub unpublished: i64,
+    pub oldest_age_secs: f64,
+}
+
+pub async fn backlog(tx: &Transaction<'_>) -> StoreResult<Backlog> {
+    let r = tx
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
+               FROM outbox WHERE published_at IS NULL",
+            &[],
+        )
+        .await?;
+    Ok(Backlog {
+        unpublished: r.get(0),
+        oldest_age_secs: r.get(1),
+    })
+}

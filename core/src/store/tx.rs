@@ -1,0 +1,71 @@
+//! Retry policy for transactions that lost a race (serialization failure,
+//! deadlock, conditional update that found another state).
+
+use std::time::Duration;
+
+use super::StoreError;
+
+/// How many times a use case runs its transaction before giving up.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The pause before attempt `attempt + 1`, or `None` to give up.
+pub fn retry_delay(err: &StoreError, attempt: u32) -> Option<Duration> {
+    if !err.is_retryable() || attempt >= MAX_ATTEMPTS {
+        return None;
+    }
+    // 2, 4, 8 … ms, capped; jitter from the clock keeps competing workers apart.
+    let base = 2u64 << attempt.min(7);
+    let jitter = u64::from(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0))
+        % base.max(1);
+    Some(Duration::from_millis(base + jitter))
+}
+
+/// Errors a transaction body may end with; those that wrap a retryable store
+/// error make the transaction run again.
+pub trait TxError: From<StoreError> + std::fmt::Display {
+    fn as_store_error(&self) -> Option<&StoreError>;
+}
+
+impl TxError for StoreError {
+    fn as_store_error(&self) -> Option<&StoreError> {
+        Some(self)
+    }
+}
+
+/// Runs `$body` (an expression using `$tx`, typically `work(&tx).await?`) in
+/// a fresh transaction, committing on success and running it again, after a
+/// short pause, when it lost a race. Evaluates to `Result<T, E>`.
+#[macro_export]
+macro_rules! in_transaction {
+    ($pool:expr, $err:ty, |$tx:ident| $body:expr) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let result: ::std::result::Result<_, $err> = async {
+                let mut client = $pool.get().await.map_err($crate::store::StoreError::from)?;
+                let $tx = client.transaction().await.map_err($crate::store::StoreError::from)?;
+                let value = $body;
+                $tx.commit().await.map_err($crate::store::StoreError::from)?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Ok(v) => break Ok(v),
+                Err(e) => {
+                    let delay = $crate::store::tx::TxError::as_store_error(&e)
+                        .and_then(|se| $crate::store::tx::retry_delay(se, attempt));
+                    match delay {
+                        Some(d) => {
+                            ::tracing::debug!(error = %e, attempt, "transaction lost a race; running it again");
+                            ::tokio::time::sleep(d).await;
+                        }
+                        None => break Err(e),
+                    }
+                }
+            }
+        }
+    }};
+}

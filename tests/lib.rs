@@ -1,0 +1,1 @@
+//! Shared helpers for integration tests live in it/support.
