@@ -1,1 +1,4 @@
-fn main(){}
+//! Integration tests against a real PostgreSQL (see `localstack/postgres-up.sh`).
+//! Each test creates its own database migrated from `migrations/`.
+
+mod projection_update;

@@ -38,7 +38,11 @@ pub fn build_pool(url: &str, max_size: usize) -> Result<Pool, PoolConfigError> {
         url: redact_url(url),
         source,
     })?;
-    let mut pg = pg;
+    pool_from_config(pg, max_size)
+}
+
+/// Like [`build_pool`], from an already parsed configuration.
+pub fn pool_from_config(mut pg: tokio_postgres::Config, max_size: usize) -> Result<Pool, PoolConfigError> {
     if pg.get_application_name().is_none() {
         pg.application_name("metric-orchestrator");
     }

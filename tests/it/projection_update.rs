@@ -1,0 +1,279 @@
+//! SPEC §5.2 freshness and §5.3 processing a projection update.
+
+use orchestrator_core::app::projection_update::process;
+use orchestrator_core::domain::events::ProjectionUpdate;
+use orchestrator_tests::fixtures::{db_with_catalog, request_of, runs_of, update};
+use serde_json::json;
+
+#[tokio::test]
+async fn metric_whose_datasets_are_all_fresh_runs_at_once() {
+    let db = db_with_catalog("immediate").await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    // d1 feeds m.single (complete), m.pair and m.triple (still waiting).
+    assert_eq!((s.dependent_metrics, s.runs_created, s.runs_queued, s.runs_pending), (3, 3, 1, 2));
+    let single = runs_of(&db, "m.single").await;
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0].1, "queued");
+    assert_eq!(s.outbox_ids.len(), 1);
+    assert_eq!(runs_of(&db, "m.pair").await[0].1, "pending_dependencies");
+}
+
+#[tokio::test]
+async fn pending_run_waits_until_every_required_dataset_has_an_update() {
+    let db = db_with_catalog("pending").await;
+    let ctx = db.ctx();
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    process(&ctx, &update("d2", "v1")).await.unwrap();
+    // m.triple still waits for d3, m.pair is complete.
+    assert_eq!(runs_of(&db, "m.pair").await[0].1, "queued");
+    let triple = runs_of(&db, "m.triple").await;
+    assert_eq!(triple.len(), 1);
+    assert_eq!(triple[0].1, "pending_dependencies");
+    let waiting = db
+        .strings(&format!(
+            "SELECT dataset_id FROM metric_run_pending_datasets WHERE run_id = '{}' AND NOT received",
+            triple[0].0
+        ))
+        .await;
+    assert_eq!(waiting, vec!["d3"]);
+    let s = process(&ctx, &update("d3", "v1")).await.unwrap();
+    assert!(s.queued_run_ids.contains(&triple[0].0));
+    assert_eq!(runs_of(&db, "m.triple").await[0].1, "queued");
+}
+
+#[tokio::test]
+async fn further_updates_are_absorbed_into_the_one_pending_run() {
+    let db = db_with_catalog("absorb").await;
+    let ctx = db.ctx();
+    for v in ["v1", "v2", "v3"] {
+        process(&ctx, &update("d2", v)).await.unwrap();
+    }
+    let triple = runs_of(&db, "m.triple").await;
+    assert_eq!(triple.len(), 1, "one pending run absorbs all updates: {triple:?}");
+    // A newer update of the same dataset replaces the older one.
+    let manifest = db
+        .string(&format!(
+            "SELECT du.version_manifest_path FROM metric_run_pending_datasets p
+               JOIN dataset_updates du ON du.id = p.received_update_id
+              WHERE p.run_id = '{}' AND p.dataset_id = 'd2'",
+            triple[0].0
+        ))
+        .await;
+    assert_eq!(manifest, "d2/v3/manifest.json");
+    assert_eq!(db.count("SELECT count(*) FROM metric_runs WHERE status = 'pending_dependencies'").await, 3);
+}
+
+#[tokio::test]
+async fn identical_redelivery_is_a_duplicate_and_changes_nothing() {
+    let db = db_with_catalog("duplicate").await;
+    let ctx = db.ctx();
+    let first = process(&ctx, &update("d1", "v1")).await.unwrap();
+    assert!(!first.duplicate);
+    let before = db.count("SELECT count(*) FROM metric_runs").await;
+    let again = process(&ctx, &update("d1", "v1")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.runs_queued, 0);
+    assert_eq!(db.count("SELECT count(*) FROM metric_runs").await, before);
+    assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM outbox").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM event_log WHERE event_key = 'd1:d1/v1/manifest.json'").await, 1);
+}
+
+#[tokio::test]
+async fn unknown_dataset_is_registered_and_nothing_is_lost() {
+    let db = db_with_catalog("unknown_dataset").await;
+    let u = ProjectionUpdate {
+        dataset_id: "brand_new".into(),
+        bucket: Some("b".into()),
+        version_manifest_path: "x/manifest.json".into(),
+        projections_path: "x/".into(),
+    };
+    let s = process(&db.ctx(), &u).await.unwrap();
+    assert_eq!(s.dependent_metrics, 0);
+    assert_eq!(db.count("SELECT count(*) FROM datasets WHERE id = 'brand_new'").await, 1);
+    assert_eq!(db.string("SELECT bucket FROM dataset_updates WHERE dataset_id = 'brand_new'").await, "b");
+}
+
+#[tokio::test]
+async fn update_without_bucket_takes_the_catalog_bucket() {
+    let db = db_with_catalog("bucket_default").await;
+    process(&db.ctx(), &update("d2", "v1")).await.unwrap();
+    assert_eq!(db.string("SELECT bucket FROM dataset_updates").await, "bucket-2");
+}
+
+#[tokio::test]
+async fn stale_update_is_not_used_with_required_days_7() {
+    let db = db_with_catalog("freshness_7").await;
+    let ctx = db.ctx();
+    process(&ctx, &update("d2", "old")).await.unwrap();
+    // Age every d2 update to 8 days: older than m.pair's 7 required days.
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '8 days' WHERE dataset_id = 'd2'").await;
+    db.exec("UPDATE metric_run_pending_datasets SET received_at = now() - interval '8 days' WHERE dataset_id = 'd2' AND received").await;
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    let pair = runs_of(&db, "m.pair").await;
+    assert_eq!(pair.len(), 1);
+    assert_eq!(pair[0].1, "pending_dependencies", "a stale d2 update must not complete m.pair");
+    let received = db
+        .count(&format!(
+            "SELECT count(*) FROM metric_run_pending_datasets WHERE run_id = '{}' AND dataset_id = 'd2' AND received",
+            pair[0].0
+        ))
+        .await;
+    assert_eq!(received, 0, "the stale update was dropped from the pending run");
+    // Just inside the limit (6 days) is fresh.
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '6 days' WHERE dataset_id = 'd2'").await;
+    process(&ctx, &update("d1", "v2")).await.unwrap();
+    assert_eq!(runs_of(&db, "m.pair").await[0].1, "queued");
+}
+
+#[tokio::test]
+async fn required_days_zero_never_goes_stale() {
+    let db = db_with_catalog("freshness_0").await;
+    let ctx = db.ctx();
+    process(&ctx, &update("d2", "v1")).await.unwrap();
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '4000 days'").await;
+    db.exec("UPDATE metric_run_pending_datasets SET received_at = now() - interval '4000 days' WHERE received").await;
+    process(&ctx, &update("d3", "v1")).await.unwrap();
+    assert_eq!(runs_of(&db, "m.nodays").await[0].1, "queued", "required_days 0: always fresh");
+    // m.triple (7 days) does not take the ancient d2 update.
+    assert_eq!(runs_of(&db, "m.triple").await[0].1, "pending_dependencies");
+}
+
+#[tokio::test]
+async fn run_request_catalog_names_exactly_the_updates_used() {
+    let db = db_with_catalog("exact_updates").await;
+    let ctx = db.ctx();
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    process(&ctx, &update("d3", "v1")).await.unwrap();
+    let s = process(&ctx, &update("d2", "v1")).await.unwrap();
+    // Later updates must not change what the queued runs' requests describe.
+    process(&ctx, &update("d1", "v2")).await.unwrap();
+    let triple = runs_of(&db, "m.triple").await;
+    let run_id = &triple[0].0;
+    assert!(s.queued_run_ids.contains(run_id));
+    let request = request_of(&db, run_id).await;
+    let used = db
+        .client()
+        .await
+        .query(
+            "SELECT du.dataset_id, COALESCE(du.bucket, ''), du.version_manifest_path, du.projections_path
+               FROM run_dataset_updates rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
+              WHERE rdu.run_id = $1 ORDER BY 1",
+            &[run_id],
+        )
+        .await
+        .unwrap();
+    let mut expected = serde_json::Map::new();
+    for r in &used {
+        expected.insert(
+            r.get::<_, String>(0),
+            json!({"bucket": r.get::<_, String>(1), "manifestPath": r.get::<_, String>(2),
+                   "projectionsPath": r.get::<_, String>(3)}),
+        );
+    }
+    assert_eq!(used.len(), 3);
+    assert_eq!(request["catalog"]["datasets"], serde_json::Value::Object(expected));
+    assert_eq!(request["catalog"]["datasets"]["d1"]["manifestPath"], "d1/v1/manifest.json");
+}
+
+#[tokio::test]
+async fn run_request_has_the_wire_shape_of_spec_3_3() {
+    let db = db_with_catalog("wire_shape").await;
+    let ctx = db.ctx();
+    process(&ctx, &update("d2", "v1")).await.unwrap();
+    let s = process(&ctx, &update("d1", "v1")).await.unwrap();
+    let pair = runs_of(&db, "m.pair").await;
+    let run_id = &pair[0].0;
+    assert!(s.queued_run_ids.contains(run_id));
+    let r = request_of(&db, run_id).await;
+    let requested_at: chrono::DateTime<chrono::Utc> = db
+        .client()
+        .await
+        .query_one("SELECT requested_at FROM metric_runs WHERE id = $1", &[run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        r,
+        json!({
+          "type": "metric_run_requested", "runId": run_id, "metricCode": "m.pair",
+          "expressionType": "series_math",
+          "expressionJson": {"op": "ratio", "left": {"seriesCode": "S1"}, "right": {"seriesCode": "S3"}, "scale": 100},
+          "inputs": [{"datasetId": "d1", "seriesCode": "S1"}, {"datasetId": "d2", "seriesCode": "S3"}],
+          "catalog": {"datasets": {
+              "d1": {"bucket": "bucket-1", "manifestPath": "d1/v1/manifest.json", "projectionsPath": "d1/v1/projections/"},
+              "d2": {"bucket": "bucket-2", "manifestPath": "d2/v1/manifest.json", "projectionsPath": "d2/v1/projections/"}}},
+          "output": {"basePath": "s3://out-bucket/metrics/m.pair/"},
+          "attempt": 1,
+          "requestedAt": orchestrator_core::domain::run_request::format_timestamp(requested_at)
+        })
+    );
+    assert!(uuid::Uuid::parse_str(run_id).is_ok_and(|u| u.get_version_num() == 7), "run ids are UUID v7");
+}
+
+#[tokio::test]
+async fn fifo_requests_carry_group_and_deduplication_ids() {
+    let db = db_with_catalog("fifo").await;
+    let s = process(&db.ctx_with(true), &update("d1", "v1")).await.unwrap();
+    let run_id = &s.queued_run_ids[0];
+    let r = request_of(&db, run_id).await;
+    assert_eq!(r["messageGroupId"], "m.single");
+    assert_eq!(r["messageDeduplicationId"], json!(run_id));
+    assert_eq!(db.string("SELECT message_group_id FROM outbox").await, "m.single");
+}
+
+#[tokio::test]
+async fn disabled_metric_gets_no_run() {
+    let db = db_with_catalog("disabled").await;
+    let mut cat = orchestrator_tests::fixtures::base_catalog();
+    cat["metrics"][0]["enabled"] = json!(false);
+    orchestrator_tests::fixtures::apply(&db, &cat).await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    assert_eq!(s.dependent_metrics, 2);
+    assert!(runs_of(&db, "m.single").await.is_empty());
+}
+
+#[tokio::test]
+async fn every_queued_run_of_a_metric_uses_a_distinct_update_set() {
+    let db = db_with_catalog("distinct_sets").await;
+    let ctx = db.ctx();
+    for v in 0..5 {
+        process(&ctx, &update("d1", &format!("v{v}"))).await.unwrap();
+        process(&ctx, &update("d2", &format!("v{v}"))).await.unwrap();
+    }
+    let dupes = db
+        .count(
+            "SELECT count(*) FROM (
+                 SELECT metric_id, s FROM (
+                     SELECT r.metric_id, string_agg(rdu.dataset_update_id, ',' ORDER BY rdu.dataset_update_id) s
+                       FROM metric_runs r JOIN run_dataset_updates rdu ON rdu.run_id = r.id
+                      WHERE r.retry_of IS NULL GROUP BY r.id, r.metric_id) x
+                  GROUP BY metric_id, s HAVING count(*) > 1) d",
+        )
+        .await;
+    assert_eq!(dupes, 0);
+    // m.pair ran for each d1 and d2 update after the first pair arrived.
+    assert_eq!(runs_of(&db, "m.pair").await.iter().filter(|r| r.1 == "queued").count(), 9);
+}
+
+#[tokio::test]
+async fn dependent_metrics_are_found_with_indexes_not_a_scan() {
+    let db = db_with_catalog("index_plan").await;
+    let client = db.client().await;
+    client.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT m.id FROM metrics m WHERE m.enabled AND m.id IN (
+                 SELECT md.metric_id FROM dataset_series ds
+                   JOIN metric_dependencies md ON md.series_code = ds.series_code
+                  WHERE ds.dataset_id = 'd1')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let text = plan.join("\n");
+    assert!(!text.contains("Seq Scan"), "the dependency lookup must be index-driven:\n{text}");
+}

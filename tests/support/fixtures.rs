@@ -1,0 +1,90 @@
+//! A small catalog and event builders shared by scenarios.
+
+use orchestrator_core::app::catalog_apply;
+use orchestrator_core::domain::events::ProjectionUpdate;
+use serde_json::{json, Value};
+
+use crate::TestDb;
+
+/// d1 = {S1, S2}, d2 = {S3}, d3 = {S4}.
+/// - `m.single` = sum(S1, S2): needs d1 only (runs at once).
+/// - `m.pair` = ratio(S1, S3): needs d1 and d2.
+/// - `m.triple` = avg(lag(S1), S3, S4): needs d1, d2, d3.
+/// - `m.nodays` = subtract(S3, S4), required_days 0: needs d2 and d3.
+pub fn base_catalog() -> Value {
+    json!({
+      "datasets": [
+        {"id": "d1", "name": "Dataset one", "bucket": "bucket-1", "series": ["S1", "S2"]},
+        {"id": "d2", "name": "Dataset two", "bucket": "bucket-2", "series": ["S3"]},
+        {"id": "d3", "name": "Dataset three", "bucket": "bucket-3", "series": ["S4"]}
+      ],
+      "series": [{"code": "S1"}, {"code": "S2"}, {"code": "S3"}, {"code": "S4"}],
+      "metrics": [
+        {"id": "m1", "code": "m.single", "expression_type": "composite",
+         "expression_json": {"op": "sum", "operands": [{"seriesCode": "S1"}, {"series_code": "S2"}]}},
+        {"id": "m2", "code": "m.pair", "expression_type": "series_math",
+         "expression_json": {"op": "ratio", "left": {"seriesCode": "S1"}, "right": {"seriesCode": "S3"}, "scale": 100}},
+        {"id": "m3", "code": "m.triple", "expression_type": "composite",
+         "expression_json": {"op": "avg", "operands": [
+             {"op": "lag", "series": {"seriesCode": "S1"}, "window": 1},
+             {"seriesCode": "S3"}, {"series_code": "S4"}]}},
+        {"id": "m4", "code": "m.nodays", "expression_type": "series_math", "required_days": 0,
+         "expression_json": {"op": "subtract", "left": {"seriesCode": "S3"}, "right": {"seriesCode": "S4"}}}
+      ]
+    })
+}
+
+pub async fn apply(db: &TestDb, doc: &Value) {
+    catalog_apply::apply(&db.pool, doc).await.expect("catalog applies");
+}
+
+/// A TestDb with the base catalog applied.
+pub async fn db_with_catalog(label: &str) -> TestDb {
+    let db = TestDb::new(label).await;
+    apply(&db, &base_catalog()).await;
+    db
+}
+
+pub fn update(dataset: &str, version: &str) -> ProjectionUpdate {
+    ProjectionUpdate {
+        dataset_id: dataset.to_string(),
+        bucket: None,
+        version_manifest_path: format!("{dataset}/{version}/manifest.json"),
+        projections_path: format!("{dataset}/{version}/projections/"),
+    }
+}
+
+/// (run id, status) of a metric's runs, oldest first.
+pub async fn runs_of(db: &TestDb, metric_code: &str) -> Vec<(String, String)> {
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT id, status FROM metric_runs WHERE metric_code = $1 ORDER BY created_at, id",
+            &[&metric_code],
+        )
+        .await
+        .expect("runs query");
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+pub async fn status_of(db: &TestDb, run_id: &str) -> String {
+    db.client()
+        .await
+        .query_one("SELECT status FROM metric_runs WHERE id = $1", &[&run_id])
+        .await
+        .expect("run exists")
+        .get(0)
+}
+
+/// The outbox payload of a run, parsed.
+pub async fn request_of(db: &TestDb, run_id: &str) -> Value {
+    let payload: String = db
+        .client()
+        .await
+        .query_one("SELECT payload FROM outbox WHERE run_id = $1", &[&run_id])
+        .await
+        .expect("run has an outbox row")
+        .get(0);
+    serde_json::from_str(&payload).expect("outbox payload is JSON")
+}
