@@ -2,3 +2,6 @@
 //! Each test creates its own database migrated from `migrations/`.
 
 mod projection_update;
+mod lifecycle;
+mod catalog;
+mod outbox;

@@ -111,24 +111,26 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
             p.push(Problem::new(key.clone(), "unknown section (expected datasets, series, metrics)"));
         }
     }
-    let series: Vec<SeriesDef> = section(root, "series", &mut p, parse_series);
+    // Entries keep their index in the file so that paths stay right when an
+    // earlier entry was left out for its own problems.
+    let series: Vec<(usize, SeriesDef)> = section(root, "series", &mut p, parse_series);
     let mut defined: HashSet<String> = known_series.clone();
-    defined.extend(series.iter().map(|s| s.code.clone()));
-    let datasets: Vec<DatasetDef> = section(root, "datasets", &mut p, parse_dataset);
-    let metrics: Vec<MetricDef> = section(root, "metrics", &mut p, parse_metric);
+    defined.extend(series.iter().map(|(_, s)| s.code.clone()));
+    let datasets: Vec<(usize, DatasetDef)> = section(root, "datasets", &mut p, parse_dataset);
+    let metrics: Vec<(usize, MetricDef)> = section(root, "metrics", &mut p, parse_metric);
 
-    unique(series.iter().map(|s| s.code.as_str()), "series", "code", &mut p);
-    unique(datasets.iter().map(|d| d.id.as_str()), "datasets", "id", &mut p);
-    unique(metrics.iter().map(|m| m.id.as_str()), "metrics", "id", &mut p);
-    unique(metrics.iter().map(|m| m.code.as_str()), "metrics", "code", &mut p);
-    for (i, d) in datasets.iter().enumerate() {
+    unique(series.iter().map(|(i, s)| (*i, s.code.as_str())), "series", "code", &mut p);
+    unique(datasets.iter().map(|(i, d)| (*i, d.id.as_str())), "datasets", "id", &mut p);
+    unique(metrics.iter().map(|(i, m)| (*i, m.id.as_str())), "metrics", "id", &mut p);
+    unique(metrics.iter().map(|(i, m)| (*i, m.code.as_str())), "metrics", "code", &mut p);
+    for (i, d) in &datasets {
         for (j, s) in d.series.iter().flatten().enumerate() {
             if !defined.contains(s) {
                 p.push(Problem::new(format!("datasets[{i}].series[{j}]"), format!("unknown series {s:?}")));
             }
         }
     }
-    for (i, m) in metrics.iter().enumerate() {
+    for (i, m) in &metrics {
         for s in m.series() {
             if !defined.contains(&s) {
                 p.push(Problem::new(
@@ -138,8 +140,13 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
             }
         }
     }
+    let strip = |v: Vec<(usize, _)>| v.into_iter().map(|(_, x)| x).collect();
     if p.is_empty() {
-        Ok(Catalog { datasets, series, metrics })
+        Ok(Catalog {
+            datasets: strip(datasets),
+            series: series.into_iter().map(|(_, x)| x).collect(),
+            metrics: metrics.into_iter().map(|(_, x)| x).collect(),
+        })
     } else {
         Err(Problems(p))
     }
@@ -152,7 +159,7 @@ fn section<T>(
     key: &str,
     p: &mut Vec<Problem>,
     parse: fn(&Map<String, Value>, &str, &mut Vec<Problem>) -> Option<T>,
-) -> Vec<T> {
+) -> Vec<(usize, T)> {
     let Some(v) = root.get(key) else { return Vec::new() };
     let Some(items) = v.as_array() else {
         p.push(Problem::new(key, "must be an array"));
@@ -166,16 +173,16 @@ fn section<T>(
     for (i, item) in items.iter().enumerate() {
         let path = format!("{key}[{i}]");
         match item.as_object() {
-            Some(obj) => out.extend(parse(obj, &path, p)),
+            Some(obj) => out.extend(parse(obj, &path, p).map(|x| (i, x))),
             None => p.push(Problem::new(path, "must be an object")),
         }
     }
     out
 }
 
-fn unique<'a>(values: impl Iterator<Item = &'a str>, section: &str, field: &str, p: &mut Vec<Problem>) {
+fn unique<'a>(values: impl Iterator<Item = (usize, &'a str)>, section: &str, field: &str, p: &mut Vec<Problem>) {
     let mut first: HashMap<&str, usize> = HashMap::new();
-    for (i, v) in values.enumerate() {
+    for (i, v) in values {
         if let Some(j) = first.insert(v, i) {
             p.push(Problem::new(
                 format!("{section}[{i}].{field}"),
@@ -381,6 +388,16 @@ mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn paths_keep_file_indices_after_an_invalid_entry() {
+        let doc = json!({"series": [{"code": "S1"}], "metrics": [
+            {"id": "bad"},
+            {"id": "m", "code": "m", "expression_type": "composite",
+             "expression_json": {"op": "sum", "operands": [{"seriesCode": "NOPE"}]}}]});
+        let err = validate(&doc, &HashSet::new()).unwrap_err().to_string();
+        assert!(err.contains("metrics[1].expression_json: references unknown series"), "{err}");
     }
 
     #[test]

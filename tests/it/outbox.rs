@@ -1,0 +1,115 @@
+//! SPEC §5.4 transactional outbox and relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_core::app::projection_update::process;
+use orchestrator_core::relay::{RecordingPublisher, Relay, RelayConfig};
+use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
+
+fn fast() -> RelayConfig {
+    RelayConfig {
+        base_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        sweep_interval: Duration::from_millis(20),
+        ..RelayConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn published_run_moves_from_queued_to_dispatched() {
+    let db = db_with_catalog("outbox_dispatch").await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
+    let report = relay.publish_now(&s.outbox_ids).await.unwrap();
+    assert_eq!((report.published, report.dispatched), (1, 1));
+    let run = &s.queued_run_ids[0];
+    assert_eq!(status_of(&db, run).await, "dispatched");
+    assert_eq!(db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM metric_runs WHERE dispatched_at IS NOT NULL").await, 1);
+    let sent = relay.publisher().published();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0].run_id, run);
+    // Publishing the same ids again sends nothing: the row is already published.
+    assert_eq!(relay.publish_now(&s.outbox_ids).await.unwrap().published, 0);
+}
+
+#[tokio::test]
+async fn a_run_that_moved_on_is_not_sent_back_to_dispatched() {
+    let db = db_with_catalog("outbox_no_regress").await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let run = &s.queued_run_ids[0];
+    // The runner was faster than the relay (at-least-once delivery from a previous publish).
+    db.exec(&format!("UPDATE metric_runs SET status = 'running' WHERE id = '{run}'")).await;
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
+    let report = relay.publish_now(&s.outbox_ids).await.unwrap();
+    assert_eq!((report.published, report.dispatched), (1, 0));
+    assert_eq!(status_of(&db, run).await, "running");
+}
+
+#[tokio::test]
+async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
+    let db = db_with_catalog("outbox_retry").await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let publisher = RecordingPublisher::default();
+    publisher.fail_next(2);
+    let relay = Relay::new(db.pool.clone(), publisher, fast());
+    let first = relay.publish_now(&s.outbox_ids).await.unwrap();
+    assert_eq!((first.published, first.failed), (0, 1));
+    assert_eq!(relay.backlog().await.unwrap().unpublished, 1);
+    assert!(db.string("SELECT last_error FROM outbox").await.contains("injected"));
+    // Backing off: not due again at once.
+    assert_eq!(relay.sweep_once().await.unwrap().published + relay.sweep_once().await.unwrap().failed, 0);
+    let published = orchestrator_tests::eventually(Duration::from_secs(10), "the outbox row to be published", || async {
+        relay.sweep_once().await.unwrap();
+        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL").await == 1).then_some(())
+    })
+    .await;
+    let _: () = published;
+    assert_eq!(db.count("SELECT attempts::bigint FROM outbox").await, 3);
+    assert_eq!(status_of(&db, &s.queued_run_ids[0]).await, "dispatched");
+    assert_eq!(relay.publisher().published().len(), 1);
+}
+
+#[tokio::test]
+async fn rows_left_unpublished_by_a_crash_are_swept() {
+    let db = db_with_catalog("outbox_crash").await;
+    let ctx = db.ctx();
+    // Updates committed, but the process "died" before publishing.
+    for v in 0..5 {
+        process(&ctx, &update("d1", &format!("v{v}"))).await.unwrap();
+    }
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
+    assert_eq!(relay.backlog().await.unwrap().unpublished, 5);
+    let report = relay.sweep_once().await.unwrap();
+    assert_eq!(report.published, 5);
+    assert_eq!(relay.backlog().await.unwrap().unpublished, 0);
+}
+
+#[tokio::test]
+async fn concurrent_relays_never_publish_a_row_twice() {
+    let db = db_with_catalog("outbox_concurrent").await;
+    let ctx = db.ctx();
+    for v in 0..40 {
+        process(&ctx, &update("d1", &format!("v{v}"))).await.unwrap();
+    }
+    let cfg = RelayConfig { batch: 3, ..fast() };
+    let relays: Vec<Arc<Relay<RecordingPublisher>>> =
+        (0..4).map(|_| Arc::new(Relay::new(db.pool.clone(), RecordingPublisher::default(), cfg))).collect();
+    let tasks: Vec<_> = relays
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.sweep_once().await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut all: Vec<String> = relays.iter().flat_map(|r| r.publisher().published()).map(|m| m.run_id).collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, all.len(), "a run request was published twice");
+    assert_eq!(total, 40);
+}
