@@ -5,3 +5,4 @@ mod projection_update;
 mod lifecycle;
 mod catalog;
 mod outbox;
+mod concurrency;

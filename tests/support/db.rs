@@ -58,7 +58,7 @@ impl TestDb {
         cfg.dbname(&name);
         let pool = pool::pool_from_config(cfg, 16).expect("pool");
         migrate::migrate(&pool).await.expect("migrations apply to a fresh database");
-        let url = with_dbname(&admin_url, &name);
+        let url = pool::url_with_dbname(&admin_url, &name);
         TestDb {
             pool,
             name,
@@ -104,21 +104,6 @@ impl TestDb {
         let mut v = self.strings(sql).await;
         assert_eq!(v.len(), 1, "{sql} returned {v:?}");
         v.remove(0)
-    }
-}
-
-/// Replaces the database name of a URL.
-fn with_dbname(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    let host = path_start.map_or(base, |i| &base[..i]);
-    match query {
-        Some(q) => format!("{host}/{name}?{q}"),
-        None => format!("{host}/{name}"),
     }
 }
 

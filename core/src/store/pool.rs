@@ -64,9 +64,32 @@ pub fn pool_from_config(mut pg: tokio_postgres::Config, max_size: usize) -> Resu
         .build()?)
 }
 
+/// The same URL pointing at another database on the same server.
+pub fn url_with_dbname(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host = match base[scheme_end..].find('/') {
+        Some(i) => &base[..i + scheme_end],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host}/{name}?{q}"),
+        None => format!("{host}/{name}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, url_with_dbname};
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(url_with_dbname("postgres://u:p@h:1/a?x=1", "b"), "postgres://u:p@h:1/b?x=1");
+        assert_eq!(url_with_dbname("postgres://h", "b"), "postgres://h/b");
+    }
 
     #[test]
     fn passwords_are_redacted() {

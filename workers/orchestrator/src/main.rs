@@ -1,1 +1,50 @@
-fn main() {}
+//! `orchestrator`: the operator CLI (SPEC §6).
+
+mod bench;
+mod catalog;
+mod db;
+mod runs;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use orchestrator_core::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "orchestrator", version, about = "Operate the metric orchestrator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending schema migrations (idempotent).
+    Migrate(db::DbArgs),
+    /// Validate or apply a catalog file (JSON or YAML).
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Inspect and act on metric runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Benchmark projection-update processing against PostgreSQL.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    telemetry::init(std::env::var("LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Pretty));
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Migrate(args) => db::migrate(&args).await,
+        Command::Catalog(cmd) => catalog::run(cmd).await,
+        Command::Runs(cmd) => runs::run(cmd).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

@@ -1,0 +1,150 @@
+//! SPEC §5.3 consequences under concurrency: several workers processing
+//! interleaved updates of datasets that feed the same metrics.
+
+use std::sync::Arc;
+
+use orchestrator_core::app::lifecycle::handle;
+use orchestrator_core::app::projection_update::process;
+use orchestrator_core::domain::events::{Completion, CompletionStatus, LifecycleEvent};
+use orchestrator_core::domain::synth::{self, Shape};
+use orchestrator_tests::fixtures::{apply, update};
+use orchestrator_tests::TestDb;
+use serde_json::json;
+
+/// The invariants every concurrency and fault scenario ends with.
+async fn assert_invariants(db: &TestDb) {
+    let two_pending = db
+        .count(
+            "SELECT count(*) FROM (SELECT metric_id FROM metric_runs WHERE status = 'pending_dependencies'
+               GROUP BY metric_id HAVING count(*) > 1) x",
+        )
+        .await;
+    assert_eq!(two_pending, 0, "a metric has two pending runs");
+    let twice_requested = db
+        .count("SELECT count(*) FROM (SELECT run_id FROM outbox GROUP BY run_id HAVING count(*) > 1) x")
+        .await;
+    assert_eq!(twice_requested, 0, "a run was requested twice");
+    let requested_without_outbox = db
+        .count(
+            "SELECT count(*) FROM metric_runs r WHERE r.requested_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.run_id = r.id)",
+        )
+        .await;
+    assert_eq!(requested_without_outbox, 0, "a requested run has no outbox row");
+    let same_set = db
+        .count(
+            "SELECT count(*) FROM (
+                 SELECT metric_id, s FROM (
+                     SELECT r.metric_id, string_agg(rdu.dataset_update_id, ',' ORDER BY rdu.dataset_update_id) s
+                       FROM metric_runs r JOIN run_dataset_updates rdu ON rdu.run_id = r.id
+                      WHERE r.retry_of IS NULL GROUP BY r.id, r.metric_id) x
+                  GROUP BY metric_id, s HAVING count(*) > 1) d",
+        )
+        .await;
+    assert_eq!(same_set, 0, "two runs of a metric use the identical set of updates");
+    let incomplete_queued = db
+        .count(
+            "SELECT count(*) FROM metric_runs r WHERE r.status = 'queued' AND
+               (SELECT count(*) FROM run_dataset_updates rdu WHERE rdu.run_id = r.id) <>
+               (SELECT count(*) FROM metric_run_pending_datasets p WHERE p.run_id = r.id)
+               AND r.retry_of IS NULL",
+        )
+        .await;
+    assert_eq!(incomplete_queued, 0, "a queued run does not record one update per required dataset");
+}
+
+#[tokio::test]
+async fn eight_workers_processing_interleaved_updates_keep_every_invariant() {
+    let db = TestDb::new("concurrency").await;
+    // A dense catalog: 6 datasets, 60 metrics over 2–4 series each, most
+    // spanning several datasets, so that workers constantly meet on metrics.
+    let shape = Shape { datasets: 6, series_per_dataset: 4, metrics: 60, seed: 11 };
+    apply(&db, &synth::catalog(shape)).await;
+    let updates = Arc::new(synth::updates(shape, 480));
+    let ctx = db.ctx();
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let (ctx, updates) = (ctx.clone(), updates.clone());
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                // Worker w takes every 8th update, starting at w: neighbours
+                // in the stream (different datasets, shared metrics) run at once.
+                for u in updates.iter().skip(w).step_by(8) {
+                    if let Err(e) = process(&ctx, u).await {
+                        errors.push(e.to_string());
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for t in tasks {
+        errors.extend(t.await.expect("worker task panicked"));
+    }
+    assert!(errors.is_empty(), "errors surfaced (deadlocks must be retried, not reported): {errors:?}");
+    assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 480);
+    assert_eq!(db.count("SELECT count(*) FROM event_log WHERE event_type = 'projection_update'").await, 480);
+    let queued = db.count("SELECT count(*) FROM metric_runs WHERE status = 'queued'").await;
+    assert!(queued > 100, "the scenario must actually queue runs (got {queued})");
+    assert_invariants(&db).await;
+}
+
+#[tokio::test]
+async fn the_same_update_delivered_to_several_workers_at_once_is_processed_once() {
+    let db = TestDb::new("concurrent_duplicates").await;
+    apply(&db, &orchestrator_tests::fixtures::base_catalog()).await;
+    let ctx = db.ctx();
+    let u = update("d1", "v1");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (ctx, u) = (ctx.clone(), u.clone());
+            tokio::spawn(async move { process(&ctx, &u).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in tasks {
+        if !t.await.unwrap().duplicate {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one delivery is processed");
+    assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM outbox").await, 1);
+    assert_invariants(&db).await;
+}
+
+#[tokio::test]
+async fn concurrent_completions_of_one_run_leave_a_single_terminal_state() {
+    let db = TestDb::new("concurrent_completion").await;
+    let mut cat = orchestrator_tests::fixtures::base_catalog();
+    cat["metrics"][0]["max_attempts"] = json!(3);
+    apply(&db, &cat).await;
+    let ctx = db.ctx();
+    let run = process(&ctx, &update("d1", "v1")).await.unwrap().queued_run_ids[0].clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (ctx, run) = (ctx.clone(), run.clone());
+            tokio::spawn(async move {
+                let ev = LifecycleEvent::Completed(Completion {
+                    run_id: run.clone(),
+                    status: if i % 2 == 0 { CompletionStatus::Success } else { CompletionStatus::Failure },
+                    metric_code: None,
+                    version_ts: None,
+                    output_manifest: None,
+                    row_count: None,
+                    error: None,
+                });
+                handle(&ctx, &ev, &json!({"i": i, "runId": run})).await.unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), orchestrator_core::app::lifecycle::LifecycleOutcome::Applied { .. }) {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1, "the first terminal state wins; the others are ignored");
+    assert!(db.count("SELECT count(*) FROM metric_runs WHERE retry_of IS NOT NULL").await <= 1);
+}

@@ -1,0 +1,216 @@
+//! `orchestrator bench`: projection-update throughput and latency against
+//! PostgreSQL on synthetic catalogs (scenarios A and B of the core-engine
+//! issue), with pgbench TPC-B on the same server as the yardstick.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use orchestrator_core::app::{catalog_apply, projection_update, Context as AppContext};
+use orchestrator_core::domain::run_request::RequestSettings;
+use orchestrator_core::domain::synth::{self, Shape};
+use orchestrator_core::store::{migrate, pool};
+use tokio_postgres::NoTls;
+
+use crate::db::DbArgs;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Scenario {
+    A,
+    B,
+    Both,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "both")]
+    scenario: Scenario,
+    /// Projection updates to process per scenario.
+    #[arg(long, default_value_t = 2000)]
+    updates: usize,
+    /// Updates processed at once (like that many worker slots).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Duration of the pgbench yardstick run (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    pgbench_secs: u64,
+    /// Keep the benchmark databases instead of dropping them.
+    #[arg(long)]
+    keep: bool,
+    /// A server where the user may create databases (bench databases are created and dropped there).
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+struct Measured {
+    name: &'static str,
+    wall: Duration,
+    latencies: Vec<Duration>,
+    dependent: usize,
+    queued: usize,
+}
+
+impl Measured {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort();
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+    }
+
+    fn per_metric_us(&self) -> f64 {
+        self.wall.as_secs_f64() * 1e6 / self.dependent.max(1) as f64
+    }
+
+    fn print(&self) {
+        let n = self.latencies.len() as f64;
+        println!(
+            "scenario {}: {} updates in {:.2}s = {:.0} updates/s; p50 {:.2} ms, p99 {:.2} ms per update; \
+             {} dependent-metric evaluations = {:.0}/s ({:.1} µs each, {:.1} per update); {} runs queued",
+            self.name,
+            self.latencies.len(),
+            self.wall.as_secs_f64(),
+            n / self.wall.as_secs_f64(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.dependent,
+            self.dependent as f64 / self.wall.as_secs_f64(),
+            self.per_metric_us(),
+            self.dependent as f64 / n,
+            self.queued,
+        );
+    }
+}
+
+async fn admin(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("Failed to connect to {}", pool::redact_url(url)))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn scenario(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<Measured> {
+    let db_name = format!("bench_{}_{}", name.to_lowercase(), &uuid_suffix());
+    let admin = admin(&args.db.database_url).await?;
+    admin.batch_execute(&format!("CREATE DATABASE \"{db_name}\"")).await.context("Failed to create the bench database")?;
+    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
+    let result = measure(args, name, shape, &url).await;
+    if !args.keep {
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await?;
+    } else {
+        println!("kept database {db_name}");
+    }
+    result
+}
+
+async fn measure(args: &BenchArgs, name: &'static str, shape: Shape, url: &str) -> Result<Measured> {
+    let pool = pool::build_pool(url, args.concurrency + 2)?;
+    migrate::migrate(&pool).await?;
+    let started = Instant::now();
+    let report = catalog_apply::apply(&pool, &synth::catalog(shape)).await?;
+    println!(
+        "scenario {name}: catalog of {} datasets, {} series, {} metrics applied in {:.2}s",
+        report.datasets,
+        report.series,
+        report.metrics,
+        started.elapsed().as_secs_f64()
+    );
+    let ctx = AppContext::new(
+        pool.clone(),
+        RequestSettings { output_bucket: "bench-out".into(), output_prefix: "metrics/".into(), fifo: false },
+    );
+    let updates = Arc::new(synth::updates(shape, args.updates));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            let (ctx, updates, next) = (ctx.clone(), updates.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(u) = updates.get(i) else { return Ok::<_, anyhow::Error>(out) };
+                    let t = Instant::now();
+                    let s = projection_update::process(&ctx, u).await.context("Failed to process an update")?;
+                    out.push((t.elapsed(), s.dependent_metrics, s.runs_queued));
+                }
+            })
+        })
+        .collect();
+    let mut m = Measured { name, wall: Duration::ZERO, latencies: Vec::new(), dependent: 0, queued: 0 };
+    for t in tasks {
+        for (lat, dep, q) in t.await?? {
+            m.latencies.push(lat);
+            m.dependent += dep;
+            m.queued += q;
+        }
+    }
+    m.wall = started.elapsed();
+    pool.close();
+    Ok(m)
+}
+
+fn uuid_suffix() -> String {
+    orchestrator_core::app::new_id().replace('-', "")[20..].to_string()
+}
+
+fn pgbench_path() -> String {
+    let debian = "/usr/lib/postgresql/15/bin/pgbench";
+    if std::path::Path::new(debian).exists() { debian.into() } else { "pgbench".into() }
+}
+
+async fn pgbench(args: &BenchArgs) -> Result<f64> {
+    let db_name = format!("bench_pgbench_{}", uuid_suffix());
+    let admin = admin(&args.db.database_url).await?;
+    admin.batch_execute(&format!("CREATE DATABASE \"{db_name}\"")).await?;
+    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(pgbench_path());
+        cmd.args(extra).arg(&url);
+        cmd.output().context("Failed to run pgbench (install postgresql-client / PostgreSQL server binaries)")
+    };
+    let init = run(&["-i", "-q", "-s", "10"])?;
+    if !init.status.success() {
+        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    let secs = args.pgbench_secs.to_string();
+    let out = run(&["-c", "4", "-j", "2", "-T", &secs])?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .with_context(|| format!("pgbench printed no tps line:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    println!(
+        "orchestrator bench: {} updates per scenario, concurrency {}, server {}",
+        args.updates,
+        args.concurrency,
+        pool::redact_url(&args.db.database_url)
+    );
+    let mut results = Vec::new();
+    if matches!(args.scenario, Scenario::A | Scenario::Both) {
+        let m = scenario(&args, "A", Shape::SCENARIO_A).await?;
+        m.print();
+        results.push(m);
+    }
+    if matches!(args.scenario, Scenario::B | Scenario::Both) {
+        let m = scenario(&args, "B", Shape::SCENARIO_B).await?;
+        m.print();
+        results.push(m);
+    }
+    if let [a, b] = results.as_slice() {
+        println!(
+            "time per dependent metric, B / A = {:.2} (target <= 1.3)",
+            b.per_metric_us() / a.per_metric_us()
+        );
+    }
+    if args.pgbench_secs > 0 {
+        let tps = pgbench(&args).await?;
+        println!("pgbench TPC-B (scale 10, 4 clients, 2 threads, {} s): {tps:.0} tps", args.pgbench_secs);
+    }
+    Ok(())
+}

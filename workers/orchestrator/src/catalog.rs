@@ -1,0 +1,78 @@
+//! `orchestrator catalog validate|apply FILE`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use orchestrator_core::app::catalog_apply::{self, ApplyError};
+use orchestrator_core::domain::catalog::{parse_document, Format};
+use serde_json::Value;
+
+use crate::db::DbArgs;
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Check a catalog file without a database (series must be defined in it).
+    Validate { file: PathBuf },
+    /// Validate against the stored catalog and upsert it in one transaction.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn read(file: &PathBuf) -> Result<Value> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("Failed to read {}", file.display()))?;
+    let name = file.to_string_lossy();
+    parse_document(&text, Format::detect(&name, &text)).map_err(|p| anyhow::anyhow!("{}: {p}", file.display()))
+}
+
+pub async fn run(cmd: CatalogCommand) -> Result<()> {
+    match cmd {
+        CatalogCommand::Validate { file } => {
+            let doc = read(&file)?;
+            match catalog_apply::validate_standalone(&doc) {
+                Ok(c) => {
+                    println!(
+                        "{}: valid ({} datasets, {} series, {} metrics)",
+                        file.display(),
+                        c.datasets.len(),
+                        c.series.len(),
+                        c.metrics.len()
+                    );
+                    Ok(())
+                }
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    bail!("{}: {} problem(s); see above", file.display(), problems.0.len())
+                }
+            }
+        }
+        CatalogCommand::Apply { file, db } => {
+            let doc = read(&file)?;
+            let pool = db.pool().await?;
+            match catalog_apply::apply(&pool, &doc).await {
+                Ok(r) => {
+                    println!(
+                        "applied {}: {} datasets, {} series, {} metrics; {} pending run(s) canceled",
+                        file.display(),
+                        r.datasets,
+                        r.series,
+                        r.metrics,
+                        r.canceled_runs.len()
+                    );
+                    for id in r.canceled_runs {
+                        println!("  canceled {id}");
+                    }
+                    Ok(())
+                }
+                Err(ApplyError::Invalid(problems)) => {
+                    eprintln!("{problems}");
+                    bail!("{}: {} problem(s); nothing was applied", file.display(), problems.0.len())
+                }
+                Err(e) => Err(e).context("Failed to apply the catalog"),
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `orchestrator runs list|show|cancel`.
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use orchestrator_core::app::runs_admin::{self, RunFilter, RunRow};
+use orchestrator_core::domain::run_state::RunStatus;
+
+use crate::db::DbArgs;
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs in this status (pending_dependencies, queued, dispatched, running,
+        /// succeeded, failed, timed_out, canceled).
+        #[arg(long)]
+        status: Option<RunStatus>,
+        /// Only runs of this metric code.
+        #[arg(long)]
+        metric: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one run; for a pending run, the datasets it still waits for.
+    Show {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Cancel a run that has not ended.
+    Cancel {
+        run_id: String,
+        #[arg(long, default_value = "canceled by operator")]
+        reason: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn ts(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+fn age(secs: Option<f64>) -> String {
+    match secs {
+        None => String::new(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7200.0 => format!("{:.0}m", s / 60.0),
+        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3600.0),
+        Some(s) => format!("{:.1}d", s / 86_400.0),
+    }
+}
+
+fn table(rows: &[RunRow]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["run id", "metric", "status", "attempt", "requested", "started", "finished", "progress", "error"]);
+    for r in rows {
+        t.add_row([
+            r.id.clone(),
+            r.metric_code.clone(),
+            r.status.clone(),
+            r.attempt.to_string(),
+            ts(r.requested_at),
+            ts(r.started_at),
+            ts(r.finished_at),
+            r.progress.map(|p| format!("{p:.0}%")).unwrap_or_default(),
+            r.error.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+pub async fn run(cmd: RunsCommand) -> Result<()> {
+    match cmd {
+        RunsCommand::List { status, metric, limit, json, db } => {
+            let pool = db.pool().await?;
+            let rows = runs_admin::list(&pool, &RunFilter { status, metric_code: metric, limit })
+                .await
+                .context("Failed to list runs")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{}", table(&rows));
+                println!("{} run(s)", rows.len());
+            }
+        }
+        RunsCommand::Show { run_id, json, db } => {
+            let pool = db.pool().await?;
+            let Some(detail) = runs_admin::show(&pool, &run_id).await.context("Failed to read the run")? else {
+                bail!("no run with id {run_id}");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+                return Ok(());
+            }
+            println!("{}", table(std::slice::from_ref(&detail.run)));
+            if let Some(r) = &detail.run.retry_of {
+                println!("retry of {r}");
+            }
+            if !detail.pending_datasets.is_empty() {
+                let waiting = detail.waiting_for();
+                if waiting.is_empty() {
+                    println!("every required dataset has a fresh update");
+                } else {
+                    println!("waiting for: {}", waiting.join(", "));
+                }
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED);
+                t.set_header(["dataset", "received", "update", "received at", "age", "fresh", "required days"]);
+                for p in &detail.pending_datasets {
+                    t.add_row([
+                        p.dataset_id.clone(),
+                        if p.received { "yes" } else { "no" }.to_string(),
+                        p.received_update_id.clone().unwrap_or_default(),
+                        ts(p.received_at),
+                        age(p.age_secs),
+                        p.fresh.map(|f| if f { "yes" } else { "no" }.to_string()).unwrap_or_default(),
+                        p.required_days.to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            if !detail.used_updates.is_empty() {
+                println!("uses:");
+                for u in &detail.used_updates {
+                    println!("  {} {} ({}, created {})", u.dataset_id, u.update_id, u.version_manifest_path, ts(Some(u.created_at)));
+                }
+            }
+        }
+        RunsCommand::Cancel { run_id, reason, db } => {
+            let pool = db.pool().await?;
+            let was = runs_admin::cancel(&pool, &run_id, &reason).await?;
+            println!("canceled {run_id} (was {was})");
+        }
+    }
+    Ok(())
+}
