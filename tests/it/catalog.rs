@@ -17,6 +17,10 @@ async fn catalog_apply_derives_metric_dependencies_from_both_key_styles() {
         vec!["m1:S1", "m1:S2", "m2:S1", "m2:S3", "m3:S1", "m3:S3", "m3:S4", "m4:S3", "m4:S4"]
     );
     assert_eq!(db.count("SELECT count(*) FROM dataset_series").await, 4);
+    let required = db
+        .strings("SELECT metric_id || ':' || dataset_id FROM metric_required_datasets ORDER BY 1")
+        .await;
+    assert_eq!(required, vec!["m1:d1", "m2:d1", "m2:d2", "m3:d1", "m3:d2", "m3:d3", "m4:d2", "m4:d3"]);
     let expr = db.string("SELECT expression_json::text FROM metrics WHERE id = 'm1'").await;
     assert!(expr.contains("series_code"), "the expression is stored as given: {expr}");
 }

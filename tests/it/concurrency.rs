@@ -44,10 +44,10 @@ async fn assert_invariants(db: &TestDb) {
     assert_eq!(same_set, 0, "two runs of a metric use the identical set of updates");
     let incomplete_queued = db
         .count(
-            "SELECT count(*) FROM metric_runs r WHERE r.status = 'queued' AND
+            "SELECT count(*) FROM metric_runs r WHERE r.requested_at IS NOT NULL AND
                (SELECT count(*) FROM run_dataset_updates rdu WHERE rdu.run_id = r.id) <>
-               (SELECT count(*) FROM metric_run_pending_datasets p WHERE p.run_id = r.id)
-               AND r.retry_of IS NULL",
+               (SELECT count(DISTINCT ds.dataset_id) FROM metric_dependencies md
+                  JOIN dataset_series ds ON ds.series_code = md.series_code WHERE md.metric_id = r.metric_id)",
         )
         .await;
     assert_eq!(incomplete_queued, 0, "a queued run does not record one update per required dataset");

@@ -264,9 +264,7 @@ async fn dependent_metrics_are_found_with_indexes_not_a_scan() {
     let plan: Vec<String> = client
         .query(
             "EXPLAIN SELECT m.id FROM metrics m WHERE m.enabled AND m.id IN (
-                 SELECT md.metric_id FROM dataset_series ds
-                   JOIN metric_dependencies md ON md.series_code = ds.series_code
-                  WHERE ds.dataset_id = 'd1')",
+                 SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = 'd1')",
             &[],
         )
         .await

@@ -1,4 +1,10 @@
 //! Processing a projection update for dataset D in one transaction (SPEC §5.3).
+//!
+//! Round trips: (1) record the event key and insert the update, (2) lock the
+//! dependent metrics in id order, (3) read their pending runs, sources and
+//! the newest update of each required dataset, then decide every run in
+//! memory ([`absorb`]) and (4) send all writes in one pipeline. Locks are
+//! held only for (3), (4) and the commit.
 
 use std::collections::HashMap;
 
@@ -6,9 +12,13 @@ use tracing::instrument;
 
 use super::{new_id, request, Context};
 use crate::domain::events::ProjectionUpdate;
+use crate::domain::pending_run::{absorb, is_complete, update_set_key, Received, Slot};
+use crate::domain::run_request::{self, RunRequest, RunRequestInput, UsedUpdate};
 use crate::in_transaction;
-use crate::store::runs::NewRun;
-use crate::store::{catalog, event_log, pending, runs, updates, StoreError, Transaction};
+use crate::store::catalog::{self, LockedMetric, SeriesSources};
+use crate::store::runs::CreatedRun;
+use crate::store::updates::InsertedUpdate;
+use crate::store::{event_log, pending, runs, updates, StoreError, Transaction};
 
 /// What processing one update did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,56 +51,202 @@ pub async fn process(ctx: &Context, update: &ProjectionUpdate) -> Result<UpdateS
     Ok(summary)
 }
 
+/// One dependent metric's run after the update, before it is written.
+struct Decided<'m> {
+    metric: &'m LockedMetric,
+    run_id: String,
+    created: bool,
+    slots: Vec<Slot>,
+    changed: Vec<usize>,
+}
+
 async fn process_in(tx: &Transaction<'_>, ctx: &Context, update: &ProjectionUpdate) -> Result<UpdateSummary, StoreError> {
-    // 1 + 5: the key is recorded first so that a concurrent duplicate waits
-    // on it and then sees it; it commits with everything else or not at all.
+    // Steps 1, 2, 3 and 5: the key is recorded first, so that a concurrent
+    // duplicate waits on it and then sees it; all commits together or not at all.
     let key = update.event_key();
-    if !event_log::record(tx, &key, "projection_update", &update.to_json(), None).await? {
-        return Ok(UpdateSummary {
-            duplicate: true,
-            ..UpdateSummary::default()
-        });
-    }
-    // 2 + 3
-    let inserted = updates::insert(tx, &new_id(), update).await?;
-    let mut summary = UpdateSummary {
-        update_id: Some(inserted.id.clone()),
-        ..UpdateSummary::default()
+    let payload = update.to_json();
+    let update_id = new_id();
+    let (fresh, inserted) = futures::try_join!(
+        event_log::record(tx, &key, "projection_update", &payload, None),
+        updates::insert(tx, &update_id, update)
+    )?;
+    let (true, Some(inserted)) = (fresh, inserted) else {
+        return Ok(UpdateSummary { duplicate: true, ..UpdateSummary::default() });
     };
-    // 4: dependent metrics, locked in id order.
+    let mut summary = UpdateSummary { update_id: Some(inserted.id.clone()), ..UpdateSummary::default() };
+
+    // Step 4: dependent metrics, locked in id order.
     let metrics = catalog::lock_dependent_metrics(tx, &update.dataset_id).await?;
     summary.dependent_metrics = metrics.len();
     if metrics.is_empty() {
         return Ok(summary);
     }
-    let new_ids: Vec<String> = metrics.iter().map(|_| new_id()).collect();
-    let open = runs::open_pending_runs(tx, &metrics, &new_ids).await?;
-    summary.runs_created = open.iter().filter(|r| r.created).count();
-    let run_ids: Vec<String> = open.iter().map(|r| r.id.clone()).collect();
-    pending::absorb(tx, &run_ids, &update.dataset_id, &inserted).await?;
-    let complete = pending::complete_runs(tx, &run_ids).await?;
+    let ids: Vec<String> = metrics.iter().map(|m| m.id.clone()).collect();
+    let (open, sources, newest) = futures::try_join!(
+        pending::open_runs(tx, &ids),
+        catalog::series_sources(tx, &ids),
+        updates::newest_for_metrics(tx, &ids)
+    )?;
+    let decided = decide(&metrics, open, &sources, &newest, update, &inserted);
+
+    let complete: Vec<&Decided> = decided.iter().filter(|d| is_complete(&d.slots)).collect();
+    summary.runs_created = decided.iter().filter(|d| d.created).count();
     summary.runs_queued = complete.len();
-    summary.runs_pending = open.len() - complete.len();
-    if complete.is_empty() {
-        return Ok(summary);
-    }
-    let keyed: Vec<(String, String)> = complete.iter().map(|(id, ups)| (id.clone(), ups.join(","))).collect();
-    runs::queue_pending(tx, &keyed).await?;
-    let metric_of: HashMap<&str, &str> = open.iter().map(|r| (r.id.as_str(), r.metric_id.as_str())).collect();
-    let code_of: HashMap<&str, &str> = metrics.iter().map(|m| (m.id.as_str(), m.code.as_str())).collect();
-    let new_runs: Vec<NewRun> = complete
+    summary.runs_pending = decided.len() - complete.len();
+    let requests = build_requests(tx, ctx, &complete, &sources, &newest, &inserted).await?;
+    summary.outbox_ids = write(tx, &decided, &requests).await?;
+    summary.queued_run_ids = complete.iter().map(|d| d.run_id.clone()).collect();
+    Ok(summary)
+}
+
+fn decide<'m>(
+    metrics: &'m [LockedMetric],
+    open: Vec<pending::OpenPending>,
+    sources: &HashMap<String, SeriesSources>,
+    newest: &HashMap<String, UsedUpdate>,
+    update: &ProjectionUpdate,
+    inserted: &InsertedUpdate,
+) -> Vec<Decided<'m>> {
+    let newest: HashMap<String, Received> = newest
         .iter()
-        .map(|(id, _)| {
-            let metric_id = metric_of.get(id.as_str()).copied().unwrap_or_default();
-            NewRun {
-                id: id.clone(),
-                metric_id: metric_id.to_string(),
-                metric_code: code_of.get(metric_id).copied().unwrap_or_default().to_string(),
-                attempt: 1,
+        .map(|(d, u)| (d.clone(), Received { update_id: u.update_id.clone(), at: u.created_at }))
+        .collect();
+    let own = Received { update_id: inserted.id.clone(), at: inserted.created_at };
+    let mut open: HashMap<String, pending::OpenPending> = open.into_iter().map(|o| (o.metric_id.clone(), o)).collect();
+    metrics
+        .iter()
+        .map(|m| {
+            let (run_id, created, mut slots) = match open.remove(&m.id) {
+                Some(o) => (o.run_id, false, o.slots),
+                None => {
+                    let required = sources.get(&m.id).map(SeriesSources::required_datasets).unwrap_or_default();
+                    let slots = required
+                        .into_iter()
+                        .map(|dataset_id| Slot { dataset_id, required_days: m.required_days, received: None })
+                        .collect();
+                    (new_id(), true, slots)
+                }
+            };
+            let changed = absorb(&mut slots, &update.dataset_id, &own, &newest, inserted.created_at);
+            Decided { metric: m, run_id, created, slots, changed }
+        })
+        .collect()
+}
+
+async fn build_requests(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    complete: &[&Decided<'_>],
+    sources: &HashMap<String, SeriesSources>,
+    newest: &HashMap<String, UsedUpdate>,
+    inserted: &InsertedUpdate,
+) -> Result<Vec<RunRequest>, StoreError> {
+    let mut known: HashMap<String, UsedUpdate> = newest.values().map(|u| (u.update_id.clone(), u.clone())).collect();
+    let missing: Vec<String> = complete
+        .iter()
+        .flat_map(|d| d.slots.iter().filter_map(|s| s.received.as_ref().map(|r| r.update_id.clone())))
+        .filter(|id| !known.contains_key(id))
+        .collect();
+    if !missing.is_empty() {
+        // A run kept an older, still fresh update: look its details up.
+        known.extend(updates::by_ids(tx, &missing).await?);
+    }
+    let empty = SeriesSources::default();
+    complete
+        .iter()
+        .map(|d| {
+            let used: Vec<UsedUpdate> = d
+                .slots
+                .iter()
+                .filter_map(|s| s.received.as_ref().and_then(|r| known.get(&r.update_id)).cloned())
+                .collect();
+            if used.len() != d.slots.len() {
+                return Err(StoreError::Corrupt(format!("run {} uses an update that does not exist", d.run_id)));
             }
+            let src = sources.get(&d.metric.id).unwrap_or(&empty);
+            if !src.orphan_series.is_empty() {
+                tracing::warn!(run_id = %d.run_id, metric_code = %d.metric.code, series = ?src.orphan_series,
+                    "metric references series that no dataset provides");
+            }
+            Ok(run_request::build(
+                &RunRequestInput {
+                    run_id: &d.run_id,
+                    metric_code: &d.metric.code,
+                    expression_type: &d.metric.expression_type,
+                    expression_json: &d.metric.expression_json,
+                    attempt: 1,
+                    requested_at: inserted.created_at,
+                    series_datasets: &src.series_datasets,
+                    updates: &used,
+                },
+                &ctx.settings,
+            ))
+        })
+        .collect()
+}
+
+/// All writes of the update, pipelined in one round trip.
+async fn write(tx: &Transaction<'_>, decided: &[Decided<'_>], requests: &[RunRequest]) -> Result<Vec<i64>, StoreError> {
+    let keys: Vec<Option<String>> =
+        decided.iter().map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots))).collect();
+    let created: Vec<CreatedRun<'_>> = decided
+        .iter()
+        .zip(&keys)
+        .filter(|(d, _)| d.created)
+        .map(|(d, key)| CreatedRun {
+            id: &d.run_id,
+            metric_id: &d.metric.id,
+            metric_code: &d.metric.code,
+            queued_with_key: key.as_deref(),
         })
         .collect();
-    summary.outbox_ids = request::enqueue(tx, &new_runs, inserted.created_at, &ctx.settings).await?;
-    summary.queued_run_ids = new_runs.into_iter().map(|r| r.id).collect();
-    Ok(summary)
+    // A run complete at creation never waits: it gets no pending rows (its
+    // inputs are recorded in run_dataset_updates like every requested run's).
+    let new_rows: Vec<pending::SlotRow<'_>> = decided
+        .iter()
+        .filter(|d| d.created && !is_complete(&d.slots))
+        .flat_map(|d| d.slots.iter().map(move |s| (d.run_id.as_str(), s)))
+        .collect();
+    let changed_rows: Vec<pending::SlotRow<'_>> = decided
+        .iter()
+        .filter(|d| !d.created)
+        .flat_map(|d| d.changed.iter().map(move |&i| (d.run_id.as_str(), &d.slots[i])))
+        .collect();
+    let to_queue: Vec<(String, String)> = decided
+        .iter()
+        .zip(&keys)
+        .filter(|(d, _)| !d.created)
+        .filter_map(|(d, key)| key.clone().map(|k| (d.run_id.clone(), k)))
+        .collect();
+    let used: Vec<(&str, &str)> = decided
+        .iter()
+        .filter(|d| is_complete(&d.slots))
+        .flat_map(|d| {
+            d.slots
+                .iter()
+                .filter_map(move |s| s.received.as_ref().map(|r| (d.run_id.as_str(), r.update_id.as_str())))
+        })
+        .collect();
+    // Sent in this order; each statement only needs rows of the ones before
+    // it. Preparing first means the pipeline itself never waits, so nothing
+    // can overtake an earlier statement on a connection's first use.
+    for sql in [
+        runs::INSERT_CREATED,
+        pending::INSERT_ROWS,
+        pending::UPDATE_ROWS,
+        runs::QUEUE_PENDING,
+        runs::RECORD_USED,
+        crate::store::outbox::INSERT,
+    ] {
+        tx.prepare_cached(sql).await?;
+    }
+    let (_, _, _, _, _, outbox_ids) = futures::try_join!(
+        runs::insert_created(tx, &created),
+        pending::insert_rows(tx, &new_rows),
+        pending::update_rows(tx, &changed_rows),
+        runs::queue_pending(tx, &to_queue),
+        runs::record_used(tx, &used),
+        request::write(tx, requests),
+    )?;
+    Ok(outbox_ids)
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::run_request::{self, RequestSettings, RunRequestInput};
+use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput};
 use crate::store::outbox::{self, NewMessage};
 use crate::store::runs::{self, NewRun};
 use crate::store::{catalog, StoreError, StoreResult, Transaction};
@@ -23,42 +23,47 @@ pub async fn enqueue(
     let mut metric_ids: Vec<String> = new_runs.iter().map(|r| r.metric_id.clone()).collect();
     metric_ids.sort();
     metric_ids.dedup();
-    let (used, contexts) = futures::try_join!(
+    let (used, sources, expressions) = futures::try_join!(
         runs::used_updates(tx, &run_ids),
-        catalog::request_context(tx, &metric_ids)
+        catalog::series_sources(tx, &metric_ids),
+        catalog::expressions(tx, &metric_ids)
     )?;
     let mut payloads = Vec::with_capacity(new_runs.len());
     for run in new_runs {
-        let ctx = contexts
+        let (expression_type, expression_json) = expressions
             .get(&run.metric_id)
             .ok_or_else(|| StoreError::Corrupt(format!("metric {} of run {} is missing", run.metric_id, run.id)))?;
         let updates = used.get(&run.id).map(Vec::as_slice).unwrap_or_default();
-        if !ctx.orphan_series.is_empty() {
-            tracing::warn!(run_id = %run.id, metric_code = %run.metric_code, series = ?ctx.orphan_series,
-                "metric references series that no dataset provides");
-        }
+        let empty = catalog::SeriesSources::default();
+        let src = sources.get(&run.metric_id).unwrap_or(&empty);
         let request = run_request::build(
             &RunRequestInput {
                 run_id: &run.id,
                 metric_code: &run.metric_code,
-                expression_type: &ctx.expression_type,
-                expression_json: &ctx.expression_json,
+                expression_type,
+                expression_json,
                 attempt: run.attempt,
                 requested_at,
-                series_datasets: &ctx.series_datasets,
+                series_datasets: &src.series_datasets,
                 updates,
             },
             settings,
         );
-        payloads.push((request.to_json_string(), request.message_group_id));
+        payloads.push(request);
     }
-    let rows: Vec<NewMessage<'_>> = new_runs
+    write(tx, &payloads).await
+}
+
+/// Writes built requests to the outbox; returns the outbox ids.
+pub async fn write(tx: &Transaction<'_>, requests: &[RunRequest]) -> StoreResult<Vec<i64>> {
+    let payloads: Vec<String> = requests.iter().map(RunRequest::to_json_string).collect();
+    let rows: Vec<NewMessage<'_>> = requests
         .iter()
         .zip(&payloads)
-        .map(|(run, (payload, group))| NewMessage {
-            run_id: &run.id,
+        .map(|(r, payload)| NewMessage {
+            run_id: &r.run_id,
             payload,
-            message_group_id: group.as_deref(),
+            message_group_id: r.message_group_id.as_deref(),
         })
         .collect();
     outbox::insert(tx, &rows).await

@@ -65,7 +65,7 @@ pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreE
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM metric_runs
           WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR metric_code = $2)
-          ORDER BY created_at DESC, id DESC LIMIT $3"
+          ORDER BY id DESC LIMIT $3"
     );
     let status = filter.status.map(RunStatus::as_str);
     let rows = client.query(&sql, &[&status, &filter.metric_code, &filter.limit.max(1)]).await?;

@@ -14,22 +14,21 @@ pub struct LockedMetric {
     pub id: String,
     pub code: String,
     pub required_days: i32,
+    pub expression_type: String,
+    pub expression_json: Value,
 }
 
 /// Locks, in ascending id order, every enabled metric that depends on
-/// `dataset_id`. One indexed query (dataset → series → metrics); the lock
+/// `dataset_id`. One indexed query (`metric_required_datasets` by dataset); the lock
 /// serialises all work on a metric's pending run across workers, and the
 /// fixed order rules out deadlocks between them.
 pub async fn lock_dependent_metrics(tx: &Transaction<'_>, dataset_id: &str) -> StoreResult<Vec<LockedMetric>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT m.id, m.code, m.required_days
+            "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json
                FROM metrics m
               WHERE m.enabled
-                AND m.id IN (SELECT md.metric_id
-                               FROM dataset_series ds
-                               JOIN metric_dependencies md ON md.series_code = ds.series_code
-                              WHERE ds.dataset_id = $1)
+                AND m.id IN (SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1)
               ORDER BY m.id
                 FOR NO KEY UPDATE OF m",
         )
@@ -41,29 +40,33 @@ pub async fn lock_dependent_metrics(tx: &Transaction<'_>, dataset_id: &str) -> S
             id: r.get(0),
             code: r.get(1),
             required_days: r.get(2),
+            expression_type: r.get(3),
+            expression_json: r.get(4),
         })
         .collect())
 }
 
-/// What a run request needs from the catalog for one metric.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub expression_type: String,
-    pub expression_json: Value,
+/// Which datasets provide each series a metric references.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesSources {
     /// (series code, dataset id) pairs; a series no dataset provides is absent.
     pub series_datasets: Vec<(String, String)>,
     /// Series the metric references that no dataset provides.
     pub orphan_series: Vec<String>,
 }
 
-pub async fn request_context(
-    tx: &Transaction<'_>,
-    metric_ids: &[String],
-) -> StoreResult<HashMap<String, RequestContext>> {
-    let metrics = tx
-        .prepare_cached("SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)")
-        .await?;
-    let deps = tx
+impl SeriesSources {
+    /// The metric's required datasets, sorted and distinct.
+    pub fn required_datasets(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.series_datasets.iter().map(|(_, d)| d.clone()).collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+}
+
+pub async fn series_sources(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, SeriesSources>> {
+    let stmt = tx
         .prepare_cached(
             "SELECT md.metric_id, md.series_code, ds.dataset_id
                FROM metric_dependencies md
@@ -71,32 +74,25 @@ pub async fn request_context(
               WHERE md.metric_id = ANY($1)",
         )
         .await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&metric_ids];
-    let (metric_rows, dep_rows) = futures::try_join!(tx.query(&metrics, &params), tx.query(&deps, &params))?;
-    let mut out: HashMap<String, RequestContext> = metric_rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                RequestContext {
-                    expression_type: r.get(1),
-                    expression_json: r.get(2),
-                    series_datasets: Vec::new(),
-                    orphan_series: Vec::new(),
-                },
-            )
-        })
-        .collect();
-    for r in &dep_rows {
-        let metric_id: String = r.get(0);
-        if let Some(ctx) = out.get_mut(&metric_id) {
-            match r.get::<_, Option<String>>(2) {
-                Some(dataset) => ctx.series_datasets.push((r.get(1), dataset)),
-                None => ctx.orphan_series.push(r.get(1)),
-            }
+    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    let mut out: HashMap<String, SeriesSources> = HashMap::new();
+    for r in &rows {
+        let entry = out.entry(r.get(0)).or_default();
+        match r.get::<_, Option<String>>(2) {
+            Some(dataset) => entry.series_datasets.push((r.get(1), dataset)),
+            None => entry.orphan_series.push(r.get(1)),
         }
     }
     Ok(out)
+}
+
+/// A metric's expression, as stored.
+pub async fn expressions(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, (String, Value)>> {
+    let stmt = tx
+        .prepare_cached("SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)")
+        .await?;
+    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect())
 }
 
 pub async fn known_series(tx: &Transaction<'_>) -> StoreResult<HashSet<String>> {
@@ -208,6 +204,24 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO metric_dependencies (metric_id, series_code) SELECT * FROM unnest($1::text[], $2::text[])",
         &[&dep_metric, &dep_series],
+    )
+    .await?;
+    derive_required_datasets(tx).await
+}
+
+/// Brings `metric_required_datasets` in line with the dependencies and the
+/// datasets' series, changing only the rows that differ.
+async fn derive_required_datasets(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.batch_execute(
+        "CREATE TEMP TABLE want_required ON COMMIT DROP AS
+             SELECT DISTINCT md.metric_id, ds.dataset_id
+               FROM metric_dependencies md JOIN dataset_series ds ON ds.series_code = md.series_code;
+         DELETE FROM metric_required_datasets r
+          WHERE NOT EXISTS (SELECT 1 FROM want_required w
+                             WHERE w.metric_id = r.metric_id AND w.dataset_id = r.dataset_id);
+         INSERT INTO metric_required_datasets (metric_id, dataset_id)
+         SELECT metric_id, dataset_id FROM want_required ON CONFLICT DO NOTHING;
+         DROP TABLE want_required;",
     )
     .await?;
     Ok(())

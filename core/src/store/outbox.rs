@@ -24,15 +24,17 @@ pub struct NewMessage<'a> {
     pub message_group_id: Option<&'a str>,
 }
 
+pub(crate) const INSERT: &str = "INSERT INTO outbox (run_id, payload, message_group_id)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+             RETURNING id";
+
 pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<i64>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO outbox (run_id, payload, message_group_id)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-             RETURNING id",
+            INSERT,
         )
         .await?;
     let runs: Vec<&str> = rows.iter().map(|r| r.run_id).collect();

@@ -1,60 +1,105 @@
 //! `metric_run_pending_datasets`: which datasets a pending run still waits for.
 
-use super::{StoreResult, Transaction};
+use chrono::{DateTime, Utc};
 
-/// D's rows take the new update U; every other row that is not received, or
-/// whose update is no longer fresh, takes the newest fresh update of its
-/// dataset if there is one, else becomes not received (SPEC §5.3).
-pub async fn absorb(
-    tx: &Transaction<'_>,
-    run_ids: &[String],
-    dataset_id: &str,
-    update: &super::updates::InsertedUpdate,
-) -> StoreResult<()> {
-    let own = tx
-        .prepare_cached(
-            "UPDATE metric_run_pending_datasets
-                SET received = true, received_update_id = $3, received_at = $4
-              WHERE run_id = ANY($1) AND dataset_id = $2",
-        )
-        .await?;
-    // The newest update decides: if it is not fresh, no older one is.
-    let others = tx
-        .prepare_cached(
-            "UPDATE metric_run_pending_datasets p
-                SET (received_update_id, received_at, received) = (
-                    SELECT n.id, n.created_at, n.id IS NOT NULL
-                      FROM (SELECT 1) one
-                      LEFT JOIN LATERAL (
-                          SELECT du.id, du.created_at FROM dataset_updates du
-                           WHERE du.dataset_id = p.dataset_id
-                           ORDER BY du.created_at DESC, du.id DESC LIMIT 1
-                      ) n ON update_is_fresh(n.created_at, p.required_days))
-              WHERE p.run_id = ANY($1) AND p.dataset_id <> $2
-                AND (NOT p.received OR NOT update_is_fresh(p.received_at, p.required_days))",
-        )
-        .await?;
-    let own_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&run_ids, &dataset_id, &update.id, &update.created_at];
-    let other_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run_ids, &dataset_id];
-    futures::try_join!(tx.execute(&own, &own_params), tx.execute(&others, &other_params))?;
-    Ok(())
+use super::{StoreError, StoreResult, Transaction};
+use crate::domain::pending_run::{Received, Slot};
+
+/// A metric's open pending run with its rows.
+#[derive(Debug, Clone)]
+pub struct OpenPending {
+    pub run_id: String,
+    pub metric_id: String,
+    pub slots: Vec<Slot>,
 }
 
-/// Runs (among `run_ids`) whose every row is received, with the sorted ids of
-/// the updates they hold.
-pub async fn complete_runs(tx: &Transaction<'_>, run_ids: &[String]) -> StoreResult<Vec<(String, Vec<String>)>> {
+/// The pending runs of these metrics (at most one each), with their rows.
+pub async fn open_runs(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<Vec<OpenPending>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT run_id, array_agg(received_update_id ORDER BY received_update_id)
-               FROM metric_run_pending_datasets
-              WHERE run_id = ANY($1)
-              GROUP BY run_id
-             HAVING bool_and(received)",
+            "SELECT r.id, r.metric_id, p.dataset_id, p.required_days, p.received_update_id, p.received_at
+               FROM metric_runs r
+               JOIN metric_run_pending_datasets p ON p.run_id = r.id
+              WHERE r.metric_id = ANY($1) AND r.status = 'pending_dependencies'
+              ORDER BY r.id, p.dataset_id",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&run_ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    let mut out: Vec<OpenPending> = Vec::new();
+    for r in &rows {
+        let run_id: String = r.get(0);
+        if out.last().is_none_or(|o| o.run_id != run_id) {
+            out.push(OpenPending { run_id, metric_id: r.get(1), slots: Vec::new() });
+        }
+        let received = match (r.get::<_, Option<String>>(4), r.get::<_, Option<DateTime<Utc>>>(5)) {
+            (Some(update_id), Some(at)) => Some(Received { update_id, at }),
+            _ => None,
+        };
+        if let Some(o) = out.last_mut() {
+            o.slots.push(Slot { dataset_id: r.get(2), required_days: r.get(3), received });
+        }
+    }
+    Ok(out)
+}
+
+/// Rows to write: (run id, slot).
+pub type SlotRow<'a> = (&'a str, &'a Slot);
+
+fn columns<'a>(rows: &'a [SlotRow<'a>]) -> (Vec<&'a str>, Vec<&'a str>, Vec<i32>, Vec<Option<&'a str>>, Vec<Option<DateTime<Utc>>>) {
+    let mut c = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (run, slot) in rows {
+        c.0.push(*run);
+        c.1.push(slot.dataset_id.as_str());
+        c.2.push(slot.required_days);
+        c.3.push(slot.received.as_ref().map(|r| r.update_id.as_str()));
+        c.4.push(slot.received.as_ref().map(|r| r.at));
+    }
+    c
+}
+
+pub(crate) const INSERT_ROWS: &str = "INSERT INTO metric_run_pending_datasets
+                 (run_id, dataset_id, required_days, received, received_update_id, received_at)
+             SELECT run_id, dataset_id, required_days, update_id IS NOT NULL, update_id, received_at
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[])
+                    AS u(run_id, dataset_id, required_days, update_id, received_at)";
+
+/// Inserts the rows of newly created runs, in their decided state.
+pub async fn insert_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            INSERT_ROWS,
+        )
+        .await?;
+    let (runs, datasets, days, updates, ats) = columns(rows);
+    Ok(tx.execute(&stmt, &[&runs, &datasets, &days, &updates, &ats]).await?)
+}
+
+pub(crate) const UPDATE_ROWS: &str = "UPDATE metric_run_pending_datasets p
+                SET received = u.update_id IS NOT NULL, received_update_id = u.update_id,
+                    received_at = u.received_at
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                    AS u(run_id, dataset_id, update_id, received_at)
+              WHERE p.run_id = u.run_id AND p.dataset_id = u.dataset_id";
+
+/// Writes the changed rows of existing pending runs.
+pub async fn update_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            UPDATE_ROWS,
+        )
+        .await?;
+    let (runs, datasets, _, updates, ats) = columns(rows);
+    let n = tx.execute(&stmt, &[&runs, &datasets, &updates, &ats]).await?;
+    if n as usize != rows.len() {
+        return Err(StoreError::Conflict(format!("{} of {} pending rows vanished", rows.len() - n as usize, rows.len())));
+    }
+    Ok(n)
 }
 
 /// One row of a pending run, for operators.

@@ -6,90 +6,68 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::catalog::LockedMetric;
 use super::{StoreError, StoreResult, Transaction};
 use crate::domain::events::Completion;
 use crate::domain::run_request::UsedUpdate;
 use crate::domain::run_state::RunStatus;
 
-/// A metric's open pending run.
+/// A run created by a projection update, in its decided status.
 #[derive(Debug, Clone)]
-pub struct OpenRun {
-    pub id: String,
-    pub metric_id: String,
-    pub created: bool,
+pub struct CreatedRun<'a> {
+    pub id: &'a str,
+    pub metric_id: &'a str,
+    pub metric_code: &'a str,
+    /// `Some(update-set key)` when complete at once: inserted `queued`.
+    pub queued_with_key: Option<&'a str>,
 }
 
-/// Takes each locked metric's pending run, or creates one (with a row per
-/// required dataset) using the id offered in `new_ids` (same order).
-pub async fn open_pending_runs(
-    tx: &Transaction<'_>,
-    metrics: &[LockedMetric],
-    new_ids: &[String],
-) -> StoreResult<Vec<OpenRun>> {
+pub(crate) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key)
+             SELECT id, metric_id, code,
+                    CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
+                    CASE WHEN key IS NULL THEN NULL ELSE now() END,
+                    CASE WHEN key IS NULL THEN NULL ELSE now() END,
+                    key
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, metric_id, code, key)";
+
+/// Inserts new runs: `queued` (requested now) when complete, else
+/// `pending_dependencies`. The caller holds the metrics' locks, so the
+/// one-pending-run-per-metric index cannot be raced.
+pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) -> StoreResult<u64> {
+    if created.is_empty() {
+        return Ok(0);
+    }
     let stmt = tx
         .prepare_cached(
-            "WITH m AS (
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
-                          AS m(metric_id, new_id, code, required_days)
-             ), existing AS (
-                 SELECT r.id, r.metric_id FROM metric_runs r JOIN m ON r.metric_id = m.metric_id
-                  WHERE r.status = 'pending_dependencies'
-             ), created AS (
-                 INSERT INTO metric_runs (id, metric_id, metric_code, status)
-                 SELECT m.new_id, m.metric_id, m.code, 'pending_dependencies' FROM m
-                  WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.metric_id = m.metric_id)
-                 RETURNING id, metric_id
-             ), created_rows AS (
-                 INSERT INTO metric_run_pending_datasets (run_id, dataset_id, required_days)
-                 SELECT DISTINCT c.id, ds.dataset_id, m.required_days
-                   FROM created c
-                   JOIN m ON m.metric_id = c.metric_id
-                   JOIN metric_dependencies md ON md.metric_id = c.metric_id
-                   JOIN dataset_series ds ON ds.series_code = md.series_code
-             )
-             SELECT id, metric_id, false FROM existing
-             UNION ALL
-             SELECT id, metric_id, true FROM created",
+            INSERT_CREATED,
         )
         .await?;
-    let ids: Vec<&str> = metrics.iter().map(|m| m.id.as_str()).collect();
-    let codes: Vec<&str> = metrics.iter().map(|m| m.code.as_str()).collect();
-    let days: Vec<i32> = metrics.iter().map(|m| m.required_days).collect();
-    let rows = tx.query(&stmt, &[&ids, &new_ids, &codes, &days]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| OpenRun {
-            id: r.get(0),
-            metric_id: r.get(1),
-            created: r.get(2),
-        })
-        .collect())
+    let ids: Vec<&str> = created.iter().map(|c| c.id).collect();
+    let metrics: Vec<&str> = created.iter().map(|c| c.metric_id).collect();
+    let codes: Vec<&str> = created.iter().map(|c| c.metric_code).collect();
+    let keys: Vec<Option<&str>> = created.iter().map(|c| c.queued_with_key).collect();
+    Ok(tx.execute(&stmt, &[&ids, &metrics, &codes, &keys]).await?)
 }
 
-/// `pending_dependencies → queued` for complete runs; records the updates
-/// they use. `runs` holds (run id, update-set key).
-pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> StoreResult<()> {
-    let queue = tx
-        .prepare_cached(
-            "UPDATE metric_runs r
+pub(crate) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                 SET status = 'queued', requested_at = now(), last_contact_at = now(),
                     update_set_key = k.key, updated_at = now()
                FROM unnest($1::text[], $2::text[]) AS k(id, key)
-              WHERE r.id = k.id AND r.status = 'pending_dependencies'",
-        )
-        .await?;
-    let record = tx
+              WHERE r.id = k.id AND r.status = 'pending_dependencies'";
+
+/// `pending_dependencies → queued` for runs that became complete; `runs`
+/// holds (run id, update-set key). A run that is no longer pending is a
+/// conflict (the transaction is retried).
+pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> StoreResult<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let queue = tx
         .prepare_cached(
-            "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
-             SELECT run_id, received_update_id FROM metric_run_pending_datasets
-              WHERE run_id = ANY($1)",
+            QUEUE_PENDING,
         )
         .await?;
     let (ids, keys): (Vec<&str>, Vec<&str>) = runs.iter().map(|(i, k)| (i.as_str(), k.as_str())).unzip();
-    let queue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &keys];
-    let record_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let (queued, _) = futures::try_join!(tx.execute(&queue, &queue_params), tx.execute(&record, &record_params))?;
+    let queued = tx.execute(&queue, &[&ids, &keys]).await?;
     if queued as usize != runs.len() {
         return Err(StoreError::Conflict(format!(
             "{} of {} pending runs changed status before they could be queued",
@@ -98,6 +76,23 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> S
         )));
     }
     Ok(())
+}
+
+pub(crate) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
+             SELECT * FROM unnest($1::text[], $2::text[])";
+
+/// Records which updates each requested run uses: (run id, update id) pairs.
+pub async fn record_used(tx: &Transaction<'_>, pairs: &[(&str, &str)]) -> StoreResult<u64> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            RECORD_USED,
+        )
+        .await?;
+    let (runs, updates): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
+    Ok(tx.execute(&stmt, &[&runs, &updates]).await?)
 }
 
 /// The updates each run uses (from `run_dataset_updates`).
@@ -384,9 +379,8 @@ pub async fn metrics_with_stale_pending_runs(tx: &Transaction<'_>) -> StoreResul
                  SELECT p.id, array_agg(pd.dataset_id ORDER BY pd.dataset_id) AS ds
                    FROM p JOIN metric_run_pending_datasets pd ON pd.run_id = p.id GROUP BY p.id
              ), want AS (
-                 SELECT p.id, array_agg(DISTINCT ds.dataset_id ORDER BY ds.dataset_id) AS ds
-                   FROM p JOIN metric_dependencies md ON md.metric_id = p.metric_id
-                   JOIN dataset_series ds ON ds.series_code = md.series_code GROUP BY p.id
+                 SELECT p.id, array_agg(r.dataset_id ORDER BY r.dataset_id) AS ds
+                   FROM p JOIN metric_required_datasets r ON r.metric_id = p.metric_id GROUP BY p.id
              )
              SELECT p.metric_id FROM p
                LEFT JOIN have h ON h.id = p.id LEFT JOIN want w ON w.id = p.id

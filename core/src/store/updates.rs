@@ -1,9 +1,12 @@
 //! `datasets` registration on first sight and `dataset_updates`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, Transaction};
 use crate::domain::events::ProjectionUpdate;
+use crate::domain::run_request::UsedUpdate;
 
 #[derive(Debug, Clone)]
 pub struct InsertedUpdate {
@@ -14,7 +17,8 @@ pub struct InsertedUpdate {
 
 /// Registers an unknown dataset (nothing is lost: a metric added later can
 /// use it) and inserts the update row; both statements are pipelined.
-pub async fn insert(tx: &Transaction<'_>, id: &str, u: &ProjectionUpdate) -> StoreResult<InsertedUpdate> {
+/// Returns `None` when an update with the same idempotency key exists.
+pub async fn insert(tx: &Transaction<'_>, id: &str, u: &ProjectionUpdate) -> StoreResult<Option<InsertedUpdate>> {
     let register = tx
         .prepare_cached("INSERT INTO datasets (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
         .await?;
@@ -24,6 +28,7 @@ pub async fn insert(tx: &Transaction<'_>, id: &str, u: &ProjectionUpdate) -> Sto
                  (id, dataset_id, version_manifest_path, projections_path, bucket, event_key)
              VALUES ($1, $2, $3, $4,
                      COALESCE($5, (SELECT bucket FROM datasets WHERE id = $2), ''), $6)
+             ON CONFLICT (event_key) DO NOTHING
              RETURNING created_at",
         )
         .await?;
@@ -33,11 +38,52 @@ pub async fn insert(tx: &Transaction<'_>, id: &str, u: &ProjectionUpdate) -> Sto
         [&id, &u.dataset_id, &u.version_manifest_path, &u.projections_path, &u.bucket, &key];
     let (_, row) = futures::try_join!(
         tx.execute(&register, &register_params),
-        tx.query_one(&insert, &insert_params)
+        tx.query_opt(&insert, &insert_params)
     )
     .map_err(StoreError::from)?;
-    Ok(InsertedUpdate {
+    Ok(row.map(|r| InsertedUpdate {
         id: id.to_string(),
-        created_at: row.get(0),
-    })
+        created_at: r.get(0),
+    }))
+}
+
+fn used_update(r: &tokio_postgres::Row) -> UsedUpdate {
+    UsedUpdate {
+        dataset_id: r.get(0),
+        update_id: r.get(1),
+        bucket: r.get(2),
+        manifest_path: r.get(3),
+        projections_path: r.get(4),
+        created_at: r.get(5),
+    }
+}
+
+/// The newest update of every dataset these metrics require, by dataset
+/// (one index probe per dataset, however long its history).
+pub async fn newest_for_metrics(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, UsedUpdate>> {
+    let stmt = tx
+        .prepare_cached(
+            "WITH req AS (
+                 SELECT DISTINCT dataset_id FROM metric_required_datasets WHERE metric_id = ANY($1)
+             )
+             SELECT u.dataset_id, u.id, COALESCE(u.bucket, ''), u.version_manifest_path, u.projections_path, u.created_at
+               FROM req CROSS JOIN LATERAL (
+                    SELECT * FROM dataset_updates du WHERE du.dataset_id = req.dataset_id
+                     ORDER BY du.created_at DESC, du.id DESC LIMIT 1) u",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), used_update(r))).collect())
+}
+
+/// Updates by id.
+pub async fn by_ids(tx: &Transaction<'_>, ids: &[String]) -> StoreResult<HashMap<String, UsedUpdate>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT dataset_id, id, COALESCE(bucket, ''), version_manifest_path, projections_path, created_at
+               FROM dataset_updates WHERE id = ANY($1)",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(1), used_update(r))).collect())
 }
