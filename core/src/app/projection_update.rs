@@ -133,14 +133,14 @@ fn decide<'m>(
         .collect()
 }
 
-async fn build_requests(
+async fn build_requests<'m>(
     tx: &Transaction<'_>,
     ctx: &Context,
-    complete: &[&Decided<'_>],
+    complete: &[&'m Decided<'m>],
     sources: &HashMap<String, SeriesSources>,
     newest: &HashMap<String, UsedUpdate>,
     inserted: &InsertedUpdate,
-) -> Result<Vec<RunRequest>, StoreError> {
+) -> Result<Vec<RunRequest<'m>>, StoreError> {
     let mut known: HashMap<String, UsedUpdate> = newest.values().map(|u| (u.update_id.clone(), u.clone())).collect();
     let missing: Vec<String> = complete
         .iter()
@@ -152,6 +152,7 @@ async fn build_requests(
         known.extend(updates::by_ids(tx, &missing).await?);
     }
     let empty = SeriesSources::default();
+    let empty = &empty;
     complete
         .iter()
         .map(|d| {
@@ -163,7 +164,7 @@ async fn build_requests(
             if used.len() != d.slots.len() {
                 return Err(StoreError::Corrupt(format!("run {} uses an update that does not exist", d.run_id)));
             }
-            let src = sources.get(&d.metric.id).unwrap_or(&empty);
+            let src = sources.get(&d.metric.id).unwrap_or(empty);
             if !src.orphan_series.is_empty() {
                 tracing::warn!(run_id = %d.run_id, metric_code = %d.metric.code, series = ?src.orphan_series,
                     "metric references series that no dataset provides");
@@ -186,7 +187,7 @@ async fn build_requests(
 }
 
 /// All writes of the update, pipelined in one round trip.
-async fn write(tx: &Transaction<'_>, decided: &[Decided<'_>], requests: &[RunRequest]) -> Result<Vec<i64>, StoreError> {
+async fn write(tx: &Transaction<'_>, decided: &[Decided<'_>], requests: &[RunRequest<'_>]) -> Result<Vec<i64>, StoreError> {
     let keys: Vec<Option<String>> =
         decided.iter().map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots))).collect();
     let created: Vec<CreatedRun<'_>> = decided

@@ -55,7 +55,7 @@ pub async fn enqueue(
 }
 
 /// Writes built requests to the outbox; returns the outbox ids.
-pub async fn write(tx: &Transaction<'_>, requests: &[RunRequest]) -> StoreResult<Vec<i64>> {
+pub async fn write(tx: &Transaction<'_>, requests: &[RunRequest<'_>]) -> StoreResult<Vec<i64>> {
     let payloads: Vec<String> = requests.iter().map(RunRequest::to_json_string).collect();
     let rows: Vec<NewMessage<'_>> = requests
         .iter()

@@ -35,11 +35,11 @@ pub struct UsedUpdate {
 
 /// Everything a request is built from.
 #[derive(Debug, Clone)]
-pub struct RunRequestInput<'a> {
+pub struct RunRequestInput<'a, 'e> {
     pub run_id: &'a str,
     pub metric_code: &'a str,
     pub expression_type: &'a str,
-    pub expression_json: &'a Value,
+    pub expression_json: &'e Value,
     pub attempt: i32,
     pub requested_at: DateTime<Utc>,
     /// (series code, dataset id) for every series the metric references and
@@ -48,15 +48,16 @@ pub struct RunRequestInput<'a> {
     pub updates: &'a [UsedUpdate],
 }
 
+/// Borrows the metric's expression: one tree serves every run of the metric.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunRequest {
+pub struct RunRequest<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub run_id: String,
     pub metric_code: String,
     pub expression_type: String,
-    pub expression_json: Value,
+    pub expression_json: &'a Value,
     pub inputs: Vec<Input>,
     pub catalog: CatalogSection,
     pub output: Output,
@@ -100,7 +101,7 @@ pub fn format_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-pub fn build(input: &RunRequestInput<'_>, settings: &RequestSettings) -> RunRequest {
+pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) -> RunRequest<'e> {
     let by_dataset: BTreeMap<&str, &UsedUpdate> = input
         .updates
         .iter()
@@ -149,7 +150,7 @@ pub fn build(input: &RunRequestInput<'_>, settings: &RequestSettings) -> RunRequ
         run_id: input.run_id.to_string(),
         metric_code: input.metric_code.to_string(),
         expression_type: input.expression_type.to_string(),
-        expression_json: input.expression_json.clone(),
+        expression_json: input.expression_json,
         inputs,
         catalog: CatalogSection { datasets },
         output: Output {
@@ -162,7 +163,7 @@ pub fn build(input: &RunRequestInput<'_>, settings: &RequestSettings) -> RunRequ
     }
 }
 
-impl RunRequest {
+impl RunRequest<'_> {
     pub fn to_json_string(&self) -> String {
         // Serializing plain structs, strings and serde_json values cannot fail.
         serde_json::to_string(self).unwrap_or_default()

@@ -19,9 +19,10 @@ pub struct LockedMetric {
 }
 
 /// Locks, in ascending id order, every enabled metric that depends on
-/// `dataset_id`. One indexed query (`metric_required_datasets` by dataset); the lock
-/// serialises all work on a metric's pending run across workers, and the
-/// fixed order rules out deadlocks between them.
+/// `dataset_id`. One indexed query (`metric_required_datasets` by dataset);
+/// the lock serialises all work on a metric's pending run across workers,
+/// and the fixed order rules out deadlocks between them. (Taking the locks
+/// with NOWAIT and retrying was measured slower than waiting: BENCHMARKS.md.)
 pub async fn lock_dependent_metrics(tx: &Transaction<'_>, dataset_id: &str) -> StoreResult<Vec<LockedMetric>> {
     let stmt = tx
         .prepare_cached(
@@ -221,7 +222,10 @@ async fn derive_required_datasets(tx: &Transaction<'_>) -> StoreResult<()> {
                              WHERE w.metric_id = r.metric_id AND w.dataset_id = r.dataset_id);
          INSERT INTO metric_required_datasets (metric_id, dataset_id)
          SELECT metric_id, dataset_id FROM want_required ON CONFLICT DO NOTHING;
-         DROP TABLE want_required;",
+         DROP TABLE want_required;
+         -- Fresh statistics at once: with the empty-table estimates of a new
+         -- catalog the planner would scan these tables on every update.
+         ANALYZE datasets, series, dataset_series, metrics, metric_dependencies, metric_required_datasets;",
     )
     .await?;
     Ok(())

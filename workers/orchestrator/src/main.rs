@@ -1,5 +1,8 @@
 //! `orchestrator`: the operator CLI (SPEC §6).
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod catalog;
 mod db;
