@@ -77,9 +77,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     /// How run requests are shaped: output location and FIFO-ness of the topic.
     pub fn request_settings(&self) -> Result<RequestSettings, ConfigError> {
-        let output_bucket = self.required("OUTPUT_BUCKET", "the bucket metric runners write outputs to")?;
+        let output_bucket = self.required(
+            "OUTPUT_BUCKET",
+            "the bucket metric runners write outputs to",
+        )?;
         let output_prefix = self.or("OUTPUT_PREFIX", "metrics/");
-        let fifo = self.get("RUN_REQUESTS_TOPIC_ARN").is_some_and(|a| a.ends_with(".fifo"));
+        let fifo = self
+            .get("RUN_REQUESTS_TOPIC_ARN")
+            .is_some_and(|a| a.ends_with(".fifo"));
         Ok(RequestSettings {
             output_bucket,
             output_prefix,
@@ -105,13 +110,19 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Env(move |k: &str| map.get(k).cloned())
     }
 
     #[test]
     fn defaults_apply_and_fifo_follows_the_topic_name() {
-        let e = env(&[("OUTPUT_BUCKET", "b"), ("RUN_REQUESTS_TOPIC_ARN", "arn:aws:sns:x:1:t.fifo")]);
+        let e = env(&[
+            ("OUTPUT_BUCKET", "b"),
+            ("RUN_REQUESTS_TOPIC_ARN", "arn:aws:sns:x:1:t.fifo"),
+        ]);
         let s = e.request_settings().unwrap();
         assert_eq!(s.base_path("m"), "s3://b/metrics/m/");
         assert!(s.fifo);
@@ -122,9 +133,21 @@ mod tests {
     #[test]
     fn missing_and_malformed_values_name_the_variable() {
         let e = env(&[("RUN_HEARTBEAT_TIMEOUT_SECS", "ten"), ("LOG_FORMAT", "xml")]);
-        assert!(e.database_url().unwrap_err().to_string().starts_with("DATABASE_URL is not set"));
-        assert!(e.timeouts().unwrap_err().to_string().contains("RUN_HEARTBEAT_TIMEOUT_SECS=\"ten\""));
+        assert!(e
+            .database_url()
+            .unwrap_err()
+            .to_string()
+            .starts_with("DATABASE_URL is not set"));
+        assert!(e
+            .timeouts()
+            .unwrap_err()
+            .to_string()
+            .contains("RUN_HEARTBEAT_TIMEOUT_SECS=\"ten\""));
         assert!(e.log_format().is_err());
-        assert!(e.request_settings().unwrap_err().to_string().contains("OUTPUT_BUCKET"));
+        assert!(e
+            .request_settings()
+            .unwrap_err()
+            .to_string()
+            .contains("OUTPUT_BUCKET"));
     }
 }

@@ -22,7 +22,10 @@ pub struct PublishError(pub String);
 /// Sends run requests to the run-requests topic.
 pub trait Publisher: Send + Sync {
     /// Publishes a batch; the result has one entry per message, in order.
-    fn publish(&self, batch: &[OutboxMessage]) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send;
+    fn publish(
+        &self,
+        batch: &[OutboxMessage],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,8 +56,12 @@ impl Default for RelayConfig {
 impl RelayConfig {
     /// The pause after the `attempts`-th failed publish of a row.
     pub fn backoff(&self, attempts: i32) -> Duration {
-        let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
-        self.base_backoff.saturating_mul(1u32 << exp).min(self.max_backoff)
+        let exp = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        self.base_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff)
     }
 }
 
@@ -81,7 +88,11 @@ pub struct Relay<P> {
 
 impl<P: Publisher> Relay<P> {
     pub fn new(pool: Pool, publisher: P, config: RelayConfig) -> Self {
-        Self { pool, publisher, config }
+        Self {
+            pool,
+            publisher,
+            config,
+        }
     }
 
     pub fn publisher(&self) -> &P {
@@ -135,10 +146,16 @@ impl<P: Publisher> Relay<P> {
 
     async fn claim(&self, only: Option<&[i64]>) -> Result<Vec<OutboxMessage>, StoreError> {
         let (batch, lease) = (self.config.batch, self.config.lease);
-        in_transaction!(self.pool, StoreError, |tx| outbox::claim(&tx, only, batch, lease).await?)
+        in_transaction!(self.pool, StoreError, |tx| outbox::claim(
+            &tx, only, batch, lease
+        )
+        .await?)
     }
 
-    async fn publish_claimed(&self, claimed: Vec<OutboxMessage>) -> Result<RelayReport, StoreError> {
+    async fn publish_claimed(
+        &self,
+        claimed: Vec<OutboxMessage>,
+    ) -> Result<RelayReport, StoreError> {
         if claimed.is_empty() {
             return Ok(RelayReport::default());
         }

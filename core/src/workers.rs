@@ -26,7 +26,11 @@ pub async fn run_lifecycle(deps: RunLifecycleDeps, shutdown: CancellationToken) 
     loop {
         match sweeper::sweep(&deps.ctx, deps.timeouts).await {
             Ok(s) if !s.timed_out.is_empty() => {
-                tracing::info!(timed_out = s.timed_out.len(), retries = s.retries.len(), "timeout sweep")
+                tracing::info!(
+                    timed_out = s.timed_out.len(),
+                    retries = s.retries.len(),
+                    "timeout sweep"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "timeout sweep failed; will retry"),
@@ -47,15 +51,16 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    t.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

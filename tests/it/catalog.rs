@@ -20,24 +20,45 @@ async fn catalog_apply_derives_metric_dependencies_from_both_key_styles() {
     let required = db
         .strings("SELECT metric_id || ':' || dataset_id FROM metric_required_datasets ORDER BY 1")
         .await;
-    assert_eq!(required, vec!["m1:d1", "m2:d1", "m2:d2", "m3:d1", "m3:d2", "m3:d3", "m4:d2", "m4:d3"]);
-    let expr = db.string("SELECT expression_json::text FROM metrics WHERE id = 'm1'").await;
-    assert!(expr.contains("series_code"), "the expression is stored as given: {expr}");
+    assert_eq!(
+        required,
+        vec!["m1:d1", "m2:d1", "m2:d2", "m3:d1", "m3:d2", "m3:d3", "m4:d2", "m4:d3"]
+    );
+    let expr = db
+        .string("SELECT expression_json::text FROM metrics WHERE id = 'm1'")
+        .await;
+    assert!(
+        expr.contains("series_code"),
+        "the expression is stored as given: {expr}"
+    );
 }
 
 #[tokio::test]
 async fn invalid_catalog_reports_every_problem_and_applies_nothing() {
     let db = TestDb::new("catalog_invalid").await;
     let mut cat = base_catalog();
-    cat["metrics"][1]["expression_json"]["left"] = json!({"op": "sma", "series": {"seriesCode": "S1"}, "window": 0});
+    cat["metrics"][1]["expression_json"]["left"] =
+        json!({"op": "sma", "series": {"seriesCode": "S1"}, "window": 0});
     cat["metrics"][2]["expression_json"]["operands"][1] = json!({"seriesCode": "NOPE"});
     let err = apply(&db.pool, &cat).await.unwrap_err();
-    let ApplyError::Invalid(problems) = &err else { panic!("expected problems, got {err}") };
+    let ApplyError::Invalid(problems) = &err else {
+        panic!("expected problems, got {err}")
+    };
     let text = problems.to_string();
-    assert!(text.contains("metrics[1].expression_json.left.window: must be an integer >= 1"), "{text}");
-    assert!(text.contains("metrics[2].expression_json: references unknown series \"NOPE\""), "{text}");
+    assert!(
+        text.contains("metrics[1].expression_json.left.window: must be an integer >= 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("metrics[2].expression_json: references unknown series \"NOPE\""),
+        "{text}"
+    );
     for table in ["datasets", "series", "metrics", "metric_dependencies"] {
-        assert_eq!(db.count(&format!("SELECT count(*) FROM {table}")).await, 0, "{table} must stay empty");
+        assert_eq!(
+            db.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table} must stay empty"
+        );
     }
 }
 
@@ -52,11 +73,28 @@ async fn catalog_apply_is_an_upsert() {
     let only = json!({"metrics": [cat["metrics"][3].clone()]});
     apply(&db.pool, &only).await.unwrap();
     assert_eq!(db.count("SELECT count(*) FROM metrics").await, 4);
-    assert_eq!(db.string("SELECT description FROM metrics WHERE id = 'm1'").await, "now described");
-    assert_eq!(db.string("SELECT bucket FROM datasets WHERE id = 'd1'").await, "moved");
+    assert_eq!(
+        db.string("SELECT description FROM metrics WHERE id = 'm1'")
+            .await,
+        "now described"
+    );
+    assert_eq!(
+        db.string("SELECT bucket FROM datasets WHERE id = 'd1'")
+            .await,
+        "moved"
+    );
     // A dataset entry without `series` keeps its series.
-    apply(&db.pool, &json!({"datasets": [{"id": "d1", "bucket": "again"}]})).await.unwrap();
-    assert_eq!(db.count("SELECT count(*) FROM dataset_series WHERE dataset_id = 'd1'").await, 2);
+    apply(
+        &db.pool,
+        &json!({"datasets": [{"id": "d1", "bucket": "again"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM dataset_series WHERE dataset_id = 'd1'")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
@@ -65,7 +103,10 @@ async fn metric_code_taken_by_another_metric_is_rejected() {
     let doc = json!({"metrics": [{"id": "other", "code": "m.single", "expression_type": "composite",
                                   "expression_json": {"op": "sum", "operands": [{"seriesCode": "S1"}]}}]});
     let err = apply(&db.pool, &doc).await.unwrap_err().to_string();
-    assert!(err.contains("metrics[0].code: code \"m.single\" already belongs to metric \"m1\""), "{err}");
+    assert!(
+        err.contains("metrics[0].code: code \"m.single\" already belongs to metric \"m1\""),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -79,13 +120,20 @@ async fn pending_run_is_canceled_when_the_metrics_dependencies_change() {
     let report = apply(&db.pool, &cat).await.unwrap();
     assert_eq!(report.canceled_runs, vec![pair.clone()]);
     assert_eq!(runs_of(&db, "m.pair").await[0].1, "canceled");
-    assert_eq!(runs_of(&db, "m.triple").await[0].1, "pending_dependencies", "{triple} is unaffected");
+    assert_eq!(
+        runs_of(&db, "m.triple").await[0].1,
+        "pending_dependencies",
+        "{triple} is unaffected"
+    );
     // The next update opens a fresh pending run with the new datasets.
     process(&db.ctx(), &update("d1", "v2")).await.unwrap();
     let runs = runs_of(&db, "m.pair").await;
     assert_eq!(runs.len(), 2);
     let datasets = db
-        .strings(&format!("SELECT dataset_id FROM metric_run_pending_datasets WHERE run_id = '{}' ORDER BY 1", runs[1].0))
+        .strings(&format!(
+            "SELECT dataset_id FROM metric_run_pending_datasets WHERE run_id = '{}' ORDER BY 1",
+            runs[1].0
+        ))
         .await;
     assert_eq!(datasets, vec!["d1", "d3"]);
 }

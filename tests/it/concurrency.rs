@@ -30,7 +30,10 @@ async fn assert_invariants(db: &TestDb) {
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.run_id = r.id)",
         )
         .await;
-    assert_eq!(requested_without_outbox, 0, "a requested run has no outbox row");
+    assert_eq!(
+        requested_without_outbox, 0,
+        "a requested run has no outbox row"
+    );
     let same_set = db
         .count(
             "SELECT count(*) FROM (
@@ -41,7 +44,10 @@ async fn assert_invariants(db: &TestDb) {
                   GROUP BY metric_id, s HAVING count(*) > 1) d",
         )
         .await;
-    assert_eq!(same_set, 0, "two runs of a metric use the identical set of updates");
+    assert_eq!(
+        same_set, 0,
+        "two runs of a metric use the identical set of updates"
+    );
     let incomplete_queued = db
         .count(
             "SELECT count(*) FROM metric_runs r WHERE r.requested_at IS NOT NULL AND
@@ -50,7 +56,10 @@ async fn assert_invariants(db: &TestDb) {
                   JOIN dataset_series ds ON ds.series_code = md.series_code WHERE md.metric_id = r.metric_id)",
         )
         .await;
-    assert_eq!(incomplete_queued, 0, "a queued run does not record one update per required dataset");
+    assert_eq!(
+        incomplete_queued, 0,
+        "a queued run does not record one update per required dataset"
+    );
 }
 
 #[tokio::test]
@@ -58,7 +67,12 @@ async fn eight_workers_processing_interleaved_updates_keep_every_invariant() {
     let db = TestDb::new("concurrency").await;
     // A dense catalog: 6 datasets, 60 metrics over 2–4 series each, most
     // spanning several datasets, so that workers constantly meet on metrics.
-    let shape = Shape { datasets: 6, series_per_dataset: 4, metrics: 60, seed: 11 };
+    let shape = Shape {
+        datasets: 6,
+        series_per_dataset: 4,
+        metrics: 60,
+        seed: 11,
+    };
     apply(&db, &synth::catalog(shape)).await;
     let updates = Arc::new(synth::updates(shape, 480));
     let ctx = db.ctx();
@@ -82,11 +96,23 @@ async fn eight_workers_processing_interleaved_updates_keep_every_invariant() {
     for t in tasks {
         errors.extend(t.await.expect("worker task panicked"));
     }
-    assert!(errors.is_empty(), "errors surfaced (deadlocks must be retried, not reported): {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "errors surfaced (deadlocks must be retried, not reported): {errors:?}"
+    );
     assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 480);
-    assert_eq!(db.count("SELECT count(*) FROM event_log WHERE event_type = 'projection_update'").await, 480);
-    let queued = db.count("SELECT count(*) FROM metric_runs WHERE status = 'queued'").await;
-    assert!(queued > 100, "the scenario must actually queue runs (got {queued})");
+    assert_eq!(
+        db.count("SELECT count(*) FROM event_log WHERE event_type = 'projection_update'")
+            .await,
+        480
+    );
+    let queued = db
+        .count("SELECT count(*) FROM metric_runs WHERE status = 'queued'")
+        .await;
+    assert!(
+        queued > 100,
+        "the scenario must actually queue runs (got {queued})"
+    );
     assert_invariants(&db).await;
 }
 
@@ -121,30 +147,50 @@ async fn concurrent_completions_of_one_run_leave_a_single_terminal_state() {
     cat["metrics"][0]["max_attempts"] = json!(3);
     apply(&db, &cat).await;
     let ctx = db.ctx();
-    let run = process(&ctx, &update("d1", "v1")).await.unwrap().queued_run_ids[0].clone();
+    let run = process(&ctx, &update("d1", "v1"))
+        .await
+        .unwrap()
+        .queued_run_ids[0]
+        .clone();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let (ctx, run) = (ctx.clone(), run.clone());
             tokio::spawn(async move {
                 let ev = LifecycleEvent::Completed(Completion {
                     run_id: run.clone(),
-                    status: if i % 2 == 0 { CompletionStatus::Success } else { CompletionStatus::Failure },
+                    status: if i % 2 == 0 {
+                        CompletionStatus::Success
+                    } else {
+                        CompletionStatus::Failure
+                    },
                     metric_code: None,
                     version_ts: None,
                     output_manifest: None,
                     row_count: None,
                     error: None,
                 });
-                handle(&ctx, &ev, &json!({"i": i, "runId": run})).await.unwrap()
+                handle(&ctx, &ev, &json!({"i": i, "runId": run}))
+                    .await
+                    .unwrap()
             })
         })
         .collect();
     let mut applied = 0;
     for t in tasks {
-        if matches!(t.await.unwrap(), orchestrator_core::app::lifecycle::LifecycleOutcome::Applied { .. }) {
+        if matches!(
+            t.await.unwrap(),
+            orchestrator_core::app::lifecycle::LifecycleOutcome::Applied { .. }
+        ) {
             applied += 1;
         }
     }
-    assert_eq!(applied, 1, "the first terminal state wins; the others are ignored");
-    assert!(db.count("SELECT count(*) FROM metric_runs WHERE retry_of IS NOT NULL").await <= 1);
+    assert_eq!(
+        applied, 1,
+        "the first terminal state wins; the others are ignored"
+    );
+    assert!(
+        db.count("SELECT count(*) FROM metric_runs WHERE retry_of IS NOT NULL")
+            .await
+            <= 1
+    );
 }

@@ -18,17 +18,28 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn started(run: &str, at: Option<&str>) -> LifecycleEvent {
-    LifecycleEvent::Started { run_id: run.into(), started_at: at.map(t) }
+    LifecycleEvent::Started {
+        run_id: run.into(),
+        started_at: at.map(t),
+    }
 }
 
 fn heartbeat(run: &str, ts: Option<&str>, progress: Option<f64>) -> LifecycleEvent {
-    LifecycleEvent::Heartbeat { run_id: run.into(), progress, ts: ts.map(t) }
+    LifecycleEvent::Heartbeat {
+        run_id: run.into(),
+        progress,
+        ts: ts.map(t),
+    }
 }
 
 fn completed(run: &str, ok: bool) -> LifecycleEvent {
     LifecycleEvent::Completed(Completion {
         run_id: run.into(),
-        status: if ok { CompletionStatus::Success } else { CompletionStatus::Failure },
+        status: if ok {
+            CompletionStatus::Success
+        } else {
+            CompletionStatus::Failure
+        },
         metric_code: Some("m.single".into()),
         version_ts: Some("2026-11-20".into()),
         output_manifest: Some("s3://out/m/manifest.json".into()),
@@ -39,7 +50,9 @@ fn completed(run: &str, ok: bool) -> LifecycleEvent {
 
 async fn send(db: &TestDb, ev: &LifecycleEvent) -> LifecycleOutcome {
     let raw = json!({"type": ev.kind().as_str(), "runId": ev.run_id(), "nonce": uuid::Uuid::new_v4().to_string()});
-    handle(&db.ctx(), ev, &raw).await.expect("lifecycle event handled")
+    handle(&db.ctx(), ev, &raw)
+        .await
+        .expect("lifecycle event handled")
 }
 
 /// A database with one queued run of `m.single`; returns its id.
@@ -51,13 +64,19 @@ async fn queued_run(label: &str) -> (TestDb, String) {
 }
 
 async fn set_status(db: &TestDb, run: &str, status: &str) {
-    db.exec(&format!("UPDATE metric_runs SET status = '{status}' WHERE id = '{run}'")).await;
+    db.exec(&format!(
+        "UPDATE metric_runs SET status = '{status}' WHERE id = '{run}'"
+    ))
+    .await;
 }
 
 async fn ts_col(db: &TestDb, run: &str, col: &str) -> Option<DateTime<Utc>> {
     db.client()
         .await
-        .query_one(&format!("SELECT {col} FROM metric_runs WHERE id = $1"), &[&run])
+        .query_one(
+            &format!("SELECT {col} FROM metric_runs WHERE id = $1"),
+            &[&run],
+        )
         .await
         .unwrap()
         .get(0)
@@ -69,9 +88,21 @@ async fn started_moves_queued_and_dispatched_to_running_and_the_earliest_start_w
         let (db, run) = queued_run(&format!("started_from_{from}")).await;
         set_status(&db, &run, from).await;
         let out = send(&db, &started(&run, Some("2026-11-20T10:00:05Z"))).await;
-        assert!(matches!(out, LifecycleOutcome::Applied { to: RunStatus::Running, .. }), "{out:?}");
+        assert!(
+            matches!(
+                out,
+                LifecycleOutcome::Applied {
+                    to: RunStatus::Running,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
         assert_eq!(status_of(&db, &run).await, "running");
-        assert_eq!(ts_col(&db, &run, "started_at").await, Some(t("2026-11-20T10:00:05Z")));
+        assert_eq!(
+            ts_col(&db, &run, "started_at").await,
+            Some(t("2026-11-20T10:00:05Z"))
+        );
     }
 }
 
@@ -79,24 +110,45 @@ async fn started_moves_queued_and_dispatched_to_running_and_the_earliest_start_w
 async fn started_on_a_running_run_keeps_status_and_only_fills_a_missing_started_at() {
     let (db, run) = queued_run("started_on_running").await;
     // Heartbeat first (out of order): running without a start time.
-    send(&db, &heartbeat(&run, Some("2026-11-20T10:01:00Z"), Some(10.0))).await;
+    send(
+        &db,
+        &heartbeat(&run, Some("2026-11-20T10:01:00Z"), Some(10.0)),
+    )
+    .await;
     assert_eq!(ts_col(&db, &run, "started_at").await, None);
     send(&db, &started(&run, Some("2026-11-20T10:00:00Z"))).await;
-    assert_eq!(ts_col(&db, &run, "started_at").await, Some(t("2026-11-20T10:00:00Z")));
+    assert_eq!(
+        ts_col(&db, &run, "started_at").await,
+        Some(t("2026-11-20T10:00:00Z"))
+    );
     // A redelivered start with another time does not overwrite it.
     send(&db, &started(&run, Some("2026-11-20T09:00:00Z"))).await;
-    assert_eq!(ts_col(&db, &run, "started_at").await, Some(t("2026-11-20T10:00:00Z")));
+    assert_eq!(
+        ts_col(&db, &run, "started_at").await,
+        Some(t("2026-11-20T10:00:00Z"))
+    );
     assert_eq!(status_of(&db, &run).await, "running");
 }
 
 #[tokio::test]
 async fn heartbeat_moves_to_running_and_keeps_the_latest_heartbeat_time() {
     let (db, run) = queued_run("heartbeat").await;
-    send(&db, &heartbeat(&run, Some("2026-11-20T10:02:00Z"), Some(40.0))).await;
+    send(
+        &db,
+        &heartbeat(&run, Some("2026-11-20T10:02:00Z"), Some(40.0)),
+    )
+    .await;
     assert_eq!(status_of(&db, &run).await, "running");
     // An older heartbeat arriving late does not move the time back.
-    send(&db, &heartbeat(&run, Some("2026-11-20T10:01:00Z"), Some(30.0))).await;
-    assert_eq!(ts_col(&db, &run, "last_heartbeat_at").await, Some(t("2026-11-20T10:02:00Z")));
+    send(
+        &db,
+        &heartbeat(&run, Some("2026-11-20T10:01:00Z"), Some(30.0)),
+    )
+    .await;
+    assert_eq!(
+        ts_col(&db, &run, "last_heartbeat_at").await,
+        Some(t("2026-11-20T10:02:00Z"))
+    );
     let progress: Option<f64> = db
         .client()
         .await
@@ -112,13 +164,23 @@ async fn heartbeat_moves_to_running_and_keeps_the_latest_heartbeat_time() {
 
 #[tokio::test]
 async fn completion_is_accepted_from_every_open_state_and_records_results() {
-    for (i, from) in ["queued", "dispatched", "running", "timed_out"].iter().enumerate() {
+    for (i, from) in ["queued", "dispatched", "running", "timed_out"]
+        .iter()
+        .enumerate()
+    {
         let (db, run) = queued_run(&format!("completed_from_{from}")).await;
         set_status(&db, &run, from).await;
         let ok = i % 2 == 0;
         let out = send(&db, &completed(&run, ok)).await;
-        let want = if ok { RunStatus::Succeeded } else { RunStatus::Failed };
-        assert!(matches!(out, LifecycleOutcome::Applied { to, .. } if to == want), "{from}: {out:?}");
+        let want = if ok {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        assert!(
+            matches!(out, LifecycleOutcome::Applied { to, .. } if to == want),
+            "{from}: {out:?}"
+        );
         let row = db
             .client()
             .await
@@ -131,10 +193,19 @@ async fn completion_is_accepted_from_every_open_state_and_records_results() {
             .unwrap();
         assert_eq!(row.get::<_, String>(0), want.as_str());
         assert!(row.get::<_, bool>(1));
-        assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("2026-11-20"));
-        assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("s3://out/m/manifest.json"));
+        assert_eq!(
+            row.get::<_, Option<String>>(2).as_deref(),
+            Some("2026-11-20")
+        );
+        assert_eq!(
+            row.get::<_, Option<String>>(3).as_deref(),
+            Some("s3://out/m/manifest.json")
+        );
         assert_eq!(row.get::<_, Option<i64>>(4), Some(1234));
-        assert_eq!(row.get::<_, Option<String>>(5), (!ok).then(|| "boom".to_string()));
+        assert_eq!(
+            row.get::<_, Option<String>>(5),
+            (!ok).then(|| "boom".to_string())
+        );
     }
 }
 
@@ -143,7 +214,10 @@ async fn started_and_heartbeat_after_a_timeout_are_ignored() {
     let (db, run) = queued_run("after_timeout").await;
     set_status(&db, &run, "timed_out").await;
     for ev in [started(&run, None), heartbeat(&run, None, Some(50.0))] {
-        assert_eq!(send(&db, &ev).await, LifecycleOutcome::Ignored(IgnoreReason::TimedOut));
+        assert_eq!(
+            send(&db, &ev).await,
+            LifecycleOutcome::Ignored(IgnoreReason::TimedOut)
+        );
     }
     assert_eq!(status_of(&db, &run).await, "timed_out");
 }
@@ -152,7 +226,11 @@ async fn started_and_heartbeat_after_a_timeout_are_ignored() {
 async fn first_terminal_state_wins_and_late_events_are_ignored() {
     let (db, run) = queued_run("terminal_wins").await;
     send(&db, &completed(&run, true)).await;
-    for ev in [completed(&run, false), started(&run, None), heartbeat(&run, None, None)] {
+    for ev in [
+        completed(&run, false),
+        started(&run, None),
+        heartbeat(&run, None, None),
+    ] {
         assert_eq!(
             send(&db, &ev).await,
             LifecycleOutcome::Ignored(IgnoreReason::AlreadyTerminal(RunStatus::Succeeded))
@@ -171,8 +249,15 @@ async fn events_for_a_pending_run_are_ignored() {
     let db = db_with_catalog("pending_ignored").await;
     process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let pair = runs_of(&db, "m.pair").await[0].0.clone();
-    for ev in [started(&pair, None), heartbeat(&pair, None, None), completed(&pair, true)] {
-        assert_eq!(send(&db, &ev).await, LifecycleOutcome::Ignored(IgnoreReason::NotRequested));
+    for ev in [
+        started(&pair, None),
+        heartbeat(&pair, None, None),
+        completed(&pair, true),
+    ] {
+        assert_eq!(
+            send(&db, &ev).await,
+            LifecycleOutcome::Ignored(IgnoreReason::NotRequested)
+        );
     }
     assert_eq!(status_of(&db, &pair).await, "pending_dependencies");
 }
@@ -195,8 +280,16 @@ async fn failed_run_with_attempts_left_is_retried_with_the_same_updates() {
     let mut cat = orchestrator_tests::fixtures::base_catalog();
     cat["metrics"][0]["max_attempts"] = json!(2);
     orchestrator_tests::fixtures::apply(&db, &cat).await;
-    let run = process(&db.ctx(), &update("d1", "v1")).await.unwrap().queued_run_ids[0].clone();
-    let LifecycleOutcome::Applied { retry_run_id: Some(retry), outbox_ids, .. } = send(&db, &completed(&run, false)).await
+    let run = process(&db.ctx(), &update("d1", "v1"))
+        .await
+        .unwrap()
+        .queued_run_ids[0]
+        .clone();
+    let LifecycleOutcome::Applied {
+        retry_run_id: Some(retry),
+        outbox_ids,
+        ..
+    } = send(&db, &completed(&run, false)).await
     else {
         panic!("a failed run with attempts left is retried")
     };
@@ -204,29 +297,57 @@ async fn failed_run_with_attempts_left_is_retried_with_the_same_updates() {
     let row = db
         .client()
         .await
-        .query_one("SELECT status, attempt, retry_of FROM metric_runs WHERE id = $1", &[&retry])
+        .query_one(
+            "SELECT status, attempt, retry_of FROM metric_runs WHERE id = $1",
+            &[&retry],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "queued");
     assert_eq!(row.get::<_, i32>(1), 2);
     assert_eq!(row.get::<_, Option<String>>(2), Some(run.clone()));
     let (a, b) = (request_of(&db, &run).await, request_of(&db, &retry).await);
-    assert_eq!(a["catalog"], b["catalog"], "a retry uses the same dataset updates");
+    assert_eq!(
+        a["catalog"], b["catalog"],
+        "a retry uses the same dataset updates"
+    );
     assert_eq!(b["attempt"], 2);
     // The retry failing too ends there: max_attempts is 2.
     let out = send(&db, &completed(&retry, false)).await;
-    assert!(matches!(out, LifecycleOutcome::Applied { retry_run_id: None, .. }), "{out:?}");
-    assert_eq!(db.count("SELECT count(*) FROM metric_runs WHERE metric_code = 'm.single'").await, 2);
+    assert!(
+        matches!(
+            out,
+            LifecycleOutcome::Applied {
+                retry_run_id: None,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_runs WHERE metric_code = 'm.single'")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
 async fn running_run_without_heartbeat_times_out_after_the_heartbeat_timeout() {
     let (db, run) = queued_run("heartbeat_timeout").await;
     send(&db, &started(&run, None)).await;
-    let timeouts = Timeouts { heartbeat: Duration::from_secs(60), start: Duration::from_secs(3600) };
-    assert!(sweep(&db.ctx(), timeouts).await.unwrap().timed_out.is_empty());
-    db.exec(&format!("UPDATE metric_runs SET last_contact_at = now() - interval '61 seconds' WHERE id = '{run}'"))
-        .await;
+    let timeouts = Timeouts {
+        heartbeat: Duration::from_secs(60),
+        start: Duration::from_secs(3600),
+    };
+    assert!(sweep(&db.ctx(), timeouts)
+        .await
+        .unwrap()
+        .timed_out
+        .is_empty());
+    db.exec(&format!(
+        "UPDATE metric_runs SET last_contact_at = now() - interval '61 seconds' WHERE id = '{run}'"
+    ))
+    .await;
     let s = sweep(&db.ctx(), timeouts).await.unwrap();
     assert_eq!(s.timed_out, vec![run.clone()]);
     assert_eq!(status_of(&db, &run).await, "timed_out");
@@ -237,13 +358,26 @@ async fn running_run_without_heartbeat_times_out_after_the_heartbeat_timeout() {
 async fn queued_or_dispatched_run_not_started_times_out_after_the_start_timeout() {
     let (db, run) = queued_run("start_timeout").await;
     set_status(&db, &run, "dispatched").await;
-    let timeouts = Timeouts { heartbeat: Duration::from_secs(60), start: Duration::from_secs(300) };
+    let timeouts = Timeouts {
+        heartbeat: Duration::from_secs(60),
+        start: Duration::from_secs(300),
+    };
     db.exec(&format!("UPDATE metric_runs SET last_contact_at = now() - interval '200 seconds' WHERE id = '{run}'"))
         .await;
-    assert!(sweep(&db.ctx(), timeouts).await.unwrap().timed_out.is_empty(), "start timeout is 300 s, not 60");
+    assert!(
+        sweep(&db.ctx(), timeouts)
+            .await
+            .unwrap()
+            .timed_out
+            .is_empty(),
+        "start timeout is 300 s, not 60"
+    );
     db.exec(&format!("UPDATE metric_runs SET last_contact_at = now() - interval '301 seconds' WHERE id = '{run}'"))
         .await;
-    assert_eq!(sweep(&db.ctx(), timeouts).await.unwrap().timed_out, vec![run.clone()]);
+    assert_eq!(
+        sweep(&db.ctx(), timeouts).await.unwrap().timed_out,
+        vec![run.clone()]
+    );
 }
 
 #[tokio::test]
@@ -251,9 +385,20 @@ async fn timeouts_are_measured_from_receipt_not_from_runner_timestamps() {
     let (db, run) = queued_run("skewed_clock").await;
     // A runner whose clock is a year behind: its heartbeat time is ancient,
     // but the fleet received it just now.
-    send(&db, &heartbeat(&run, Some("2025-11-20T10:00:00Z"), Some(5.0))).await;
-    let timeouts = Timeouts { heartbeat: Duration::from_secs(60), start: Duration::from_secs(60) };
-    assert!(sweep(&db.ctx(), timeouts).await.unwrap().timed_out.is_empty());
+    send(
+        &db,
+        &heartbeat(&run, Some("2025-11-20T10:00:00Z"), Some(5.0)),
+    )
+    .await;
+    let timeouts = Timeouts {
+        heartbeat: Duration::from_secs(60),
+        start: Duration::from_secs(60),
+    };
+    assert!(sweep(&db.ctx(), timeouts)
+        .await
+        .unwrap()
+        .timed_out
+        .is_empty());
     assert_eq!(status_of(&db, &run).await, "running");
 }
 
@@ -263,18 +408,49 @@ async fn timed_out_run_with_max_attempts_2_is_retried_once_and_a_late_completion
     let mut cat = orchestrator_tests::fixtures::base_catalog();
     cat["metrics"][0]["max_attempts"] = json!(2);
     orchestrator_tests::fixtures::apply(&db, &cat).await;
-    let run = process(&db.ctx(), &update("d1", "v1")).await.unwrap().queued_run_ids[0].clone();
+    let run = process(&db.ctx(), &update("d1", "v1"))
+        .await
+        .unwrap()
+        .queued_run_ids[0]
+        .clone();
     send(&db, &started(&run, None)).await;
-    db.exec(&format!("UPDATE metric_runs SET last_contact_at = now() - interval '1 hour' WHERE id = '{run}'")).await;
-    let timeouts = Timeouts { heartbeat: Duration::from_secs(60), start: Duration::from_secs(60) };
+    db.exec(&format!(
+        "UPDATE metric_runs SET last_contact_at = now() - interval '1 hour' WHERE id = '{run}'"
+    ))
+    .await;
+    let timeouts = Timeouts {
+        heartbeat: Duration::from_secs(60),
+        start: Duration::from_secs(60),
+    };
     let s = sweep(&db.ctx(), timeouts).await.unwrap();
     assert_eq!(s.timed_out, vec![run.clone()]);
     assert_eq!(s.retries.len(), 1);
     assert_eq!(s.outbox_ids.len(), 1);
     // The runner finally reports failure: accepted, but no second retry.
     let out = send(&db, &completed(&run, false)).await;
-    assert!(matches!(out, LifecycleOutcome::Applied { from: RunStatus::TimedOut, to: RunStatus::Failed, retry_run_id: None, .. }), "{out:?}");
-    assert_eq!(db.count(&format!("SELECT count(*) FROM metric_runs WHERE retry_of = '{run}'")).await, 1);
+    assert!(
+        matches!(
+            out,
+            LifecycleOutcome::Applied {
+                from: RunStatus::TimedOut,
+                to: RunStatus::Failed,
+                retry_run_id: None,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM metric_runs WHERE retry_of = '{run}'"
+        ))
+        .await,
+        1
+    );
     // A second sweep finds nothing more to do.
-    assert!(sweep(&db.ctx(), timeouts).await.unwrap().timed_out.is_empty());
+    assert!(sweep(&db.ctx(), timeouts)
+        .await
+        .unwrap()
+        .timed_out
+        .is_empty());
 }

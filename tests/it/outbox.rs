@@ -25,8 +25,16 @@ async fn published_run_moves_from_queued_to_dispatched() {
     assert_eq!((report.published, report.dispatched), (1, 1));
     let run = &s.queued_run_ids[0];
     assert_eq!(status_of(&db, run).await, "dispatched");
-    assert_eq!(db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL").await, 0);
-    assert_eq!(db.count("SELECT count(*) FROM metric_runs WHERE dispatched_at IS NOT NULL").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_runs WHERE dispatched_at IS NOT NULL")
+            .await,
+        1
+    );
     let sent = relay.publisher().published();
     assert_eq!(sent.len(), 1);
     assert_eq!(&sent[0].run_id, run);
@@ -40,7 +48,10 @@ async fn a_run_that_moved_on_is_not_sent_back_to_dispatched() {
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let run = &s.queued_run_ids[0];
     // The runner was faster than the relay (at-least-once delivery from a previous publish).
-    db.exec(&format!("UPDATE metric_runs SET status = 'running' WHERE id = '{run}'")).await;
+    db.exec(&format!(
+        "UPDATE metric_runs SET status = 'running' WHERE id = '{run}'"
+    ))
+    .await;
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
     let report = relay.publish_now(&s.outbox_ids).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 0));
@@ -57,13 +68,26 @@ async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
     let first = relay.publish_now(&s.outbox_ids).await.unwrap();
     assert_eq!((first.published, first.failed), (0, 1));
     assert_eq!(relay.backlog().await.unwrap().unpublished, 1);
-    assert!(db.string("SELECT last_error FROM outbox").await.contains("injected"));
+    assert!(db
+        .string("SELECT last_error FROM outbox")
+        .await
+        .contains("injected"));
     // Backing off: not due again at once.
-    assert_eq!(relay.sweep_once().await.unwrap().published + relay.sweep_once().await.unwrap().failed, 0);
-    let published = orchestrator_tests::eventually(Duration::from_secs(10), "the outbox row to be published", || async {
-        relay.sweep_once().await.unwrap();
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL").await == 1).then_some(())
-    })
+    assert_eq!(
+        relay.sweep_once().await.unwrap().published + relay.sweep_once().await.unwrap().failed,
+        0
+    );
+    let published = orchestrator_tests::eventually(
+        Duration::from_secs(10),
+        "the outbox row to be published",
+        || async {
+            relay.sweep_once().await.unwrap();
+            (db.count("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+                .await
+                == 1)
+                .then_some(())
+        },
+    )
     .await;
     let _: () = published;
     assert_eq!(db.count("SELECT attempts::bigint FROM outbox").await, 3);
@@ -77,7 +101,9 @@ async fn rows_left_unpublished_by_a_crash_are_swept() {
     let ctx = db.ctx();
     // Updates committed, but the process "died" before publishing.
     for v in 0..5 {
-        process(&ctx, &update("d1", &format!("v{v}"))).await.unwrap();
+        process(&ctx, &update("d1", &format!("v{v}")))
+            .await
+            .unwrap();
     }
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
     assert_eq!(relay.backlog().await.unwrap().unpublished, 5);
@@ -91,11 +117,20 @@ async fn concurrent_relays_never_publish_a_row_twice() {
     let db = db_with_catalog("outbox_concurrent").await;
     let ctx = db.ctx();
     for v in 0..40 {
-        process(&ctx, &update("d1", &format!("v{v}"))).await.unwrap();
+        process(&ctx, &update("d1", &format!("v{v}")))
+            .await
+            .unwrap();
     }
     let cfg = RelayConfig { batch: 3, ..fast() };
-    let relays: Vec<Arc<Relay<RecordingPublisher>>> =
-        (0..4).map(|_| Arc::new(Relay::new(db.pool.clone(), RecordingPublisher::default(), cfg))).collect();
+    let relays: Vec<Arc<Relay<RecordingPublisher>>> = (0..4)
+        .map(|_| {
+            Arc::new(Relay::new(
+                db.pool.clone(),
+                RecordingPublisher::default(),
+                cfg,
+            ))
+        })
+        .collect();
     let tasks: Vec<_> = relays
         .iter()
         .map(|r| {
@@ -106,7 +141,11 @@ async fn concurrent_relays_never_publish_a_row_twice() {
     for t in tasks {
         t.await.unwrap();
     }
-    let mut all: Vec<String> = relays.iter().flat_map(|r| r.publisher().published()).map(|m| m.run_id).collect();
+    let mut all: Vec<String> = relays
+        .iter()
+        .flat_map(|r| r.publisher().published())
+        .map(|m| m.run_id)
+        .collect();
     let total = all.len();
     all.sort();
     all.dedup();

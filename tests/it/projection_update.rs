@@ -10,7 +10,15 @@ async fn metric_whose_datasets_are_all_fresh_runs_at_once() {
     let db = db_with_catalog("immediate").await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     // d1 feeds m.single (complete), m.pair and m.triple (still waiting).
-    assert_eq!((s.dependent_metrics, s.runs_created, s.runs_queued, s.runs_pending), (3, 3, 1, 2));
+    assert_eq!(
+        (
+            s.dependent_metrics,
+            s.runs_created,
+            s.runs_queued,
+            s.runs_pending
+        ),
+        (3, 3, 1, 2)
+    );
     let single = runs_of(&db, "m.single").await;
     assert_eq!(single.len(), 1);
     assert_eq!(single[0].1, "queued");
@@ -49,7 +57,11 @@ async fn further_updates_are_absorbed_into_the_one_pending_run() {
         process(&ctx, &update("d2", v)).await.unwrap();
     }
     let triple = runs_of(&db, "m.triple").await;
-    assert_eq!(triple.len(), 1, "one pending run absorbs all updates: {triple:?}");
+    assert_eq!(
+        triple.len(),
+        1,
+        "one pending run absorbs all updates: {triple:?}"
+    );
     // A newer update of the same dataset replaces the older one.
     let manifest = db
         .string(&format!(
@@ -60,7 +72,11 @@ async fn further_updates_are_absorbed_into_the_one_pending_run() {
         ))
         .await;
     assert_eq!(manifest, "d2/v3/manifest.json");
-    assert_eq!(db.count("SELECT count(*) FROM metric_runs WHERE status = 'pending_dependencies'").await, 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_runs WHERE status = 'pending_dependencies'")
+            .await,
+        3
+    );
 }
 
 #[tokio::test]
@@ -76,7 +92,11 @@ async fn identical_redelivery_is_a_duplicate_and_changes_nothing() {
     assert_eq!(db.count("SELECT count(*) FROM metric_runs").await, before);
     assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 1);
     assert_eq!(db.count("SELECT count(*) FROM outbox").await, 1);
-    assert_eq!(db.count("SELECT count(*) FROM event_log WHERE event_key = 'd1:d1/v1/manifest.json'").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM event_log WHERE event_key = 'd1:d1/v1/manifest.json'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -90,15 +110,26 @@ async fn unknown_dataset_is_registered_and_nothing_is_lost() {
     };
     let s = process(&db.ctx(), &u).await.unwrap();
     assert_eq!(s.dependent_metrics, 0);
-    assert_eq!(db.count("SELECT count(*) FROM datasets WHERE id = 'brand_new'").await, 1);
-    assert_eq!(db.string("SELECT bucket FROM dataset_updates WHERE dataset_id = 'brand_new'").await, "b");
+    assert_eq!(
+        db.count("SELECT count(*) FROM datasets WHERE id = 'brand_new'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.string("SELECT bucket FROM dataset_updates WHERE dataset_id = 'brand_new'")
+            .await,
+        "b"
+    );
 }
 
 #[tokio::test]
 async fn update_without_bucket_takes_the_catalog_bucket() {
     let db = db_with_catalog("bucket_default").await;
     process(&db.ctx(), &update("d2", "v1")).await.unwrap();
-    assert_eq!(db.string("SELECT bucket FROM dataset_updates").await, "bucket-2");
+    assert_eq!(
+        db.string("SELECT bucket FROM dataset_updates").await,
+        "bucket-2"
+    );
 }
 
 #[tokio::test]
@@ -107,21 +138,33 @@ async fn stale_update_is_not_used_with_required_days_7() {
     let ctx = db.ctx();
     process(&ctx, &update("d2", "old")).await.unwrap();
     // Age every d2 update to 8 days: older than m.pair's 7 required days.
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '8 days' WHERE dataset_id = 'd2'").await;
+    db.exec(
+        "UPDATE dataset_updates SET created_at = now() - interval '8 days' WHERE dataset_id = 'd2'",
+    )
+    .await;
     db.exec("UPDATE metric_run_pending_datasets SET received_at = now() - interval '8 days' WHERE dataset_id = 'd2' AND received").await;
     process(&ctx, &update("d1", "v1")).await.unwrap();
     let pair = runs_of(&db, "m.pair").await;
     assert_eq!(pair.len(), 1);
-    assert_eq!(pair[0].1, "pending_dependencies", "a stale d2 update must not complete m.pair");
+    assert_eq!(
+        pair[0].1, "pending_dependencies",
+        "a stale d2 update must not complete m.pair"
+    );
     let received = db
         .count(&format!(
             "SELECT count(*) FROM metric_run_pending_datasets WHERE run_id = '{}' AND dataset_id = 'd2' AND received",
             pair[0].0
         ))
         .await;
-    assert_eq!(received, 0, "the stale update was dropped from the pending run");
+    assert_eq!(
+        received, 0,
+        "the stale update was dropped from the pending run"
+    );
     // Just inside the limit (6 days) is fresh.
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '6 days' WHERE dataset_id = 'd2'").await;
+    db.exec(
+        "UPDATE dataset_updates SET created_at = now() - interval '6 days' WHERE dataset_id = 'd2'",
+    )
+    .await;
     process(&ctx, &update("d1", "v2")).await.unwrap();
     assert_eq!(runs_of(&db, "m.pair").await[0].1, "queued");
 }
@@ -131,10 +174,15 @@ async fn required_days_zero_never_goes_stale() {
     let db = db_with_catalog("freshness_0").await;
     let ctx = db.ctx();
     process(&ctx, &update("d2", "v1")).await.unwrap();
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '4000 days'").await;
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '4000 days'")
+        .await;
     db.exec("UPDATE metric_run_pending_datasets SET received_at = now() - interval '4000 days' WHERE received").await;
     process(&ctx, &update("d3", "v1")).await.unwrap();
-    assert_eq!(runs_of(&db, "m.nodays").await[0].1, "queued", "required_days 0: always fresh");
+    assert_eq!(
+        runs_of(&db, "m.nodays").await[0].1,
+        "queued",
+        "required_days 0: always fresh"
+    );
     // m.triple (7 days) does not take the ancient d2 update.
     assert_eq!(runs_of(&db, "m.triple").await[0].1, "pending_dependencies");
 }
@@ -172,8 +220,14 @@ async fn run_request_catalog_names_exactly_the_updates_used() {
         );
     }
     assert_eq!(used.len(), 3);
-    assert_eq!(request["catalog"]["datasets"], serde_json::Value::Object(expected));
-    assert_eq!(request["catalog"]["datasets"]["d1"]["manifestPath"], "d1/v1/manifest.json");
+    assert_eq!(
+        request["catalog"]["datasets"],
+        serde_json::Value::Object(expected)
+    );
+    assert_eq!(
+        request["catalog"]["datasets"]["d1"]["manifestPath"],
+        "d1/v1/manifest.json"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +243,10 @@ async fn run_request_has_the_wire_shape_of_spec_3_3() {
     let requested_at: chrono::DateTime<chrono::Utc> = db
         .client()
         .await
-        .query_one("SELECT requested_at FROM metric_runs WHERE id = $1", &[run_id])
+        .query_one(
+            "SELECT requested_at FROM metric_runs WHERE id = $1",
+            &[run_id],
+        )
         .await
         .unwrap()
         .get(0);
@@ -208,18 +265,26 @@ async fn run_request_has_the_wire_shape_of_spec_3_3() {
           "requestedAt": orchestrator_core::domain::run_request::format_timestamp(requested_at)
         })
     );
-    assert!(uuid::Uuid::parse_str(run_id).is_ok_and(|u| u.get_version_num() == 7), "run ids are UUID v7");
+    assert!(
+        uuid::Uuid::parse_str(run_id).is_ok_and(|u| u.get_version_num() == 7),
+        "run ids are UUID v7"
+    );
 }
 
 #[tokio::test]
 async fn fifo_requests_carry_group_and_deduplication_ids() {
     let db = db_with_catalog("fifo").await;
-    let s = process(&db.ctx_with(true), &update("d1", "v1")).await.unwrap();
+    let s = process(&db.ctx_with(true), &update("d1", "v1"))
+        .await
+        .unwrap();
     let run_id = &s.queued_run_ids[0];
     let r = request_of(&db, run_id).await;
     assert_eq!(r["messageGroupId"], "m.single");
     assert_eq!(r["messageDeduplicationId"], json!(run_id));
-    assert_eq!(db.string("SELECT message_group_id FROM outbox").await, "m.single");
+    assert_eq!(
+        db.string("SELECT message_group_id FROM outbox").await,
+        "m.single"
+    );
 }
 
 #[tokio::test]
@@ -238,8 +303,12 @@ async fn every_queued_run_of_a_metric_uses_a_distinct_update_set() {
     let db = db_with_catalog("distinct_sets").await;
     let ctx = db.ctx();
     for v in 0..5 {
-        process(&ctx, &update("d1", &format!("v{v}"))).await.unwrap();
-        process(&ctx, &update("d2", &format!("v{v}"))).await.unwrap();
+        process(&ctx, &update("d1", &format!("v{v}")))
+            .await
+            .unwrap();
+        process(&ctx, &update("d2", &format!("v{v}")))
+            .await
+            .unwrap();
     }
     let dupes = db
         .count(
@@ -253,14 +322,24 @@ async fn every_queued_run_of_a_metric_uses_a_distinct_update_set() {
         .await;
     assert_eq!(dupes, 0);
     // m.pair ran for each d1 and d2 update after the first pair arrived.
-    assert_eq!(runs_of(&db, "m.pair").await.iter().filter(|r| r.1 == "queued").count(), 9);
+    assert_eq!(
+        runs_of(&db, "m.pair")
+            .await
+            .iter()
+            .filter(|r| r.1 == "queued")
+            .count(),
+        9
+    );
 }
 
 #[tokio::test]
 async fn dependent_metrics_are_found_with_indexes_not_a_scan() {
     let db = db_with_catalog("index_plan").await;
     let client = db.client().await;
-    client.batch_execute("SET enable_seqscan = off").await.unwrap();
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
     let plan: Vec<String> = client
         .query(
             "EXPLAIN SELECT m.id FROM metrics m WHERE m.enabled AND m.id IN (
@@ -273,5 +352,8 @@ async fn dependent_metrics_are_found_with_indexes_not_a_scan() {
         .map(|r| r.get(0))
         .collect();
     let text = plan.join("\n");
-    assert!(!text.contains("Seq Scan"), "the dependency lookup must be index-driven:\n{text}");
+    assert!(
+        !text.contains("Seq Scan"),
+        "the dependency lookup must be index-driven:\n{text}"
+    );
 }

@@ -42,14 +42,25 @@ impl TestDb {
     pub async fn new(label: &str) -> TestDb {
         orchestrator_core::telemetry::init_for_tests();
         let admin_url = admin_url();
-        let admin: tokio_postgres::Config = admin_url.parse().expect("TEST_DATABASE_URL must be a PostgreSQL URL");
+        let admin: tokio_postgres::Config = admin_url
+            .parse()
+            .expect("TEST_DATABASE_URL must be a PostgreSQL URL");
         let client = admin_client(&admin).await;
         let clean: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(30)
             .collect();
-        let name = format!("it_{clean}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let name = format!(
+            "it_{clean}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
@@ -57,7 +68,9 @@ impl TestDb {
         let mut cfg = admin.clone();
         cfg.dbname(&name);
         let pool = pool::pool_from_config(cfg, 16).expect("pool");
-        migrate::migrate(&pool).await.expect("migrations apply to a fresh database");
+        migrate::migrate(&pool)
+            .await
+            .expect("migrations apply to a fresh database");
         let url = pool::url_with_dbname(&admin_url, &name);
         TestDb {
             pool,
@@ -84,19 +97,36 @@ impl TestDb {
     }
 
     pub async fn client(&self) -> deadpool_postgres::Object {
-        self.pool.get().await.expect("connection to the test database")
+        self.pool
+            .get()
+            .await
+            .expect("connection to the test database")
     }
 
     pub async fn exec(&self, sql: &str) {
-        self.client().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.client()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        self.client().await.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
     }
 
     pub async fn strings(&self, sql: &str) -> Vec<String> {
-        let rows = self.client().await.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rows = self
+            .client()
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.iter().map(|r| r.get(0)).collect()
     }
 
@@ -114,7 +144,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside any runtime we may block on: use a thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async move {
                 let (client, conn) = admin.connect(NoTls).await.ok()?;
                 tokio::spawn(conn);

@@ -35,7 +35,9 @@ pub fn base_catalog() -> Value {
 }
 
 pub async fn apply(db: &TestDb, doc: &Value) {
-    catalog_apply::apply(&db.pool, doc).await.expect("catalog applies");
+    catalog_apply::apply(&db.pool, doc)
+        .await
+        .expect("catalog applies");
 }
 
 /// A TestDb with the base catalog applied.

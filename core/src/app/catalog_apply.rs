@@ -82,10 +82,16 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         .filter(|m| before.get(&m.id).is_some_and(|old| *old != m.series()))
         .map(|m| m.id.clone())
         .collect();
-    let mut canceled = runs::cancel_pending_of(tx, &changed, "canceled: metric dependencies changed").await?;
+    let mut canceled =
+        runs::cancel_pending_of(tx, &changed, "canceled: metric dependencies changed").await?;
     let stale = runs::metrics_with_stale_pending_runs(tx).await?;
     canceled.extend(
-        runs::cancel_pending_of(tx, &stale, "canceled: metric disabled or its datasets changed").await?,
+        runs::cancel_pending_of(
+            tx,
+            &stale,
+            "canceled: metric disabled or its datasets changed",
+        )
+        .await?,
     );
     runs::sync_pending_required_days(tx).await?;
     Ok(ApplyReport {

@@ -30,18 +30,35 @@ pub enum LifecycleOutcome {
 /// that a redelivered copy is recorded once.
 pub fn event_key(event: &LifecycleEvent, raw: &Value) -> String {
     let digest = Sha256::digest(raw.to_string().as_bytes());
-    format!("{}:{}:{}", event.kind().as_str(), event.run_id(), hex::encode(&digest[..12]))
+    format!(
+        "{}:{}:{}",
+        event.kind().as_str(),
+        event.run_id(),
+        hex::encode(&digest[..12])
+    )
 }
 
 #[instrument(skip_all, fields(run_id = %event.run_id(), event_type = event.kind().as_str()))]
-pub async fn handle(ctx: &Context, event: &LifecycleEvent, raw: &Value) -> Result<LifecycleOutcome, StoreError> {
-    let outcome = in_transaction!(ctx.pool, StoreError, |tx| handle_in(&tx, ctx, event, raw).await?)?;
+pub async fn handle(
+    ctx: &Context,
+    event: &LifecycleEvent,
+    raw: &Value,
+) -> Result<LifecycleOutcome, StoreError> {
+    let outcome = in_transaction!(ctx.pool, StoreError, |tx| handle_in(&tx, ctx, event, raw)
+        .await?)?;
     match &outcome {
-        LifecycleOutcome::Applied { from, to, retry_run_id, .. } => {
+        LifecycleOutcome::Applied {
+            from,
+            to,
+            retry_run_id,
+            ..
+        } => {
             tracing::debug!(%from, %to, retry = ?retry_run_id, "lifecycle event applied");
         }
         LifecycleOutcome::Ignored(reason) => tracing::warn!(%reason, "lifecycle event ignored"),
-        LifecycleOutcome::UnknownRun => tracing::warn!("lifecycle event for an unknown run ignored"),
+        LifecycleOutcome::UnknownRun => {
+            tracing::warn!("lifecycle event for an unknown run ignored")
+        }
     }
     Ok(outcome)
 }
@@ -53,7 +70,14 @@ async fn handle_in(
     raw: &Value,
 ) -> Result<LifecycleOutcome, StoreError> {
     let run_id = event.run_id();
-    event_log::record(tx, &event_key(event, raw), event.kind().as_str(), raw, Some(run_id)).await?;
+    event_log::record(
+        tx,
+        &event_key(event, raw),
+        event.kind().as_str(),
+        raw,
+        Some(run_id),
+    )
+    .await?;
     let Some(run) = runs::get(tx, run_id).await? else {
         return Ok(LifecycleOutcome::UnknownRun);
     };
@@ -62,7 +86,9 @@ async fn handle_in(
         Decision::Apply(to) => to,
     };
     let changed = match event {
-        LifecycleEvent::Started { started_at, .. } => runs::mark_started(tx, run_id, run.status, *started_at).await?,
+        LifecycleEvent::Started { started_at, .. } => {
+            runs::mark_started(tx, run_id, run.status, *started_at).await?
+        }
         LifecycleEvent::Heartbeat { ts, progress, .. } => {
             runs::mark_heartbeat(tx, run_id, run.status, *ts, *progress).await?
         }
@@ -71,7 +97,10 @@ async fn handle_in(
     if !changed {
         // Another worker changed the run between our read and our update:
         // run the transaction again so the decision is made on fresh state.
-        return Err(StoreError::Conflict(format!("run {run_id} left {} meanwhile", run.status)));
+        return Err(StoreError::Conflict(format!(
+            "run {run_id} left {} meanwhile",
+            run.status
+        )));
     }
     let (mut retry_run_id, mut outbox_ids) = (None, Vec::new());
     if should_retry(to, run.attempt, run.max_attempts) {

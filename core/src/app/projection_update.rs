@@ -39,8 +39,12 @@ pub struct UpdateSummary {
 
 /// Processes one update; retried transparently when it loses a race.
 #[instrument(skip_all, fields(dataset_id = %update.dataset_id, event_key = %update.event_key()))]
-pub async fn process(ctx: &Context, update: &ProjectionUpdate) -> Result<UpdateSummary, StoreError> {
-    let summary = in_transaction!(ctx.pool, StoreError, |tx| process_in(&tx, ctx, update).await?)?;
+pub async fn process(
+    ctx: &Context,
+    update: &ProjectionUpdate,
+) -> Result<UpdateSummary, StoreError> {
+    let summary = in_transaction!(ctx.pool, StoreError, |tx| process_in(&tx, ctx, update)
+        .await?)?;
     tracing::debug!(
         duplicate = summary.duplicate,
         dependent = summary.dependent_metrics,
@@ -60,7 +64,11 @@ struct Decided<'m> {
     changed: Vec<usize>,
 }
 
-async fn process_in(tx: &Transaction<'_>, ctx: &Context, update: &ProjectionUpdate) -> Result<UpdateSummary, StoreError> {
+async fn process_in(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    update: &ProjectionUpdate,
+) -> Result<UpdateSummary, StoreError> {
     // Steps 1, 2, 3 and 5: the key is recorded first, so that a concurrent
     // duplicate waits on it and then sees it; all commits together or not at all.
     let key = update.event_key();
@@ -71,9 +79,15 @@ async fn process_in(tx: &Transaction<'_>, ctx: &Context, update: &ProjectionUpda
         updates::insert(tx, &update_id, update)
     )?;
     let (true, Some(inserted)) = (fresh, inserted) else {
-        return Ok(UpdateSummary { duplicate: true, ..UpdateSummary::default() });
+        return Ok(UpdateSummary {
+            duplicate: true,
+            ..UpdateSummary::default()
+        });
     };
-    let mut summary = UpdateSummary { update_id: Some(inserted.id.clone()), ..UpdateSummary::default() };
+    let mut summary = UpdateSummary {
+        update_id: Some(inserted.id.clone()),
+        ..UpdateSummary::default()
+    };
 
     // Step 4: dependent metrics, locked in id order.
     let metrics = catalog::lock_dependent_metrics(tx, &update.dataset_id).await?;
@@ -109,26 +123,57 @@ fn decide<'m>(
 ) -> Vec<Decided<'m>> {
     let newest: HashMap<String, Received> = newest
         .iter()
-        .map(|(d, u)| (d.clone(), Received { update_id: u.update_id.clone(), at: u.created_at }))
+        .map(|(d, u)| {
+            (
+                d.clone(),
+                Received {
+                    update_id: u.update_id.clone(),
+                    at: u.created_at,
+                },
+            )
+        })
         .collect();
-    let own = Received { update_id: inserted.id.clone(), at: inserted.created_at };
-    let mut open: HashMap<String, pending::OpenPending> = open.into_iter().map(|o| (o.metric_id.clone(), o)).collect();
+    let own = Received {
+        update_id: inserted.id.clone(),
+        at: inserted.created_at,
+    };
+    let mut open: HashMap<String, pending::OpenPending> =
+        open.into_iter().map(|o| (o.metric_id.clone(), o)).collect();
     metrics
         .iter()
         .map(|m| {
             let (run_id, created, mut slots) = match open.remove(&m.id) {
                 Some(o) => (o.run_id, false, o.slots),
                 None => {
-                    let required = sources.get(&m.id).map(SeriesSources::required_datasets).unwrap_or_default();
+                    let required = sources
+                        .get(&m.id)
+                        .map(SeriesSources::required_datasets)
+                        .unwrap_or_default();
                     let slots = required
                         .into_iter()
-                        .map(|dataset_id| Slot { dataset_id, required_days: m.required_days, received: None })
+                        .map(|dataset_id| Slot {
+                            dataset_id,
+                            required_days: m.required_days,
+                            received: None,
+                        })
                         .collect();
                     (new_id(), true, slots)
                 }
             };
-            let changed = absorb(&mut slots, &update.dataset_id, &own, &newest, inserted.created_at);
-            Decided { metric: m, run_id, created, slots, changed }
+            let changed = absorb(
+                &mut slots,
+                &update.dataset_id,
+                &own,
+                &newest,
+                inserted.created_at,
+            );
+            Decided {
+                metric: m,
+                run_id,
+                created,
+                slots,
+                changed,
+            }
         })
         .collect()
 }
@@ -141,10 +186,17 @@ async fn build_requests<'m>(
     newest: &HashMap<String, UsedUpdate>,
     inserted: &InsertedUpdate,
 ) -> Result<Vec<RunRequest<'m>>, StoreError> {
-    let mut known: HashMap<String, UsedUpdate> = newest.values().map(|u| (u.update_id.clone(), u.clone())).collect();
+    let mut known: HashMap<String, UsedUpdate> = newest
+        .values()
+        .map(|u| (u.update_id.clone(), u.clone()))
+        .collect();
     let missing: Vec<String> = complete
         .iter()
-        .flat_map(|d| d.slots.iter().filter_map(|s| s.received.as_ref().map(|r| r.update_id.clone())))
+        .flat_map(|d| {
+            d.slots
+                .iter()
+                .filter_map(|s| s.received.as_ref().map(|r| r.update_id.clone()))
+        })
         .filter(|id| !known.contains_key(id))
         .collect();
     if !missing.is_empty() {
@@ -187,9 +239,15 @@ async fn build_requests<'m>(
 }
 
 /// All writes of the update, pipelined in one round trip.
-async fn write(tx: &Transaction<'_>, decided: &[Decided<'_>], requests: &[RunRequest<'_>]) -> Result<Vec<i64>, StoreError> {
-    let keys: Vec<Option<String>> =
-        decided.iter().map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots))).collect();
+async fn write(
+    tx: &Transaction<'_>,
+    decided: &[Decided<'_>],
+    requests: &[RunRequest<'_>],
+) -> Result<Vec<i64>, StoreError> {
+    let keys: Vec<Option<String>> = decided
+        .iter()
+        .map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots)))
+        .collect();
     let created: Vec<CreatedRun<'_>> = decided
         .iter()
         .zip(&keys)
@@ -211,7 +269,11 @@ async fn write(tx: &Transaction<'_>, decided: &[Decided<'_>], requests: &[RunReq
     let changed_rows: Vec<pending::SlotRow<'_>> = decided
         .iter()
         .filter(|d| !d.created)
-        .flat_map(|d| d.changed.iter().map(move |&i| (d.run_id.as_str(), &d.slots[i])))
+        .flat_map(|d| {
+            d.changed
+                .iter()
+                .map(move |&i| (d.run_id.as_str(), &d.slots[i]))
+        })
         .collect();
     let to_queue: Vec<(String, String)> = decided
         .iter()
@@ -223,9 +285,11 @@ async fn write(tx: &Transaction<'_>, decided: &[Decided<'_>], requests: &[RunReq
         .iter()
         .filter(|d| is_complete(&d.slots))
         .flat_map(|d| {
-            d.slots
-                .iter()
-                .filter_map(move |s| s.received.as_ref().map(|r| (d.run_id.as_str(), r.update_id.as_str())))
+            d.slots.iter().filter_map(move |s| {
+                s.received
+                    .as_ref()
+                    .map(|r| (d.run_id.as_str(), r.update_id.as_str()))
+            })
         })
         .collect();
     // Sent in this order; each statement only needs rows of the ones before

@@ -30,9 +30,13 @@ pub async fn enqueue(
     )?;
     let mut payloads = Vec::with_capacity(new_runs.len());
     for run in new_runs {
-        let (expression_type, expression_json) = expressions
-            .get(&run.metric_id)
-            .ok_or_else(|| StoreError::Corrupt(format!("metric {} of run {} is missing", run.metric_id, run.id)))?;
+        let (expression_type, expression_json) =
+            expressions.get(&run.metric_id).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "metric {} of run {} is missing",
+                    run.metric_id, run.id
+                ))
+            })?;
         let updates = used.get(&run.id).map(Vec::as_slice).unwrap_or_default();
         let empty = catalog::SeriesSources::default();
         let src = sources.get(&run.metric_id).unwrap_or(&empty);

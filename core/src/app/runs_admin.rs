@@ -68,7 +68,9 @@ pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreE
           ORDER BY id DESC LIMIT $3"
     );
     let status = filter.status.map(RunStatus::as_str);
-    let rows = client.query(&sql, &[&status, &filter.metric_code, &filter.limit.max(1)]).await?;
+    let rows = client
+        .query(&sql, &[&status, &filter.metric_code, &filter.limit.max(1)])
+        .await?;
     Ok(rows.iter().map(run_row).collect())
 }
 
@@ -105,7 +107,9 @@ pub async fn show(pool: &Pool, run_id: &str) -> Result<Option<RunDetail>, StoreE
 
 async fn show_in(tx: &Transaction<'_>, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM metric_runs WHERE id = $1");
-    let Some(row) = tx.query_opt(&sql, &[&run_id]).await? else { return Ok(None) };
+    let Some(row) = tx.query_opt(&sql, &[&run_id]).await? else {
+        return Ok(None);
+    };
     let run = run_row(&row);
     let pending_datasets = if run.status == RunStatus::PendingDependencies.as_str() {
         pending::for_run(tx, run_id).await?
@@ -156,11 +160,18 @@ impl TxError for CancelError {
 
 /// Cancels a run that has not ended; returns the status it had.
 pub async fn cancel(pool: &Pool, run_id: &str, reason: &str) -> Result<RunStatus, CancelError> {
-    in_transaction!(pool, CancelError, |tx| cancel_in(&tx, run_id, reason).await?)
+    in_transaction!(pool, CancelError, |tx| cancel_in(&tx, run_id, reason)
+        .await?)
 }
 
-async fn cancel_in(tx: &Transaction<'_>, run_id: &str, reason: &str) -> Result<RunStatus, CancelError> {
-    let run = runs::get(tx, run_id).await?.ok_or_else(|| CancelError::NotFound(run_id.to_string()))?;
+async fn cancel_in(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    reason: &str,
+) -> Result<RunStatus, CancelError> {
+    let run = runs::get(tx, run_id)
+        .await?
+        .ok_or_else(|| CancelError::NotFound(run_id.to_string()))?;
     if !run.status.is_cancelable() {
         return Err(CancelError::NotCancelable {
             id: run.id,
@@ -168,7 +179,9 @@ async fn cancel_in(tx: &Transaction<'_>, run_id: &str, reason: &str) -> Result<R
         });
     }
     if !runs::cancel(tx, run_id, run.status, reason).await? {
-        return Err(StoreError::Conflict(format!("run {run_id} left {} meanwhile", run.status)).into());
+        return Err(
+            StoreError::Conflict(format!("run {run_id} left {} meanwhile", run.status)).into(),
+        );
     }
     Ok(run.status)
 }

@@ -42,7 +42,8 @@ const BATCH: i64 = 200;
 pub async fn sweep(ctx: &Context, timeouts: Timeouts) -> Result<SweepSummary, StoreError> {
     let mut total = SweepSummary::default();
     loop {
-        let batch = in_transaction!(ctx.pool, StoreError, |tx| sweep_batch(&tx, ctx, timeouts).await?)?;
+        let batch = in_transaction!(ctx.pool, StoreError, |tx| sweep_batch(&tx, ctx, timeouts)
+            .await?)?;
         let done = (batch.timed_out.len() as i64) < BATCH;
         for id in &batch.timed_out {
             tracing::info!(run_id = %id, "run timed out");
@@ -56,8 +57,13 @@ pub async fn sweep(ctx: &Context, timeouts: Timeouts) -> Result<SweepSummary, St
     }
 }
 
-async fn sweep_batch(tx: &Transaction<'_>, ctx: &Context, t: Timeouts) -> Result<SweepSummary, StoreError> {
-    let timed = runs::time_out_overdue(tx, t.heartbeat.as_secs_f64(), t.start.as_secs_f64(), BATCH).await?;
+async fn sweep_batch(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    t: Timeouts,
+) -> Result<SweepSummary, StoreError> {
+    let timed =
+        runs::time_out_overdue(tx, t.heartbeat.as_secs_f64(), t.start.as_secs_f64(), BATCH).await?;
     if timed.is_empty() {
         return Ok(SweepSummary::default());
     }

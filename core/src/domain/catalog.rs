@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::expression::{parse_metric_expression, ExpressionType, Expr};
+use super::expression::{parse_metric_expression, Expr, ExpressionType};
 use super::problem::{Problem, Problems};
 
 /// Bounds that keep one catalog apply to a sane size and time.
@@ -86,7 +86,10 @@ impl Format {
 /// Reads catalog text into a JSON document (YAML is mapped onto JSON values).
 pub fn parse_document(text: &str, format: Format) -> Result<Value, Problems> {
     if text.len() > MAX_CATALOG_BYTES {
-        return Err(one("$", format!("catalog is larger than {MAX_CATALOG_BYTES} bytes")));
+        return Err(one(
+            "$",
+            format!("catalog is larger than {MAX_CATALOG_BYTES} bytes"),
+        ));
     }
     let parsed = match format {
         Format::Json => serde_json::from_str::<Value>(text).map_err(|e| e.to_string()),
@@ -104,11 +107,17 @@ fn one(path: &str, msg: String) -> Problems {
 pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, Problems> {
     let mut p = Vec::new();
     let Some(root) = doc.as_object() else {
-        return Err(one("$", "must be an object with datasets, series, metrics".into()));
+        return Err(one(
+            "$",
+            "must be an object with datasets, series, metrics".into(),
+        ));
     };
     for key in root.keys() {
         if !["datasets", "series", "metrics"].contains(&key.as_str()) {
-            p.push(Problem::new(key.clone(), "unknown section (expected datasets, series, metrics)"));
+            p.push(Problem::new(
+                key.clone(),
+                "unknown section (expected datasets, series, metrics)",
+            ));
         }
     }
     // Entries keep their index in the file so that paths stay right when an
@@ -119,14 +128,37 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
     let datasets: Vec<(usize, DatasetDef)> = section(root, "datasets", &mut p, parse_dataset);
     let metrics: Vec<(usize, MetricDef)> = section(root, "metrics", &mut p, parse_metric);
 
-    unique(series.iter().map(|(i, s)| (*i, s.code.as_str())), "series", "code", &mut p);
-    unique(datasets.iter().map(|(i, d)| (*i, d.id.as_str())), "datasets", "id", &mut p);
-    unique(metrics.iter().map(|(i, m)| (*i, m.id.as_str())), "metrics", "id", &mut p);
-    unique(metrics.iter().map(|(i, m)| (*i, m.code.as_str())), "metrics", "code", &mut p);
+    unique(
+        series.iter().map(|(i, s)| (*i, s.code.as_str())),
+        "series",
+        "code",
+        &mut p,
+    );
+    unique(
+        datasets.iter().map(|(i, d)| (*i, d.id.as_str())),
+        "datasets",
+        "id",
+        &mut p,
+    );
+    unique(
+        metrics.iter().map(|(i, m)| (*i, m.id.as_str())),
+        "metrics",
+        "id",
+        &mut p,
+    );
+    unique(
+        metrics.iter().map(|(i, m)| (*i, m.code.as_str())),
+        "metrics",
+        "code",
+        &mut p,
+    );
     for (i, d) in &datasets {
         for (j, s) in d.series.iter().flatten().enumerate() {
             if !defined.contains(s) {
-                p.push(Problem::new(format!("datasets[{i}].series[{j}]"), format!("unknown series {s:?}")));
+                p.push(Problem::new(
+                    format!("datasets[{i}].series[{j}]"),
+                    format!("unknown series {s:?}"),
+                ));
             }
         }
     }
@@ -152,21 +184,29 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
     }
 }
 
+/// Parses one entry of a section, recording its problems.
+type EntryParser<T> = fn(&Map<String, Value>, &str, &mut Vec<Problem>) -> Option<T>;
+
 /// Parses every element of an optional array section; elements with problems
 /// are left out of the result (their problems are recorded).
 fn section<T>(
     root: &Map<String, Value>,
     key: &str,
     p: &mut Vec<Problem>,
-    parse: fn(&Map<String, Value>, &str, &mut Vec<Problem>) -> Option<T>,
+    parse: EntryParser<T>,
 ) -> Vec<(usize, T)> {
-    let Some(v) = root.get(key) else { return Vec::new() };
+    let Some(v) = root.get(key) else {
+        return Vec::new();
+    };
     let Some(items) = v.as_array() else {
         p.push(Problem::new(key, "must be an array"));
         return Vec::new();
     };
     if items.len() > MAX_ENTRIES {
-        p.push(Problem::new(key, format!("has more than {MAX_ENTRIES} entries")));
+        p.push(Problem::new(
+            key,
+            format!("has more than {MAX_ENTRIES} entries"),
+        ));
         return Vec::new();
     }
     let mut out = Vec::with_capacity(items.len());
@@ -180,7 +220,12 @@ fn section<T>(
     out
 }
 
-fn unique<'a>(values: impl Iterator<Item = (usize, &'a str)>, section: &str, field: &str, p: &mut Vec<Problem>) {
+fn unique<'a>(
+    values: impl Iterator<Item = (usize, &'a str)>,
+    section: &str,
+    field: &str,
+    p: &mut Vec<Problem>,
+) {
     let mut first: HashMap<&str, usize> = HashMap::new();
     for (i, v) in values {
         if let Some(j) = first.insert(v, i) {
@@ -192,17 +237,30 @@ fn unique<'a>(values: impl Iterator<Item = (usize, &'a str)>, section: &str, fie
     }
 }
 
-fn required_str(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Vec<Problem>) -> Option<String> {
+fn required_str(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    p: &mut Vec<Problem>,
+) -> Option<String> {
     match obj.get(key).and_then(Value::as_str).map(str::trim) {
         Some(s) if !s.is_empty() => Some(s.to_string()),
         _ => {
-            p.push(Problem::new(format!("{path}.{key}"), "is required: a non-empty string"));
+            p.push(Problem::new(
+                format!("{path}.{key}"),
+                "is required: a non-empty string",
+            ));
             None
         }
     }
 }
 
-fn optional_str(obj: &Map<String, Value>, path: &str, key: &str, p: &mut Vec<Problem>) -> Option<String> {
+fn optional_str(
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    p: &mut Vec<Problem>,
+) -> Option<String> {
     match obj.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -241,7 +299,13 @@ fn parse_series(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
     let description = optional_str(obj, path, "description", p);
     let unit = optional_str(obj, path, "unit", p);
     let frequency = optional_str(obj, path, "frequency", p);
-    Some(SeriesDef { code: code?, name, description, unit, frequency })
+    Some(SeriesDef {
+        code: code?,
+        name,
+        description,
+        unit,
+        frequency,
+    })
 }
 
 fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<DatasetDef> {
@@ -260,20 +324,32 @@ fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> 
                     Some(code) if !code.is_empty() => series.push(code.to_string()),
                     _ => {
                         ok = false;
-                        p.push(Problem::new(format!("{path}.series[{j}]"), "must be a non-empty string"));
+                        p.push(Problem::new(
+                            format!("{path}.series[{j}]"),
+                            "must be a non-empty string",
+                        ));
                     }
                 }
             }
         }
         Some(_) => {
             ok = false;
-            p.push(Problem::new(format!("{path}.series"), "must be an array of series codes"));
+            p.push(Problem::new(
+                format!("{path}.series"),
+                "must be an array of series codes",
+            ));
         }
     }
     series.sort();
     series.dedup();
     ok.then_some(())?;
-    Some(DatasetDef { id: id?, name, description, bucket, series: listed.then_some(series) })
+    Some(DatasetDef {
+        id: id?,
+        name,
+        description,
+        bucket,
+        series: listed.then_some(series),
+    })
 }
 
 fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<MetricDef> {
@@ -316,7 +392,10 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
         None | Some(Value::Null) => Some(true),
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
-            p.push(Problem::new(format!("{path}.enabled"), "must be true or false"));
+            p.push(Problem::new(
+                format!("{path}.enabled"),
+                "must be true or false",
+            ));
             None
         }
     };
@@ -357,11 +436,17 @@ mod tests {
     #[test]
     fn a_valid_catalog_parses_with_defaults() {
         let mut doc = sample();
-        doc["metrics"][0].as_object_mut().unwrap().remove("required_days");
+        doc["metrics"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("required_days");
         let c = validate(&doc, &HashSet::new()).unwrap();
         assert_eq!(c.metrics[0].required_days, 7);
         assert_eq!(c.metrics[0].max_attempts, 2);
-        assert_eq!(c.datasets[0].series, Some(vec!["S1".to_string(), "S2".to_string()]));
+        assert_eq!(
+            c.datasets[0].series,
+            Some(vec!["S1".to_string(), "S2".to_string()])
+        );
     }
 
     #[test]
@@ -397,7 +482,10 @@ mod tests {
             {"id": "m", "code": "m", "expression_type": "composite",
              "expression_json": {"op": "sum", "operands": [{"seriesCode": "NOPE"}]}}]});
         let err = validate(&doc, &HashSet::new()).unwrap_err().to_string();
-        assert!(err.contains("metrics[1].expression_json: references unknown series"), "{err}");
+        assert!(
+            err.contains("metrics[1].expression_json: references unknown series"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -405,7 +493,10 @@ mod tests {
         let doc = json!({"metrics": [{"id": "m", "code": "m", "expression_type": "composite",
             "expression_json": {"op": "sum", "operands": [{"series_code": "OLD"}]}}]});
         let err = validate(&doc, &HashSet::new()).unwrap_err().to_string();
-        assert!(err.contains("metrics[0].expression_json: references unknown series \"OLD\""), "{err}");
+        assert!(
+            err.contains("metrics[0].expression_json: references unknown series \"OLD\""),
+            "{err}"
+        );
         let known: HashSet<String> = ["OLD".to_string()].into();
         assert!(validate(&doc, &known).is_ok());
     }

@@ -52,8 +52,14 @@ impl ProjectionUpdate {
         if let Some(b) = &self.bucket {
             m.insert("bucket".into(), b.clone().into());
         }
-        m.insert("version_manifest_path".into(), self.version_manifest_path.clone().into());
-        m.insert("projections_path".into(), self.projections_path.clone().into());
+        m.insert(
+            "version_manifest_path".into(),
+            self.version_manifest_path.clone().into(),
+        );
+        m.insert(
+            "projections_path".into(),
+            self.projections_path.clone().into(),
+        );
         Value::Object(m)
     }
 }
@@ -116,7 +122,8 @@ pub fn parse_body(body: &str) -> Result<Value, EventError> {
             body.len()
         )));
     }
-    let v: Value = serde_json::from_str(body).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| EventError::InvalidJson(e.to_string()))?;
     let is_envelope = v.get("Type").and_then(Value::as_str) == Some("Notification");
     match (is_envelope, v.get("Message")) {
         (true, Some(Value::String(inner))) => serde_json::from_str(inner)
@@ -146,7 +153,9 @@ fn optional_str(o: &Map<String, Value>, key: &str) -> Result<Option<String>, Eve
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(EventError::InvalidEvent(format!("{key} must be a string or null"))),
+        Some(_) => Err(EventError::InvalidEvent(format!(
+            "{key} must be a string or null"
+        ))),
     }
 }
 
@@ -155,7 +164,9 @@ fn optional_time(o: &Map<String, Value>, key: &str) -> Result<Option<DateTime<Ut
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(&s)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| EventError::InvalidEvent(format!("{key} must be an RFC 3339 timestamp: {e}"))),
+            .map_err(|e| {
+                EventError::InvalidEvent(format!("{key} must be an RFC 3339 timestamp: {e}"))
+            }),
     }
 }
 
@@ -263,9 +274,15 @@ mod tests {
         let mut ill_typed = base.clone();
         ill_typed["projections_path"] = json!(3);
         for v in [wrong_event, missing, ill_typed, json!([])] {
-            assert!(matches!(parse_projection_update(&v), Err(EventError::InvalidEvent(_))));
+            assert!(matches!(
+                parse_projection_update(&v),
+                Err(EventError::InvalidEvent(_))
+            ));
         }
-        assert_eq!(parse_body("{nope").unwrap_err().error_type(), "invalid_json");
+        assert_eq!(
+            parse_body("{nope").unwrap_err().error_type(),
+            "invalid_json"
+        );
     }
 
     #[test]
@@ -280,7 +297,9 @@ mod tests {
     fn lifecycle_events_validate_their_fields() {
         let ok = json!({"type": "metric_run_heartbeat", "runId": "r", "progress": 40,
                         "ts": "2026-11-20T10:01:00Z"});
-        assert!(matches!(parse_lifecycle(&ok), Ok(LifecycleEvent::Heartbeat { progress: Some(p), .. }) if p == 40.0));
+        assert!(
+            matches!(parse_lifecycle(&ok), Ok(LifecycleEvent::Heartbeat { progress: Some(p), .. }) if p == 40.0)
+        );
         for bad in [
             json!({"type": "metric_run_heartbeat", "runId": "r", "progress": 101}),
             json!({"type": "metric_run_heartbeat", "runId": "r", "ts": "yesterday"}),

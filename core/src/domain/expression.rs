@@ -416,9 +416,20 @@ mod tests {
         )
         .unwrap_err();
         let text: Vec<String> = err.iter().map(ToString::to_string).collect();
-        assert!(text.contains(&"expression_json.op: must be one of ratio|multiply|subtract|add".to_string()), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("expression_json.left.window: must be an integer >= 1")), "{text:?}");
-        assert!(text.contains(&"expression_json.left.series.seriesCode: must be a non-empty string".to_string()));
+        assert!(
+            text.contains(
+                &"expression_json.op: must be one of ratio|multiply|subtract|add".to_string()
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("expression_json.left.window: must be an integer >= 1")),
+            "{text:?}"
+        );
+        assert!(text.contains(
+            &"expression_json.left.series.seriesCode: must be a non-empty string".to_string()
+        ));
         assert!(text.contains(&"expression_json.right: must be an object".to_string()));
         assert!(text.contains(&"expression_json.scale: must be a positive number".to_string()));
     }
@@ -446,7 +457,11 @@ mod tests {
 
     #[test]
     fn composite_needs_at_least_one_operand() {
-        let err = parse(ExpressionType::Composite, json!({"op": "sum", "operands": []})).unwrap_err();
+        let err = parse(
+            ExpressionType::Composite,
+            json!({"op": "sum", "operands": []}),
+        )
+        .unwrap_err();
         assert_eq!(err[0].path, "expression_json.operands");
     }
 
@@ -455,18 +470,29 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             prop_oneof![
-                Just("ratio".to_string()), Just("sum".to_string()), Just("sma".to_string()),
-                Just("A".to_string()), ".{0,4}"
-            ].prop_map(Value::from),
+                Just("ratio".to_string()),
+                Just("sum".to_string()),
+                Just("sma".to_string()),
+                Just("A".to_string()),
+                ".{0,4}"
+            ]
+            .prop_map(Value::from),
         ];
         leaf.prop_recursive(8, 64, 6, |inner| {
             let keys = prop_oneof![
-                Just("op".to_string()), Just("left".to_string()), Just("right".to_string()),
-                Just("series".to_string()), Just("window".to_string()),
-                Just("operands".to_string()), Just("seriesCode".to_string()),
-                Just("series_code".to_string()), Just("scale".to_string()), "[a-z]{1,3}"
+                Just("op".to_string()),
+                Just("left".to_string()),
+                Just("right".to_string()),
+                Just("series".to_string()),
+                Just("window".to_string()),
+                Just("operands".to_string()),
+                Just("seriesCode".to_string()),
+                Just("series_code".to_string()),
+                Just("scale".to_string()),
+                "[a-z]{1,3}"
             ];
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
@@ -480,14 +506,32 @@ mod tests {
         let leaf = "[A-Z][A-Z_]{0,6}".prop_map(Expr::Series);
         leaf.prop_recursive(6, 48, 4, |inner| {
             prop_oneof![
-                (prop::sample::select(MathOp::ALL), inner.clone(), inner.clone(),
-                 prop::option::of(1u32..1000))
+                (
+                    prop::sample::select(MathOp::ALL),
+                    inner.clone(),
+                    inner.clone(),
+                    prop::option::of(1u32..1000)
+                )
                     .prop_map(|(op, l, r, s)| Expr::SeriesMath {
-                        op, left: Box::new(l), right: Box::new(r), scale: s.map(f64::from)
+                        op,
+                        left: Box::new(l),
+                        right: Box::new(r),
+                        scale: s.map(f64::from)
                     }),
-                (prop::sample::select(WindowFn::ALL), inner.clone(), 1u32..400)
-                    .prop_map(|(op, s, w)| Expr::Window { op, series: Box::new(s), window: w }),
-                (prop::sample::select(CompositeOp::ALL), prop::collection::vec(inner, 1..4))
+                (
+                    prop::sample::select(WindowFn::ALL),
+                    inner.clone(),
+                    1u32..400
+                )
+                    .prop_map(|(op, s, w)| Expr::Window {
+                        op,
+                        series: Box::new(s),
+                        window: w
+                    }),
+                (
+                    prop::sample::select(CompositeOp::ALL),
+                    prop::collection::vec(inner, 1..4)
+                )
                     .prop_map(|(op, operands)| Expr::Composite { op, operands }),
             ]
         })

@@ -83,18 +83,28 @@ mod tests {
     }
 
     fn rec(id: &str, at: &str) -> Received {
-        Received { update_id: id.into(), at: t(at) }
+        Received {
+            update_id: id.into(),
+            at: t(at),
+        }
     }
 
     fn slot(d: &str, days: i32, r: Option<Received>) -> Slot {
-        Slot { dataset_id: d.into(), required_days: days, received: r }
+        Slot {
+            dataset_id: d.into(),
+            required_days: days,
+            received: r,
+        }
     }
 
     const NOW: &str = "2026-11-20T00:00:00Z";
 
     #[test]
     fn the_updated_dataset_takes_the_new_update_replacing_an_older_one() {
-        let mut s = vec![slot("a", 7, Some(rec("old", "2026-11-19T00:00:00Z"))), slot("b", 7, None)];
+        let mut s = vec![
+            slot("a", 7, Some(rec("old", "2026-11-19T00:00:00Z"))),
+            slot("b", 7, None),
+        ];
         let changed = absorb(&mut s, "a", &rec("new", NOW), &HashMap::new(), t(NOW));
         assert_eq!(changed, vec![0]);
         assert_eq!(s[0].received.as_ref().unwrap().update_id, "new");
@@ -118,8 +128,14 @@ mod tests {
         assert_eq!(changed, vec![0, 1]);
         assert_eq!(s[1].received, None, "nothing fresh for b: not received");
         // required_days 0: never stale.
-        let mut s = vec![slot("a", 0, None), slot("b", 0, Some(rec("b0", "2000-01-01T00:00:00Z")))];
-        assert_eq!(absorb(&mut s, "a", &rec("a1", NOW), &HashMap::new(), t(NOW)), vec![0]);
+        let mut s = vec![
+            slot("a", 0, None),
+            slot("b", 0, Some(rec("b0", "2000-01-01T00:00:00Z"))),
+        ];
+        assert_eq!(
+            absorb(&mut s, "a", &rec("a1", NOW), &HashMap::new(), t(NOW)),
+            vec![0]
+        );
         assert!(is_complete(&s));
     }
 
@@ -134,8 +150,14 @@ mod tests {
 
     #[test]
     fn the_update_set_key_ignores_order() {
-        let a = vec![slot("a", 7, Some(rec("1", NOW))), slot("b", 7, Some(rec("2", NOW)))];
-        let b = vec![slot("b", 7, Some(rec("2", NOW))), slot("a", 7, Some(rec("1", NOW)))];
+        let a = vec![
+            slot("a", 7, Some(rec("1", NOW))),
+            slot("b", 7, Some(rec("2", NOW))),
+        ];
+        let b = vec![
+            slot("b", 7, Some(rec("2", NOW))),
+            slot("a", 7, Some(rec("1", NOW))),
+        ];
         assert_eq!(update_set_key(&a), update_set_key(&b));
         assert_eq!(update_set_key(&a).len(), 32);
     }

@@ -18,7 +18,10 @@ pub struct RequestSettings {
 
 impl RequestSettings {
     pub fn base_path(&self, metric_code: &str) -> String {
-        format!("s3://{}/{}{}/", self.output_bucket, self.output_prefix, metric_code)
+        format!(
+            "s3://{}/{}{}/",
+            self.output_bucket, self.output_prefix, metric_code
+        )
     }
 }
 
@@ -200,9 +203,16 @@ mod tests {
 
     #[test]
     fn the_request_has_the_exact_wire_shape() {
-        let expr = json!({"op": "ratio", "left": {"seriesCode": "B"}, "right": {"seriesCode": "A"}});
-        let sd = vec![("A".to_string(), "d1".to_string()), ("B".to_string(), "d2".to_string())];
-        let ups = vec![update("d1", "2026-11-20T10:00:00Z"), update("d2", "2026-11-20T10:00:01Z")];
+        let expr =
+            json!({"op": "ratio", "left": {"seriesCode": "B"}, "right": {"seriesCode": "A"}});
+        let sd = vec![
+            ("A".to_string(), "d1".to_string()),
+            ("B".to_string(), "d2".to_string()),
+        ];
+        let ups = vec![
+            update("d1", "2026-11-20T10:00:00Z"),
+            update("d2", "2026-11-20T10:00:01Z"),
+        ];
         let input = RunRequestInput {
             run_id: "r1",
             metric_code: "m.x",
@@ -213,7 +223,8 @@ mod tests {
             series_datasets: &sd,
             updates: &ups,
         };
-        let v: Value = serde_json::from_str(&build(&input, &settings(false)).to_json_string()).unwrap();
+        let v: Value =
+            serde_json::from_str(&build(&input, &settings(false)).to_json_string()).unwrap();
         assert_eq!(
             v,
             json!({
@@ -258,7 +269,11 @@ mod tests {
             updates: &ups,
         };
         let r = build(&input, &settings(false));
-        let ids: Vec<_> = r.inputs.iter().map(|i| i.dataset_id.as_deref().unwrap()).collect();
+        let ids: Vec<_> = r
+            .inputs
+            .iter()
+            .map(|i| i.dataset_id.as_deref().unwrap())
+            .collect();
         assert_eq!(ids, vec!["b", "b"]);
     }
 }

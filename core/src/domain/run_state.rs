@@ -66,7 +66,12 @@ pub struct UnknownStatus(pub String);
 impl fmt::Display for UnknownStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-        write!(f, "unknown run status {:?} (expected one of {})", self.0, all.join(", "))
+        write!(
+            f,
+            "unknown run status {:?} (expected one of {})",
+            self.0,
+            all.join(", ")
+        )
     }
 }
 
@@ -172,15 +177,24 @@ mod tests {
             assert_eq!(decide(s, FAIL), Decision::Apply(Failed), "{s}");
         }
         for e in [STARTED, HEARTBEAT] {
-            assert_eq!(decide(TimedOut, e), Decision::Ignore(IgnoreReason::TimedOut));
+            assert_eq!(
+                decide(TimedOut, e),
+                Decision::Ignore(IgnoreReason::TimedOut)
+            );
         }
         for s in [Succeeded, Failed, Canceled] {
             for e in [STARTED, HEARTBEAT, OK, FAIL] {
-                assert_eq!(decide(s, e), Decision::Ignore(IgnoreReason::AlreadyTerminal(s)));
+                assert_eq!(
+                    decide(s, e),
+                    Decision::Ignore(IgnoreReason::AlreadyTerminal(s))
+                );
             }
         }
         for e in [STARTED, HEARTBEAT, OK, FAIL] {
-            assert_eq!(decide(PendingDependencies, e), Decision::Ignore(IgnoreReason::NotRequested));
+            assert_eq!(
+                decide(PendingDependencies, e),
+                Decision::Ignore(IgnoreReason::NotRequested)
+            );
         }
     }
 

@@ -86,7 +86,10 @@ fn expression(kind: usize, series: &[String]) -> (&'static str, Value) {
         }
         1 => {
             let inner = json!({ "op": "sum", "operands": series.iter().map(|s| leaf(s)).collect::<Vec<_>>() });
-            ("window_op", json!({ "op": "sma", "series": inner, "window": 7 }))
+            (
+                "window_op",
+                json!({ "op": "sma", "series": inner, "window": 7 }),
+            )
         }
         _ => {
             let operands: Vec<Value> = series
@@ -116,18 +119,25 @@ pub fn catalog(shape: Shape) -> Value {
         })
         .collect();
     let series: Vec<Value> = (0..shape.datasets)
-        .flat_map(|d| (0..spd).map(move |s| json!({ "code": series_code(d, s), "frequency": "daily" })))
+        .flat_map(|d| {
+            (0..spd).map(move |s| json!({ "code": series_code(d, s), "frequency": "daily" }))
+        })
         .collect();
     let metrics: Vec<Value> = (0..shape.metrics)
         .map(|i| {
             let k = 2 + rng.below(3);
             let picked: Vec<String> = if i % 2 == 0 || shape.datasets < 2 {
                 let d = rng.below(shape.datasets);
-                rng.distinct(spd, k).into_iter().map(|s| series_code(d, s)).collect()
+                rng.distinct(spd, k)
+                    .into_iter()
+                    .map(|s| series_code(d, s))
+                    .collect()
             } else {
                 let m = (2 + rng.below(2)).min(k).min(shape.datasets);
                 let ds = rng.distinct(shape.datasets, m);
-                (0..k).map(|j| series_code(ds[j % m], rng.below(spd))).collect()
+                (0..k)
+                    .map(|j| series_code(ds[j % m], rng.below(spd)))
+                    .collect()
             };
             let mut unique = picked.clone();
             unique.sort();
@@ -174,15 +184,29 @@ mod tests {
         let dataset_of: HashMap<String, String> = c
             .datasets
             .iter()
-            .flat_map(|d| d.series.iter().flatten().map(move |s| (s.clone(), d.id.clone())))
+            .flat_map(|d| {
+                d.series
+                    .iter()
+                    .flatten()
+                    .map(move |s| (s.clone(), d.id.clone()))
+            })
             .collect();
         let touches: usize = c
             .metrics
             .iter()
-            .map(|m| m.series().iter().map(|s| &dataset_of[s]).collect::<HashSet<_>>().len())
+            .map(|m| {
+                m.series()
+                    .iter()
+                    .map(|s| &dataset_of[s])
+                    .collect::<HashSet<_>>()
+                    .len()
+            })
             .sum();
         let per_update = touches as f64 / 50.0;
-        assert!((30.0..40.0).contains(&per_update), "{per_update} dependent metrics per update");
+        assert!(
+            (30.0..40.0).contains(&per_update),
+            "{per_update} dependent metrics per update"
+        );
     }
 
     #[test]

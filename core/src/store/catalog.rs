@@ -23,7 +23,10 @@ pub struct LockedMetric {
 /// the lock serialises all work on a metric's pending run across workers,
 /// and the fixed order rules out deadlocks between them. (Taking the locks
 /// with NOWAIT and retrying was measured slower than waiting: BENCHMARKS.md.)
-pub async fn lock_dependent_metrics(tx: &Transaction<'_>, dataset_id: &str) -> StoreResult<Vec<LockedMetric>> {
+pub async fn lock_dependent_metrics(
+    tx: &Transaction<'_>,
+    dataset_id: &str,
+) -> StoreResult<Vec<LockedMetric>> {
     let stmt = tx
         .prepare_cached(
             "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json
@@ -59,14 +62,21 @@ pub struct SeriesSources {
 impl SeriesSources {
     /// The metric's required datasets, sorted and distinct.
     pub fn required_datasets(&self) -> Vec<String> {
-        let mut d: Vec<String> = self.series_datasets.iter().map(|(_, d)| d.clone()).collect();
+        let mut d: Vec<String> = self
+            .series_datasets
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect();
         d.sort();
         d.dedup();
         d
     }
 }
 
-pub async fn series_sources(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, SeriesSources>> {
+pub async fn series_sources(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+) -> StoreResult<HashMap<String, SeriesSources>> {
     let stmt = tx
         .prepare_cached(
             "SELECT md.metric_id, md.series_code, ds.dataset_id
@@ -88,12 +98,20 @@ pub async fn series_sources(tx: &Transaction<'_>, metric_ids: &[String]) -> Stor
 }
 
 /// A metric's expression, as stored.
-pub async fn expressions(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, (String, Value)>> {
+pub async fn expressions(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+) -> StoreResult<HashMap<String, (String, Value)>> {
     let stmt = tx
-        .prepare_cached("SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)")
+        .prepare_cached(
+            "SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)",
+        )
         .await?;
     let rows = tx.query(&stmt, &[&metric_ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }
 
 pub async fn known_series(tx: &Transaction<'_>) -> StoreResult<HashSet<String>> {
@@ -102,13 +120,24 @@ pub async fn known_series(tx: &Transaction<'_>) -> StoreResult<HashSet<String>> 
 }
 
 /// Metric ids (in the store) that already use one of these codes.
-pub async fn metric_ids_by_code(tx: &Transaction<'_>, codes: &[String]) -> StoreResult<HashMap<String, String>> {
-    let rows = tx.query("SELECT code, id FROM metrics WHERE code = ANY($1)", &[&codes]).await?;
+pub async fn metric_ids_by_code(
+    tx: &Transaction<'_>,
+    codes: &[String],
+) -> StoreResult<HashMap<String, String>> {
+    let rows = tx
+        .query(
+            "SELECT code, id FROM metrics WHERE code = ANY($1)",
+            &[&codes],
+        )
+        .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// The series each of these metrics depends on, as stored.
-pub async fn dependencies(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, BTreeSet<String>>> {
+pub async fn dependencies(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+) -> StoreResult<HashMap<String, BTreeSet<String>>> {
     let rows = tx
         .query(
             "SELECT metric_id, series_code FROM metric_dependencies WHERE metric_id = ANY($1)",
@@ -124,7 +153,8 @@ pub async fn dependencies(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreR
 
 /// Serialises catalog applies with each other (released at commit).
 pub async fn lock_for_apply(tx: &Transaction<'_>) -> StoreResult<()> {
-    tx.execute("SELECT pg_advisory_xact_lock(7201)", &[]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7201)", &[])
+        .await?;
     Ok(())
 }
 
@@ -160,12 +190,25 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
         &[&ids, &names, &descs, &buckets],
     )
     .await?;
-    let listed: Vec<&str> = d.iter().filter(|x| x.series.is_some()).map(|x| x.id.as_str()).collect();
+    let listed: Vec<&str> = d
+        .iter()
+        .filter(|x| x.series.is_some())
+        .map(|x| x.id.as_str())
+        .collect();
     let (pair_ds, pair_series): (Vec<&str>, Vec<&str>) = d
         .iter()
-        .flat_map(|x| x.series.iter().flatten().map(move |s| (x.id.as_str(), s.as_str())))
+        .flat_map(|x| {
+            x.series
+                .iter()
+                .flatten()
+                .map(move |s| (x.id.as_str(), s.as_str()))
+        })
         .unzip();
-    tx.execute("DELETE FROM dataset_series WHERE dataset_id = ANY($1)", &[&listed]).await?;
+    tx.execute(
+        "DELETE FROM dataset_series WHERE dataset_id = ANY($1)",
+        &[&listed],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO dataset_series (dataset_id, series_code) SELECT * FROM unnest($1::text[], $2::text[])",
         &[&pair_ds, &pair_series],
@@ -201,7 +244,11 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
         .iter()
         .flat_map(|m| m.series().into_iter().map(move |s| (m.id.as_str(), s)))
         .unzip();
-    tx.execute("DELETE FROM metric_dependencies WHERE metric_id = ANY($1)", &[&ids]).await?;
+    tx.execute(
+        "DELETE FROM metric_dependencies WHERE metric_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO metric_dependencies (metric_id, series_code) SELECT * FROM unnest($1::text[], $2::text[])",
         &[&dep_metric, &dep_series],

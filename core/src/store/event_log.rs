@@ -21,14 +21,19 @@ pub async fn record(
              ON CONFLICT (event_key) DO NOTHING",
         )
         .await?;
-    let n = tx.execute(&stmt, &[&event_key, &event_type, payload, &run_id]).await?;
+    let n = tx
+        .execute(&stmt, &[&event_key, &event_type, payload, &run_id])
+        .await?;
     Ok(n == 1)
 }
 
 /// How many events of a type were recorded (operators and tests).
 pub async fn count(tx: &Transaction<'_>, event_type: &str) -> StoreResult<i64> {
     let row = tx
-        .query_one("SELECT count(*) FROM event_log WHERE event_type = $1", &[&event_type])
+        .query_one(
+            "SELECT count(*) FROM event_log WHERE event_type = $1",
+            &[&event_type],
+        )
         .await?;
     Ok(row.get(0))
 }

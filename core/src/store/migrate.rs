@@ -23,12 +23,16 @@ const MIGRATION_LOCK: i64 = 0x6d65_7472_6963_7300;
 /// Applies every migration not yet applied; returns the names of those applied.
 pub async fn migrate(pool: &Pool) -> Result<Vec<String>, MigrateError> {
     let mut client = pool.get().await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
     let report = embedded::migrations::runner()
         .set_abort_divergent(true)
         .run_async(&mut **client)
         .await;
-    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
     let report = report?;
     unlock?;
     Ok(report

@@ -38,7 +38,8 @@ impl StoreError {
             StoreError::Db(e) => {
                 matches!(
                     e.code(),
-                    Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                    Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+                        | Some(&SqlState::T_R_DEADLOCK_DETECTED)
                 ) || e.is_closed()
             }
             StoreError::Conflict(_) => true,
@@ -51,12 +52,15 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
-            StoreError::Db(e) => e.is_closed() || e.code().is_none()
-                || e.code().is_some_and(|c| {
-                    let class = &c.code()[..2];
-                    // 08 connection, 53 resources, 57 operator intervention, 58 system error
-                    matches!(class, "08" | "53" | "57" | "58")
-                }),
+            StoreError::Db(e) => {
+                e.is_closed()
+                    || e.code().is_none()
+                    || e.code().is_some_and(|c| {
+                        let class = &c.code()[..2];
+                        // 08 connection, 53 resources, 57 operator intervention, 58 system error
+                        matches!(class, "08" | "53" | "57" | "58")
+                    })
+            }
             _ => false,
         }
     }

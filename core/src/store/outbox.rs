@@ -32,11 +32,7 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let stmt = tx
-        .prepare_cached(
-            INSERT,
-        )
-        .await?;
+    let stmt = tx.prepare_cached(INSERT).await?;
     let runs: Vec<&str> = rows.iter().map(|r| r.run_id).collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
@@ -95,14 +91,20 @@ pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Ve
 }
 
 /// Records a failed publish; the row becomes due again after `retry_in`.
-pub async fn mark_failed(tx: &Transaction<'_>, id: i64, error: &str, retry_in: Duration) -> StoreResult<()> {
+pub async fn mark_failed(
+    tx: &Transaction<'_>,
+    id: i64,
+    error: &str,
+    retry_in: Duration,
+) -> StoreResult<()> {
     let stmt = tx
         .prepare_cached(
             "UPDATE outbox SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
               WHERE id = $1 AND published_at IS NULL",
         )
         .await?;
-    tx.execute(&stmt, &[&id, &error, &retry_in.as_secs_f64()]).await?;
+    tx.execute(&stmt, &[&id, &error, &retry_in.as_secs_f64()])
+        .await?;
     Ok(())
 }
 

@@ -14,7 +14,10 @@ pub struct OpenPending {
 }
 
 /// The pending runs of these metrics (at most one each), with their rows.
-pub async fn open_runs(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<Vec<OpenPending>> {
+pub async fn open_runs(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+) -> StoreResult<Vec<OpenPending>> {
     let stmt = tx
         .prepare_cached(
             "SELECT r.id, r.metric_id, p.dataset_id, p.required_days, p.received_update_id, p.received_at
@@ -29,14 +32,25 @@ pub async fn open_runs(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResu
     for r in &rows {
         let run_id: String = r.get(0);
         if out.last().is_none_or(|o| o.run_id != run_id) {
-            out.push(OpenPending { run_id, metric_id: r.get(1), slots: Vec::new() });
+            out.push(OpenPending {
+                run_id,
+                metric_id: r.get(1),
+                slots: Vec::new(),
+            });
         }
-        let received = match (r.get::<_, Option<String>>(4), r.get::<_, Option<DateTime<Utc>>>(5)) {
+        let received = match (
+            r.get::<_, Option<String>>(4),
+            r.get::<_, Option<DateTime<Utc>>>(5),
+        ) {
             (Some(update_id), Some(at)) => Some(Received { update_id, at }),
             _ => None,
         };
         if let Some(o) = out.last_mut() {
-            o.slots.push(Slot { dataset_id: r.get(2), required_days: r.get(3), received });
+            o.slots.push(Slot {
+                dataset_id: r.get(2),
+                required_days: r.get(3),
+                received,
+            });
         }
     }
     Ok(out)
@@ -45,14 +59,25 @@ pub async fn open_runs(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResu
 /// Rows to write: (run id, slot).
 pub type SlotRow<'a> = (&'a str, &'a Slot);
 
-fn columns<'a>(rows: &'a [SlotRow<'a>]) -> (Vec<&'a str>, Vec<&'a str>, Vec<i32>, Vec<Option<&'a str>>, Vec<Option<DateTime<Utc>>>) {
-    let mut c = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+/// Rows as parallel arrays, the shape `unnest` takes.
+#[derive(Default)]
+struct Columns<'a> {
+    runs: Vec<&'a str>,
+    datasets: Vec<&'a str>,
+    days: Vec<i32>,
+    updates: Vec<Option<&'a str>>,
+    ats: Vec<Option<DateTime<Utc>>>,
+}
+
+fn columns<'a>(rows: &'a [SlotRow<'a>]) -> Columns<'a> {
+    let mut c = Columns::default();
     for (run, slot) in rows {
-        c.0.push(*run);
-        c.1.push(slot.dataset_id.as_str());
-        c.2.push(slot.required_days);
-        c.3.push(slot.received.as_ref().map(|r| r.update_id.as_str()));
-        c.4.push(slot.received.as_ref().map(|r| r.at));
+        c.runs.push(run);
+        c.datasets.push(slot.dataset_id.as_str());
+        c.days.push(slot.required_days);
+        c.updates
+            .push(slot.received.as_ref().map(|r| r.update_id.as_str()));
+        c.ats.push(slot.received.as_ref().map(|r| r.at));
     }
     c
 }
@@ -68,13 +93,11 @@ pub async fn insert_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreRes
     if rows.is_empty() {
         return Ok(0);
     }
-    let stmt = tx
-        .prepare_cached(
-            INSERT_ROWS,
-        )
-        .await?;
-    let (runs, datasets, days, updates, ats) = columns(rows);
-    Ok(tx.execute(&stmt, &[&runs, &datasets, &days, &updates, &ats]).await?)
+    let stmt = tx.prepare_cached(INSERT_ROWS).await?;
+    let c = columns(rows);
+    Ok(tx
+        .execute(&stmt, &[&c.runs, &c.datasets, &c.days, &c.updates, &c.ats])
+        .await?)
 }
 
 pub(crate) const UPDATE_ROWS: &str = "UPDATE metric_run_pending_datasets p
@@ -89,15 +112,17 @@ pub async fn update_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreRes
     if rows.is_empty() {
         return Ok(0);
     }
-    let stmt = tx
-        .prepare_cached(
-            UPDATE_ROWS,
-        )
+    let stmt = tx.prepare_cached(UPDATE_ROWS).await?;
+    let c = columns(rows);
+    let n = tx
+        .execute(&stmt, &[&c.runs, &c.datasets, &c.updates, &c.ats])
         .await?;
-    let (runs, datasets, _, updates, ats) = columns(rows);
-    let n = tx.execute(&stmt, &[&runs, &datasets, &updates, &ats]).await?;
     if n as usize != rows.len() {
-        return Err(StoreError::Conflict(format!("{} of {} pending rows vanished", rows.len() - n as usize, rows.len())));
+        return Err(StoreError::Conflict(format!(
+            "{} of {} pending rows vanished",
+            rows.len() - n as usize,
+            rows.len()
+        )));
     }
     Ok(n)
 }

@@ -16,7 +16,9 @@ pub enum PoolConfigError {
 
 /// Replaces the password of a connection URL with `***` for logs and errors.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -42,7 +44,10 @@ pub fn build_pool(url: &str, max_size: usize) -> Result<Pool, PoolConfigError> {
 }
 
 /// Like [`build_pool`], from an already parsed configuration.
-pub fn pool_from_config(mut pg: tokio_postgres::Config, max_size: usize) -> Result<Pool, PoolConfigError> {
+pub fn pool_from_config(
+    mut pg: tokio_postgres::Config,
+    max_size: usize,
+) -> Result<Pool, PoolConfigError> {
     if pg.get_application_name().is_none() {
         pg.application_name("metric-orchestrator");
     }
@@ -87,7 +92,10 @@ mod tests {
 
     #[test]
     fn database_names_are_replaced() {
-        assert_eq!(url_with_dbname("postgres://u:p@h:1/a?x=1", "b"), "postgres://u:p@h:1/b?x=1");
+        assert_eq!(
+            url_with_dbname("postgres://u:p@h:1/a?x=1", "b"),
+            "postgres://u:p@h:1/b?x=1"
+        );
         assert_eq!(url_with_dbname("postgres://h", "b"), "postgres://h/b");
     }
 

@@ -36,11 +36,7 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
     if created.is_empty() {
         return Ok(0);
     }
-    let stmt = tx
-        .prepare_cached(
-            INSERT_CREATED,
-        )
-        .await?;
+    let stmt = tx.prepare_cached(INSERT_CREATED).await?;
     let ids: Vec<&str> = created.iter().map(|c| c.id).collect();
     let metrics: Vec<&str> = created.iter().map(|c| c.metric_id).collect();
     let codes: Vec<&str> = created.iter().map(|c| c.metric_code).collect();
@@ -61,12 +57,9 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> S
     if runs.is_empty() {
         return Ok(());
     }
-    let queue = tx
-        .prepare_cached(
-            QUEUE_PENDING,
-        )
-        .await?;
-    let (ids, keys): (Vec<&str>, Vec<&str>) = runs.iter().map(|(i, k)| (i.as_str(), k.as_str())).unzip();
+    let queue = tx.prepare_cached(QUEUE_PENDING).await?;
+    let (ids, keys): (Vec<&str>, Vec<&str>) =
+        runs.iter().map(|(i, k)| (i.as_str(), k.as_str())).unzip();
     let queued = tx.execute(&queue, &[&ids, &keys]).await?;
     if queued as usize != runs.len() {
         return Err(StoreError::Conflict(format!(
@@ -86,17 +79,16 @@ pub async fn record_used(tx: &Transaction<'_>, pairs: &[(&str, &str)]) -> StoreR
     if pairs.is_empty() {
         return Ok(0);
     }
-    let stmt = tx
-        .prepare_cached(
-            RECORD_USED,
-        )
-        .await?;
+    let stmt = tx.prepare_cached(RECORD_USED).await?;
     let (runs, updates): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
     Ok(tx.execute(&stmt, &[&runs, &updates]).await?)
 }
 
 /// The updates each run uses (from `run_dataset_updates`).
-pub async fn used_updates(tx: &Transaction<'_>, run_ids: &[String]) -> StoreResult<HashMap<String, Vec<UsedUpdate>>> {
+pub async fn used_updates(
+    tx: &Transaction<'_>,
+    run_ids: &[String],
+) -> StoreResult<HashMap<String, Vec<UsedUpdate>>> {
     let stmt = tx
         .prepare_cached(
             "SELECT rdu.run_id, du.dataset_id, du.id, COALESCE(du.bucket, ''), du.version_manifest_path,
@@ -177,7 +169,10 @@ pub async fn mark_started(
               WHERE id = $1 AND status = $2",
         )
         .await?;
-    Ok(tx.execute(&stmt, &[&run_id, &expected.as_str(), &started_at]).await? == 1)
+    Ok(tx
+        .execute(&stmt, &[&run_id, &expected.as_str(), &started_at])
+        .await?
+        == 1)
 }
 
 /// `heartbeat` from `expected`: → running, `last_heartbeat_at` = max(old, ts).
@@ -198,7 +193,10 @@ pub async fn mark_heartbeat(
               WHERE id = $1 AND status = $2",
         )
         .await?;
-    Ok(tx.execute(&stmt, &[&run_id, &expected.as_str(), &ts, &progress]).await? == 1)
+    Ok(tx
+        .execute(&stmt, &[&run_id, &expected.as_str(), &ts, &progress])
+        .await?
+        == 1)
 }
 
 /// `completed` from `expected`: → `to` (succeeded or failed) with the results.
@@ -219,7 +217,15 @@ pub async fn mark_completed(
     let n = tx
         .execute(
             &stmt,
-            &[&c.run_id, &expected.as_str(), &to.as_str(), &c.version_ts, &c.output_manifest, &c.row_count, &c.error],
+            &[
+                &c.run_id,
+                &expected.as_str(),
+                &to.as_str(),
+                &c.version_ts,
+                &c.output_manifest,
+                &c.row_count,
+                &c.error,
+            ],
         )
         .await?;
     Ok(n == 1)
@@ -261,7 +267,10 @@ pub async fn time_out_overdue(
         )
         .await?;
     let rows = tx
-        .query(&stmt, &[&heartbeat_timeout_secs, &start_timeout_secs, &limit])
+        .query(
+            &stmt,
+            &[&heartbeat_timeout_secs, &start_timeout_secs, &limit],
+        )
         .await?;
     rows.iter()
         .map(|r| {
@@ -286,7 +295,10 @@ pub struct NewRun {
 /// Queues a retry (attempt + 1, same dataset updates) of each ended run in
 /// `pairs` (old id, new id) whose metric allows another attempt. A run is
 /// retried at most once, whatever reports its end.
-pub async fn create_retries(tx: &Transaction<'_>, pairs: &[(String, String)]) -> StoreResult<Vec<NewRun>> {
+pub async fn create_retries(
+    tx: &Transaction<'_>,
+    pairs: &[(String, String)],
+) -> StoreResult<Vec<NewRun>> {
     let stmt = tx
         .prepare_cached(
             "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[]) AS n(old_id, new_id)),
@@ -308,7 +320,8 @@ pub async fn create_retries(tx: &Transaction<'_>, pairs: &[(String, String)]) ->
              SELECT id, metric_id, metric_code, attempt FROM created",
         )
         .await?;
-    let (old, new): (Vec<&str>, Vec<&str>) = pairs.iter().map(|(o, n)| (o.as_str(), n.as_str())).unzip();
+    let (old, new): (Vec<&str>, Vec<&str>) =
+        pairs.iter().map(|(o, n)| (o.as_str(), n.as_str())).unzip();
     let rows = tx.query(&stmt, &[&old, &new]).await?;
     Ok(rows
         .iter()
@@ -342,7 +355,12 @@ pub async fn insert_triggered(
 }
 
 /// `expected → canceled`.
-pub async fn cancel(tx: &Transaction<'_>, run_id: &str, expected: RunStatus, reason: &str) -> StoreResult<bool> {
+pub async fn cancel(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    expected: RunStatus,
+    reason: &str,
+) -> StoreResult<bool> {
     let n = tx
         .execute(
             "UPDATE metric_runs SET status = 'canceled', finished_at = now(), error = $3, updated_at = now()
@@ -355,7 +373,11 @@ pub async fn cancel(tx: &Transaction<'_>, run_id: &str, expected: RunStatus, rea
 
 /// Cancels the open pending run of each metric in `metric_ids`; returns the
 /// canceled run ids.
-pub async fn cancel_pending_of(tx: &Transaction<'_>, metric_ids: &[String], reason: &str) -> StoreResult<Vec<String>> {
+pub async fn cancel_pending_of(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+    reason: &str,
+) -> StoreResult<Vec<String>> {
     let rows = tx
         .query(
             "UPDATE metric_runs SET status = 'canceled', finished_at = now(), error = $2, updated_at = now()

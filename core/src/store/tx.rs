@@ -15,11 +15,12 @@ pub fn retry_delay(err: &StoreError, attempt: u32) -> Option<Duration> {
     }
     // 2, 4, 8 … ms, capped; jitter from the clock keeps competing workers apart.
     let base = 2u64 << attempt.min(7);
-    let jitter = u64::from(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0))
-        % base.max(1);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0),
+    ) % base.max(1);
     Some(Duration::from_millis(base + jitter))
 }
 

@@ -18,7 +18,11 @@ pub struct InsertedUpdate {
 /// Registers an unknown dataset (nothing is lost: a metric added later can
 /// use it) and inserts the update row; both statements are pipelined.
 /// Returns `None` when an update with the same idempotency key exists.
-pub async fn insert(tx: &Transaction<'_>, id: &str, u: &ProjectionUpdate) -> StoreResult<Option<InsertedUpdate>> {
+pub async fn insert(
+    tx: &Transaction<'_>,
+    id: &str,
+    u: &ProjectionUpdate,
+) -> StoreResult<Option<InsertedUpdate>> {
     let register = tx
         .prepare_cached("INSERT INTO datasets (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
         .await?;
@@ -34,8 +38,14 @@ pub async fn insert(tx: &Transaction<'_>, id: &str, u: &ProjectionUpdate) -> Sto
         .await?;
     let key = u.event_key();
     let register_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&u.dataset_id];
-    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-        [&id, &u.dataset_id, &u.version_manifest_path, &u.projections_path, &u.bucket, &key];
+    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &id,
+        &u.dataset_id,
+        &u.version_manifest_path,
+        &u.projections_path,
+        &u.bucket,
+        &key,
+    ];
     let (_, row) = futures::try_join!(
         tx.execute(&register, &register_params),
         tx.query_opt(&insert, &insert_params)
@@ -60,7 +70,10 @@ fn used_update(r: &tokio_postgres::Row) -> UsedUpdate {
 
 /// The newest update of every dataset these metrics require, by dataset
 /// (one index probe per dataset, however long its history).
-pub async fn newest_for_metrics(tx: &Transaction<'_>, metric_ids: &[String]) -> StoreResult<HashMap<String, UsedUpdate>> {
+pub async fn newest_for_metrics(
+    tx: &Transaction<'_>,
+    metric_ids: &[String],
+) -> StoreResult<HashMap<String, UsedUpdate>> {
     let stmt = tx
         .prepare_cached(
             "WITH req AS (
@@ -77,7 +90,10 @@ pub async fn newest_for_metrics(tx: &Transaction<'_>, metric_ids: &[String]) -> 
 }
 
 /// Updates by id.
-pub async fn by_ids(tx: &Transaction<'_>, ids: &[String]) -> StoreResult<HashMap<String, UsedUpdate>> {
+pub async fn by_ids(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> StoreResult<HashMap<String, UsedUpdate>> {
     let stmt = tx
         .prepare_cached(
             "SELECT dataset_id, id, COALESCE(bucket, ''), version_manifest_path, projections_path, created_at

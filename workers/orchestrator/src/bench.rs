@@ -56,7 +56,9 @@ impl Measured {
     fn percentile(&self, p: f64) -> Duration {
         let mut v = self.latencies.clone();
         v.sort();
-        v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn per_metric_us(&self) -> f64 {
@@ -94,18 +96,30 @@ async fn admin(url: &str) -> Result<tokio_postgres::Client> {
 async fn scenario(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<Measured> {
     let db_name = format!("bench_{}_{}", name.to_lowercase(), &uuid_suffix());
     let admin = admin(&args.db.database_url).await?;
-    admin.batch_execute(&format!("CREATE DATABASE \"{db_name}\"")).await.context("Failed to create the bench database")?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
+        .await
+        .context("Failed to create the bench database")?;
     let url = pool::url_with_dbname(&args.db.database_url, &db_name);
     let result = measure(args, name, shape, &url).await;
     if !args.keep {
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+            ))
+            .await?;
     } else {
         println!("kept database {db_name}");
     }
     result
 }
 
-async fn measure(args: &BenchArgs, name: &'static str, shape: Shape, url: &str) -> Result<Measured> {
+async fn measure(
+    args: &BenchArgs,
+    name: &'static str,
+    shape: Shape,
+    url: &str,
+) -> Result<Measured> {
     let pool = pool::build_pool(url, args.concurrency + 2)?;
     migrate::migrate(&pool).await?;
     let started = Instant::now();
@@ -119,7 +133,11 @@ async fn measure(args: &BenchArgs, name: &'static str, shape: Shape, url: &str) 
     );
     let ctx = AppContext::new(
         pool.clone(),
-        RequestSettings { output_bucket: "bench-out".into(), output_prefix: "metrics/".into(), fifo: false },
+        RequestSettings {
+            output_bucket: "bench-out".into(),
+            output_prefix: "metrics/".into(),
+            fifo: false,
+        },
     );
     let updates = Arc::new(synth::updates(shape, args.updates));
     let next = Arc::new(AtomicUsize::new(0));
@@ -131,15 +149,25 @@ async fn measure(args: &BenchArgs, name: &'static str, shape: Shape, url: &str) 
                 let mut out = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(u) = updates.get(i) else { return Ok::<_, anyhow::Error>(out) };
+                    let Some(u) = updates.get(i) else {
+                        return Ok::<_, anyhow::Error>(out);
+                    };
                     let t = Instant::now();
-                    let s = projection_update::process(&ctx, u).await.context("Failed to process an update")?;
+                    let s = projection_update::process(&ctx, u)
+                        .await
+                        .context("Failed to process an update")?;
                     out.push((t.elapsed(), s.dependent_metrics, s.runs_queued));
                 }
             })
         })
         .collect();
-    let mut m = Measured { name, wall: Duration::ZERO, latencies: Vec::new(), dependent: 0, queued: 0 };
+    let mut m = Measured {
+        name,
+        wall: Duration::ZERO,
+        latencies: Vec::new(),
+        dependent: 0,
+        queued: 0,
+    };
     for t in tasks {
         for (lat, dep, q) in t.await?? {
             m.latencies.push(lat);
@@ -158,30 +186,54 @@ fn uuid_suffix() -> String {
 
 fn pgbench_path() -> String {
     let debian = "/usr/lib/postgresql/15/bin/pgbench";
-    if std::path::Path::new(debian).exists() { debian.into() } else { "pgbench".into() }
+    if std::path::Path::new(debian).exists() {
+        debian.into()
+    } else {
+        "pgbench".into()
+    }
 }
 
 async fn pgbench(args: &BenchArgs) -> Result<f64> {
     let db_name = format!("bench_pgbench_{}", uuid_suffix());
     let admin = admin(&args.db.database_url).await?;
-    admin.batch_execute(&format!("CREATE DATABASE \"{db_name}\"")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
+        .await?;
     let url = pool::url_with_dbname(&args.db.database_url, &db_name);
     let run = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(pgbench_path());
         cmd.args(extra).arg(&url);
-        cmd.output().context("Failed to run pgbench (install postgresql-client / PostgreSQL server binaries)")
+        cmd.output().context(
+            "Failed to run pgbench (install postgresql-client / PostgreSQL server binaries)",
+        )
     };
     let init = run(&["-i", "-q", "-s", "10"])?;
     if !init.status.success() {
-        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
     }
     let secs = args.pgbench_secs.to_string();
     let out = run(&["-c", "4", "-j", "2", "-T", &secs])?;
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await?;
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+        ))
+        .await?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
-        .with_context(|| format!("pgbench printed no tps line:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .with_context(|| {
+            format!(
+                "pgbench printed no tps line:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -210,7 +262,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.pgbench_secs > 0 {
         let tps = pgbench(&args).await?;
-        println!("pgbench TPC-B (scale 10, 4 clients, 2 threads, {} s): {tps:.0} tps", args.pgbench_secs);
+        println!(
+            "pgbench TPC-B (scale 10, 4 clients, 2 threads, {} s): {tps:.0} tps",
+            args.pgbench_secs
+        );
     }
     Ok(())
 }

@@ -23,9 +23,11 @@ pub enum CatalogCommand {
 }
 
 fn read(file: &PathBuf) -> Result<Value> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("Failed to read {}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("Failed to read {}", file.display()))?;
     let name = file.to_string_lossy();
-    parse_document(&text, Format::detect(&name, &text)).map_err(|p| anyhow::anyhow!("{}: {p}", file.display()))
+    parse_document(&text, Format::detect(&name, &text))
+        .map_err(|p| anyhow::anyhow!("{}: {p}", file.display()))
 }
 
 pub async fn run(cmd: CatalogCommand) -> Result<()> {
@@ -45,7 +47,11 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
                 }
                 Err(problems) => {
                     eprintln!("{problems}");
-                    bail!("{}: {} problem(s); see above", file.display(), problems.0.len())
+                    bail!(
+                        "{}: {} problem(s); see above",
+                        file.display(),
+                        problems.0.len()
+                    )
                 }
             }
         }
@@ -69,7 +75,11 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
                 }
                 Err(ApplyError::Invalid(problems)) => {
                     eprintln!("{problems}");
-                    bail!("{}: {} problem(s); nothing was applied", file.display(), problems.0.len())
+                    bail!(
+                        "{}: {} problem(s); nothing was applied",
+                        file.display(),
+                        problems.0.len()
+                    )
                 }
                 Err(e) => Err(e).context("Failed to apply the catalog"),
             }

@@ -13,19 +13,24 @@ pub struct DbArgs {
 
 impl DbArgs {
     pub async fn pool(&self) -> Result<Pool> {
-        let pool = pool::build_pool(&self.database_url, 8).context("Failed to configure the database pool")?;
+        let pool = pool::build_pool(&self.database_url, 8)
+            .context("Failed to configure the database pool")?;
         // Connect once now so that a wrong URL fails here, clearly.
-        let _probe = pool
-            .get()
-            .await
-            .with_context(|| format!("Failed to connect to {}", pool::redact_url(&self.database_url)))?;
+        let _probe = pool.get().await.with_context(|| {
+            format!(
+                "Failed to connect to {}",
+                pool::redact_url(&self.database_url)
+            )
+        })?;
         Ok(pool)
     }
 }
 
 pub async fn migrate(args: &DbArgs) -> Result<()> {
     let pool = args.pool().await?;
-    let applied = store_migrate::migrate(&pool).await.context("Failed to migrate the schema")?;
+    let applied = store_migrate::migrate(&pool)
+        .await
+        .context("Failed to migrate the schema")?;
     if applied.is_empty() {
         println!("schema is up to date");
     } else {

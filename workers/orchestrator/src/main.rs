@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use orchestrator_core::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "orchestrator", version, about = "Operate the metric orchestrator")]
+#[command(
+    name = "orchestrator",
+    version,
+    about = "Operate the metric orchestrator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +39,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    telemetry::init(std::env::var("LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Pretty));
+    telemetry::init(
+        std::env::var("LOG_FORMAT")
+            .ok()
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(LogFormat::Pretty),
+    );
     let cli = Cli::parse();
     if let Err(e) = run(cli).await {
         eprintln!("error: {e:#}");

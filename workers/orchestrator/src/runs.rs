@@ -47,7 +47,8 @@ pub enum RunsCommand {
 }
 
 fn ts(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 fn age(secs: Option<f64>) -> String {
@@ -63,7 +64,17 @@ fn age(secs: Option<f64>) -> String {
 fn table(rows: &[RunRow]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["run id", "metric", "status", "attempt", "requested", "started", "finished", "progress", "error"]);
+    t.set_header([
+        "run id",
+        "metric",
+        "status",
+        "attempt",
+        "requested",
+        "started",
+        "finished",
+        "progress",
+        "error",
+    ]);
     for r in rows {
         t.add_row([
             r.id.clone(),
@@ -82,11 +93,24 @@ fn table(rows: &[RunRow]) -> Table {
 
 pub async fn run(cmd: RunsCommand) -> Result<()> {
     match cmd {
-        RunsCommand::List { status, metric, limit, json, db } => {
+        RunsCommand::List {
+            status,
+            metric,
+            limit,
+            json,
+            db,
+        } => {
             let pool = db.pool().await?;
-            let rows = runs_admin::list(&pool, &RunFilter { status, metric_code: metric, limit })
-                .await
-                .context("Failed to list runs")?;
+            let rows = runs_admin::list(
+                &pool,
+                &RunFilter {
+                    status,
+                    metric_code: metric,
+                    limit,
+                },
+            )
+            .await
+            .context("Failed to list runs")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -96,7 +120,10 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
         }
         RunsCommand::Show { run_id, json, db } => {
             let pool = db.pool().await?;
-            let Some(detail) = runs_admin::show(&pool, &run_id).await.context("Failed to read the run")? else {
+            let Some(detail) = runs_admin::show(&pool, &run_id)
+                .await
+                .context("Failed to read the run")?
+            else {
                 bail!("no run with id {run_id}");
             };
             if json {
@@ -116,7 +143,15 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
                 }
                 let mut t = Table::new();
                 t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header(["dataset", "received", "update", "received at", "age", "fresh", "required days"]);
+                t.set_header([
+                    "dataset",
+                    "received",
+                    "update",
+                    "received at",
+                    "age",
+                    "fresh",
+                    "required days",
+                ]);
                 for p in &detail.pending_datasets {
                     t.add_row([
                         p.dataset_id.clone(),
@@ -124,7 +159,9 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
                         p.received_update_id.clone().unwrap_or_default(),
                         ts(p.received_at),
                         age(p.age_secs),
-                        p.fresh.map(|f| if f { "yes" } else { "no" }.to_string()).unwrap_or_default(),
+                        p.fresh
+                            .map(|f| if f { "yes" } else { "no" }.to_string())
+                            .unwrap_or_default(),
                         p.required_days.to_string(),
                     ]);
                 }
@@ -133,7 +170,13 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
             if !detail.used_updates.is_empty() {
                 println!("uses:");
                 for u in &detail.used_updates {
-                    println!("  {} {} ({}, created {})", u.dataset_id, u.update_id, u.version_manifest_path, ts(Some(u.created_at)));
+                    println!(
+                        "  {} {} ({}, created {})",
+                        u.dataset_id,
+                        u.update_id,
+                        u.version_manifest_path,
+                        ts(Some(u.created_at))
+                    );
                 }
             }
         }

@@ -1,0 +1,153 @@
+//! The operator CLI as a user runs it: real binary, real PostgreSQL.
+
+use std::process::{Command, Output};
+
+use orchestrator_core::app::projection_update::process;
+use orchestrator_tests::fixtures::{base_catalog, db_with_catalog, runs_of, update};
+use orchestrator_tests::TestDb;
+
+fn orchestrator(db_url: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn");
+    if let Some(url) = db_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    cmd.output().expect("orchestrator runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn write_temp(name: &str, content: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("orch-cli-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn uuid_like() -> String {
+    format!("{}-{:?}", std::process::id(), std::time::SystemTime::now())
+        .replace([' ', ':', '{', '}', ','], "")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent() {
+    let db = TestDb::new("cli_migrate").await;
+    // TestDb already migrated: a second run applies nothing and succeeds.
+    let o = orchestrator(Some(&db.url), &["migrate"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("schema is up to date"), "{out}");
+}
+
+#[tokio::test]
+async fn catalog_validate_reports_problems_with_paths_and_fails() {
+    let mut cat = base_catalog();
+    cat["metrics"][1]["expression_json"]["left"] =
+        serde_json::json!({"op": "sma", "series": {"seriesCode": "S1"}, "window": 0});
+    let bad = write_temp("bad.json", &cat.to_string());
+    let o = orchestrator(None, &["catalog", "validate", bad.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("metrics[1].expression_json.left.window: must be an integer >= 1"),
+        "{err}"
+    );
+    let good = write_temp(
+        "good.yaml",
+        &serde_json::to_string(&base_catalog()).unwrap(),
+    );
+    let o = orchestrator(None, &["catalog", "validate", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o)
+        .0
+        .contains("valid (3 datasets, 4 series, 4 metrics)"));
+}
+
+#[tokio::test]
+async fn catalog_apply_applies_and_rejects_without_partial_writes() {
+    let db = TestDb::new("cli_apply").await;
+    let good = write_temp("c.json", &base_catalog().to_string());
+    let o = orchestrator(Some(&db.url), &["catalog", "apply", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(db.count("SELECT count(*) FROM metrics").await, 4);
+    let bad = write_temp(
+        "bad.json",
+        r#"{"metrics": [{"id": "x", "code": "x", "expression_type": "composite", "expression_json": {"op": "sum", "operands": [{"seriesCode": "NOPE"}]}}]}"#,
+    );
+    let o = orchestrator(Some(&db.url), &["catalog", "apply", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("references unknown series \"NOPE\""));
+    assert_eq!(db.count("SELECT count(*) FROM metrics").await, 4);
+    let missing = orchestrator(
+        Some(&db.url),
+        &["catalog", "apply", "/nonexistent/catalog.json"],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing)
+        .1
+        .contains("Failed to read /nonexistent/catalog.json"));
+}
+
+#[tokio::test]
+async fn runs_list_show_and_cancel() {
+    let db = db_with_catalog("cli_runs").await;
+    process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let o = orchestrator(Some(&db.url), &["runs", "list", "--json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let rows: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    let o = orchestrator(
+        Some(&db.url),
+        &["runs", "list", "--status", "queued", "--metric", "m.single"],
+    );
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("m.single") && out.contains("1 run(s)"),
+        "{out}"
+    );
+    // A pending run says what it waits for.
+    let triple = runs_of(&db, "m.triple").await[0].0.clone();
+    let o = orchestrator(Some(&db.url), &["runs", "show", &triple]);
+    let (out, _) = text(&o);
+    assert!(out.contains("waiting for: d2, d3"), "{out}");
+    // Cancel, then cancelling again is a clear error.
+    let o = orchestrator(Some(&db.url), &["runs", "cancel", &triple]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(runs_of(&db, "m.triple").await[0].1, "canceled");
+    let o = orchestrator(Some(&db.url), &["runs", "cancel", &triple]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("is canceled; only"), "{:?}", text(&o));
+    let o = orchestrator(Some(&db.url), &["runs", "show", "nope"]);
+    assert!(text(&o).1.contains("no run with id nope"));
+    let o = orchestrator(Some(&db.url), &["runs", "list", "--status", "done"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects an unknown status");
+}
+
+#[tokio::test]
+async fn missing_or_unreachable_database_is_a_clear_error() {
+    let o = orchestrator(None, &["runs", "list"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("DATABASE_URL"), "{:?}", text(&o));
+    let o = orchestrator(Some("postgres://u:secret@127.0.0.1:1/x"), &["runs", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("Failed to connect to postgres://u:***@127.0.0.1:1/x"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret"),
+        "the password must not be printed: {err}"
+    );
+}
