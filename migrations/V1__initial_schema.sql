@@ -152,7 +152,8 @@ CREATE TABLE run_dataset_updates (
     created_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, dataset_update_id)
 );
-CREATE INDEX run_dataset_updates_update_idx ON run_dataset_updates (dataset_update_id);
+-- No index on dataset_update_id: no query reads runs by update on the hot
+-- path, and dataset updates are never deleted (BENCHMARKS.md).
 
 CREATE TABLE event_log (
     event_key     text COLLATE "C" PRIMARY KEY,

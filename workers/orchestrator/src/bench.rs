@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// Keep the benchmark databases instead of dropping them.
     #[arg(long)]
     keep: bool,
+    /// Runs per scenario (each on a fresh database); medians are reported.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// A server where the user may create databases (bench databases are created and dropped there).
     #[command(flatten)]
     db: DbArgs,
@@ -63,6 +66,10 @@ impl Measured {
 
     fn per_metric_us(&self) -> f64 {
         self.wall.as_secs_f64() * 1e6 / self.dependent.max(1) as f64
+    }
+
+    fn updates_per_sec(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
     }
 
     fn print(&self) {
@@ -236,28 +243,60 @@ async fn pgbench(args: &BenchArgs) -> Result<f64> {
         })
 }
 
+/// Runs a scenario `repeat` times and prints every run and the medians;
+/// returns the median time per dependent metric in µs.
+async fn repeated(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<f64> {
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        let m = scenario(args, name, shape).await?;
+        m.print();
+        runs.push(m);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ups = median(runs.iter().map(Measured::updates_per_sec).collect());
+    let per_metric = median(runs.iter().map(Measured::per_metric_us).collect());
+    let p50 = median(
+        runs.iter()
+            .map(|m| m.percentile(0.5).as_secs_f64() * 1e3)
+            .collect(),
+    );
+    let p99 = median(
+        runs.iter()
+            .map(|m| m.percentile(0.99).as_secs_f64() * 1e3)
+            .collect(),
+    );
+    println!(
+        "scenario {name} median of {} run(s): {ups:.0} updates/s, {:.0} dependent-metric evaluations/s, \
+         {per_metric:.1} µs per dependent metric, p50 {p50:.2} ms, p99 {p99:.2} ms",
+        runs.len(),
+        1e6 / per_metric
+    );
+    Ok(per_metric)
+}
+
 pub async fn run(args: BenchArgs) -> Result<()> {
     println!(
-        "orchestrator bench: {} updates per scenario, concurrency {}, server {}",
+        "orchestrator bench: {} updates per scenario, concurrency {}, {} run(s) each, server {}",
         args.updates,
         args.concurrency,
+        args.repeat.max(1),
         pool::redact_url(&args.db.database_url)
     );
-    let mut results = Vec::new();
-    if matches!(args.scenario, Scenario::A | Scenario::Both) {
-        let m = scenario(&args, "A", Shape::SCENARIO_A).await?;
-        m.print();
-        results.push(m);
-    }
-    if matches!(args.scenario, Scenario::B | Scenario::Both) {
-        let m = scenario(&args, "B", Shape::SCENARIO_B).await?;
-        m.print();
-        results.push(m);
-    }
-    if let [a, b] = results.as_slice() {
+    let a = match args.scenario {
+        Scenario::A | Scenario::Both => Some(repeated(&args, "A", Shape::SCENARIO_A).await?),
+        Scenario::B => None,
+    };
+    let b = match args.scenario {
+        Scenario::B | Scenario::Both => Some(repeated(&args, "B", Shape::SCENARIO_B).await?),
+        Scenario::A => None,
+    };
+    if let (Some(a), Some(b)) = (a, b) {
         println!(
             "time per dependent metric, B / A = {:.2} (target <= 1.3)",
-            b.per_metric_us() / a.per_metric_us()
+            b / a
         );
     }
     if args.pgbench_secs > 0 {
