@@ -63,6 +63,17 @@ async fn queued_run(label: &str) -> (TestDb, String) {
     (db, id)
 }
 
+/// Like [`queued_run`], with `m.single` allowed `max_attempts` attempts.
+async fn queued_run_with_attempts(label: &str, max_attempts: i32) -> (TestDb, String) {
+    let db = db_with_catalog(label).await;
+    let mut cat = orchestrator_tests::fixtures::base_catalog();
+    cat["metrics"][0]["max_attempts"] = json!(max_attempts);
+    orchestrator_tests::fixtures::apply(&db, &cat).await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let id = s.queued_run_ids[0].clone();
+    (db, id)
+}
+
 async fn set_status(db: &TestDb, run: &str, status: &str) {
     db.exec(&format!(
         "UPDATE metric_runs SET status = '{status}' WHERE id = '{run}'"
@@ -276,15 +287,7 @@ async fn unknown_run_is_ignored_and_recorded_in_event_log() {
 
 #[tokio::test]
 async fn failed_run_with_attempts_left_is_retried_with_the_same_updates() {
-    let db = db_with_catalog("retry_on_failure").await;
-    let mut cat = orchestrator_tests::fixtures::base_catalog();
-    cat["metrics"][0]["max_attempts"] = json!(2);
-    orchestrator_tests::fixtures::apply(&db, &cat).await;
-    let run = process(&db.ctx(), &update("d1", "v1"))
-        .await
-        .unwrap()
-        .queued_run_ids[0]
-        .clone();
+    let (db, run) = queued_run_with_attempts("retry_on_failure", 2).await;
     let LifecycleOutcome::Applied {
         retry_run_id: Some(retry),
         outbox_ids,
@@ -404,15 +407,7 @@ async fn timeouts_are_measured_from_receipt_not_from_runner_timestamps() {
 
 #[tokio::test]
 async fn timed_out_run_with_max_attempts_2_is_retried_once_and_a_late_completion_is_accepted() {
-    let db = db_with_catalog("timeout_retry").await;
-    let mut cat = orchestrator_tests::fixtures::base_catalog();
-    cat["metrics"][0]["max_attempts"] = json!(2);
-    orchestrator_tests::fixtures::apply(&db, &cat).await;
-    let run = process(&db.ctx(), &update("d1", "v1"))
-        .await
-        .unwrap()
-        .queued_run_ids[0]
-        .clone();
+    let (db, run) = queued_run_with_attempts("timeout_retry", 2).await;
     send(&db, &started(&run, None)).await;
     db.exec(&format!(
         "UPDATE metric_runs SET last_contact_at = now() - interval '1 hour' WHERE id = '{run}'"

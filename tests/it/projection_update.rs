@@ -310,17 +310,7 @@ async fn every_queued_run_of_a_metric_uses_a_distinct_update_set() {
             .await
             .unwrap();
     }
-    let dupes = db
-        .count(
-            "SELECT count(*) FROM (
-                 SELECT metric_id, s FROM (
-                     SELECT r.metric_id, string_agg(rdu.dataset_update_id, ',' ORDER BY rdu.dataset_update_id) s
-                       FROM metric_runs r JOIN run_dataset_updates rdu ON rdu.run_id = r.id
-                      WHERE r.retry_of IS NULL GROUP BY r.id, r.metric_id) x
-                  GROUP BY metric_id, s HAVING count(*) > 1) d",
-        )
-        .await;
-    assert_eq!(dupes, 0);
+    orchestrator_tests::invariants::assert_invariants(&db).await;
     // m.pair ran for each d1 and d2 update after the first pair arrived.
     assert_eq!(
         runs_of(&db, "m.pair")

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod fixtures;
+pub mod invariants;
 
 pub use db::TestDb;
 
