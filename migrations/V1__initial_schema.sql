@@ -171,6 +171,7 @@ CREATE INDEX event_log_run_idx ON event_log (run_id) WHERE run_id IS NOT NULL;
 CREATE TABLE outbox (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id          text COLLATE "C" NOT NULL REFERENCES metric_runs (id) ON DELETE CASCADE,
+    metric_code     text COLLATE "C" NOT NULL,   -- the SNS metric_code attribute
     -- The exact run request JSON (text, not jsonb, to keep it byte for byte).
     payload         text NOT NULL,
     message_group_id text,

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: starts PostgreSQL when none answers, then runs every
-# unit, property and integration test of the workspace, and ends with one
-# total line ("N passed, N failed").
+# The whole test suite: starts PostgreSQL and LocalStack when they do not
+# answer, builds the binaries the end-to-end tests start, then runs every unit,
+# property, integration and end-to-end test of the workspace, and ends with
+# one total line ("N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 localstack/postgres-up.sh
+localstack/up.sh
+cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::app::sweeper::Timeouts;
 use crate::domain::run_request::RequestSettings;
+use crate::messaging::sqs::ConsumerConfig;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +102,57 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     pub fn reaper_interval(&self) -> Result<Duration, ConfigError> {
         self.secs("REAPER_INTERVAL_SECS", 30)
+    }
+
+    fn count(&self, name: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected: "a whole number >= 1 (and within reason)",
+                }),
+        }
+    }
+
+    /// The consumer of the queue named by `queue_var` (its DLQ may be
+    /// overridden by `dlq_var`; otherwise the queue's RedrivePolicy names it).
+    pub fn consumer(
+        &self,
+        queue_var: &'static str,
+        dlq_var: &'static str,
+    ) -> Result<ConsumerConfig, ConfigError> {
+        let mut c = ConsumerConfig::new(
+            self.required(queue_var, "the URL of the queue this worker consumes")?,
+        );
+        c.dlq_url = self.get(dlq_var);
+        c.concurrency = self.count("WORKER_CONCURRENCY", 8, 1000)? as usize;
+        c.max_receive_count = self.count("MAX_RECEIVE_COUNT", 5, 1000)?;
+        c.shutdown_grace = self.secs("SHUTDOWN_GRACE_SECS", 30)?;
+        Ok(c)
+    }
+
+    pub fn topic_arn(&self) -> Result<String, ConfigError> {
+        self.required(
+            "RUN_REQUESTS_TOPIC_ARN",
+            "the ARN of the run-requests SNS topic",
+        )
+    }
+
+    /// Bucket for run requests over the SNS size limit (default: OUTPUT_BUCKET).
+    pub fn large_payload_bucket(&self) -> Result<String, ConfigError> {
+        match self.get("LARGE_PAYLOAD_BUCKET") {
+            Some(b) => Ok(b),
+            None => self.required(
+                "OUTPUT_BUCKET",
+                "the bucket metric runners write outputs to",
+            ),
+        }
     }
 }
 

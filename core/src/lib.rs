@@ -16,6 +16,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod messaging;
 pub mod relay;
 pub mod store;
 pub mod telemetry;

@@ -1,46 +1,145 @@
 //! The long-running loops each worker binary runs, wired from dependencies
 //! built by its `main`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
+use crate::messaging::sqs::{Consumer, ConsumerConfig};
+use crate::relay::{Publisher, Relay};
+
+/// AWS clients a worker uses.
+#[derive(Clone)]
+pub struct AwsClients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl AwsClients {
+    pub async fn from_env() -> Self {
+        let config = crate::messaging::aws_config().await;
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            s3: crate::messaging::s3_client(&config),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct WorkerError(#[from] crate::messaging::sqs::consumer::ConsumerError);
+
+/// Runs the relay's sweeper beside `work`, stopping both on `shutdown`.
+async fn with_relay<P: Publisher + 'static, F>(
+    relay: Arc<Relay<P>>,
+    shutdown: CancellationToken,
+    work: F,
+) -> Result<(), WorkerError>
+where
+    F: std::future::Future<Output = Result<(), WorkerError>>,
+{
+    let sweeper = {
+        let (relay, stop) = (relay.clone(), shutdown.clone());
+        tokio::spawn(async move { relay.run(stop).await })
+    };
+    let result = work.await;
+    shutdown.cancel();
+    let _ = sweeper.await;
+    result
+}
+
+pub struct ProjectionUpdateDeps<P> {
+    pub ctx: Context,
+    pub aws: AwsClients,
+    pub consumer: ConsumerConfig,
+    pub relay: Arc<Relay<P>>,
+}
+
+/// The projection-update worker: consumes updates, publishes run requests.
+pub async fn run_projection_updates<P: Publisher + 'static>(
+    deps: ProjectionUpdateDeps<P>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let handler = ProjectionUpdateHandler {
+        ctx: deps.ctx,
+        relay: deps.relay.clone(),
+    };
+    let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
+    with_relay(deps.relay, shutdown.clone(), async {
+        Ok(consumer.run(shutdown).await?)
+    })
+    .await
+}
 
 /// What the run-lifecycle worker needs.
-pub struct RunLifecycleDeps {
+pub struct RunLifecycleDeps<P> {
     pub ctx: Context,
+    pub aws: AwsClients,
+    pub consumer: ConsumerConfig,
+    pub relay: Arc<Relay<P>>,
     pub timeouts: Timeouts,
     pub reaper_interval: Duration,
 }
 
-/// The run-lifecycle worker: the timeout/retry sweep every `reaper_interval`
-/// until `shutdown`. (Its SQS consumer joins here with the messaging work.)
-pub async fn run_lifecycle(deps: RunLifecycleDeps, shutdown: CancellationToken) {
-    tracing::info!(
-        heartbeat_timeout_s = deps.timeouts.heartbeat.as_secs(),
-        start_timeout_s = deps.timeouts.start.as_secs(),
-        "run-lifecycle worker started"
-    );
+/// The run-lifecycle worker: consumes started / heartbeat / completed, and
+/// runs the timeout/retry sweep every `reaper_interval`.
+pub async fn run_lifecycle<P: Publisher + 'static>(
+    deps: RunLifecycleDeps<P>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let reaper = tokio::spawn(reap(
+        deps.ctx.clone(),
+        deps.relay.clone(),
+        deps.timeouts,
+        deps.reaper_interval,
+        shutdown.clone(),
+    ));
+    let handler = LifecycleHandler {
+        ctx: deps.ctx,
+        relay: deps.relay.clone(),
+    };
+    let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
+    let result = with_relay(deps.relay, shutdown.clone(), async {
+        Ok(consumer.run(shutdown).await?)
+    })
+    .await;
+    let _ = reaper.await;
+    result
+}
+
+async fn reap<P: Publisher + 'static>(
+    ctx: Context,
+    relay: Arc<Relay<P>>,
+    timeouts: Timeouts,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
-        match sweeper::sweep(&deps.ctx, deps.timeouts).await {
+        match sweeper::sweep(&ctx, timeouts).await {
             Ok(s) if !s.timed_out.is_empty() => {
                 tracing::info!(
                     timed_out = s.timed_out.len(),
                     retries = s.retries.len(),
                     "timeout sweep"
-                )
+                );
+                if let Err(e) = relay.publish_now(&s.outbox_ids).await {
+                    tracing::warn!(error = %e, "publishing retries failed; the outbox sweeper will retry");
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "timeout sweep failed; will retry"),
         }
         tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(deps.reaper_interval) => {}
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
-    tracing::info!("run-lifecycle worker stopped");
 }
 
 /// Cancels the token on SIGTERM or SIGINT.
@@ -72,4 +171,41 @@ pub fn shutdown_on_signals() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// What every worker builds at start-up from the environment.
+pub struct Common {
+    pub ctx: Context,
+    pub aws: AwsClients,
+    pub relay: Arc<Relay<crate::messaging::sns::SnsPublisher>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Pool(#[from] crate::store::pool::PoolConfigError),
+}
+
+impl Common {
+    pub async fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &crate::config::Env<F>,
+    ) -> Result<Self, StartError> {
+        let pool = crate::store::pool::build_pool(&env.database_url()?, 16)?;
+        let ctx = Context::new(pool.clone(), env.request_settings()?);
+        let aws = AwsClients::from_env().await;
+        let publisher = crate::messaging::sns::SnsPublisher {
+            sns: aws.sns.clone(),
+            s3: aws.s3.clone(),
+            topic_arn: env.topic_arn()?,
+            large_payload_bucket: env.large_payload_bucket()?,
+        };
+        let relay = Arc::new(Relay::new(
+            pool,
+            publisher,
+            crate::relay::RelayConfig::default(),
+        ));
+        Ok(Self { ctx, aws, relay })
+    }
 }

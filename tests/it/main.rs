@@ -3,6 +3,7 @@
 
 mod catalog;
 mod concurrency;
+mod e2e;
 mod lifecycle;
 mod outbox;
 mod projection_update;

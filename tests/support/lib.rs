@@ -1,6 +1,7 @@
 //! Shared helpers for tests against a real PostgreSQL: each [`TestDb`] is a
 //! fresh database migrated from `migrations/`, dropped when the test ends.
 
+pub mod aws;
 pub mod db;
 pub mod fixtures;
 pub mod invariants;

@@ -2,6 +2,7 @@
 //! the result into a typed outcome.
 
 pub mod catalog_apply;
+pub mod handlers;
 pub mod lifecycle;
 pub mod projection_update;
 pub mod request;

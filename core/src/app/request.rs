@@ -66,6 +66,7 @@ pub async fn write(tx: &Transaction<'_>, requests: &[RunRequest<'_>]) -> StoreRe
         .zip(&payloads)
         .map(|(r, payload)| NewMessage {
             run_id: &r.run_id,
+            metric_code: &r.metric_code,
             payload,
             message_group_id: r.message_group_id.as_deref(),
         })

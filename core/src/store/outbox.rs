@@ -11,6 +11,7 @@ use super::{StoreResult, Transaction};
 pub struct OutboxMessage {
     pub id: i64,
     pub run_id: String,
+    pub metric_code: String,
     pub payload: String,
     pub message_group_id: Option<String>,
     /// Publish attempts so far, this one included.
@@ -20,12 +21,14 @@ pub struct OutboxMessage {
 /// A row to write: (run id, request JSON, FIFO group id).
 pub struct NewMessage<'a> {
     pub run_id: &'a str,
+    pub metric_code: &'a str,
     pub payload: &'a str,
     pub message_group_id: Option<&'a str>,
 }
 
-pub(crate) const INSERT: &str = "INSERT INTO outbox (run_id, payload, message_group_id)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+pub(crate) const INSERT: &str =
+    "INSERT INTO outbox (run_id, metric_code, payload, message_group_id)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
              RETURNING id";
 
 pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<i64>> {
@@ -34,9 +37,12 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
     }
     let stmt = tx.prepare_cached(INSERT).await?;
     let runs: Vec<&str> = rows.iter().map(|r| r.run_id).collect();
+    let codes: Vec<&str> = rows.iter().map(|r| r.metric_code).collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
-    let out = tx.query(&stmt, &[&runs, &payloads, &groups]).await?;
+    let out = tx
+        .query(&stmt, &[&runs, &codes, &payloads, &groups])
+        .await?;
     Ok(out.iter().map(|r| r.get(0)).collect())
 }
 
@@ -58,7 +64,7 @@ pub async fn claim(
                       ORDER BY id LIMIT $2
                         FOR UPDATE SKIP LOCKED) c
               WHERE o.id = c.id
-             RETURNING o.id, o.run_id, o.payload, o.message_group_id, o.attempts",
+             RETURNING o.id, o.run_id, o.metric_code, o.payload, o.message_group_id, o.attempts",
         )
         .await?;
     let lease_secs = lease.as_secs_f64();
@@ -68,9 +74,10 @@ pub async fn claim(
         .map(|r| OutboxMessage {
             id: r.get(0),
             run_id: r.get(1),
-            payload: r.get(2),
-            message_group_id: r.get(3),
-            attempts: r.get(4),
+            metric_code: r.get(2),
+            payload: r.get(3),
+            message_group_id: r.get(4),
+            attempts: r.get(5),
         })
         .collect();
     out.sort_by_key(|m| m.id);

@@ -1,31 +1,30 @@
-//! `run-lifecycle-worker`: tracks metric runs. Today it runs the timeout and
-//! retry sweep (SPEC §5.5); its SQS consumer for started / heartbeat /
-//! completed events is wired in with the messaging work.
+//! `run-lifecycle-worker`: consumes started / heartbeat / completed events,
+//! tracks every run, and times out and retries silent runs.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, Result};
-use orchestrator_core::app::Context as AppContext;
 use orchestrator_core::config::Env;
-use orchestrator_core::store::pool;
 use orchestrator_core::telemetry;
-use orchestrator_core::workers::{run_lifecycle, shutdown_on_signals, RunLifecycleDeps};
+use orchestrator_core::workers::{run_lifecycle, shutdown_on_signals, Common, RunLifecycleDeps};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let env = Env::process();
     telemetry::init(env.log_format()?);
-    let database_url = env.database_url()?;
-    let settings = env.request_settings()?;
+    let common = Common::from_env(&env)
+        .await
+        .context("Failed to configure the worker")?;
     let deps = RunLifecycleDeps {
-        ctx: AppContext::new(
-            pool::build_pool(&database_url, 8).context("Failed to configure the database pool")?,
-            settings,
-        ),
+        consumer: env.consumer("RUN_LIFECYCLE_QUEUE_URL", "RUN_LIFECYCLE_DLQ_URL")?,
         timeouts: env.timeouts()?,
         reaper_interval: env.reaper_interval()?,
+        ctx: common.ctx,
+        aws: common.aws,
+        relay: common.relay,
     };
-    run_lifecycle(deps, shutdown_on_signals()).await;
-    Ok(())
+    run_lifecycle(deps, shutdown_on_signals())
+        .await
+        .context("Failed to run the run-lifecycle worker")
 }

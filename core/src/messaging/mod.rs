@@ -1,0 +1,21 @@
+//! AWS messaging: the SQS consumer runtime, the SNS run-request publisher,
+//! and S3 for payloads too large for a message (AWS Extended Client format).
+
+pub mod provision;
+pub mod s3;
+pub mod sns;
+pub mod sqs;
+
+/// Builds the AWS configuration from the environment (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL` for LocalStack, credentials).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_from_env().await
+}
+
+/// S3 clients against LocalStack need path-style addressing (no bucket DNS).
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}

@@ -1,0 +1,344 @@
+//! End to end through LocalStack, with the workers as real processes and
+//! uniquely named queues, topics and buckets per test (SPEC §3, §5.4, §5.6).
+
+use std::time::Duration;
+
+use orchestrator_tests::aws::{attributes, Process, Stack};
+use orchestrator_tests::fixtures::{db_with_catalog, runs_of, status_of};
+use orchestrator_tests::{eventually, TestDb};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn update_body(dataset: &str, version: &str) -> String {
+    json!({"event": "projection_update", "dataset_id": dataset, "bucket": "ingestor-datasets",
+           "version_manifest_path": format!("{dataset}/{version}/manifest.json"),
+           "projections_path": format!("{dataset}/{version}/projections/")})
+    .to_string()
+}
+
+async fn outbox_payload(db: &TestDb, run_id: &str) -> Value {
+    let p: String = db
+        .client()
+        .await
+        .query_one("SELECT payload FROM outbox WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&p).unwrap()
+}
+
+async fn wait_status(db: &TestDb, run_id: &str, want: &str) {
+    eventually(WAIT, &format!("run {run_id} to be {want}"), || async {
+        (status_of(db, run_id).await == want).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_update_produces_the_exact_run_request_on_the_run_requests_queue() {
+    let db = db_with_catalog("e2e_request").await;
+    let stack = Stack::new("request", false).await;
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("d1", "v1"),
+        )
+        .await;
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await;
+    assert_eq!(
+        got.len(),
+        1,
+        "one run request (m.single) reaches the run-requests queue"
+    );
+    let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    let run_id = body["runId"].as_str().unwrap().to_string();
+    assert_eq!(
+        body,
+        outbox_payload(&db, &run_id).await,
+        "the published request is the committed one"
+    );
+    assert_eq!(body["metricCode"], "m.single");
+    assert_eq!(
+        body["catalog"]["datasets"]["d1"]["bucket"],
+        "ingestor-datasets"
+    );
+    assert_eq!(
+        body["output"]["basePath"],
+        format!("s3://{}/metrics/m.single/", stack.names.output_bucket)
+    );
+    let attrs = attributes(&got[0]);
+    assert_eq!(
+        attrs.get("event_type").map(String::as_str),
+        Some("metric_run_requested")
+    );
+    assert_eq!(
+        attrs.get("metric_code").map(String::as_str),
+        Some("m.single")
+    );
+    assert_eq!(attrs.get("run_id"), Some(&run_id));
+    wait_status(&db, &run_id, "dispatched").await;
+}
+
+#[tokio::test]
+async fn sns_enveloped_updates_are_accepted_and_duplicates_produce_nothing_new() {
+    let db = db_with_catalog("e2e_envelope").await;
+    let stack = Stack::new("envelope", false).await;
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    let inner = update_body("d1", "v1");
+    let envelope = json!({"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:000000000000:x",
+                          "Message": inner}).to_string();
+    stack
+        .send(&stack.names.projection_updates_queue_url, &envelope)
+        .await;
+    assert_eq!(
+        stack
+            .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+            .await
+            .len(),
+        1
+    );
+    // The same update again, raw and enveloped: recorded once, nothing requested.
+    stack
+        .send(&stack.names.projection_updates_queue_url, &inner)
+        .await;
+    stack
+        .send(&stack.names.projection_updates_queue_url, &envelope)
+        .await;
+    eventually(WAIT, "the duplicates to be consumed", || async {
+        let attrs = stack
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.names.projection_updates_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let a = attrs.attributes().unwrap();
+        let n = |k: aws_sdk_sqs::types::QueueAttributeName| {
+            a.get(&k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(1)
+        };
+        (n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(stack
+        .receive(
+            &stack.names.run_requests_queue_url,
+            1,
+            Duration::from_secs(2)
+        )
+        .await
+        .is_empty());
+    assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 1);
+    assert_eq!(runs_of(&db, "m.single").await.len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_messages_are_dead_lettered_with_their_attributes_and_the_batch_goes_on() {
+    let db = db_with_catalog("e2e_dlq").await;
+    let stack = Stack::new("dlq", false).await;
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    let valid = update_body("d1", "v1");
+    let wrong_event = json!({"event": "something_else", "dataset_id": "d1"}).to_string();
+    let missing =
+        json!({"event": "projection_update", "dataset_id": "d1", "projections_path": "p/"})
+            .to_string();
+    let ill_typed =
+        json!({"event": "projection_update", "dataset_id": 7, "version_manifest_path": "m",
+                           "projections_path": "p"})
+        .to_string();
+    let bodies = [
+        "{not json",
+        wrong_event.as_str(),
+        valid.as_str(),
+        missing.as_str(),
+        ill_typed.as_str(),
+    ];
+    stack
+        .send_batch(&stack.names.projection_updates_queue_url, &bodies)
+        .await;
+    let dead = stack
+        .receive(&stack.names.projection_updates_dlq_url, 4, WAIT)
+        .await;
+    assert_eq!(dead.len(), 4, "every invalid message is dead-lettered");
+    let mut by_body: Vec<(String, String)> = dead
+        .iter()
+        .map(|m| {
+            (
+                m.body().unwrap().to_string(),
+                attributes(m).get("error_type").cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    by_body.sort();
+    let mut want = vec![
+        ("{not json".to_string(), "invalid_json".to_string()),
+        (wrong_event.clone(), "invalid_event".to_string()),
+        (missing.clone(), "invalid_event".to_string()),
+        (ill_typed.clone(), "invalid_event".to_string()),
+    ];
+    want.sort();
+    assert_eq!(
+        by_body, want,
+        "bodies are kept unchanged, with their error type"
+    );
+    for m in &dead {
+        let a = attributes(m);
+        for k in [
+            "error_message",
+            "source_queue",
+            "source_message_id",
+            "receive_count",
+            "failed_at",
+        ] {
+            assert!(
+                a.get(k).is_some_and(|v| !v.is_empty()),
+                "missing attribute {k}: {a:?}"
+            );
+        }
+        assert_eq!(a["source_queue"], stack.names.projection_updates_queue_url);
+    }
+    // The valid message of the same batch was processed.
+    assert_eq!(
+        stack
+            .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(runs_of(&db, "m.single").await.len(), 1);
+}
+
+#[tokio::test]
+async fn lifecycle_events_drive_a_run_to_succeeded_and_invalid_ones_are_dead_lettered() {
+    let db = db_with_catalog("e2e_lifecycle").await;
+    let stack = Stack::new("lifecycle", false).await;
+    let env = stack.env(&db);
+    let _updates = Process::spawn("projection-update-worker", &env, &[]);
+    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("d1", "v1"),
+        )
+        .await;
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await;
+    let request: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    let run_id = request["runId"].as_str().unwrap();
+    let q = &stack.names.run_lifecycle_queue_url;
+    stack.send(q, &json!({"type": "metric_run_started", "runId": run_id, "startedAt": "2026-11-20T10:00:00Z"}).to_string()).await;
+    wait_status(&db, run_id, "running").await;
+    stack
+        .send(
+            q,
+            &json!({"type": "metric_run_heartbeat", "runId": run_id, "progress": 40}).to_string(),
+        )
+        .await;
+    stack
+        .send(
+            q,
+            &json!({"type": "metric_run_heartbeat", "runId": run_id, "progress": 140}).to_string(),
+        )
+        .await;
+    stack
+        .send(
+            q,
+            &json!({"type": "metric_run_started", "runId": run_id, "startedAt": "not a time"})
+                .to_string(),
+        )
+        .await;
+    stack
+        .send(
+            q,
+            &json!({"type": "metric_run_exploded", "runId": run_id}).to_string(),
+        )
+        .await;
+    stack
+        .send(q, &json!({"type": "metric_run_completed", "runId": run_id, "metricCode": "m.single", "status": "SUCCESS",
+                          "versionTs": "2026-11-20", "outputManifest": "s3://out/m.single/manifest.json",
+                          "rowCount": 1234, "error": null}).to_string())
+        .await;
+    wait_status(&db, run_id, "succeeded").await;
+    let dead = stack
+        .receive(&stack.names.run_lifecycle_dlq_url, 3, WAIT)
+        .await;
+    let mut kinds: Vec<String> = dead
+        .iter()
+        .map(|m| attributes(m)["error_type"].clone())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec!["invalid_event", "invalid_event", "invalid_event"]
+    );
+    let row_count: Option<i64> = db
+        .client()
+        .await
+        .query_one(
+            "SELECT row_count FROM metric_runs WHERE id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(row_count, Some(1234));
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_worker_cleanly_with_exit_code_zero() {
+    let db = db_with_catalog("e2e_sigterm").await;
+    let stack = Stack::new("sigterm", false).await;
+    let mut worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("d1", "v1"),
+        )
+        .await;
+    assert_eq!(
+        stack
+            .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+            .await
+            .len(),
+        1
+    );
+    let status = worker
+        .terminate(Duration::from_secs(25))
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn fifo_topic_and_queues_carry_group_and_deduplication_ids() {
+    let db = db_with_catalog("e2e_fifo").await;
+    let stack = Stack::new("fifo", true).await;
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("d1", "v1"),
+        )
+        .await;
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await;
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    assert_eq!(body["messageGroupId"], "m.single");
+    assert_eq!(body["messageDeduplicationId"], body["runId"]);
+    let sys = got[0].attributes().unwrap();
+    assert_eq!(
+        sys.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+            .map(String::as_str),
+        Some("m.single")
+    );
+}
