@@ -342,3 +342,86 @@ async fn fifo_topic_and_queues_carry_group_and_deduplication_ids() {
         Some("m.single")
     );
 }
+
+fn write_ndjson(lines: &[String]) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("events-{}.ndjson", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+fn orchestrator(env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(orchestrator_tests::aws::binary("orchestrator"))
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .expect("orchestrator runs")
+}
+
+#[tokio::test]
+async fn replayed_events_are_driven_to_succeeded_by_the_simulated_runner() {
+    let db = db_with_catalog("e2e_simulated").await;
+    let stack = Stack::new("simulated", false).await;
+    let env = stack.env(&db);
+    let _updates = Process::spawn("projection-update-worker", &env, &[]);
+    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
+    let _runner = Process::spawn(
+        "orchestrator",
+        &env,
+        &["simulate-runner", "--duration-ms", "300"],
+    );
+    let file = write_ndjson(&[
+        update_body("d1", "v1"),
+        update_body("d2", "v1"),
+        update_body("d1", "v1"),
+    ]);
+    let out = orchestrator(&env, &["replay", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent 3 message(s)"));
+    // d1 → m.single; d2 → m.pair (d1 is fresh); the repeated d1 line is a duplicate.
+    eventually(WAIT, "two runs to succeed", || async {
+        let done = db
+            .count("SELECT count(*) FROM metric_runs WHERE status = 'succeeded'")
+            .await;
+        (done == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_runs WHERE requested_at IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(db.count("SELECT count(*) FROM metric_runs WHERE started_at IS NOT NULL AND last_heartbeat_at IS NOT NULL").await, 2);
+}
+
+#[tokio::test]
+async fn replay_dry_run_validates_every_line_and_sends_nothing() {
+    let bad = json!({"event": "projection_update", "dataset_id": "d1"}).to_string();
+    let file = write_ndjson(&[
+        update_body("d1", "v1"),
+        bad,
+        "{oops".to_string(),
+        json!({"type": "metric_run_started", "runId": "r"}).to_string(),
+    ]);
+    let out = orchestrator(
+        &[],
+        &[
+            "replay",
+            "--dry-run",
+            "--queue",
+            "http://127.0.0.1:9/none",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":2: invalid event: version_manifest_path is required (invalid_event)"),
+        "{err}"
+    );
+    assert!(err.contains(":3: invalid JSON"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 line(s), 2 valid, 2 invalid"));
+}

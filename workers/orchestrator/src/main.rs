@@ -6,7 +6,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod catalog;
 mod db;
+mod provision;
+mod replay;
 mod runs;
+mod simulate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -35,6 +38,12 @@ enum Command {
     Runs(runs::RunsCommand),
     /// Benchmark projection-update processing against PostgreSQL.
     Bench(bench::BenchArgs),
+    /// Create the queues, DLQs, topic, subscription and bucket (idempotent).
+    Provision(provision::ProvisionArgs),
+    /// Send NDJSON events (one per line) to a queue or topic.
+    Replay(replay::ReplayArgs),
+    /// A stand-in metric runner: answers run requests with lifecycle events.
+    SimulateRunner(simulate::SimulateArgs),
 }
 
 #[tokio::main]
@@ -58,5 +67,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Provision(args) => provision::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::SimulateRunner(args) => simulate::run(args).await,
     }
 }
