@@ -137,6 +137,16 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(c)
     }
 
+    /// Address of the ops endpoints (`OPS_ADDR`).
+    pub fn ops_addr(&self, default: &str) -> Result<std::net::SocketAddr, ConfigError> {
+        let v = self.or("OPS_ADDR", default);
+        v.parse().map_err(|_| ConfigError::Invalid {
+            name: "OPS_ADDR",
+            value: v,
+            expected: "host:port, e.g. 0.0.0.0:9090",
+        })
+    }
+
     pub fn topic_arn(&self) -> Result<String, ConfigError> {
         self.required(
             "RUN_REQUESTS_TOPIC_ARN",

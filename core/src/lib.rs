@@ -17,6 +17,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod messaging;
+pub mod ops;
 pub mod relay;
 pub mod store;
 pub mod telemetry;

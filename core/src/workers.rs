@@ -32,8 +32,32 @@ impl AwsClients {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct WorkerError(#[from] crate::messaging::sqs::consumer::ConsumerError);
+pub enum WorkerError {
+    #[error(transparent)]
+    Consumer(#[from] crate::messaging::sqs::consumer::ConsumerError),
+    #[error("cannot serve the ops endpoints on {addr}: {source}")]
+    Ops {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+async fn start_ops(
+    addr: std::net::SocketAddr,
+    ctx: &Context,
+    aws: &AwsClients,
+    queue_url: &str,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
+    let state = crate::ops::OpsState {
+        pool: ctx.pool.clone(),
+        sqs: aws.sqs.clone(),
+        queue_url: queue_url.to_string(),
+    };
+    crate::ops::serve(addr, state, shutdown.clone())
+        .await
+        .map_err(|source| WorkerError::Ops { addr, source })
+}
 
 /// Runs the relay's sweeper beside `work`, stopping both on `shutdown`.
 async fn with_relay<P: Publisher + 'static, F>(
@@ -55,6 +79,7 @@ where
 }
 
 pub struct ProjectionUpdateDeps<P> {
+    pub ops_addr: std::net::SocketAddr,
     pub ctx: Context,
     pub aws: AwsClients,
     pub consumer: ConsumerConfig,
@@ -66,19 +91,30 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
     deps: ProjectionUpdateDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    let ops = start_ops(
+        deps.ops_addr,
+        &deps.ctx,
+        &deps.aws,
+        &deps.consumer.queue_url,
+        &shutdown,
+    )
+    .await?;
     let handler = ProjectionUpdateHandler {
         ctx: deps.ctx,
         relay: deps.relay.clone(),
     };
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
-    with_relay(deps.relay, shutdown.clone(), async {
+    let result = with_relay(deps.relay, shutdown.clone(), async {
         Ok(consumer.run(shutdown).await?)
     })
-    .await
+    .await;
+    let _ = ops.await;
+    result
 }
 
 /// What the run-lifecycle worker needs.
 pub struct RunLifecycleDeps<P> {
+    pub ops_addr: std::net::SocketAddr,
     pub ctx: Context,
     pub aws: AwsClients,
     pub consumer: ConsumerConfig,
@@ -93,6 +129,14 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     deps: RunLifecycleDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    let ops = start_ops(
+        deps.ops_addr,
+        &deps.ctx,
+        &deps.aws,
+        &deps.consumer.queue_url,
+        &shutdown,
+    )
+    .await?;
     let reaper = tokio::spawn(reap(
         deps.ctx.clone(),
         deps.relay.clone(),
@@ -110,6 +154,7 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     })
     .await;
     let _ = reaper.await;
+    let _ = ops.await;
     result
 }
 

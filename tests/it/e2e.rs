@@ -425,3 +425,58 @@ async fn replay_dry_run_validates_every_line_and_sends_nothing() {
     assert!(err.contains(":3: invalid JSON"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 line(s), 2 valid, 2 invalid"));
 }
+
+#[tokio::test]
+async fn ops_endpoints_report_health_and_readiness() {
+    let db = db_with_catalog("e2e_ops").await;
+    let stack = Stack::new("ops", false).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = stack.env(&db);
+    env.push(("OPS_ADDR".into(), format!("127.0.0.1:{port}")));
+    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    };
+    let health = eventually(WAIT, "/healthz to answer", || async {
+        get("/healthz").await
+    })
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = get("/readyz").await.unwrap();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(
+        ready.contains(r#""database":"ok""#) && ready.contains(r#""queue":"ok""#),
+        "{ready}"
+    );
+    // A worker pointed at a missing queue is alive but not ready.
+    stack
+        .aws
+        .sqs
+        .delete_queue()
+        .queue_url(&stack.names.projection_updates_queue_url)
+        .send()
+        .await
+        .unwrap();
+    let not_ready = eventually(WAIT, "/readyz to report the missing queue", || async {
+        get("/readyz")
+            .await
+            .filter(|r| r.starts_with("HTTP/1.1 503"))
+    })
+    .await;
+    assert!(not_ready.contains(r#""queue":"error"#), "{not_ready}");
+}

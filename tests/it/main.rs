@@ -4,6 +4,7 @@
 mod catalog;
 mod concurrency;
 mod e2e;
+mod faults;
 mod lifecycle;
 mod outbox;
 mod projection_update;

@@ -85,6 +85,7 @@ impl Stack {
                 ("RUST_LOG", "info"),
                 ("WORKER_CONCURRENCY", "4"),
                 ("SHUTDOWN_GRACE_SECS", "10"),
+                ("OPS_ADDR", "127.0.0.1:0"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );

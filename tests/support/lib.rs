@@ -5,6 +5,7 @@ pub mod aws;
 pub mod db;
 pub mod fixtures;
 pub mod invariants;
+pub mod proxy;
 
 pub use db::TestDb;
 

@@ -20,6 +20,7 @@ async fn main() -> Result<()> {
         .context("Failed to configure the worker")?;
     let deps = ProjectionUpdateDeps {
         consumer: env.consumer("PROJECTION_UPDATES_QUEUE_URL", "PROJECTION_UPDATES_DLQ_URL")?,
+        ops_addr: env.ops_addr("0.0.0.0:9090")?,
         ctx: common.ctx,
         aws: common.aws,
         relay: common.relay,

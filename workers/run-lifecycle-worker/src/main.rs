@@ -20,6 +20,7 @@ async fn main() -> Result<()> {
         consumer: env.consumer("RUN_LIFECYCLE_QUEUE_URL", "RUN_LIFECYCLE_DLQ_URL")?,
         timeouts: env.timeouts()?,
         reaper_interval: env.reaper_interval()?,
+        ops_addr: env.ops_addr("0.0.0.0:9091")?,
         ctx: common.ctx,
         aws: common.aws,
         relay: common.relay,

@@ -288,7 +288,10 @@ impl<H: Handler> Shared<H> {
             }
             Err(HandlerError::Invalid(e)) => dead(e.error_type(), e.to_string()),
             Err(HandlerError::Transient(e)) if receive_count >= self.config.max_receive_count => {
-                dead("retry_exhausted", e)
+                dead(
+                    "retry_exhausted",
+                    format!("gave up after {receive_count} receives: {e}"),
+                )
             }
             Err(HandlerError::Transient(e)) => {
                 let pause = self.config.backoff(receive_count);

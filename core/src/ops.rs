@@ -1,0 +1,87 @@
+//! The operations endpoints on `OPS_ADDR`: `/healthz` (the process is up)
+//! and `/readyz` (the database and the consumed queue answer).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Pool;
+
+#[derive(Clone)]
+pub struct OpsState {
+    pub pool: Pool,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn database(pool: &Pool) -> Result<(), String> {
+    let check = async {
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        client
+            .execute("SELECT 1", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<(), String> {
+    let check = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send();
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn readyz(State(s): State<OpsState>) -> (StatusCode, Json<Value>) {
+    let (db, q) = tokio::join!(database(&s.pool), queue(&s.sqs, &s.queue_url));
+    let status = if db.is_ok() && q.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let text =
+        |r: Result<(), String>| r.map_or_else(|e| format!("error: {e}"), |_| "ok".to_string());
+    (
+        status,
+        Json(json!({"database": text(db), "queue": text(q)})),
+    )
+}
+
+/// Binds `addr` (failing fast when it is taken) and serves until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    state: OpsState,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "ops endpoints listening (/healthz, /readyz)");
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "ops endpoints stopped");
+        }
+    }))
+}

@@ -1,0 +1,171 @@
+//! Faults through LocalStack with workers as processes (SPEC §5.6): the
+//! database unavailable mid-stream, transient failures until the maximum
+//! receive count, payloads offloaded to S3.
+
+use std::time::Duration;
+
+use orchestrator_tests::aws::{attributes, Process, Stack};
+use orchestrator_tests::fixtures::db_with_catalog;
+use orchestrator_tests::invariants::assert_invariants;
+use orchestrator_tests::proxy::{host_port, via, TcpProxy};
+use orchestrator_tests::{eventually, TestDb};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn update_body(dataset: &str, version: &str) -> String {
+    json!({"event": "projection_update", "dataset_id": dataset,
+           "version_manifest_path": format!("{dataset}/{version}/manifest.json"),
+           "projections_path": format!("{dataset}/{version}/projections/")})
+    .to_string()
+}
+
+/// The worker's environment, with the database reached through `proxy`.
+fn env_via(
+    stack: &Stack,
+    db: &TestDb,
+    proxy: &TcpProxy,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env = stack.env(db);
+    for (k, v) in env.iter_mut() {
+        if k == "DATABASE_URL" {
+            *v = via(v, proxy.port);
+        }
+    }
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+#[tokio::test]
+async fn postgres_unavailable_for_a_few_seconds_loses_nothing() {
+    let db = db_with_catalog("fault_pg_down").await;
+    let stack = Stack::new("pgdown", false).await;
+    let proxy = TcpProxy::start(&host_port(&db.url)).await;
+    let env = env_via(&stack, &db, &proxy, &[("MAX_RECEIVE_COUNT", "50")]);
+    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    let q = &stack.names.projection_updates_queue_url;
+    let datasets = ["d1", "d2", "d3"];
+    for i in 0..30 {
+        stack
+            .send(q, &update_body(datasets[i % 3], &format!("v{i}")))
+            .await;
+        if i == 10 {
+            proxy.cut();
+        }
+        if i == 20 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            proxy.restore();
+        }
+    }
+    eventually(WAIT, "all 30 updates recorded", || async {
+        (db.count("SELECT count(*) FROM event_log WHERE event_type = 'projection_update'")
+            .await
+            == 30)
+            .then_some(())
+    })
+    .await;
+    eventually(WAIT, "the outbox to drain", || async {
+        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    let queued = db
+        .count("SELECT count(*) FROM metric_runs WHERE requested_at IS NOT NULL")
+        .await as usize;
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, queued, WAIT)
+        .await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap()["runId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), queued, "every requested run reached the topic");
+    assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 30);
+    assert_invariants(&db).await;
+}
+
+#[tokio::test]
+async fn transient_failures_go_to_the_dlq_as_retry_exhausted_at_the_maximum_receive_count() {
+    let db = db_with_catalog("fault_retry_exhausted").await;
+    let stack = Stack::new("exhausted", false).await;
+    let proxy = TcpProxy::start(&host_port(&db.url)).await;
+    proxy.cut();
+    let env = env_via(&stack, &db, &proxy, &[("MAX_RECEIVE_COUNT", "2")]);
+    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    let body = update_body("d1", "v1");
+    stack
+        .send(&stack.names.projection_updates_queue_url, &body)
+        .await;
+    let dead = stack
+        .receive(&stack.names.projection_updates_dlq_url, 1, WAIT)
+        .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some(body.as_str()));
+    let a = attributes(&dead[0]);
+    assert_eq!(a["error_type"], "retry_exhausted");
+    assert_eq!(a["receive_count"], "2");
+    assert!(
+        a["error_message"]
+            .starts_with("gave up after 2 receives: could not get a database connection"),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_offloaded_to_s3_is_fetched_and_processed() {
+    let db = db_with_catalog("fault_s3_pointer").await;
+    let stack = Stack::new("s3ptr", false).await;
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    let body = update_body("d1", "v1");
+    stack
+        .aws
+        .s3
+        .put_object()
+        .bucket(&stack.names.output_bucket)
+        .key("large/update.json")
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            body.clone().into_bytes(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let pointer = json!(["software.amazon.payloadoffloading.PayloadS3Pointer",
+                         {"s3BucketName": stack.names.output_bucket, "s3Key": "large/update.json"}]);
+    let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value(body.len().to_string())
+        .build()
+        .unwrap();
+    stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&stack.names.projection_updates_queue_url)
+        .message_body(pointer.to_string())
+        .message_attributes("SQSLargePayloadSize", attr)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack
+            .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.string("SELECT version_manifest_path FROM dataset_updates")
+            .await,
+        "d1/v1/manifest.json"
+    );
+}
