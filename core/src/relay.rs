@@ -188,6 +188,53 @@ impl<P: Publisher> Relay<P> {
     }
 }
 
+/// Hands freshly committed outbox ids to a background publisher so that the
+/// message that produced them is not held up by the topic's latency. Bounded:
+/// when the publisher falls behind, ids are left to the sweeper (nothing is
+/// lost, the rows stay in the outbox).
+#[derive(Clone)]
+pub struct PublishQueue {
+    tx: tokio::sync::mpsc::Sender<Vec<i64>>,
+}
+
+impl PublishQueue {
+    /// Starts `workers` publishing tasks; they stop when every sender is gone.
+    pub fn start<P: Publisher + 'static>(
+        relay: std::sync::Arc<Relay<P>>,
+        capacity: usize,
+        workers: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<i64>>(capacity.max(1));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let handle = tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..workers.max(1) {
+                let (relay, rx) = (relay.clone(), rx.clone());
+                set.spawn(async move {
+                    loop {
+                        let next = rx.lock().await.recv().await;
+                        let Some(ids) = next else { return };
+                        if let Err(e) = relay.publish_now(&ids).await {
+                            tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
+                        }
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+        });
+        (Self { tx }, handle)
+    }
+
+    pub fn submit(&self, ids: Vec<i64>) {
+        if ids.is_empty() {
+            return;
+        }
+        if self.tx.try_send(ids).is_err() {
+            tracing::debug!("publisher busy; leaving these run requests to the outbox sweeper");
+        }
+    }
+}
+
 /// An in-process publisher that records what it was given; it can be told to
 /// fail. For tests, demos and benchmarks without a broker.
 #[derive(Debug, Default)]

@@ -10,7 +10,7 @@ use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
 use crate::messaging::sqs::{Consumer, ConsumerConfig};
-use crate::relay::{Publisher, Relay};
+use crate::relay::{PublishQueue, Publisher, Relay};
 
 /// AWS clients a worker uses.
 #[derive(Clone)]
@@ -99,15 +99,17 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
         &shutdown,
     )
     .await?;
+    let (publish, publisher) = PublishQueue::start(deps.relay.clone(), 1024, 4);
     let handler = ProjectionUpdateHandler {
         ctx: deps.ctx,
-        relay: deps.relay.clone(),
+        publish,
     };
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
     let result = with_relay(deps.relay, shutdown.clone(), async {
         Ok(consumer.run(shutdown).await?)
     })
     .await;
+    let _ = publisher.await;
     let _ = ops.await;
     result
 }
@@ -144,9 +146,10 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
         deps.reaper_interval,
         shutdown.clone(),
     ));
+    let (publish, publisher) = PublishQueue::start(deps.relay.clone(), 1024, 2);
     let handler = LifecycleHandler {
         ctx: deps.ctx,
-        relay: deps.relay.clone(),
+        publish,
     };
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
     let result = with_relay(deps.relay, shutdown.clone(), async {
@@ -154,6 +157,7 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     })
     .await;
     let _ = reaper.await;
+    let _ = publisher.await;
     let _ = ops.await;
     result
 }

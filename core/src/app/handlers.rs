@@ -1,40 +1,30 @@
 //! SQS handlers: parse the body (SPEC §3), run the use case, publish the run
 //! requests it committed, and say what becomes of the message.
 
-use std::sync::Arc;
-
 use super::{lifecycle, projection_update, Context};
 use crate::domain::events::{parse_body, parse_lifecycle, parse_projection_update};
 use crate::messaging::sqs::{Handler, HandlerError, InboundMessage, Outcome};
-use crate::relay::{Publisher, Relay};
+use crate::relay::PublishQueue;
 use crate::store::StoreError;
 
 fn transient(e: StoreError) -> HandlerError {
     HandlerError::Transient(e.to_string())
 }
 
-/// Publishes right after commit; a failure is left to the relay's sweeper.
-async fn publish_now<P: Publisher>(relay: &Relay<P>, ids: &[i64]) {
-    if ids.is_empty() {
-        return;
-    }
-    if let Err(e) = relay.publish_now(ids).await {
-        tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
-    }
-}
-
-pub struct ProjectionUpdateHandler<P> {
+pub struct ProjectionUpdateHandler {
     pub ctx: Context,
-    pub relay: Arc<Relay<P>>,
+    /// Run requests committed by a message are published from here, right
+    /// after the commit and without holding the message up.
+    pub publish: PublishQueue,
 }
 
-impl<P: Publisher + 'static> Handler for ProjectionUpdateHandler<P> {
+impl Handler for ProjectionUpdateHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let update = parse_projection_update(&parse_body(&msg.body)?)?;
         let summary = projection_update::process(&self.ctx, &update)
             .await
             .map_err(transient)?;
-        publish_now(&self.relay, &summary.outbox_ids).await;
+        self.publish.submit(summary.outbox_ids);
         Ok(if summary.duplicate {
             Outcome::Ignored("duplicate".into())
         } else {
@@ -43,12 +33,12 @@ impl<P: Publisher + 'static> Handler for ProjectionUpdateHandler<P> {
     }
 }
 
-pub struct LifecycleHandler<P> {
+pub struct LifecycleHandler {
     pub ctx: Context,
-    pub relay: Arc<Relay<P>>,
+    pub publish: PublishQueue,
 }
 
-impl<P: Publisher + 'static> Handler for LifecycleHandler<P> {
+impl Handler for LifecycleHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let raw = parse_body(&msg.body)?;
         let event = parse_lifecycle(&raw)?;
@@ -57,7 +47,7 @@ impl<P: Publisher + 'static> Handler for LifecycleHandler<P> {
             .map_err(transient)?
         {
             lifecycle::LifecycleOutcome::Applied { outbox_ids, .. } => {
-                publish_now(&self.relay, &outbox_ids).await;
+                self.publish.submit(outbox_ids);
                 Ok(Outcome::Processed)
             }
             lifecycle::LifecycleOutcome::Ignored(reason) => {

@@ -4,6 +4,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_messaging;
 mod catalog;
 mod db;
 mod provision;
@@ -38,6 +39,8 @@ enum Command {
     Runs(runs::RunsCommand),
     /// Benchmark projection-update processing against PostgreSQL.
     Bench(bench::BenchArgs),
+    /// Benchmark the projection-update worker through LocalStack.
+    BenchMessaging(bench_messaging::BenchMessagingArgs),
     /// Create the queues, DLQs, topic, subscription and bucket (idempotent).
     Provision(provision::ProvisionArgs),
     /// Send NDJSON events (one per line) to a queue or topic.
@@ -67,6 +70,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchMessaging(args) => bench_messaging::run(args).await,
         Command::Provision(args) => provision::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::SimulateRunner(args) => simulate::run(args).await,

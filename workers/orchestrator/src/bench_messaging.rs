@@ -1,0 +1,381 @@
+//! `orchestrator bench-messaging`: the projection-update worker through
+//! LocalStack. In one run, on a fresh database and uniquely named resources:
+//! 1. drain rate of N queued scenario-A updates by the real worker binary,
+//!    against a do-nothing consumer (the same SQS runtime, receive + delete
+//!    only) draining N messages from the same LocalStack;
+//! 2. latency from SendMessage to the first run request that uses the update,
+//!    on the run-requests queue, at a steady rate;
+//! 3. the worker's peak RSS (VmHWM) over both.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use orchestrator_core::app::catalog_apply;
+use orchestrator_core::domain::synth::{self, Shape};
+use orchestrator_core::messaging::provision::{provision, ProvisionSpec};
+use orchestrator_core::messaging::sqs::{
+    Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
+};
+use orchestrator_core::store::{migrate, pool};
+use orchestrator_core::workers::AwsClients;
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::DbArgs;
+
+#[derive(Args)]
+pub struct BenchMessagingArgs {
+    /// Queued updates for the drain measurement.
+    #[arg(long, default_value_t = 2000)]
+    updates: usize,
+    /// Steady rate for the latency measurement (updates/s).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Duration of the latency measurement.
+    #[arg(long, default_value_t = 20)]
+    latency_secs: u64,
+    /// WORKER_CONCURRENCY of the worker and of the do-nothing consumer.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// A server where the user may create databases.
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+struct Nothing;
+
+impl Handler for Nothing {
+    async fn handle(&self, _: &InboundMessage) -> Result<Outcome, HandlerError> {
+        Ok(Outcome::Processed)
+    }
+}
+
+async fn send_all(aws: &AwsClients, queue: &str, bodies: &[String]) -> Result<()> {
+    for chunk in bodies.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(b)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = aws
+            .sqs
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        if !out.failed().is_empty() {
+            bail!("SendMessageBatch failed for {} entries", out.failed().len());
+        }
+    }
+    Ok(())
+}
+
+async fn queue_depth(aws: &AwsClients, queue: &str) -> Result<i64> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(A::All)
+        .send()
+        .await?;
+    let a = out.attributes().context("no attributes")?;
+    let n = |k: A| a.get(&k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn worker_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.with_file_name("projection-update-worker");
+    if !p.exists() {
+        bail!(
+            "{} is missing: cargo build --release --workspace --bins",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn run(args: BenchMessagingArgs) -> Result<()> {
+    let aws = AwsClients::from_env().await;
+    let id = orchestrator_core::app::new_id().replace('-', "")[20..].to_string();
+    let stack = provision(
+        &aws.sqs,
+        &aws.sns,
+        &aws.s3,
+        &ProvisionSpec {
+            prefix: format!("bench-{id}-"),
+            fifo: false,
+            output_bucket: format!("bench-out-{id}"),
+            max_receive_count: 10,
+        },
+    )
+    .await?;
+    let noop = provision(
+        &aws.sqs,
+        &aws.sns,
+        &aws.s3,
+        &ProvisionSpec {
+            prefix: format!("bench-noop-{id}-"),
+            fifo: false,
+            output_bucket: format!("bench-out-{id}"),
+            max_receive_count: 10,
+        },
+    )
+    .await?;
+
+    // A fresh database with the scenario-A catalog.
+    let db_name = format!("bench_msg_{id}");
+    let (admin, conn) = tokio_postgres::connect(&args.db.database_url, NoTls)
+        .await
+        .context("Failed to connect")?;
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
+        .await?;
+    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
+    let db = pool::build_pool(&url, 4)?;
+    migrate::migrate(&db).await?;
+    catalog_apply::apply(&db, &synth::catalog(Shape::SCENARIO_A)).await?;
+    let updates: Vec<String> = synth::updates(Shape::SCENARIO_A, args.updates + 100_000)
+        .iter()
+        .map(|u| u.to_json().to_string())
+        .collect();
+
+    // 1a. Do-nothing consumer draining N messages.
+    send_all(
+        &aws,
+        &noop.projection_updates_queue_url,
+        &updates[..args.updates],
+    )
+    .await?;
+    let mut cfg = ConsumerConfig::new(&noop.projection_updates_queue_url);
+    cfg.concurrency = args.concurrency;
+    cfg.wait_time = Duration::from_secs(1);
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, Nothing).run(stop.clone()),
+    );
+    let started = Instant::now();
+    while queue_depth(&aws, &noop.projection_updates_queue_url).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let noop_secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = consumer.await;
+
+    // 1b. The worker draining N queued updates.
+    send_all(
+        &aws,
+        &stack.projection_updates_queue_url,
+        &updates[..args.updates],
+    )
+    .await?;
+    let mut env: Vec<(String, String)> = stack
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.extend([
+        ("DATABASE_URL".into(), url.clone()),
+        ("WORKER_CONCURRENCY".into(), args.concurrency.to_string()),
+        ("OPS_ADDR".into(), "127.0.0.1:0".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ]);
+    let child = Command::new(worker_binary()?)
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let worker = Worker(child);
+    let pid = worker.0.id();
+    let client = db.get().await?;
+    let started = Instant::now();
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM event_log WHERE event_type = 'projection_update'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if n as usize >= args.updates {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the worker processed only {n} updates in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let worker_secs = started.elapsed().as_secs_f64();
+    // Let the outbox drain, then empty the run-requests queue for the latency run.
+    while client
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            &[],
+        )
+        .await?
+        .get::<_, i64>(0)
+        > 0
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    aws.sqs
+        .purge_queue()
+        .queue_url(&stack.run_requests_queue_url)
+        .send()
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 2. Latency at a steady rate: SendMessage → first run request using the update.
+    let total = (args.rate * args.latency_secs as f64) as usize;
+    let sent_at: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let sender = {
+        let (aws, queue, sent_at) = (
+            aws.clone(),
+            stack.projection_updates_queue_url.clone(),
+            sent_at.clone(),
+        );
+        let batch: Vec<String> = updates[args.updates..args.updates + total].to_vec();
+        let period = Duration::from_secs_f64(1.0 / args.rate);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            for body in batch {
+                tick.tick().await;
+                let manifest = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["version_manifest_path"].as_str().map(str::to_string));
+                if let Some(m) = manifest {
+                    sent_at.lock().unwrap().insert(m, Instant::now());
+                }
+                let _ = aws
+                    .sqs
+                    .send_message()
+                    .queue_url(&queue)
+                    .message_body(body)
+                    .send()
+                    .await;
+            }
+        })
+    };
+    let mut latencies: HashMap<String, Duration> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(args.latency_secs + 30);
+    while latencies.len() < total && Instant::now() < deadline {
+        let out = aws
+            .sqs
+            .receive_message()
+            .queue_url(&stack.run_requests_queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let now = Instant::now();
+        let mut receipts = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            if let Ok(v) = serde_json::from_str::<Value>(m.body().unwrap_or_default()) {
+                if let Some(ds) = v["catalog"]["datasets"].as_object() {
+                    let sent = sent_at.lock().unwrap();
+                    for d in ds.values() {
+                        if let Some(t) = d["manifestPath"].as_str().and_then(|p| sent.get(p)) {
+                            latencies
+                                .entry(d["manifestPath"].as_str().unwrap_or_default().to_string())
+                                .or_insert(now - *t);
+                        }
+                    }
+                }
+            }
+            if let Some(r) = m.receipt_handle() {
+                receipts.push(r.to_string());
+            }
+        }
+        for r in receipts {
+            let _ = aws
+                .sqs
+                .delete_message()
+                .queue_url(&stack.run_requests_queue_url)
+                .receipt_handle(r)
+                .send()
+                .await;
+        }
+    }
+    let _ = sender.await;
+    let rss = peak_rss_kib(pid);
+    drop(worker);
+
+    let mut l: Vec<Duration> = latencies.values().copied().collect();
+    l.sort();
+    let pct = |p: f64| {
+        l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "bench-messaging: {} updates, concurrency {}, LocalStack {}",
+        args.updates,
+        args.concurrency,
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "(AWS)".into())
+    );
+    println!(
+        "do-nothing consumer: drained {} messages in {noop_secs:.2}s = {:.0} msg/s",
+        args.updates,
+        args.updates as f64 / noop_secs
+    );
+    println!(
+        "projection-update worker: drained {} updates in {worker_secs:.2}s = {:.0} updates/s",
+        args.updates,
+        args.updates as f64 / worker_secs
+    );
+    println!(
+        "drain ratio worker / do-nothing = {:.2} (target >= 0.8)",
+        noop_secs / worker_secs
+    );
+    println!(
+        "latency SendMessage -> run request at {} updates/s: {} of {total} updates seen; p50 {:.1} ms, p99 {:.1} ms (target p99 < 100 ms)",
+        args.rate,
+        l.len(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
+    match rss {
+        Some(kib) => println!(
+            "worker peak RSS (VmHWM): {:.1} MiB (target < 64 MiB)",
+            kib as f64 / 1024.0
+        ),
+        None => println!("worker peak RSS: not available (no /proc)"),
+    }
+    db.close();
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+        ))
+        .await?;
+    Ok(())
+}
