@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
-use crate::messaging::sqs::{Consumer, ConsumerConfig};
+use crate::messaging::sqs::{Consumer, ConsumerConfig, Handler};
 use crate::relay::{PublishQueue, Publisher, Relay};
 
 /// AWS clients a worker uses.
@@ -78,7 +78,8 @@ where
     result
 }
 
-pub struct ProjectionUpdateDeps<P> {
+/// What a queue-consuming worker needs.
+pub struct ConsumerDeps<P> {
     pub ops_addr: std::net::SocketAddr,
     pub ctx: Context,
     pub aws: AwsClients,
@@ -86,11 +87,20 @@ pub struct ProjectionUpdateDeps<P> {
     pub relay: Arc<Relay<P>>,
 }
 
-/// The projection-update worker: consumes updates, publishes run requests.
-pub async fn run_projection_updates<P: Publisher + 'static>(
-    deps: ProjectionUpdateDeps<P>,
+/// Serves the ops endpoints, consumes the queue with the handler `make`
+/// builds, publishes what it commits (`publishers` tasks) and sweeps the
+/// outbox, until `shutdown`.
+async fn serve_queue<P, H, F>(
+    deps: ConsumerDeps<P>,
+    publishers: usize,
+    make: F,
     shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
+) -> Result<(), WorkerError>
+where
+    P: Publisher + 'static,
+    H: Handler,
+    F: FnOnce(Context, PublishQueue) -> H,
+{
     let ops = start_ops(
         deps.ops_addr,
         &deps.ctx,
@@ -99,12 +109,13 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
         &shutdown,
     )
     .await?;
-    let (publish, publisher) = PublishQueue::start(deps.relay.clone(), 1024, 4);
-    let handler = ProjectionUpdateHandler {
-        ctx: deps.ctx,
-        publish,
-    };
-    let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
+    let (publish, publisher) = PublishQueue::start(deps.relay.clone(), 1024, publishers);
+    let consumer = Consumer::new(
+        deps.aws.sqs,
+        deps.aws.s3,
+        deps.consumer,
+        make(deps.ctx, publish),
+    );
     let result = with_relay(deps.relay, shutdown.clone(), async {
         Ok(consumer.run(shutdown).await?)
     })
@@ -114,13 +125,23 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
     result
 }
 
+/// The projection-update worker: consumes updates, publishes run requests.
+pub async fn run_projection_updates<P: Publisher + 'static>(
+    deps: ConsumerDeps<P>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    serve_queue(
+        deps,
+        4,
+        |ctx, publish| ProjectionUpdateHandler { ctx, publish },
+        shutdown,
+    )
+    .await
+}
+
 /// What the run-lifecycle worker needs.
 pub struct RunLifecycleDeps<P> {
-    pub ops_addr: std::net::SocketAddr,
-    pub ctx: Context,
-    pub aws: AwsClients,
-    pub consumer: ConsumerConfig,
-    pub relay: Arc<Relay<P>>,
+    pub queue: ConsumerDeps<P>,
     pub timeouts: Timeouts,
     pub reaper_interval: Duration,
 }
@@ -131,34 +152,22 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     deps: RunLifecycleDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let ops = start_ops(
-        deps.ops_addr,
-        &deps.ctx,
-        &deps.aws,
-        &deps.consumer.queue_url,
-        &shutdown,
-    )
-    .await?;
+    let q = &deps.queue;
     let reaper = tokio::spawn(reap(
-        deps.ctx.clone(),
-        deps.relay.clone(),
+        q.ctx.clone(),
+        q.relay.clone(),
         deps.timeouts,
         deps.reaper_interval,
         shutdown.clone(),
     ));
-    let (publish, publisher) = PublishQueue::start(deps.relay.clone(), 1024, 2);
-    let handler = LifecycleHandler {
-        ctx: deps.ctx,
-        publish,
-    };
-    let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, handler);
-    let result = with_relay(deps.relay, shutdown.clone(), async {
-        Ok(consumer.run(shutdown).await?)
-    })
+    let result = serve_queue(
+        deps.queue,
+        2,
+        |ctx, publish| LifecycleHandler { ctx, publish },
+        shutdown,
+    )
     .await;
     let _ = reaper.await;
-    let _ = publisher.await;
-    let _ = ops.await;
     result
 }
 
@@ -256,5 +265,24 @@ impl Common {
             crate::relay::RelayConfig::default(),
         ));
         Ok(Self { ctx, aws, relay })
+    }
+}
+
+impl Common {
+    /// Dependencies of a worker consuming the queue named by `queue_var`.
+    pub fn consumer_deps<F: Fn(&str) -> Option<String>>(
+        self,
+        env: &crate::config::Env<F>,
+        queue_var: &'static str,
+        dlq_var: &'static str,
+        default_ops_addr: &str,
+    ) -> Result<ConsumerDeps<crate::messaging::sns::SnsPublisher>, StartError> {
+        Ok(ConsumerDeps {
+            ops_addr: env.ops_addr(default_ops_addr)?,
+            consumer: env.consumer(queue_var, dlq_var)?,
+            ctx: self.ctx,
+            aws: self.aws,
+            relay: self.relay,
+        })
     }
 }

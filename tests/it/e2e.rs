@@ -28,6 +28,19 @@ async fn outbox_payload(db: &TestDb, run_id: &str) -> Value {
     serde_json::from_str(&p).unwrap()
 }
 
+/// Sends d1/v1 (which completes m.single at once) and receives its run request.
+async fn first_request(stack: &Stack) -> Vec<aws_sdk_sqs::types::Message> {
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("d1", "v1"),
+        )
+        .await;
+    stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await
+}
+
 async fn wait_status(db: &TestDb, run_id: &str, want: &str) {
     eventually(WAIT, &format!("run {run_id} to be {want}"), || async {
         (status_of(db, run_id).await == want).then_some(())
@@ -40,15 +53,7 @@ async fn an_update_produces_the_exact_run_request_on_the_run_requests_queue() {
     let db = db_with_catalog("e2e_request").await;
     let stack = Stack::new("request", false).await;
     let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
-    stack
-        .send(
-            &stack.names.projection_updates_queue_url,
-            &update_body("d1", "v1"),
-        )
-        .await;
-    let got = stack
-        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
-        .await;
+    let got = first_request(&stack).await;
     assert_eq!(
         got.len(),
         1,
@@ -223,15 +228,7 @@ async fn lifecycle_events_drive_a_run_to_succeeded_and_invalid_ones_are_dead_let
     let env = stack.env(&db);
     let _updates = Process::spawn("projection-update-worker", &env, &[]);
     let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
-    stack
-        .send(
-            &stack.names.projection_updates_queue_url,
-            &update_body("d1", "v1"),
-        )
-        .await;
-    let got = stack
-        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
-        .await;
+    let got = first_request(&stack).await;
     let request: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
     let run_id = request["runId"].as_str().unwrap();
     let q = &stack.names.run_lifecycle_queue_url;
@@ -322,15 +319,7 @@ async fn fifo_topic_and_queues_carry_group_and_deduplication_ids() {
     let db = db_with_catalog("e2e_fifo").await;
     let stack = Stack::new("fifo", true).await;
     let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
-    stack
-        .send(
-            &stack.names.projection_updates_queue_url,
-            &update_body("d1", "v1"),
-        )
-        .await;
-    let got = stack
-        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
-        .await;
+    let got = first_request(&stack).await;
     assert_eq!(got.len(), 1);
     let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
     assert_eq!(body["messageGroupId"], "m.single");

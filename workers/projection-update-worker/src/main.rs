@@ -7,24 +7,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::{Context, Result};
 use orchestrator_core::config::Env;
 use orchestrator_core::telemetry;
-use orchestrator_core::workers::{
-    run_projection_updates, shutdown_on_signals, Common, ProjectionUpdateDeps,
-};
+use orchestrator_core::workers::{run_projection_updates, shutdown_on_signals, Common};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let env = Env::process();
     telemetry::init(env.log_format()?);
-    let common = Common::from_env(&env)
+    let deps = Common::from_env(&env)
         .await
-        .context("Failed to configure the worker")?;
-    let deps = ProjectionUpdateDeps {
-        consumer: env.consumer("PROJECTION_UPDATES_QUEUE_URL", "PROJECTION_UPDATES_DLQ_URL")?,
-        ops_addr: env.ops_addr("0.0.0.0:9090")?,
-        ctx: common.ctx,
-        aws: common.aws,
-        relay: common.relay,
-    };
+        .and_then(|c| {
+            c.consumer_deps(
+                &env,
+                "PROJECTION_UPDATES_QUEUE_URL",
+                "PROJECTION_UPDATES_DLQ_URL",
+                "0.0.0.0:9090",
+            )
+        })
+        .context("Failed to configure the projection-update worker")?;
     run_projection_updates(deps, shutdown_on_signals())
         .await
         .context("Failed to run the projection-update worker")

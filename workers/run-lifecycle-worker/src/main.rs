@@ -13,17 +13,21 @@ use orchestrator_core::workers::{run_lifecycle, shutdown_on_signals, Common, Run
 async fn main() -> Result<()> {
     let env = Env::process();
     telemetry::init(env.log_format()?);
-    let common = Common::from_env(&env)
+    let queue = Common::from_env(&env)
         .await
-        .context("Failed to configure the worker")?;
+        .and_then(|c| {
+            c.consumer_deps(
+                &env,
+                "RUN_LIFECYCLE_QUEUE_URL",
+                "RUN_LIFECYCLE_DLQ_URL",
+                "0.0.0.0:9091",
+            )
+        })
+        .context("Failed to configure the run-lifecycle worker")?;
     let deps = RunLifecycleDeps {
-        consumer: env.consumer("RUN_LIFECYCLE_QUEUE_URL", "RUN_LIFECYCLE_DLQ_URL")?,
+        queue,
         timeouts: env.timeouts()?,
         reaper_interval: env.reaper_interval()?,
-        ops_addr: env.ops_addr("0.0.0.0:9091")?,
-        ctx: common.ctx,
-        aws: common.aws,
-        relay: common.relay,
     };
     run_lifecycle(deps, shutdown_on_signals())
         .await
