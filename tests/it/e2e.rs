@@ -469,3 +469,46 @@ async fn ops_endpoints_report_health_and_readiness() {
     .await;
     assert!(not_ready.contains(r#""queue":"error"#), "{not_ready}");
 }
+
+#[tokio::test]
+async fn fifo_messages_of_one_group_are_processed_in_order() {
+    let db = db_with_catalog("e2e_fifo_order").await;
+    let stack = Stack::new("fifoorder", true).await;
+    // All in one SendMessageBatch and one group ("g"): a worker with several
+    // slots must still process them one after the other.
+    let bodies: Vec<String> = (1..=6)
+        .map(|v| update_body("d2", &format!("v{v}")))
+        .collect();
+    let entries = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(b)
+                .message_group_id("g")
+                .message_deduplication_id(format!("dedup-{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    stack
+        .aws
+        .sqs
+        .send_message_batch()
+        .queue_url(&stack.names.projection_updates_queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    eventually(WAIT, "six updates processed", || async {
+        (db.count("SELECT count(*) FROM dataset_updates").await == 6).then_some(())
+    })
+    .await;
+    let order = db
+        .strings("SELECT version_manifest_path FROM dataset_updates ORDER BY created_at, id")
+        .await;
+    let want: Vec<String> = (1..=6).map(|v| format!("d2/v{v}/manifest.json")).collect();
+    assert_eq!(order, want, "a FIFO group is processed in order");
+}

@@ -169,3 +169,47 @@ async fn an_update_offloaded_to_s3_is_fetched_and_processed() {
         "d1/v1/manifest.json"
     );
 }
+
+// Multi-threaded: the proxy's tasks must keep running while the test blocks
+// waiting for the process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
+    let db = db_with_catalog("fault_sigterm_drain").await;
+    let stack = Stack::new("drain", false).await;
+    let proxy = TcpProxy::start(&host_port(&db.url)).await;
+    // The worker's first database connection takes 3 s: its first message is
+    // still in its handler when SIGTERM arrives.
+    proxy.delay_new_connections(Duration::from_secs(3));
+    let env = env_via(&stack, &db, &proxy, &[]);
+    let mut worker = Process::spawn("projection-update-worker", &env, &[]);
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("d1", "v1"),
+        )
+        .await;
+    eventually(
+        WAIT,
+        "the handler to open a database connection",
+        || async { (proxy.accepted() > 0).then_some(()) },
+    )
+    .await;
+    let status = worker
+        .terminate(Duration::from_secs(20))
+        .expect("the worker exits within the grace period");
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM dataset_updates").await,
+        1,
+        "the in-flight message was processed"
+    );
+    // ...and deleted, not left for redelivery.
+    let left = stack
+        .receive(
+            &stack.names.projection_updates_queue_url,
+            1,
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(left.is_empty(), "the processed message must not come back");
+}

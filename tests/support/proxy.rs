@@ -10,6 +10,10 @@ use tokio::task::AbortHandle;
 pub struct TcpProxy {
     pub port: u16,
     open: Arc<AtomicBool>,
+    /// Milliseconds each new connection waits before it is forwarded.
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicU64>,
     live: Arc<Mutex<Vec<AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -21,16 +25,26 @@ impl TcpProxy {
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(AtomicBool::new(true));
         let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let delay_ms: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let accepted: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let target = target.to_string();
-        let (o, l) = (open.clone(), live.clone());
+        let (o, l, d, a) = (
+            open.clone(),
+            live.clone(),
+            delay_ms.clone(),
+            accepted.clone(),
+        );
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
                 if !o.load(Ordering::SeqCst) {
                     drop(client); // refused while cut
                     continue;
                 }
                 let target = target.clone();
+                let wait = std::time::Duration::from_millis(d.load(Ordering::SeqCst));
                 let task = tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
                     if let Ok(mut server) = TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
@@ -41,9 +55,21 @@ impl TcpProxy {
         TcpProxy {
             port,
             open,
+            delay_ms,
+            accepted,
             live,
             accept,
         }
+    }
+
+    /// New connections wait this long before they are forwarded.
+    pub fn delay_new_connections(&self, d: std::time::Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Drops every connection and refuses new ones.
