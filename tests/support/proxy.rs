@@ -12,8 +12,6 @@ pub struct TcpProxy {
     open: Arc<AtomicBool>,
     /// Milliseconds each new connection waits before it is forwarded.
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
-    /// Connections accepted so far.
-    accepted: Arc<std::sync::atomic::AtomicU64>,
     live: Arc<Mutex<Vec<AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -26,17 +24,10 @@ impl TcpProxy {
         let open = Arc::new(AtomicBool::new(true));
         let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let delay_ms: Arc<std::sync::atomic::AtomicU64> = Arc::default();
-        let accepted: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let target = target.to_string();
-        let (o, l, d, a) = (
-            open.clone(),
-            live.clone(),
-            delay_ms.clone(),
-            accepted.clone(),
-        );
+        let (o, l, d) = (open.clone(), live.clone(), delay_ms.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                a.fetch_add(1, Ordering::SeqCst);
                 if !o.load(Ordering::SeqCst) {
                     drop(client); // refused while cut
                     continue;
@@ -56,7 +47,6 @@ impl TcpProxy {
             port,
             open,
             delay_ms,
-            accepted,
             live,
             accept,
         }
@@ -65,11 +55,6 @@ impl TcpProxy {
     /// New connections wait this long before they are forwarded.
     pub fn delay_new_connections(&self, d: std::time::Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Drops every connection and refuses new ones.
