@@ -132,6 +132,26 @@ impl Stack {
         assert!(out.failed().is_empty(), "{:?}", out.failed());
     }
 
+    /// (visible, in flight) messages of a queue; `None` if it cannot be read.
+    pub async fn depth(&self, queue_url: &str) -> Option<(i64, i64)> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .ok()?;
+        let a = out.attributes()?;
+        let n = |k: A| a.get(&k).and_then(|v| v.parse::<i64>().ok());
+        Some((
+            n(A::ApproximateNumberOfMessages)?,
+            n(A::ApproximateNumberOfMessagesNotVisible)?,
+        ))
+    }
+
     /// Receives (and deletes) messages until `n` arrived or `timeout` passed.
     pub async fn receive(&self, queue_url: &str, n: usize, timeout: Duration) -> Vec<Message> {
         let deadline = Instant::now() + timeout;
