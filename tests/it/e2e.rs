@@ -463,28 +463,10 @@ async fn fifo_messages_of_one_group_are_processed_in_order() {
     let bodies: Vec<String> = (1..=6)
         .map(|v| update_body("d2", &format!("v{v}")))
         .collect();
-    let entries = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(b)
-                .message_group_id("g")
-                .message_deduplication_id(format!("dedup-{i}"))
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
     stack
-        .aws
-        .sqs
-        .send_message_batch()
-        .queue_url(&stack.names.projection_updates_queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .unwrap();
+        .send_batch(&stack.names.projection_updates_queue_url, &refs)
+        .await;
     let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
     eventually(WAIT, "six updates processed", || async {
         (db.count("SELECT count(*) FROM dataset_updates").await == 6).then_some(())

@@ -108,16 +108,23 @@ impl Stack {
     }
 
     /// Sends up to ten bodies in one SendMessageBatch (one receive batch for the worker).
+    /// On a FIFO queue all of them go to message group "g", in order.
     pub async fn send_batch(&self, queue_url: &str, bodies: &[&str]) {
+        let fifo = queue_url.ends_with(".fifo");
         let entries = bodies
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                let e = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(*b)
-                    .build()
-                    .unwrap()
+                    .message_body(*b);
+                let e = if fifo {
+                    e.message_group_id("g")
+                        .message_deduplication_id(uuid::Uuid::new_v4().to_string())
+                } else {
+                    e
+                };
+                e.build().unwrap()
             })
             .collect();
         let out = self
