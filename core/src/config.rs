@@ -134,6 +134,10 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         c.concurrency = self.count("WORKER_CONCURRENCY", 8, 1000)? as usize;
         c.max_receive_count = self.count("MAX_RECEIVE_COUNT", 5, 1000)?;
         c.shutdown_grace = self.secs("SHUTDOWN_GRACE_SECS", 30)?;
+        // Visibility is renewed at half this period, so 2 s is the useful floor.
+        c.visibility_timeout = self
+            .secs("VISIBILITY_TIMEOUT_SECS", 30)?
+            .max(Duration::from_secs(2));
         Ok(c)
     }
 

@@ -478,3 +478,51 @@ async fn fifo_messages_of_one_group_are_processed_in_order() {
     let want: Vec<String> = (1..=6).map(|v| format!("d2/v{v}/manifest.json")).collect();
     assert_eq!(order, want, "a FIFO group is processed in order");
 }
+
+#[tokio::test]
+async fn a_run_request_over_the_sns_limit_is_offloaded_to_s3_and_points_there() {
+    let db = TestDb::new("e2e_large_request").await;
+    // One metric over 12,000 series: its expression alone is ~370 KB.
+    let codes: Vec<String> = (0..12_000)
+        .map(|i| format!("SERIES_{i:06}_long_series_name"))
+        .collect();
+    let operands: Vec<Value> = codes.iter().map(|c| json!({"seriesCode": c})).collect();
+    let catalog = json!({
+        "datasets": [{"id": "big", "name": "Big", "bucket": "b", "series": codes}],
+        "series": codes.iter().map(|c| json!({"code": c})).collect::<Vec<_>>(),
+        "metrics": [{"id": "mbig", "code": "m.big", "expression_type": "composite",
+                     "expression_json": {"op": "sum", "operands": operands}}]
+    });
+    orchestrator_tests::fixtures::apply(&db, &catalog).await;
+    let stack = Stack::new("large", false).await;
+    let _worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    stack
+        .send(
+            &stack.names.projection_updates_queue_url,
+            &update_body("big", "v1"),
+        )
+        .await;
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await;
+    assert_eq!(got.len(), 1);
+    let body = got[0].body().unwrap();
+    assert!(
+        body.len() < 4096,
+        "the SNS message is a pointer, not the payload"
+    );
+    let pointer = orchestrator_core::messaging::s3::parse_pointer(body)
+        .expect("an Extended Client S3 pointer");
+    assert_eq!(pointer.bucket, stack.names.output_bucket);
+    let attrs = attributes(&got[0]);
+    let payload = orchestrator_core::messaging::s3::fetch(&stack.aws.s3, &pointer, 8 << 20)
+        .await
+        .expect("the pointed-to payload");
+    assert!(payload.len() > 256 * 1024);
+    assert_eq!(attrs["ExtendedPayloadSize"], payload.len().to_string());
+    assert_eq!(attrs["metric_code"], "m.big");
+    let request: Value = serde_json::from_str(&payload).unwrap();
+    let run_id = request["runId"].as_str().unwrap().to_string();
+    assert_eq!(request, outbox_payload(&db, &run_id).await);
+    assert_eq!(status_of(&db, &run_id).await, "dispatched");
+}

@@ -212,3 +212,53 @@ async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
         .await;
     assert!(left.is_empty(), "the processed message must not come back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visibility_is_renewed_while_a_handler_outlasts_the_visibility_timeout() {
+    let db = db_with_catalog("fault_visibility").await;
+    let stack = Stack::new("visibility", false).await;
+    let env = stack.env(&db);
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .chain([("VISIBILITY_TIMEOUT_SECS".to_string(), "2".to_string())])
+        .collect();
+    // A lock held by the test keeps the handler waiting in its transaction
+    // for three visibility timeouts.
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE event_log IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    let q = &stack.names.projection_updates_queue_url;
+    stack.send(q, &update_body("d1", "v1")).await;
+    eventually(WAIT, "the message to be in flight", || async {
+        (stack.depth(q).await == Some((0, 1))).then_some(())
+    })
+    .await;
+    // Without renewal the message would become visible again after 2 s and
+    // this competing reader would get it.
+    let stolen = stack.receive(q, 1, Duration::from_secs(6)).await;
+    assert!(
+        stolen.is_empty(),
+        "a message still being handled became visible again"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            .await,
+        1,
+        "one handler, still waiting for the lock: the message was not redelivered"
+    );
+    locker.batch_execute("COMMIT").await.unwrap();
+    eventually(WAIT, "the slow handler to finish and delete", || async {
+        (db.count("SELECT count(*) FROM dataset_updates").await == 1
+            && stack.depth(q).await == Some((0, 0)))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM event_log").await,
+        1,
+        "processed exactly once"
+    );
+}
