@@ -8,6 +8,7 @@ pub mod projection_update;
 pub mod request;
 pub mod runs_admin;
 pub mod sweeper;
+pub mod trigger;
 
 use std::sync::Arc;
 

@@ -36,7 +36,8 @@ pub struct RunRow {
     pub row_count: Option<i64>,
 }
 
-const RUN_COLUMNS: &str = "id, metric_code, status, attempt, retry_of, created_at, requested_at, dispatched_at,
+// Read through the `run_status` view (migrations/V2), which operators query too.
+const RUN_COLUMNS: &str = "run_id, metric_code, status, attempt, retry_of, created_at, requested_at, dispatched_at,
     started_at, finished_at, last_heartbeat_at, progress, error, version_ts, manifest_path, row_count";
 
 fn run_row(r: &tokio_postgres::Row) -> RunRow {
@@ -63,9 +64,9 @@ fn run_row(r: &tokio_postgres::Row) -> RunRow {
 pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
     let client = pool.get().await?;
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM metric_runs
+        "SELECT {RUN_COLUMNS} FROM run_status
           WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR metric_code = $2)
-          ORDER BY id DESC LIMIT $3"
+          ORDER BY run_id DESC LIMIT $3"
     );
     let status = filter.status.map(RunStatus::as_str);
     let rows = client
@@ -106,7 +107,7 @@ pub async fn show(pool: &Pool, run_id: &str) -> Result<Option<RunDetail>, StoreE
 }
 
 async fn show_in(tx: &Transaction<'_>, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM metric_runs WHERE id = $1");
+    let sql = format!("SELECT {RUN_COLUMNS} FROM run_status WHERE run_id = $1");
     let Some(row) = tx.query_opt(&sql, &[&run_id]).await? else {
         return Ok(None);
     };
@@ -184,4 +185,21 @@ async fn cancel_in(
         );
     }
     Ok(run.status)
+}
+
+/// Runs per status (the `run_status_counts` view), in lifecycle order.
+pub async fn counts(pool: &Pool) -> Result<Vec<(RunStatus, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query("SELECT status, runs FROM run_status_counts", &[])
+        .await?;
+    let mut out: Vec<(RunStatus, i64)> = rows
+        .iter()
+        .filter_map(|r| {
+            let s: String = r.get(0);
+            s.parse().ok().map(|st| (st, r.get(1)))
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| *s as u8);
+    Ok(out)
 }

@@ -288,3 +288,44 @@ pub async fn counts(tx: &Transaction<'_>) -> StoreResult<(i64, i64, i64)> {
         .await?;
     Ok((r.get(0), r.get(1), r.get(2)))
 }
+
+/// A metric as an operator names it, locked against concurrent processing.
+#[derive(Debug, Clone)]
+pub struct MetricForTrigger {
+    pub id: String,
+    pub code: String,
+    pub enabled: bool,
+    pub required_days: i32,
+    pub required_datasets: Vec<String>,
+}
+
+/// Locks the metric with this code (as projection updates do) and reads its
+/// required datasets.
+pub async fn lock_metric_by_code(
+    tx: &Transaction<'_>,
+    code: &str,
+) -> StoreResult<Option<MetricForTrigger>> {
+    let Some(m) = tx
+        .query_opt(
+            "SELECT id, code, enabled, required_days FROM metrics WHERE code = $1 FOR NO KEY UPDATE",
+            &[&code],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: String = m.get(0);
+    let datasets = tx
+        .query(
+            "SELECT dataset_id FROM metric_required_datasets WHERE metric_id = $1 ORDER BY dataset_id",
+            &[&id],
+        )
+        .await?;
+    Ok(Some(MetricForTrigger {
+        id,
+        code: m.get(1),
+        enabled: m.get(2),
+        required_days: m.get(3),
+        required_datasets: datasets.iter().map(|r| r.get(0)).collect(),
+    }))
+}

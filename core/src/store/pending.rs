@@ -144,9 +144,8 @@ pub async fn for_run(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Vec<Pend
     let rows = tx
         .query(
             "SELECT dataset_id, required_days, received, received_update_id, received_at,
-                    EXTRACT(EPOCH FROM now() - received_at)::float8,
-                    CASE WHEN received THEN update_is_fresh(received_at, required_days) END
-               FROM metric_run_pending_datasets WHERE run_id = $1 ORDER BY dataset_id",
+                    EXTRACT(EPOCH FROM received_update_age)::float8, received_update_fresh
+               FROM pending_run_datasets WHERE run_id = $1 ORDER BY dataset_id",
             &[&run_id],
         )
         .await?;

@@ -7,7 +7,6 @@
 //!    on the run-requests queue, at a steady rate;
 //! 3. the worker's peak RSS (VmHWM) over both.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,10 +21,10 @@ use orchestrator_core::messaging::sqs::{
 };
 use orchestrator_core::store::{migrate, pool};
 use orchestrator_core::workers::AwsClients;
-use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
+use crate::bench_latency;
 use crate::db::DbArgs;
 
 #[derive(Args)]
@@ -39,6 +38,9 @@ pub struct BenchMessagingArgs {
     /// Duration of the latency measurement.
     #[arg(long, default_value_t = 20)]
     latency_secs: u64,
+    /// Messages for the broker-ceiling measurement.
+    #[arg(long, default_value_t = 5000)]
+    ceiling_messages: usize,
     /// WORKER_CONCURRENCY of the worker and of the do-nothing consumer.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -81,7 +83,7 @@ async fn send_all(aws: &AwsClients, queue: &str, bodies: &[String]) -> Result<()
     Ok(())
 }
 
-async fn queue_depth(aws: &AwsClients, queue: &str) -> Result<i64> {
+pub(crate) async fn queue_depth(aws: &AwsClients, queue: &str) -> Result<i64> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let out = aws
         .sqs
@@ -248,6 +250,12 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    let published: i64 = client
+        .query_one("SELECT count(*) FROM outbox", &[])
+        .await?
+        .get(0);
+    let publish_secs = started.elapsed().as_secs_f64();
     aws.sqs
         .purge_queue()
         .queue_url(&stack.run_requests_queue_url)
@@ -257,81 +265,37 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
 
     // 2. Latency at a steady rate: SendMessage → first run request using the update.
     let total = (args.rate * args.latency_secs as f64) as usize;
-    let sent_at: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
-    let sender = {
-        let (aws, queue, sent_at) = (
-            aws.clone(),
-            stack.projection_updates_queue_url.clone(),
-            sent_at.clone(),
-        );
-        let batch: Vec<String> = updates[args.updates..args.updates + total].to_vec();
-        let period = Duration::from_secs_f64(1.0 / args.rate);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            for body in batch {
-                tick.tick().await;
-                let manifest = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["version_manifest_path"].as_str().map(str::to_string));
-                if let Some(m) = manifest {
-                    sent_at.lock().unwrap().insert(m, Instant::now());
-                }
-                let _ = aws
-                    .sqs
-                    .send_message()
-                    .queue_url(&queue)
-                    .message_body(body)
-                    .send()
-                    .await;
-            }
-        })
-    };
-    let mut latencies: HashMap<String, Duration> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(args.latency_secs + 30);
-    while latencies.len() < total && Instant::now() < deadline {
-        let out = aws
-            .sqs
-            .receive_message()
-            .queue_url(&stack.run_requests_queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        let now = Instant::now();
-        let mut receipts = Vec::new();
-        for m in out.messages.unwrap_or_default() {
-            if let Ok(v) = serde_json::from_str::<Value>(m.body().unwrap_or_default()) {
-                if let Some(ds) = v["catalog"]["datasets"].as_object() {
-                    let sent = sent_at.lock().unwrap();
-                    for d in ds.values() {
-                        if let Some(t) = d["manifestPath"].as_str().and_then(|p| sent.get(p)) {
-                            latencies
-                                .entry(d["manifestPath"].as_str().unwrap_or_default().to_string())
-                                .or_insert(now - *t);
-                        }
-                    }
-                }
-            }
-            if let Some(r) = m.receipt_handle() {
-                receipts.push(r.to_string());
-            }
-        }
-        for r in receipts {
-            let _ = aws
-                .sqs
-                .delete_message()
-                .queue_url(&stack.run_requests_queue_url)
-                .receipt_handle(r)
-                .send()
-                .await;
-        }
-    }
-    let _ = sender.await;
+    let l = bench_latency::latencies(
+        &aws,
+        &stack.projection_updates_queue_url,
+        &stack.run_requests_queue_url,
+        updates[args.updates..args.updates + total].to_vec(),
+        args.rate,
+        Duration::from_secs(args.latency_secs + 30),
+    )
+    .await?;
     let rss = peak_rss_kib(pid);
     drop(worker);
 
-    let mut l: Vec<Duration> = latencies.values().copied().collect();
-    l.sort();
+    // 3. The broker's own ceiling for SNS → SQS, with run-request-sized bodies.
+    let sample = client
+        .query_one("SELECT payload FROM outbox LIMIT 1", &[])
+        .await?
+        .get::<_, String>(0);
+    aws.sqs
+        .purge_queue()
+        .queue_url(&noop.run_requests_queue_url)
+        .send()
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ceiling = bench_latency::broker_ceiling(
+        &aws,
+        &noop.run_requests_topic_arn,
+        &noop.run_requests_queue_url,
+        args.ceiling_messages,
+        &sample,
+    )
+    .await?;
     let pct = |p: f64| {
         l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
             .copied()
@@ -352,6 +316,11 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         "projection-update worker: drained {} updates in {worker_secs:.2}s = {:.0} updates/s",
         args.updates,
         args.updates as f64 / worker_secs
+    );
+    println!(
+        "run requests published during the drain: {published} in {publish_secs:.2}s = {:.0} msg/s; broker ceiling (do-nothing SNS PublishBatch -> SQS, {} messages): {ceiling:.0} msg/s",
+        published as f64 / publish_secs,
+        args.ceiling_messages
     );
     println!(
         "drain ratio worker / do-nothing = {:.2} (target >= 0.8)",

@@ -4,12 +4,15 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_latency;
 mod bench_messaging;
 mod catalog;
 mod db;
+mod dlq;
 mod provision;
 mod replay;
 mod runs;
+mod runs_watch;
 mod simulate;
 
 use anyhow::Result;
@@ -37,6 +40,9 @@ enum Command {
     /// Inspect and act on metric runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// List dead letters or move them back to their queue.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Benchmark projection-update processing against PostgreSQL.
     Bench(bench::BenchArgs),
     /// Benchmark the projection-update worker through LocalStack.
@@ -69,6 +75,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate(args) => db::migrate(&args).await,
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
+        Command::Dlq(cmd) => dlq::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
         Command::BenchMessaging(args) => bench_messaging::run(args).await,
         Command::Provision(args) => provision::run(args).await,

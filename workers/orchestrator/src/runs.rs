@@ -1,4 +1,4 @@
-//! `orchestrator runs list|show|cancel`.
+//! `orchestrator runs list|show|cancel|trigger|watch`.
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -36,6 +36,18 @@ pub enum RunsCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Request a run of a metric now, from the newest fresh update of each
+    /// dataset it needs (written to the outbox; the workers publish it).
+    Trigger {
+        #[arg(long)]
+        metric: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Refresh counts by status and the newest runs until interrupted.
+    Watch(crate::runs_watch::WatchArgs),
     /// Cancel a run that has not ended.
     Cancel {
         run_id: String,
@@ -61,7 +73,7 @@ fn age(secs: Option<f64>) -> String {
     }
 }
 
-fn table(rows: &[RunRow]) -> Table {
+pub(crate) fn table(rows: &[RunRow]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
@@ -180,6 +192,23 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
                 }
             }
         }
+        RunsCommand::Trigger { metric, json, db } => {
+            let settings = orchestrator_core::config::Env::process()
+                .request_settings()
+                .context("Failed to read the run-request settings (OUTPUT_BUCKET, OUTPUT_PREFIX, RUN_REQUESTS_TOPIC_ARN)")?;
+            let ctx = orchestrator_core::app::Context::new(db.pool().await?, settings);
+            let t = orchestrator_core::app::trigger::trigger(&ctx, &metric).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("queued run {} of {}; uses:", t.run_id, t.metric_code);
+                for (d, u) in &t.updates {
+                    println!("  {d} {u}");
+                }
+                println!("the workers' outbox relay publishes it within a second or two");
+            }
+        }
+        RunsCommand::Watch(args) => crate::runs_watch::watch(args).await?,
         RunsCommand::Cancel { run_id, reason, db } => {
             let pool = db.pool().await?;
             let was = runs_admin::cancel(&pool, &run_id, &reason).await?;

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod dlq_admin;
 pub mod outcome;
 
 pub use config::ConsumerConfig;

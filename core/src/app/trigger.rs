@@ -1,0 +1,100 @@
+//! `orchestrator runs trigger --metric CODE`: an operator asks for a run now,
+//! from the newest fresh update of every dataset the metric needs. The run is
+//! written `queued` with its request in the outbox, in one transaction; the
+//! workers' outbox relay publishes it. A triggered run is a deliberate re-run:
+//! it may use the same updates as an earlier run (it has no update-set key).
+
+use serde::Serialize;
+
+use crate::app::{new_id, request, Context};
+use crate::domain::freshness;
+use crate::in_transaction;
+use crate::store::tx::TxError;
+use crate::store::runs::{self, NewRun};
+use crate::store::{catalog, db_now, updates, StoreError, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no metric with code {0}")]
+    UnknownMetric(String),
+    #[error("metric {0} is disabled; enable it in the catalog first")]
+    Disabled(String),
+    #[error("metric {metric} cannot run yet: no update received for {missing:?}, stale update (older than {required_days} days) for {stale:?}")]
+    NotReady {
+        metric: String,
+        required_days: i32,
+        missing: Vec<String>,
+        stale: Vec<String>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TxError for TriggerError {
+    fn as_store_error(&self) -> Option<&StoreError> {
+        match self {
+            TriggerError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Triggered {
+    pub run_id: String,
+    pub metric_code: String,
+    /// (dataset id, update id) the run uses.
+    pub updates: Vec<(String, String)>,
+}
+
+pub async fn trigger(ctx: &Context, metric_code: &str) -> Result<Triggered, TriggerError> {
+    in_transaction!(&ctx.pool, TriggerError, |tx| trigger_in(&tx, ctx, metric_code)
+        .await?)
+}
+
+async fn trigger_in(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    metric_code: &str,
+) -> Result<Triggered, TriggerError> {
+    let metric = catalog::lock_metric_by_code(tx, metric_code)
+        .await?
+        .ok_or_else(|| TriggerError::UnknownMetric(metric_code.to_string()))?;
+    if !metric.enabled {
+        return Err(TriggerError::Disabled(metric.code));
+    }
+    let now = db_now(tx).await?;
+    let newest = updates::newest_for_metrics(tx, std::slice::from_ref(&metric.id)).await?;
+    let (mut missing, mut stale, mut used) = (Vec::new(), Vec::new(), Vec::new());
+    for d in &metric.required_datasets {
+        match newest.get(d) {
+            None => missing.push(d.clone()),
+            Some(u) if !freshness::is_fresh(u.created_at, now, metric.required_days) => {
+                stale.push(d.clone())
+            }
+            Some(u) => used.push((d.clone(), u.update_id.clone())),
+        }
+    }
+    if !missing.is_empty() || !stale.is_empty() {
+        return Err(TriggerError::NotReady {
+            metric: metric.code,
+            required_days: metric.required_days,
+            missing,
+            stale,
+        });
+    }
+    let run = NewRun {
+        id: new_id(),
+        metric_id: metric.id,
+        metric_code: metric.code,
+        attempt: 1,
+    };
+    let update_ids: Vec<String> = used.iter().map(|(_, u)| u.clone()).collect();
+    runs::insert_triggered(tx, &run, &update_ids).await?;
+    request::enqueue(tx, std::slice::from_ref(&run), now, &ctx.settings).await?;
+    Ok(Triggered {
+        run_id: run.id,
+        metric_code: run.metric_code,
+        updates: used,
+    })
+}

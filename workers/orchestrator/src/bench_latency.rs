@@ -1,0 +1,166 @@
+//! Parts of `orchestrator bench-messaging` that measure the broker side:
+//! SendMessage → run-request latency read from the run-requests queue's own
+//! `SentTimestamp` (when SNS put the message there, so the reader's speed does
+//! not count), and the broker's ceiling for SNS → SQS fan-out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use orchestrator_core::workers::AwsClients;
+use serde_json::Value;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends `bodies` at `rate`/s and returns, per update seen in a run request
+/// within `window`, the time from SendMessage to the arrival of the first run
+/// request that uses it.
+pub async fn latencies(
+    aws: &AwsClients,
+    updates_queue: &str,
+    requests_queue: &str,
+    bodies: Vec<String>,
+    rate: f64,
+    window: Duration,
+) -> Result<Vec<Duration>> {
+    let total = bodies.len();
+    let sent_at: Arc<Mutex<HashMap<String, i64>>> = Default::default();
+    let arrived: Arc<Mutex<HashMap<String, i64>>> = Default::default();
+    let sender = {
+        let (aws, queue, sent_at) = (aws.clone(), updates_queue.to_string(), sent_at.clone());
+        let period = Duration::from_secs_f64(1.0 / rate);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            for body in bodies {
+                tick.tick().await;
+                let manifest = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["version_manifest_path"].as_str().map(str::to_string));
+                if let Some(m) = manifest {
+                    sent_at.lock().unwrap().insert(m, now_ms());
+                }
+                if let Err(e) = aws
+                    .sqs
+                    .send_message()
+                    .queue_url(&queue)
+                    .message_body(body)
+                    .send()
+                    .await
+                {
+                    eprintln!("bench: SendMessage failed: {e}");
+                }
+            }
+        })
+    };
+    // Several readers; messages are left invisible rather than deleted, so
+    // reading costs one call per ten messages.
+    let deadline = Instant::now() + window;
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (aws, queue, arrived) = (aws.clone(), requests_queue.to_string(), arrived.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline && arrived.lock().unwrap().len() < total {
+                    let out = aws
+                        .sqs
+                        .receive_message()
+                        .queue_url(&queue)
+                        .max_number_of_messages(10)
+                        .wait_time_seconds(1)
+                        .visibility_timeout(900)
+                        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                        .send()
+                        .await;
+                    let Ok(out) = out else { continue };
+                    for m in out.messages.unwrap_or_default() {
+                        let at = m
+                            .attributes()
+                            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                            .and_then(|v| v.parse::<i64>().ok());
+                        let v = serde_json::from_str::<Value>(m.body().unwrap_or_default());
+                        if let (Some(at), Ok(v)) = (at, v) {
+                            if let Some(ds) = v["catalog"]["datasets"].as_object() {
+                                let mut arrived = arrived.lock().unwrap();
+                                for p in ds.values().filter_map(|d| d["manifestPath"].as_str()) {
+                                    let e = arrived.entry(p.to_string()).or_insert(at);
+                                    *e = (*e).min(at);
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let _ = sender.await;
+    for r in readers {
+        let _ = r.await;
+    }
+    let sent = sent_at.lock().unwrap();
+    let arrived = arrived.lock().unwrap();
+    let mut l: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(k, s)| arrived.get(k).map(|a| (a - s).max(0)))
+        .map(|ms| Duration::from_millis(ms as u64))
+        .collect();
+    l.sort();
+    Ok(l)
+}
+
+/// Messages/s the broker carries from SNS PublishBatch to the subscribed
+/// queue: `n` bodies of `body`'s size, published 10 per call from 8 tasks,
+/// until all of them are on the queue.
+pub async fn broker_ceiling(
+    aws: &AwsClients,
+    topic_arn: &str,
+    queue_url: &str,
+    n: usize,
+    body: &str,
+) -> Result<f64> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (aws, topic, body) = (aws.clone(), topic_arn.to_string(), body.to_string());
+            tokio::spawn(async move {
+                for chunk in (0..n).filter(|i| i % 8 == t).collect::<Vec<_>>().chunks(10) {
+                    let entries = chunk
+                        .iter()
+                        .map(|i| {
+                            aws_sdk_sns::types::PublishBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .message(&body)
+                                .build()
+                                .expect("id and message are set")
+                        })
+                        .collect();
+                    if let Err(e) = aws
+                        .sns
+                        .publish_batch()
+                        .topic_arn(&topic)
+                        .set_publish_batch_request_entries(Some(entries))
+                        .send()
+                        .await
+                    {
+                        eprintln!("bench: PublishBatch failed: {e}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    while super::bench_messaging::queue_depth(aws, queue_url).await? < n as i64 {
+        if started.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("the broker delivered fewer than {n} messages in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
