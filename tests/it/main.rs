@@ -3,8 +3,10 @@
 
 mod catalog;
 mod concurrency;
+mod dlq;
 mod e2e;
 mod faults;
 mod lifecycle;
 mod outbox;
 mod projection_update;
+mod views;

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::app::{new_id, request, Context};
 use crate::domain::freshness;
 use crate::in_transaction;
-use crate::store::tx::TxError;
 use crate::store::runs::{self, NewRun};
+use crate::store::tx::TxError;
 use crate::store::{catalog, db_now, updates, StoreError, Transaction};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +48,12 @@ pub struct Triggered {
 }
 
 pub async fn trigger(ctx: &Context, metric_code: &str) -> Result<Triggered, TriggerError> {
-    in_transaction!(&ctx.pool, TriggerError, |tx| trigger_in(&tx, ctx, metric_code)
-        .await?)
+    in_transaction!(&ctx.pool, TriggerError, |tx| trigger_in(
+        &tx,
+        ctx,
+        metric_code
+    )
+    .await?)
 }
 
 async fn trigger_in(

@@ -104,7 +104,14 @@ pub async fn run(cmd: DlqCommand) -> Result<()> {
             }
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED);
-            t.set_header(["message id", "error type", "receives", "failed at", "error", "body"]);
+            t.set_header([
+                "message id",
+                "error type",
+                "receives",
+                "failed at",
+                "error",
+                "body",
+            ]);
             for l in &letters {
                 t.add_row([
                     l.message_id.clone(),

@@ -7,10 +7,15 @@ use orchestrator_tests::fixtures::{base_catalog, db_with_catalog, runs_of, updat
 use orchestrator_tests::TestDb;
 
 fn orchestrator(db_url: Option<&str>, args: &[&str]) -> Output {
+    orchestrator_with(db_url, &[], args)
+}
+
+fn orchestrator_with(db_url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
     cmd.args(args)
         .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
     if let Some(url) = db_url {
         cmd.env("DATABASE_URL", url);
     }
@@ -149,5 +154,78 @@ async fn missing_or_unreachable_database_is_a_clear_error() {
     assert!(
         !err.contains("secret"),
         "the password must not be printed: {err}"
+    );
+}
+
+#[tokio::test]
+async fn runs_trigger_queues_a_run_from_fresh_updates_and_watch_waits_until_settled() {
+    let db = db_with_catalog("cli_trigger").await;
+    process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let env = [("OUTPUT_BUCKET", "out")];
+    let o = orchestrator_with(
+        Some(&db.url),
+        &env,
+        &["runs", "trigger", "--metric", "m.single", "--json"],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let t: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    let run_id = t["run_id"].as_str().unwrap().to_string();
+    assert_eq!(t["updates"][0][0], "d1");
+    let runs = runs_of(&db, "m.single").await;
+    assert_eq!(runs.len(), 2, "the automatic run and the triggered one");
+    assert!(runs.contains(&(run_id.clone(), "queued".to_string())));
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM outbox WHERE run_id = '{run_id}'"
+        ))
+        .await,
+        1,
+        "the request is in the outbox"
+    );
+    // m.pair also needs d2, which has no update yet.
+    let o = orchestrator_with(
+        Some(&db.url),
+        &env,
+        &["runs", "trigger", "--metric", "m.pair"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("no update received for [\"d2\"]"),
+        "{:?}",
+        text(&o)
+    );
+    let o = orchestrator_with(
+        Some(&db.url),
+        &env,
+        &["runs", "trigger", "--metric", "m.none"],
+    );
+    assert!(
+        text(&o).1.contains("no metric with code m.none"),
+        "{:?}",
+        text(&o)
+    );
+    let o = orchestrator(Some(&db.url), &["runs", "trigger", "--metric", "m.single"]);
+    assert!(text(&o).1.contains("OUTPUT_BUCKET"), "{:?}", text(&o));
+    // Open runs: watch --until-settled gives up; once they end, it exits 0.
+    let watch = [
+        "runs",
+        "watch",
+        "--until-settled",
+        "--timeout",
+        "1",
+        "--interval",
+        "1",
+    ];
+    let o = orchestrator(Some(&db.url), &watch);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(text(&o).1.contains("still open"), "{:?}", text(&o));
+    db.exec("UPDATE metric_runs SET status = 'canceled', finished_at = now() WHERE status <> 'succeeded'")
+        .await;
+    let o = orchestrator(Some(&db.url), &watch);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out} {err}");
+    assert!(
+        out.contains("runs by status: canceled 4") && out.contains("settled"),
+        "{out}"
     );
 }

@@ -116,7 +116,10 @@ async fn release(
             .await
             .map_err(err)?;
         if let Some(f) = out.failed().first() {
-            return Err(format!("could not release a dead letter: {:?}", f.message()));
+            return Err(format!(
+                "could not release a dead letter: {:?}",
+                f.message()
+            ));
         }
     }
     Ok(())
