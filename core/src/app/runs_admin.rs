@@ -7,7 +7,7 @@ use crate::domain::run_state::RunStatus;
 use crate::in_transaction;
 use crate::store::pending::{self, PendingDataset};
 use crate::store::tx::TxError;
-use crate::store::{runs, Pool, StoreError, Transaction};
+use crate::store::{outbox, runs, Pool, StoreError, Transaction};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -90,6 +90,8 @@ pub struct RunDetail {
     /// For a pending run: every required dataset, received or still awaited.
     pub pending_datasets: Vec<PendingDataset>,
     pub used_updates: Vec<UsedUpdateRow>,
+    /// The run request as written to the outbox (absent while pending).
+    pub request: Option<serde_json::Value>,
 }
 
 impl RunDetail {
@@ -125,8 +127,12 @@ async fn show_in(tx: &Transaction<'_>, run_id: &str) -> Result<Option<RunDetail>
             &[&run_id],
         )
         .await?;
+    let request = outbox::payload_of(tx, run_id)
+        .await?
+        .and_then(|p| serde_json::from_str(&p).ok());
     Ok(Some(RunDetail {
         run,
+        request,
         pending_datasets,
         used_updates: used
             .iter()

@@ -135,3 +135,14 @@ pub async fn backlog(tx: &Transaction<'_>) -> StoreResult<Backlog> {
         oldest_age_secs: r.get(1),
     })
 }
+
+/// The run request written for a run (the newest, for a run with several).
+pub async fn payload_of(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<String>> {
+    let row = tx
+        .query_opt(
+            "SELECT payload FROM outbox WHERE run_id = $1 ORDER BY id DESC LIMIT 1",
+            &[&run_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -9,6 +9,7 @@ mod bench_messaging;
 mod catalog;
 mod db;
 mod dlq;
+mod generate;
 mod provision;
 mod replay;
 mod runs;
@@ -43,6 +44,8 @@ enum Command {
     /// List dead letters or move them back to their queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Write a synthetic catalog and update stream of any size (load work).
+    Generate(generate::GenerateArgs),
     /// Benchmark projection-update processing against PostgreSQL.
     Bench(bench::BenchArgs),
     /// Benchmark the projection-update worker through LocalStack.
@@ -76,6 +79,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,
+        Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args).await,
         Command::BenchMessaging(args) => bench_messaging::run(args).await,
         Command::Provision(args) => provision::run(args).await,

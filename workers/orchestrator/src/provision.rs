@@ -24,6 +24,9 @@ pub struct ProvisionArgs {
     /// Receives before SQS moves a message to its DLQ by itself.
     #[arg(long, default_value_t = 5)]
     max_receive_count: u32,
+    /// Empty every queue afterwards (demos and tests that reuse names).
+    #[arg(long)]
+    purge: bool,
     /// Write `KEY=VALUE` lines to this file instead of standard output.
     #[arg(long)]
     env_file: Option<PathBuf>,
@@ -43,6 +46,23 @@ pub async fn run(args: ProvisionArgs) -> Result<()> {
     let done = provision(&aws.sqs, &aws.sns, &aws.s3, &spec)
         .await
         .context("Failed to provision")?;
+    if args.purge {
+        for q in [
+            &done.projection_updates_queue_url,
+            &done.projection_updates_dlq_url,
+            &done.run_lifecycle_queue_url,
+            &done.run_lifecycle_dlq_url,
+            &done.run_requests_queue_url,
+        ] {
+            aws.sqs
+                .purge_queue()
+                .queue_url(q)
+                .send()
+                .await
+                .with_context(|| format!("Failed to purge {q}"))?;
+        }
+        eprintln!("purged the five queues");
+    }
     let mut text = String::new();
     for (k, v) in done.env() {
         text.push_str(&format!("{k}={v}\n"));

@@ -33,6 +33,9 @@ pub enum RunsCommand {
         run_id: String,
         #[arg(long)]
         json: bool,
+        /// Print only the run request sent (or to be sent) to the runner.
+        #[arg(long, conflicts_with = "json")]
+        request: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -130,7 +133,12 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
                 println!("{} run(s)", rows.len());
             }
         }
-        RunsCommand::Show { run_id, json, db } => {
+        RunsCommand::Show {
+            run_id,
+            json,
+            request,
+            db,
+        } => {
             let pool = db.pool().await?;
             let Some(detail) = runs_admin::show(&pool, &run_id)
                 .await
@@ -140,6 +148,16 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
+                return Ok(());
+            }
+            if request {
+                let Some(r) = &detail.request else {
+                    bail!(
+                        "run {run_id} has no request yet (it is {})",
+                        detail.run.status
+                    );
+                };
+                println!("{}", serde_json::to_string_pretty(r)?);
                 return Ok(());
             }
             println!("{}", table(std::slice::from_ref(&detail.run)));

@@ -21,10 +21,13 @@ pub struct WatchArgs {
     /// Only runs of this metric code (in the table).
     #[arg(long)]
     metric: Option<String>,
-    /// Exit 0 once at least one run exists and none is pending, queued,
-    /// dispatched or running.
+    /// Exit 0 once at least --min-runs runs exist and none is pending,
+    /// queued, dispatched or running.
     #[arg(long)]
     until_settled: bool,
+    /// With --until-settled: runs that must exist before it counts as settled.
+    #[arg(long, default_value_t = 1)]
+    min_runs: i64,
     /// With --until-settled: give up (exit 1) after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -71,12 +74,16 @@ pub async fn watch(args: WatchArgs) -> Result<()> {
             .sum();
         let total: i64 = counts.iter().map(|(_, n)| n).sum();
         if args.until_settled {
-            if total > 0 && open == 0 {
+            if total >= args.min_runs.max(1) && open == 0 {
                 println!("settled: no open runs");
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(args.timeout) {
-                bail!("{open} run(s) still open after {}s", args.timeout);
+                bail!(
+                    "not settled after {}s: {total} run(s), {open} still open (waiting for no open runs and at least {})",
+                    args.timeout,
+                    args.min_runs.max(1)
+                );
             }
         }
         tokio::time::sleep(Duration::from_secs(args.interval.max(1))).await;
