@@ -3,6 +3,9 @@
 # (SPEC §7), installing it first into .venv from localstack/requirements.txt.
 # Idempotent: returns at once when LocalStack already answers.
 # Stop it with localstack/down.sh; its log is .localstack/localstack.log.
+# Queue URLs are http://127.0.0.1:4566/<account>/<name> (SQS_ENDPOINT_STRATEGY=off):
+# the form the Terraform AWS provider parses (it rejects the path strategy's
+# /queue/<region>/<account>/<name>); the workers accept either.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 endpoint=${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}
@@ -26,7 +29,7 @@ say "starting LocalStack at $endpoint"
   cd "$state"
   GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs,sns,s3 PERSISTENCE=0 \
   SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
-  SQS_ENDPOINT_STRATEGY=path LOCALSTACK_HOST=127.0.0.1:4566 \
+  SQS_ENDPOINT_STRATEGY=off LOCALSTACK_HOST=127.0.0.1:4566 \
   LOCALSTACK_VOLUME_DIR="$state/volume" \
   nohup "$venv/bin/python" -m localstack.runtime.main >"$state/localstack.log" 2>&1 &
   echo $! >"$state/localstack.pid"

@@ -104,7 +104,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         self.secs("REAPER_INTERVAL_SECS", 30)
     }
 
-    fn count(&self, name: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
+    pub fn count(&self, name: &'static str, default: u32, max: u32) -> Result<u32, ConfigError> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => v

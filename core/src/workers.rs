@@ -250,7 +250,8 @@ impl Common {
     pub async fn from_env<F: Fn(&str) -> Option<String>>(
         env: &crate::config::Env<F>,
     ) -> Result<Self, StartError> {
-        let pool = crate::store::pool::build_pool(&env.database_url()?, 16)?;
+        let pool_size = env.count("DATABASE_POOL_SIZE", 16, 1000)? as usize;
+        let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
         let ctx = Context::new(pool.clone(), env.request_settings()?);
         let aws = AwsClients::from_env().await;
         let publisher = crate::messaging::sns::SnsPublisher {

@@ -9,4 +9,5 @@ mod faults;
 mod lifecycle;
 mod outbox;
 mod projection_update;
+mod terraform;
 mod views;

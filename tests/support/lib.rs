@@ -6,6 +6,7 @@ pub mod db;
 pub mod fixtures;
 pub mod invariants;
 pub mod proxy;
+pub mod terraform;
 
 pub use db::TestDb;
 

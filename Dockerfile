@@ -1,0 +1,43 @@
+# One image for the three binaries: projection-update-worker,
+# run-lifecycle-worker and the orchestrator CLI. The container's command picks
+# one (the ECS task definitions in infra/ pass the worker's name).
+#
+#   docker build -t metric-orchestrator .
+#   docker run --rm -e DATABASE_URL=... metric-orchestrator projection-update-worker
+
+# ---- build ----------------------------------------------------------------
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, so that source edits do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+COPY core/Cargo.toml core/Cargo.toml
+COPY workers/orchestrator/Cargo.toml workers/orchestrator/Cargo.toml
+COPY workers/projection-update-worker/Cargo.toml workers/projection-update-worker/Cargo.toml
+COPY workers/run-lifecycle-worker/Cargo.toml workers/run-lifecycle-worker/Cargo.toml
+COPY tests/Cargo.toml tests/Cargo.toml
+RUN mkdir -p core/src workers/orchestrator/src workers/projection-update-worker/src \
+        workers/run-lifecycle-worker/src tests/support tests/it \
+ && echo '' > core/src/lib.rs && echo '' > tests/support/lib.rs && echo 'fn main() {}' > tests/it/main.rs \
+ && for b in orchestrator projection-update-worker run-lifecycle-worker; do echo 'fn main() {}' > workers/$b/src/main.rs; done \
+ && cargo build --release --locked --bins -p orchestrator -p projection-update-worker -p run-lifecycle-worker \
+ && rm -rf core/src workers/*/src
+COPY core core
+COPY migrations migrations
+COPY workers workers
+# Touch so cargo sees the real sources as newer than the placeholders.
+RUN find core workers -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked --bins -p orchestrator -p projection-update-worker -p run-lifecycle-worker \
+ && mkdir /out && cp target/release/orchestrator target/release/projection-update-worker \
+        target/release/run-lifecycle-worker /out/
+
+# ---- runtime --------------------------------------------------------------
+# distroless/cc: glibc and CA certificates (TLS to AWS and PostgreSQL), no
+# shell, no package manager; "nonroot" is uid 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/ /usr/local/bin/
+USER nonroot:nonroot
+ENV LOG_FORMAT=json OPS_ADDR=0.0.0.0:9090
+EXPOSE 9090
+# The binaries are on PATH; the command names one of them.
+ENTRYPOINT []
+CMD ["projection-update-worker"]

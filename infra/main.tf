@@ -1,0 +1,35 @@
+# The metric orchestrator on AWS: messaging (queues, DLQs, topic, runner
+# subscription, bucket) and the two workers on ECS Fargate.
+#
+#   terraform init && terraform apply -var-file=prod.tfvars
+#
+# Without a registry (these machines): terraform init -plugin-dir=/opt/tf-plugins
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = merge({ app = "metric-orchestrator" }, var.tags)
+  }
+}
+
+module "messaging" {
+  source            = "./modules/messaging"
+  prefix            = var.prefix
+  fifo              = var.fifo
+  max_receive_count = var.max_receive_count
+  output_bucket     = var.output_bucket
+}
+
+module "workers" {
+  source                      = "./modules/workers"
+  prefix                      = var.prefix
+  region                      = var.region
+  image                       = var.image
+  subnet_ids                  = var.subnet_ids
+  security_group_ids          = var.security_group_ids
+  database_url_secret_arn     = var.database_url_secret_arn
+  inbound_payload_bucket_arns = var.inbound_payload_bucket_arns
+  messaging                   = module.messaging
+  settings                    = var.worker_settings
+  workers                     = var.workers
+}

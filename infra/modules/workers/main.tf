@@ -1,0 +1,158 @@
+# ECS Fargate: one cluster, a task definition and service per worker, scaled
+# on the visible messages of the queue the worker consumes.
+
+locals {
+  queue_name = {
+    projection-update-worker = var.messaging.projection_updates_queue_name
+    run-lifecycle-worker     = var.messaging.run_lifecycle_queue_name
+  }
+  environment = merge(
+    {
+      PROJECTION_UPDATES_QUEUE_URL = var.messaging.projection_updates_queue_url
+      PROJECTION_UPDATES_DLQ_URL   = var.messaging.projection_updates_dlq_url
+      RUN_LIFECYCLE_QUEUE_URL      = var.messaging.run_lifecycle_queue_url
+      RUN_LIFECYCLE_DLQ_URL        = var.messaging.run_lifecycle_dlq_url
+      RUN_REQUESTS_TOPIC_ARN       = var.messaging.run_requests_topic_arn
+      OUTPUT_BUCKET                = var.messaging.output_bucket
+      OPS_ADDR                     = "0.0.0.0:${var.ops_port}"
+      LOG_FORMAT                   = "json"
+      RUST_LOG                     = "info"
+      AWS_REGION                   = var.region
+    },
+    var.settings,
+  )
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = "${var.prefix}metric-orchestrator"
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_log_group" "worker" {
+  for_each          = var.workers
+  name              = "/ecs/${var.prefix}${each.key}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+resource "aws_ecs_task_definition" "worker" {
+  for_each                 = var.workers
+  family                   = "${var.prefix}${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = each.value.cpu
+  memory                   = each.value.memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task[each.key].arn
+  container_definitions = jsonencode([{
+    name         = each.key
+    image        = var.image
+    command      = [each.key]
+    essential    = true
+    stopTimeout  = 60 # > SHUTDOWN_GRACE_SECS: in-flight messages finish
+    portMappings = [{ containerPort = var.ops_port, protocol = "tcp" }]
+    environment  = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
+    secrets      = [{ name = "DATABASE_URL", valueFrom = var.database_url_secret_arn }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.worker[each.key].name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = each.key
+      }
+    }
+  }])
+  tags = var.tags
+}
+
+resource "aws_ecs_service" "worker" {
+  for_each        = var.workers
+  name            = each.key
+  cluster         = aws_ecs_cluster.this.id
+  task_definition = aws_ecs_task_definition.worker[each.key].arn
+  launch_type     = "FARGATE"
+  desired_count   = each.value.min_count
+  # Rolling deploys: new tasks start before old ones drain (SIGTERM → drain).
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = var.security_group_ids
+    assign_public_ip = var.assign_public_ip
+  }
+  lifecycle {
+    ignore_changes = [desired_count] # owned by autoscaling
+  }
+  tags = var.tags
+}
+
+resource "aws_appautoscaling_target" "worker" {
+  for_each           = var.workers
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.worker[each.key].name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = each.value.min_count
+  max_capacity       = each.value.max_count
+}
+
+# Target tracking on backlog per task: visible messages / running tasks.
+resource "aws_appautoscaling_policy" "queue_depth" {
+  for_each           = var.workers
+  name               = "${var.prefix}${each.key}-backlog"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.worker[each.key].service_namespace
+  resource_id        = aws_appautoscaling_target.worker[each.key].resource_id
+  scalable_dimension = aws_appautoscaling_target.worker[each.key].scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = each.value.backlog_per_task
+    scale_in_cooldown  = 120
+    scale_out_cooldown = 30
+    customized_metric_specification {
+      metrics {
+        id          = "visible"
+        return_data = false
+        metric_stat {
+          stat = "Average"
+          metric {
+            namespace   = "AWS/SQS"
+            metric_name = "ApproximateNumberOfMessagesVisible"
+            dimensions {
+              name  = "QueueName"
+              value = local.queue_name[each.key]
+            }
+          }
+        }
+      }
+      metrics {
+        id          = "tasks"
+        return_data = false
+        metric_stat {
+          stat = "Average"
+          metric {
+            namespace   = "ECS/ContainerInsights"
+            metric_name = "RunningTaskCount"
+            dimensions {
+              name  = "ClusterName"
+              value = aws_ecs_cluster.this.name
+            }
+            dimensions {
+              name  = "ServiceName"
+              value = aws_ecs_service.worker[each.key].name
+            }
+          }
+        }
+      }
+      metrics {
+        id          = "backlog_per_task"
+        expression  = "visible / IF(tasks > 0, tasks, 1)"
+        label       = "visible messages per running task"
+        return_data = true
+      }
+    }
+  }
+}

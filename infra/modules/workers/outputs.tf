@@ -1,0 +1,7 @@
+output "cluster_name" { value = aws_ecs_cluster.this.name }
+output "service_names" { value = { for k, s in aws_ecs_service.worker : k => s.name } }
+output "task_role_arns" { value = { for k, r in aws_iam_role.task : k => r.arn } }
+output "environment" {
+  description = "The environment every worker task gets (DATABASE_URL comes from the secret)."
+  value       = local.environment
+}

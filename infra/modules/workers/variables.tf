@@ -1,0 +1,92 @@
+variable "prefix" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "image" {
+  description = "The workers' image (one image, three binaries; see Dockerfile)."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets for the tasks (they need PostgreSQL and the AWS APIs, nothing inbound)."
+  type        = list(string)
+}
+
+variable "security_group_ids" {
+  type = list(string)
+}
+
+variable "assign_public_ip" {
+  type    = bool
+  default = false
+}
+
+variable "database_url_secret_arn" {
+  description = "Secrets Manager secret whose value is DATABASE_URL (never a plain variable: it holds the password)."
+  type        = string
+}
+
+variable "messaging" {
+  description = "Outputs of the messaging module."
+  type = object({
+    projection_updates_queue_url  = string
+    projection_updates_queue_arn  = string
+    projection_updates_queue_name = string
+    projection_updates_dlq_url    = string
+    projection_updates_dlq_arn    = string
+    run_lifecycle_queue_url       = string
+    run_lifecycle_queue_arn       = string
+    run_lifecycle_queue_name      = string
+    run_lifecycle_dlq_url         = string
+    run_lifecycle_dlq_arn         = string
+    run_requests_topic_arn        = string
+    output_bucket                 = string
+    output_bucket_arn             = string
+  })
+}
+
+variable "inbound_payload_bucket_arns" {
+  description = "Buckets producers offload large inbound messages to (Extended Client pointers); read-only."
+  type        = list(string)
+  default     = []
+}
+
+variable "settings" {
+  description = "SPEC §6 settings shared by both workers (WORKER_CONCURRENCY, MAX_RECEIVE_COUNT, OUTPUT_PREFIX, RUN_*_TIMEOUT_SECS, ...)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "ops_port" {
+  type    = number
+  default = 9090
+}
+
+variable "workers" {
+  description = "Per worker: task size and scaling on its queue's visible messages."
+  type = map(object({
+    cpu              = number
+    memory           = number
+    min_count        = number
+    max_count        = number
+    backlog_per_task = number
+  }))
+  default = {
+    projection-update-worker = { cpu = 256, memory = 512, min_count = 1, max_count = 10, backlog_per_task = 500 }
+    run-lifecycle-worker     = { cpu = 256, memory = 512, min_count = 1, max_count = 4, backlog_per_task = 1000 }
+  }
+}
+
+variable "log_retention_days" {
+  type    = number
+  default = 30
+}
+
+variable "tags" {
+  type    = map(string)
+  default = {}
+}

@@ -1,0 +1,13 @@
+# SPEC §6 environment: everything but DATABASE_URL (a secret) and the AWS
+# SDK's own variables. `terraform output -json worker_environment`.
+output "worker_environment" {
+  value = module.workers.environment
+}
+
+output "run_requests_queue_url" {
+  description = "RUN_REQUESTS_QUEUE_URL: what a metric runner (or simulate-runner) reads."
+  value       = module.messaging.run_requests_queue_url
+}
+
+output "cluster_name" { value = module.workers.cluster_name }
+output "service_names" { value = module.workers.service_names }
