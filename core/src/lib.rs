@@ -11,12 +11,15 @@
 //!   events, timeout/retry sweep, catalog apply, operator run queries.
 //! - [`relay`]: the transactional outbox relay and the publisher trait.
 //! - [`workers`]: the long-running loops the binaries run.
+//! - [`messaging`]: SQS consumer runtime, DLQ admin, SNS publisher, S3 pointers, provisioning.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the Prometheus metric names.
 //! - [`config`]: settings from the environment; [`telemetry`]: logging.
 
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod messaging;
+pub mod metrics;
 pub mod ops;
 pub mod relay;
 pub mod store;

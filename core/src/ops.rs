@@ -1,5 +1,6 @@
-//! The operations endpoints on `OPS_ADDR`: `/healthz` (the process is up)
-//! and `/readyz` (the database and the consumed queue answer).
+//! The operations endpoints on `OPS_ADDR`: `/healthz` (the process is up),
+//! `/readyz` (the database and the consumed queue answer) and `/metrics`
+//! (Prometheus text, see [`crate::metrics`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +19,17 @@ pub struct OpsState {
     pub pool: Pool,
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+async fn metrics_text(State(s): State<OpsState>) -> (StatusCode, String) {
+    match &s.metrics {
+        Some(h) => (StatusCode::OK, h.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n".into(),
+        ),
+    }
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,10 +83,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "ops endpoints listening (/healthz, /readyz)");
+    tracing::info!(addr = %listener.local_addr()?, "ops endpoints listening (/healthz, /readyz, /metrics)");
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .with_state(state);
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -53,10 +53,46 @@ async fn start_ops(
         pool: ctx.pool.clone(),
         sqs: aws.sqs.clone(),
         queue_url: queue_url.to_string(),
+        metrics: crate::metrics::install(),
     };
+    tokio::spawn(refresh_state_gauges(ctx.pool.clone(), shutdown.clone()));
     crate::ops::serve(addr, state, shutdown.clone())
         .await
         .map_err(|source| WorkerError::Ops { addr, source })
+}
+
+/// Refreshes the gauges read from the database (outbox backlog, runs by
+/// status) every 15 s; every replica reports the same values.
+async fn refresh_state_gauges(pool: crate::store::Pool, shutdown: CancellationToken) {
+    loop {
+        let backlog = crate::in_transaction!(pool, crate::store::StoreError, |tx| {
+            crate::store::outbox::backlog(&tx).await?
+        });
+        match backlog {
+            Ok(b) => {
+                metrics::gauge!(crate::metrics::OUTBOX_BACKLOG).set(b.unpublished as f64);
+                metrics::gauge!(crate::metrics::OUTBOX_OLDEST_AGE_SECONDS).set(b.oldest_age_secs);
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
+        }
+        match crate::app::runs_admin::counts(&pool).await {
+            Ok(counts) => {
+                for status in crate::domain::run_state::RunStatus::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| *s == status)
+                        .map_or(0, |(_, n)| *n);
+                    metrics::gauge!(crate::metrics::RUNS, "status" => status.as_str())
+                        .set(n as f64);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not count runs"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+        }
+    }
 }
 
 /// Runs the relay's sweeper beside `work`, stopping both on `shutdown`.
@@ -181,6 +217,8 @@ async fn reap<P: Publisher + 'static>(
     loop {
         match sweeper::sweep(&ctx, timeouts).await {
             Ok(s) if !s.timed_out.is_empty() => {
+                metrics::counter!(crate::metrics::RUN_TIMEOUTS).increment(s.timed_out.len() as u64);
+                metrics::counter!(crate::metrics::RUN_RETRIES).increment(s.retries.len() as u64);
                 tracing::info!(
                     timed_out = s.timed_out.len(),
                     retries = s.retries.len(),

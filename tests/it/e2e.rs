@@ -403,28 +403,11 @@ async fn replay_dry_run_validates_every_line_and_sends_nothing() {
 async fn ops_endpoints_report_health_and_readiness() {
     let db = db_with_catalog("e2e_ops").await;
     let stack = Stack::new("ops", false).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = orchestrator_tests::http::free_port();
     let mut env = stack.env(&db);
     env.push(("OPS_ADDR".into(), format!("127.0.0.1:{port}")));
     let _worker = Process::spawn("projection-update-worker", &env, &[]);
-    let get = |path: &'static str| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.ok()?;
-        Some(out)
-    };
+    let get = |path: &'static str| orchestrator_tests::http::get(port, path);
     let health = eventually(WAIT, "/healthz to answer", || async {
         get("/healthz").await
     })

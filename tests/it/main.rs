@@ -9,5 +9,6 @@ mod faults;
 mod lifecycle;
 mod outbox;
 mod projection_update;
+mod telemetry;
 mod terraform;
 mod views;

@@ -226,6 +226,8 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Process {
     pub child: Child,
     pub name: String,
+    /// Where its standard error (the logs) goes.
+    pub log: PathBuf,
 }
 
 impl Process {
@@ -244,6 +246,7 @@ impl Process {
         Process {
             child,
             name: name.to_string(),
+            log,
         }
     }
 

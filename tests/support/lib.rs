@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod db;
 pub mod fixtures;
+pub mod http;
 pub mod invariants;
 pub mod proxy;
 pub mod terraform;

@@ -21,7 +21,11 @@ pub struct ProjectionUpdateHandler {
 impl Handler for ProjectionUpdateHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let update = parse_projection_update(&parse_body(&msg.body)?)?;
-        let summary = projection_update::process(&self.ctx, &update)
+        let origin = projection_update::Origin {
+            traceparent: Some(msg.trace.child().to_string()),
+            source_sent_at: msg.sent_at,
+        };
+        let summary = projection_update::process_with(&self.ctx, &update, &origin)
             .await
             .map_err(transient)?;
         self.publish.submit(summary.outbox_ids);
@@ -47,6 +51,8 @@ impl Handler for LifecycleHandler {
             .map_err(transient)?
         {
             lifecycle::LifecycleOutcome::Applied { outbox_ids, .. } => {
+                // A completion with FAILURE and attempts left queues a retry.
+                metrics::counter!(crate::metrics::RUN_RETRIES).increment(outbox_ids.len() as u64);
                 self.publish.submit(outbox_ids);
                 Ok(Outcome::Processed)
             }

@@ -107,7 +107,8 @@ async fn handle_in(
         let retries = runs::create_retries(tx, &[(run.id.clone(), new_id())]).await?;
         if let Some(retry) = retries.first() {
             let now = db_now(tx).await?;
-            outbox_ids = request::enqueue(tx, &retries, now, &ctx.settings).await?;
+            outbox_ids =
+                request::enqueue(tx, &retries, now, &ctx.settings, &Default::default()).await?;
             retry_run_id = Some(retry.id.clone());
         }
     }

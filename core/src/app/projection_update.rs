@@ -16,6 +16,7 @@ use crate::domain::pending_run::{absorb, is_complete, update_set_key, Received, 
 use crate::domain::run_request::{self, RunRequest, RunRequestInput, UsedUpdate};
 use crate::in_transaction;
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
+pub use crate::store::outbox::Origin;
 use crate::store::runs::CreatedRun;
 use crate::store::updates::InsertedUpdate;
 use crate::store::{event_log, pending, runs, updates, StoreError, Transaction};
@@ -38,13 +39,25 @@ pub struct UpdateSummary {
 }
 
 /// Processes one update; retried transparently when it loses a race.
-#[instrument(skip_all, fields(dataset_id = %update.dataset_id, event_key = %update.event_key()))]
 pub async fn process(
     ctx: &Context,
     update: &ProjectionUpdate,
 ) -> Result<UpdateSummary, StoreError> {
-    let summary = in_transaction!(ctx.pool, StoreError, |tx| process_in(&tx, ctx, update)
-        .await?)?;
+    process_with(ctx, update, &Origin::default()).await
+}
+
+/// [`process`], with where the update came from (trace context, send time)
+/// recorded on the run requests it causes.
+#[instrument(skip_all, fields(dataset_id = %update.dataset_id, event_key = %update.event_key()))]
+pub async fn process_with(
+    ctx: &Context,
+    update: &ProjectionUpdate,
+    origin: &Origin,
+) -> Result<UpdateSummary, StoreError> {
+    let summary = in_transaction!(ctx.pool, StoreError, |tx| process_in(
+        &tx, ctx, update, origin
+    )
+    .await?)?;
     tracing::debug!(
         duplicate = summary.duplicate,
         dependent = summary.dependent_metrics,
@@ -68,6 +81,7 @@ async fn process_in(
     tx: &Transaction<'_>,
     ctx: &Context,
     update: &ProjectionUpdate,
+    origin: &Origin,
 ) -> Result<UpdateSummary, StoreError> {
     // Steps 1, 2, 3 and 5: the key is recorded first, so that a concurrent
     // duplicate waits on it and then sees it; all commits together or not at all.
@@ -108,7 +122,7 @@ async fn process_in(
     summary.runs_queued = complete.len();
     summary.runs_pending = decided.len() - complete.len();
     let requests = build_requests(tx, ctx, &complete, &sources, &newest, &inserted).await?;
-    summary.outbox_ids = write(tx, &decided, &requests).await?;
+    summary.outbox_ids = write(tx, &decided, &requests, origin).await?;
     summary.queued_run_ids = complete.iter().map(|d| d.run_id.clone()).collect();
     Ok(summary)
 }
@@ -243,6 +257,7 @@ async fn write(
     tx: &Transaction<'_>,
     decided: &[Decided<'_>],
     requests: &[RunRequest<'_>],
+    origin: &Origin,
 ) -> Result<Vec<i64>, StoreError> {
     let keys: Vec<Option<String>> = decided
         .iter()
@@ -311,7 +326,7 @@ async fn write(
         pending::update_rows(tx, &changed_rows),
         runs::queue_pending(tx, &to_queue),
         runs::record_used(tx, &used),
-        request::write(tx, requests),
+        request::write(tx, requests, origin),
     )?;
     Ok(outbox_ids)
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput};
-use crate::store::outbox::{self, NewMessage};
+use crate::store::outbox::{self, NewMessage, Origin};
 use crate::store::runs::{self, NewRun};
 use crate::store::{catalog, StoreError, StoreResult, Transaction};
 
@@ -15,6 +15,7 @@ pub async fn enqueue(
     new_runs: &[NewRun],
     requested_at: DateTime<Utc>,
     settings: &RequestSettings,
+    origin: &Origin,
 ) -> StoreResult<Vec<i64>> {
     if new_runs.is_empty() {
         return Ok(Vec::new());
@@ -55,11 +56,15 @@ pub async fn enqueue(
         );
         payloads.push(request);
     }
-    write(tx, &payloads).await
+    write(tx, &payloads, origin).await
 }
 
 /// Writes built requests to the outbox; returns the outbox ids.
-pub async fn write(tx: &Transaction<'_>, requests: &[RunRequest<'_>]) -> StoreResult<Vec<i64>> {
+pub async fn write(
+    tx: &Transaction<'_>,
+    requests: &[RunRequest<'_>],
+    origin: &Origin,
+) -> StoreResult<Vec<i64>> {
     let payloads: Vec<String> = requests.iter().map(RunRequest::to_json_string).collect();
     let rows: Vec<NewMessage<'_>> = requests
         .iter()
@@ -71,5 +76,5 @@ pub async fn write(tx: &Transaction<'_>, requests: &[RunRequest<'_>]) -> StoreRe
             message_group_id: r.message_group_id.as_deref(),
         })
         .collect();
-    outbox::insert(tx, &rows).await
+    outbox::insert(tx, &rows, origin).await
 }

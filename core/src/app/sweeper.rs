@@ -73,7 +73,7 @@ async fn sweep_batch(
         Vec::new()
     } else {
         let now = db_now(tx).await?;
-        request::enqueue(tx, &retries, now, &ctx.settings).await?
+        request::enqueue(tx, &retries, now, &ctx.settings, &Default::default()).await?
     };
     Ok(SweepSummary {
         timed_out: timed.into_iter().map(|r| r.id).collect(),

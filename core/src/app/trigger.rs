@@ -95,7 +95,14 @@ async fn trigger_in(
     };
     let update_ids: Vec<String> = used.iter().map(|(_, u)| u.clone()).collect();
     runs::insert_triggered(tx, &run, &update_ids).await?;
-    request::enqueue(tx, std::slice::from_ref(&run), now, &ctx.settings).await?;
+    request::enqueue(
+        tx,
+        std::slice::from_ref(&run),
+        now,
+        &ctx.settings,
+        &Default::default(),
+    )
+    .await?;
     Ok(Triggered {
         run_id: run.id,
         metric_code: run.metric_code,

@@ -9,3 +9,4 @@ pub mod problem;
 pub mod run_request;
 pub mod run_state;
 pub mod synth;
+pub mod trace;

@@ -59,6 +59,9 @@ impl SnsPublisher {
         if let Some(size) = extra {
             b = b.message_attributes(SIZE_ATTRIBUTE, attr(&size));
         }
+        if let Some(tp) = &m.traceparent {
+            b = b.message_attributes("traceparent", attr(tp));
+        }
         if self.fifo() {
             b = b
                 .message_group_id(

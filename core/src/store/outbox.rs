@@ -16,6 +16,17 @@ pub struct OutboxMessage {
     pub message_group_id: Option<String>,
     /// Publish attempts so far, this one included.
     pub attempts: i32,
+    /// W3C trace context to publish with (SPEC §3.3).
+    pub traceparent: Option<String>,
+    /// When the inbound message that caused this request was sent.
+    pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What caused the rows being written, shared by all of them.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub traceparent: Option<String>,
+    pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A row to write: (run id, request JSON, FIFO group id).
@@ -27,11 +38,15 @@ pub struct NewMessage<'a> {
 }
 
 pub(crate) const INSERT: &str =
-    "INSERT INTO outbox (run_id, metric_code, payload, message_group_id)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    "INSERT INTO outbox (run_id, metric_code, payload, message_group_id, traceparent, source_sent_at)
+             SELECT r.*, $5, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) r
              RETURNING id";
 
-pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<i64>> {
+pub async fn insert(
+    tx: &Transaction<'_>,
+    rows: &[NewMessage<'_>],
+    origin: &Origin,
+) -> StoreResult<Vec<i64>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -41,7 +56,17 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
     let out = tx
-        .query(&stmt, &[&runs, &codes, &payloads, &groups])
+        .query(
+            &stmt,
+            &[
+                &runs,
+                &codes,
+                &payloads,
+                &groups,
+                &origin.traceparent,
+                &origin.source_sent_at,
+            ],
+        )
         .await?;
     Ok(out.iter().map(|r| r.get(0)).collect())
 }
@@ -64,7 +89,8 @@ pub async fn claim(
                       ORDER BY id LIMIT $2
                         FOR UPDATE SKIP LOCKED) c
               WHERE o.id = c.id
-             RETURNING o.id, o.run_id, o.metric_code, o.payload, o.message_group_id, o.attempts",
+             RETURNING o.id, o.run_id, o.metric_code, o.payload, o.message_group_id, o.attempts,
+                       o.traceparent, o.source_sent_at",
         )
         .await?;
     let lease_secs = lease.as_secs_f64();
@@ -78,6 +104,8 @@ pub async fn claim(
             payload: r.get(3),
             message_group_id: r.get(4),
             attempts: r.get(5),
+            traceparent: r.get(6),
+            source_sent_at: r.get(7),
         })
         .collect();
     out.sort_by_key(|m| m.id);

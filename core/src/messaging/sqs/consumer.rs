@@ -18,6 +18,7 @@ use super::config::ConsumerConfig;
 use super::dlq::{self, DeadLetter};
 use super::outcome::{Handler, HandlerError, InboundMessage};
 use crate::domain::events::MAX_BODY_BYTES;
+use crate::domain::trace::TraceContext;
 use crate::messaging::s3;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ struct Shared<H> {
     handler: Arc<H>,
     dlq_url: String,
     deletes: mpsc::UnboundedSender<DeleteRequest>,
+    /// The queue's name, for metric labels.
+    queue: String,
 }
 
 enum DeleteRequest {
@@ -95,6 +98,7 @@ impl<H: Handler> Consumer<H> {
             self.config.queue_url.clone(),
             rx,
         ));
+        let queue = crate::metrics::queue_label(&self.config.queue_url);
         let shared = Arc::new(Shared {
             sqs: self.sqs,
             s3: self.s3,
@@ -102,6 +106,7 @@ impl<H: Handler> Consumer<H> {
             handler: self.handler,
             dlq_url,
             deletes: tx,
+            queue,
         });
         tracing::info!(queue = %shared.config.queue_url, dlq = %shared.dlq_url,
             concurrency = shared.config.concurrency, "consumer started");
@@ -208,6 +213,29 @@ fn sns_message(body: &str) -> Option<String> {
         .then(|| v.get("Message")?.as_str().map(str::to_string))?
 }
 
+/// The inbound trace context: the SQS message attribute `traceparent`, else
+/// the one inside an SNS envelope's `MessageAttributes`, else a new trace.
+fn trace_context(m: &Message) -> TraceContext {
+    let on_message = m
+        .message_attributes()
+        .and_then(|a| a.get("traceparent"))
+        .and_then(|v| v.string_value())
+        .map(str::to_string);
+    let in_envelope = || {
+        let v: serde_json::Value = serde_json::from_str(m.body()?).ok()?;
+        (v.get("Type")?.as_str()? == "Notification").then_some(())?;
+        v.get("MessageAttributes")?
+            .get("traceparent")?
+            .get("Value")?
+            .as_str()
+            .map(str::to_string)
+    };
+    on_message
+        .or_else(in_envelope)
+        .and_then(|h| TraceContext::parse(&h))
+        .unwrap_or_else(TraceContext::new_root)
+}
+
 impl<H: Handler> Shared<H> {
     async fn receive(&self, max: i32) -> Result<Vec<Message>, String> {
         let out = self
@@ -227,11 +255,14 @@ impl<H: Handler> Shared<H> {
 
     async fn process(&self, m: Message) {
         let message_id = m.message_id().unwrap_or_default().to_string();
-        let span = tracing::info_span!("message", message_id = %message_id);
-        self.process_in(m, message_id).instrument(span).await
+        let trace = trace_context(&m);
+        // Every log line about this message carries its trace id.
+        let span =
+            tracing::info_span!("message", message_id = %message_id, trace_id = %trace.trace_id);
+        self.process_in(m, message_id, trace).instrument(span).await
     }
 
-    async fn process_in(&self, m: Message, message_id: String) {
+    async fn process_in(&self, m: Message, message_id: String, trace: TraceContext) {
         let Some(receipt) = m.receipt_handle().map(str::to_string) else {
             tracing::error!("message without a receipt handle; cannot acknowledge it");
             return;
@@ -244,6 +275,10 @@ impl<H: Handler> Shared<H> {
         let group_id = sys
             .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
             .cloned();
+        let sent_at = sys
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis);
         let raw = m.body().unwrap_or_default().to_string();
         let attributes: HashMap<String, String> = m
             .message_attributes()
@@ -254,6 +289,12 @@ impl<H: Handler> Shared<H> {
             })
             .unwrap_or_default();
 
+        metrics::counter!(crate::metrics::RECEIVED, "queue" => self.queue.clone()).increment(1);
+        let handled = |outcome: &'static str| {
+            metrics::counter!(crate::metrics::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome)
+                .increment(1)
+        };
+        let started = std::time::Instant::now();
         let extender = self.keep_invisible(receipt.clone());
         let result = async {
             let candidate = sns_message(&raw);
@@ -270,16 +311,24 @@ impl<H: Handler> Shared<H> {
                 attributes,
                 receive_count,
                 group_id: group_id.clone(),
+                trace,
+                sent_at,
             };
             self.handler.handle(&msg).await
         }
         .await;
         extender.abort();
+        metrics::histogram!(crate::metrics::HANDLER_SECONDS, "queue" => self.queue.clone())
+            .record(started.elapsed().as_secs_f64());
 
         let dead = |error_type: &'static str, error: String| DeadLetterPlan { error_type, error };
         let plan = match result {
             Ok(outcome) => {
                 tracing::debug!(?outcome, "message handled");
+                handled(match outcome {
+                    crate::messaging::sqs::Outcome::Processed => "processed",
+                    crate::messaging::sqs::Outcome::Ignored(_) => "ignored",
+                });
                 let _ = self.deletes.send(DeleteRequest::Delete {
                     receipt,
                     message_id,
@@ -294,6 +343,7 @@ impl<H: Handler> Shared<H> {
                 )
             }
             Err(HandlerError::Transient(e)) => {
+                handled("retried");
                 let pause = self.config.backoff(receive_count);
                 tracing::warn!(error = %e, receive_count, retry_in_s = pause.as_secs(), "transient failure; message will be redelivered");
                 if let Err(err) = self
@@ -322,6 +372,9 @@ impl<H: Handler> Shared<H> {
         match dlq::send(&self.sqs, &self.dlq_url, &letter).await {
             Ok(()) => {
                 tracing::warn!(error_type = plan.error_type, error = %plan.error, "message dead-lettered");
+                handled("dead_lettered");
+                metrics::counter!(crate::metrics::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => plan.error_type)
+                    .increment(1);
                 let _ = self.deletes.send(DeleteRequest::Delete {
                     receipt,
                     message_id,

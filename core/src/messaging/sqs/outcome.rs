@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::events::EventError;
+use crate::domain::trace::TraceContext;
 
 /// A received message, its body already resolved from S3 when it was a pointer.
 #[derive(Debug, Clone)]
@@ -15,6 +18,11 @@ pub struct InboundMessage {
     pub attributes: HashMap<String, String>,
     pub receive_count: u32,
     pub group_id: Option<String>,
+    /// The message's W3C trace context (`traceparent` attribute, on the SQS
+    /// message or inside its SNS envelope); a new trace when it had none.
+    pub trace: TraceContext,
+    /// When the message was sent to the queue (SQS `SentTimestamp`).
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// Success: the message is deleted.

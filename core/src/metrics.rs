@@ -1,0 +1,94 @@
+//! Prometheus metrics, served as text on `OPS_ADDR` `/metrics`. The names
+//! live here; the code records through the `metrics` facade.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Messages received, by queue.
+pub const RECEIVED: &str = "orchestrator_messages_received_total";
+/// Messages finished, by queue and outcome (`processed`, `ignored`,
+/// `dead_lettered`, `retried`).
+pub const HANDLED: &str = "orchestrator_messages_handled_total";
+/// Dead-lettered messages, by queue and reason (`invalid_json`, `invalid_event`, `retry_exhausted`).
+pub const DEAD_LETTERED: &str = "orchestrator_messages_dead_lettered_total";
+/// Time in the handler, by queue.
+pub const HANDLER_SECONDS: &str = "orchestrator_handler_duration_seconds";
+/// From SendMessage of a projection update to the publication of a run request it caused.
+pub const UPDATE_TO_REQUEST_SECONDS: &str = "orchestrator_update_to_request_seconds";
+pub const PUBLISHED: &str = "orchestrator_run_requests_published_total";
+pub const PUBLISH_FAILURES: &str = "orchestrator_run_request_publish_failures_total";
+pub const OUTBOX_BACKLOG: &str = "orchestrator_outbox_backlog";
+pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "orchestrator_outbox_oldest_age_seconds";
+/// Runs in the database, by status (refreshed periodically).
+pub const RUNS: &str = "orchestrator_runs";
+pub const RUN_TIMEOUTS: &str = "orchestrator_run_timeouts_total";
+pub const RUN_RETRIES: &str = "orchestrator_run_retries_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; `None` if another recorder was
+/// installed first (then `/metrics` says so).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(RECEIVED, "SQS messages received");
+    describe_counter!(HANDLED, "SQS messages finished, by outcome");
+    describe_counter!(DEAD_LETTERED, "messages sent to a DLQ, by reason");
+    describe_histogram!(
+        HANDLER_SECONDS,
+        Unit::Seconds,
+        "time in the message handler"
+    );
+    describe_histogram!(
+        UPDATE_TO_REQUEST_SECONDS,
+        Unit::Seconds,
+        "projection update SendMessage to run request published"
+    );
+    describe_counter!(PUBLISHED, "run requests published to SNS");
+    describe_counter!(PUBLISH_FAILURES, "failed run-request publishes (retried)");
+    describe_gauge!(OUTBOX_BACKLOG, "unpublished outbox rows");
+    describe_gauge!(
+        OUTBOX_OLDEST_AGE_SECONDS,
+        Unit::Seconds,
+        "age of the oldest unpublished outbox row"
+    );
+    describe_gauge!(RUNS, "runs by status");
+    describe_counter!(RUN_TIMEOUTS, "runs timed out by the sweep");
+    describe_counter!(RUN_RETRIES, "retry runs queued");
+}
+
+/// A short label for a queue URL: its name.
+pub fn queue_label(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or(url).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn queue_label_is_the_name() {
+        assert_eq!(
+            super::queue_label("http://127.0.0.1:4566/000000000000/prod-projection-updates"),
+            "prod-projection-updates"
+        );
+        assert_eq!(super::queue_label("q"), "q");
+    }
+}
