@@ -2,6 +2,7 @@
 //! Each test creates its own database migrated from `migrations/`.
 
 mod catalog;
+mod chaos;
 mod concurrency;
 mod dlq;
 mod e2e;

@@ -40,8 +40,12 @@ async fn admin_client(cfg: &tokio_postgres::Config) -> tokio_postgres::Client {
 impl TestDb {
     /// Creates and migrates a database named after the test.
     pub async fn new(label: &str) -> TestDb {
+        Self::new_on(&admin_url(), label).await
+    }
+
+    /// [`TestDb::new`] on the server at `admin_url`.
+    pub async fn new_on(admin_url: &str, label: &str) -> TestDb {
         orchestrator_core::telemetry::init_for_tests();
-        let admin_url = admin_url();
         let admin: tokio_postgres::Config = admin_url
             .parse()
             .expect("TEST_DATABASE_URL must be a PostgreSQL URL");
@@ -71,7 +75,7 @@ impl TestDb {
         migrate::migrate(&pool)
             .await
             .expect("migrations apply to a fresh database");
-        let url = pool::url_with_dbname(&admin_url, &name);
+        let url = pool::url_with_dbname(admin_url, &name);
         TestDb {
             pool,
             name,
@@ -118,6 +122,12 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .get(0)
+    }
+
+    /// [`TestDb::count`], `None` while the server is unreachable.
+    pub async fn try_count(&self, sql: &str) -> Option<i64> {
+        let client = self.pool.get().await.ok()?;
+        client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
     }
 
     pub async fn strings(&self, sql: &str) -> Vec<String> {

@@ -4,8 +4,10 @@
 pub mod aws;
 pub mod db;
 pub mod fixtures;
+pub mod fleet;
 pub mod http;
 pub mod invariants;
+pub mod private_pg;
 pub mod proxy;
 pub mod terraform;
 
