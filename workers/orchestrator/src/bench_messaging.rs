@@ -7,8 +7,7 @@
 //!    on the run-requests queue, at a steady rate;
 //! 3. the worker's peak RSS (VmHWM) over both.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bench_latency;
 use crate::db::DbArgs;
+use crate::proc::{memory_kib, sibling, Worker};
 
 #[derive(Args)]
 pub struct BenchMessagingArgs {
@@ -95,35 +95,6 @@ pub(crate) async fn queue_depth(aws: &AwsClients, queue: &str) -> Result<i64> {
     let a = out.attributes().context("no attributes")?;
     let n = |k: A| a.get(&k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn worker_binary() -> Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let p = me.with_file_name("projection-update-worker");
-    if !p.exists() {
-        bail!(
-            "{} is missing: cargo build --release --workspace --bins",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 pub async fn run(args: BenchMessagingArgs) -> Result<()> {
@@ -212,7 +183,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         ("OPS_ADDR".into(), "127.0.0.1:0".into()),
         ("RUST_LOG".into(), "warn".into()),
     ]);
-    let child = Command::new(worker_binary()?)
+    let child = Command::new(sibling("projection-update-worker")?)
         .envs(env)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -274,7 +245,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         Duration::from_secs(args.latency_secs + 30),
     )
     .await?;
-    let rss = peak_rss_kib(pid);
+    let rss = memory_kib(pid, "VmHWM");
     drop(worker);
 
     // 3. The broker's own ceiling for SNS → SQS, with run-request-sized bodies.

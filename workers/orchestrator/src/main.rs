@@ -10,11 +10,13 @@ mod catalog;
 mod db;
 mod dlq;
 mod generate;
+mod proc;
 mod provision;
 mod replay;
 mod runs;
 mod runs_watch;
 mod simulate;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -54,6 +56,8 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// Send NDJSON events (one per line) to a queue or topic.
     Replay(replay::ReplayArgs),
+    /// The fleet at a steady rate for a while: memory over time, nothing lost.
+    Soak(soak::SoakArgs),
     /// A stand-in metric runner: answers run requests with lifecycle events.
     SimulateRunner(simulate::SimulateArgs),
 }
@@ -84,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::BenchMessaging(args) => bench_messaging::run(args).await,
         Command::Provision(args) => provision::run(args).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
         Command::SimulateRunner(args) => simulate::run(args).await,
     }
 }
