@@ -520,7 +520,90 @@ mod tests {
         assert!(validate(&json!({"metrics": 3}), &HashSet::new()).is_err());
     }
 
+    const SERIES: &[&str] = &["S1", "S2", "S3", "S4", "X"];
+
+    /// Expression-shaped trees, valid or not: known and unknown ops, series,
+    /// windows and operand lists.
+    fn arb_expression() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            prop::sample::select(SERIES).prop_map(|c| json!({"seriesCode": c})),
+            prop::sample::select(SERIES).prop_map(|c| json!({"series_code": c})),
+            Just(json!({})),
+            Just(json!(7)),
+        ];
+        leaf.prop_recursive(4, 32, 3, |inner| {
+            let ops = prop::sample::select(
+                &[
+                    "ratio", "multiply", "subtract", "add", "sma", "ema", "sum", "max", "min",
+                    "lag", "avg", "nope",
+                ][..],
+            );
+            prop_oneof![
+                (
+                    ops.clone(),
+                    inner.clone(),
+                    inner.clone(),
+                    prop::option::of(-2i64..200)
+                )
+                    .prop_map(
+                        |(op, l, r, scale)| json!({"op": op, "left": l, "right": r, "scale": scale})
+                    ),
+                (ops.clone(), inner.clone(), -1i64..30)
+                    .prop_map(|(op, s, w)| json!({"op": op, "series": s, "window": w})),
+                (ops, prop::collection::vec(inner, 0..4))
+                    .prop_map(|(op, o)| json!({"op": op, "operands": o})),
+            ]
+        })
+    }
+
+    /// Catalog-shaped documents with arbitrary flaws.
+    fn arb_catalog() -> impl Strategy<Value = Value> {
+        let dataset = (
+            prop::sample::select(&["d1", "d2", ""][..]),
+            prop::collection::vec(prop::sample::select(SERIES), 0..3),
+        )
+            .prop_map(
+                |(id, series)| json!({"id": id, "name": "n", "bucket": "b", "series": series}),
+            );
+        let series = prop::sample::select(SERIES).prop_map(|c| json!({"code": c}));
+        let kinds = prop::sample::select(&["series_math", "window_op", "composite", "other"][..]);
+        let metric = (
+            prop::sample::select(&["m1", "m2", ""][..]),
+            kinds,
+            arb_expression(),
+            prop::option::of(-1i64..30),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(id, kind, e, days, enabled)| {
+                json!({"id": id, "code": format!("c.{id}"), "expression_type": kind,
+                       "expression_json": e, "required_days": days, "enabled": enabled})
+            });
+        (
+            prop::collection::vec(dataset, 0..3),
+            prop::collection::vec(series, 0..4),
+            prop::collection::vec(metric, 0..4),
+        )
+            .prop_map(|(d, s, m)| json!({"datasets": d, "series": s, "metrics": m}))
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every catalog-shaped document validates or yields problems that
+        /// each name a path and say what is wrong; never a panic.
+        #[test]
+        fn catalog_shaped_documents_validate_or_report_located_problems(doc in arb_catalog()) {
+            match validate(&doc, &HashSet::new()) {
+                Ok(c) => prop_assert!(c.metrics.len() <= 4),
+                Err(Problems(ps)) => {
+                    prop_assert!(!ps.is_empty());
+                    for p in ps {
+                        prop_assert!(!p.path.is_empty() && !p.message.is_empty(), "{p:?}");
+                    }
+                }
+            }
+        }
+
         #[test]
         fn arbitrary_text_never_panics(s in ".{0,200}") {
             for f in [Format::Json, Format::Yaml] {

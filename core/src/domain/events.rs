@@ -312,12 +312,102 @@ mod tests {
         }
     }
 
+    /// Any JSON value, a few levels deep.
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,12}".prop_map(Value::from),
+            Just(Value::from("2026-11-20T10:00:00Z")),
+            Just(Value::from("SUCCESS")),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KEYS: &[&str] = &[
+        "event",
+        "type",
+        "dataset_id",
+        "bucket",
+        "version_manifest_path",
+        "projections_path",
+        "runId",
+        "startedAt",
+        "ts",
+        "progress",
+        "metricCode",
+        "status",
+        "versionTs",
+        "outputManifest",
+        "rowCount",
+        "error",
+    ];
+    const KINDS: &[&str] = &[
+        "projection_update",
+        "metric_run_started",
+        "metric_run_heartbeat",
+        "metric_run_completed",
+    ];
+
+    /// Objects made of the contracts' own keys with plausible or arbitrary
+    /// values: the inputs that reach the deepest checks.
+    fn arb_event() -> impl Strategy<Value = Value> {
+        let value = prop_oneof![
+            3 => prop::sample::select(KINDS).prop_map(Value::from),
+            3 => "[a-z0-9/._-]{1,12}".prop_map(Value::from),
+            2 => (-10.0f64..120.0).prop_map(Value::from),
+            2 => arb_value(),
+        ];
+        prop::collection::btree_map(prop::sample::select(KEYS), value, 0..10)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn arbitrary_bodies_never_panic(s in ".{0,300}") {
             if let Ok(v) = parse_body(&s) {
                 let _ = parse_projection_update(&v);
                 let _ = parse_lifecycle(&v);
+            }
+        }
+
+        /// Raw or in an SNS envelope, every contract-shaped body ends in a
+        /// value or a typed error, the same either way.
+        #[test]
+        fn contract_shaped_bodies_end_in_a_value_or_a_typed_error(event in arb_event(), enveloped in any::<bool>()) {
+            let raw = event.to_string();
+            let body = if enveloped {
+                serde_json::json!({"Type": "Notification", "Message": raw}).to_string()
+            } else {
+                raw.clone()
+            };
+            let v = parse_body(&body).expect("JSON stays JSON");
+            // (Compared with the text parsed directly: floats need not
+            // survive a print/parse round trip bit for bit.)
+            prop_assert_eq!(&v, &serde_json::from_str::<Value>(&raw).unwrap());
+            let update = parse_projection_update(&v);
+            let lifecycle = parse_lifecycle(&v);
+            for e in [update.as_ref().err(), lifecycle.as_ref().err()].into_iter().flatten() {
+                prop_assert!(matches!(e, EventError::InvalidEvent(_)), "{e:?}");
+            }
+            // A well-formed projection update is accepted.
+            let ok = |k: &str| v.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            if v.get("event") == Some(&Value::from("projection_update"))
+                && ok("dataset_id") && ok("version_manifest_path") && ok("projections_path")
+                && v.get("bucket").is_none_or(Value::is_string)
+            {
+                prop_assert!(update.is_ok(), "{:?}", update);
             }
         }
     }

@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use crate::db::DbArgs;
 
+/// Far above any real catalog (the 50,000-metric benchmark catalog is ~15 MB),
+/// low enough that a wrong file cannot exhaust memory.
+const MAX_CATALOG_BYTES: u64 = 128 * 1024 * 1024;
+
 #[derive(Subcommand)]
 pub enum CatalogCommand {
     /// Check a catalog file without a database (series must be defined in it).
@@ -23,6 +27,15 @@ pub enum CatalogCommand {
 }
 
 fn read(file: &PathBuf) -> Result<Value> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("Failed to read {}", file.display()))?
+        .len();
+    if size > MAX_CATALOG_BYTES {
+        anyhow::bail!(
+            "{}: {size} bytes exceeds the catalog size limit of {MAX_CATALOG_BYTES} bytes",
+            file.display()
+        );
+    }
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("Failed to read {}", file.display()))?;
     let name = file.to_string_lossy();
