@@ -159,7 +159,18 @@ impl<P: Publisher> Relay<P> {
         if claimed.is_empty() {
             return Ok(RelayReport::default());
         }
+        // One span per request, in the trace of the message that caused it.
+        let spans: Vec<tracing::Span> = claimed
+            .iter()
+            .filter_map(|m| {
+                let parent = crate::domain::trace::TraceContext::parse(m.traceparent.as_deref()?)?;
+                let span = tracing::info_span!("publish run request", run_id = %m.run_id, trace_id = %parent.trace_id);
+                crate::telemetry::continue_trace(&span, &parent);
+                Some(span)
+            })
+            .collect();
         let results = self.publisher.publish(&claimed).await;
+        drop(spans);
         let mut ok_ids = Vec::new();
         let mut failures = Vec::new();
         for (i, msg) in claimed.iter().enumerate() {

@@ -183,3 +183,119 @@ async fn metrics_endpoint_counts_messages_by_outcome_and_reports_latency_outbox_
     assert!(sample(&text, "orchestrator_outbox_oldest_age_seconds", &[]).is_some());
     assert!(sample(&text, "orchestrator_runs", &["status=\"queued\""]).is_some());
 }
+
+/// A stand-in OTLP/HTTP collector: answers 200 to every request and keeps
+/// the bodies posted to `/v1/traces`.
+async fn fake_collector() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Default::default();
+    let keep = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // Headers, then Content-Length bytes of body.
+                let (head_end, length) = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                if String::from_utf8_lossy(&buf[..head_end]).contains("/v1/traces") {
+                    keep.lock().unwrap().push(buf[head_end..].to_vec());
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (port, bodies)
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_in_the_producers_trace_when_an_endpoint_is_set() {
+    let db = db_with_catalog("telemetry_otlp").await;
+    let stack = Stack::new("otlp", false).await;
+    let (port, bodies) = fake_collector().await;
+    let mut env = stack.env(&db);
+    env.extend(
+        [
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_string()),
+            (
+                "OTEL_SERVICE_NAME",
+                "projection-update-worker-under-test".to_string(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&stack.names.projection_updates_queue_url)
+        .message_body(update_body("d1", "v1"))
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await;
+    let tp = attributes(&got[0])["traceparent"].clone();
+    assert!(tp.starts_with(&format!("00-{TRACE_ID}-")), "{tp}");
+    // The protobuf export carries trace ids as raw bytes, and the service name as text.
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let downstream_span: Vec<u8> = (0..8)
+        .map(|i| u8::from_str_radix(&tp[36 + 2 * i..38 + 2 * i], 16).unwrap())
+        .collect();
+    eventually(
+        WAIT,
+        "spans of the producer's trace at the collector",
+        || async {
+            let all = bodies.lock().unwrap().concat();
+            let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+            (has(&trace_bytes)
+                && has(&downstream_span)
+                && has(b"projection-update-worker-under-test")
+                && has(b"publish run request"))
+            .then_some(())
+        },
+    )
+    .await;
+}

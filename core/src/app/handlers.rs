@@ -22,7 +22,9 @@ impl Handler for ProjectionUpdateHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let update = parse_projection_update(&parse_body(&msg.body)?)?;
         let origin = projection_update::Origin {
-            traceparent: Some(msg.trace.child().to_string()),
+            traceparent: Some(
+                crate::telemetry::downstream(&tracing::Span::current(), &msg.trace).to_string(),
+            ),
             source_sent_at: msg.sent_at,
         };
         let summary = projection_update::process_with(&self.ctx, &update, &origin)

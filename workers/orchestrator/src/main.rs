@@ -64,14 +64,16 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    telemetry::init(
+    let telemetry = telemetry::init(
         std::env::var("LOG_FORMAT")
             .ok()
             .and_then(|f| f.parse().ok())
             .unwrap_or(LogFormat::Pretty),
+        "orchestrator",
     );
     let cli = Cli::parse();
     if let Err(e) = run(cli).await {
+        drop(telemetry);
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -12,7 +12,7 @@ use orchestrator_core::workers::{run_projection_updates, shutdown_on_signals, Co
 #[tokio::main]
 async fn main() -> Result<()> {
     let env = Env::process();
-    telemetry::init(env.log_format()?);
+    let _telemetry = telemetry::init(env.log_format()?, env!("CARGO_BIN_NAME"));
     let deps = Common::from_env(&env)
         .await
         .and_then(|c| {

@@ -259,6 +259,7 @@ impl<H: Handler> Shared<H> {
         // Every log line about this message carries its trace id.
         let span =
             tracing::info_span!("message", message_id = %message_id, trace_id = %trace.trace_id);
+        crate::telemetry::continue_trace(&span, &trace);
         self.process_in(m, message_id, trace).instrument(span).await
     }
 
