@@ -22,6 +22,27 @@ fn update_body(dataset: &str, version: &str) -> String {
     .to_string()
 }
 
+/// Sends `body` with a `traceparent` message attribute.
+async fn send_traced(stack: &Stack, body: &str, traceparent: &str) {
+    stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&stack.names.projection_updates_queue_url)
+        .message_body(body)
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(traceparent)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_producers_trace_id_reaches_the_worker_logs_and_the_published_run_request() {
     let db = db_with_catalog("telemetry_trace").await;
@@ -31,23 +52,7 @@ async fn a_producers_trace_id_reaches_the_worker_logs_and_the_published_run_requ
     env.push(("RUST_LOG".into(), "orchestrator_core=debug".into()));
     let worker = Process::spawn("projection-update-worker", &env, &[]);
     let traceparent = format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01");
-    stack
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(&stack.names.projection_updates_queue_url)
-        .message_body(update_body("d1", "v1"))
-        .message_attributes(
-            "traceparent",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(&traceparent)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_traced(&stack, &update_body("d1", "v1"), &traceparent).await;
     let got = stack
         .receive(&stack.names.run_requests_queue_url, 1, WAIT)
         .await;
@@ -255,23 +260,12 @@ async fn spans_are_exported_over_otlp_in_the_producers_trace_when_an_endpoint_is
         .map(|(k, v)| (k.to_string(), v)),
     );
     let _worker = Process::spawn("projection-update-worker", &env, &[]);
-    stack
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(&stack.names.projection_updates_queue_url)
-        .message_body(update_body("d1", "v1"))
-        .message_attributes(
-            "traceparent",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_traced(
+        &stack,
+        &update_body("d1", "v1"),
+        &format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01"),
+    )
+    .await;
     let got = stack
         .receive(&stack.names.run_requests_queue_url, 1, WAIT)
         .await;

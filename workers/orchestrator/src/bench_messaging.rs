@@ -12,20 +12,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use orchestrator_core::app::catalog_apply;
 use orchestrator_core::domain::synth::{self, Shape};
-use orchestrator_core::messaging::provision::{provision, ProvisionSpec};
 use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
-use orchestrator_core::store::{migrate, pool};
 use orchestrator_core::workers::AwsClients;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench_latency;
 use crate::db::DbArgs;
 use crate::proc::{memory_kib, sibling, Worker};
+use crate::scratch;
 
 #[derive(Args)]
 pub struct BenchMessagingArgs {
@@ -99,45 +96,18 @@ pub(crate) async fn queue_depth(aws: &AwsClients, queue: &str) -> Result<i64> {
 
 pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let aws = AwsClients::from_env().await;
-    let id = orchestrator_core::app::new_id().replace('-', "")[20..].to_string();
-    let stack = provision(
-        &aws.sqs,
-        &aws.sns,
-        &aws.s3,
-        &ProvisionSpec {
-            prefix: format!("bench-{id}-"),
-            fifo: false,
-            output_bucket: format!("bench-out-{id}"),
-            max_receive_count: 10,
-        },
-    )
-    .await?;
-    let noop = provision(
-        &aws.sqs,
-        &aws.sns,
-        &aws.s3,
-        &ProvisionSpec {
-            prefix: format!("bench-noop-{id}-"),
-            fifo: false,
-            output_bucket: format!("bench-out-{id}"),
-            max_receive_count: 10,
-        },
-    )
-    .await?;
-
+    let id = scratch::unique_id();
+    let bucket = format!("bench-out-{id}");
+    let stack = scratch::stack(&aws, &format!("bench-{id}-"), &bucket).await?;
+    let noop = scratch::stack(&aws, &format!("bench-noop-{id}-"), &bucket).await?;
     // A fresh database with the scenario-A catalog.
-    let db_name = format!("bench_msg_{id}");
-    let (admin, conn) = tokio_postgres::connect(&args.db.database_url, NoTls)
-        .await
-        .context("Failed to connect")?;
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
-        .await?;
-    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
-    let db = pool::build_pool(&url, 4)?;
-    migrate::migrate(&db).await?;
-    catalog_apply::apply(&db, &synth::catalog(Shape::SCENARIO_A)).await?;
+    let scratch_db = scratch::ScratchDb::create(
+        &args.db.database_url,
+        &format!("bench_msg_{id}"),
+        Shape::SCENARIO_A,
+    )
+    .await?;
+    let (db, url) = (scratch_db.pool.clone(), scratch_db.url.clone());
     let updates: Vec<String> = synth::updates(Shape::SCENARIO_A, args.updates + 100_000)
         .iter()
         .map(|u| u.to_json().to_string())
@@ -311,11 +281,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         ),
         None => println!("worker peak RSS: not available (no /proc)"),
     }
-    db.close();
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
-        .await?;
+    scratch_db.drop_db().await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ mod provision;
 mod replay;
 mod runs;
 mod runs_watch;
+mod scratch;
 mod simulate;
 mod soak;
 

@@ -35,6 +35,9 @@ pub struct SimulateArgs {
     /// Report nothing at all for this share of runs (to exercise timeouts).
     #[arg(long, default_value_t = 0.0)]
     silent_ratio: f64,
+    /// Concurrent receive loops on the run-requests queue.
+    #[arg(long, default_value_t = 4)]
+    readers: usize,
     /// Stop after this many runs (default: until SIGINT/SIGTERM).
     #[arg(long)]
     max_runs: Option<usize>,
@@ -116,8 +119,37 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
     let aws = AwsClients::from_env().await;
     let shutdown = shutdown_on_signals();
     let done = Arc::new(AtomicUsize::new(0));
+    eprintln!(
+        "simulate-runner: reading {} ({} readers)",
+        args.requests_queue, args.readers
+    );
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..args.readers.max(1) {
+        readers.spawn(read_loop(
+            aws.clone(),
+            args.clone(),
+            done.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while let Some(r) = readers.join_next().await {
+        r??;
+    }
+    println!(
+        "simulate-runner: {} run(s) handled",
+        done.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
+
+/// Receives run requests and simulates each in its own task.
+async fn read_loop(
+    aws: AwsClients,
+    args: SimulateArgs,
+    done: Arc<AtomicUsize>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    eprintln!("simulate-runner: reading {}", args.requests_queue);
     while !shutdown.is_cancelled()
         && args
             .max_runs
@@ -172,9 +204,5 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
         }
     }
     while tasks.join_next().await.is_some() {}
-    println!(
-        "simulate-runner: {} run(s) handled",
-        done.load(Ordering::SeqCst)
-    );
     Ok(())
 }

@@ -7,18 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use orchestrator_core::app::catalog_apply;
 use orchestrator_core::domain::synth::{self, Shape};
-use orchestrator_core::messaging::provision::{provision, ProvisionSpec};
-use orchestrator_core::store::{migrate, pool, Pool};
 use orchestrator_core::workers::AwsClients;
-use tokio_postgres::NoTls;
 
 use crate::bench_messaging::queue_depth;
 use crate::db::DbArgs;
 use crate::proc::{memory_kib, sibling, Worker};
+use crate::scratch;
 
 #[derive(Args)]
 pub struct SoakArgs {
@@ -42,37 +39,17 @@ const SHAPE: Shape = Shape {
     seed: 11,
 };
 
-async fn count(db: &Pool, sql: &str) -> Result<i64> {
+async fn count(db: &orchestrator_core::store::Pool, sql: &str) -> Result<i64> {
     Ok(db.get().await?.query_one(sql, &[]).await?.get(0))
 }
 
 pub async fn run(args: SoakArgs) -> Result<()> {
     let aws = AwsClients::from_env().await;
-    let id = orchestrator_core::app::new_id().replace('-', "")[20..].to_string();
-    let stack = provision(
-        &aws.sqs,
-        &aws.sns,
-        &aws.s3,
-        &ProvisionSpec {
-            prefix: format!("soak-{id}-"),
-            fifo: false,
-            output_bucket: format!("soak-out-{id}"),
-            max_receive_count: 10,
-        },
-    )
-    .await?;
-    let db_name = format!("soak_{id}");
-    let (admin, conn) = tokio_postgres::connect(&args.db.database_url, NoTls)
-        .await
-        .context("Failed to connect")?;
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
-        .await?;
-    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
-    let db = pool::build_pool(&url, 4)?;
-    migrate::migrate(&db).await?;
-    catalog_apply::apply(&db, &synth::catalog(SHAPE)).await?;
+    let id = scratch::unique_id();
+    let stack = scratch::stack(&aws, &format!("soak-{id}-"), &format!("soak-out-{id}")).await?;
+    let scratch_db =
+        scratch::ScratchDb::create(&args.db.database_url, &format!("soak_{id}"), SHAPE).await?;
+    let (db, url) = (scratch_db.pool.clone(), scratch_db.url.clone());
 
     let mut env: Vec<(String, String)> = stack
         .env()
@@ -224,12 +201,7 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     );
     drop(updates_worker);
     drop(lifecycle_worker);
-    db.close();
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
-        .await?;
+    scratch_db.drop_db().await?;
     if failed > 0 {
         bail!("{failed} check(s) failed");
     }
