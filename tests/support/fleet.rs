@@ -179,16 +179,7 @@ impl Fleet {
         let mut seen = self.seen.lock().unwrap().clone();
         let deadline = Instant::now() + timeout;
         while seen.len() < requested.len() && Instant::now() < deadline {
-            let got = self
-                .stack
-                .receive(
-                    &self.capture_queue,
-                    requested.len() - seen.len(),
-                    Duration::from_secs(2),
-                )
-                .await;
-            for m in got {
-                let body = m.body().unwrap_or_default().to_string();
+            for body in self.read_capture().await {
                 let v: serde_json::Value =
                     serde_json::from_str(&body).expect("a run request is JSON");
                 let run_id = v["runId"].as_str().expect("runId").to_string();
@@ -210,6 +201,33 @@ impl Fleet {
             "every requested run's request arrives on the topic"
         );
         *self.seen.lock().unwrap() = seen;
+    }
+}
+
+impl Fleet {
+    /// One round of four concurrent ReceiveMessage calls on the capture
+    /// queue. Messages are left invisible for 15 minutes instead of deleted:
+    /// a read costs one call per ten messages, so the reader keeps up with
+    /// thousands of requests even on a loaded broker.
+    async fn read_capture(&self) -> Vec<String> {
+        let calls = (0..4).map(|_| {
+            self.stack
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(&self.capture_queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .visibility_timeout(900)
+                .send()
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .flat_map(|out| out.messages.unwrap_or_default())
+            .filter_map(|m| m.body)
+            .collect()
     }
 }
 
