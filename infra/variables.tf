@@ -55,7 +55,7 @@ variable "worker_settings" {
 }
 
 variable "workers" {
-  description = "Per worker: cpu, memory, min_count, max_count, backlog_per_task (see modules/workers)."
+  description = "Per worker: cpu, memory, min_count, max_count, backlog_per_task; null keeps the defaults of modules/workers."
   type = map(object({
     cpu              = number
     memory           = number
@@ -63,10 +63,7 @@ variable "workers" {
     max_count        = number
     backlog_per_task = number
   }))
-  default = {
-    projection-update-worker = { cpu = 256, memory = 512, min_count = 1, max_count = 10, backlog_per_task = 500 }
-    run-lifecycle-worker     = { cpu = 256, memory = 512, min_count = 1, max_count = 4, backlog_per_task = 1000 }
-  }
+  default = null
 }
 
 variable "tags" {

@@ -68,6 +68,7 @@ variable "ops_port" {
 
 variable "workers" {
   description = "Per worker: task size and scaling on its queue's visible messages."
+  nullable    = false # a null from the caller means these defaults
   type = map(object({
     cpu              = number
     memory           = number

@@ -54,7 +54,7 @@ impl Handler for Nothing {
     }
 }
 
-async fn send_all(aws: &AwsClients, queue: &str, bodies: &[String]) -> Result<()> {
+pub(crate) async fn send_all(aws: &AwsClients, queue: &str, bodies: &[String]) -> Result<()> {
     for chunk in bodies.chunks(10) {
         let entries = chunk
             .iter()

@@ -12,7 +12,7 @@ use clap::Args;
 use orchestrator_core::domain::synth::{self, Shape};
 use orchestrator_core::workers::AwsClients;
 
-use crate::bench_messaging::queue_depth;
+use crate::bench_messaging::{queue_depth, send_all};
 use crate::db::DbArgs;
 use crate::proc::{memory_kib, sibling, Worker};
 use crate::scratch;
@@ -93,28 +93,8 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     let mut samples: Vec<(f64, f64)> = Vec::new();
     for (second, chunk) in updates.chunks(args.rate.max(1)).enumerate() {
         tick.tick().await;
-        for ten in chunk.chunks(10) {
-            let entries = ten
-                .iter()
-                .enumerate()
-                .map(|(i, u)| {
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(u.to_json().to_string())
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = aws
-                .sqs
-                .send_message_batch()
-                .queue_url(&stack.projection_updates_queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await?;
-            if !out.failed().is_empty() {
-                bail!("SendMessageBatch failed for {} entries", out.failed().len());
-            }
-        }
+        let bodies: Vec<String> = chunk.iter().map(|u| u.to_json().to_string()).collect();
+        send_all(&aws, &stack.projection_updates_queue_url, &bodies).await?;
         if second as u64 >= next_sample {
             next_sample += args.sample_every;
             let processed = count(

@@ -222,7 +222,13 @@ fn trace_context(m: &Message) -> TraceContext {
         .and_then(|v| v.string_value())
         .map(str::to_string);
     let in_envelope = || {
-        let v: serde_json::Value = serde_json::from_str(m.body()?).ok()?;
+        let body = m.body()?;
+        // Only an SNS envelope with attributes is worth parsing here; the
+        // handler parses the body anyway.
+        if !body.contains("\"traceparent\"") {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
         (v.get("Type")?.as_str()? == "Notification").then_some(())?;
         v.get("MessageAttributes")?
             .get("traceparent")?
