@@ -1,5 +1,6 @@
-# One image for the three binaries: projection-update-worker,
-# run-lifecycle-worker and the orchestrator CLI. The container's command picks
+# One image for the three shipped binaries: projection-update-worker,
+# run-lifecycle-worker and the orchestrator CLI (loadgen, the benchmark and
+# load tool, is a workspace member but is never built into the image). The container's command picks
 # one (the ECS task definitions in infra/ pass the worker's name).
 #
 #   docker build -t metric-orchestrator .
@@ -14,11 +15,12 @@ COPY core/Cargo.toml core/Cargo.toml
 COPY workers/orchestrator/Cargo.toml workers/orchestrator/Cargo.toml
 COPY workers/projection-update-worker/Cargo.toml workers/projection-update-worker/Cargo.toml
 COPY workers/run-lifecycle-worker/Cargo.toml workers/run-lifecycle-worker/Cargo.toml
+COPY workers/loadgen/Cargo.toml workers/loadgen/Cargo.toml
 COPY tests/Cargo.toml tests/Cargo.toml
 RUN mkdir -p core/src workers/orchestrator/src workers/projection-update-worker/src \
-        workers/run-lifecycle-worker/src tests/support tests/it \
+        workers/run-lifecycle-worker/src workers/loadgen/src tests/support tests/it \
  && echo '' > core/src/lib.rs && echo '' > tests/support/lib.rs && echo 'fn main() {}' > tests/it/main.rs \
- && for b in orchestrator projection-update-worker run-lifecycle-worker; do echo 'fn main() {}' > workers/$b/src/main.rs; done \
+ && for b in orchestrator projection-update-worker run-lifecycle-worker loadgen; do echo 'fn main() {}' > workers/$b/src/main.rs; done \
  && cargo build --release --locked --bins -p orchestrator -p projection-update-worker -p run-lifecycle-worker \
  && rm -rf core/src workers/*/src
 COPY core core

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use orchestrator_tests::aws::{self, Process};
+use orchestrator_tests::aws;
 use orchestrator_tests::fleet::Fleet;
 use orchestrator_tests::private_pg::PrivatePg;
+use orchestrator_tests::process::Process;
 use orchestrator_tests::proxy::TcpProxy;
 use orchestrator_tests::{eventually, TestDb};
 

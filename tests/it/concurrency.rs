@@ -6,9 +6,9 @@ use std::sync::Arc;
 use orchestrator_core::app::lifecycle::handle;
 use orchestrator_core::app::projection_update::process;
 use orchestrator_core::domain::events::{Completion, CompletionStatus, LifecycleEvent};
-use orchestrator_core::domain::synth::{self, Shape};
 use orchestrator_tests::fixtures::{apply, update};
 use orchestrator_tests::invariants::assert_invariants;
+use orchestrator_tests::synth::{self, Shape};
 use orchestrator_tests::TestDb;
 use serde_json::json;
 
@@ -143,4 +143,42 @@ async fn concurrent_completions_of_one_run_leave_a_single_terminal_state() {
             .await
             <= 1
     );
+}
+
+/// The invariant checks can fail: a second run of a metric that uses the
+/// same updates as a first one (a different stored key, so the unique index
+/// does not stop it) is counted from `run_dataset_updates`.
+#[tokio::test]
+async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
+    let db = orchestrator_tests::fixtures::db_with_catalog("invariants_fail").await;
+    let ctx = db.ctx();
+    for d in ["d1", "d2", "d3"] {
+        process(&ctx, &update(d, "v1")).await.unwrap();
+    }
+    let checks = orchestrator_tests::invariants::invariant_checks(&db.pool)
+        .await
+        .unwrap();
+    assert!(checks.iter().all(|c| c.ok()), "{checks:?}");
+    let run = db
+        .string("SELECT id FROM metric_runs WHERE requested_at IS NOT NULL ORDER BY id LIMIT 1")
+        .await;
+    db.exec(&format!(
+        "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, update_set_key)
+           SELECT id || '-copy', metric_id, metric_code, 'canceled', requested_at, 'another key'
+             FROM metric_runs WHERE id = '{run}';
+         INSERT INTO outbox (run_id, metric_code, payload) SELECT run_id || '-copy', metric_code, payload FROM outbox WHERE run_id = '{run}';
+         INSERT INTO run_dataset_updates (run_id, dataset_update_id)
+           SELECT run_id || '-copy', dataset_update_id FROM run_dataset_updates WHERE run_id = '{run}';"
+    ))
+    .await;
+    let checks = orchestrator_tests::invariants::invariant_checks(&db.pool)
+        .await
+        .unwrap();
+    let failed: Vec<_> = checks.iter().filter(|c| !c.ok()).collect();
+    assert_eq!(failed.len(), 1, "{checks:?}");
+    assert!(
+        failed[0].what.contains("identical set of updates"),
+        "{failed:?}"
+    );
+    assert_eq!(failed[0].got, 1);
 }

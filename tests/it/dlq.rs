@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use orchestrator_core::messaging::sqs::dlq::{self, DeadLetter};
-use orchestrator_tests::aws::{binary, Process, Stack};
+use orchestrator_tests::aws::Stack;
 use orchestrator_tests::eventually;
 use orchestrator_tests::fixtures::db_with_catalog;
+use orchestrator_tests::process::{binary, Process};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use orchestrator_tests::aws::{attributes, Process, Stack};
+use orchestrator_tests::aws::{attributes, Stack};
 use orchestrator_tests::fixtures::{db_with_catalog, runs_of, status_of};
+use orchestrator_tests::process::Process;
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::{json, Value};
 
@@ -323,7 +324,7 @@ fn write_ndjson(lines: &[String]) -> std::path::PathBuf {
 }
 
 fn orchestrator(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    std::process::Command::new(orchestrator_tests::aws::binary("orchestrator"))
+    std::process::Command::new(orchestrator_tests::process::binary("orchestrator"))
         .args(args)
         .envs(env.iter().cloned())
         .output()

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use orchestrator_tests::aws::{attributes, Process, Stack};
+use orchestrator_tests::aws::{attributes, Stack};
 use orchestrator_tests::fixtures::db_with_catalog;
 use orchestrator_tests::invariants::assert_invariants;
+use orchestrator_tests::process::Process;
 use orchestrator_tests::proxy::{host_port, via, TcpProxy};
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::json;

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use orchestrator_tests::aws::{attributes, Process, Stack};
+use orchestrator_tests::aws::{attributes, Stack};
 use orchestrator_tests::eventually;
 use orchestrator_tests::fixtures::db_with_catalog;
 use orchestrator_tests::http::{free_port, get};
+use orchestrator_tests::process::Process;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use orchestrator_tests::aws::{self, Process};
+use orchestrator_tests::aws;
 use orchestrator_tests::eventually;
 use orchestrator_tests::fixtures::db_with_catalog;
+use orchestrator_tests::process::Process;
 use orchestrator_tests::terraform::Terraform;
 use serde_json::{json, Value};
 

@@ -1,10 +1,10 @@
-//! LocalStack for tests: a uniquely named stack per test (provisioned the way
-//! `orchestrator provision` does it), worker processes, and polling readers.
+//! LocalStack for tests and `loadgen`: a uniquely named stack (provisioned
+//! the way `orchestrator provision` does it), senders and polling readers.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use orchestrator_core::messaging::provision::{provision, ProvisionSpec, Provisioned};
@@ -51,19 +51,37 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack for one test on LocalStack, named after `label`.
     pub async fn new(label: &str, fifo: bool) -> Stack {
-        let aws = clients().await;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let spec = ProvisionSpec {
-            prefix: format!("it-{}-{}-", label.replace('_', "-"), &id[..8]),
+        let id = unique_suffix();
+        Stack::provision(
+            clients().await,
+            &format!("it-{}-{}-", label.replace('_', "-"), &id[..8]),
+            &format!("it-out-{}", &id[..12]),
             fifo,
-            output_bucket: format!("it-out-{}", &id[..12]),
+        )
+        .await
+        .expect("provisioning on LocalStack")
+    }
+
+    /// Provisions a stack whose names start with `prefix`, with `clients`
+    /// (LocalStack or wherever the environment points).
+    pub async fn provision(
+        aws: AwsClients,
+        prefix: &str,
+        output_bucket: &str,
+        fifo: bool,
+    ) -> anyhow::Result<Stack> {
+        let spec = ProvisionSpec {
+            prefix: prefix.to_string(),
+            fifo,
+            output_bucket: output_bucket.to_string(),
             max_receive_count: 10,
         };
         let names = provision(&aws.sqs, &aws.sns, &aws.s3, &spec)
             .await
-            .expect("provisioning on LocalStack");
-        Stack { aws, names, fifo }
+            .with_context(|| format!("Failed to provision the stack {prefix}*"))?;
+        Ok(Stack { aws, names, fifo })
     }
 
     /// Environment for a worker process of this stack and database.
@@ -110,6 +128,13 @@ impl Stack {
     /// Sends up to ten bodies in one SendMessageBatch (one receive batch for the worker).
     /// On a FIFO queue all of them go to message group "g", in order.
     pub async fn send_batch(&self, queue_url: &str, bodies: &[&str]) {
+        self.try_send_batch(queue_url, bodies)
+            .await
+            .expect("SendMessageBatch to LocalStack");
+    }
+
+    /// [`Stack::send_batch`], failing with an error instead of a panic.
+    pub async fn try_send_batch(&self, queue_url: &str, bodies: &[&str]) -> anyhow::Result<()> {
         let fifo = queue_url.ends_with(".fifo");
         let entries = bodies
             .iter()
@@ -124,9 +149,9 @@ impl Stack {
                 } else {
                     e
                 };
-                e.build().unwrap()
+                e.build()
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         let out = self
             .aws
             .sqs
@@ -135,8 +160,29 @@ impl Stack {
             .set_entries(Some(entries))
             .send()
             .await
-            .unwrap();
-        assert!(out.failed().is_empty(), "{:?}", out.failed());
+            .with_context(|| format!("SendMessageBatch to {queue_url}"))?;
+        if !out.failed().is_empty() {
+            bail!("SendMessageBatch failed for {:?}", out.failed());
+        }
+        Ok(())
+    }
+
+    /// Sends every body, ten per SendMessageBatch.
+    pub async fn send_all(&self, queue_url: &str, bodies: &[String]) -> anyhow::Result<()> {
+        for chunk in bodies.chunks(10) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            self.try_send_batch(queue_url, &refs).await?;
+        }
+        Ok(())
+    }
+
+    /// Messages on a queue, visible and in flight together.
+    pub async fn total_depth(&self, queue_url: &str) -> anyhow::Result<i64> {
+        let (visible, in_flight) = self
+            .depth(queue_url)
+            .await
+            .with_context(|| format!("cannot read the depth of {queue_url}"))?;
+        Ok(visible + in_flight)
     }
 
     /// (visible, in flight) messages of a queue; `None` if it cannot be read.
@@ -205,70 +251,7 @@ pub fn attributes(m: &Message) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Where cargo put the workspace binaries (next to the test executable's `deps/`).
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`; tests/run.sh does)",
-        path.display()
-    );
-    path
-}
-
-/// A worker process, killed when dropped.
-pub struct Process {
-    pub child: Child,
-    pub name: String,
-    /// Where its standard error (the logs) goes.
-    pub log: PathBuf,
-}
-
-impl Process {
-    pub fn spawn(name: &str, env: &[(String, String)], args: &[&str]) -> Process {
-        let log =
-            std::env::temp_dir().join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(name))
-            .args(args)
-            .envs(env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        eprintln!("{name} (pid {}) logs to {}", child.id(), log.display());
-        Process {
-            child,
-            name: name.to_string(),
-            log,
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A fresh suffix for resource names.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }

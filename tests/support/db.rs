@@ -1,4 +1,4 @@
-//! A fresh, migrated database per test.
+//! A fresh, migrated database per test (and per `loadgen` run), dropped at the end.
 
 use std::sync::Arc;
 
@@ -21,20 +21,32 @@ pub struct TestDb {
     /// URL of this test's database (for child processes).
     pub url: String,
     admin: Arc<tokio_postgres::Config>,
+    /// Left in place when dropped ([`TestDb::keep`]).
+    kept: bool,
 }
 
-async fn admin_client(cfg: &tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, conn) = cfg.connect(NoTls).await.unwrap_or_else(|e| {
-        panic!(
+async fn admin_client(cfg: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+        anyhow::anyhow!(
             "PostgreSQL is not reachable at {} ({e}). Start it with `localstack/postgres-up.sh` \
-             or point TEST_DATABASE_URL at a server where the user may create databases.",
-            pool::redact_url(&admin_url())
+             or point TEST_DATABASE_URL (DATABASE_URL for loadgen) at a server where the user may create databases.",
+            pool::redact_url(&cfg_url(cfg))
         )
-    });
+    })?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    client
+    Ok(client)
+}
+
+/// Host, port and user of a config, for messages (no password).
+fn cfg_url(cfg: &tokio_postgres::Config) -> String {
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".into(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("postgres://{}@{host}:{port}", cfg.get_user().unwrap_or(""))
 }
 
 impl TestDb {
@@ -46,10 +58,18 @@ impl TestDb {
     /// [`TestDb::new`] on the server at `admin_url`.
     pub async fn new_on(admin_url: &str, label: &str) -> TestDb {
         orchestrator_core::telemetry::init_for_tests();
+        Self::create(admin_url, label)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Creates database `it_<label>_<random>` on the server at `admin_url`
+    /// and migrates it; dropped with the value.
+    pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<TestDb> {
         let admin: tokio_postgres::Config = admin_url
             .parse()
-            .expect("TEST_DATABASE_URL must be a PostgreSQL URL");
-        let client = admin_client(&admin).await;
+            .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))?;
+        let client = admin_client(&admin).await?;
         let clean: String = label
             .chars()
             .map(|c| {
@@ -68,20 +88,22 @@ impl TestDb {
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+            .map_err(|e| anyhow::anyhow!("cannot create database {name}: {e}"))?;
         let mut cfg = admin.clone();
         cfg.dbname(&name);
-        let pool = pool::pool_from_config(cfg, 16).expect("pool");
-        migrate::migrate(&pool)
-            .await
-            .expect("migrations apply to a fresh database");
         let url = pool::url_with_dbname(admin_url, &name);
-        TestDb {
-            pool,
+        // From here on, dropping the value drops the database.
+        let db = TestDb {
+            pool: pool::pool_from_config(cfg, 16)?,
             name,
             url,
             admin: Arc::new(admin),
-        }
+            kept: false,
+        };
+        migrate::migrate(&db.pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("migrations do not apply to a fresh database: {e}"))?;
+        Ok(db)
     }
 
     /// A use-case context with standard (non-FIFO) settings.
@@ -147,9 +169,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Leaves the database in place when the value is dropped; returns its name.
+    pub fn keep(mut self) -> String {
+        self.kept = true;
+        self.name.clone()
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         self.pool.close();
+        if self.kept {
+            return;
+        }
         let admin = self.admin.clone();
         let name = self.name.clone();
         // Drop runs outside any runtime we may block on: use a thread.

@@ -1,7 +1,7 @@
 //! Fault scenarios share one shape: a synthetic catalog, a uniquely named
 //! stack with an extra "capture" queue subscribed (raw) to the run-requests
 //! topic, a burst of updates, some fault, then the same final checks
-//! (issue "faults and load", point 1):
+//! :
 //! - every update sent is in `event_log` exactly once;
 //! - every queued run reached SNS: outbox backlog 0, no run left `queued`;
 //! - no metric has two pending runs; no two runs of a metric share an
@@ -12,9 +12,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::synth::{self, Shape};
 use aws_sdk_sqs::types::QueueAttributeName;
 use orchestrator_core::domain::events::ProjectionUpdate;
-use orchestrator_core::domain::synth::{self, Shape};
+use orchestrator_core::domain::run_state::RunStatus;
+use orchestrator_core::store::stats;
 
 use crate::aws::Stack;
 use crate::invariants::assert_invariants;
@@ -115,10 +117,7 @@ impl Fleet {
 
     /// Updates recorded so far (0 while the database is unreachable).
     pub async fn processed(&self) -> i64 {
-        self.db
-            .try_count("SELECT count(*) FROM event_log WHERE event_type = 'projection_update'")
-            .await
-            .unwrap_or(0)
+        stats::processed_updates(&self.db.pool).await.unwrap_or(0)
     }
 
     /// Waits for everything sent to be processed and published, then runs
@@ -131,10 +130,9 @@ impl Fleet {
             || async { (self.processed().await >= n).then_some(()) },
         )
         .await;
-        let keys: HashSet<String> = self
-            .db
-            .strings("SELECT event_key FROM event_log WHERE event_type = 'projection_update'")
+        let keys: HashSet<String> = stats::processed_update_keys(&self.db.pool)
             .await
+            .expect("event_log keys")
             .into_iter()
             .collect();
         assert_eq!(
@@ -145,15 +143,11 @@ impl Fleet {
             timeout,
             "outbox backlog 0 and no run left queued",
             || async {
-                let unpublished = self
-                    .db
-                    .count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                    .await;
-                let queued = self
-                    .db
-                    .count("SELECT count(*) FROM metric_runs WHERE status = 'queued'")
-                    .await;
-                (unpublished == 0 && queued == 0).then_some(())
+                let outbox = stats::outbox_counts(&self.db.pool).await.ok()?;
+                let queued = stats::runs_in(&self.db.pool, &[RunStatus::Queued])
+                    .await
+                    .ok()?;
+                (outbox.unpublished == 0 && queued == 0).then_some(())
             },
         )
         .await;
@@ -163,18 +157,10 @@ impl Fleet {
 
     /// Reads the capture queue until every requested run has been seen.
     async fn check_received_requests(&self, timeout: Duration) {
-        let requested: HashMap<String, String> = self
-            .db
-            .client()
+        let requested: HashMap<String, String> = stats::requested_runs(&self.db.pool)
             .await
-            .query(
-                "SELECT id, metric_code FROM metric_runs WHERE requested_at IS NOT NULL",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .expect("requested runs")
+            .into_iter()
             .collect();
         let mut seen = self.seen.lock().unwrap().clone();
         let deadline = Instant::now() + timeout;

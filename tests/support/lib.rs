@@ -1,5 +1,8 @@
-//! Shared helpers for tests against a real PostgreSQL: each [`TestDb`] is a
-//! fresh database migrated from `migrations/`, dropped when the test ends.
+//! What the tests and `loadgen` share: a fresh database migrated from
+//! `migrations/` per test or run ([`db`]), uniquely named LocalStack stacks
+//! ([`aws`]), worker processes ([`process`]), the synthetic catalog generator
+//! ([`synth`]), the "nothing lost, nothing duplicated" checks ([`invariants`],
+//! [`fleet`]), and test fixtures. Never shipped.
 
 pub mod aws;
 pub mod db;
@@ -8,7 +11,9 @@ pub mod fleet;
 pub mod http;
 pub mod invariants;
 pub mod private_pg;
+pub mod process;
 pub mod proxy;
+pub mod synth;
 pub mod terraform;
 
 pub use db::TestDb;

@@ -8,5 +8,4 @@ pub mod pending_run;
 pub mod problem;
 pub mod run_request;
 pub mod run_state;
-pub mod synth;
 pub mod trace;

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod pending;
 pub mod pool;
 pub mod runs;
+pub mod stats;
 pub mod tx;
 pub mod updates;
 

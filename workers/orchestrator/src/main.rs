@@ -1,23 +1,17 @@
-//! `orchestrator`: the operator CLI (SPEC §6).
+//! `orchestrator`: the operator CLI (docs/operations.md). Load and benchmark
+//! tools live in the separate `loadgen` binary, which is never shipped.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod bench_latency;
-mod bench_messaging;
 mod catalog;
 mod db;
 mod dlq;
-mod generate;
-mod proc;
 mod provision;
 mod replay;
 mod runs;
 mod runs_watch;
-mod scratch;
 mod simulate;
-mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,27 +32,19 @@ struct Cli {
 enum Command {
     /// Apply pending schema migrations (idempotent).
     Migrate(db::DbArgs),
+    /// Create the queues, DLQs, topic, subscription and bucket (idempotent).
+    Provision(provision::ProvisionArgs),
     /// Validate or apply a catalog file (JSON or YAML).
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Send NDJSON events (one per line) to a queue or topic.
+    Replay(replay::ReplayArgs),
     /// Inspect and act on metric runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
     /// List dead letters or move them back to their queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
-    /// Write a synthetic catalog and update stream of any size (load work).
-    Generate(generate::GenerateArgs),
-    /// Benchmark projection-update processing against PostgreSQL.
-    Bench(bench::BenchArgs),
-    /// Benchmark the projection-update worker through LocalStack.
-    BenchMessaging(bench_messaging::BenchMessagingArgs),
-    /// Create the queues, DLQs, topic, subscription and bucket (idempotent).
-    Provision(provision::ProvisionArgs),
-    /// Send NDJSON events (one per line) to a queue or topic.
-    Replay(replay::ReplayArgs),
-    /// The fleet at a steady rate for a while: memory over time, nothing lost.
-    Soak(soak::SoakArgs),
     /// A stand-in metric runner: answers run requests with lifecycle events.
     SimulateRunner(simulate::SimulateArgs),
 }
@@ -86,12 +72,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,
-        Command::Generate(args) => generate::run(args),
-        Command::Bench(args) => bench::run(args).await,
-        Command::BenchMessaging(args) => bench_messaging::run(args).await,
         Command::Provision(args) => provision::run(args).await,
         Command::Replay(args) => replay::run(args).await,
-        Command::Soak(args) => soak::run(args).await,
         Command::SimulateRunner(args) => simulate::run(args).await,
     }
 }

@@ -229,3 +229,31 @@ async fn runs_trigger_queues_a_run_from_fresh_updates_and_watch_waits_until_sett
         "{out}"
     );
 }
+
+#[test]
+fn help_lists_only_operator_commands() {
+    let o = orchestrator(None, &["--help"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let commands: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "migrate",
+            "provision",
+            "catalog",
+            "replay",
+            "runs",
+            "dlq",
+            "simulate-runner",
+            "help"
+        ],
+        "{out}"
+    );
+}

@@ -1,4 +1,4 @@
-//! `orchestrator bench-messaging`: the projection-update worker through
+//! `loadgen bench-messaging`: the projection-update worker through
 //! LocalStack. In one run, on a fresh database and uniquely named resources:
 //! 1. drain rate of N queued scenario-A updates by the real worker binary,
 //!    against a do-nothing consumer (the same SQS runtime, receive + delete
@@ -7,22 +7,24 @@
 //!    on the run-requests queue, at a steady rate;
 //! 3. the worker's peak RSS (VmHWM) over both.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use orchestrator_core::domain::synth::{self, Shape};
+use orchestrator_core::app::catalog_apply;
 use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
+use orchestrator_core::store::stats;
 use orchestrator_core::workers::AwsClients;
+use orchestrator_tests::aws::{unique_suffix, Stack};
+use orchestrator_tests::process::Process;
+use orchestrator_tests::synth::{self, Shape};
+use orchestrator_tests::TestDb;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench_latency;
-use crate::db::DbArgs;
-use crate::proc::{memory_kib, sibling, Worker};
-use crate::scratch;
+use crate::ServerArgs;
 
 #[derive(Args)]
 pub struct BenchMessagingArgs {
@@ -43,7 +45,7 @@ pub struct BenchMessagingArgs {
     concurrency: usize,
     /// A server where the user may create databases.
     #[command(flatten)]
-    db: DbArgs,
+    db: ServerArgs,
 }
 
 struct Nothing;
@@ -54,59 +56,15 @@ impl Handler for Nothing {
     }
 }
 
-pub(crate) async fn send_all(aws: &AwsClients, queue: &str, bodies: &[String]) -> Result<()> {
-    for chunk in bodies.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(b)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = aws
-            .sqs
-            .send_message_batch()
-            .queue_url(queue)
-            .set_entries(Some(entries))
-            .send()
-            .await?;
-        if !out.failed().is_empty() {
-            bail!("SendMessageBatch failed for {} entries", out.failed().len());
-        }
-    }
-    Ok(())
-}
-
-pub(crate) async fn queue_depth(aws: &AwsClients, queue: &str) -> Result<i64> {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(A::All)
-        .send()
-        .await?;
-    let a = out.attributes().context("no attributes")?;
-    let n = |k: A| a.get(&k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-    Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
-}
-
 pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let aws = AwsClients::from_env().await;
-    let id = scratch::unique_id();
+    let id = &unique_suffix()[..12];
     let bucket = format!("bench-out-{id}");
-    let stack = scratch::stack(&aws, &format!("bench-{id}-"), &bucket).await?;
-    let noop = scratch::stack(&aws, &format!("bench-noop-{id}-"), &bucket).await?;
+    let stack = Stack::provision(aws.clone(), &format!("bench-{id}-"), &bucket, false).await?;
+    let noop = Stack::provision(aws.clone(), &format!("bench-noop-{id}-"), &bucket, false).await?;
     // A fresh database with the scenario-A catalog.
-    let scratch_db = scratch::ScratchDb::create(
-        &args.db.database_url,
-        &format!("bench_msg_{id}"),
-        Shape::SCENARIO_A,
-    )
-    .await?;
+    let scratch_db = TestDb::create(&args.db.database_url, "bench_msg").await?;
+    catalog_apply::apply(&scratch_db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
     let (db, url) = (scratch_db.pool.clone(), scratch_db.url.clone());
     let updates: Vec<String> = synth::updates(Shape::SCENARIO_A, args.updates + 100_000)
         .iter()
@@ -114,13 +72,12 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         .collect();
 
     // 1a. Do-nothing consumer draining N messages.
-    send_all(
-        &aws,
-        &noop.projection_updates_queue_url,
+    noop.send_all(
+        &noop.names.projection_updates_queue_url,
         &updates[..args.updates],
     )
     .await?;
-    let mut cfg = ConsumerConfig::new(&noop.projection_updates_queue_url);
+    let mut cfg = ConsumerConfig::new(&noop.names.projection_updates_queue_url);
     cfg.concurrency = args.concurrency;
     cfg.wait_time = Duration::from_secs(1);
     let stop = CancellationToken::new();
@@ -128,7 +85,11 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, Nothing).run(stop.clone()),
     );
     let started = Instant::now();
-    while queue_depth(&aws, &noop.projection_updates_queue_url).await? > 0 {
+    while noop
+        .total_depth(&noop.names.projection_updates_queue_url)
+        .await?
+        > 0
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let noop_secs = started.elapsed().as_secs_f64();
@@ -136,13 +97,14 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let _ = consumer.await;
 
     // 1b. The worker draining N queued updates.
-    send_all(
-        &aws,
-        &stack.projection_updates_queue_url,
-        &updates[..args.updates],
-    )
-    .await?;
+    stack
+        .send_all(
+            &stack.names.projection_updates_queue_url,
+            &updates[..args.updates],
+        )
+        .await?;
     let mut env: Vec<(String, String)> = stack
+        .names
         .env()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -153,23 +115,11 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         ("OPS_ADDR".into(), "127.0.0.1:0".into()),
         ("RUST_LOG".into(), "warn".into()),
     ]);
-    let child = Command::new(sibling("projection-update-worker")?)
-        .envs(env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let worker = Worker(child);
-    let pid = worker.0.id();
-    let client = db.get().await?;
+    let worker =
+        Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))?;
     let started = Instant::now();
     loop {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM event_log WHERE event_type = 'projection_update'",
-                &[],
-            )
-            .await?
-            .get(0);
+        let n = stats::processed_updates(&db).await?;
         if n as usize >= args.updates {
             break;
         }
@@ -180,26 +130,15 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     }
     let worker_secs = started.elapsed().as_secs_f64();
     // Let the outbox drain, then empty the run-requests queue for the latency run.
-    while client
-        .query_one(
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-            &[],
-        )
-        .await?
-        .get::<_, i64>(0)
-        > 0
-    {
+    while stats::outbox_counts(&db).await?.unpublished > 0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let published: i64 = client
-        .query_one("SELECT count(*) FROM outbox", &[])
-        .await?
-        .get(0);
+    let published = stats::outbox_counts(&db).await?.written;
     let publish_secs = started.elapsed().as_secs_f64();
     aws.sqs
         .purge_queue()
-        .queue_url(&stack.run_requests_queue_url)
+        .queue_url(&stack.names.run_requests_queue_url)
         .send()
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -208,31 +147,30 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let total = (args.rate * args.latency_secs as f64) as usize;
     let l = bench_latency::latencies(
         &aws,
-        &stack.projection_updates_queue_url,
-        &stack.run_requests_queue_url,
+        &stack.names.projection_updates_queue_url,
+        &stack.names.run_requests_queue_url,
         updates[args.updates..args.updates + total].to_vec(),
         args.rate,
         Duration::from_secs(args.latency_secs + 30),
     )
     .await?;
-    let rss = memory_kib(pid, "VmHWM");
+    let rss = worker.peak_rss_kib();
     drop(worker);
 
     // 3. The broker's own ceiling for SNS → SQS, with run-request-sized bodies.
-    let sample = client
-        .query_one("SELECT payload FROM outbox LIMIT 1", &[])
-        .await?
-        .get::<_, String>(0);
+    let Some(sample) = stats::sample_request(&db).await? else {
+        bail!("the worker published no run request");
+    };
     aws.sqs
         .purge_queue()
-        .queue_url(&noop.run_requests_queue_url)
+        .queue_url(&noop.names.run_requests_queue_url)
         .send()
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ceiling = bench_latency::broker_ceiling(
-        &aws,
-        &noop.run_requests_topic_arn,
-        &noop.run_requests_queue_url,
+        &noop,
+        &noop.names.run_requests_topic_arn,
+        &noop.names.run_requests_queue_url,
         args.ceiling_messages,
         &sample,
     )
@@ -281,6 +219,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         ),
         None => println!("worker peak RSS: not available (no /proc)"),
     }
-    scratch_db.drop_db().await?;
+    drop(scratch_db);
     Ok(())
 }

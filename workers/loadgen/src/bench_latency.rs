@@ -1,4 +1,4 @@
-//! Parts of `orchestrator bench-messaging` that measure the broker side:
+//! Parts of `loadgen bench-messaging` that measure the broker side:
 //! SendMessage → run-request latency read from the run-requests queue's own
 //! `SentTimestamp` (when SNS put the message there, so the reader's speed does
 //! not count), and the broker's ceiling for SNS → SQS fan-out.
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use orchestrator_core::workers::AwsClients;
+use orchestrator_tests::aws::Stack;
 use serde_json::Value;
 
 fn now_ms() -> i64 {
@@ -117,7 +118,7 @@ pub async fn latencies(
 /// queue: `n` bodies of `body`'s size, published 10 per call from 8 tasks,
 /// until all of them are on the queue.
 pub async fn broker_ceiling(
-    aws: &AwsClients,
+    stack: &Stack,
     topic_arn: &str,
     queue_url: &str,
     n: usize,
@@ -126,7 +127,7 @@ pub async fn broker_ceiling(
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
         .map(|t| {
-            let (aws, topic, body) = (aws.clone(), topic_arn.to_string(), body.to_string());
+            let (aws, topic, body) = (stack.aws.clone(), topic_arn.to_string(), body.to_string());
             tokio::spawn(async move {
                 for chunk in (0..n).filter(|i| i % 8 == t).collect::<Vec<_>>().chunks(10) {
                     let entries = chunk
@@ -156,7 +157,7 @@ pub async fn broker_ceiling(
     for t in tasks {
         let _ = t.await;
     }
-    while super::bench_messaging::queue_depth(aws, queue_url).await? < n as i64 {
+    while stack.total_depth(queue_url).await? < n as i64 {
         if started.elapsed() > Duration::from_secs(600) {
             anyhow::bail!("the broker delivered fewer than {n} messages in 10 minutes");
         }

@@ -1,6 +1,7 @@
-//! `orchestrator bench`: projection-update throughput and latency against
-//! PostgreSQL on synthetic catalogs (scenarios A and B of the core-engine
-//! issue), with pgbench TPC-B on the same server as the yardstick.
+//! `loadgen bench`: projection-update throughput and latency against
+//! PostgreSQL on synthetic catalogs (scenario A: 1,000 metrics over 50
+//! datasets; B: 50,000 over 500), with pgbench TPC-B on the same server as
+//! the yardstick.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use orchestrator_core::app::{catalog_apply, projection_update, Context as AppContext};
 use orchestrator_core::domain::run_request::RequestSettings;
-use orchestrator_core::domain::synth::{self, Shape};
-use orchestrator_core::store::{migrate, pool};
-use tokio_postgres::NoTls;
+use orchestrator_core::store::pool;
+use orchestrator_tests::synth::{self, Shape};
+use orchestrator_tests::TestDb;
 
-use crate::db::DbArgs;
+use crate::ServerArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Scenario {
@@ -44,7 +45,7 @@ pub struct BenchArgs {
     repeat: usize,
     /// A server where the user may create databases (bench databases are created and dropped there).
     #[command(flatten)]
-    db: DbArgs,
+    db: ServerArgs,
 }
 
 struct Measured {
@@ -92,31 +93,11 @@ impl Measured {
     }
 }
 
-async fn admin(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| format!("Failed to connect to {}", pool::redact_url(url)))?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
 async fn scenario(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<Measured> {
-    let db_name = format!("bench_{}_{}", name.to_lowercase(), &uuid_suffix());
-    let admin = admin(&args.db.database_url).await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
-        .await
-        .context("Failed to create the bench database")?;
-    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
-    let result = measure(args, name, shape, &url).await;
-    if !args.keep {
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-            ))
-            .await?;
-    } else {
-        println!("kept database {db_name}");
+    let db = TestDb::create(&args.db.database_url, &format!("bench_{name}")).await?;
+    let result = measure(args, name, shape, &db.url).await;
+    if args.keep {
+        println!("kept database {}", db.keep());
     }
     result
 }
@@ -128,7 +109,6 @@ async fn measure(
     url: &str,
 ) -> Result<Measured> {
     let pool = pool::build_pool(url, args.concurrency + 2)?;
-    migrate::migrate(&pool).await?;
     let started = Instant::now();
     let report = catalog_apply::apply(&pool, &synth::catalog(shape)).await?;
     println!(
@@ -187,10 +167,6 @@ async fn measure(
     Ok(m)
 }
 
-fn uuid_suffix() -> String {
-    orchestrator_core::app::new_id().replace('-', "")[20..].to_string()
-}
-
 fn pgbench_path() -> String {
     let debian = "/usr/lib/postgresql/15/bin/pgbench";
     if std::path::Path::new(debian).exists() {
@@ -201,12 +177,8 @@ fn pgbench_path() -> String {
 }
 
 async fn pgbench(args: &BenchArgs) -> Result<f64> {
-    let db_name = format!("bench_pgbench_{}", uuid_suffix());
-    let admin = admin(&args.db.database_url).await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{db_name}\""))
-        .await?;
-    let url = pool::url_with_dbname(&args.db.database_url, &db_name);
+    let db = TestDb::create(&args.db.database_url, "bench_pgbench").await?;
+    let url = db.url.clone();
     let run = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(pgbench_path());
         cmd.args(extra).arg(&url);
@@ -223,11 +195,7 @@ async fn pgbench(args: &BenchArgs) -> Result<f64> {
     }
     let secs = args.pgbench_secs.to_string();
     let out = run(&["-c", "4", "-j", "2", "-T", &secs])?;
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
-        .await?;
+    drop(db);
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| {
@@ -279,7 +247,7 @@ async fn repeated(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     println!(
-        "orchestrator bench: {} updates per scenario, concurrency {}, {} run(s) each, server {}",
+        "loadgen bench: {} updates per scenario, concurrency {}, {} run(s) each, server {}",
         args.updates,
         args.concurrency,
         args.repeat.max(1),

@@ -1,4 +1,4 @@
-//! `orchestrator generate`: a synthetic catalog and NDJSON update stream of
+//! `loadgen generate`: a synthetic catalog and NDJSON update stream of
 //! any size, for load work (the same generator the benchmarks use).
 
 use std::io::Write;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use orchestrator_core::domain::synth::{self, Shape};
+use orchestrator_tests::synth::{self, Shape};
 
 #[derive(Args)]
 pub struct GenerateArgs {

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::events::ProjectionUpdate;
+use orchestrator_core::domain::events::ProjectionUpdate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
@@ -173,7 +173,7 @@ pub fn updates(shape: Shape, count: usize) -> Vec<ProjectionUpdate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::catalog::validate;
+    use orchestrator_core::domain::catalog::validate;
     use std::collections::{HashMap, HashSet};
 
     #[test]

@@ -1,0 +1,69 @@
+//! `loadgen`: benchmarks and load tools for the metric orchestrator. It
+//! creates its own databases and queues, drives the real workers, and prints
+//! figures (see BENCHMARKS.md). Never shipped: the image holds only the
+//! operator CLI and the two workers.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod bench;
+mod bench_latency;
+mod bench_messaging;
+mod generate;
+mod soak;
+
+use clap::{Args, Parser, Subcommand};
+use orchestrator_core::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Benchmarks and load for the metric orchestrator (not for production)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmark projection-update processing against PostgreSQL.
+    Bench(bench::BenchArgs),
+    /// Benchmark the projection-update worker through LocalStack.
+    BenchMessaging(bench_messaging::BenchMessagingArgs),
+    /// The fleet at a steady rate for a while: memory over time, nothing lost.
+    Soak(soak::SoakArgs),
+    /// Write a synthetic catalog and update stream of any size.
+    Generate(generate::GenerateArgs),
+}
+
+/// The server where loadgen creates (and drops) its scratch databases.
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// PostgreSQL URL of a server where the user may create databases.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let telemetry = telemetry::init(
+        std::env::var("LOG_FORMAT")
+            .ok()
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(LogFormat::Pretty),
+        "loadgen",
+    );
+    let result = match Cli::parse().command {
+        Command::Bench(args) => bench::run(args).await,
+        Command::BenchMessaging(args) => bench_messaging::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
+        Command::Generate(args) => generate::run(args),
+    };
+    if let Err(e) = result {
+        drop(telemetry);
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
