@@ -3,16 +3,18 @@
 //!
 //! - [`domain`]: pure rules, no I/O: expressions ([`domain::expression`]),
 //!   the catalog file ([`domain::catalog`]), freshness, the run state machine
-//!   ([`domain::run_state`]), inbound events and the outbound run request,
-//!   and a synthetic catalog generator for load work ([`domain::synth`]).
+//!   ([`domain::run_state`]), inbound events and the outbound run request.
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL,
 //!   migrations, the pool and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update, lifecycle
 //!   events, timeout/retry sweep, catalog apply, operator run queries.
 //! - [`relay`]: the transactional outbox relay and the publisher trait.
-//! - [`workers`]: the long-running loops the binaries run.
-//! - [`messaging`]: SQS consumer runtime, DLQ admin, SNS publisher, S3 pointers, provisioning.
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the Prometheus metric names.
+//! - [`workers`]: the two queue-consuming workers, wired from their dependencies.
+//! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, SNS
+//!   publisher, S3 pointers, provisioning.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
+//!   gauges; [`metrics`]: the Prometheus metric names.
+//! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop.
 //! - [`config`]: settings from the environment; [`telemetry`]: logging.
 
 pub mod app;
@@ -22,6 +24,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod ops;
 pub mod relay;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod workers;

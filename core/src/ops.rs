@@ -98,3 +98,48 @@ pub async fn serve(
         }
     }))
 }
+
+/// Serves the ops endpoints and refreshes the database-state gauges until
+/// `shutdown`; fails at once when `addr` cannot be bound.
+pub async fn start(
+    addr: SocketAddr,
+    state: OpsState,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    tokio::spawn(crate::shutdown::every(
+        Duration::from_secs(15),
+        shutdown.clone(),
+        {
+            let pool = state.pool.clone();
+            move || refresh_state_gauges(pool.clone())
+        },
+    ));
+    serve(addr, state, shutdown).await
+}
+
+/// Sets the gauges read from the database (outbox backlog, runs by status);
+/// every replica reports the same values.
+async fn refresh_state_gauges(pool: Pool) {
+    let backlog = crate::in_transaction!(pool, crate::store::StoreError, |tx| {
+        crate::store::outbox::backlog(&tx).await?
+    });
+    match backlog {
+        Ok(b) => {
+            metrics::gauge!(crate::metrics::OUTBOX_BACKLOG).set(b.unpublished as f64);
+            metrics::gauge!(crate::metrics::OUTBOX_OLDEST_AGE_SECONDS).set(b.oldest_age_secs);
+        }
+        Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
+    }
+    match crate::app::runs_admin::counts(&pool).await {
+        Ok(counts) => {
+            for status in crate::domain::run_state::RunStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!(crate::metrics::RUNS, "status" => status.as_str()).set(n as f64);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "could not count runs"),
+    }
+}

@@ -123,9 +123,10 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
-    /// Sweeps until `shutdown` is canceled. Errors are logged and retried.
+    /// Sweeps every `sweep_interval` until `shutdown` is canceled. Errors
+    /// are logged and retried at the next sweep.
     pub async fn run(&self, shutdown: CancellationToken) {
-        loop {
+        crate::shutdown::every(self.config.sweep_interval, shutdown, || async {
             match self.sweep_once().await {
                 Ok(r) if r.published + r.failed > 0 => {
                     tracing::info!(published = r.published, failed = r.failed, "outbox sweep")
@@ -133,11 +134,8 @@ impl<P: Publisher> Relay<P> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "outbox sweep failed; will retry"),
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.config.sweep_interval) => {}
-            }
-        }
+        })
+        .await
     }
 
     pub async fn backlog(&self) -> Result<Backlog, StoreError> {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use orchestrator_core::messaging::provision::{provision, ProvisionSpec, Provisioned};
-use orchestrator_core::workers::AwsClients;
+use orchestrator_core::messaging::AwsClients;
 
 use crate::TestDb;
 

@@ -81,3 +81,33 @@ async fn sweep_batch(
         outbox_ids,
     })
 }
+
+/// Sweeps every `interval` until `shutdown`, publishing the retries it
+/// queues at once (the relay's own sweep catches any it could not).
+pub async fn run<P: crate::relay::Publisher + 'static>(
+    ctx: Context,
+    relay: std::sync::Arc<crate::relay::Relay<P>>,
+    timeouts: Timeouts,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    crate::shutdown::every(interval, shutdown, || async {
+        match sweep(&ctx, timeouts).await {
+            Ok(s) if !s.timed_out.is_empty() => {
+                metrics::counter!(crate::metrics::RUN_TIMEOUTS).increment(s.timed_out.len() as u64);
+                metrics::counter!(crate::metrics::RUN_RETRIES).increment(s.retries.len() as u64);
+                tracing::info!(
+                    timed_out = s.timed_out.len(),
+                    retries = s.retries.len(),
+                    "timeout sweep"
+                );
+                if let Err(e) = relay.publish_now(&s.outbox_ids).await {
+                    tracing::warn!(error = %e, "publishing retries failed; the outbox sweeper will retry");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "timeout sweep failed; will retry"),
+        }
+    })
+    .await
+}

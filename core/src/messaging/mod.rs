@@ -6,6 +6,26 @@ pub mod s3;
 pub mod sns;
 pub mod sqs;
 
+/// AWS clients a worker uses.
+#[derive(Clone)]
+pub struct AwsClients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl AwsClients {
+    /// Clients configured from the environment (see [`aws_config`]).
+    pub async fn from_env() -> Self {
+        let config = aws_config().await;
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            s3: s3_client(&config),
+        }
+    }
+}
+
 /// Builds the AWS configuration from the environment (`AWS_REGION`,
 /// `AWS_ENDPOINT_URL` for LocalStack, credentials).
 pub async fn aws_config() -> aws_config::SdkConfig {

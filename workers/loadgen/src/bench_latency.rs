@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use orchestrator_core::workers::AwsClients;
+use orchestrator_core::messaging::AwsClients;
 use orchestrator_tests::aws::Stack;
 use serde_json::Value;
 

@@ -15,8 +15,8 @@ use orchestrator_core::app::catalog_apply;
 use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
+use orchestrator_core::messaging::AwsClients;
 use orchestrator_core::store::stats;
-use orchestrator_core::workers::AwsClients;
 use orchestrator_tests::aws::{unique_suffix, Stack};
 use orchestrator_tests::process::Process;
 use orchestrator_tests::synth::{self, Shape};

@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use orchestrator_core::messaging::sqs::{dlq, dlq_admin};
-use orchestrator_core::workers::AwsClients;
+use orchestrator_core::messaging::AwsClients;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Source {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use orchestrator_core::messaging::provision::{provision, ProvisionSpec};
-use orchestrator_core::workers::AwsClients;
+use orchestrator_core::messaging::AwsClients;
 
 #[derive(Args)]
 pub struct ProvisionArgs {

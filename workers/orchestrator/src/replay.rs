@@ -12,7 +12,7 @@ use clap::Args;
 use orchestrator_core::domain::events::{
     parse_body, parse_lifecycle, parse_projection_update, EventError,
 };
-use orchestrator_core::workers::AwsClients;
+use orchestrator_core::messaging::AwsClients;
 use sha2::{Digest, Sha256};
 
 #[derive(Args)]

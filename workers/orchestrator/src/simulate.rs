@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use orchestrator_core::domain::events::parse_body;
 use orchestrator_core::messaging::s3;
-use orchestrator_core::workers::{shutdown_on_signals, AwsClients};
+use orchestrator_core::messaging::AwsClients;
+use orchestrator_core::shutdown;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -117,7 +118,7 @@ async fn simulate(aws: AwsClients, args: SimulateArgs, request: Value) -> Result
 
 pub async fn run(args: SimulateArgs) -> Result<()> {
     let aws = AwsClients::from_env().await;
-    let shutdown = shutdown_on_signals();
+    let shutdown = shutdown::on_signals();
     let done = Arc::new(AtomicUsize::new(0));
     eprintln!(
         "simulate-runner: reading {} ({} readers)",
