@@ -294,3 +294,105 @@ async fn spans_are_exported_over_otlp_in_the_producers_trace_when_an_endpoint_is
     )
     .await;
 }
+
+/// Sends `body` and returns its SQS message id.
+async fn send_one(stack: &Stack, body: &str, traceparent: Option<&str>) -> String {
+    let mut req = stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&stack.names.projection_updates_queue_url)
+        .message_body(body);
+    if let Some(tp) = traceparent {
+        req = req.message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(tp)
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.unwrap().message_id.unwrap()
+}
+
+/// At the default log level, every message ends in exactly one line (info
+/// when handled, warn when dead-lettered) with its outcome and correlation
+/// fields; a value PostgreSQL can never store is dead-lettered at once as
+/// `unprocessable` instead of being retried.
+#[tokio::test]
+async fn each_message_ends_in_one_log_line_at_the_default_level() {
+    let db = db_with_catalog("telemetry_one_line").await;
+    let stack = Stack::new("oneline", false).await;
+    let worker =
+        Process::spawn_with_default_log_level("projection-update-worker", &stack.env(&db), &[]);
+    let traceparent = format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01");
+    let processed = send_one(&stack, &update_body("d1", "v1"), Some(&traceparent)).await;
+    // Wait for the first before sending its duplicate, so that one is processed.
+    let got = stack
+        .receive(&stack.names.run_requests_queue_url, 1, WAIT)
+        .await;
+    assert_eq!(got.len(), 1, "m.single's run request");
+    let duplicate = send_one(&stack, &update_body("d1", "v1"), None).await;
+    let invalid = send_one(&stack, "{not json", None).await;
+    // Valid JSON and a valid event, but text with a NUL character cannot be
+    // stored by PostgreSQL (SQLSTATE 22021): it can never succeed.
+    let nul = send_one(&stack, &update_body("d\u{0}1", "v1"), None).await;
+
+    let dlq = &stack.names.projection_updates_dlq_url;
+    let letters = stack.receive(dlq, 2, WAIT).await;
+    assert_eq!(letters.len(), 2);
+    let unprocessable = letters
+        .iter()
+        .map(attributes)
+        .find(|a| a["source_message_id"] == nul)
+        .expect("the NUL update is dead-lettered");
+    assert_eq!(unprocessable["error_type"], "unprocessable");
+    assert_eq!(unprocessable["receive_count"], "1", "not retried first");
+    assert!(
+        unprocessable["error_message"].contains("0x00"),
+        "the cause is kept: {}",
+        unprocessable["error_message"]
+    );
+
+    let ids = [&processed, &duplicate, &invalid, &nul];
+    let lines: Vec<serde_json::Value> = eventually(WAIT, "a final line per message", || async {
+        let logs = std::fs::read_to_string(&worker.log).ok()?;
+        let lines: Vec<serde_json::Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| ids.iter().any(|id| v["message_id"] == id.as_str()))
+            .collect();
+        (lines.len() >= ids.len()).then_some(lines)
+    })
+    .await;
+    let of = |id: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|v| v["message_id"] == id).collect()
+    };
+    for (id, level, outcome) in [
+        (&processed, "INFO", "processed"),
+        (&duplicate, "INFO", "ignored"),
+        (&invalid, "WARN", "dead_lettered"),
+        (&nul, "WARN", "dead_lettered"),
+    ] {
+        let mine = of(id);
+        assert_eq!(mine.len(), 1, "one line for {outcome}: {mine:?}");
+        assert_eq!(mine[0]["level"], level, "{:?}", mine[0]);
+        assert_eq!(mine[0]["outcome"], outcome, "{:?}", mine[0]);
+        assert!(mine[0]["trace_id"].as_str().is_some_and(|t| t.len() == 32));
+    }
+    let line = of(&processed)[0];
+    assert_eq!(
+        line["trace_id"], TRACE_ID,
+        "the producer's trace id: {line}"
+    );
+    assert_eq!(line["span"]["dataset_id"], "d1", "{line}");
+    let detail = line["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("3 dependent metrics; runs created 3, queued 1, pending 2"),
+        "{detail}"
+    );
+    assert_eq!(of(&duplicate)[0]["reason"], "duplicate");
+    assert_eq!(of(&invalid)[0]["error_type"], "invalid_json");
+    assert_eq!(of(&nul)[0]["error_type"], "unprocessable");
+}

@@ -47,12 +47,40 @@ impl Process {
         env: &[(String, String)],
         args: &[&str],
     ) -> Result<Process, String> {
+        Self::start(name, env, args, &[])
+    }
+
+    /// [`Process::spawn`] without `RUST_LOG`, from `env` or inherited: the
+    /// process logs at its default level, as in production.
+    pub fn spawn_with_default_log_level(
+        name: &str,
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> Process {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| k != "RUST_LOG")
+            .cloned()
+            .collect();
+        Self::start(name, &env, args, &["RUST_LOG"]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn start(
+        name: &str,
+        env: &[(String, String)],
+        args: &[&str],
+        unset: &[&str],
+    ) -> Result<Process, String> {
         let path = find_binary(name)?;
         let log =
             std::env::temp_dir().join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
         let file = std::fs::File::create(&log)
             .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let child = Command::new(path)
+        let mut command = Command::new(path);
+        unset.iter().for_each(|k| {
+            command.env_remove(k);
+        });
+        let child = command
             .args(args)
             .envs(env.iter().cloned())
             .stdout(Stdio::null())

@@ -1,14 +1,23 @@
-//! SQS handlers: parse the body (SPEC §3), run the use case, publish the run
-//! requests it committed, and say what becomes of the message.
+//! SQS handlers: parse the body (docs/contracts.md), run the use case,
+//! publish the run requests it committed, and say what becomes of the
+//! message. Each records its message's subject (`dataset_id` or `run_id`) on
+//! the message span, so that the loop's one line per message names it.
 
+use super::lifecycle::LifecycleOutcome;
 use super::{lifecycle, projection_update, Context};
 use crate::domain::events::{parse_body, parse_lifecycle, parse_projection_update};
 use crate::messaging::sqs::{Handler, HandlerError, InboundMessage, Outcome};
 use crate::relay::PublishQueue;
 use crate::store::StoreError;
 
-fn transient(e: StoreError) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+/// A store failure: permanent when the database refuses the message's own
+/// data (it goes to the DLQ at once), else transient (retried).
+fn store_failure(e: StoreError) -> HandlerError {
+    if e.is_permanent() {
+        HandlerError::Unprocessable(Box::new(e))
+    } else {
+        HandlerError::Transient(Box::new(e))
+    }
 }
 
 pub struct ProjectionUpdateHandler {
@@ -21,21 +30,28 @@ pub struct ProjectionUpdateHandler {
 impl Handler for ProjectionUpdateHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let update = parse_projection_update(&parse_body(&msg.body)?)?;
+        let span = tracing::Span::current();
+        span.record("dataset_id", update.dataset_id.as_str());
         let origin = projection_update::Origin {
-            traceparent: Some(
-                crate::telemetry::downstream(&tracing::Span::current(), &msg.trace).to_string(),
-            ),
+            traceparent: Some(crate::telemetry::downstream(&span, &msg.trace).to_string()),
             source_sent_at: msg.sent_at,
         };
         let summary = projection_update::process_with(&self.ctx, &update, &origin)
             .await
-            .map_err(transient)?;
+            .map_err(store_failure)?;
+        if summary.duplicate {
+            return Ok(Outcome::ignored("duplicate"));
+        }
+        let detail = format!(
+            "update {}: {} dependent metrics; runs created {}, queued {}, pending {}",
+            summary.update_id.as_deref().unwrap_or("-"),
+            summary.dependent_metrics,
+            summary.runs_created,
+            summary.runs_queued,
+            summary.runs_pending
+        );
         self.publish.submit(summary.outbox_ids);
-        Ok(if summary.duplicate {
-            Outcome::Ignored("duplicate".into())
-        } else {
-            Outcome::Processed
-        })
+        Ok(Outcome::processed(detail))
     }
 }
 
@@ -48,20 +64,26 @@ impl Handler for LifecycleHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let raw = parse_body(&msg.body)?;
         let event = parse_lifecycle(&raw)?;
+        tracing::Span::current().record("run_id", event.run_id());
+        let kind = event.kind().as_str();
         match lifecycle::handle(&self.ctx, &event, &raw)
             .await
-            .map_err(transient)?
+            .map_err(store_failure)?
         {
-            lifecycle::LifecycleOutcome::Applied { outbox_ids, .. } => {
+            LifecycleOutcome::Applied {
+                from,
+                to,
+                retry_run_id,
+                outbox_ids,
+            } => {
                 // A completion with FAILURE and attempts left queues a retry.
                 metrics::counter!(crate::metrics::RUN_RETRIES).increment(outbox_ids.len() as u64);
                 self.publish.submit(outbox_ids);
-                Ok(Outcome::Processed)
+                let retry = retry_run_id.map_or(String::new(), |id| format!("; retry {id} queued"));
+                Ok(Outcome::processed(format!("{kind}: {from} → {to}{retry}")))
             }
-            lifecycle::LifecycleOutcome::Ignored(reason) => {
-                Ok(Outcome::Ignored(reason.to_string()))
-            }
-            lifecycle::LifecycleOutcome::UnknownRun => Ok(Outcome::Ignored("unknown run".into())),
+            LifecycleOutcome::Ignored(reason) => Ok(Outcome::ignored(format!("{kind}: {reason}"))),
+            LifecycleOutcome::UnknownRun => Ok(Outcome::ignored(format!("{kind}: unknown run"))),
         }
     }
 }

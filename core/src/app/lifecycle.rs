@@ -55,9 +55,9 @@ pub async fn handle(
         } => {
             tracing::debug!(%from, %to, retry = ?retry_run_id, "lifecycle event applied");
         }
-        LifecycleOutcome::Ignored(reason) => tracing::warn!(%reason, "lifecycle event ignored"),
+        LifecycleOutcome::Ignored(reason) => tracing::debug!(%reason, "lifecycle event ignored"),
         LifecycleOutcome::UnknownRun => {
-            tracing::warn!("lifecycle event for an unknown run ignored")
+            tracing::debug!("lifecycle event for an unknown run ignored")
         }
     }
     Ok(outcome)

@@ -67,6 +67,20 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The database refused the data itself (SQLSTATE class 22, data
+    /// exception, or 23, integrity constraint violation): trying the same
+    /// data again can never succeed.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Db(e) => e
+                .code()
+                .is_some_and(|c| matches!(&c.code()[..2], "22" | "23")),
+            _ => false,
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The database clock (`now()`: the start of the current transaction).

@@ -52,7 +52,7 @@ struct Nothing;
 
 impl Handler for Nothing {
     async fn handle(&self, _: &InboundMessage) -> Result<Outcome, HandlerError> {
-        Ok(Outcome::Processed)
+        Ok(Outcome::processed(""))
     }
 }
 

@@ -1,24 +1,27 @@
 //! The receive loop: long-poll batches of up to ten, at most `concurrency`
 //! messages in flight, FIFO message groups processed in order (in parallel
-//! across groups), visibility extended while a handler works, outcomes turned
-//! into deletes (batched), dead letters or visibility back-offs, and a drain
-//! within the grace period on shutdown.
+//! across groups), visibility extended while a handler works, and a drain
+//! within the grace period on shutdown. Reading a message is
+//! [`super::received`], deciding its fate [`super::disposition`], deleting
+//! [`super::deleter`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::config::ConsumerConfig;
+use super::deleter::{Delete, Deleter};
+use super::disposition::{decide, Disposition};
 use super::dlq::{self, DeadLetter};
-use super::outcome::{Handler, HandlerError, InboundMessage};
+use super::outcome::{Handler, HandlerError, InboundMessage, Outcome};
+use super::received::Received;
 use crate::domain::events::MAX_BODY_BYTES;
-use crate::domain::trace::TraceContext;
 use crate::messaging::s3;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +43,9 @@ struct Shared<H> {
     config: ConsumerConfig,
     handler: Arc<H>,
     dlq_url: String,
-    deletes: mpsc::UnboundedSender<DeleteRequest>,
+    deleter: Deleter,
     /// The queue's name, for metric labels.
     queue: String,
-}
-
-enum DeleteRequest {
-    Delete { receipt: String, message_id: String },
-    Flush(oneshot::Sender<()>),
 }
 
 fn sqs_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
@@ -92,12 +90,7 @@ impl<H: Handler> Consumer<H> {
     /// Consumes until `shutdown`, then drains in-flight messages.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let dlq_url = self.resolve_dlq().await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let deleter = tokio::spawn(delete_batches(
-            self.sqs.clone(),
-            self.config.queue_url.clone(),
-            rx,
-        ));
+        let (deleter, deleting) = Deleter::start(self.sqs.clone(), self.config.queue_url.clone());
         let queue = crate::metrics::queue_label(&self.config.queue_url);
         let shared = Arc::new(Shared {
             sqs: self.sqs,
@@ -105,7 +98,7 @@ impl<H: Handler> Consumer<H> {
             config: self.config,
             handler: self.handler,
             dlq_url,
-            deletes: tx,
+            deleter,
             queue,
         });
         tracing::info!(queue = %shared.config.queue_url, dlq = %shared.dlq_url,
@@ -173,11 +166,9 @@ impl<H: Handler> Consumer<H> {
             );
             tasks.abort_all();
         }
-        let (done_tx, done_rx) = oneshot::channel();
-        let _ = shared.deletes.send(DeleteRequest::Flush(done_tx));
-        let _ = done_rx.await;
+        shared.deleter.flush().await;
         drop(shared);
-        let _ = deleter.await;
+        let _ = deleting.await;
         tracing::info!("consumer stopped");
         Ok(())
     }
@@ -206,42 +197,6 @@ fn groups(messages: Vec<Message>) -> Vec<Vec<Message>> {
     out
 }
 
-/// The text inside an SNS envelope, when the body is one.
-fn sns_message(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    (v.get("Type")?.as_str()? == "Notification")
-        .then(|| v.get("Message")?.as_str().map(str::to_string))?
-}
-
-/// The inbound trace context: the SQS message attribute `traceparent`, else
-/// the one inside an SNS envelope's `MessageAttributes`, else a new trace.
-fn trace_context(m: &Message) -> TraceContext {
-    let on_message = m
-        .message_attributes()
-        .and_then(|a| a.get("traceparent"))
-        .and_then(|v| v.string_value())
-        .map(str::to_string);
-    let in_envelope = || {
-        let body = m.body()?;
-        // Only an SNS envelope with attributes is worth parsing here; the
-        // handler parses the body anyway.
-        if !body.contains("\"traceparent\"") {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(body).ok()?;
-        (v.get("Type")?.as_str()? == "Notification").then_some(())?;
-        v.get("MessageAttributes")?
-            .get("traceparent")?
-            .get("Value")?
-            .as_str()
-            .map(str::to_string)
-    };
-    on_message
-        .or_else(in_envelope)
-        .and_then(|h| TraceContext::parse(&h))
-        .unwrap_or_else(TraceContext::new_root)
-}
-
 impl<H: Handler> Shared<H> {
     async fn receive(&self, max: i32) -> Result<Vec<Message>, String> {
         let out = self
@@ -260,137 +215,117 @@ impl<H: Handler> Shared<H> {
     }
 
     async fn process(&self, m: Message) {
-        let message_id = m.message_id().unwrap_or_default().to_string();
-        let trace = trace_context(&m);
-        // Every log line about this message carries its trace id.
-        let span =
-            tracing::info_span!("message", message_id = %message_id, trace_id = %trace.trace_id);
-        crate::telemetry::continue_trace(&span, &trace);
-        self.process_in(m, message_id, trace).instrument(span).await
-    }
-
-    async fn process_in(&self, m: Message, message_id: String, trace: TraceContext) {
-        let Some(receipt) = m.receipt_handle().map(str::to_string) else {
-            tracing::error!("message without a receipt handle; cannot acknowledge it");
-            return;
-        };
-        let sys = m.attributes();
-        let receive_count = sys
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1u32);
-        let group_id = sys
-            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-            .cloned();
-        let sent_at = sys
-            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-            .and_then(|v| v.parse::<i64>().ok())
-            .and_then(chrono::DateTime::from_timestamp_millis);
-        let raw = m.body().unwrap_or_default().to_string();
-        let attributes: HashMap<String, String> = m
-            .message_attributes()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-
-        metrics::counter!(crate::metrics::RECEIVED, "queue" => self.queue.clone()).increment(1);
-        let handled = |outcome: &'static str| {
-            metrics::counter!(crate::metrics::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome)
-                .increment(1)
-        };
-        let started = std::time::Instant::now();
-        let extender = self.keep_invisible(receipt.clone());
-        let result = async {
-            let candidate = sns_message(&raw);
-            let pointer = s3::parse_pointer(candidate.as_deref().unwrap_or(&raw));
-            let body = match pointer {
-                Some(p) => s3::fetch(&self.s3, &p, MAX_BODY_BYTES)
-                    .await
-                    .map_err(|e| HandlerError::Transient(e.to_string()))?,
-                None => raw.clone(),
-            };
-            let msg = InboundMessage {
-                message_id: message_id.clone(),
-                body,
-                attributes,
-                receive_count,
-                group_id: group_id.clone(),
-                trace,
-                sent_at,
-            };
-            self.handler.handle(&msg).await
-        }
-        .await;
-        extender.abort();
-        metrics::histogram!(crate::metrics::HANDLER_SECONDS, "queue" => self.queue.clone())
-            .record(started.elapsed().as_secs_f64());
-
-        let dead = |error_type: &'static str, error: String| DeadLetterPlan { error_type, error };
-        let plan = match result {
-            Ok(outcome) => {
-                tracing::debug!(?outcome, "message handled");
-                handled(match outcome {
-                    crate::messaging::sqs::Outcome::Processed => "processed",
-                    crate::messaging::sqs::Outcome::Ignored(_) => "ignored",
-                });
-                let _ = self.deletes.send(DeleteRequest::Delete {
-                    receipt,
-                    message_id,
-                });
+        let r = match Received::parse(&m) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot acknowledge a message; it will reappear");
                 return;
             }
-            Err(HandlerError::Invalid(e)) => dead(e.error_type(), e.to_string()),
-            Err(HandlerError::Transient(e)) if receive_count >= self.config.max_receive_count => {
-                dead(
-                    "retry_exhausted",
-                    format!("gave up after {receive_count} receives: {e}"),
-                )
+        };
+        // Every log line about this message carries these; handlers record
+        // the subject (`dataset_id` or `run_id`) once they know it.
+        let span = tracing::info_span!("message", message_id = %r.message_id,
+            trace_id = %r.trace.trace_id, dataset_id = tracing::field::Empty,
+            run_id = tracing::field::Empty);
+        crate::telemetry::continue_trace(&span, &r.trace);
+        self.process_in(r).instrument(span).await
+    }
+
+    /// The handler's answer for `r`, with the body fetched from S3 first when
+    /// the message is a pointer.
+    async fn handle(&self, r: &Received) -> Result<Outcome, HandlerError> {
+        let body = match &r.pointer {
+            Some(p) => s3::fetch(&self.s3, p, MAX_BODY_BYTES)
+                .await
+                .map_err(|e| HandlerError::Transient(Box::new(e)))?,
+            None => r.event.clone(),
+        };
+        let msg = InboundMessage {
+            message_id: r.message_id.clone(),
+            body,
+            attributes: r.attributes.clone(),
+            receive_count: r.receive_count,
+            group_id: r.group_id.clone(),
+            trace: r.trace.clone(),
+            sent_at: r.sent_at,
+        };
+        self.handler.handle(&msg).await
+    }
+
+    async fn process_in(&self, r: Received) {
+        metrics::counter!(crate::metrics::RECEIVED, "queue" => self.queue.clone()).increment(1);
+        let started = std::time::Instant::now();
+        let extender = self.keep_invisible(r.receipt.clone());
+        let result = self.handle(&r).await;
+        extender.abort();
+        let elapsed = started.elapsed();
+        metrics::histogram!(crate::metrics::HANDLER_SECONDS, "queue" => self.queue.clone())
+            .record(elapsed.as_secs_f64());
+        let ms = elapsed.as_millis() as u64;
+        let (message_id, trace_id) = (&r.message_id, &r.trace.trace_id);
+        let delete = Delete {
+            message_id: r.message_id.clone(),
+            receipt: r.receipt.clone(),
+        };
+        match decide(&result, r.receive_count, self.config.max_receive_count) {
+            Disposition::Delete => {
+                let outcome = result.unwrap_or_default();
+                self.count(outcome.label());
+                tracing::info!(%message_id, %trace_id, outcome = outcome.label(),
+                    reason = outcome.ignored.as_deref(), detail = %outcome.detail, ms,
+                    "message handled");
+                self.deleter.delete(delete);
             }
-            Err(HandlerError::Transient(e)) => {
-                handled("retried");
-                let pause = self.config.backoff(receive_count);
-                tracing::warn!(error = %e, receive_count, retry_in_s = pause.as_secs(), "transient failure; message will be redelivered");
+            Disposition::BackOff { error } => {
+                self.count("retried");
+                let pause = self.config.backoff(r.receive_count);
+                tracing::warn!(%message_id, %trace_id, outcome = "retried", %error,
+                    receive_count = r.receive_count, retry_in_s = pause.as_secs(), ms,
+                    "transient failure; message will be redelivered");
                 if let Err(err) = self
                     .sqs
                     .change_message_visibility()
                     .queue_url(&self.config.queue_url)
-                    .receipt_handle(&receipt)
+                    .receipt_handle(&r.receipt)
                     .visibility_timeout(pause.as_secs() as i32)
                     .send()
                     .await
                 {
-                    tracing::warn!(error = %sqs_err(err), "could not set the back-off; the visibility timeout applies");
+                    tracing::debug!(error = %sqs_err(err), "could not set the back-off; the visibility timeout applies");
                 }
-                return;
             }
-        };
-        let letter = DeadLetter {
-            body: &raw,
-            error_type: plan.error_type,
-            error_message: &plan.error,
-            source_queue: &self.config.queue_url,
-            source_message_id: &message_id,
-            receive_count,
-            group_id: group_id.as_deref(),
-        };
-        match dlq::send(&self.sqs, &self.dlq_url, &letter).await {
-            Ok(()) => {
-                tracing::warn!(error_type = plan.error_type, error = %plan.error, "message dead-lettered");
-                handled("dead_lettered");
-                metrics::counter!(crate::metrics::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => plan.error_type)
-                    .increment(1);
-                let _ = self.deletes.send(DeleteRequest::Delete {
-                    receipt,
-                    message_id,
-                });
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not dead-letter the message; it stays on the queue for redelivery");
+            Disposition::DeadLetter { reason, message } => {
+                let letter = DeadLetter {
+                    body: &r.raw,
+                    error_type: reason.as_str(),
+                    error_message: &message,
+                    source_queue: &self.config.queue_url,
+                    source_message_id: &r.message_id,
+                    receive_count: r.receive_count,
+                    group_id: r.group_id.as_deref(),
+                };
+                match dlq::send(&self.sqs, &self.dlq_url, &letter).await {
+                    Ok(()) => {
+                        self.count("dead_lettered");
+                        metrics::counter!(crate::metrics::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
+                            .increment(1);
+                        tracing::warn!(%message_id, %trace_id, outcome = "dead_lettered",
+                            error_type = reason.as_str(), error = %message, ms, "message dead-lettered");
+                        self.deleter.delete(delete);
+                    }
+                    Err(e) => {
+                        tracing::error!(%message_id, %trace_id, outcome = "dead_letter_failed",
+                            error_type = reason.as_str(), %e, ms,
+                            "could not dead-letter the message; it stays on the queue for redelivery");
+                    }
+                }
             }
         }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!(crate::metrics::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome)
+            .increment(1);
     }
 
     /// Renews the message's visibility every half timeout while it is worked on.
@@ -418,93 +353,53 @@ impl<H: Handler> Shared<H> {
     }
 }
 
-struct DeadLetterPlan {
-    error_type: &'static str,
-    error: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Deletes in batches of up to ten, waiting at most a few milliseconds to fill
-/// one; each entry of the response is checked and failures retried one by one.
-async fn delete_batches(
-    sqs: aws_sdk_sqs::Client,
-    queue: String,
-    mut rx: mpsc::UnboundedReceiver<DeleteRequest>,
-) {
-    let mut pending: Vec<(String, String)> = Vec::new();
-    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-    loop {
-        // Wait at most 10 ms for a batch to fill once something is pending.
-        let (next, timed_out) = if pending.is_empty() {
-            (rx.recv().await, false)
-        } else {
-            match tokio::time::timeout(Duration::from_millis(10), rx.recv()).await {
-                Ok(m) => (m, false),
-                Err(_) => (None, true),
-            }
-        };
-        let closed = next.is_none() && !timed_out;
-        match next {
-            Some(DeleteRequest::Delete {
-                receipt,
-                message_id,
-            }) => pending.push((message_id, receipt)),
-            Some(DeleteRequest::Flush(done)) => flushes.push(done),
-            None => {}
+    fn message(id: &str, group: Option<&str>) -> Message {
+        let b = Message::builder().message_id(id);
+        match group {
+            Some(g) => b.attributes(MessageSystemAttributeName::MessageGroupId, g),
+            None => b,
         }
-        if pending.len() >= 10 || !flushes.is_empty() || timed_out || closed {
-            while !pending.is_empty() {
-                let batch: Vec<(String, String)> = pending.drain(..pending.len().min(10)).collect();
-                delete_batch(&sqs, &queue, &batch).await;
-            }
-            for f in flushes.drain(..) {
-                let _ = f.send(());
-            }
-        }
-        if closed {
-            return;
-        }
+        .build()
     }
-}
 
-async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue: &str, batch: &[(String, String)]) {
-    let entries: Vec<DeleteMessageBatchRequestEntry> = batch
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, receipt))| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(receipt)
-                .build()
-                .ok()
-        })
-        .collect();
-    let failed: Vec<usize> = match sqs
-        .delete_message_batch()
-        .queue_url(queue)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .failed()
-            .iter()
-            .filter_map(|f| f.id().parse().ok())
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %sqs_err(e), "batch delete failed; deleting one by one");
-            (0..batch.len()).collect()
-        }
-    };
-    for i in failed {
-        let (message_id, receipt) = &batch[i];
-        if let Err(e) = sqs
-            .delete_message()
-            .queue_url(queue)
-            .receipt_handle(receipt)
-            .send()
-            .await
-        {
-            tracing::error!(%message_id, error = %sqs_err(e), "could not delete a processed message; it will be redelivered (processing is idempotent)");
+    #[test]
+    fn fifo_groups_stay_together_in_order_and_others_go_alone() {
+        // (messages as (id, group), expected groups of ids)
+        type Case = (
+            Vec<(&'static str, Option<&'static str>)>,
+            Vec<Vec<&'static str>>,
+        );
+        let cases: Vec<Case> = vec![
+            (vec![], vec![]),
+            (vec![("a", None), ("b", None)], vec![vec!["a"], vec!["b"]]),
+            (
+                vec![("a", Some("g")), ("b", Some("h")), ("c", Some("g"))],
+                vec![vec!["a", "c"], vec!["b"]],
+            ),
+            (
+                vec![("a", None), ("b", Some("g")), ("c", None), ("d", Some("g"))],
+                vec![vec!["a"], vec!["b", "d"], vec!["c"]],
+            ),
+        ];
+        for (input, want) in cases {
+            let msgs = input.iter().map(|(id, g)| message(id, *g)).collect();
+            let got: Vec<Vec<String>> = groups(msgs)
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|m| m.message_id().unwrap().to_string())
+                        .collect()
+                })
+                .collect();
+            let want: Vec<Vec<String>> = want
+                .into_iter()
+                .map(|g| g.into_iter().map(str::to_string).collect())
+                .collect();
+            assert_eq!(got, want, "{input:?}");
         }
     }
 }

@@ -1,13 +1,19 @@
-//! The SQS consumer runtime: [`config`] (settings), [`outcome`] (the handler
-//! trait and what its result means for the message), [`consumer`] (the loop:
-//! receive, dispatch, delete / dead-letter / back off, drain on shutdown),
-//! [`dlq`] (dead-letter copies with their error attributes).
+//! The SQS consumer runtime: [`config`] (settings), [`received`] (reading a
+//! received message once: SNS envelope, trace context, S3 pointer),
+//! [`outcome`] (the handler trait and its result), [`disposition`] (what a
+//! result means for the message: delete, dead-letter, back off), [`deleter`]
+//! (batched deletes), [`consumer`] (the loop: receive, dispatch, carry out,
+//! drain on shutdown), [`dlq`] (dead-letter copies with their error
+//! attributes) and [`dlq_admin`] (listing and redriving dead letters).
 
 pub mod config;
 pub mod consumer;
+pub mod deleter;
+pub mod disposition;
 pub mod dlq;
 pub mod dlq_admin;
 pub mod outcome;
+pub mod received;
 
 pub use config::ConsumerConfig;
 pub use consumer::Consumer;

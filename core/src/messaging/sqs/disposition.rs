@@ -1,0 +1,203 @@
+//! What becomes of a message once its handler has answered: a pure function
+//! of the handler's result, the message's receive count and the queue's
+//! limit. No I/O: the loop carries the decision out.
+
+use super::outcome::{HandlerError, Outcome};
+
+/// The DLQ `error_type` attribute values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The body is not JSON.
+    InvalidJson,
+    /// JSON, but not a valid event of the queue's contract.
+    InvalidEvent,
+    /// A valid event the store refuses for good (e.g. it breaks a constraint).
+    Unprocessable,
+    /// A transient failure that outlasted the maximum receive count.
+    RetryExhausted,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidEvent => "invalid_event",
+            Self::Unprocessable => "unprocessable",
+            Self::RetryExhausted => "retry_exhausted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled (processed or ignored): delete it.
+    Delete,
+    /// Copy it to the DLQ with `reason` and `message`, then delete it.
+    DeadLetter {
+        reason: DeadLetterReason,
+        message: String,
+    },
+    /// Leave it on the queue, invisible for the back-off of this receive.
+    BackOff { error: String },
+}
+
+/// An error and its causes, outermost first: `a: b: c`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        // `#[error(transparent)]` wrappers repeat their cause word for word.
+        if !text.ends_with(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+pub fn decide(
+    result: &Result<Outcome, HandlerError>,
+    receive_count: u32,
+    max_receive_count: u32,
+) -> Disposition {
+    match result {
+        Ok(_) => Disposition::Delete,
+        Err(HandlerError::Invalid(e)) => Disposition::DeadLetter {
+            reason: match e.error_type() {
+                "invalid_json" => DeadLetterReason::InvalidJson,
+                _ => DeadLetterReason::InvalidEvent,
+            },
+            message: e.to_string(),
+        },
+        Err(e @ HandlerError::Unprocessable(_)) => Disposition::DeadLetter {
+            reason: DeadLetterReason::Unprocessable,
+            message: error_chain(e),
+        },
+        Err(e @ HandlerError::Transient(_)) if receive_count >= max_receive_count => {
+            Disposition::DeadLetter {
+                reason: DeadLetterReason::RetryExhausted,
+                message: format!("gave up after {receive_count} receives: {}", error_chain(e)),
+            }
+        }
+        Err(e @ HandlerError::Transient(_)) => Disposition::BackOff {
+            error: error_chain(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::events::EventError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection refused")]
+    struct Refused;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("duplicate key value violates unique constraint \"x\"")]
+    struct Constraint;
+
+    fn invalid_json() -> Result<Outcome, HandlerError> {
+        Err(EventError::InvalidJson("expected value".into()).into())
+    }
+    fn invalid_event() -> Result<Outcome, HandlerError> {
+        Err(EventError::InvalidEvent("missing dataset_id".into()).into())
+    }
+    fn unprocessable() -> Result<Outcome, HandlerError> {
+        Err(HandlerError::Unprocessable(Box::new(Constraint)))
+    }
+    fn transient() -> Result<Outcome, HandlerError> {
+        Err(HandlerError::Transient(Box::new(Refused)))
+    }
+
+    #[test]
+    fn every_result_has_its_disposition() {
+        use DeadLetterReason::*;
+        type Case = (
+            &'static str,
+            fn() -> Result<Outcome, HandlerError>,
+            u32,
+            Disposition,
+        );
+        let dead = |reason, message: &str| Disposition::DeadLetter {
+            reason,
+            message: message.into(),
+        };
+        let cases: Vec<Case> = vec![
+            ("processed", || Ok(Outcome::processed("runs queued 1")), 1, Disposition::Delete),
+            ("ignored", || Ok(Outcome::ignored("duplicate")), 1, Disposition::Delete),
+            ("processed on the last receive", || Ok(Outcome::processed("")), 10, Disposition::Delete),
+            ("not JSON", invalid_json, 1, dead(InvalidJson, "invalid JSON: expected value")),
+            ("not an event", invalid_event, 1, dead(InvalidEvent, "invalid event: missing dataset_id")),
+            ("invalid on a late receive", invalid_event, 9, dead(InvalidEvent, "invalid event: missing dataset_id")),
+            (
+                "refused by the store at once",
+                unprocessable,
+                1,
+                dead(Unprocessable, "the message cannot be processed: duplicate key value violates unique constraint \"x\""),
+            ),
+            (
+                "transient, receives left",
+                transient,
+                1,
+                Disposition::BackOff { error: "transient failure: connection refused".into() },
+            ),
+            (
+                "transient, one receive left",
+                transient,
+                9,
+                Disposition::BackOff { error: "transient failure: connection refused".into() },
+            ),
+            (
+                "transient at the limit",
+                transient,
+                10,
+                dead(RetryExhausted, "gave up after 10 receives: transient failure: connection refused"),
+            ),
+            (
+                "transient past the limit",
+                transient,
+                12,
+                dead(RetryExhausted, "gave up after 12 receives: transient failure: connection refused"),
+            ),
+        ];
+        for (name, result, receive_count, want) in cases {
+            assert_eq!(decide(&result(), receive_count, 10), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_the_documented_attribute_values() {
+        let all = [
+            DeadLetterReason::InvalidJson,
+            DeadLetterReason::InvalidEvent,
+            DeadLetterReason::Unprocessable,
+            DeadLetterReason::RetryExhausted,
+        ];
+        let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "invalid_json",
+                "invalid_event",
+                "unprocessable",
+                "retry_exhausted"
+            ]
+        );
+    }
+
+    #[test]
+    fn error_chains_name_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] Refused);
+        #[derive(Debug, thiserror::Error)]
+        #[error(transparent)]
+        struct Wrapper(#[from] Refused);
+        assert_eq!(error_chain(&Outer(Refused)), "outer: connection refused");
+        assert_eq!(error_chain(&Wrapper(Refused)), "connection refused");
+    }
+}
