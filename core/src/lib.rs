@@ -20,6 +20,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod errors;
 pub mod messaging;
 pub mod metrics;
 pub mod ops;

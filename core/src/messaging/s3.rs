@@ -37,13 +37,16 @@ pub fn pointer_body(p: &Pointer) -> String {
     json!([POINTER_CLASS, {"s3BucketName": p.bucket, "s3Key": p.key}]).to_string()
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
-    #[error("reading s3://{bucket}/{key} failed: {message}")]
+    #[error("reading s3://{bucket}/{key} failed")]
     Get {
         bucket: String,
         key: String,
-        message: String,
+        #[source]
+        source: BoxError,
     },
     #[error("s3://{bucket}/{key} is larger than {limit} bytes")]
     TooLarge {
@@ -53,11 +56,12 @@ pub enum S3Error {
     },
     #[error("s3://{bucket}/{key} is not UTF-8")]
     NotText { bucket: String, key: String },
-    #[error("writing s3://{bucket}/{key} failed: {message}")]
+    #[error("writing s3://{bucket}/{key} failed")]
     Put {
         bucket: String,
         key: String,
-        message: String,
+        #[source]
+        source: BoxError,
     },
 }
 
@@ -67,10 +71,10 @@ pub async fn fetch(
     p: &Pointer,
     limit: usize,
 ) -> Result<String, S3Error> {
-    let err = |message: String| S3Error::Get {
+    let err = |source: BoxError| S3Error::Get {
         bucket: p.bucket.clone(),
         key: p.key.clone(),
-        message,
+        source,
     };
     let out = client
         .get_object()
@@ -78,7 +82,7 @@ pub async fn fetch(
         .key(&p.key)
         .send()
         .await
-        .map_err(|e| err(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| err(Box::new(e)))?;
     if out.content_length().unwrap_or(0) as usize > limit {
         return Err(S3Error::TooLarge {
             bucket: p.bucket.clone(),
@@ -90,7 +94,7 @@ pub async fn fetch(
         .body
         .collect()
         .await
-        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(Box::new(e)))?
         .into_bytes();
     if bytes.len() > limit {
         return Err(S3Error::TooLarge {
@@ -123,7 +127,7 @@ pub async fn offload(
         .map_err(|e| S3Error::Put {
             bucket: bucket.into(),
             key: key.into(),
-            message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            source: Box::new(e),
         })?;
     Ok(Pointer {
         bucket: bucket.into(),

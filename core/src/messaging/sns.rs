@@ -46,7 +46,7 @@ impl SnsPublisher {
             let key = format!("run-requests/{}.json", m.run_id);
             let pointer = s3::offload(&self.s3, &self.large_payload_bucket, &key, &m.payload)
                 .await
-                .map_err(|e| PublishError(e.to_string()))?;
+                .map_err(|e| PublishError(crate::errors::chain(&e)))?;
             extra = Some(m.payload.len().to_string());
             body = s3::pointer_body(&pointer);
         }

@@ -21,13 +21,20 @@ use super::disposition::{decide, Disposition};
 use super::dlq::{self, DeadLetter};
 use super::outcome::{Handler, HandlerError, InboundMessage, Outcome};
 use super::received::Received;
+use super::SqsError;
 use crate::domain::events::MAX_BODY_BYTES;
 use crate::messaging::s3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
-    #[error("cannot find the dead-letter queue of {queue}: {message}")]
-    Dlq { queue: String, message: String },
+    #[error("cannot find the dead-letter queue of {queue}")]
+    Dlq {
+        queue: String,
+        #[source]
+        source: SqsError,
+    },
+    #[error("{queue} has no RedrivePolicy: set one, or configure its DLQ URL")]
+    NoDlq { queue: String },
 }
 
 pub struct Consumer<H> {
@@ -48,10 +55,12 @@ struct Shared<H> {
     queue: String,
 }
 
-fn sqs_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    e: aws_sdk_sqs::error::SdkError<E, R>,
-) -> String {
-    aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
+fn sqs_err<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    crate::errors::chain(&e)
 }
 
 impl<H: Handler> Consumer<H> {
@@ -75,16 +84,12 @@ impl<H: Handler> Consumer<H> {
         if let Some(url) = &self.config.dlq_url {
             return Ok(url.clone());
         }
-        let err = |message: String| ConsumerError::Dlq {
-            queue: self.config.queue_url.clone(),
-            message,
-        };
-        dlq::from_redrive_policy(&self.sqs, &self.config.queue_url)
-            .await
-            .map_err(err)?
-            .ok_or_else(|| {
-                err("the queue has no RedrivePolicy; set one or configure the DLQ URL".into())
-            })
+        let queue = self.config.queue_url.clone();
+        match dlq::from_redrive_policy(&self.sqs, &queue).await {
+            Ok(Some(url)) => Ok(url),
+            Ok(None) => Err(ConsumerError::NoDlq { queue }),
+            Err(source) => Err(ConsumerError::Dlq { queue, source }),
+        }
     }
 
     /// Consumes until `shutdown`, then drains in-flight messages.
@@ -124,7 +129,7 @@ impl<H: Handler> Consumer<H> {
                 Err(e) => {
                     failures += 1;
                     let pause = Duration::from_millis(200u64 << failures.min(7));
-                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receiving from SQS failed");
+                    tracing::warn!(error = %crate::errors::chain(&e), retry_in_ms = pause.as_millis() as u64, "receiving from SQS failed");
                     tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.cancelled() => break }
                     continue;
                 }
@@ -198,7 +203,7 @@ fn groups(messages: Vec<Message>) -> Vec<Vec<Message>> {
 }
 
 impl<H: Handler> Shared<H> {
-    async fn receive(&self, max: i32) -> Result<Vec<Message>, String> {
+    async fn receive(&self, max: i32) -> Result<Vec<Message>, SqsError> {
         let out = self
             .sqs
             .receive_message()
@@ -210,7 +215,7 @@ impl<H: Handler> Shared<H> {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(sqs_err)?;
+            .map_err(|e| SqsError::new("ReceiveMessage", e))?;
         Ok(out.messages.unwrap_or_default())
     }
 
@@ -314,8 +319,9 @@ impl<H: Handler> Shared<H> {
                         self.deleter.delete(delete);
                     }
                     Err(e) => {
+                        let e = crate::errors::chain(&e);
                         tracing::error!(%message_id, %trace_id, outcome = "dead_letter_failed",
-                            error_type = reason.as_str(), %e, ms,
+                            error_type = reason.as_str(), error = %e, ms,
                             "could not dead-letter the message; it stays on the queue for redelivery");
                     }
                 }

@@ -3,6 +3,7 @@
 //! limit. No I/O: the loop carries the decision out.
 
 use super::outcome::{HandlerError, Outcome};
+use crate::errors::chain as error_chain;
 
 /// The DLQ `error_type` attribute values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,22 +40,6 @@ pub enum Disposition {
     },
     /// Leave it on the queue, invisible for the back-off of this receive.
     BackOff { error: String },
-}
-
-/// An error and its causes, outermost first: `a: b: c`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        // `#[error(transparent)]` wrappers repeat their cause word for word.
-        if !text.ends_with(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 pub fn decide(
@@ -187,17 +172,5 @@ mod tests {
                 "retry_exhausted"
             ]
         );
-    }
-
-    #[test]
-    fn error_chains_name_every_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] Refused);
-        #[derive(Debug, thiserror::Error)]
-        #[error(transparent)]
-        struct Wrapper(#[from] Refused);
-        assert_eq!(error_chain(&Outer(Refused)), "outer: connection refused");
-        assert_eq!(error_chain(&Wrapper(Refused)), "connection refused");
     }
 }

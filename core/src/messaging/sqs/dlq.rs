@@ -1,7 +1,9 @@
 //! Dead letters: the original body, unchanged, with the error attributes of
-//! SPEC §5.6; and finding the DLQ from the source queue's RedrivePolicy.
+//! docs/contracts.md; and finding the DLQ from the source queue's RedrivePolicy.
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+
+use super::SqsError;
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
@@ -34,7 +36,7 @@ pub async fn send(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
     d: &DeadLetter<'_>,
-) -> Result<(), String> {
+) -> Result<(), SqsError> {
     let mut req = sqs
         .send_message()
         .queue_url(dlq_url)
@@ -53,38 +55,40 @@ pub async fn send(
     req.send()
         .await
         .map(|_| ())
-        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+        .map_err(|e| SqsError::new(format!("SendMessage to the DLQ {dlq_url}"), e))
 }
 
 /// The DLQ URL named by the queue's RedrivePolicy, if it has one.
 pub async fn from_redrive_policy(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, SqsError> {
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        .map_err(|e| SqsError::new(format!("GetQueueAttributes of {queue_url}"), e))?;
     let Some(policy) = attrs
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
     else {
         return Ok(None);
     };
-    let arn = dlq_arn(policy)
-        .ok_or_else(|| format!("RedrivePolicy without deadLetterTargetArn: {policy}"))?;
+    let invalid =
+        |what: String| SqsError::new(format!("reading the RedrivePolicy of {queue_url}"), what);
+    let arn =
+        dlq_arn(policy).ok_or_else(|| invalid(format!("no deadLetterTargetArn in {policy}")))?;
     let (name, account) =
-        arn_name_account(&arn).ok_or_else(|| format!("unexpected DLQ ARN {arn}"))?;
+        arn_name_account(&arn).ok_or_else(|| invalid(format!("unexpected DLQ ARN {arn}")))?;
     let url = sqs
         .get_queue_url()
         .queue_name(name)
         .queue_owner_aws_account_id(account)
         .send()
         .await
-        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        .map_err(|e| SqsError::new(format!("GetQueueUrl of {name}"), e))?;
     Ok(url.queue_url().map(str::to_string))
 }
 

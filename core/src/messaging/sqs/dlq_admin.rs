@@ -9,9 +9,12 @@ use aws_sdk_sqs::types::{
 };
 use serde::Serialize;
 
+use super::SqsError;
+
+/// A failure written into a report line.
 fn err(e: impl Into<aws_sdk_sqs::Error>) -> String {
     let e: aws_sdk_sqs::Error = e.into();
-    aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
+    crate::errors::chain(&e)
 }
 
 /// A dead letter as an operator sees it.
@@ -66,7 +69,7 @@ async fn take(
     dlq_url: &str,
     max: usize,
     hold_secs: i32,
-) -> Result<Vec<DeadLetterView>, String> {
+) -> Result<Vec<DeadLetterView>, SqsError> {
     let mut out: Vec<DeadLetterView> = Vec::new();
     while out.len() < max {
         let got = sqs
@@ -79,7 +82,7 @@ async fn take(
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(err)?;
+            .map_err(|e| SqsError::new(format!("ReceiveMessage on {dlq_url}"), e))?;
         let msgs = got.messages.unwrap_or_default();
         if msgs.is_empty() {
             break;
@@ -94,7 +97,7 @@ async fn release(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
     letters: &[&DeadLetterView],
-) -> Result<(), String> {
+) -> Result<(), SqsError> {
     for chunk in letters.chunks(10) {
         let entries = chunk
             .iter()
@@ -105,7 +108,7 @@ async fn release(
                     .receipt_handle(&l.receipt)
                     .visibility_timeout(0)
                     .build()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| SqsError::new("building ChangeMessageVisibilityBatch", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = sqs
@@ -114,11 +117,11 @@ async fn release(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(err)?;
+            .map_err(|e| SqsError::new(format!("ChangeMessageVisibilityBatch on {dlq_url}"), e))?;
         if let Some(f) = out.failed().first() {
-            return Err(format!(
-                "could not release a dead letter: {:?}",
-                f.message()
+            return Err(SqsError::new(
+                format!("releasing a dead letter on {dlq_url}"),
+                format!("{}: {}", f.code(), f.message().unwrap_or("no message")),
             ));
         }
     }
@@ -130,7 +133,7 @@ pub async fn list(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
     max: usize,
-) -> Result<Vec<DeadLetterView>, String> {
+) -> Result<Vec<DeadLetterView>, SqsError> {
     let letters = take(sqs, dlq_url, max, 30).await?;
     release(sqs, dlq_url, &letters.iter().collect::<Vec<_>>()).await?;
     Ok(letters)
@@ -162,7 +165,7 @@ pub struct RedriveReport {
 pub async fn redrive(
     sqs: &aws_sdk_sqs::Client,
     opts: &RedriveOptions,
-) -> Result<RedriveReport, String> {
+) -> Result<RedriveReport, SqsError> {
     let letters = take(sqs, &opts.dlq_url, opts.max, 60).await?;
     let mut report = RedriveReport::default();
     let mut untouched: Vec<&DeadLetterView> = Vec::new();

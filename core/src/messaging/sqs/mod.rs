@@ -18,3 +18,22 @@ pub mod received;
 pub use config::ConsumerConfig;
 pub use consumer::Consumer;
 pub use outcome::{Handler, HandlerError, InboundMessage, Outcome};
+
+/// An SQS call that failed, with the SDK's error (or what was wrong with
+/// the answer) as its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} failed")]
+pub struct SqsError {
+    pub action: String,
+    #[source]
+    pub source: outcome::BoxError,
+}
+
+impl SqsError {
+    pub fn new(action: impl Into<String>, source: impl Into<outcome::BoxError>) -> Self {
+        Self {
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+}
