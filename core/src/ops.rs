@@ -36,12 +36,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn database(pool: &Pool) -> Result<(), String> {
     let check = async {
-        let client = pool.get().await.map_err(|e| e.to_string())?;
-        client
-            .execute("SELECT 1", &[])
+        crate::store::ping(pool)
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
+            .map_err(|e| crate::errors::chain(&e))
     };
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await

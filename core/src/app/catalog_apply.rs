@@ -93,7 +93,7 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         )
         .await?,
     );
-    runs::sync_pending_required_days(tx).await?;
+    crate::store::pending::sync_required_days(tx).await?;
     Ok(ApplyReport {
         datasets: cat.datasets.len(),
         series: cat.series.len(),

@@ -307,19 +307,8 @@ async fn write(
             })
         })
         .collect();
-    // Sent in this order; each statement only needs rows of the ones before
-    // it. Preparing first means the pipeline itself never waits, so nothing
-    // can overtake an earlier statement on a connection's first use.
-    for sql in [
-        runs::INSERT_CREATED,
-        pending::INSERT_ROWS,
-        pending::UPDATE_ROWS,
-        runs::QUEUE_PENDING,
-        runs::RECORD_USED,
-        crate::store::outbox::INSERT,
-    ] {
-        tx.prepare_cached(sql).await?;
-    }
+    // Sent in this order; each statement only needs rows of the ones before it.
+    crate::store::prepare_update_writes(tx).await?;
     let (_, _, _, _, _, outbox_ids) = futures::try_join!(
         runs::insert_created(tx, &created),
         pending::insert_rows(tx, &new_rows),

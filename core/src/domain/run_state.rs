@@ -1,9 +1,10 @@
-//! Run statuses and the lifecycle transition table of SPEC §5.5.
+//! Run statuses and the lifecycle transition table (docs/semantics.md).
 
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     PendingDependencies,
     Queued,
@@ -213,5 +214,20 @@ mod tests {
         assert!(!should_retry(Failed, 2, 2));
         assert!(!should_retry(Succeeded, 1, 3));
         assert!(!should_retry(Canceled, 1, 3));
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::RunStatus;
+
+    #[test]
+    fn statuses_serialize_as_their_stored_names() {
+        for s in RunStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
     }
 }

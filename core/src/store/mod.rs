@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod pending;
 pub mod pool;
+pub mod run_views;
 pub mod runs;
 pub mod stats;
 pub mod tx;
@@ -84,6 +85,29 @@ impl StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The database clock (`now()`: the start of the current transaction).
+/// Prepares, in order, the statements a projection update's writes are
+/// pipelined with. Preparing first means the pipeline itself never waits, so
+/// nothing can overtake an earlier statement on a connection's first use.
+pub async fn prepare_update_writes(tx: &Transaction<'_>) -> StoreResult<()> {
+    for sql in [
+        runs::INSERT_CREATED,
+        pending::INSERT_ROWS,
+        pending::UPDATE_ROWS,
+        runs::QUEUE_PENDING,
+        runs::RECORD_USED,
+        outbox::INSERT,
+    ] {
+        tx.prepare_cached(sql).await?;
+    }
+    Ok(())
+}
+
+/// Whether the database answers a trivial query (readiness).
+pub async fn ping(pool: &Pool) -> StoreResult<()> {
+    pool.get().await?.execute("SELECT 1", &[]).await?;
+    Ok(())
+}
+
 pub async fn db_now(tx: &Transaction<'_>) -> StoreResult<chrono::DateTime<chrono::Utc>> {
     let stmt = tx.prepare_cached("SELECT now()").await?;
     Ok(tx.query_one(&stmt, &[]).await?.get(0))

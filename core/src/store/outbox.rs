@@ -37,7 +37,7 @@ pub struct NewMessage<'a> {
     pub message_group_id: Option<&'a str>,
 }
 
-pub(crate) const INSERT: &str =
+pub(super) const INSERT: &str =
     "INSERT INTO outbox (run_id, metric_code, payload, message_group_id, traceparent, source_sent_at)
              SELECT r.*, $5, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) r
              RETURNING id";

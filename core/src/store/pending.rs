@@ -82,7 +82,7 @@ fn columns<'a>(rows: &'a [SlotRow<'a>]) -> Columns<'a> {
     c
 }
 
-pub(crate) const INSERT_ROWS: &str = "INSERT INTO metric_run_pending_datasets
+pub(super) const INSERT_ROWS: &str = "INSERT INTO metric_run_pending_datasets
                  (run_id, dataset_id, required_days, received, received_update_id, received_at)
              SELECT run_id, dataset_id, required_days, update_id IS NOT NULL, update_id, received_at
                FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[])
@@ -100,7 +100,7 @@ pub async fn insert_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreRes
         .await?)
 }
 
-pub(crate) const UPDATE_ROWS: &str = "UPDATE metric_run_pending_datasets p
+pub(super) const UPDATE_ROWS: &str = "UPDATE metric_run_pending_datasets p
                 SET received = u.update_id IS NOT NULL, received_update_id = u.update_id,
                     received_at = u.received_at
                FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
@@ -161,4 +161,17 @@ pub async fn for_run(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Vec<Pend
             fresh: r.get(6),
         })
         .collect())
+}
+
+/// Pending rows follow the metric's current `required_days`.
+pub async fn sync_required_days(tx: &Transaction<'_>) -> StoreResult<u64> {
+    Ok(tx
+        .execute(
+            "UPDATE metric_run_pending_datasets pd SET required_days = m.required_days
+               FROM metric_runs r JOIN metrics m ON m.id = r.metric_id
+              WHERE pd.run_id = r.id AND r.status = 'pending_dependencies'
+                AND pd.required_days <> m.required_days",
+            &[],
+        )
+        .await?)
 }

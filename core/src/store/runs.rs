@@ -21,7 +21,7 @@ pub struct CreatedRun<'a> {
     pub queued_with_key: Option<&'a str>,
 }
 
-pub(crate) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key)
+pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key)
              SELECT id, metric_id, code,
                     CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
@@ -44,7 +44,7 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
     Ok(tx.execute(&stmt, &[&ids, &metrics, &codes, &keys]).await?)
 }
 
-pub(crate) const QUEUE_PENDING: &str = "UPDATE metric_runs r
+pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                 SET status = 'queued', requested_at = now(), last_contact_at = now(),
                     update_set_key = k.key, updated_at = now()
                FROM unnest($1::text[], $2::text[]) AS k(id, key)
@@ -71,7 +71,7 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> S
     Ok(())
 }
 
-pub(crate) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
+pub(super) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
              SELECT * FROM unnest($1::text[], $2::text[])";
 
 /// Records which updates each requested run uses: (run id, update id) pairs.
@@ -126,7 +126,7 @@ pub struct RunRef {
     pub requested_at: Option<DateTime<Utc>>,
 }
 
-fn status_of(s: &str) -> StoreResult<RunStatus> {
+pub(super) fn status_of(s: &str) -> StoreResult<RunStatus> {
     s.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))
 }
 
@@ -411,19 +411,6 @@ pub async fn metrics_with_stale_pending_runs(tx: &Transaction<'_>) -> StoreResul
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// Pending rows follow the metric's current `required_days`.
-pub async fn sync_pending_required_days(tx: &Transaction<'_>) -> StoreResult<u64> {
-    Ok(tx
-        .execute(
-            "UPDATE metric_run_pending_datasets pd SET required_days = m.required_days
-               FROM metric_runs r JOIN metrics m ON m.id = r.metric_id
-              WHERE pd.run_id = r.id AND r.status = 'pending_dependencies'
-                AND pd.required_days <> m.required_days",
-            &[],
-        )
-        .await?)
 }
 
 /// `queued → dispatched` for runs whose request reached the topic; a run that

@@ -94,7 +94,7 @@ pub(crate) fn table(rows: &[RunRow]) -> Table {
         t.add_row([
             r.id.clone(),
             r.metric_code.clone(),
-            r.status.clone(),
+            r.status.to_string(),
             r.attempt.to_string(),
             ts(r.requested_at),
             ts(r.started_at),

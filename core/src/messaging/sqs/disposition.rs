@@ -128,25 +128,25 @@ mod tests {
                 "transient, receives left",
                 transient,
                 1,
-                Disposition::BackOff { error: "transient failure: connection refused".into() },
+                Disposition::BackOff { error: "connection refused".into() },
             ),
             (
                 "transient, one receive left",
                 transient,
                 9,
-                Disposition::BackOff { error: "transient failure: connection refused".into() },
+                Disposition::BackOff { error: "connection refused".into() },
             ),
             (
                 "transient at the limit",
                 transient,
                 10,
-                dead(RetryExhausted, "gave up after 10 receives: transient failure: connection refused"),
+                dead(RetryExhausted, "gave up after 10 receives: connection refused"),
             ),
             (
                 "transient past the limit",
                 transient,
                 12,
-                dead(RetryExhausted, "gave up after 12 receives: transient failure: connection refused"),
+                dead(RetryExhausted, "gave up after 12 receives: connection refused"),
             ),
         ];
         for (name, result, receive_count, want) in cases {

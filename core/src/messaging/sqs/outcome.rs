@@ -77,8 +77,8 @@ pub enum HandlerError {
     Unprocessable(#[source] BoxError),
     /// May succeed later (database or AWS unavailable): redelivered after a
     /// back-off, dead-lettered as `retry_exhausted` at the maximum receive count.
-    #[error("transient failure")]
-    Transient(#[source] BoxError),
+    #[error(transparent)]
+    Transient(BoxError),
 }
 
 pub trait Handler: Send + Sync + 'static {

@@ -1,0 +1,132 @@
+//! Operator queries on runs, through the views of `migrations/V2` that
+//! operators query too: `run_status` (one row per run) and
+//! `run_status_counts`; and the dataset updates a run uses.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Pool, StoreError, StoreResult, Transaction};
+use crate::domain::run_state::RunStatus;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub metric_code: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub metric_code: String,
+    pub status: RunStatus,
+    pub attempt: i32,
+    pub retry_of: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub requested_at: Option<DateTime<Utc>>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub progress: Option<f64>,
+    pub error: Option<String>,
+    pub version_ts: Option<String>,
+    pub manifest_path: Option<String>,
+    pub row_count: Option<i64>,
+}
+
+// Read through the `run_status` view (migrations/V2), which operators query too.
+const RUN_COLUMNS: &str = "run_id, metric_code, status, attempt, retry_of, created_at, requested_at, dispatched_at,
+    started_at, finished_at, last_heartbeat_at, progress, error, version_ts, manifest_path, row_count";
+
+fn run_row(r: &tokio_postgres::Row) -> StoreResult<RunRow> {
+    Ok(RunRow {
+        id: r.get(0),
+        metric_code: r.get(1),
+        status: super::runs::status_of(r.get(2))?,
+        attempt: r.get(3),
+        retry_of: r.get(4),
+        created_at: r.get(5),
+        requested_at: r.get(6),
+        dispatched_at: r.get(7),
+        started_at: r.get(8),
+        finished_at: r.get(9),
+        last_heartbeat_at: r.get(10),
+        progress: r.get(11),
+        error: r.get(12),
+        version_ts: r.get(13),
+        manifest_path: r.get(14),
+        row_count: r.get(15),
+    })
+}
+
+pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM run_status
+          WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR metric_code = $2)
+          ORDER BY run_id DESC LIMIT $3"
+    );
+    let status = filter.status.map(RunStatus::as_str);
+    let rows = client
+        .query(&sql, &[&status, &filter.metric_code, &filter.limit.max(1)])
+        .await?;
+    rows.iter().map(run_row).collect()
+}
+
+/// A used dataset update, for `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsedUpdateRow {
+    pub dataset_id: String,
+    pub update_id: String,
+    pub version_manifest_path: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One run's row of `run_status`.
+pub async fn get(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<RunRow>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM run_status WHERE run_id = $1");
+    tx.query_opt(&sql, &[&run_id])
+        .await?
+        .as_ref()
+        .map(run_row)
+        .transpose()
+}
+
+/// The dataset updates a run uses, by dataset.
+pub async fn used_updates(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Vec<UsedUpdateRow>> {
+    let rows = tx
+        .query(
+            "SELECT du.dataset_id, du.id, du.version_manifest_path, du.created_at
+               FROM run_dataset_updates rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
+              WHERE rdu.run_id = $1 ORDER BY du.dataset_id",
+            &[&run_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| UsedUpdateRow {
+            dataset_id: r.get(0),
+            update_id: r.get(1),
+            version_manifest_path: r.get(2),
+            created_at: r.get(3),
+        })
+        .collect())
+}
+
+/// Runs per status (the `run_status_counts` view), in lifecycle order.
+pub async fn counts(pool: &Pool) -> Result<Vec<(RunStatus, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query("SELECT status, runs FROM run_status_counts", &[])
+        .await?;
+    let mut out: Vec<(RunStatus, i64)> = rows
+        .iter()
+        .filter_map(|r| {
+            let s: String = r.get(0);
+            s.parse().ok().map(|st| (st, r.get(1)))
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| *s as u8);
+    Ok(out)
+}
