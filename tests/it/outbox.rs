@@ -144,7 +144,7 @@ async fn concurrent_relays_never_publish_a_row_twice() {
     let mut all: Vec<String> = relays
         .iter()
         .flat_map(|r| r.publisher().published())
-        .map(|m| m.run_id)
+        .map(|m| m.run_id.into_string())
         .collect();
     let total = all.len();
     all.sort();

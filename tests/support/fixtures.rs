@@ -49,7 +49,7 @@ pub async fn db_with_catalog(label: &str) -> TestDb {
 
 pub fn update(dataset: &str, version: &str) -> ProjectionUpdate {
     ProjectionUpdate {
-        dataset_id: dataset.to_string(),
+        dataset_id: dataset.into(),
         bucket: None,
         version_manifest_path: format!("{dataset}/{version}/manifest.json"),
         projections_path: format!("{dataset}/{version}/projections/"),
@@ -70,7 +70,8 @@ pub async fn runs_of(db: &TestDb, metric_code: &str) -> Vec<(String, String)> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
-pub async fn status_of(db: &TestDb, run_id: &str) -> String {
+pub async fn status_of(db: &TestDb, run_id: impl AsRef<str>) -> String {
+    let run_id = run_id.as_ref();
     db.client()
         .await
         .query_one("SELECT status FROM metric_runs WHERE id = $1", &[&run_id])
@@ -80,7 +81,8 @@ pub async fn status_of(db: &TestDb, run_id: &str) -> String {
 }
 
 /// The outbox payload of a run, parsed.
-pub async fn request_of(db: &TestDb, run_id: &str) -> Value {
+pub async fn request_of(db: &TestDb, run_id: impl AsRef<str>) -> Value {
+    let run_id = run_id.as_ref();
     let payload: String = db
         .client()
         .await

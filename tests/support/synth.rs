@@ -161,7 +161,7 @@ pub fn updates(shape: Shape, count: usize) -> Vec<ProjectionUpdate> {
             let d = i % shape.datasets.max(1);
             let version = i / shape.datasets.max(1);
             ProjectionUpdate {
-                dataset_id: dataset_id(d),
+                dataset_id: dataset_id(d).into(),
                 bucket: Some("bench-datasets".into()),
                 version_manifest_path: format!("{}/v{version:06}/manifest.json", dataset_id(d)),
                 projections_path: format!("{}/v{version:06}/projections/", dataset_id(d)),

@@ -1,6 +1,7 @@
 //! `orchestrator catalog apply`: validate against the store's series, upsert
 //! in one transaction, and cancel pending runs the change invalidates.
 
+use crate::domain::ids::{MetricId, RunId};
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -36,7 +37,7 @@ pub struct ApplyReport {
     pub metrics: usize,
     /// Pending runs canceled because their metric's dependencies changed or
     /// the metric was disabled.
-    pub canceled_runs: Vec<String>,
+    pub canceled_runs: Vec<RunId>,
 }
 
 /// Validates without a store: series must be defined in the file itself.
@@ -72,15 +73,23 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         return Err(ApplyError::Invalid(Problems(conflicts)));
     }
 
-    let ids: Vec<String> = cat.metrics.iter().map(|m| m.id.clone()).collect();
+    let ids: Vec<MetricId> = cat
+        .metrics
+        .iter()
+        .map(|m| MetricId::new(m.id.as_str()))
+        .collect();
     let before = catalog::dependencies(tx, &ids).await?;
     catalog::upsert(tx, &cat).await?;
 
-    let changed: Vec<String> = cat
+    let changed: Vec<MetricId> = cat
         .metrics
         .iter()
-        .filter(|m| before.get(&m.id).is_some_and(|old| *old != m.series()))
-        .map(|m| m.id.clone())
+        .filter(|m| {
+            before
+                .get(m.id.as_str())
+                .is_some_and(|old| *old != m.series())
+        })
+        .map(|m| MetricId::new(m.id.as_str()))
         .collect();
     let mut canceled =
         runs::cancel_pending_of(tx, &changed, "canceled: metric dependencies changed").await?;

@@ -44,7 +44,7 @@ impl Handler for ProjectionUpdateHandler {
         }
         let detail = format!(
             "update {}: {} dependent metrics; runs created {}, queued {}, pending {}",
-            summary.update_id.as_deref().unwrap_or("-"),
+            summary.update_id.as_ref().map_or("-", |u| u.as_str()),
             summary.dependent_metrics,
             summary.runs_created,
             summary.runs_queued,
@@ -64,7 +64,7 @@ impl Handler for LifecycleHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let raw = parse_body(&msg.body)?;
         let event = parse_lifecycle(&raw)?;
-        tracing::Span::current().record("run_id", event.run_id());
+        tracing::Span::current().record("run_id", event.run_id().as_str());
         let kind = event.kind().as_str();
         match lifecycle::handle(&self.ctx, &event, &raw)
             .await

@@ -1,11 +1,12 @@
-//! Run lifecycle events (SPEC §5.5): started, heartbeat, completed.
+//! Run lifecycle events (docs/semantics.md): started, heartbeat, completed.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::instrument;
 
-use super::{new_id, request, Context};
+use super::{request, Context};
 use crate::domain::events::LifecycleEvent;
+use crate::domain::ids::RunId;
 use crate::domain::run_state::{decide, should_retry, Decision, IgnoreReason, RunStatus};
 use crate::in_transaction;
 use crate::store::{db_now, event_log, runs, StoreError, Transaction};
@@ -17,7 +18,7 @@ pub enum LifecycleOutcome {
         from: RunStatus,
         to: RunStatus,
         /// The retry queued because the run failed with attempts left.
-        retry_run_id: Option<String>,
+        retry_run_id: Option<RunId>,
         outbox_ids: Vec<i64>,
     },
     /// The run's state did not allow the event; logged and counted.
@@ -85,14 +86,19 @@ async fn handle_in(
         Decision::Ignore(reason) => return Ok(LifecycleOutcome::Ignored(reason)),
         Decision::Apply(to) => to,
     };
+    let transition = runs::Transition {
+        run_id,
+        from: run.status,
+        to,
+    };
     let changed = match event {
         LifecycleEvent::Started { started_at, .. } => {
-            runs::mark_started(tx, run_id, run.status, *started_at).await?
+            runs::mark_started(tx, transition, *started_at).await?
         }
         LifecycleEvent::Heartbeat { ts, progress, .. } => {
-            runs::mark_heartbeat(tx, run_id, run.status, *ts, *progress).await?
+            runs::mark_heartbeat(tx, transition, *ts, *progress).await?
         }
-        LifecycleEvent::Completed(c) => runs::mark_completed(tx, run.status, to, c).await?,
+        LifecycleEvent::Completed(c) => runs::mark_completed(tx, transition, c).await?,
     };
     if !changed {
         // Another worker changed the run between our read and our update:
@@ -104,7 +110,11 @@ async fn handle_in(
     }
     let (mut retry_run_id, mut outbox_ids) = (None, Vec::new());
     if should_retry(to, run.attempt, run.max_attempts) {
-        let retries = runs::create_retries(tx, &[(run.id.clone(), new_id())]).await?;
+        let retry = runs::Retry {
+            of: run.id.clone(),
+            id: RunId::generate(),
+        };
+        let retries = runs::create_retries(tx, &[retry]).await?;
         if let Some(retry) = retries.first() {
             let now = db_now(tx).await?;
             outbox_ids =

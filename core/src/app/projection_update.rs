@@ -1,4 +1,5 @@
-//! Processing a projection update for dataset D in one transaction (SPEC §5.3).
+//! Processing a projection update for dataset D in one transaction
+//! (docs/semantics.md).
 //!
 //! Round trips: (1) record the event key and insert the update, (2) lock the
 //! dependent metrics in id order, (3) read their pending runs, sources and
@@ -10,8 +11,9 @@ use std::collections::HashMap;
 
 use tracing::instrument;
 
-use super::{new_id, request, Context};
+use super::{request, Context};
 use crate::domain::events::ProjectionUpdate;
+use crate::domain::ids::{DatasetId, MetricId, RunId, UpdateId};
 use crate::domain::pending_run::{absorb, is_complete, update_set_key, Received, Slot};
 use crate::domain::run_request::{self, RunRequest, RunRequestInput, UsedUpdate};
 use crate::in_transaction;
@@ -26,7 +28,7 @@ use crate::store::{event_log, pending, runs, updates, StoreError, Transaction};
 pub struct UpdateSummary {
     /// The idempotency key was already recorded: nothing was done.
     pub duplicate: bool,
-    pub update_id: Option<String>,
+    pub update_id: Option<UpdateId>,
     /// Enabled metrics that depend on the dataset.
     pub dependent_metrics: usize,
     pub runs_created: usize,
@@ -35,7 +37,7 @@ pub struct UpdateSummary {
     pub runs_pending: usize,
     /// Outbox rows written (publish them right after commit).
     pub outbox_ids: Vec<i64>,
-    pub queued_run_ids: Vec<String>,
+    pub queued_run_ids: Vec<RunId>,
 }
 
 /// Processes one update; retried transparently when it loses a race.
@@ -71,7 +73,7 @@ pub async fn process_with(
 /// One dependent metric's run after the update, before it is written.
 struct Decided<'m> {
     metric: &'m LockedMetric,
-    run_id: String,
+    run_id: RunId,
     created: bool,
     slots: Vec<Slot>,
     changed: Vec<usize>,
@@ -87,7 +89,7 @@ async fn process_in(
     // duplicate waits on it and then sees it; all commits together or not at all.
     let key = update.event_key();
     let payload = update.to_json();
-    let update_id = new_id();
+    let update_id = UpdateId::generate();
     let (fresh, inserted) = futures::try_join!(
         event_log::record(tx, &key, "projection_update", &payload, None),
         updates::insert(tx, &update_id, update)
@@ -109,7 +111,7 @@ async fn process_in(
     if metrics.is_empty() {
         return Ok(summary);
     }
-    let ids: Vec<String> = metrics.iter().map(|m| m.id.clone()).collect();
+    let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
     let (open, sources, newest) = futures::try_join!(
         pending::open_runs(tx, &ids),
         catalog::series_sources(tx, &ids),
@@ -130,12 +132,12 @@ async fn process_in(
 fn decide<'m>(
     metrics: &'m [LockedMetric],
     open: Vec<pending::OpenPending>,
-    sources: &HashMap<String, SeriesSources>,
-    newest: &HashMap<String, UsedUpdate>,
+    sources: &HashMap<MetricId, SeriesSources>,
+    newest: &HashMap<DatasetId, UsedUpdate>,
     update: &ProjectionUpdate,
     inserted: &InsertedUpdate,
 ) -> Vec<Decided<'m>> {
-    let newest: HashMap<String, Received> = newest
+    let newest: HashMap<DatasetId, Received> = newest
         .iter()
         .map(|(d, u)| {
             (
@@ -151,7 +153,7 @@ fn decide<'m>(
         update_id: inserted.id.clone(),
         at: inserted.created_at,
     };
-    let mut open: HashMap<String, pending::OpenPending> =
+    let mut open: HashMap<MetricId, pending::OpenPending> =
         open.into_iter().map(|o| (o.metric_id.clone(), o)).collect();
     metrics
         .iter()
@@ -171,7 +173,7 @@ fn decide<'m>(
                             received: None,
                         })
                         .collect();
-                    (new_id(), true, slots)
+                    (RunId::generate(), true, slots)
                 }
             };
             let changed = absorb(
@@ -196,15 +198,15 @@ async fn build_requests<'m>(
     tx: &Transaction<'_>,
     ctx: &Context,
     complete: &[&'m Decided<'m>],
-    sources: &HashMap<String, SeriesSources>,
-    newest: &HashMap<String, UsedUpdate>,
+    sources: &HashMap<MetricId, SeriesSources>,
+    newest: &HashMap<DatasetId, UsedUpdate>,
     inserted: &InsertedUpdate,
 ) -> Result<Vec<RunRequest<'m>>, StoreError> {
-    let mut known: HashMap<String, UsedUpdate> = newest
+    let mut known: HashMap<UpdateId, UsedUpdate> = newest
         .values()
         .map(|u| (u.update_id.clone(), u.clone()))
         .collect();
-    let missing: Vec<String> = complete
+    let missing: Vec<UpdateId> = complete
         .iter()
         .flat_map(|d| {
             d.slots
@@ -279,31 +281,43 @@ async fn write(
     let new_rows: Vec<pending::SlotRow<'_>> = decided
         .iter()
         .filter(|d| d.created && !is_complete(&d.slots))
-        .flat_map(|d| d.slots.iter().map(move |s| (d.run_id.as_str(), s)))
+        .flat_map(|d| {
+            d.slots.iter().map(move |slot| pending::SlotRow {
+                run_id: &d.run_id,
+                slot,
+            })
+        })
         .collect();
     let changed_rows: Vec<pending::SlotRow<'_>> = decided
         .iter()
         .filter(|d| !d.created)
         .flat_map(|d| {
-            d.changed
-                .iter()
-                .map(move |&i| (d.run_id.as_str(), &d.slots[i]))
+            d.changed.iter().map(move |&i| pending::SlotRow {
+                run_id: &d.run_id,
+                slot: &d.slots[i],
+            })
         })
         .collect();
-    let to_queue: Vec<(String, String)> = decided
+    let to_queue: Vec<runs::Completed<'_>> = decided
         .iter()
         .zip(&keys)
         .filter(|(d, _)| !d.created)
-        .filter_map(|(d, key)| key.clone().map(|k| (d.run_id.clone(), k)))
+        .filter_map(|(d, key)| {
+            key.as_deref().map(|update_set_key| runs::Completed {
+                run_id: &d.run_id,
+                update_set_key,
+            })
+        })
         .collect();
-    let used: Vec<(&str, &str)> = decided
+    let used: Vec<runs::Use<'_>> = decided
         .iter()
         .filter(|d| is_complete(&d.slots))
         .flat_map(|d| {
             d.slots.iter().filter_map(move |s| {
-                s.received
-                    .as_ref()
-                    .map(|r| (d.run_id.as_str(), r.update_id.as_str()))
+                s.received.as_ref().map(|r| runs::Use {
+                    run_id: &d.run_id,
+                    update_id: &r.update_id,
+                })
             })
         })
         .collect();

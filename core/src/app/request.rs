@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::ids::{MetricId, RunId};
 use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput};
 use crate::store::outbox::{self, NewMessage, Origin};
 use crate::store::runs::{self, NewRun};
@@ -20,8 +21,8 @@ pub async fn enqueue(
     if new_runs.is_empty() {
         return Ok(Vec::new());
     }
-    let run_ids: Vec<String> = new_runs.iter().map(|r| r.id.clone()).collect();
-    let mut metric_ids: Vec<String> = new_runs.iter().map(|r| r.metric_id.clone()).collect();
+    let run_ids: Vec<RunId> = new_runs.iter().map(|r| r.id.clone()).collect();
+    let mut metric_ids: Vec<MetricId> = new_runs.iter().map(|r| r.metric_id.clone()).collect();
     metric_ids.sort();
     metric_ids.dedup();
     let (used, sources, expressions) = futures::try_join!(

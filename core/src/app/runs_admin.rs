@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::domain::ids::RunId;
+
 use crate::domain::run_state::RunStatus;
 use crate::in_transaction;
 use crate::store::pending::{self, PendingDataset};
@@ -30,11 +32,11 @@ impl RunDetail {
     }
 }
 
-pub async fn show(pool: &Pool, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
+pub async fn show(pool: &Pool, run_id: &RunId) -> Result<Option<RunDetail>, StoreError> {
     in_transaction!(pool, StoreError, |tx| show_in(&tx, run_id).await?)
 }
 
-async fn show_in(tx: &Transaction<'_>, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
+async fn show_in(tx: &Transaction<'_>, run_id: &RunId) -> Result<Option<RunDetail>, StoreError> {
     let Some(run) = run_views::get(tx, run_id).await? else {
         return Ok(None);
     };
@@ -60,7 +62,7 @@ pub enum CancelError {
     #[error("no run with id {0}")]
     NotFound(String),
     #[error("run {id} is {status}; only pending_dependencies, queued, dispatched or running runs can be canceled")]
-    NotCancelable { id: String, status: RunStatus },
+    NotCancelable { id: RunId, status: RunStatus },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -75,26 +77,31 @@ impl TxError for CancelError {
 }
 
 /// Cancels a run that has not ended; returns the status it had.
-pub async fn cancel(pool: &Pool, run_id: &str, reason: &str) -> Result<RunStatus, CancelError> {
+pub async fn cancel(pool: &Pool, run_id: &RunId, reason: &str) -> Result<RunStatus, CancelError> {
     in_transaction!(pool, CancelError, |tx| cancel_in(&tx, run_id, reason)
         .await?)
 }
 
 async fn cancel_in(
     tx: &Transaction<'_>,
-    run_id: &str,
+    run_id: &RunId,
     reason: &str,
 ) -> Result<RunStatus, CancelError> {
     let run = runs::get(tx, run_id)
         .await?
         .ok_or_else(|| CancelError::NotFound(run_id.to_string()))?;
-    if !run.status.is_cancelable() {
+    let Some(to) = crate::domain::run_state::cancel(run.status) else {
         return Err(CancelError::NotCancelable {
             id: run.id,
             status: run.status,
         });
-    }
-    if !runs::cancel(tx, run_id, run.status, reason).await? {
+    };
+    let transition = runs::Transition {
+        run_id,
+        from: run.status,
+        to,
+    };
+    if !runs::cancel(tx, transition, reason).await? {
         return Err(
             StoreError::Conflict(format!("run {run_id} left {} meanwhile", run.status)).into(),
         );

@@ -1,4 +1,4 @@
-//! Timeouts and retries (SPEC §5.5), run periodically by the run-lifecycle
+//! Timeouts and retries (docs/semantics.md), run periodically by the run-lifecycle
 //! worker; safe with many replicas (rows are claimed with SKIP LOCKED and
 //! moved with conditional updates).
 
@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tracing::instrument;
 
-use super::{new_id, request, Context};
+use super::{request, Context};
+use crate::domain::ids::RunId;
 use crate::in_transaction;
 use crate::store::{db_now, runs, StoreError, Transaction};
 
@@ -29,8 +30,8 @@ impl Default for Timeouts {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepSummary {
-    pub timed_out: Vec<String>,
-    pub retries: Vec<String>,
+    pub timed_out: Vec<RunId>,
+    pub retries: Vec<RunId>,
     pub outbox_ids: Vec<i64>,
 }
 
@@ -67,8 +68,14 @@ async fn sweep_batch(
     if timed.is_empty() {
         return Ok(SweepSummary::default());
     }
-    let pairs: Vec<(String, String)> = timed.iter().map(|r| (r.id.clone(), new_id())).collect();
-    let retries = runs::create_retries(tx, &pairs).await?;
+    let to_retry: Vec<runs::Retry> = timed
+        .iter()
+        .map(|r| runs::Retry {
+            of: r.id.clone(),
+            id: RunId::generate(),
+        })
+        .collect();
+    let retries = runs::create_retries(tx, &to_retry).await?;
     let outbox_ids = if retries.is_empty() {
         Vec::new()
     } else {

@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use crate::app::{new_id, request, Context};
+use crate::app::{request, Context};
 use crate::domain::freshness;
+use crate::domain::ids::{DatasetId, RunId, UpdateId};
 use crate::in_transaction;
 use crate::store::runs::{self, NewRun};
 use crate::store::tx::TxError;
@@ -23,8 +24,8 @@ pub enum TriggerError {
     NotReady {
         metric: String,
         required_days: i32,
-        missing: Vec<String>,
-        stale: Vec<String>,
+        missing: Vec<DatasetId>,
+        stale: Vec<DatasetId>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -41,10 +42,10 @@ impl TxError for TriggerError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Triggered {
-    pub run_id: String,
+    pub run_id: RunId,
     pub metric_code: String,
-    /// (dataset id, update id) the run uses.
-    pub updates: Vec<(String, String)>,
+    /// The update of each required dataset the run uses.
+    pub updates: Vec<(DatasetId, UpdateId)>,
 }
 
 pub async fn trigger(ctx: &Context, metric_code: &str) -> Result<Triggered, TriggerError> {
@@ -88,12 +89,12 @@ async fn trigger_in(
         });
     }
     let run = NewRun {
-        id: new_id(),
+        id: RunId::generate(),
         metric_id: metric.id,
         metric_code: metric.code,
         attempt: 1,
     };
-    let update_ids: Vec<String> = used.iter().map(|(_, u)| u.clone()).collect();
+    let update_ids: Vec<UpdateId> = used.iter().map(|(_, u)| u.clone()).collect();
     runs::insert_triggered(tx, &run, &update_ids).await?;
     request::enqueue(
         tx,

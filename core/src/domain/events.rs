@@ -2,6 +2,7 @@
 //! or typed errors. Unknown fields are ignored; an SNS notification envelope
 //! is unwrapped first.
 
+use super::ids::{DatasetId, RunId};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -33,7 +34,7 @@ impl EventError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionUpdate {
-    pub dataset_id: String,
+    pub dataset_id: DatasetId,
     pub bucket: Option<String>,
     pub version_manifest_path: String,
     pub projections_path: String,
@@ -48,7 +49,7 @@ impl ProjectionUpdate {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("event".into(), "projection_update".into());
-        m.insert("dataset_id".into(), self.dataset_id.clone().into());
+        m.insert("dataset_id".into(), self.dataset_id.as_str().into());
         if let Some(b) = &self.bucket {
             m.insert("bucket".into(), b.clone().into());
         }
@@ -73,11 +74,11 @@ pub enum CompletionStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LifecycleEvent {
     Started {
-        run_id: String,
+        run_id: RunId,
         started_at: Option<DateTime<Utc>>,
     },
     Heartbeat {
-        run_id: String,
+        run_id: RunId,
         progress: Option<f64>,
         ts: Option<DateTime<Utc>>,
     },
@@ -86,7 +87,7 @@ pub enum LifecycleEvent {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    pub run_id: String,
+    pub run_id: RunId,
     pub status: CompletionStatus,
     pub metric_code: Option<String>,
     pub version_ts: Option<String>,
@@ -96,7 +97,7 @@ pub struct Completion {
 }
 
 impl LifecycleEvent {
-    pub fn run_id(&self) -> &str {
+    pub fn run_id(&self) -> &RunId {
         match self {
             Self::Started { run_id, .. } | Self::Heartbeat { run_id, .. } => run_id,
             Self::Completed(c) => &c.run_id,
@@ -183,7 +184,7 @@ pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError
         None => return Err(EventError::InvalidEvent("event is required".into())),
     }
     Ok(ProjectionUpdate {
-        dataset_id: required_str(o, "dataset_id")?,
+        dataset_id: required_str(o, "dataset_id")?.into(),
         bucket: optional_str(o, "bucket")?.filter(|b| !b.is_empty()),
         version_manifest_path: required_str(o, "version_manifest_path")?,
         projections_path: required_str(o, "projections_path")?,
@@ -194,7 +195,7 @@ pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError
 pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
     let o = object(v)?;
     let kind = required_str(o, "type")?;
-    let run_id = required_str(o, "runId")?;
+    let run_id = RunId::from(required_str(o, "runId")?);
     match kind.as_str() {
         "metric_run_started" => Ok(LifecycleEvent::Started {
             run_id,

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod events;
 pub mod expression;
 pub mod freshness;
+pub mod ids;
 pub mod pending_run;
 pub mod problem;
 pub mod run_request;

@@ -1,4 +1,4 @@
-//! How a projection update changes a metric's pending run (SPEC §5.3, step 4),
+//! How a projection update changes a metric's pending run (docs/semantics.md),
 //! decided in memory from the run's rows and the newest update of each
 //! dataset; the store writes the result.
 
@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::freshness::is_fresh;
+use super::ids::{DatasetId, UpdateId};
 
 /// A dataset update as far as freshness is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
-    pub update_id: String,
+    pub update_id: UpdateId,
     /// The update's `created_at` (database clock).
     pub at: DateTime<Utc>,
 }
@@ -20,7 +21,7 @@ pub struct Received {
 /// One row of `metric_run_pending_datasets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
-    pub dataset_id: String,
+    pub dataset_id: DatasetId,
     pub required_days: i32,
     pub received: Option<Received>,
 }
@@ -32,14 +33,14 @@ pub struct Slot {
 /// of the rows that changed.
 pub fn absorb(
     slots: &mut [Slot],
-    dataset: &str,
+    dataset: &DatasetId,
     update: &Received,
-    newest: &HashMap<String, Received>,
+    newest: &HashMap<DatasetId, Received>,
     now: DateTime<Utc>,
 ) -> Vec<usize> {
     let mut changed = Vec::new();
     for (i, slot) in slots.iter_mut().enumerate() {
-        let next = if slot.dataset_id == dataset {
+        let next = if slot.dataset_id == *dataset {
             Some(update.clone())
         } else {
             match &slot.received {
@@ -105,7 +106,13 @@ mod tests {
             slot("a", 7, Some(rec("old", "2026-11-19T00:00:00Z"))),
             slot("b", 7, None),
         ];
-        let changed = absorb(&mut s, "a", &rec("new", NOW), &HashMap::new(), t(NOW));
+        let changed = absorb(
+            &mut s,
+            &DatasetId::new("a"),
+            &rec("new", NOW),
+            &HashMap::new(),
+            t(NOW),
+        );
         assert_eq!(changed, vec![0]);
         assert_eq!(s[0].received.as_ref().unwrap().update_id, "new");
         assert!(!is_complete(&s));
@@ -113,9 +120,16 @@ mod tests {
 
     #[test]
     fn missing_rows_take_the_newest_fresh_update_of_their_dataset() {
-        let newest: HashMap<_, _> = [("b".to_string(), rec("b1", "2026-11-15T00:00:00Z"))].into();
+        let newest: HashMap<_, _> =
+            [(DatasetId::new("b"), rec("b1", "2026-11-15T00:00:00Z"))].into();
         let mut s = vec![slot("a", 7, None), slot("b", 7, None)];
-        absorb(&mut s, "a", &rec("a1", NOW), &newest, t(NOW));
+        absorb(
+            &mut s,
+            &DatasetId::new("a"),
+            &rec("a1", NOW),
+            &newest,
+            t(NOW),
+        );
         assert!(is_complete(&s));
     }
 
@@ -123,8 +137,14 @@ mod tests {
     fn stale_rows_are_dropped_or_replaced() {
         let stale = rec("b0", "2026-11-01T00:00:00Z");
         let mut s = vec![slot("a", 7, None), slot("b", 7, Some(stale.clone()))];
-        let newest: HashMap<_, _> = [("b".to_string(), stale)].into();
-        let changed = absorb(&mut s, "a", &rec("a1", NOW), &newest, t(NOW));
+        let newest: HashMap<_, _> = [(DatasetId::new("b"), stale)].into();
+        let changed = absorb(
+            &mut s,
+            &DatasetId::new("a"),
+            &rec("a1", NOW),
+            &newest,
+            t(NOW),
+        );
         assert_eq!(changed, vec![0, 1]);
         assert_eq!(s[1].received, None, "nothing fresh for b: not received");
         // required_days 0: never stale.
@@ -133,7 +153,13 @@ mod tests {
             slot("b", 0, Some(rec("b0", "2000-01-01T00:00:00Z"))),
         ];
         assert_eq!(
-            absorb(&mut s, "a", &rec("a1", NOW), &HashMap::new(), t(NOW)),
+            absorb(
+                &mut s,
+                &DatasetId::new("a"),
+                &rec("a1", NOW),
+                &HashMap::new(),
+                t(NOW)
+            ),
             vec![0]
         );
         assert!(is_complete(&s));
@@ -142,9 +168,16 @@ mod tests {
     #[test]
     fn fresh_received_rows_keep_their_update() {
         let kept = rec("b0", "2026-11-18T00:00:00Z");
-        let newer: HashMap<_, _> = [("b".to_string(), rec("b9", "2026-11-19T00:00:00Z"))].into();
+        let newer: HashMap<_, _> =
+            [(DatasetId::new("b"), rec("b9", "2026-11-19T00:00:00Z"))].into();
         let mut s = vec![slot("a", 7, None), slot("b", 7, Some(kept.clone()))];
-        absorb(&mut s, "a", &rec("a1", NOW), &newer, t(NOW));
+        absorb(
+            &mut s,
+            &DatasetId::new("a"),
+            &rec("a1", NOW),
+            &newer,
+            t(NOW),
+        );
         assert_eq!(s[1].received, Some(kept));
     }
 

@@ -1,4 +1,4 @@
-//! The outbound run request (SPEC §3.3), built from exactly the dataset
+//! The outbound run request (docs/contracts.md), built from exactly the dataset
 //! updates a run uses.
 
 use std::collections::BTreeMap;
@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
+
+use super::ids::{DatasetId, RunId, UpdateId};
 
 /// Settings that shape every request: where outputs go, and whether the
 /// topic is FIFO (then group and deduplication ids are set).
@@ -28,26 +30,32 @@ impl RequestSettings {
 /// One dataset update used by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsedUpdate {
-    pub dataset_id: String,
-    pub update_id: String,
+    pub dataset_id: DatasetId,
+    pub update_id: UpdateId,
     pub bucket: String,
     pub manifest_path: String,
     pub projections_path: String,
     pub created_at: DateTime<Utc>,
 }
 
+/// A series and one dataset that provides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesSource {
+    pub series_code: String,
+    pub dataset_id: DatasetId,
+}
+
 /// Everything a request is built from.
 #[derive(Debug, Clone)]
 pub struct RunRequestInput<'a, 'e> {
-    pub run_id: &'a str,
+    pub run_id: &'a RunId,
     pub metric_code: &'a str,
     pub expression_type: &'a str,
     pub expression_json: &'e Value,
     pub attempt: i32,
     pub requested_at: DateTime<Utc>,
-    /// (series code, dataset id) for every series the metric references and
-    /// every dataset that contains it.
-    pub series_datasets: &'a [(String, String)],
+    /// Every series the metric references with every dataset that contains it.
+    pub series_datasets: &'a [SeriesSource],
     pub updates: &'a [UsedUpdate],
 }
 
@@ -57,7 +65,7 @@ pub struct RunRequestInput<'a, 'e> {
 pub struct RunRequest<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub run_id: String,
+    pub run_id: RunId,
     pub metric_code: String,
     pub expression_type: String,
     pub expression_json: &'a Value,
@@ -113,7 +121,11 @@ pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) ->
     // For each series: the dataset whose used update is newest; ties go to the
     // smallest dataset id (BTreeMap order + strict comparison).
     let mut providers: BTreeMap<&str, Option<(&str, DateTime<Utc>)>> = BTreeMap::new();
-    for (series, dataset) in input.series_datasets {
+    for SeriesSource {
+        series_code: series,
+        dataset_id: dataset,
+    } in input.series_datasets
+    {
         let slot = providers.entry(series.as_str()).or_insert(None);
         if let Some(update) = by_dataset.get(dataset.as_str()) {
             let better = match slot {
@@ -150,7 +162,7 @@ pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) ->
         .collect();
     RunRequest {
         kind: "metric_run_requested",
-        run_id: input.run_id.to_string(),
+        run_id: input.run_id.clone(),
         metric_code: input.metric_code.to_string(),
         expression_type: input.expression_type.to_string(),
         expression_json: input.expression_json,
@@ -185,7 +197,7 @@ mod tests {
     fn update(d: &str, at: &str) -> UsedUpdate {
         UsedUpdate {
             dataset_id: d.into(),
-            update_id: format!("u-{d}"),
+            update_id: format!("u-{d}").into(),
             bucket: "bkt".into(),
             manifest_path: format!("{d}/manifest.json"),
             projections_path: format!("{d}/proj/"),
@@ -206,15 +218,21 @@ mod tests {
         let expr =
             json!({"op": "ratio", "left": {"seriesCode": "B"}, "right": {"seriesCode": "A"}});
         let sd = vec![
-            ("A".to_string(), "d1".to_string()),
-            ("B".to_string(), "d2".to_string()),
+            SeriesSource {
+                series_code: "A".into(),
+                dataset_id: "d1".into(),
+            },
+            SeriesSource {
+                series_code: "B".into(),
+                dataset_id: "d2".into(),
+            },
         ];
         let ups = vec![
             update("d1", "2026-11-20T10:00:00Z"),
             update("d2", "2026-11-20T10:00:01Z"),
         ];
         let input = RunRequestInput {
-            run_id: "r1",
+            run_id: &RunId::new("r1"),
             metric_code: "m.x",
             expression_type: "series_math",
             expression_json: &expr,
@@ -247,11 +265,26 @@ mod tests {
     fn a_series_in_several_datasets_comes_from_the_newest_update_then_smallest_id() {
         let expr = json!({});
         let sd = vec![
-            ("S".to_string(), "a".to_string()),
-            ("S".to_string(), "b".to_string()),
-            ("S".to_string(), "c".to_string()),
-            ("T".to_string(), "b".to_string()),
-            ("T".to_string(), "c".to_string()),
+            SeriesSource {
+                series_code: "S".into(),
+                dataset_id: "a".into(),
+            },
+            SeriesSource {
+                series_code: "S".into(),
+                dataset_id: "b".into(),
+            },
+            SeriesSource {
+                series_code: "S".into(),
+                dataset_id: "c".into(),
+            },
+            SeriesSource {
+                series_code: "T".into(),
+                dataset_id: "b".into(),
+            },
+            SeriesSource {
+                series_code: "T".into(),
+                dataset_id: "c".into(),
+            },
         ];
         let ups = vec![
             update("a", "2026-11-20T10:00:00Z"),
@@ -259,7 +292,7 @@ mod tests {
             update("c", "2026-11-20T10:00:05Z"),
         ];
         let input = RunRequestInput {
-            run_id: "r",
+            run_id: &RunId::new("r"),
             metric_code: "m",
             expression_type: "composite",
             expression_json: &expr,

@@ -217,9 +217,33 @@ mod tests {
     }
 }
 
+/// What an operator's cancel does from `from`: `canceled`, or nothing for a
+/// run that has already ended.
+pub fn cancel(from: RunStatus) -> Option<RunStatus> {
+    from.is_cancelable().then_some(RunStatus::Canceled)
+}
+
 #[cfg(test)]
 mod serde_tests {
     use super::RunStatus;
+
+    #[test]
+    fn only_runs_that_have_not_ended_can_be_canceled() {
+        use RunStatus::*;
+        let cases = [
+            (PendingDependencies, Some(Canceled)),
+            (Queued, Some(Canceled)),
+            (Dispatched, Some(Canceled)),
+            (Running, Some(Canceled)),
+            (Succeeded, None),
+            (Failed, None),
+            (TimedOut, None),
+            (Canceled, None),
+        ];
+        for (from, want) in cases {
+            assert_eq!(super::cancel(from), want, "{from}");
+        }
+    }
 
     #[test]
     fn statuses_serialize_as_their_stored_names() {

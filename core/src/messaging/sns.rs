@@ -55,7 +55,7 @@ impl SnsPublisher {
             .message(body)
             .message_attributes("event_type", attr("metric_run_requested"))
             .message_attributes("metric_code", attr(&m.metric_code))
-            .message_attributes("run_id", attr(&m.run_id));
+            .message_attributes("run_id", attr(m.run_id.as_str()));
         if let Some(size) = extra {
             b = b.message_attributes(SIZE_ATTRIBUTE, attr(&size));
         }
@@ -69,7 +69,7 @@ impl SnsPublisher {
                         .clone()
                         .unwrap_or_else(|| m.metric_code.clone()),
                 )
-                .message_deduplication_id(&m.run_id);
+                .message_deduplication_id(m.run_id.as_str());
         }
         b.build().map_err(|e| PublishError(e.to_string()))
     }

@@ -7,11 +7,13 @@ use serde_json::Value;
 
 use super::{StoreResult, Transaction};
 use crate::domain::catalog::Catalog;
+use crate::domain::ids::{DatasetId, MetricId};
+use crate::domain::run_request::SeriesSource;
 
 /// A dependent metric, locked for the rest of the transaction.
 #[derive(Debug, Clone)]
 pub struct LockedMetric {
-    pub id: String,
+    pub id: MetricId,
     pub code: String,
     pub required_days: i32,
     pub expression_type: String,
@@ -25,7 +27,7 @@ pub struct LockedMetric {
 /// with NOWAIT and retrying was measured slower than waiting: BENCHMARKS.md.)
 pub async fn lock_dependent_metrics(
     tx: &Transaction<'_>,
-    dataset_id: &str,
+    dataset_id: &DatasetId,
 ) -> StoreResult<Vec<LockedMetric>> {
     let stmt = tx
         .prepare_cached(
@@ -53,19 +55,19 @@ pub async fn lock_dependent_metrics(
 /// Which datasets provide each series a metric references.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesSources {
-    /// (series code, dataset id) pairs; a series no dataset provides is absent.
-    pub series_datasets: Vec<(String, String)>,
+    /// Every dataset providing each series; a series no dataset provides is absent.
+    pub series_datasets: Vec<SeriesSource>,
     /// Series the metric references that no dataset provides.
     pub orphan_series: Vec<String>,
 }
 
 impl SeriesSources {
     /// The metric's required datasets, sorted and distinct.
-    pub fn required_datasets(&self) -> Vec<String> {
-        let mut d: Vec<String> = self
+    pub fn required_datasets(&self) -> Vec<DatasetId> {
+        let mut d: Vec<DatasetId> = self
             .series_datasets
             .iter()
-            .map(|(_, d)| d.clone())
+            .map(|s| s.dataset_id.clone())
             .collect();
         d.sort();
         d.dedup();
@@ -75,8 +77,8 @@ impl SeriesSources {
 
 pub async fn series_sources(
     tx: &Transaction<'_>,
-    metric_ids: &[String],
-) -> StoreResult<HashMap<String, SeriesSources>> {
+    metric_ids: &[MetricId],
+) -> StoreResult<HashMap<MetricId, SeriesSources>> {
     let stmt = tx
         .prepare_cached(
             "SELECT md.metric_id, md.series_code, ds.dataset_id
@@ -86,11 +88,14 @@ pub async fn series_sources(
         )
         .await?;
     let rows = tx.query(&stmt, &[&metric_ids]).await?;
-    let mut out: HashMap<String, SeriesSources> = HashMap::new();
+    let mut out: HashMap<MetricId, SeriesSources> = HashMap::new();
     for r in &rows {
         let entry = out.entry(r.get(0)).or_default();
-        match r.get::<_, Option<String>>(2) {
-            Some(dataset) => entry.series_datasets.push((r.get(1), dataset)),
+        match r.get::<_, Option<DatasetId>>(2) {
+            Some(dataset_id) => entry.series_datasets.push(SeriesSource {
+                series_code: r.get(1),
+                dataset_id,
+            }),
             None => entry.orphan_series.push(r.get(1)),
         }
     }
@@ -100,8 +105,8 @@ pub async fn series_sources(
 /// A metric's expression, as stored.
 pub async fn expressions(
     tx: &Transaction<'_>,
-    metric_ids: &[String],
-) -> StoreResult<HashMap<String, (String, Value)>> {
+    metric_ids: &[MetricId],
+) -> StoreResult<HashMap<MetricId, (String, Value)>> {
     let stmt = tx
         .prepare_cached(
             "SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)",
@@ -136,15 +141,15 @@ pub async fn metric_ids_by_code(
 /// The series each of these metrics depends on, as stored.
 pub async fn dependencies(
     tx: &Transaction<'_>,
-    metric_ids: &[String],
-) -> StoreResult<HashMap<String, BTreeSet<String>>> {
+    metric_ids: &[MetricId],
+) -> StoreResult<HashMap<MetricId, BTreeSet<String>>> {
     let rows = tx
         .query(
             "SELECT metric_id, series_code FROM metric_dependencies WHERE metric_id = ANY($1)",
             &[&metric_ids],
         )
         .await?;
-    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut out: HashMap<MetricId, BTreeSet<String>> = HashMap::new();
     for r in &rows {
         out.entry(r.get(0)).or_default().insert(r.get(1));
     }
@@ -292,11 +297,11 @@ pub async fn counts(tx: &Transaction<'_>) -> StoreResult<(i64, i64, i64)> {
 /// A metric as an operator names it, locked against concurrent processing.
 #[derive(Debug, Clone)]
 pub struct MetricForTrigger {
-    pub id: String,
+    pub id: MetricId,
     pub code: String,
     pub enabled: bool,
     pub required_days: i32,
-    pub required_datasets: Vec<String>,
+    pub required_datasets: Vec<DatasetId>,
 }
 
 /// Locks the metric with this code (as projection updates do) and reads its
@@ -314,7 +319,7 @@ pub async fn lock_metric_by_code(
     else {
         return Ok(None);
     };
-    let id: String = m.get(0);
+    let id: MetricId = m.get(0);
     let datasets = tx
         .query(
             "SELECT dataset_id FROM metric_required_datasets WHERE metric_id = $1 ORDER BY dataset_id",

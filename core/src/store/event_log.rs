@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::{StoreResult, Transaction};
+use crate::domain::ids::RunId;
 
 /// Records an event as processed. Returns `false` when its key was already
 /// recorded (a duplicate). Concurrent transactions with the same key wait for
@@ -12,7 +13,7 @@ pub async fn record(
     event_key: &str,
     event_type: &str,
     payload: &Value,
-    run_id: Option<&str>,
+    run_id: Option<&RunId>,
 ) -> StoreResult<bool> {
     let stmt = tx
         .prepare_cached(

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod event_log;
+pub mod ids;
 pub mod migrate;
 pub mod outbox;
 pub mod pending;

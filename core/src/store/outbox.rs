@@ -1,16 +1,17 @@
-//! The transactional outbox (SPEC §5.4). Rows are written in the business
+//! The transactional outbox (docs/semantics.md). Rows are written in the business
 //! transaction; the relay claims them with a time-limited lease (so no
 //! transaction stays open while it talks to SNS), publishes, and marks them.
 
 use std::time::Duration;
 
 use super::{StoreResult, Transaction};
+use crate::domain::ids::RunId;
 
 /// A run request waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub id: i64,
-    pub run_id: String,
+    pub run_id: RunId,
     pub metric_code: String,
     pub payload: String,
     pub message_group_id: Option<String>,
@@ -29,9 +30,9 @@ pub struct Origin {
     pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// A row to write: (run id, request JSON, FIFO group id).
+/// A row to write: a run's request JSON and its FIFO group id.
 pub struct NewMessage<'a> {
-    pub run_id: &'a str,
+    pub run_id: &'a RunId,
     pub metric_code: &'a str,
     pub payload: &'a str,
     pub message_group_id: Option<&'a str>,
@@ -51,7 +52,7 @@ pub async fn insert(
         return Ok(Vec::new());
     }
     let stmt = tx.prepare_cached(INSERT).await?;
-    let runs: Vec<&str> = rows.iter().map(|r| r.run_id).collect();
+    let runs: Vec<&RunId> = rows.iter().map(|r| r.run_id).collect();
     let codes: Vec<&str> = rows.iter().map(|r| r.metric_code).collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
@@ -113,7 +114,7 @@ pub async fn claim(
 }
 
 /// Marks rows published; returns their run ids.
-pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<String>> {
+pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<RunId>> {
     let stmt = tx
         .prepare_cached(
             "UPDATE outbox SET published_at = now(), last_error = NULL
@@ -165,7 +166,7 @@ pub async fn backlog(tx: &Transaction<'_>) -> StoreResult<Backlog> {
 }
 
 /// The run request written for a run (the newest, for a run with several).
-pub async fn payload_of(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<String>> {
+pub async fn payload_of(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<String>> {
     let row = tx
         .query_opt(
             "SELECT payload FROM outbox WHERE run_id = $1 ORDER BY id DESC LIMIT 1",

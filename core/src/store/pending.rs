@@ -3,20 +3,21 @@
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, Transaction};
+use crate::domain::ids::{DatasetId, MetricId, RunId, UpdateId};
 use crate::domain::pending_run::{Received, Slot};
 
 /// A metric's open pending run with its rows.
 #[derive(Debug, Clone)]
 pub struct OpenPending {
-    pub run_id: String,
-    pub metric_id: String,
+    pub run_id: RunId,
+    pub metric_id: MetricId,
     pub slots: Vec<Slot>,
 }
 
 /// The pending runs of these metrics (at most one each), with their rows.
 pub async fn open_runs(
     tx: &Transaction<'_>,
-    metric_ids: &[String],
+    metric_ids: &[MetricId],
 ) -> StoreResult<Vec<OpenPending>> {
     let stmt = tx
         .prepare_cached(
@@ -30,7 +31,7 @@ pub async fn open_runs(
     let rows = tx.query(&stmt, &[&metric_ids]).await?;
     let mut out: Vec<OpenPending> = Vec::new();
     for r in &rows {
-        let run_id: String = r.get(0);
+        let run_id: RunId = r.get(0);
         if out.last().is_none_or(|o| o.run_id != run_id) {
             out.push(OpenPending {
                 run_id,
@@ -39,7 +40,7 @@ pub async fn open_runs(
             });
         }
         let received = match (
-            r.get::<_, Option<String>>(4),
+            r.get::<_, Option<UpdateId>>(4),
             r.get::<_, Option<DateTime<Utc>>>(5),
         ) {
             (Some(update_id), Some(at)) => Some(Received { update_id, at }),
@@ -56,8 +57,12 @@ pub async fn open_runs(
     Ok(out)
 }
 
-/// Rows to write: (run id, slot).
-pub type SlotRow<'a> = (&'a str, &'a Slot);
+/// A row to write: a run's slot.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotRow<'a> {
+    pub run_id: &'a RunId,
+    pub slot: &'a Slot,
+}
 
 /// Rows as parallel arrays, the shape `unnest` takes.
 #[derive(Default)]
@@ -71,8 +76,8 @@ struct Columns<'a> {
 
 fn columns<'a>(rows: &'a [SlotRow<'a>]) -> Columns<'a> {
     let mut c = Columns::default();
-    for (run, slot) in rows {
-        c.runs.push(run);
+    for SlotRow { run_id, slot } in rows {
+        c.runs.push(run_id.as_str());
         c.datasets.push(slot.dataset_id.as_str());
         c.days.push(slot.required_days);
         c.updates
@@ -130,17 +135,17 @@ pub async fn update_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreRes
 /// One row of a pending run, for operators.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PendingDataset {
-    pub dataset_id: String,
+    pub dataset_id: DatasetId,
     pub required_days: i32,
     pub received: bool,
-    pub received_update_id: Option<String>,
+    pub received_update_id: Option<UpdateId>,
     pub received_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Age of the received update in seconds, on the database clock.
     pub age_secs: Option<f64>,
     pub fresh: Option<bool>,
 }
 
-pub async fn for_run(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Vec<PendingDataset>> {
+pub async fn for_run(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Vec<PendingDataset>> {
     let rows = tx
         .query(
             "SELECT dataset_id, required_days, received, received_update_id, received_at,

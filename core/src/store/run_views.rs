@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Pool, StoreError, StoreResult, Transaction};
+use crate::domain::ids::{DatasetId, RunId, UpdateId};
 use crate::domain::run_state::RunStatus;
 
 #[derive(Debug, Clone, Default)]
@@ -17,11 +18,11 @@ pub struct RunFilter {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
-    pub id: String,
+    pub id: RunId,
     pub metric_code: String,
     pub status: RunStatus,
     pub attempt: i32,
-    pub retry_of: Option<String>,
+    pub retry_of: Option<RunId>,
     pub created_at: DateTime<Utc>,
     pub requested_at: Option<DateTime<Utc>>,
     pub dispatched_at: Option<DateTime<Utc>>,
@@ -77,14 +78,14 @@ pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreE
 /// A used dataset update, for `show`.
 #[derive(Debug, Clone, Serialize)]
 pub struct UsedUpdateRow {
-    pub dataset_id: String,
-    pub update_id: String,
+    pub dataset_id: DatasetId,
+    pub update_id: UpdateId,
     pub version_manifest_path: String,
     pub created_at: DateTime<Utc>,
 }
 
 /// One run's row of `run_status`.
-pub async fn get(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<RunRow>> {
+pub async fn get(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<RunRow>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM run_status WHERE run_id = $1");
     tx.query_opt(&sql, &[&run_id])
         .await?
@@ -94,7 +95,7 @@ pub async fn get(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<RunRo
 }
 
 /// The dataset updates a run uses, by dataset.
-pub async fn used_updates(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Vec<UsedUpdateRow>> {
+pub async fn used_updates(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Vec<UsedUpdateRow>> {
     let rows = tx
         .query(
             "SELECT du.dataset_id, du.id, du.version_manifest_path, du.created_at

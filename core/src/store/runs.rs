@@ -8,14 +8,15 @@ use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, Transaction};
 use crate::domain::events::Completion;
+use crate::domain::ids::{MetricId, RunId, UpdateId};
 use crate::domain::run_request::UsedUpdate;
 use crate::domain::run_state::RunStatus;
 
 /// A run created by a projection update, in its decided status.
 #[derive(Debug, Clone)]
 pub struct CreatedRun<'a> {
-    pub id: &'a str,
-    pub metric_id: &'a str,
+    pub id: &'a RunId,
+    pub metric_id: &'a MetricId,
     pub metric_code: &'a str,
     /// `Some(update-set key)` when complete at once: inserted `queued`.
     pub queued_with_key: Option<&'a str>,
@@ -37,8 +38,8 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
         return Ok(0);
     }
     let stmt = tx.prepare_cached(INSERT_CREATED).await?;
-    let ids: Vec<&str> = created.iter().map(|c| c.id).collect();
-    let metrics: Vec<&str> = created.iter().map(|c| c.metric_id).collect();
+    let ids: Vec<&RunId> = created.iter().map(|c| c.id).collect();
+    let metrics: Vec<&MetricId> = created.iter().map(|c| c.metric_id).collect();
     let codes: Vec<&str> = created.iter().map(|c| c.metric_code).collect();
     let keys: Vec<Option<&str>> = created.iter().map(|c| c.queued_with_key).collect();
     Ok(tx.execute(&stmt, &[&ids, &metrics, &codes, &keys]).await?)
@@ -50,16 +51,22 @@ pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                FROM unnest($1::text[], $2::text[]) AS k(id, key)
               WHERE r.id = k.id AND r.status = 'pending_dependencies'";
 
-/// `pending_dependencies → queued` for runs that became complete; `runs`
-/// holds (run id, update-set key). A run that is no longer pending is a
-/// conflict (the transaction is retried).
-pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> StoreResult<()> {
+/// A pending run that became complete, with the key of its update set.
+#[derive(Debug, Clone)]
+pub struct Completed<'a> {
+    pub run_id: &'a RunId,
+    pub update_set_key: &'a str,
+}
+
+/// `pending_dependencies → queued` for runs that became complete. A run that
+/// is no longer pending is a conflict (the transaction is retried).
+pub async fn queue_pending(tx: &Transaction<'_>, runs: &[Completed<'_>]) -> StoreResult<()> {
     if runs.is_empty() {
         return Ok(());
     }
     let queue = tx.prepare_cached(QUEUE_PENDING).await?;
-    let (ids, keys): (Vec<&str>, Vec<&str>) =
-        runs.iter().map(|(i, k)| (i.as_str(), k.as_str())).unzip();
+    let (ids, keys): (Vec<&RunId>, Vec<&str>) =
+        runs.iter().map(|c| (c.run_id, c.update_set_key)).unzip();
     let queued = tx.execute(&queue, &[&ids, &keys]).await?;
     if queued as usize != runs.len() {
         return Err(StoreError::Conflict(format!(
@@ -74,21 +81,29 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[(String, String)]) -> S
 pub(super) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
              SELECT * FROM unnest($1::text[], $2::text[])";
 
-/// Records which updates each requested run uses: (run id, update id) pairs.
-pub async fn record_used(tx: &Transaction<'_>, pairs: &[(&str, &str)]) -> StoreResult<u64> {
-    if pairs.is_empty() {
+/// One dataset update a requested run uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'a> {
+    pub run_id: &'a RunId,
+    pub update_id: &'a UpdateId,
+}
+
+/// Records which updates each requested run uses.
+pub async fn record_used(tx: &Transaction<'_>, uses: &[Use<'_>]) -> StoreResult<u64> {
+    if uses.is_empty() {
         return Ok(0);
     }
     let stmt = tx.prepare_cached(RECORD_USED).await?;
-    let (runs, updates): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
+    let (runs, updates): (Vec<&RunId>, Vec<&UpdateId>) =
+        uses.iter().map(|u| (u.run_id, u.update_id)).unzip();
     Ok(tx.execute(&stmt, &[&runs, &updates]).await?)
 }
 
 /// The updates each run uses (from `run_dataset_updates`).
 pub async fn used_updates(
     tx: &Transaction<'_>,
-    run_ids: &[String],
-) -> StoreResult<HashMap<String, Vec<UsedUpdate>>> {
+    run_ids: &[RunId],
+) -> StoreResult<HashMap<RunId, Vec<UsedUpdate>>> {
     let stmt = tx
         .prepare_cached(
             "SELECT rdu.run_id, du.dataset_id, du.id, COALESCE(du.bucket, ''), du.version_manifest_path,
@@ -100,7 +115,7 @@ pub async fn used_updates(
         )
         .await?;
     let rows = tx.query(&stmt, &[&run_ids]).await?;
-    let mut out: HashMap<String, Vec<UsedUpdate>> = HashMap::new();
+    let mut out: HashMap<RunId, Vec<UsedUpdate>> = HashMap::new();
     for r in &rows {
         out.entry(r.get(0)).or_default().push(UsedUpdate {
             dataset_id: r.get(1),
@@ -117,8 +132,8 @@ pub async fn used_updates(
 /// The fields of a run that use cases decide on.
 #[derive(Debug, Clone)]
 pub struct RunRef {
-    pub id: String,
-    pub metric_id: String,
+    pub id: RunId,
+    pub metric_id: MetricId,
     pub metric_code: String,
     pub status: RunStatus,
     pub attempt: i32,
@@ -130,7 +145,7 @@ pub(super) fn status_of(s: &str) -> StoreResult<RunStatus> {
     s.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))
 }
 
-pub async fn get(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<RunRef>> {
+pub async fn get(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<RunRef>> {
     let stmt = tx
         .prepare_cached(
             "SELECT r.id, r.metric_id, r.metric_code, r.status, r.attempt, m.max_attempts, r.requested_at
@@ -151,18 +166,27 @@ pub async fn get(tx: &Transaction<'_>, run_id: &str) -> StoreResult<Option<RunRe
     }))
 }
 
-/// `started` from `expected`: → running. Before running the earliest start
-/// wins; once running, `started_at` is only filled in when missing.
+/// A status change the state machine decided: `from` (the status the run
+/// was read in, checked again by the update) to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition<'a> {
+    pub run_id: &'a RunId,
+    pub from: RunStatus,
+    pub to: RunStatus,
+}
+
+/// A `started` event: `from → to` (running). Before running the earliest
+/// start wins; once running, `started_at` is only filled in when missing.
+/// `false`: the run left `from` meanwhile.
 pub async fn mark_started(
     tx: &Transaction<'_>,
-    run_id: &str,
-    expected: RunStatus,
+    t: Transition<'_>,
     started_at: Option<DateTime<Utc>>,
 ) -> StoreResult<bool> {
     let stmt = tx
         .prepare_cached(
             "UPDATE metric_runs
-                SET status = 'running',
+                SET status = $4,
                     started_at = CASE WHEN status = 'running' THEN COALESCE(started_at, COALESCE($3, now()))
                                       ELSE LEAST(started_at, COALESCE($3, now())) END,
                     last_contact_at = now(), updated_at = now()
@@ -170,23 +194,25 @@ pub async fn mark_started(
         )
         .await?;
     Ok(tx
-        .execute(&stmt, &[&run_id, &expected.as_str(), &started_at])
+        .execute(
+            &stmt,
+            &[&t.run_id, &t.from.as_str(), &started_at, &t.to.as_str()],
+        )
         .await?
         == 1)
 }
 
-/// `heartbeat` from `expected`: → running, `last_heartbeat_at` = max(old, ts).
+/// A `heartbeat` event: `from → to` (running), `last_heartbeat_at` = max(old, ts).
 pub async fn mark_heartbeat(
     tx: &Transaction<'_>,
-    run_id: &str,
-    expected: RunStatus,
+    t: Transition<'_>,
     ts: Option<DateTime<Utc>>,
     progress: Option<f64>,
 ) -> StoreResult<bool> {
     let stmt = tx
         .prepare_cached(
             "UPDATE metric_runs
-                SET status = 'running',
+                SET status = $5,
                     last_heartbeat_at = GREATEST(last_heartbeat_at, COALESCE($3, now())),
                     progress = COALESCE($4, progress),
                     last_contact_at = now(), updated_at = now()
@@ -194,16 +220,18 @@ pub async fn mark_heartbeat(
         )
         .await?;
     Ok(tx
-        .execute(&stmt, &[&run_id, &expected.as_str(), &ts, &progress])
+        .execute(
+            &stmt,
+            &[&t.run_id, &t.from.as_str(), &ts, &progress, &t.to.as_str()],
+        )
         .await?
         == 1)
 }
 
-/// `completed` from `expected`: → `to` (succeeded or failed) with the results.
+/// A `completed` event: `from → to` (succeeded or failed) with the results.
 pub async fn mark_completed(
     tx: &Transaction<'_>,
-    expected: RunStatus,
-    to: RunStatus,
+    t: Transition<'_>,
     c: &Completion,
 ) -> StoreResult<bool> {
     let stmt = tx
@@ -218,9 +246,9 @@ pub async fn mark_completed(
         .execute(
             &stmt,
             &[
-                &c.run_id,
-                &expected.as_str(),
-                &to.as_str(),
+                &t.run_id,
+                &t.from.as_str(),
+                &t.to.as_str(),
                 &c.version_ts,
                 &c.output_manifest,
                 &c.row_count,
@@ -234,7 +262,7 @@ pub async fn mark_completed(
 /// A run that just timed out.
 #[derive(Debug, Clone)]
 pub struct TimedOut {
-    pub id: String,
+    pub id: RunId,
     pub metric_code: String,
     pub previous: RunStatus,
 }
@@ -286,19 +314,23 @@ pub async fn time_out_overdue(
 /// A run created by this transaction and to be requested through the outbox.
 #[derive(Debug, Clone)]
 pub struct NewRun {
-    pub id: String,
-    pub metric_id: String,
+    pub id: RunId,
+    pub metric_id: MetricId,
     pub metric_code: String,
     pub attempt: i32,
 }
 
-/// Queues a retry (attempt + 1, same dataset updates) of each ended run in
-/// `pairs` (old id, new id) whose metric allows another attempt. A run is
-/// retried at most once, whatever reports its end.
-pub async fn create_retries(
-    tx: &Transaction<'_>,
-    pairs: &[(String, String)],
-) -> StoreResult<Vec<NewRun>> {
+/// A retry to create: the ended run and the new run's id.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub of: RunId,
+    pub id: RunId,
+}
+
+/// Queues a retry (attempt + 1, same dataset updates) of each ended run
+/// whose metric allows another attempt. A run is retried at most once,
+/// whatever reports its end.
+pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreResult<Vec<NewRun>> {
     let stmt = tx
         .prepare_cached(
             "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[]) AS n(old_id, new_id)),
@@ -320,8 +352,7 @@ pub async fn create_retries(
              SELECT id, metric_id, metric_code, attempt FROM created",
         )
         .await?;
-    let (old, new): (Vec<&str>, Vec<&str>) =
-        pairs.iter().map(|(o, n)| (o.as_str(), n.as_str())).unzip();
+    let (old, new): (Vec<&RunId>, Vec<&RunId>) = retries.iter().map(|r| (&r.of, &r.id)).unzip();
     let rows = tx.query(&stmt, &[&old, &new]).await?;
     Ok(rows
         .iter()
@@ -338,7 +369,7 @@ pub async fn create_retries(
 pub async fn insert_triggered(
     tx: &Transaction<'_>,
     run: &NewRun,
-    update_ids: &[String],
+    update_ids: &[UpdateId],
 ) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, requested_at, last_contact_at)
@@ -354,18 +385,13 @@ pub async fn insert_triggered(
     Ok(())
 }
 
-/// `expected → canceled`.
-pub async fn cancel(
-    tx: &Transaction<'_>,
-    run_id: &str,
-    expected: RunStatus,
-    reason: &str,
-) -> StoreResult<bool> {
+/// `from → canceled` by an operator; `false`: the run left `from` meanwhile.
+pub async fn cancel(tx: &Transaction<'_>, t: Transition<'_>, reason: &str) -> StoreResult<bool> {
     let n = tx
         .execute(
-            "UPDATE metric_runs SET status = 'canceled', finished_at = now(), error = $3, updated_at = now()
+            "UPDATE metric_runs SET status = $4, finished_at = now(), error = $3, updated_at = now()
               WHERE id = $1 AND status = $2",
-            &[&run_id, &expected.as_str(), &reason],
+            &[&t.run_id, &t.from.as_str(), &reason, &t.to.as_str()],
         )
         .await?;
     Ok(n == 1)
@@ -375,9 +401,9 @@ pub async fn cancel(
 /// canceled run ids.
 pub async fn cancel_pending_of(
     tx: &Transaction<'_>,
-    metric_ids: &[String],
+    metric_ids: &[MetricId],
     reason: &str,
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<Vec<RunId>> {
     let rows = tx
         .query(
             "UPDATE metric_runs SET status = 'canceled', finished_at = now(), error = $2, updated_at = now()
@@ -391,7 +417,7 @@ pub async fn cancel_pending_of(
 
 /// Metrics whose pending run no longer matches the catalog: the metric is
 /// disabled, or its required datasets differ from the run's rows.
-pub async fn metrics_with_stale_pending_runs(tx: &Transaction<'_>) -> StoreResult<Vec<String>> {
+pub async fn metrics_with_stale_pending_runs(tx: &Transaction<'_>) -> StoreResult<Vec<MetricId>> {
     let rows = tx
         .query(
             "WITH p AS (
@@ -415,7 +441,7 @@ pub async fn metrics_with_stale_pending_runs(tx: &Transaction<'_>) -> StoreResul
 
 /// `queued → dispatched` for runs whose request reached the topic; a run that
 /// moved on meanwhile (started, canceled…) is left as it is.
-pub async fn mark_dispatched(tx: &Transaction<'_>, run_ids: &[String]) -> StoreResult<u64> {
+pub async fn mark_dispatched(tx: &Transaction<'_>, run_ids: &[RunId]) -> StoreResult<u64> {
     let stmt = tx
         .prepare_cached(
             "UPDATE metric_runs SET status = 'dispatched', dispatched_at = now(), updated_at = now()

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, Transaction};
 use crate::domain::events::ProjectionUpdate;
+use crate::domain::ids::{DatasetId, MetricId, UpdateId};
 use crate::domain::run_request::UsedUpdate;
 
 #[derive(Debug, Clone)]
 pub struct InsertedUpdate {
-    pub id: String,
+    pub id: UpdateId,
     /// The database clock at the start of the transaction (`now()`).
     pub created_at: DateTime<Utc>,
 }
@@ -20,7 +21,7 @@ pub struct InsertedUpdate {
 /// Returns `None` when an update with the same idempotency key exists.
 pub async fn insert(
     tx: &Transaction<'_>,
-    id: &str,
+    id: &UpdateId,
     u: &ProjectionUpdate,
 ) -> StoreResult<Option<InsertedUpdate>> {
     let register = tx
@@ -52,7 +53,7 @@ pub async fn insert(
     )
     .map_err(StoreError::from)?;
     Ok(row.map(|r| InsertedUpdate {
-        id: id.to_string(),
+        id: id.clone(),
         created_at: r.get(0),
     }))
 }
@@ -72,8 +73,8 @@ fn used_update(r: &tokio_postgres::Row) -> UsedUpdate {
 /// (one index probe per dataset, however long its history).
 pub async fn newest_for_metrics(
     tx: &Transaction<'_>,
-    metric_ids: &[String],
-) -> StoreResult<HashMap<String, UsedUpdate>> {
+    metric_ids: &[MetricId],
+) -> StoreResult<HashMap<DatasetId, UsedUpdate>> {
     let stmt = tx
         .prepare_cached(
             "WITH req AS (
@@ -92,8 +93,8 @@ pub async fn newest_for_metrics(
 /// Updates by id.
 pub async fn by_ids(
     tx: &Transaction<'_>,
-    ids: &[String],
-) -> StoreResult<HashMap<String, UsedUpdate>> {
+    ids: &[UpdateId],
+) -> StoreResult<HashMap<UpdateId, UsedUpdate>> {
     let stmt = tx
         .prepare_cached(
             "SELECT dataset_id, id, COALESCE(bucket, ''), version_manifest_path, projections_path, created_at

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use orchestrator_core::app::runs_admin::{self, RunFilter, RunRow};
+use orchestrator_core::domain::ids::RunId;
 use orchestrator_core::domain::run_state::RunStatus;
 
 use crate::db::DbArgs;
@@ -30,7 +31,7 @@ pub enum RunsCommand {
     },
     /// Show one run; for a pending run, the datasets it still waits for.
     Show {
-        run_id: String,
+        run_id: RunId,
         #[arg(long)]
         json: bool,
         /// Print only the run request sent (or to be sent) to the runner.
@@ -53,7 +54,7 @@ pub enum RunsCommand {
     Watch(crate::runs_watch::WatchArgs),
     /// Cancel a run that has not ended.
     Cancel {
-        run_id: String,
+        run_id: RunId,
         #[arg(long, default_value = "canceled by operator")]
         reason: String,
         #[command(flatten)]
@@ -92,7 +93,7 @@ pub(crate) fn table(rows: &[RunRow]) -> Table {
     ]);
     for r in rows {
         t.add_row([
-            r.id.clone(),
+            r.id.to_string(),
             r.metric_code.clone(),
             r.status.to_string(),
             r.attempt.to_string(),
@@ -184,9 +185,12 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
                 ]);
                 for p in &detail.pending_datasets {
                     t.add_row([
-                        p.dataset_id.clone(),
+                        p.dataset_id.to_string(),
                         if p.received { "yes" } else { "no" }.to_string(),
-                        p.received_update_id.clone().unwrap_or_default(),
+                        p.received_update_id
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
                         ts(p.received_at),
                         age(p.age_secs),
                         p.fresh
