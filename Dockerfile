@@ -27,12 +27,21 @@ COPY core core
 COPY migrations migrations
 COPY workers workers
 # Touch so cargo sees the real sources as newer than the placeholders.
+# Debug information is split off into /out/<binary>.debug (workers/split-debug.sh):
+# the runtime image gets the stripped binaries; the `debug-symbols` stage
+# below exports the .debug files for reading crashes.
 RUN find core workers -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bins -p orchestrator -p projection-update-worker -p run-lifecycle-worker \
- && mkdir /out && cp target/release/orchestrator target/release/projection-update-worker \
-        target/release/run-lifecycle-worker /out/
+ && workers/split-debug.sh /out target/release/orchestrator target/release/projection-update-worker \
+        target/release/run-lifecycle-worker \
+ && mkdir /symbols && mv /out/*.debug /symbols/
 
-# ---- runtime --------------------------------------------------------------
+# ---- debug symbols (not shipped) --------------------------------------------
+#   docker build --target debug-symbols --output type=local,dest=symbols .
+FROM scratch AS debug-symbols
+COPY --from=build /symbols/ /
+
+# ---- runtime (the default target) ---------------------------------------------
 # distroless/cc: glibc and CA certificates (TLS to AWS and PostgreSQL), no
 # shell, no package manager; "nonroot" is uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

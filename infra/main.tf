@@ -3,7 +3,7 @@
 #
 #   terraform init && terraform apply -var-file=prod.tfvars
 #
-# Without a registry (these machines): terraform init -plugin-dir=/opt/tf-plugins
+# Without a registry: terraform init -plugin-dir=<a provider mirror>
 
 provider "aws" {
   region = var.region

@@ -1,4 +1,4 @@
-# SPEC §6 environment: everything but DATABASE_URL (a secret) and the AWS
+# The workers' environment (docs/operations.md): everything but DATABASE_URL (a secret) and the AWS
 # SDK's own variables. `terraform output -json worker_environment`.
 output "worker_environment" {
   value = module.workers.environment

@@ -49,7 +49,7 @@ variable "inbound_payload_bucket_arns" {
 }
 
 variable "worker_settings" {
-  description = "Extra SPEC §6 variables for both workers, e.g. { WORKER_CONCURRENCY = \"16\", RUN_HEARTBEAT_TIMEOUT_SECS = \"900\" }."
+  description = "Extra environment variables for both workers, e.g. { WORKER_CONCURRENCY = \"16\", RUN_HEARTBEAT_TIMEOUT_SECS = \"900\" }."
   type        = map(string)
   default     = {}
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts LocalStack (SQS, SNS, S3) as a plain Python process, no Docker
-# (SPEC §7), installing it first into .venv from localstack/requirements.txt.
+# (docs/operations.md, "Local services"), installing it first into .venv from localstack/requirements.txt.
 # Idempotent: returns at once when LocalStack already answers.
 # Stop it with localstack/down.sh; its log is .localstack/localstack.log.
 # Queue URLs are http://127.0.0.1:4566/<account>/<name> (SQS_ENDPOINT_STRATEGY=off):

@@ -2,7 +2,7 @@
 -- Identifier columns use the "C" collation: ids are ASCII, compared byte by
 -- byte (as Rust does) without the cost of locale-aware comparison. Table and column names follow the reference service
 -- (metrics-engine-cp) so that existing operator queries keep working; the
--- additions of SPEC §4 are marked "added".
+-- additions (docs/architecture.md, "State store") are marked "added".
 
 CREATE TABLE datasets (
     id          text COLLATE "C" PRIMARY KEY CHECK (id <> ''),
@@ -107,7 +107,7 @@ CREATE TABLE metric_runs (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CHECK (status = 'pending_dependencies' OR status = 'canceled' OR requested_at IS NOT NULL)
 );
--- At most one open pending run per metric (SPEC §5.3).
+-- At most one open pending run per metric (docs/semantics.md).
 CREATE UNIQUE INDEX metric_runs_one_pending_per_metric
     ON metric_runs (metric_id) WHERE status = 'pending_dependencies';
 -- No two automatic runs of a metric use the identical set of dataset updates.
@@ -166,7 +166,7 @@ CREATE TABLE event_log (
 CREATE INDEX event_log_type_idx ON event_log (event_type, created_at DESC);
 CREATE INDEX event_log_run_idx ON event_log (run_id) WHERE run_id IS NOT NULL;
 
--- Transactional outbox (SPEC §5.4): written in the business transaction,
+-- Transactional outbox (docs/semantics.md): written in the business transaction,
 -- published to SNS after commit by the relay.
 CREATE TABLE outbox (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -185,7 +185,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_unpublished_idx ON outbox (next_attempt_at, id) WHERE published_at IS NULL;
 -- No index on run_id: the relay works by id; an operator's lookup by run is rare.
 
--- The freshness rule of SPEC §5.2 in one place for SQL (inlined by the planner).
+-- The freshness rule of docs/semantics.md in one place for SQL (inlined by the planner).
 CREATE FUNCTION update_is_fresh(update_created_at timestamptz, required_days integer)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT required_days = 0 OR update_created_at >= now() - make_interval(days => required_days)

@@ -1,4 +1,4 @@
-//! Settings from the environment (SPEC §6), validated once at start-up with
+//! Settings from the environment (docs/operations.md), validated once at start-up with
 //! errors that name the variable and what was wrong.
 
 use std::time::Duration;

@@ -2,10 +2,12 @@
 //! CLI share.
 //!
 //! - [`domain`]: pure rules, no I/O: expressions ([`domain::expression`]),
-//!   the catalog file ([`domain::catalog`]), freshness, the run state machine
+//!   the catalog file ([`domain::catalog`]), freshness, typed ids
+//!   ([`domain::ids`]), pending-run decisions, the run state machine
 //!   ([`domain::run_state`]), inbound events and the outbound run request.
-//! - [`store`]: PostgreSQL, one module per aggregate owning its SQL,
-//!   migrations, the pool and the transaction retry policy.
+//! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
+//!   the crate's SQL is there), read-only statistics, migrations, the pool
+//!   and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update, lifecycle
 //!   events, timeout/retry sweep, catalog apply, operator run queries.
 //! - [`relay`]: the transactional outbox relay and the publisher trait.
@@ -14,7 +16,8 @@
 //!   publisher, S3 pointers, provisioning.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
 //!   gauges; [`metrics`]: the Prometheus metric names.
-//! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop.
+//! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop; [`errors`]:
+//!   writing an error with its causes.
 //! - [`config`]: settings from the environment; [`telemetry`]: logging.
 
 pub mod app;

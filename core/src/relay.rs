@@ -1,4 +1,4 @@
-//! The outbox relay (SPEC §5.4): publishes run requests after their
+//! The outbox relay (docs/semantics.md): publishes run requests after their
 //! transaction committed. `publish_now` is called right after a commit (low
 //! latency); `run` sweeps whatever is left (crash recovery), forever, with
 //! capped exponential backoff per row. No transaction is open while the

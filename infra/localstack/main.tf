@@ -1,7 +1,7 @@
 # The messaging part only, applied to LocalStack (no ECS there): the test
 # tests/it/terraform.rs applies this and runs the workers against its outputs.
 #
-#   terraform init -plugin-dir=/opt/tf-plugins && terraform apply -var prefix=dev-
+#   terraform init [-plugin-dir=$TF_PLUGIN_DIR] && terraform apply -var prefix=dev-
 
 variable "prefix" {
   type = string

@@ -1,4 +1,4 @@
-//! SPEC §5.1 catalog and dependencies.
+//! The catalog and dependencies (docs/contracts.md, docs/semantics.md).
 
 use orchestrator_core::app::catalog_apply::{apply, ApplyError};
 use orchestrator_core::app::projection_update::process;

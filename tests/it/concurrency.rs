@@ -1,4 +1,4 @@
-//! SPEC §5.3 consequences under concurrency: several workers processing
+//! The consequences of projection-update processing (docs/semantics.md) under concurrency: several workers processing
 //! interleaved updates of datasets that feed the same metrics.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! End to end through LocalStack, with the workers as real processes and
-//! uniquely named queues, topics and buckets per test (SPEC §3, §5.4, §5.6).
+//! uniquely named queues, topics and buckets per test (docs/contracts.md, docs/semantics.md).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Faults through LocalStack with workers as processes (SPEC §5.6): the
+//! Faults through LocalStack with workers as processes (docs/semantics.md): the
 //! database unavailable mid-stream, transient failures until the maximum
 //! receive count, payloads offloaded to S3.
 

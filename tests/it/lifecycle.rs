@@ -1,4 +1,4 @@
-//! SPEC §5.5 run lifecycle: every transition of the table, late and
+//! The run lifecycle (docs/semantics.md): every transition of the table, late and
 //! out-of-order events, timeouts and retries.
 
 use std::time::Duration;

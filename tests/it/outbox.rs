@@ -1,4 +1,4 @@
-//! SPEC §5.4 transactional outbox and relay.
+//! The transactional outbox and relay (docs/semantics.md).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! SPEC §5.2 freshness and §5.3 processing a projection update.
+//! Freshness and processing a projection update (docs/semantics.md).
 
 use orchestrator_core::app::projection_update::process;
 use orchestrator_core::domain::events::ProjectionUpdate;

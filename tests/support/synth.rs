@@ -1,6 +1,6 @@
 //! Synthetic catalogs and update streams for benchmarks and load tests.
 //!
-//! Shape (issue "core engine", scenarios A and B): `datasets` × `series_per_dataset`
+//! Shape (scenarios A and B of BENCHMARKS.md): `datasets` × `series_per_dataset`
 //! series; each metric references 2–4 series, even-numbered metrics within one
 //! dataset, odd-numbered ones across 2–3 datasets; expression types rotate.
 

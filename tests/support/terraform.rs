@@ -1,14 +1,15 @@
 //! Terraform for tests: a private copy of `infra/` per test (so no state or
-//! `.terraform` lands in the repository), providers from a local plugin
-//! directory (no registry is reachable here), and loud failures when
-//! Terraform or the provider is missing.
+//! `.terraform` lands in the repository), providers from the local mirror
+//! named by `TF_PLUGIN_DIR` when set (else from the registry), and loud
+//! failures when Terraform or the provider is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub struct Terraform {
     pub bin: PathBuf,
-    pub plugin_dir: PathBuf,
+    /// `TF_PLUGIN_DIR`: a provider mirror, for machines without the registry.
+    pub plugin_dir: Option<PathBuf>,
     pub workdir: PathBuf,
 }
 
@@ -25,12 +26,10 @@ fn find_binary() -> PathBuf {
         .unwrap_or_default();
     on_path
         .into_iter()
-        .chain([PathBuf::from("/usr/local/bin/terraform")])
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "Terraform is not installed: install Terraform >= 1.5 (e.g. 1.11 at /usr/local/bin/terraform) \
-                 or set TERRAFORM to its path"
+                "Terraform is not on PATH: install Terraform >= 1.5 or set TERRAFORM to its path"
             )
         })
 }
@@ -56,17 +55,17 @@ impl Terraform {
     /// (`""` for the AWS root, `"localstack"` for the LocalStack one).
     pub fn new(root: &str) -> Terraform {
         let bin = find_binary();
-        let plugin_dir = PathBuf::from(
-            std::env::var("TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into()),
-        );
-        assert!(
-            plugin_dir
-                .join("registry.terraform.io/hashicorp/aws")
-                .is_dir(),
-            "the hashicorp/aws provider is not in {} (set TF_PLUGIN_DIR to a provider mirror, \
-             e.g. one made with `terraform providers mirror`)",
-            plugin_dir.display()
-        );
+        let plugin_dir = std::env::var_os("TF_PLUGIN_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+        if let Some(dir) = &plugin_dir {
+            assert!(
+                dir.join("registry.terraform.io/hashicorp/aws").is_dir(),
+                "the hashicorp/aws provider is not in TF_PLUGIN_DIR={} (point it at a provider \
+                 mirror, e.g. one made with `terraform providers mirror`)",
+                dir.display()
+            );
+        }
         let infra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra");
         let copy = std::env::temp_dir().join(format!("tf-{}", uuid::Uuid::new_v4().simple()));
         copy_dir(&infra, &copy);
@@ -105,9 +104,24 @@ impl Terraform {
         out
     }
 
+    /// `terraform init`, from the mirror when `TF_PLUGIN_DIR` is set. Without
+    /// it the registry must be reachable; the failure says so.
     pub fn init(&self) {
-        let plugin = format!("-plugin-dir={}", self.plugin_dir.display());
-        self.ok(&["init", "-backend=false", "-no-color", &plugin]);
+        match &self.plugin_dir {
+            Some(dir) => {
+                let plugin = format!("-plugin-dir={}", dir.display());
+                self.ok(&["init", "-backend=false", "-no-color", &plugin]);
+            }
+            None => {
+                let o = self.run(&["init", "-backend=false", "-no-color"]);
+                assert!(
+                    o.status.success(),
+                    "terraform init failed without TF_PLUGIN_DIR (the registry must then be \
+                     reachable; on a machine without it, set TF_PLUGIN_DIR to a provider mirror):\n{}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The catalog file (SPEC §5.1): datasets, series and metrics, read from JSON
+//! The catalog file (docs/contracts.md): datasets, series and metrics, read from JSON
 //! or YAML and validated as a whole so that every problem is reported with its
 //! path and nothing is applied when there is one.
 

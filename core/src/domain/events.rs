@@ -1,4 +1,4 @@
-//! Inbound wire contracts (SPEC §3.1, §3.2): bodies parsed into typed events
+//! Inbound wire contracts (docs/contracts.md): bodies parsed into typed events
 //! or typed errors. Unknown fields are ignored; an SNS notification envelope
 //! is unwrapped first.
 
@@ -23,7 +23,7 @@ pub enum EventError {
 }
 
 impl EventError {
-    /// The DLQ `error_type` attribute of SPEC §5.6.
+    /// The DLQ `error_type` attribute (docs/contracts.md).
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "invalid_json",
@@ -171,7 +171,7 @@ fn optional_time(o: &Map<String, Value>, key: &str) -> Result<Option<DateTime<Ut
     }
 }
 
-/// SPEC §3.1.
+/// docs/contracts.md, projection update.
 pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError> {
     let o = object(v)?;
     match o.get("event") {
@@ -191,7 +191,7 @@ pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError
     })
 }
 
-/// SPEC §3.2.
+/// docs/contracts.md, run lifecycle.
 pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
     let o = object(v)?;
     let kind = required_str(o, "type")?;

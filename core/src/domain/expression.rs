@@ -1,4 +1,4 @@
-//! Metric expressions (SPEC §5.1): a tree whose leaves reference series.
+//! Metric expressions (docs/contracts.md): a tree whose leaves reference series.
 //!
 //! A node's kind is told by its fields, as in the reference service: a leaf has
 //! `seriesCode` (or `series_code`), `series_math` has `left`/`right`,

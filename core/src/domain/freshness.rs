@@ -1,4 +1,4 @@
-//! Freshness (SPEC §5.2): an update is fresh for metric M at time t when
+//! Freshness (docs/semantics.md): an update is fresh for metric M at time t when
 //! `update.created_at >= t - M.required_days days`; always fresh when
 //! `required_days = 0`. The store evaluates the same rule in SQL on the
 //! database clock; integration tests check that both agree.

@@ -135,7 +135,7 @@ pub enum Decision {
     Ignore(IgnoreReason),
 }
 
-/// The transition table of SPEC §5.5.
+/// The transition table (docs/semantics.md).
 pub fn decide(current: RunStatus, event: LifecycleKind) -> Decision {
     use RunStatus::*;
     if current.is_terminal() {

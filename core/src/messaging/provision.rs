@@ -1,4 +1,4 @@
-//! Idempotent creation of the messaging resources (SPEC §6 `provision`): the
+//! Idempotent creation of the messaging resources (`orchestrator provision`): the
 //! projection-updates and run-lifecycle queues with their DLQs and redrive
 //! policies, the run-requests topic, a run-requests queue subscribed with raw
 //! delivery (what a metric runner reads), and the output bucket.
@@ -28,7 +28,7 @@ pub struct Provisioned {
 }
 
 impl Provisioned {
-    /// The SPEC §6 variables for the workers.
+    /// The environment variables for the workers (docs/operations.md).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             (

@@ -1,4 +1,4 @@
-//! Publishes run requests to the run-requests topic (SPEC §3.3): PublishBatch
+//! Publishes run requests to the run-requests topic (docs/contracts.md): PublishBatch
 //! in chunks of ten, FIFO group and deduplication ids, the message attributes
 //! operators filter on, and S3 offload above the SNS size limit.
 

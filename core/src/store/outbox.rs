@@ -17,7 +17,7 @@ pub struct OutboxMessage {
     pub message_group_id: Option<String>,
     /// Publish attempts so far, this one included.
     pub attempts: i32,
-    /// W3C trace context to publish with (SPEC §3.3).
+    /// W3C trace context to publish with (docs/contracts.md).
     pub traceparent: Option<String>,
     /// When the inbound message that caused this request was sent.
     pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,

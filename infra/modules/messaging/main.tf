@@ -1,6 +1,6 @@
 # Queues with DLQs and redrive, the run-requests topic, the runner's queue
 # subscribed with raw delivery, and the output bucket: the same set
-# `orchestrator provision` creates (SPEC §6).
+# `orchestrator provision` creates (docs/operations.md).
 
 locals {
   suffix = var.fifo ? ".fifo" : ""

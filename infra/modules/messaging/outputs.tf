@@ -13,7 +13,7 @@ output "run_requests_queue_url" { value = aws_sqs_queue.run_requests.url }
 output "output_bucket" { value = aws_s3_bucket.outputs.bucket }
 output "output_bucket_arn" { value = aws_s3_bucket.outputs.arn }
 
-# The SPEC §6 variables the messaging part determines.
+# The workers' environment variables the messaging part determines.
 output "worker_environment" {
   value = {
     PROJECTION_UPDATES_QUEUE_URL = aws_sqs_queue.inbound["projection_updates"].url

@@ -56,7 +56,7 @@ variable "inbound_payload_bucket_arns" {
 }
 
 variable "settings" {
-  description = "SPEC §6 settings shared by both workers (WORKER_CONCURRENCY, MAX_RECEIVE_COUNT, OUTPUT_PREFIX, RUN_*_TIMEOUT_SECS, ...)."
+  description = "Settings shared by both workers (WORKER_CONCURRENCY, MAX_RECEIVE_COUNT, OUTPUT_PREFIX, RUN_*_TIMEOUT_SECS, ...)."
   type        = map(string)
   default     = {}
 }

@@ -1,5 +1,5 @@
 //! Operator access to dead letters (`orchestrator dlq list|redrive`): list
-//! them with their SPEC §5.6 error attributes without consuming them, and move
+//! them with their error attributes (docs/contracts.md) without consuming them, and move
 //! them back to their source queue after a fix.
 
 use std::collections::HashMap;
