@@ -103,6 +103,16 @@ pub fn init(format: LogFormat, service: &str) -> TelemetryGuard {
     }
 }
 
+/// For command-line tools: [`init`] with `LOG_FORMAT` (default pretty: a
+/// person reads them; an unknown value falls back to pretty too).
+pub fn init_for_cli(service: &str) -> TelemetryGuard {
+    let format = std::env::var("LOG_FORMAT")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(LogFormat::Pretty);
+    init(format, service)
+}
+
 /// For tests: pretty logs, only what `RUST_LOG` asks for (default warnings).
 pub fn init_for_tests() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));

@@ -49,7 +49,7 @@ async fn a_producers_trace_id_reaches_the_worker_logs_and_the_published_run_requ
     let db = db_with_catalog("telemetry_trace").await;
     let stack = Stack::new("trace", false).await;
     let mut env = stack.env(&db);
-    // Per-message lines ("message handled") are debug.
+    // At debug, the details (transactions, publishes) carry the trace id too.
     env.push(("RUST_LOG".into(), "orchestrator_core=debug".into()));
     let worker = Process::spawn("projection-update-worker", &env, &[]);
     let traceparent = format!("00-{TRACE_ID}-{PRODUCER_SPAN}-01");

@@ -234,7 +234,7 @@ async fn build_requests<'m>(
             }
             let src = sources.get(&d.metric.id).unwrap_or(empty);
             if !src.orphan_series.is_empty() {
-                tracing::warn!(run_id = %d.run_id, metric_code = %d.metric.code, series = ?src.orphan_series,
+                tracing::debug!(run_id = %d.run_id, metric_code = %d.metric.code, series = ?src.orphan_series,
                     "metric references series that no dataset provides");
             }
             Ok(run_request::build(

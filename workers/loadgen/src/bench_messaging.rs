@@ -65,7 +65,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     // A fresh database with the scenario-A catalog.
     let scratch_db = TestDb::create(&args.db.database_url, "bench_msg").await?;
     catalog_apply::apply(&scratch_db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
-    let (db, url) = (scratch_db.pool.clone(), scratch_db.url.clone());
+    let db = scratch_db.pool.clone();
     let updates: Vec<String> = synth::updates(Shape::SCENARIO_A, args.updates + 100_000)
         .iter()
         .map(|u| u.to_json().to_string())
@@ -103,14 +103,9 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
             &updates[..args.updates],
         )
         .await?;
-    let mut env: Vec<(String, String)> = stack
-        .names
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    // The stack's worker environment, then this benchmark's settings.
+    let mut env = stack.env(&scratch_db);
     env.extend([
-        ("DATABASE_URL".into(), url.clone()),
         ("WORKER_CONCURRENCY".into(), args.concurrency.to_string()),
         ("OPS_ADDR".into(), "127.0.0.1:0".into()),
         ("RUST_LOG".into(), "warn".into()),

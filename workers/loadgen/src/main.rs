@@ -13,7 +13,7 @@ mod generate;
 mod soak;
 
 use clap::{Args, Parser, Subcommand};
-use orchestrator_core::telemetry::{self, LogFormat};
+use orchestrator_core::telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -48,13 +48,7 @@ pub struct ServerArgs {
 
 #[tokio::main]
 async fn main() {
-    let telemetry = telemetry::init(
-        std::env::var("LOG_FORMAT")
-            .ok()
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(LogFormat::Pretty),
-        "loadgen",
-    );
+    let telemetry = telemetry::init_for_cli("loadgen");
     let result = match Cli::parse().command {
         Command::Bench(args) => bench::run(args).await,
         Command::BenchMessaging(args) => bench_messaging::run(args).await,

@@ -54,14 +54,9 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     catalog_apply::apply(&scratch_db.pool, &synth::catalog(SHAPE)).await?;
     let db = scratch_db.pool.clone();
 
-    let mut env: Vec<(String, String)> = stack
-        .names
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    // The stack's worker environment, then the soak's settings.
+    let mut env = stack.env(&scratch_db);
     env.extend([
-        ("DATABASE_URL".into(), scratch_db.url.clone()),
         ("OPS_ADDR".into(), "127.0.0.1:0".into()),
         ("RUST_LOG".into(), "warn".into()),
         ("LOG_FORMAT".into(), "json".into()),

@@ -15,7 +15,7 @@ mod simulate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use orchestrator_core::telemetry::{self, LogFormat};
+use orchestrator_core::telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -51,13 +51,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    let telemetry = telemetry::init(
-        std::env::var("LOG_FORMAT")
-            .ok()
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(LogFormat::Pretty),
-        "orchestrator",
-    );
+    let telemetry = telemetry::init_for_cli("orchestrator");
     let cli = Cli::parse();
     if let Err(e) = run(cli).await {
         drop(telemetry);
