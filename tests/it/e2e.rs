@@ -86,6 +86,16 @@ async fn an_update_produces_the_exact_run_request_on_the_run_requests_queue() {
         Some("m.single")
     );
     assert_eq!(attrs.get("run_id"), Some(&run_id));
+    // The attributes the reference runner (metrics-engine--dp-worker) reads
+    // and filters its subscription on.
+    assert_eq!(
+        attrs.get("type").map(String::as_str),
+        Some("metric_run_requested")
+    );
+    assert_eq!(
+        attrs.get("metricCode").map(String::as_str),
+        Some("m.single")
+    );
     wait_status(&db, &run_id, "dispatched").await;
 }
 

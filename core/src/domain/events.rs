@@ -191,11 +191,39 @@ pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError
     })
 }
 
+/// The key to read: `camel` when present (and not null), else `snake`. The
+/// reference control plane accepts snake_case keys from its runner on
+/// completions; camelCase wins when both are there.
+fn either<'k>(o: &Map<String, Value>, camel: &'k str, snake: &'k str) -> &'k str {
+    match o.get(camel) {
+        None | Some(Value::Null) if o.contains_key(snake) => snake,
+        _ => camel,
+    }
+}
+
+const COMPLETED: &str = "metric_run_completed";
+
 /// docs/contracts.md, run lifecycle.
 pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
     let o = object(v)?;
-    let kind = required_str(o, "type")?;
-    let run_id = RunId::from(required_str(o, "runId")?);
+    // `event_type` is accepted only for completions (as the reference does).
+    let kind = match o.get("type") {
+        None | Some(Value::Null)
+            if o.get("event_type").and_then(Value::as_str) == Some(COMPLETED) =>
+        {
+            COMPLETED.to_string()
+        }
+        _ => required_str(o, "type")?,
+    };
+    let completed = kind == COMPLETED;
+    let key = |camel: &'static str, snake: &'static str| {
+        if completed {
+            either(o, camel, snake)
+        } else {
+            camel
+        }
+    };
+    let run_id = RunId::from(required_str(o, key("runId", "run_id"))?);
     match kind.as_str() {
         "metric_run_started" => Ok(LifecycleEvent::Started {
             run_id,
@@ -229,18 +257,19 @@ pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
                     )))
                 }
             };
-            let row_count = match o.get("rowCount") {
+            let rows_key = key("rowCount", "row_count");
+            let row_count = match o.get(rows_key) {
                 None | Some(Value::Null) => None,
                 Some(n) => Some(n.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
-                    EventError::InvalidEvent("rowCount must be an integer >= 0".into())
+                    EventError::InvalidEvent(format!("{rows_key} must be an integer >= 0"))
                 })?),
             };
             Ok(LifecycleEvent::Completed(Completion {
                 run_id,
                 status,
-                metric_code: optional_str(o, "metricCode")?,
-                version_ts: optional_str(o, "versionTs")?,
-                output_manifest: optional_str(o, "outputManifest")?,
+                metric_code: optional_str(o, key("metricCode", "metric_code"))?,
+                version_ts: optional_str(o, key("versionTs", "version_ts"))?,
+                output_manifest: optional_str(o, key("outputManifest", "output_manifest"))?,
                 row_count,
                 error: optional_str(o, "error")?,
             }))
@@ -252,6 +281,78 @@ pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completions_accept_the_reference_runners_snake_case_keys() {
+        // (body, run id, metric code, version, manifest, rows)
+        type Case = (
+            Value,
+            &'static str,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<i64>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                json!({"event_type": "metric_run_completed", "run_id": "r1", "status": "SUCCESS",
+                       "metric_code": "m.x", "version_ts": "2026-11-20",
+                       "output_manifest": "out/m.x/manifest.json", "row_count": 7}),
+                "r1",
+                Some("m.x"),
+                Some("2026-11-20"),
+                Some("out/m.x/manifest.json"),
+                Some(7),
+            ),
+            // camelCase wins when both are present.
+            (
+                json!({"type": "metric_run_completed", "runId": "r2", "run_id": "other",
+                       "status": "FAILURE", "rowCount": 1, "row_count": 2,
+                       "metricCode": "m.a", "metric_code": "m.b"}),
+                "r2",
+                Some("m.a"),
+                None,
+                None,
+                Some(1),
+            ),
+            // A null camelCase value gives way to the snake_case one.
+            (
+                json!({"type": "metric_run_completed", "runId": "r3", "status": "SUCCESS",
+                       "versionTs": null, "version_ts": "v"}),
+                "r3",
+                None,
+                Some("v"),
+                None,
+                None,
+            ),
+        ];
+        for (body, run, code, version, manifest, rows) in cases {
+            let LifecycleEvent::Completed(c) = parse_lifecycle(&body).unwrap() else {
+                panic!("{body}: not a completion");
+            };
+            assert_eq!(c.run_id, run, "{body}");
+            assert_eq!(c.metric_code.as_deref(), code, "{body}");
+            assert_eq!(c.version_ts.as_deref(), version, "{body}");
+            assert_eq!(c.output_manifest.as_deref(), manifest, "{body}");
+            assert_eq!(c.row_count, rows, "{body}");
+        }
+    }
+
+    #[test]
+    fn snake_case_keys_are_only_for_completions() {
+        for body in [
+            json!({"event_type": "metric_run_started", "runId": "r"}),
+            json!({"type": "metric_run_started", "run_id": "r"}),
+            json!({"type": "metric_run_heartbeat", "run_id": "r"}),
+            json!({"event_type": "metric_run_completed", "run_id": "r", "status": "SUCCESS", "row_count": -1}),
+        ] {
+            assert_eq!(
+                parse_lifecycle(&body).unwrap_err().error_type(),
+                "invalid_event",
+                "{body}"
+            );
+        }
+    }
     use proptest::prelude::*;
     use serde_json::json;
 

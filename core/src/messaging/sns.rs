@@ -55,7 +55,10 @@ impl SnsPublisher {
             .message(body)
             .message_attributes("event_type", attr("metric_run_requested"))
             .message_attributes("metric_code", attr(&m.metric_code))
-            .message_attributes("run_id", attr(m.run_id.as_str()));
+            .message_attributes("run_id", attr(m.run_id.as_str()))
+            // What the reference runner reads and filters on.
+            .message_attributes("type", attr("metric_run_requested"))
+            .message_attributes("metricCode", attr(&m.metric_code));
         if let Some(size) = extra {
             b = b.message_attributes(SIZE_ATTRIBUTE, attr(&size));
         }
