@@ -27,14 +27,3 @@ pub async fn record(
         .await?;
     Ok(n == 1)
 }
-
-/// How many events of a type were recorded (operators and tests).
-pub async fn count(tx: &Transaction<'_>, event_type: &str) -> StoreResult<i64> {
-    let row = tx
-        .query_one(
-            "SELECT count(*) FROM event_log WHERE event_type = $1",
-            &[&event_type],
-        )
-        .await?;
-    Ok(row.get(0))
-}

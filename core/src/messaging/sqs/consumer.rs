@@ -238,12 +238,13 @@ impl<H: Handler> Shared<H> {
 
     /// The handler's answer for `r`, with the body fetched from S3 first when
     /// the message is a pointer.
-    async fn handle(&self, r: &Received) -> Result<Outcome, HandlerError> {
+    /// `event` is moved in: the loop keeps only the raw body (for a dead letter).
+    async fn handle(&self, r: &Received, event: String) -> Result<Outcome, HandlerError> {
         let body = match &r.pointer {
             Some(p) => s3::fetch(&self.s3, p, MAX_BODY_BYTES)
                 .await
                 .map_err(|e| HandlerError::Transient(Box::new(e)))?,
-            None => r.event.clone(),
+            None => event,
         };
         let msg = InboundMessage {
             message_id: r.message_id.clone(),
@@ -257,11 +258,12 @@ impl<H: Handler> Shared<H> {
         self.handler.handle(&msg).await
     }
 
-    async fn process_in(&self, r: Received) {
+    async fn process_in(&self, mut r: Received) {
         metrics::counter!(crate::metrics::RECEIVED, "queue" => self.queue.clone()).increment(1);
         let started = std::time::Instant::now();
         let extender = self.keep_invisible(r.receipt.clone());
-        let result = self.handle(&r).await;
+        let event = std::mem::take(&mut r.event);
+        let result = self.handle(&r, event).await;
         extender.abort();
         let elapsed = started.elapsed();
         metrics::histogram!(crate::metrics::HANDLER_SECONDS, "queue" => self.queue.clone())
