@@ -63,9 +63,9 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    /// Creates database `it_<label>_<random>` on the server at `admin_url`
-    /// and migrates it; dropped with the value.
-    pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<TestDb> {
+    /// Creates empty database `it_<label>_<random>` on the server at
+    /// `admin_url`; dropped with the value.
+    pub async fn create_empty(admin_url: &str, label: &str) -> anyhow::Result<TestDb> {
         let admin: tokio_postgres::Config = admin_url
             .parse()
             .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))?;
@@ -100,10 +100,25 @@ impl TestDb {
             admin: Arc::new(admin),
             kept: false,
         };
+        Ok(db)
+    }
+
+    /// Creates and migrates database `it_<label>_<random>` on the server at
+    /// `admin_url`; dropped with the value.
+    pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<TestDb> {
+        let db = Self::create_empty(admin_url, label).await?;
         migrate::migrate(&db.pool)
             .await
             .map_err(|e| anyhow::anyhow!("migrations do not apply to a fresh database: {e}"))?;
         Ok(db)
+    }
+
+    /// A database with no schema at all (to build another system's schema in).
+    pub async fn empty(label: &str) -> TestDb {
+        orchestrator_core::telemetry::init_for_tests();
+        Self::create_empty(&admin_url(), label)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// A use-case context with standard (non-FIFO) settings.

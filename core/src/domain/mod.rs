@@ -1,5 +1,6 @@
 //! Pure domain rules: no tokio, SQL or AWS here; each file is unit-tested.
 
+pub mod adoption;
 pub mod catalog;
 pub mod events;
 pub mod expression;

@@ -264,7 +264,7 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
 
 /// Brings `metric_required_datasets` in line with the dependencies and the
 /// datasets' series, changing only the rows that differ.
-async fn derive_required_datasets(tx: &Transaction<'_>) -> StoreResult<()> {
+pub(crate) async fn derive_required_datasets(tx: &Transaction<'_>) -> StoreResult<()> {
     tx.batch_execute(
         "CREATE TEMP TABLE want_required ON COMMIT DROP AS
              SELECT DISTINCT md.metric_id, ds.dataset_id

@@ -2,6 +2,7 @@
 //! Functions take an open transaction; use cases decide where it begins and
 //! ends (see [`tx`]).
 
+pub mod adopt;
 pub mod catalog;
 pub mod event_log;
 pub mod ids;

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use orchestrator_core::store::{migrate as store_migrate, pool, Pool};
+use orchestrator_core::store::migrate::{self as store_migrate, Adoption};
+use orchestrator_core::store::{pool, Pool};
 
 #[derive(Args, Clone)]
 pub struct DbArgs {
@@ -26,16 +27,50 @@ impl DbArgs {
     }
 }
 
-pub async fn migrate(args: &DbArgs) -> Result<()> {
-    let pool = args.pool().await?;
+#[derive(Args, Clone)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Take over a metrics-engine-cp database in place: every row is kept,
+    /// what this fleet's invariants forbid is reconciled, then the usual
+    /// migrations apply. One transaction; running it again changes nothing.
+    #[arg(long)]
+    pub adopt: bool,
+    /// With --adopt: print what adoption would change, and change nothing.
+    #[arg(long, requires = "adopt")]
+    pub dry_run: bool,
+}
+
+pub async fn migrate(args: &MigrateArgs) -> Result<()> {
+    let pool = args.db.pool().await?;
+    if args.adopt {
+        return adopt(&pool, args.dry_run).await;
+    }
     let applied = store_migrate::migrate(&pool)
         .await
         .context("Failed to migrate the schema")?;
+    print_applied(&applied);
+    Ok(())
+}
+
+fn print_applied(applied: &[String]) {
     if applied.is_empty() {
         println!("schema is up to date");
-    } else {
-        for m in applied {
-            println!("applied {m}");
+    }
+    for m in applied {
+        println!("applied {m}");
+    }
+}
+
+async fn adopt(pool: &Pool, dry_run: bool) -> Result<()> {
+    let adoption = store_migrate::adopt(pool, dry_run)
+        .await
+        .context("Failed to adopt the database")?;
+    match adoption {
+        Adoption::Adopted(report) => println!("{report}"),
+        Adoption::AlreadyAdopted { applied } => {
+            println!("this database is already managed by this fleet: nothing to adopt");
+            print_applied(&applied);
         }
     }
     Ok(())

@@ -30,8 +30,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply pending schema migrations (idempotent).
-    Migrate(db::DbArgs),
+    /// Apply pending schema migrations (idempotent), or adopt a
+    /// metrics-engine-cp database in place (--adopt).
+    Migrate(db::MigrateArgs),
     /// Create the queues, DLQs, topic, subscription and bucket (idempotent).
     Provision(provision::ProvisionArgs),
     /// Validate or apply a catalog file (JSON or YAML).
