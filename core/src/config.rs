@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::app::sweeper::Timeouts;
+use crate::domain::events::ProgressScale;
 use crate::domain::run_request::RequestSettings;
 use crate::messaging::sqs::ConsumerConfig;
 use crate::telemetry::LogFormat;
@@ -60,6 +61,28 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// Like [`Env::secs`], where `0` turns the thing off (`None`).
+    pub fn secs_or_off(
+        &self,
+        name: &'static str,
+        default: u64,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match self.get(name) {
+            Some(v) if v.trim() == "0" => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|n| Some(Duration::from_secs(n)))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected: "a whole number of seconds (0 turns it off)",
+                }),
+            None => Ok(Some(Duration::from_secs(default))),
+        }
+    }
+
     pub fn database_url(&self) -> Result<String, ConfigError> {
         self.required(
             "DATABASE_URL",
@@ -83,20 +106,37 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             "the bucket metric runners write outputs to",
         )?;
         let output_prefix = self.or("OUTPUT_PREFIX", "metrics/");
+        let style = self.or("OUTPUT_PATH_STYLE", "s3-url");
+        let output_path_style = style.parse().map_err(|_| ConfigError::Invalid {
+            name: "OUTPUT_PATH_STYLE",
+            value: style,
+            expected: "s3-url (s3://OUTPUT_BUCKET/OUTPUT_PREFIX<metricCode>/) or key (OUTPUT_PREFIX<metricCode>/)",
+        })?;
         let fifo = self
             .get("RUN_REQUESTS_TOPIC_ARN")
             .is_some_and(|a| a.ends_with(".fifo"));
         Ok(RequestSettings {
             output_bucket,
             output_prefix,
+            output_path_style,
             fifo,
         })
     }
 
     pub fn timeouts(&self) -> Result<Timeouts, ConfigError> {
         Ok(Timeouts {
-            heartbeat: self.secs("RUN_HEARTBEAT_TIMEOUT_SECS", 600)?,
+            heartbeat: self.secs_or_off("RUN_HEARTBEAT_TIMEOUT_SECS", 600)?,
             start: self.secs("RUN_START_TIMEOUT_SECS", 3600)?,
+        })
+    }
+
+    /// `RUNNER_PROGRESS_SCALE`: how runners report heartbeat progress.
+    pub fn progress_scale(&self) -> Result<ProgressScale, ConfigError> {
+        let v = self.or("RUNNER_PROGRESS_SCALE", "percent");
+        v.parse().map_err(|_| ConfigError::Invalid {
+            name: "RUNNER_PROGRESS_SCALE",
+            value: v,
+            expected: "percent (0-100) or fraction (0.0-1.0)",
         })
     }
 
@@ -215,5 +255,46 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("OUTPUT_BUCKET"));
+    }
+
+    #[test]
+    fn the_compatibility_settings_parse_and_reject_unknown_values() {
+        let e = env(&[
+            ("OUTPUT_BUCKET", "b"),
+            ("OUTPUT_PATH_STYLE", "key"),
+            ("RUNNER_PROGRESS_SCALE", "fraction"),
+            ("RUN_HEARTBEAT_TIMEOUT_SECS", "0"),
+        ]);
+        assert_eq!(e.request_settings().unwrap().base_path("m"), "metrics/m/");
+        assert_eq!(e.progress_scale().unwrap(), ProgressScale::Fraction);
+        assert_eq!(e.timeouts().unwrap().heartbeat, None);
+        assert_eq!(env(&[]).progress_scale().unwrap(), ProgressScale::Percent);
+        let e = env(&[("RUN_HEARTBEAT_TIMEOUT_SECS", "90")]);
+        assert_eq!(
+            e.timeouts().unwrap().heartbeat,
+            Some(Duration::from_secs(90))
+        );
+        let bad = env(&[
+            ("OUTPUT_BUCKET", "b"),
+            ("OUTPUT_PATH_STYLE", "url"),
+            ("RUNNER_PROGRESS_SCALE", "ratio"),
+            ("RUN_HEARTBEAT_TIMEOUT_SECS", "-1"),
+        ]);
+        for (err, name) in [
+            (
+                bad.request_settings().unwrap_err(),
+                "OUTPUT_PATH_STYLE=\"url\"",
+            ),
+            (
+                bad.progress_scale().unwrap_err(),
+                "RUNNER_PROGRESS_SCALE=\"ratio\"",
+            ),
+            (
+                bad.timeouts().unwrap_err(),
+                "RUN_HEARTBEAT_TIMEOUT_SECS=\"-1\"",
+            ),
+        ] {
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
 use crate::config::{ConfigError, Env};
+use crate::domain::events::ProgressScale;
 use crate::messaging::sns::SnsPublisher;
 use crate::messaging::sqs::{Consumer, ConsumerConfig, Handler};
 use crate::messaging::AwsClients;
@@ -181,6 +182,8 @@ pub struct RunLifecycleDeps<P> {
     pub queue: ConsumerDeps<P>,
     pub timeouts: Timeouts,
     pub reaper_interval: Duration,
+    /// How runners report heartbeat progress.
+    pub progress_scale: ProgressScale,
 }
 
 impl RunLifecycleDeps<SnsPublisher> {
@@ -189,6 +192,7 @@ impl RunLifecycleDeps<SnsPublisher> {
             queue: ConsumerDeps::from_env(env, WorkerKind::RunLifecycle).await?,
             timeouts: env.timeouts()?,
             reaper_interval: env.reaper_interval()?,
+            progress_scale: env.progress_scale()?,
         })
     }
 }
@@ -200,6 +204,7 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let q = &deps.queue;
+    let progress_scale = deps.progress_scale;
     let reaper = tokio::spawn(sweeper::run(
         q.ctx.clone(),
         q.relay.clone(),
@@ -209,7 +214,11 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     ));
     let result = serve_queue(
         deps.queue,
-        |ctx, publish| LifecycleHandler { ctx, publish },
+        |ctx, publish| LifecycleHandler {
+            ctx,
+            publish,
+            progress_scale,
+        },
         shutdown,
     )
     .await;

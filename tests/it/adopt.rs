@@ -120,7 +120,11 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
     assert_eq!(report.queued_to_dispatched, 1);
     assert_eq!(
         report.migrations_after,
-        vec!["V2__run_status_views", "V3__outbox_trace_and_origin"]
+        vec![
+            "V2__run_status_views",
+            "V3__outbox_trace_and_origin",
+            "V4__metric_run_timeout"
+        ]
     );
     let text = report.to_string();
     assert!(text.contains("dry run: nothing was changed"), "{text}");
@@ -462,7 +466,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
         text(&done)
     );
     assert!(
-        text(&done).contains("V3__outbox_trace_and_origin applied"),
+        text(&done).contains("V4__metric_run_timeout applied"),
         "{}",
         text(&done)
     );

@@ -339,7 +339,7 @@ async fn running_run_without_heartbeat_times_out_after_the_heartbeat_timeout() {
     let (db, run) = queued_run("heartbeat_timeout").await;
     send(&db, &started(&run, None)).await;
     let timeouts = Timeouts {
-        heartbeat: Duration::from_secs(60),
+        heartbeat: Some(Duration::from_secs(60)),
         start: Duration::from_secs(3600),
     };
     assert!(sweep(&db.ctx(), timeouts)
@@ -358,11 +358,63 @@ async fn running_run_without_heartbeat_times_out_after_the_heartbeat_timeout() {
 }
 
 #[tokio::test]
+async fn without_heartbeats_a_metrics_run_timeout_bounds_the_run_from_its_start() {
+    // RUN_HEARTBEAT_TIMEOUT_SECS=0: runners that never send heartbeats (the
+    // reference runner's loop sends none) are not timed out for silence.
+    let (db, run) = queued_run("run_timeout").await;
+    send(&db, &started(&run, None)).await;
+    let no_heartbeat = Timeouts {
+        heartbeat: None,
+        start: Duration::from_secs(3600),
+    };
+    db.exec(&format!(
+        "UPDATE metric_runs SET last_contact_at = now() - interval '2 days',
+                started_at = now() - interval '2 days' WHERE id = '{run}'"
+    ))
+    .await;
+    assert!(
+        sweep(&db.ctx(), no_heartbeat)
+            .await
+            .unwrap()
+            .timed_out
+            .is_empty(),
+        "heartbeat timeout off and no run_timeout_secs: the run waits"
+    );
+    assert_eq!(status_of(&db, &run).await, "running");
+    // The metric's run_timeout_secs bounds it from its start.
+    db.exec("UPDATE metrics SET run_timeout_secs = 600 WHERE code = 'm.single'")
+        .await;
+    db.exec(&format!(
+        "UPDATE metric_runs SET started_at = now() - interval '599 seconds' WHERE id = '{run}'"
+    ))
+    .await;
+    assert!(sweep(&db.ctx(), no_heartbeat)
+        .await
+        .unwrap()
+        .timed_out
+        .is_empty());
+    db.exec(&format!(
+        "UPDATE metric_runs SET started_at = now() - interval '601 seconds' WHERE id = '{run}'"
+    ))
+    .await;
+    let s = sweep(&db.ctx(), no_heartbeat).await.unwrap();
+    assert_eq!(s.timed_out, vec![run.clone()]);
+    assert_eq!(status_of(&db, &run).await, "timed_out");
+    let error = db
+        .string(&format!("SELECT error FROM metric_runs WHERE id = '{run}'"))
+        .await;
+    assert!(error.contains("run_timeout_secs (600 s)"), "{error}");
+    // A late completion is still accepted after a timeout.
+    send(&db, &completed(&run, true)).await;
+    assert_eq!(status_of(&db, &run).await, "succeeded");
+}
+
+#[tokio::test]
 async fn queued_or_dispatched_run_not_started_times_out_after_the_start_timeout() {
     let (db, run) = queued_run("start_timeout").await;
     set_status(&db, &run, "dispatched").await;
     let timeouts = Timeouts {
-        heartbeat: Duration::from_secs(60),
+        heartbeat: Some(Duration::from_secs(60)),
         start: Duration::from_secs(300),
     };
     db.exec(&format!("UPDATE metric_runs SET last_contact_at = now() - interval '200 seconds' WHERE id = '{run}'"))
@@ -394,7 +446,7 @@ async fn timeouts_are_measured_from_receipt_not_from_runner_timestamps() {
     )
     .await;
     let timeouts = Timeouts {
-        heartbeat: Duration::from_secs(60),
+        heartbeat: Some(Duration::from_secs(60)),
         start: Duration::from_secs(60),
     };
     assert!(sweep(&db.ctx(), timeouts)
@@ -414,7 +466,7 @@ async fn timed_out_run_with_max_attempts_2_is_retried_once_and_a_late_completion
     ))
     .await;
     let timeouts = Timeouts {
-        heartbeat: Duration::from_secs(60),
+        heartbeat: Some(Duration::from_secs(60)),
         start: Duration::from_secs(60),
     };
     let s = sweep(&db.ctx(), timeouts).await.unwrap();

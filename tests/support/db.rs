@@ -132,6 +132,7 @@ impl TestDb {
             RequestSettings {
                 output_bucket: "out-bucket".into(),
                 output_prefix: "metrics/".into(),
+                output_path_style: Default::default(),
                 fifo,
             },
         )

@@ -5,7 +5,9 @@
 
 use super::lifecycle::LifecycleOutcome;
 use super::{lifecycle, projection_update, Context};
-use crate::domain::events::{parse_body, parse_lifecycle, parse_projection_update};
+use crate::domain::events::{
+    parse_body, parse_lifecycle_scaled, parse_projection_update, ProgressScale,
+};
 use crate::messaging::sqs::{Handler, HandlerError, InboundMessage, Outcome};
 use crate::relay::PublishQueue;
 use crate::store::StoreError;
@@ -58,12 +60,13 @@ impl Handler for ProjectionUpdateHandler {
 pub struct LifecycleHandler {
     pub ctx: Context,
     pub publish: PublishQueue,
+    pub progress_scale: ProgressScale,
 }
 
 impl Handler for LifecycleHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let raw = parse_body(&msg.body)?;
-        let event = parse_lifecycle(&raw)?;
+        let event = parse_lifecycle_scaled(&raw, self.progress_scale)?;
         tracing::Span::current().record("run_id", event.run_id().as_str());
         let kind = event.kind().as_str();
         match lifecycle::handle(&self.ctx, &event, &raw)

@@ -13,8 +13,10 @@ use crate::store::{db_now, runs, StoreError, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
-    /// A `running` run with no start or heartbeat received for this long times out.
-    pub heartbeat: Duration,
+    /// A `running` run with no start or heartbeat received for this long
+    /// times out; `None` for runners that send no heartbeats (a metric's
+    /// `run_timeout_secs` then bounds its runs).
+    pub heartbeat: Option<Duration>,
     /// A `queued` or `dispatched` run not started for this long times out.
     pub start: Duration,
 }
@@ -22,7 +24,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            heartbeat: Duration::from_secs(600),
+            heartbeat: Some(Duration::from_secs(600)),
             start: Duration::from_secs(3600),
         }
     }
@@ -63,8 +65,13 @@ async fn sweep_batch(
     ctx: &Context,
     t: Timeouts,
 ) -> Result<SweepSummary, StoreError> {
-    let timed =
-        runs::time_out_overdue(tx, t.heartbeat.as_secs_f64(), t.start.as_secs_f64(), BATCH).await?;
+    let timed = runs::time_out_overdue(
+        tx,
+        t.heartbeat.map(|h| h.as_secs_f64()),
+        t.start.as_secs_f64(),
+        BATCH,
+    )
+    .await?;
     if timed.is_empty() {
         return Ok(SweepSummary::default());
     }

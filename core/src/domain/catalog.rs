@@ -14,6 +14,8 @@ pub const MAX_CATALOG_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_ENTRIES: usize = 200_000;
 pub const MAX_REQUIRED_DAYS: i64 = 36_500;
 pub const MAX_ATTEMPTS: i64 = 100;
+/// Thirty days.
+pub const MAX_RUN_TIMEOUT_SECS: i64 = 2_592_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetDef {
@@ -44,6 +46,8 @@ pub struct MetricDef {
     pub expression: Expr,
     pub required_days: i32,
     pub max_attempts: i32,
+    /// Bound on a run's time from its start (for runners without heartbeats).
+    pub run_timeout_secs: Option<i32>,
     pub enabled: bool,
     pub frequency: Option<String>,
     pub unit: Option<String>,
@@ -388,6 +392,17 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
     };
     let required_days = int_in(obj, path, "required_days", (0, MAX_REQUIRED_DAYS, 7), p);
     let max_attempts = int_in(obj, path, "max_attempts", (1, MAX_ATTEMPTS, 1), p);
+    let run_timeout_secs = match obj.get("run_timeout_secs") {
+        None | Some(Value::Null) => Some(None),
+        Some(_) => int_in(
+            obj,
+            path,
+            "run_timeout_secs",
+            (1, MAX_RUN_TIMEOUT_SECS, 1),
+            p,
+        )
+        .map(Some),
+    };
     let enabled = match obj.get("enabled") {
         None | Some(Value::Null) => Some(true),
         Some(Value::Bool(b)) => Some(*b),
@@ -410,6 +425,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
         expression: expression?,
         required_days: required_days?,
         max_attempts: max_attempts?,
+        run_timeout_secs: run_timeout_secs?,
         enabled: enabled?,
         frequency,
         unit,

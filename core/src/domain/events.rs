@@ -203,8 +203,55 @@ fn either<'k>(o: &Map<String, Value>, camel: &'k str, snake: &'k str) -> &'k str
 
 const COMPLETED: &str = "metric_run_completed";
 
-/// docs/contracts.md, run lifecycle.
+/// How runners express heartbeat progress (`RUNNER_PROGRESS_SCALE`); it is
+/// always stored as a percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressScale {
+    /// 0–100.
+    #[default]
+    Percent,
+    /// 0.0–1.0 (what the reference runner sends).
+    Fraction,
+}
+
+impl std::str::FromStr for ProgressScale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "percent" => Ok(Self::Percent),
+            "fraction" => Ok(Self::Fraction),
+            other => Err(format!("unknown progress scale {other:?}")),
+        }
+    }
+}
+
+impl ProgressScale {
+    /// The percentage a reported value stands for, if it is in range.
+    pub fn to_percent(self, reported: f64) -> Option<f64> {
+        match self {
+            Self::Percent => (0.0..=100.0).contains(&reported).then_some(reported),
+            Self::Fraction => (0.0..=1.0).contains(&reported).then_some(reported * 100.0),
+        }
+    }
+
+    fn range(self) -> &'static str {
+        match self {
+            Self::Percent => "0..=100 (RUNNER_PROGRESS_SCALE=percent)",
+            Self::Fraction => "0.0..=1.0 (RUNNER_PROGRESS_SCALE=fraction)",
+        }
+    }
+}
+
+/// docs/contracts.md, run lifecycle; progress in percent.
 pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
+    parse_lifecycle_scaled(v, ProgressScale::Percent)
+}
+
+/// [`parse_lifecycle`] for runners that report progress on `scale`.
+pub fn parse_lifecycle_scaled(
+    v: &Value,
+    scale: ProgressScale,
+) -> Result<LifecycleEvent, EventError> {
     let o = object(v)?;
     // `event_type` is accepted only for completions (as the reference does).
     let kind = match o.get("type") {
@@ -232,12 +279,13 @@ pub fn parse_lifecycle(v: &Value) -> Result<LifecycleEvent, EventError> {
         "metric_run_heartbeat" => {
             let progress = match o.get("progress") {
                 None | Some(Value::Null) => None,
-                Some(p) => match p.as_f64() {
-                    Some(x) if (0.0..=100.0).contains(&x) => Some(x),
-                    _ => {
-                        return Err(EventError::InvalidEvent(
-                            "progress must be a number in 0..=100".into(),
-                        ))
+                Some(p) => match p.as_f64().and_then(|x| scale.to_percent(x)) {
+                    Some(x) => Some(x),
+                    None => {
+                        return Err(EventError::InvalidEvent(format!(
+                            "progress must be a number in {}, got {p}",
+                            scale.range()
+                        )))
                     }
                 },
             };
@@ -355,6 +403,41 @@ mod tests {
     }
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn progress_is_read_on_the_configured_scale_and_stored_in_percent() {
+        use ProgressScale::*;
+        let cases: &[(ProgressScale, Value, Option<f64>)] = &[
+            (Percent, json!(40), Some(40.0)),
+            (Percent, json!(100), Some(100.0)),
+            (Percent, json!(0.5), Some(0.5)),
+            (Percent, json!(101), None),
+            (Percent, json!(-1), None),
+            (Fraction, json!(0.5), Some(50.0)),
+            (Fraction, json!(1), Some(100.0)),
+            (Fraction, json!(0), Some(0.0)),
+            (Fraction, json!(40), None),
+            (Fraction, json!("0.5"), None),
+        ];
+        for (scale, progress, want) in cases {
+            let ev = json!({"type": "metric_run_heartbeat", "runId": "r", "progress": progress});
+            match (parse_lifecycle_scaled(&ev, *scale), want) {
+                (
+                    Ok(LifecycleEvent::Heartbeat {
+                        progress: Some(p), ..
+                    }),
+                    Some(w),
+                ) => {
+                    assert!((p - w).abs() < 1e-9, "{scale:?} {progress}: {p}")
+                }
+                (Err(e), None) => assert!(e.to_string().contains("RUNNER_PROGRESS_SCALE"), "{e}"),
+                (got, _) => panic!("{scale:?} {progress}: {got:?}"),
+            }
+        }
+        assert_eq!("fraction".parse(), Ok(Fraction));
+        assert_eq!("percent".parse(), Ok(Percent));
+        assert!("ratio".parse::<ProgressScale>().is_err());
+    }
 
     #[test]
     fn projection_update_parses_and_builds_its_key() {

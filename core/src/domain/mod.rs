@@ -10,4 +10,5 @@ pub mod pending_run;
 pub mod problem;
 pub mod run_request;
 pub mod run_state;
+pub mod runner_compat;
 pub mod trace;

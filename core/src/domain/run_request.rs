@@ -15,15 +15,41 @@ use super::ids::{DatasetId, RunId, UpdateId};
 pub struct RequestSettings {
     pub output_bucket: String,
     pub output_prefix: String,
+    pub output_path_style: OutputPathStyle,
     pub fifo: bool,
+}
+
+/// How `output.basePath` is written (`OUTPUT_PATH_STYLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputPathStyle {
+    /// `s3://OUTPUT_BUCKET/OUTPUT_PREFIX<metricCode>/`.
+    #[default]
+    S3Url,
+    /// `OUTPUT_PREFIX<metricCode>/`: for runners that write into their own
+    /// bucket and prefix the key themselves (the reference runner does).
+    Key,
+}
+
+impl std::str::FromStr for OutputPathStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "s3-url" => Ok(Self::S3Url),
+            "key" => Ok(Self::Key),
+            other => Err(format!("unknown output path style {other:?}")),
+        }
+    }
 }
 
 impl RequestSettings {
     pub fn base_path(&self, metric_code: &str) -> String {
-        format!(
-            "s3://{}/{}{}/",
-            self.output_bucket, self.output_prefix, metric_code
-        )
+        match self.output_path_style {
+            OutputPathStyle::S3Url => format!(
+                "s3://{}/{}{}/",
+                self.output_bucket, self.output_prefix, metric_code
+            ),
+            OutputPathStyle::Key => format!("{}{}/", self.output_prefix, metric_code),
+        }
     }
 }
 
@@ -209,6 +235,7 @@ mod tests {
         RequestSettings {
             output_bucket: "out".into(),
             output_prefix: "metrics/".into(),
+            output_path_style: Default::default(),
             fifo,
         }
     }
@@ -259,6 +286,25 @@ mod tests {
         let fifo = build(&input, &settings(true));
         assert_eq!(fifo.message_group_id.as_deref(), Some("m.x"));
         assert_eq!(fifo.message_deduplication_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn the_output_path_follows_the_configured_style() {
+        let cases = [
+            ("s3-url", "metrics/", "s3://out/metrics/m.x/"),
+            ("key", "metrics/", "metrics/m.x/"),
+            ("key", "", "m.x/"),
+            ("s3-url", "", "s3://out/m.x/"),
+        ];
+        for (style, prefix, want) in cases {
+            let s = RequestSettings {
+                output_prefix: prefix.into(),
+                output_path_style: style.parse().unwrap(),
+                ..settings(false)
+            };
+            assert_eq!(s.base_path("m.x"), want, "{style} {prefix:?}");
+        }
+        assert!("url".parse::<OutputPathStyle>().is_err());
     }
 
     #[test]

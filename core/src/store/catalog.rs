@@ -228,21 +228,23 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let exprs: Vec<&Value> = metrics.iter().map(|m| &m.expression_json).collect();
     let days: Vec<i32> = metrics.iter().map(|m| m.required_days).collect();
     let attempts: Vec<i32> = metrics.iter().map(|m| m.max_attempts).collect();
+    let run_timeouts: Vec<Option<i32>> = metrics.iter().map(|m| m.run_timeout_secs).collect();
     let enabled: Vec<bool> = metrics.iter().map(|m| m.enabled).collect();
     let freqs: Vec<Option<&str>> = metrics.iter().map(|m| m.frequency.as_deref()).collect();
     let units: Vec<Option<&str>> = metrics.iter().map(|m| m.unit.as_deref()).collect();
     let descs: Vec<Option<&str>> = metrics.iter().map(|m| m.description.as_deref()).collect();
     tx.execute(
         "INSERT INTO metrics (id, code, expression_type, expression_json, required_days, max_attempts,
-                              enabled, frequency, unit, description)
+                              enabled, frequency, unit, description, run_timeout_secs)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
-                              $7::bool[], $8::text[], $9::text[], $10::text[])
+                              $7::bool[], $8::text[], $9::text[], $10::text[], $11::int[])
          ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, expression_type = EXCLUDED.expression_type,
              expression_json = EXCLUDED.expression_json, required_days = EXCLUDED.required_days,
              max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
+             run_timeout_secs = EXCLUDED.run_timeout_secs,
              frequency = EXCLUDED.frequency, unit = EXCLUDED.unit,
              description = EXCLUDED.description, updated_at = now()",
-        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs],
+        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts],
     )
     .await?;
     let (dep_metric, dep_series): (Vec<&str>, Vec<String>) = metrics

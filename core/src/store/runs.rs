@@ -272,24 +272,36 @@ pub struct TimedOut {
 /// handling are skipped.
 pub async fn time_out_overdue(
     tx: &Transaction<'_>,
-    heartbeat_timeout_secs: f64,
+    heartbeat_timeout_secs: Option<f64>,
     start_timeout_secs: f64,
     limit: i64,
 ) -> StoreResult<Vec<TimedOut>> {
+    // Three reasons, the first that applies named in `error`: no heartbeat
+    // (unless disabled: NULL), not started, or longer than the metric's
+    // run_timeout_secs since its start.
     let stmt = tx
         .prepare_cached(
             "UPDATE metric_runs r
-                SET status = 'timed_out', finished_at = now(), updated_at = now(),
-                    error = CASE WHEN c.status = 'running'
+                SET status = 'timed_out', finished_at = now(), updated_at = now(), error = c.reason
+               FROM (SELECT o.id, o.status,
+                            CASE WHEN o.status IN ('queued', 'dispatched')
+                                 THEN format('not started within %s s', $2::float8)
+                                 WHEN $1::float8 IS NOT NULL
+                                      AND o.last_contact_at < now() - make_interval(secs => $1::float8)
                                  THEN format('no heartbeat received within %s s', $1::float8)
-                                 ELSE format('not started within %s s', $2::float8) END
-               FROM (SELECT id, status FROM metric_runs
-                      WHERE (status = 'running' AND last_contact_at < now() - make_interval(secs => $1))
-                         OR (status IN ('queued', 'dispatched')
-                             AND last_contact_at < now() - make_interval(secs => $2))
-                      ORDER BY last_contact_at
+                                 ELSE format('ran longer than its metric''s run_timeout_secs (%s s) since it started',
+                                             m.run_timeout_secs) END AS reason
+                       FROM metric_runs o JOIN metrics m ON m.id = o.metric_id
+                      WHERE (o.status = 'running' AND $1::float8 IS NOT NULL
+                             AND o.last_contact_at < now() - make_interval(secs => $1::float8))
+                         OR (o.status = 'running' AND m.run_timeout_secs IS NOT NULL
+                             AND COALESCE(o.started_at, o.last_contact_at)
+                                 < now() - make_interval(secs => m.run_timeout_secs))
+                         OR (o.status IN ('queued', 'dispatched')
+                             AND o.last_contact_at < now() - make_interval(secs => $2::float8))
+                      ORDER BY o.last_contact_at
                       LIMIT $3
-                        FOR UPDATE SKIP LOCKED) c
+                        FOR UPDATE OF o SKIP LOCKED) c
               WHERE r.id = c.id AND r.status = c.status
              RETURNING r.id, r.metric_code, c.status",
         )

@@ -123,6 +123,7 @@ async fn measure(
         RequestSettings {
             output_bucket: "bench-out".into(),
             output_prefix: "metrics/".into(),
+            output_path_style: Default::default(),
             fifo: false,
         },
     );

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use orchestrator_core::app::catalog_apply::{self, ApplyError};
 use orchestrator_core::domain::catalog::{parse_document, Format};
+use orchestrator_core::domain::runner_compat;
 use serde_json::Value;
 
 use crate::db::DbArgs;
@@ -17,13 +18,37 @@ const MAX_CATALOG_BYTES: u64 = 128 * 1024 * 1024;
 #[derive(Subcommand)]
 pub enum CatalogCommand {
     /// Check a catalog file without a database (series must be defined in it).
-    Validate { file: PathBuf },
+    Validate {
+        file: PathBuf,
+        /// Treat warnings (expressions the reference runner cannot compute) as errors.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Validate against the stored catalog and upsert it in one transaction.
     Apply {
         file: PathBuf,
+        /// Treat warnings as errors: nothing is applied when there are any.
+        #[arg(long)]
+        strict: bool,
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+/// Prints the warnings on standard error; with `strict`, they are errors.
+fn warn(file: &std::path::Path, doc: &Value, strict: bool) -> Result<()> {
+    let warnings = runner_compat::warnings(doc);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if strict && !warnings.is_empty() {
+        bail!(
+            "{}: {} warning(s), errors with --strict; nothing was applied",
+            file.display(),
+            warnings.len()
+        );
+    }
+    Ok(())
 }
 
 fn read(file: &PathBuf) -> Result<Value> {
@@ -45,8 +70,9 @@ fn read(file: &PathBuf) -> Result<Value> {
 
 pub async fn run(cmd: CatalogCommand) -> Result<()> {
     match cmd {
-        CatalogCommand::Validate { file } => {
+        CatalogCommand::Validate { file, strict } => {
             let doc = read(&file)?;
+            warn(&file, &doc, strict)?;
             match catalog_apply::validate_standalone(&doc) {
                 Ok(c) => {
                     println!(
@@ -68,8 +94,9 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
                 }
             }
         }
-        CatalogCommand::Apply { file, db } => {
+        CatalogCommand::Apply { file, strict, db } => {
             let doc = read(&file)?;
+            warn(&file, &doc, strict)?;
             let pool = db.pool().await?;
             match catalog_apply::apply(&pool, &doc).await {
                 Ok(r) => {

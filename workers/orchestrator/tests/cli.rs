@@ -105,6 +105,46 @@ async fn catalog_apply_applies_and_rejects_without_partial_writes() {
 }
 
 #[tokio::test]
+async fn catalog_warns_about_what_the_reference_runner_cannot_compute_and_strict_refuses() {
+    let db = TestDb::new("cli_catalog_strict").await;
+    let mut cat = base_catalog();
+    cat["metrics"][0]["expression_json"] =
+        serde_json::json!({"op": "sum", "operands": [{"seriesCode": "S1"}]});
+    cat["metrics"][1]["run_timeout_secs"] = serde_json::json!(900);
+    let file = write_temp("one_operand.json", &cat.to_string());
+    let path = file.to_str().unwrap();
+    let warning = "warning: metrics[0].expression_json.operands: a composite with 1 operand(s)";
+    for args in [
+        vec!["catalog", "validate", path],
+        vec!["catalog", "apply", path],
+    ] {
+        let o = orchestrator(Some(&db.url), &args);
+        assert!(o.status.success(), "{args:?}: {:?}", text(&o));
+        assert!(text(&o).1.contains(warning), "{args:?}: {:?}", text(&o));
+    }
+    assert_eq!(db.count("SELECT count(*) FROM metrics").await, 4);
+    assert_eq!(
+        db.count("SELECT count(*) FROM metrics WHERE code = 'm.pair' AND run_timeout_secs = 900")
+            .await,
+        1
+    );
+    let strict_db = TestDb::new("cli_catalog_strict2").await;
+    for args in [
+        vec!["catalog", "validate", "--strict", path],
+        vec!["catalog", "apply", "--strict", path],
+    ] {
+        let o = orchestrator(Some(&strict_db.url), &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {:?}", text(&o));
+        assert!(
+            text(&o).1.contains("1 warning(s), errors with --strict"),
+            "{:?}",
+            text(&o)
+        );
+    }
+    assert_eq!(strict_db.count("SELECT count(*) FROM metrics").await, 0);
+}
+
+#[tokio::test]
 async fn runs_list_show_and_cancel() {
     let db = db_with_catalog("cli_runs").await;
     process(&db.ctx(), &update("d1", "v1")).await.unwrap();
