@@ -13,11 +13,19 @@ provider "aws" {
 }
 
 module "messaging" {
-  source            = "./modules/messaging"
-  prefix            = var.prefix
-  fifo              = var.fifo
-  max_receive_count = var.max_receive_count
-  output_bucket     = var.output_bucket
+  source                        = "./modules/messaging"
+  prefix                        = var.prefix
+  fifo                          = var.fifo
+  max_receive_count             = var.max_receive_count
+  output_bucket                 = var.output_bucket
+  fifo_run_requests             = var.fifo_run_requests
+  fifo_projection_updates       = var.fifo_projection_updates
+  fifo_run_lifecycle            = var.fifo_run_lifecycle
+  run_requests_topic_arn        = var.run_requests_topic_arn
+  run_lifecycle_topic_arns      = var.run_lifecycle_topic_arns
+  projection_updates_topic_arns = var.projection_updates_topic_arns
+  raw_message_delivery          = var.raw_message_delivery
+  existing_output_bucket        = var.existing_output_bucket
 }
 
 module "workers" {

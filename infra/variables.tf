@@ -70,3 +70,55 @@ variable "tags" {
   type    = map(string)
   default = {}
 }
+
+variable "fifo_run_requests" {
+  description = "FIFO run-requests topic and runner queue; null follows `fifo`."
+  type        = bool
+  default     = null
+}
+
+variable "fifo_projection_updates" {
+  description = "FIFO projection-updates queue; null follows `fifo` (topics it is subscribed to decide)."
+  type        = bool
+  default     = null
+}
+
+variable "fifo_run_lifecycle" {
+  description = "FIFO run-lifecycle queue; null follows `fifo` (topics it is subscribed to decide)."
+  type        = bool
+  default     = null
+}
+
+variable "run_requests_topic_arn" {
+  description = "Reuse this run-requests topic instead of creating one (e.g. the one metrics-engine-cp published to)."
+  type        = string
+  default     = null
+}
+
+variable "run_lifecycle_topic_arns" {
+  description = "The runner's lifecycle topics (metrics-engine--dp-worker publishes started, heartbeat and completed to three topics)."
+  type        = list(string)
+  default     = []
+}
+
+variable "projection_updates_topic_arns" {
+  description = "The producer's topics (ingestor-reader-v3 publishes projection_update to a standard topic)."
+  type        = list(string)
+  default     = []
+}
+
+variable "raw_message_delivery" {
+  description = "Raw or SNS-enveloped delivery per subscription: { run_requests, run_lifecycle, projection_updates }, each default true."
+  type = object({
+    run_requests       = optional(bool, true)
+    run_lifecycle      = optional(bool, true)
+    projection_updates = optional(bool, true)
+  })
+  default = {}
+}
+
+variable "existing_output_bucket" {
+  description = "Use this existing bucket as OUTPUT_BUCKET instead of creating one."
+  type        = string
+  default     = null
+}

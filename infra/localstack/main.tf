@@ -12,6 +12,58 @@ variable "fifo" {
   default = false
 }
 
+variable "fifo_run_requests" {
+  description = "FIFO run-requests topic and runner queue; null follows `fifo`."
+  type        = bool
+  default     = null
+}
+
+variable "fifo_projection_updates" {
+  description = "FIFO projection-updates queue; null follows `fifo` (topics it is subscribed to decide)."
+  type        = bool
+  default     = null
+}
+
+variable "fifo_run_lifecycle" {
+  description = "FIFO run-lifecycle queue; null follows `fifo` (topics it is subscribed to decide)."
+  type        = bool
+  default     = null
+}
+
+variable "run_requests_topic_arn" {
+  description = "Reuse this run-requests topic instead of creating one (e.g. the one metrics-engine-cp published to)."
+  type        = string
+  default     = null
+}
+
+variable "run_lifecycle_topic_arns" {
+  description = "The runner's lifecycle topics (metrics-engine--dp-worker publishes started, heartbeat and completed to three topics)."
+  type        = list(string)
+  default     = []
+}
+
+variable "projection_updates_topic_arns" {
+  description = "The producer's topics (ingestor-reader-v3 publishes projection_update to a standard topic)."
+  type        = list(string)
+  default     = []
+}
+
+variable "raw_message_delivery" {
+  description = "Raw or SNS-enveloped delivery per subscription: { run_requests, run_lifecycle, projection_updates }, each default true."
+  type = object({
+    run_requests       = optional(bool, true)
+    run_lifecycle      = optional(bool, true)
+    projection_updates = optional(bool, true)
+  })
+  default = {}
+}
+
+variable "existing_output_bucket" {
+  description = "Use this existing bucket as OUTPUT_BUCKET instead of creating one."
+  type        = string
+  default     = null
+}
+
 variable "endpoint" {
   type    = string
   default = "http://127.0.0.1:4566"
@@ -35,12 +87,28 @@ provider "aws" {
 }
 
 module "messaging" {
-  source               = "../modules/messaging"
-  prefix               = var.prefix
-  fifo                 = var.fifo
-  force_destroy_bucket = true
+  source                        = "../modules/messaging"
+  prefix                        = var.prefix
+  fifo                          = var.fifo
+  force_destroy_bucket          = true
+  fifo_run_requests             = var.fifo_run_requests
+  fifo_projection_updates       = var.fifo_projection_updates
+  fifo_run_lifecycle            = var.fifo_run_lifecycle
+  run_requests_topic_arn        = var.run_requests_topic_arn
+  run_lifecycle_topic_arns      = var.run_lifecycle_topic_arns
+  projection_updates_topic_arns = var.projection_updates_topic_arns
+  raw_message_delivery          = var.raw_message_delivery
+  existing_output_bucket        = var.existing_output_bucket
 }
 
 output "worker_environment" {
   value = module.messaging.worker_environment
+}
+
+output "run_requests_dlq_url" {
+  value = module.messaging.run_requests_dlq_url
+}
+
+output "subscriptions" {
+  value = module.messaging.subscriptions
 }

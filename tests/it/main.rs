@@ -14,3 +14,4 @@ mod projection_update;
 mod telemetry;
 mod terraform;
 mod views;
+mod wiring;

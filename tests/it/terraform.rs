@@ -94,3 +94,140 @@ async fn terraform_messaging_applied_to_localstack_carries_a_run_end_to_end() {
         &endpoint,
     ]);
 }
+
+#[tokio::test]
+async fn terraform_wires_the_reference_runner_and_producer_topics_and_a_run_goes_end_to_end() {
+    use orchestrator_tests::reference::{drive_one_run, ReferenceTopics};
+    let db = db_with_catalog("tf_wiring").await;
+    let aws = aws::clients().await;
+    let topics = ReferenceTopics::create(true).await;
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    // An existing run-requests topic and bucket, named: reused, not created.
+    let existing_topic = aws
+        .sns
+        .create_topic()
+        .name(format!("ref-{id}-tf-run-requests"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let bucket = format!("ref-{id}-tf-outputs");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+
+    let tf = Terraform::new("localstack");
+    tf.init();
+    let vars: Vec<String> = vec![
+        format!("-var=prefix=it-tfw-{id}-"),
+        format!("-var=endpoint={}", aws::endpoint()),
+        format!("-var=run_requests_topic_arn={existing_topic}"),
+        format!("-var=existing_output_bucket={bucket}"),
+        format!(
+            "-var=run_lifecycle_topic_arns={}",
+            serde_json::to_string(&topics.lifecycle()).unwrap()
+        ),
+        format!(
+            "-var=projection_updates_topic_arns=[\"{}\"]",
+            topics.producer
+        ),
+        "-var=raw_message_delivery={run_lifecycle = false}".to_string(),
+    ];
+    let mut apply = vec!["apply", "-auto-approve", "-no-color"];
+    apply.extend(vars.iter().map(String::as_str));
+    tf.ok(&apply);
+    let outputs: Value =
+        serde_json::from_str(&tf.ok(&["output", "-json", "worker_environment"])).unwrap();
+    let subs: Value = serde_json::from_str(&tf.ok(&["output", "-json", "subscriptions"])).unwrap();
+    let lifecycle = outputs["RUN_LIFECYCLE_QUEUE_URL"].as_str().unwrap();
+    let updates = outputs["PROJECTION_UPDATES_QUEUE_URL"].as_str().unwrap();
+    assert!(
+        lifecycle.ends_with(".fifo"),
+        "the runner's topics are FIFO: {lifecycle}"
+    );
+    assert!(
+        !updates.ends_with(".fifo"),
+        "the producer's topic is standard: {updates}"
+    );
+    assert_eq!(outputs["RUN_REQUESTS_TOPIC_ARN"], existing_topic.as_str());
+    assert_eq!(outputs["OUTPUT_BUCKET"], bucket.as_str());
+    let subs = subs.as_object().unwrap();
+    assert_eq!(subs.len(), 5, "{subs:?}");
+    for t in topics.lifecycle() {
+        assert!(
+            subs.values().any(|s| s["topic"] == t && s["raw"] == false),
+            "{t} not subscribed enveloped: {subs:?}"
+        );
+    }
+    assert!(subs
+        .values()
+        .any(|s| s["topic"] == topics.producer.as_str() && s["raw"] == true));
+    for q in [
+        lifecycle,
+        updates,
+        outputs["RUN_REQUESTS_QUEUE_URL"].as_str().unwrap(),
+    ] {
+        let a = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(q)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let get =
+            |n: aws_sdk_sqs::types::QueueAttributeName| a.get(&n).cloned().unwrap_or_default();
+        assert!(
+            get(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).contains("-dlq"),
+            "{q} has no DLQ"
+        );
+        assert!(
+            get(aws_sdk_sqs::types::QueueAttributeName::Policy).contains("sns.amazonaws.com"),
+            "{q} has no policy"
+        );
+    }
+
+    let mut env: Vec<(String, String)> = outputs
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    env.extend(
+        [
+            ("DATABASE_URL", db.url.as_str()),
+            ("AWS_ENDPOINT_URL", &aws::endpoint()),
+            ("AWS_REGION", aws::REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("LOG_FORMAT", "json"),
+            ("OPS_ADDR", "127.0.0.1:0"),
+            ("RUNNER_PROGRESS_SCALE", "fraction"),
+            ("OUTPUT_PATH_STYLE", "key"),
+            ("RUN_HEARTBEAT_TIMEOUT_SECS", "0"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let _updates = Process::spawn("projection-update-worker", &env, &[]);
+    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
+    drive_one_run(
+        &db,
+        &topics,
+        outputs["RUN_REQUESTS_QUEUE_URL"].as_str().unwrap(),
+        "metrics/m.single/",
+    )
+    .await;
+    let mut destroy = vec!["destroy", "-auto-approve", "-no-color"];
+    destroy.extend(vars.iter().map(String::as_str));
+    tf.ok(&destroy);
+    // The existing topic and bucket outlive the stack: they were not ours.
+    assert!(aws
+        .sns
+        .get_topic_attributes()
+        .topic_arn(&existing_topic)
+        .send()
+        .await
+        .is_ok());
+    assert!(aws.s3.head_bucket().bucket(&bucket).send().await.is_ok());
+}

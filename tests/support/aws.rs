@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use orchestrator_core::messaging::provision::{provision, ProvisionSpec, Provisioned};
+use orchestrator_core::messaging::provision::{provision, Fifo, ProvisionSpec, Provisioned};
 use orchestrator_core::messaging::AwsClients;
 
 use crate::TestDb;
@@ -73,15 +73,23 @@ impl Stack {
         fifo: bool,
     ) -> anyhow::Result<Stack> {
         let spec = ProvisionSpec {
-            prefix: prefix.to_string(),
-            fifo,
-            output_bucket: output_bucket.to_string(),
+            fifo: Fifo::all(fifo),
             max_receive_count: 10,
+            ..ProvisionSpec::new(prefix, output_bucket)
         };
-        let names = provision(&aws.sqs, &aws.sns, &aws.s3, &spec)
+        Self::provision_spec(aws, &spec).await
+    }
+
+    /// Provisions exactly `spec` (wiring to existing topics, FIFO per resource).
+    pub async fn provision_spec(aws: AwsClients, spec: &ProvisionSpec) -> anyhow::Result<Stack> {
+        let names = provision(&aws.sqs, &aws.sns, &aws.s3, spec)
             .await
-            .with_context(|| format!("Failed to provision the stack {prefix}*"))?;
-        Ok(Stack { aws, names, fifo })
+            .with_context(|| format!("Failed to provision the stack {}*", spec.prefix))?;
+        Ok(Stack {
+            aws,
+            names,
+            fifo: spec.fifo.run_requests,
+        })
     }
 
     /// Environment for a worker process of this stack and database.
@@ -207,37 +215,44 @@ impl Stack {
 
     /// Receives (and deletes) messages until `n` arrived or `timeout` passed.
     pub async fn receive(&self, queue_url: &str, n: usize, timeout: Duration) -> Vec<Message> {
-        let deadline = Instant::now() + timeout;
-        let mut got = Vec::new();
-        while got.len() < n && Instant::now() < deadline {
-            let out = self
-                .aws
-                .sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send()
-                .await
-                .expect("ReceiveMessage");
-            for m in out.messages.unwrap_or_default() {
-                if let Some(r) = m.receipt_handle() {
-                    let _ = self
-                        .aws
-                        .sqs
-                        .delete_message()
-                        .queue_url(queue_url)
-                        .receipt_handle(r)
-                        .send()
-                        .await;
-                }
-                got.push(m);
-            }
-        }
-        got
+        receive(&self.aws.sqs, queue_url, n, timeout).await
     }
+}
+
+/// Receives (and deletes) messages from any queue until `n` arrived or
+/// `timeout` passed.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<Message> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        for m in out.messages.unwrap_or_default() {
+            if let Some(r) = m.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(r)
+                    .send()
+                    .await;
+            }
+            got.push(m);
+        }
+    }
+    got
 }
 
 /// String message attributes of a received message.

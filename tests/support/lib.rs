@@ -13,6 +13,7 @@ pub mod invariants;
 pub mod private_pg;
 pub mod process;
 pub mod proxy;
+pub mod reference;
 pub mod synth;
 pub mod terraform;
 

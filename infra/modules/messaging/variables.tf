@@ -4,9 +4,61 @@ variable "prefix" {
 }
 
 variable "fifo" {
-  description = "FIFO run-requests topic and queues (messageGroupId = metric code, dedup id = run id)."
+  description = "FIFO for every resource whose kind is not set otherwise (messageGroupId = metric code, dedup id = run id on run requests)."
   type        = bool
   default     = false
+}
+
+variable "fifo_run_requests" {
+  description = "FIFO run-requests topic and runner queue; null follows `fifo`. Ignored when run_requests_topic_arn is set (its name decides)."
+  type        = bool
+  default     = null
+}
+
+variable "fifo_projection_updates" {
+  description = "FIFO projection-updates queue; null follows `fifo`. Ignored when subscribed to topics (their kind decides)."
+  type        = bool
+  default     = null
+}
+
+variable "fifo_run_lifecycle" {
+  description = "FIFO run-lifecycle queue; null follows `fifo`. Ignored when subscribed to topics (their kind decides)."
+  type        = bool
+  default     = null
+}
+
+variable "run_requests_topic_arn" {
+  description = "An existing run-requests topic to publish to (and subscribe the runner queue to), instead of creating one."
+  type        = string
+  default     = null
+}
+
+variable "run_lifecycle_topic_arns" {
+  description = "Existing topics the metric runner publishes lifecycle events to (metrics-engine--dp-worker: started, heartbeat, completed); the run-lifecycle queue is subscribed to each."
+  type        = list(string)
+  default     = []
+}
+
+variable "projection_updates_topic_arns" {
+  description = "Existing topics the producer publishes projection updates to (ingestor-reader-v3: a standard topic); the projection-updates queue is subscribed to each."
+  type        = list(string)
+  default     = []
+}
+
+variable "raw_message_delivery" {
+  description = "Raw (true) or SNS-enveloped (false) delivery per subscription; the workers read both, a runner may not."
+  type = object({
+    run_requests       = optional(bool, true)
+    run_lifecycle      = optional(bool, true)
+    projection_updates = optional(bool, true)
+  })
+  default = {}
+}
+
+variable "existing_output_bucket" {
+  description = "An existing bucket to use as OUTPUT_BUCKET instead of creating one."
+  type        = string
+  default     = null
 }
 
 variable "max_receive_count" {
