@@ -484,3 +484,28 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     drop(db);
 }
+
+#[tokio::test]
+async fn an_adoption_that_fails_half_way_changes_nothing() {
+    // An operator's own view on a reference table: the old table cannot be
+    // dropped at the end, so the one transaction rolls back whole.
+    let db = reference_db("adopt_fails").await;
+    db.exec("CREATE VIEW my_report AS SELECT metric_code, status FROM metric_runs")
+        .await;
+    let before = snapshot(&db).await;
+    let err = migrate::adopt(&db.pool, false).await.unwrap_err();
+    let text = orchestrator_core::errors::chain(&err);
+    assert!(
+        text.contains("my_report"),
+        "the error names the view: {text}"
+    );
+    assert_eq!(
+        snapshot(&db).await,
+        before,
+        "a failed adoption changed the database"
+    );
+    assert!(matches!(
+        migrate::migrate(&db.pool).await.unwrap_err(),
+        MigrateError::NeedsAdoption
+    ));
+}
