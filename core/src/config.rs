@@ -183,12 +183,38 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     /// Address of the ops endpoints (`OPS_ADDR`).
     pub fn ops_addr(&self, default: &str) -> Result<std::net::SocketAddr, ConfigError> {
-        let v = self.or("OPS_ADDR", default);
+        self.socket_addr("OPS_ADDR", default)
+    }
+
+    pub fn socket_addr(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<std::net::SocketAddr, ConfigError> {
+        let v = self.or(name, default);
         v.parse().map_err(|_| ConfigError::Invalid {
-            name: "OPS_ADDR",
+            name,
             value: v,
             expected: "host:port, e.g. 0.0.0.0:9090",
         })
+    }
+
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
+    /// `API_TOKEN`: unset turns the API's actions off; a set token must be
+    /// long enough not to be guessed.
+    pub fn api_token(&self) -> Result<Option<String>, ConfigError> {
+        match self.get("API_TOKEN") {
+            None => Ok(None),
+            Some(t) if t.trim().len() >= 16 => Ok(Some(t.trim().to_string())),
+            Some(_) => Err(ConfigError::Invalid {
+                name: "API_TOKEN",
+                value: "(hidden)".into(),
+                expected: "at least 16 characters (e.g. `openssl rand -hex 32`), or unset to turn the actions off",
+            }),
+        }
     }
 
     pub fn topic_arn(&self) -> Result<String, ConfigError> {

@@ -14,12 +14,15 @@
 //! - [`workers`]: the two queue-consuming workers, wired from their dependencies.
 //! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, SNS
 //!   publisher, S3 pointers, provisioning.
+//! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
+//!   and the web console built into the binary.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
 //!   gauges; [`metrics`]: the Prometheus metric names.
 //! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop; [`errors`]:
 //!   writing an error with its causes.
 //! - [`config`]: settings from the environment; [`telemetry`]: logging.
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod domain;

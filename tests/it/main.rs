@@ -2,9 +2,11 @@
 //! Each test creates its own database migrated from `migrations/`.
 
 mod adopt;
+mod api;
 mod catalog;
 mod chaos;
 mod concurrency;
+mod console;
 mod dlq;
 mod e2e;
 mod faults;

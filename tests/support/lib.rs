@@ -4,6 +4,7 @@
 //! ([`synth`]), the "nothing lost, nothing duplicated" checks ([`invariants`],
 //! [`fleet`]), and test fixtures. Never shipped.
 
+pub mod api;
 pub mod aws;
 pub mod db;
 pub mod fixtures;

@@ -18,6 +18,8 @@ pub struct RunDetail {
     /// For a pending run: every required dataset, received or still awaited.
     pub pending_datasets: Vec<PendingDataset>,
     pub used_updates: Vec<UsedUpdateRow>,
+    /// Retries queued for this run.
+    pub retries: Vec<RunId>,
     /// The run request as written to the outbox (absent while pending).
     pub request: Option<serde_json::Value>,
 }
@@ -46,6 +48,7 @@ async fn show_in(tx: &Transaction<'_>, run_id: &RunId) -> Result<Option<RunDetai
         Vec::new()
     };
     let used_updates = run_views::used_updates(tx, run_id).await?;
+    let retries = run_views::retries_of(tx, run_id).await?;
     let request = outbox::payload_of(tx, run_id)
         .await?
         .and_then(|p| serde_json::from_str(&p).ok());
@@ -54,6 +57,7 @@ async fn show_in(tx: &Transaction<'_>, run_id: &RunId) -> Result<Option<RunDetai
         request,
         pending_datasets,
         used_updates,
+        retries,
     }))
 }
 

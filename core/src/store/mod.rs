@@ -4,8 +4,10 @@
 
 pub mod adopt;
 pub mod catalog;
+pub mod dataset_views;
 pub mod event_log;
 pub mod ids;
+pub mod metric_views;
 pub mod migrate;
 pub mod outbox;
 pub mod pending;

@@ -13,6 +13,10 @@ use crate::domain::run_state::RunStatus;
 pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub metric_code: Option<String>,
+    /// Runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Runs older than this one (keyset pagination, newest first).
+    pub before: Option<RunId>,
     pub limit: i64,
 }
 
@@ -66,11 +70,22 @@ pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreE
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM run_status
           WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR metric_code = $2)
+            AND ($4::timestamptz IS NULL OR created_at >= $4)
+            AND ($5::text IS NULL OR run_id < $5)
           ORDER BY run_id DESC LIMIT $3"
     );
     let status = filter.status.map(RunStatus::as_str);
     let rows = client
-        .query(&sql, &[&status, &filter.metric_code, &filter.limit.max(1)])
+        .query(
+            &sql,
+            &[
+                &status,
+                &filter.metric_code,
+                &filter.limit.max(1),
+                &filter.since,
+                &filter.before,
+            ],
+        )
         .await?;
     rows.iter().map(run_row).collect()
 }
@@ -112,6 +127,19 @@ pub async fn used_updates(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<V
             version_manifest_path: r.get(2),
             created_at: r.get(3),
         })
+        .collect())
+}
+
+/// The retries queued for a run.
+pub async fn retries_of(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Vec<RunId>> {
+    Ok(tx
+        .query(
+            "SELECT id FROM metric_runs WHERE retry_of = $1 ORDER BY id",
+            &[&run_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
         .collect())
 }
 

@@ -11,6 +11,7 @@ mod provision;
 mod replay;
 mod runs;
 mod runs_watch;
+mod serve;
 mod simulate;
 
 use anyhow::Result;
@@ -48,12 +49,25 @@ enum Command {
     Dlq(dlq::DlqCommand),
     /// A stand-in metric runner: answers run requests with lifecycle events.
     SimulateRunner(simulate::SimulateArgs),
+    /// The operator HTTP API and web console on API_ADDR (default 127.0.0.1:8080);
+    /// actions need API_TOKEN. JSON logs, like the workers.
+    Serve,
 }
 
 #[tokio::main]
 async fn main() {
-    let telemetry = telemetry::init_for_cli("orchestrator");
     let cli = Cli::parse();
+    // `serve` is a long-running service: JSON logs unless LOG_FORMAT says otherwise.
+    let telemetry = match cli.command {
+        Command::Serve => match orchestrator_core::config::Env::process().log_format() {
+            Ok(format) => telemetry::init(format, "orchestrator-serve"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => telemetry::init_for_cli("orchestrator"),
+    };
     if let Err(e) = run(cli).await {
         drop(telemetry);
         eprintln!("error: {e:#}");
@@ -70,5 +84,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Provision(args) => provision::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::SimulateRunner(args) => simulate::run(args).await,
+        Command::Serve => serve::run().await,
     }
 }

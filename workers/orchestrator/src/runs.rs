@@ -123,6 +123,7 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
                     status,
                     metric_code: metric,
                     limit,
+                    ..RunFilter::default()
                 },
             )
             .await

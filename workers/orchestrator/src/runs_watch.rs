@@ -49,6 +49,7 @@ pub async fn watch(args: WatchArgs) -> Result<()> {
                 status: None,
                 metric_code: args.metric.clone(),
                 limit: args.limit,
+                ..RunFilter::default()
             },
         )
         .await

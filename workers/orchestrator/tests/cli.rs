@@ -292,6 +292,7 @@ fn help_lists_only_operator_commands() {
             "runs",
             "dlq",
             "simulate-runner",
+            "serve",
             "help"
         ],
         "{out}"

@@ -1,0 +1,291 @@
+// The operator console: a small single-page app over /api/v1 (hash routes,
+// no build step). Every page re-renders from the API every 5 seconds.
+"use strict";
+
+const app = document.getElementById("app");
+const REFRESH_MS = 5000;
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function enc(v) { return encodeURIComponent(v); }
+function badge(status, id) {
+  const label = status.replace(/_/g, " ");
+  return `<span class="badge ${esc(status)}"${id ? ` data-testid="${esc(id)}"` : ""}>${esc(label)}</span>`;
+}
+function ago(t) {
+  if (!t) return '<span class="muted">—</span>';
+  const s = Math.max(0, (Date.now() - new Date(t).getTime()) / 1000);
+  const txt = s < 60 ? `${Math.round(s)} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago`
+    : s < 172800 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} days ago`;
+  return `<span title="${esc(t)}">${txt}</span>`;
+}
+function age(secs) {
+  if (secs == null) return "—";
+  return secs < 3600 ? `${Math.round(secs / 60)} min` : secs < 172800 ? `${Math.round(secs / 3600)} h` : `${Math.round(secs / 86400)} days`;
+}
+
+async function api(path) {
+  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error ? `${body.error.message}` : `HTTP ${r.status}`);
+  return body;
+}
+
+function route() {
+  const h = location.hash.replace(/^#\/?/, "") || "metrics";
+  const [path, query = ""] = h.split("?");
+  const parts = path.split("/").map(decodeURIComponent);
+  return { parts, query: new URLSearchParams(query) };
+}
+
+function setNav(name) {
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === name));
+}
+
+// ---------- pages ----------
+
+async function metricsPage(q) {
+  setNav("metrics");
+  const status = q.get("status") || "";
+  const dataset = q.get("dataset") || "";
+  const params = new URLSearchParams({ limit: "200" });
+  if (status) params.set("status", status);
+  if (dataset) params.set("dataset", dataset);
+  const [page, counts] = await Promise.all([api(`/api/v1/metrics?${params}`), statusCounts(dataset)]);
+  const cards = ["ok", "pending", "stale", "failing", "disabled"].map((s) =>
+    `<div class="card ${s === status ? "sel" : ""}" data-status="${s}" data-testid="card-${s}">
+       ${badge(s)}<div class="n">${counts[s] ?? 0}</div></div>`).join("");
+  const rows = page.items.map((m) => `
+    <tr data-testid="metric-row-${esc(m.code)}">
+      <td><a href="#/metrics/${enc(m.code)}">${esc(m.code)}</a><div class="muted">${esc(m.expressionType)}</div></td>
+      <td>${badge(m.status, `status-${m.code}`)}
+          ${m.pendingRun ? `<div class="why" data-testid="why-${esc(m.code)}">${esc(m.pendingRun.summary)}</div>` : ""}</td>
+      <td>${m.requiredDatasets.map((d) => `<a href="#/datasets/${enc(d)}">${esc(d)}</a>`).join(", ")}</td>
+      <td>${m.lastRun ? `<a href="#/runs/${enc(m.lastRun.id)}">${badge(m.lastRun.status)}</a> ${ago(m.lastRun.finishedAt)}` : '<span class="muted">never run</span>'}</td>
+      <td>${ago(m.lastSuccessAt)}</td>
+    </tr>`).join("");
+  app.innerHTML = `
+    <h1>Metrics</h1><div class="sub">What each metric is doing, and why it is not running yet.</div>
+    <div class="cards">${cards}</div>
+    <div class="filters">
+      <select id="f-status"><option value="">any status</option>${["ok", "pending", "stale", "failing", "disabled"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <input id="f-dataset" placeholder="requires dataset…" value="${esc(dataset)}">
+      <button id="f-apply">Filter</button>
+    </div>
+    <table><thead><tr><th>Metric</th><th>Status</th><th>Requires</th><th>Last run</th><th>Last success</th></tr></thead>
+    <tbody>${rows || '<tr><td colspan="5" class="muted">No metric matches.</td></tr>'}</tbody></table>
+    ${page.nextCursor ? '<div class="more muted">Showing the first 200; narrow the filters to see more.</div>' : ""}`;
+  const go = () => {
+    const p = new URLSearchParams();
+    const s = document.getElementById("f-status").value, d = document.getElementById("f-dataset").value.trim();
+    if (s) p.set("status", s);
+    if (d) p.set("dataset", d);
+    location.hash = `#/metrics${p.toString() ? "?" + p : ""}`;
+  };
+  document.getElementById("f-apply").onclick = go;
+  document.querySelectorAll(".card").forEach((c) => c.onclick = () => {
+    document.getElementById("f-status").value = c.dataset.status === status ? "" : c.dataset.status; go();
+  });
+}
+
+async function statusCounts(dataset) {
+  const counts = {};
+  await Promise.all(["ok", "pending", "stale", "failing", "disabled"].map(async (s) => {
+    const p = new URLSearchParams({ status: s, limit: "500" });
+    if (dataset) p.set("dataset", dataset);
+    const page = await api(`/api/v1/metrics?${p}`);
+    counts[s] = page.items.length + (page.nextCursor ? "+" : "");
+  }));
+  return counts;
+}
+
+function runRows(items) {
+  return items.map((r) => `
+    <tr data-testid="run-row-${esc(r.id)}">
+      <td><a class="mono" href="#/runs/${enc(r.id)}">${esc(r.id)}</a></td>
+      <td><a href="#/metrics/${enc(r.metricCode)}">${esc(r.metricCode)}</a></td>
+      <td>${badge(r.status)}${r.error ? `<div class="why">${esc(r.error)}</div>` : ""}</td>
+      <td>${r.attempt}</td><td>${ago(r.createdAt)}</td><td>${ago(r.finishedAt)}</td>
+    </tr>`).join("");
+}
+const RUN_HEAD = "<tr><th>Run</th><th>Metric</th><th>Status</th><th>Attempt</th><th>Created</th><th>Finished</th></tr>";
+
+async function metricPage(code) {
+  setNav("metrics");
+  const [m, lineage] = await Promise.all([api(`/api/v1/metrics/${enc(code)}`), api(`/api/v1/lineage?around=${enc(code)}`)]);
+  const inputs = m.inputs.map((i) => `
+    <tr><td><a href="#/datasets/${enc(i.datasetId)}">${esc(i.datasetId)}</a></td>
+        <td class="mono">${esc(i.updateId ?? "none yet")}</td><td>${ago(i.receivedAt)}</td><td>${age(i.ageSeconds)}</td>
+        <td>${i.fresh ? '<span class="fresh">fresh</span>' : '<span class="notfresh">stale</span>'}</td></tr>`).join("");
+  const pending = m.pendingRun ? `
+    <div class="panel" data-testid="pending-panel">Pending run <a class="mono" data-testid="pending-run-link" href="#/runs/${enc(m.pendingRun.id)}">${esc(m.pendingRun.id)}</a>:
+      <strong>${esc(m.pendingRun.summary)}</strong></div>` : "";
+  app.innerHTML = `
+    <h1>${esc(m.code)} ${badge(m.status, "metric-status")}</h1>
+    <div class="sub">${esc(m.description ?? "")} ${m.enabled ? "" : "· disabled in the catalog"}</div>
+    ${pending}
+    <h2>Lineage</h2>${lineageSvg(lineage, `metric:${m.code}`)}
+    <div class="grid2">
+      <div><h2>Inputs (newest update of each required dataset)</h2>
+        <table><thead><tr><th>Dataset</th><th>Update</th><th>Received</th><th>Age</th><th>Fresh (${m.requiredDays} days)</th></tr></thead><tbody>${inputs || '<tr><td colspan="5" class="muted">No required dataset.</td></tr>'}</tbody></table></div>
+      <div><h2>Definition</h2><div class="panel kv">
+        <div>Expression type</div><div>${esc(m.expressionType)}</div>
+        <div>Series</div><div>${m.series.map((s) => `${esc(s.code)} <span class="muted">(${s.datasets.map(esc).join(", ") || "no dataset"})</span>`).join("<br>")}</div>
+        <div>Required days</div><div>${m.requiredDays}</div><div>Max attempts</div><div>${m.maxAttempts}</div>
+        <div>Run timeout</div><div>${m.runTimeoutSecs ? m.runTimeoutSecs + " s" : "—"}</div>
+      </div><pre>${esc(JSON.stringify(m.expressionJson, null, 2))}</pre></div>
+    </div>
+    <h2>Recent runs</h2>
+    <table><thead>${RUN_HEAD}</thead><tbody>${runRows(m.runs) || '<tr><td colspan="6" class="muted">No run yet.</td></tr>'}</tbody></table>
+    <div class="more"><a href="#/runs?metric=${enc(m.code)}">All runs of ${esc(m.code)} →</a></div>`;
+}
+
+let runsExtra = [];
+async function runsPage(q) {
+  setNav("runs");
+  const params = new URLSearchParams({ limit: "50" });
+  for (const k of ["status", "metric", "since"]) if (q.get(k)) params.set(k, q.get(k));
+  const page = await api(`/api/v1/runs?${params}`);
+  const statuses = ["pending_dependencies", "queued", "dispatched", "running", "succeeded", "failed", "timed_out", "canceled"];
+  app.innerHTML = `
+    <h1>Runs</h1><div class="sub">Newest first.</div>
+    <div class="filters">
+      <select id="r-status"><option value="">any status</option>${statuses.map((s) => `<option ${s === q.get("status") ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <input id="r-metric" placeholder="metric code" value="${esc(q.get("metric") ?? "")}">
+      <input id="r-since" placeholder="since (RFC 3339)" value="${esc(q.get("since") ?? "")}">
+      <button id="r-apply">Filter</button>
+    </div>
+    <table><thead>${RUN_HEAD}</thead><tbody id="run-body">${runRows(page.items.concat(runsExtra)) || '<tr><td colspan="6" class="muted">No run matches.</td></tr>'}</tbody></table>
+    <div class="more">${page.nextCursor ? `<button id="r-more" data-cursor="${esc(page.nextCursor)}">Load more</button>` : ""}</div>`;
+  document.getElementById("r-apply").onclick = () => {
+    const p = new URLSearchParams();
+    for (const [k, id] of [["status", "r-status"], ["metric", "r-metric"], ["since", "r-since"]]) {
+      const v = document.getElementById(id).value.trim(); if (v) p.set(k, v);
+    }
+    runsExtra = [];
+    location.hash = `#/runs${p.toString() ? "?" + p : ""}`;
+  };
+  const more = document.getElementById("r-more");
+  if (more) more.onclick = async () => {
+    params.set("cursor", more.dataset.cursor);
+    const next = await api(`/api/v1/runs?${params}`);
+    runsExtra = runsExtra.concat(next.items);
+    document.getElementById("run-body").insertAdjacentHTML("beforeend", runRows(next.items));
+    if (next.nextCursor) more.dataset.cursor = next.nextCursor; else more.remove();
+  };
+}
+
+async function runPage(id) {
+  setNav("runs");
+  const r = await api(`/api/v1/runs/${enc(id)}`);
+  const t = r.timeline;
+  const step = (label, at) => `<li class="${at ? "done" : ""}"><strong>${label}</strong> ${at ? `<span class="mono">${esc(at)}</span> · ${ago(at)}` : '<span class="muted">not yet</span>'}</li>`;
+  const inputs = r.inputs.map((i) => `<tr><td><a href="#/datasets/${enc(i.datasetId)}">${esc(i.datasetId)}</a></td><td class="mono">${esc(i.updateId)}</td><td class="mono">${esc(i.manifestPath)}</td><td>${ago(i.receivedAt)}</td></tr>`).join("");
+  app.innerHTML = `
+    <h1><span class="mono">${esc(r.id)}</span> ${badge(r.status, "run-status")}</h1>
+    <div class="sub">Run of <a href="#/metrics/${enc(r.metricCode)}" data-testid="run-metric-link">${esc(r.metricCode)}</a> · attempt ${r.attempt}
+      ${r.retryOf ? ` · retry of <a class="mono" href="#/runs/${enc(r.retryOf)}">${esc(r.retryOf)}</a>` : ""}
+      ${r.retries.length ? ` · retried as ${r.retries.map((x) => `<a class="mono" href="#/runs/${enc(x)}">${esc(x)}</a>`).join(", ")}` : ""}</div>
+    ${r.waitingFor.length ? `<div class="panel" data-testid="waiting-for">Waiting for an update of <strong>${r.waitingFor.map(esc).join(", ")}</strong></div>` : ""}
+    ${r.error ? `<div class="error">${esc(r.error)}</div>` : ""}
+    <div class="grid2">
+      <div><h2>Timeline</h2><div class="panel"><ul class="timeline">
+        ${step("Created", t.created)}${step("Requested", t.requested)}${step("Dispatched", t.dispatched)}
+        ${step("Started", t.started)}${step("Last heartbeat", t.lastHeartbeat)}${step("Finished", t.finished)}
+      </ul>${r.progress != null ? `<div>Progress: <strong>${r.progress.toFixed(0)} %</strong></div>` : ""}</div></div>
+      <div><h2>Result</h2><div class="panel kv">
+        <div>Version</div><div class="mono">${esc(r.result.versionTs ?? "—")}</div>
+        <div>Output manifest</div><div class="mono">${esc(r.result.outputManifest ?? "—")}</div>
+        <div>Rows</div><div>${r.result.rowCount ?? "—"}</div></div></div>
+    </div>
+    <h2>Inputs (the dataset updates this run uses)</h2>
+    <table><thead><tr><th>Dataset</th><th>Update</th><th>Manifest</th><th>Received</th></tr></thead><tbody>${inputs || '<tr><td colspan="4" class="muted">None yet.</td></tr>'}</tbody></table>
+    <h2>Run request, as published</h2>${r.request ? `<pre data-testid="run-request">${esc(JSON.stringify(r.request, null, 2))}</pre>` : '<div class="panel muted">Not requested yet.</div>'}`;
+}
+
+async function datasetsPage() {
+  setNav("datasets");
+  const page = await api("/api/v1/datasets?limit=500");
+  const rows = page.items.map((d) => `
+    <tr><td><a href="#/datasets/${enc(d.id)}">${esc(d.id)}</a><div class="muted">${esc(d.name ?? "")}</div></td>
+        <td>${d.series.map(esc).join(", ")}</td><td>${d.metricCount}</td><td>${ago(d.newestUpdateAt)}</td><td class="mono">${esc(d.bucket ?? "")}</td></tr>`).join("");
+  app.innerHTML = `<h1>Datasets</h1><div class="sub">Announced by producers; metrics wait for their updates.</div>
+    <table><thead><tr><th>Dataset</th><th>Series</th><th>Metrics</th><th>Newest update</th><th>Bucket</th></tr></thead><tbody>${rows || '<tr><td colspan="5" class="muted">No dataset yet.</td></tr>'}</tbody></table>`;
+}
+
+async function datasetPage(id) {
+  setNav("datasets");
+  const [d, lineage] = await Promise.all([api(`/api/v1/datasets/${enc(id)}`), api(`/api/v1/lineage?around=${enc(id)}`)]);
+  const ups = d.updates.map((u) => `<tr><td class="mono">${esc(u.id)}</td><td class="mono">${esc(u.versionManifestPath)}</td><td>${ago(u.receivedAt)}</td></tr>`).join("");
+  app.innerHTML = `<h1>${esc(d.id)}</h1><div class="sub">${esc(d.name ?? "")} · series ${d.series.map(esc).join(", ") || "none"}</div>
+    <h2>Lineage</h2>${lineageSvg(lineage, `dataset:${d.id}`)}
+    <h2>Metrics that require it</h2><div class="panel">${d.metrics.map((m) => `<a href="#/metrics/${enc(m)}">${esc(m)}</a>`).join(" · ") || '<span class="muted">none</span>'}</div>
+    <h2>Recent updates</h2><table><thead><tr><th>Update</th><th>Manifest</th><th>Received</th></tr></thead><tbody>${ups || '<tr><td colspan="3" class="muted">No update yet.</td></tr>'}</tbody></table>`;
+}
+
+async function lineagePage(q) {
+  setNav("lineage");
+  const around = q.get("around");
+  const g = await api(`/api/v1/lineage${around ? `?around=${enc(around)}` : ""}`);
+  app.innerHTML = `<h1>Lineage</h1><div class="sub">Datasets → the metrics that require them${g.truncated ? " (first part only: open a metric or dataset for its own graph)" : ""}.</div>
+    ${lineageSvg(g, around ? (g.nodes.find((n) => n.label === around || n.id.endsWith(":" + around)) || {}).id : null)}`;
+}
+
+// Datasets in the left column, metrics in the right, edges as curves.
+function lineageSvg(g, focus) {
+  const ds = g.nodes.filter((n) => n.kind === "dataset"), ms = g.nodes.filter((n) => n.kind === "metric");
+  if (!g.nodes.length) return '<div class="panel muted">No edge: nothing requires a dataset here.</div>';
+  const W = 900, BW = 260, BH = 30, GAP = 14, rows = Math.max(ds.length, ms.length);
+  const H = rows * (BH + GAP) + GAP;
+  const pos = {};
+  const place = (list, x) => list.forEach((n, i) => {
+    const off = (H - list.length * (BH + GAP) + GAP) / 2;
+    pos[n.id] = { x, y: off + i * (BH + GAP) };
+  });
+  place(ds, 20); place(ms, W - BW - 20);
+  const edges = g.edges.map((e) => {
+    const a = pos[e.from], b = pos[e.to]; if (!a || !b) return "";
+    const x1 = a.x + BW, y1 = a.y + BH / 2, x2 = b.x, y2 = b.y + BH / 2, mx = (x1 + x2) / 2;
+    return `<path d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}"/>`;
+  }).join("");
+  const node = (n) => {
+    const p = pos[n.id], href = n.kind === "dataset" ? `#/datasets/${enc(n.id.slice(8))}` : `#/metrics/${enc(n.id.slice(7))}`;
+    const label = n.label.length > 34 ? n.label.slice(0, 33) + "…" : n.label;
+    return `<a href="${href}" class="node ${n.kind} ${n.id === focus ? "focus" : ""}" data-testid="node-${esc(n.id)}">
+      <rect x="${p.x}" y="${p.y}" width="${BW}" height="${BH}"></rect>
+      <text x="${p.x + 10}" y="${p.y + 19}">${n.kind === "dataset" ? "▤ " : "ƒ "}${esc(label)}</text></a>`;
+  };
+  return `<svg class="lineage" data-testid="lineage" viewBox="0 0 ${W} ${H}" style="height:${Math.min(H, 640)}px">${edges}${g.nodes.map(node).join("")}</svg>`;
+}
+
+// ---------- router and refresh ----------
+
+let rendering = false;
+async function render() {
+  if (rendering) return;
+  rendering = true;
+  const { parts, query } = route();
+  const y = window.scrollY;
+  try {
+    if (parts[0] === "metrics" && parts[1]) await metricPage(parts.slice(1).join("/"));
+    else if (parts[0] === "runs" && parts[1]) await runPage(parts[1]);
+    else if (parts[0] === "runs") await runsPage(query);
+    else if (parts[0] === "datasets" && parts[1]) await datasetPage(parts.slice(1).join("/"));
+    else if (parts[0] === "datasets") await datasetsPage();
+    else if (parts[0] === "lineage") await lineagePage(query);
+    else await metricsPage(query);
+    document.getElementById("live").classList.remove("stale");
+    document.body.dataset.loaded = location.hash || "#/metrics";
+  } catch (e) {
+    app.innerHTML = `<div class="error" data-testid="error">${esc(e.message)}</div>`;
+    document.getElementById("live").classList.add("stale");
+  } finally {
+    rendering = false;
+    window.scrollTo(0, y);
+  }
+}
+
+window.addEventListener("hashchange", () => { runsExtra = []; window.scrollTo(0, 0); render(); });
+setInterval(() => { if (!document.hidden && !document.querySelector("input:focus, select:focus")) render(); }, REFRESH_MS);
+render();

@@ -1,0 +1,136 @@
+//! `GET /api/v1/datasets`, `GET /api/v1/datasets/{id}` and `GET /api/v1/lineage`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+
+use super::dto::{
+    self, Dataset, DatasetDetail, DatasetUpdate, Lineage, LineageEdge, LineageNode, Page,
+};
+use super::error::{ApiError, ApiResult};
+use super::params::Params;
+use super::ApiState;
+use crate::store::dataset_views::{self, DatasetSummary};
+use crate::store::metric_views;
+
+fn dataset_dto(d: DatasetSummary) -> Dataset {
+    Dataset {
+        id: d.id.to_string(),
+        name: d.name,
+        description: d.description,
+        bucket: d.bucket,
+        series: d.series,
+        metric_count: d.metric_count,
+        newest_update_at: d.newest_update_at,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets",
+    params(
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses((status = 200, body = Page<Dataset>), (status = 400, body = dto::ErrorBody)))]
+pub async fn list(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Page<Dataset>> {
+    let p = Params::new(q, &["limit", "cursor"])?;
+    let limit = p.limit()?;
+    let cursor = p.text("cursor")?;
+    let mut rows = dataset_views::list(&s.pool, cursor.as_deref(), limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|d| d.id.to_string()))
+        .flatten();
+    Ok(Json(Page {
+        items: rows.into_iter().map(dataset_dto).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/datasets/{id}", tag = "datasets",
+    params(("id" = String, Path, description = "dataset id")),
+    responses((status = 200, body = DatasetDetail), (status = 404, body = dto::ErrorBody)))]
+pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<DatasetDetail> {
+    let d = dataset_views::get(&s.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no dataset with id {id:?}")))?;
+    let (metrics, updates) = futures::try_join!(
+        dataset_views::dependent_metrics(&s.pool, &id),
+        dataset_views::recent_updates(&s.pool, &id, 20)
+    )?;
+    Ok(Json(DatasetDetail {
+        dataset: dataset_dto(d),
+        metrics,
+        updates: updates
+            .into_iter()
+            .map(|u| DatasetUpdate {
+                id: u.id.to_string(),
+                version_manifest_path: u.version_manifest_path,
+                projections_path: u.projections_path,
+                bucket: u.bucket,
+                received_at: u.created_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Edges returned at most; the whole graph of a large catalog is asked for in parts.
+const MAX_EDGES: i64 = 5_000;
+
+#[utoipa::path(get, path = "/api/v1/lineage", tag = "datasets",
+    params(("around" = Option<String>, Query, description = "a metric code or dataset id: only its edges")),
+    responses((status = 200, body = Lineage), (status = 404, body = dto::ErrorBody)))]
+pub async fn lineage(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Lineage> {
+    let p = Params::new(q, &["around"])?;
+    let around = p.text("around")?;
+    if let Some(a) = &around {
+        if !metric_views::exists(&s.pool, a).await? {
+            return Err(ApiError::not_found(format!(
+                "no metric or dataset named {a:?}"
+            )));
+        }
+    }
+    let (edges, truncated) = metric_views::lineage(&s.pool, around.as_deref(), MAX_EDGES).await?;
+    let mut nodes: BTreeMap<String, LineageNode> = BTreeMap::new();
+    let datasets: Vec<_> = edges.iter().map(|(d, _)| d.clone()).collect();
+    let names = metric_views::dataset_names(&s.pool, &datasets).await?;
+    for (d, m) in &edges {
+        let label = names
+            .get(d)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| d.to_string());
+        nodes
+            .entry(format!("dataset:{d}"))
+            .or_insert_with(|| LineageNode {
+                id: format!("dataset:{d}"),
+                kind: "dataset".into(),
+                label,
+            });
+        nodes
+            .entry(format!("metric:{m}"))
+            .or_insert_with(|| LineageNode {
+                id: format!("metric:{m}"),
+                kind: "metric".into(),
+                label: m.clone(),
+            });
+    }
+    Ok(Json(Lineage {
+        nodes: nodes.into_values().collect(),
+        edges: edges
+            .into_iter()
+            .map(|(d, m)| LineageEdge {
+                from: format!("dataset:{d}"),
+                to: format!("metric:{m}"),
+            })
+            .collect(),
+        truncated,
+    }))
+}

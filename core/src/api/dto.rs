@@ -1,0 +1,255 @@
+//! What the operator API answers, in camelCase like the wire contracts, with
+//! RFC 3339 timestamps; each type is also an OpenAPI schema.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// `bad_request`, `not_found`, `unauthorized`, `forbidden`, `conflict`, `unavailable` or `internal`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    pub id: String,
+    pub status: String,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRun {
+    pub id: String,
+    /// Required datasets the run has no update for yet.
+    pub waiting_for: Vec<String>,
+    /// For the console's badge, e.g. `waiting for 1 of 2: bcra_tipo_cambio`.
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    pub id: String,
+    pub code: String,
+    pub expression_type: String,
+    pub enabled: bool,
+    pub required_days: i32,
+    pub max_attempts: i32,
+    pub run_timeout_secs: Option<i32>,
+    pub required_datasets: Vec<String>,
+    /// `ok`, `pending`, `stale`, `failing` or `disabled`.
+    pub status: String,
+    pub last_run: Option<LastRun>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub pending_run: Option<PendingRun>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesSource {
+    pub code: String,
+    /// Datasets that provide the series.
+    pub datasets: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    pub dataset_id: String,
+    /// The dataset's newest update.
+    pub update_id: Option<String>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub age_seconds: Option<f64>,
+    pub fresh: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricDetail {
+    #[serde(flatten)]
+    pub metric: Metric,
+    #[schema(value_type = Object)]
+    pub expression_json: Value,
+    pub frequency: Option<String>,
+    pub unit: Option<String>,
+    pub description: Option<String>,
+    pub series: Vec<SeriesSource>,
+    pub inputs: Vec<Input>,
+    /// The 20 most recent runs, newest first.
+    pub runs: Vec<Run>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    pub id: String,
+    pub metric_code: String,
+    pub status: String,
+    pub attempt: i32,
+    pub retry_of: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub requested_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    pub created: DateTime<Utc>,
+    pub requested: Option<DateTime<Utc>>,
+    pub dispatched: Option<DateTime<Utc>>,
+    pub started: Option<DateTime<Utc>>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub finished: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    pub version_ts: Option<String>,
+    pub output_manifest: Option<String>,
+    pub row_count: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsedInput {
+    pub dataset_id: String,
+    pub update_id: String,
+    pub manifest_path: String,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetail {
+    pub id: String,
+    pub metric_code: String,
+    pub status: String,
+    pub attempt: i32,
+    pub retry_of: Option<String>,
+    pub retries: Vec<String>,
+    pub timeline: Timeline,
+    pub progress: Option<f64>,
+    pub error: Option<String>,
+    pub result: RunResult,
+    pub inputs: Vec<UsedInput>,
+    /// For a pending run: the datasets it still waits for.
+    pub waiting_for: Vec<String>,
+    /// The run request exactly as published (null while pending).
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub bucket: Option<String>,
+    pub series: Vec<String>,
+    pub metric_count: i64,
+    pub newest_update_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetUpdate {
+    pub id: String,
+    pub version_manifest_path: String,
+    pub projections_path: String,
+    pub bucket: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetDetail {
+    #[serde(flatten)]
+    pub dataset: Dataset,
+    pub metrics: Vec<String>,
+    /// The 20 most recent updates, newest first.
+    pub updates: Vec<DatasetUpdate>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageNode {
+    /// `dataset:<id>` or `metric:<code>`.
+    pub id: String,
+    /// `dataset` or `metric`.
+    pub kind: String,
+    pub label: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageEdge {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lineage {
+    pub nodes: Vec<LineageNode>,
+    pub edges: Vec<LineageEdge>,
+    /// More edges exist than were returned (ask `?around=` for one part).
+    pub truncated: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: String,
+    pub timestamp: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Canceled {
+    pub run_id: String,
+    pub previous_status: String,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Triggered {
+    pub run_id: String,
+    pub metric_code: String,
+    pub status: String,
+    /// The update of each required dataset the run uses.
+    pub updates: Vec<UsedUpdateRef>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsedUpdateRef {
+    pub dataset_id: String,
+    pub update_id: String,
+}

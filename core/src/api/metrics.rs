@@ -1,0 +1,144 @@
+//! `GET /api/v1/metrics` and `GET /api/v1/metrics/{code}`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+
+use super::dto::{self, Input, Metric, MetricDetail, Page, SeriesSource};
+use super::error::{ApiError, ApiResult};
+use super::params::Params;
+use super::runs::run_dto;
+use super::ApiState;
+use crate::domain::metric_status::{status, waiting_text, MetricStatus};
+use crate::store::metric_views::{self, MetricQuery, MetricSummary};
+use crate::store::run_views::{self, RunFilter};
+
+pub fn metric_dto(m: MetricSummary) -> Metric {
+    let st = status(m.facts());
+    let pending_run = m.pending_run.clone().map(|id| {
+        let waiting: Vec<String> = m.waiting_for.iter().map(|d| d.to_string()).collect();
+        dto::PendingRun {
+            id: id.to_string(),
+            summary: waiting_text(&waiting, m.required_datasets.len()),
+            waiting_for: waiting,
+        }
+    });
+    Metric {
+        id: m.id.to_string(),
+        code: m.code,
+        expression_type: m.expression_type,
+        enabled: m.enabled,
+        required_days: m.required_days,
+        max_attempts: m.max_attempts,
+        run_timeout_secs: m.run_timeout_secs,
+        required_datasets: m.required_datasets.iter().map(|d| d.to_string()).collect(),
+        status: st.as_str().to_string(),
+        last_run: m.last_run.map(|r| dto::LastRun {
+            id: r.id.to_string(),
+            status: r.status.as_str().to_string(),
+            finished_at: r.finished_at,
+        }),
+        last_success_at: m.last_success_at,
+        pending_run,
+    }
+}
+
+/// Metrics are read in code order in batches; those whose status matches are
+/// kept until the page is full (the status rule is in one place, in Rust).
+const BATCH: i64 = 500;
+
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "metrics",
+    params(
+        ("dataset" = Option<String>, Query, description = "only metrics that require this dataset"),
+        ("status" = Option<String>, Query, description = "ok | pending | stale | failing | disabled"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses((status = 200, body = Page<Metric>), (status = 400, body = dto::ErrorBody)))]
+pub async fn list(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Page<Metric>> {
+    let p = Params::new(q, &["dataset", "status", "limit", "cursor"])?;
+    let wanted: Option<MetricStatus> = p.parsed("status")?;
+    let limit = p.limit()?;
+    let mut query = MetricQuery {
+        dataset: p.text("dataset")?.map(Into::into),
+        only_pending: wanted == Some(MetricStatus::Pending),
+        only_disabled: wanted == Some(MetricStatus::Disabled),
+        after_code: p.text("cursor")?,
+        limit: BATCH.max(limit + 1),
+    };
+    let mut items = Vec::new();
+    let mut more = false;
+    loop {
+        let batch = metric_views::list(&s.pool, &query).await?;
+        let exhausted = (batch.len() as i64) < query.limit;
+        query.after_code = batch.last().map(|m| m.code.clone());
+        for m in batch {
+            if wanted.is_some_and(|w| status(m.facts()) != w) {
+                continue;
+            }
+            if items.len() as i64 == limit {
+                more = true;
+                break;
+            }
+            items.push(metric_dto(m));
+        }
+        if more || exhausted {
+            break;
+        }
+    }
+    let next_cursor = more
+        .then(|| items.last().map(|m: &Metric| m.code.clone()))
+        .flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[utoipa::path(get, path = "/api/v1/metrics/{code}", tag = "metrics",
+    params(("code" = String, Path, description = "metric code")),
+    responses((status = 200, body = MetricDetail), (status = 404, body = dto::ErrorBody)))]
+pub async fn get(State(s): State<ApiState>, Path(code): Path<String>) -> ApiResult<MetricDetail> {
+    let m = metric_views::by_code(&s.pool, &code)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no metric with code {code:?}")))?;
+    let id = m.id.clone();
+    let recent = RunFilter {
+        metric_code: Some(code.clone()),
+        limit: 20,
+        ..RunFilter::default()
+    };
+    let (def, inputs, runs) = futures::try_join!(
+        metric_views::definition(&s.pool, &id),
+        metric_views::inputs(&s.pool, &id),
+        run_views::list(&s.pool, &recent)
+    )?;
+    let def = def.ok_or_else(|| ApiError::not_found(format!("no metric with code {code:?}")))?;
+    Ok(Json(MetricDetail {
+        metric: metric_dto(m),
+        expression_json: def.expression_json,
+        frequency: def.frequency,
+        unit: def.unit,
+        description: def.description,
+        series: def
+            .series
+            .into_iter()
+            .map(|(code, ds)| SeriesSource {
+                code,
+                datasets: ds.iter().map(|d| d.to_string()).collect(),
+            })
+            .collect(),
+        inputs: inputs
+            .into_iter()
+            .map(|i| Input {
+                dataset_id: i.dataset_id.to_string(),
+                update_id: i.update_id.map(|u| u.to_string()),
+                received_at: i.received_at,
+                age_seconds: i.age_secs,
+                fresh: i.fresh,
+            })
+            .collect(),
+        runs: runs.into_iter().map(run_dto).collect(),
+    }))
+}

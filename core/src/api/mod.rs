@@ -1,0 +1,187 @@
+//! `orchestrator serve`: the operator HTTP API (read endpoints, two actions
+//! behind a token, the OpenAPI document) and the web console, on one
+//! address. Everything is read from PostgreSQL through `store`; the console
+//! (`console/`, built into the binary) calls the same API.
+
+mod actions;
+mod console;
+mod datasets;
+pub mod dto;
+mod error;
+mod metrics;
+mod params;
+mod runs;
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+
+use crate::app::Context;
+use crate::config::Env;
+use crate::store::Pool;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: Pool,
+    /// What `trigger` needs to write a run request; `None` without `OUTPUT_BUCKET`.
+    pub ctx: Option<Context>,
+    /// `API_TOKEN`; `None` turns the actions off.
+    pub token: Option<String>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, body = dto::Health, description = "the process is up (the reference service's shape)")))]
+async fn health() -> Json<dto::Health> {
+    Json(dto::Health {
+        status: "ok".into(),
+        timestamp: chrono::Utc::now(),
+    })
+}
+
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, body = dto::Health), (status = 503, body = dto::ErrorBody)))]
+async fn ready(State(s): State<ApiState>) -> Result<Json<dto::Health>, error::ApiError> {
+    let check = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        crate::store::ping(&s.pool),
+    );
+    match check.await {
+        Ok(Ok(())) => Ok(Json(dto::Health {
+            status: "ready".into(),
+            timestamp: chrono::Utc::now(),
+        })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::errors::chain(&e), "readiness: database unavailable");
+            Err(error::ApiError::unavailable("the database does not answer"))
+        }
+        Err(_) => Err(error::ApiError::unavailable(
+            "the database did not answer within 2 s",
+        )),
+    }
+}
+
+async fn prometheus(State(s): State<ApiState>) -> (StatusCode, String) {
+    match &s.metrics {
+        Some(h) => (StatusCode::OK, h.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n".into(),
+        ),
+    }
+}
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Metric orchestrator operator API", version = "1",
+         description = "What is pending and why, lineage, run history, and two actions behind a token."),
+    paths(metrics::list, metrics::get, runs::list, runs::get, datasets::list, datasets::get,
+          datasets::lineage, actions::cancel, actions::trigger, health, ready),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn no_route() -> error::ApiError {
+    error::ApiError::not_found("no such endpoint; see /api/v1/openapi.json")
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(prometheus))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/metrics", get(metrics::list))
+        .route("/api/v1/metrics/{code}", get(metrics::get))
+        .route("/api/v1/metrics/{code}/trigger", post(actions::trigger))
+        .route("/api/v1/runs", get(runs::list))
+        .route("/api/v1/runs/{id}", get(runs::get))
+        .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
+        .route("/api/v1/datasets", get(datasets::list))
+        .route("/api/v1/datasets/{id}", get(datasets::get))
+        .route("/api/v1/lineage", get(datasets::lineage))
+        .merge(console::routes())
+        .fallback(no_route)
+        .with_state(state)
+}
+
+/// What `orchestrator serve` runs with.
+pub struct ServeDeps {
+    pub addr: SocketAddr,
+    pub state: ApiState,
+}
+
+impl ServeDeps {
+    /// From the environment: `API_ADDR`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
+    /// `API_TOKEN`, and (for trigger) `OUTPUT_BUCKET`, `OUTPUT_PREFIX`,
+    /// `OUTPUT_PATH_STYLE`, `RUN_REQUESTS_TOPIC_ARN`.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<Self, crate::workers::StartError> {
+        let addr = env.socket_addr("API_ADDR", "127.0.0.1:8080")?;
+        let pool_size = env.count("DATABASE_POOL_SIZE", 16, 1000)? as usize;
+        let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
+        let ctx = match env.optional("OUTPUT_BUCKET") {
+            Some(_) => Some(Context::new(pool.clone(), env.request_settings()?)),
+            None => None,
+        };
+        Ok(Self {
+            addr,
+            state: ApiState {
+                pool,
+                ctx,
+                token: env.api_token()?,
+                metrics: crate::metrics::install(),
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server stopped")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Serves until `shutdown`; in-flight requests finish first.
+pub async fn serve(deps: ServeDeps, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let ServeDeps { addr, state } = deps;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %local, actions = state.token.is_some(), "operator API and console at http://{local}/");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(ServeError::Serve)
+}

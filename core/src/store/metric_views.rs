@@ -1,0 +1,295 @@
+//! Operator reads of metrics for the HTTP API and console: the facts a
+//! metric's status is decided from (`domain::metric_status`), its inputs'
+//! freshness, its series and the lineage graph. Read-only.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{Pool, StoreError, StoreResult};
+use crate::domain::ids::{DatasetId, MetricId, RunId, UpdateId};
+use crate::domain::metric_status::StatusFacts;
+use crate::domain::run_state::RunStatus;
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricQuery {
+    /// Only metrics that require this dataset.
+    pub dataset: Option<DatasetId>,
+    /// Only enabled metrics with a pending run (a cheap pre-filter).
+    pub only_pending: bool,
+    /// Only disabled metrics.
+    pub only_disabled: bool,
+    /// Codes after this one (keyset pagination).
+    pub after_code: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    pub id: RunId,
+    pub status: RunStatus,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricSummary {
+    pub id: MetricId,
+    pub code: String,
+    pub expression_type: String,
+    pub enabled: bool,
+    pub required_days: i32,
+    pub max_attempts: i32,
+    pub run_timeout_secs: Option<i32>,
+    pub required_datasets: Vec<DatasetId>,
+    pub last_run: Option<LastRun>,
+    pub last_finished: Option<RunStatus>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub pending_run: Option<RunId>,
+    /// Datasets the pending run has no update for yet.
+    pub waiting_for: Vec<DatasetId>,
+    pub inputs_fresh: bool,
+}
+
+impl MetricSummary {
+    pub fn facts(&self) -> StatusFacts {
+        StatusFacts {
+            enabled: self.enabled,
+            has_pending_run: self.pending_run.is_some(),
+            last_finished: self.last_finished,
+            inputs_fresh: self.inputs_fresh,
+        }
+    }
+}
+
+/// Per metric, each an index probe: its newest run, newest finished run,
+/// newest success, pending run and what it waits for, and whether the newest
+/// update of every required dataset is fresh.
+const SUMMARY: &str = "
+SELECT m.id, m.code, m.expression_type, m.enabled, m.required_days, m.max_attempts, m.run_timeout_secs,
+       ARRAY(SELECT r.dataset_id FROM metric_required_datasets r WHERE r.metric_id = m.id ORDER BY 1) AS required,
+       lr.id, lr.status, lr.finished_at,
+       (SELECT f.status FROM metric_runs f
+         WHERE f.metric_code = m.code AND f.status IN ('succeeded', 'failed', 'timed_out')
+         ORDER BY f.created_at DESC LIMIT 1) AS last_finished,
+       (SELECT s.finished_at FROM metric_runs s
+         WHERE s.metric_code = m.code AND s.status = 'succeeded'
+         ORDER BY s.created_at DESC LIMIT 1) AS last_success_at,
+       p.id AS pending_id,
+       ARRAY(SELECT d.dataset_id FROM metric_run_pending_datasets d
+              WHERE d.run_id = p.id AND NOT d.received ORDER BY 1) AS waiting_for,
+       COALESCE((SELECT bool_and(nu.created_at IS NOT NULL AND update_is_fresh(nu.created_at, m.required_days))
+                   FROM metric_required_datasets r
+                   LEFT JOIN LATERAL (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = r.dataset_id
+                                       ORDER BY u.created_at DESC, u.id DESC LIMIT 1) nu ON true
+                  WHERE r.metric_id = m.id), true) AS inputs_fresh
+  FROM page m
+  LEFT JOIN LATERAL (SELECT x.id, x.status, x.finished_at FROM metric_runs x
+                      WHERE x.metric_code = m.code ORDER BY x.created_at DESC LIMIT 1) lr ON true
+  LEFT JOIN metric_runs p ON p.metric_id = m.id AND p.status = 'pending_dependencies'
+ ORDER BY m.code";
+
+fn status(s: Option<String>) -> StoreResult<Option<RunStatus>> {
+    s.map(|s| super::runs::status_of(&s)).transpose()
+}
+
+fn summary(r: &tokio_postgres::Row) -> StoreResult<MetricSummary> {
+    let last_run = match (r.get::<_, Option<RunId>>(8), status(r.get(9))?) {
+        (Some(id), Some(status)) => Some(LastRun {
+            id,
+            status,
+            finished_at: r.get(10),
+        }),
+        _ => None,
+    };
+    Ok(MetricSummary {
+        id: r.get(0),
+        code: r.get(1),
+        expression_type: r.get(2),
+        enabled: r.get(3),
+        required_days: r.get(4),
+        max_attempts: r.get(5),
+        run_timeout_secs: r.get(6),
+        required_datasets: r.get(7),
+        last_run,
+        last_finished: status(r.get(11))?,
+        last_success_at: r.get(12),
+        pending_run: r.get(13),
+        waiting_for: r.get(14),
+        inputs_fresh: r.get(15),
+    })
+}
+
+/// One page of metrics in code order, after the cheap pre-filters.
+pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "WITH page AS MATERIALIZED (
+             SELECT m.* FROM metrics m
+              WHERE ($1::text IS NULL OR m.code > $1)
+                AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM metric_required_datasets r
+                                                  WHERE r.metric_id = m.id AND r.dataset_id = $2))
+                AND (NOT $3 OR (m.enabled AND EXISTS (SELECT 1 FROM metric_runs p
+                                   WHERE p.metric_id = m.id AND p.status = 'pending_dependencies')))
+                AND (NOT $4 OR NOT m.enabled)
+              ORDER BY m.code LIMIT $5)
+         {SUMMARY}"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &q.after_code,
+                &q.dataset,
+                &q.only_pending,
+                &q.only_disabled,
+                &q.limit.max(1),
+            ],
+        )
+        .await?;
+    rows.iter().map(summary).collect()
+}
+
+/// One metric's summary by code.
+pub async fn by_code(pool: &Pool, code: &str) -> Result<Option<MetricSummary>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!("WITH page AS (SELECT * FROM metrics WHERE code = $1) {SUMMARY}");
+    client
+        .query_opt(&sql, &[&code])
+        .await?
+        .as_ref()
+        .map(summary)
+        .transpose()
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricDefinition {
+    pub expression_json: Value,
+    pub frequency: Option<String>,
+    pub unit: Option<String>,
+    pub description: Option<String>,
+    /// Each series the metric references, with the datasets that provide it.
+    pub series: Vec<(String, Vec<DatasetId>)>,
+}
+
+pub async fn definition(
+    pool: &Pool,
+    id: &MetricId,
+) -> Result<Option<MetricDefinition>, StoreError> {
+    let client = pool.get().await?;
+    let Some(m) = client
+        .query_opt(
+            "SELECT expression_json, frequency, unit, description FROM metrics WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let series = client
+        .query(
+            "SELECT md.series_code,
+                    ARRAY(SELECT ds.dataset_id FROM dataset_series ds
+                           WHERE ds.series_code = md.series_code ORDER BY 1)
+               FROM metric_dependencies md WHERE md.metric_id = $1 ORDER BY 1",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(Some(MetricDefinition {
+        expression_json: m.get(0),
+        frequency: m.get(1),
+        unit: m.get(2),
+        description: m.get(3),
+        series,
+    }))
+}
+
+/// The newest update of one required dataset, and how old it is.
+#[derive(Debug, Clone)]
+pub struct InputState {
+    pub dataset_id: DatasetId,
+    pub update_id: Option<UpdateId>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub age_secs: Option<f64>,
+    pub fresh: bool,
+}
+
+pub async fn inputs(pool: &Pool, id: &MetricId) -> Result<Vec<InputState>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT r.dataset_id, nu.id, nu.created_at, EXTRACT(EPOCH FROM now() - nu.created_at)::float8,
+                    nu.created_at IS NOT NULL AND update_is_fresh(nu.created_at, m.required_days)
+               FROM metric_required_datasets r JOIN metrics m ON m.id = r.metric_id
+               LEFT JOIN LATERAL (SELECT u.id, u.created_at FROM dataset_updates u WHERE u.dataset_id = r.dataset_id
+                                   ORDER BY u.created_at DESC, u.id DESC LIMIT 1) nu ON true
+              WHERE r.metric_id = $1 ORDER BY 1",
+            &[&id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| InputState {
+            dataset_id: r.get(0),
+            update_id: r.get(1),
+            received_at: r.get(2),
+            age_secs: r.get(3),
+            fresh: r.get(4),
+        })
+        .collect())
+}
+
+/// Dataset → metric edges, all or around one metric code or dataset id;
+/// at most `limit`, and whether more exist.
+pub async fn lineage(
+    pool: &Pool,
+    around: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<(DatasetId, String)>, bool), StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT r.dataset_id, m.code FROM metric_required_datasets r JOIN metrics m ON m.id = r.metric_id
+              WHERE $1::text IS NULL OR m.code = $1 OR r.dataset_id = $1
+              ORDER BY 1, 2 LIMIT $2",
+            &[&around, &(limit + 1)],
+        )
+        .await?;
+    let more = rows.len() as i64 > limit;
+    Ok((
+        rows.iter()
+            .take(limit as usize)
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        more,
+    ))
+}
+
+/// Whether `name` is a metric code or a dataset id (for `around`).
+pub async fn exists(pool: &Pool, name: &str) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM metrics WHERE code = $1) OR EXISTS (SELECT 1 FROM datasets WHERE id = $1)",
+            &[&name],
+        )
+        .await?
+        .get(0))
+}
+
+/// Dataset names, for lineage nodes.
+pub async fn dataset_names(
+    pool: &Pool,
+    ids: &[DatasetId],
+) -> Result<HashMap<DatasetId, Option<String>>, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query("SELECT id, name FROM datasets WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}

@@ -1,0 +1,195 @@
+//! The web console in a real headless Chromium (Debian's `chromium`, driven
+//! through `chromedriver` over WebDriver): from the metrics overview to a
+//! pending metric, the dataset it waits for, its run and its lineage.
+//! Screenshots go to `CONSOLE_SCREENSHOTS` (default
+//! `target/console-screenshots`), which CI prints.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use orchestrator_core::app::projection_update::process;
+use orchestrator_tests::api::ApiServer;
+use orchestrator_tests::fixtures::{db_with_catalog, update};
+use orchestrator_tests::http::free_port;
+use serde_json::json;
+
+fn find(var: &str, candidates: &[&str]) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
+        return PathBuf::from(p);
+    }
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not installed: `apt-get install chromium chromium-driver` (Debian's packages; \
+                 .ci/run installs them), or set {var} to its path",
+                candidates[0]
+            )
+        })
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = std::env::var("CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
+        });
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+async fn browser(
+    driver_port: u16,
+    profile: &std::path::Path,
+    chromium: &std::path::Path,
+) -> Client {
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            // The flags this machine needs (no sandbox as root, no background
+            // connections on a closed network), and a fresh profile.
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                     format!("--user-data-dir={}", profile.display())]
+        }
+    });
+    let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
+    let url = format!("http://127.0.0.1:{driver_port}");
+    orchestrator_tests::eventually(
+        Duration::from_secs(30),
+        "chromedriver to start a browser",
+        || {
+            let caps: serde_json::Map<String, serde_json::Value> = caps.clone();
+            let url = url.clone();
+            async move {
+                ClientBuilder::rustls()
+                    .ok()?
+                    .capabilities(caps)
+                    .connect(&url)
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the element's text contains `needle`; returns the text.
+async fn text_of(c: &Client, css: &str, needle: &str) -> String {
+    orchestrator_tests::eventually(
+        Duration::from_secs(20),
+        &format!("{css} to show {needle:?}"),
+        || async {
+            let text = c.find(Locator::Css(css)).await.ok()?.text().await.ok()?;
+            text.contains(needle).then_some(text)
+        },
+    )
+    .await
+}
+
+async fn shot(c: &Client, dir: &std::path::Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(name), png).expect("screenshot written");
+}
+
+#[tokio::test]
+async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_and_lineage() {
+    let chromium = find(
+        "CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+    );
+    let chromedriver = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+    let db = db_with_catalog("console").await;
+    process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let api = ApiServer::for_db(&db, None).await;
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
+    );
+    let profile =
+        std::env::temp_dir().join(format!("console-profile-{}", uuid::Uuid::new_v4().simple()));
+    let c = browser(port, &profile, &chromium).await;
+    let dir = screenshots_dir();
+
+    // The overview: m.pair is pending, and says on what.
+    c.goto(&format!("{}/#/metrics", api.base)).await.unwrap();
+    text_of(&c, "[data-testid='status-m.pair']", "pending").await;
+    text_of(&c, "[data-testid='why-m.pair']", "waiting for 1 of 2: d2").await;
+    text_of(&c, "[data-testid='status-m.single']", "ok").await;
+    shot(&c, &dir, "01-metrics.png").await;
+
+    // Its page: the pending run, the input it lacks, the lineage.
+    c.find(Locator::Css("[data-testid='metric-row-m.pair'] a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(
+        &c,
+        "[data-testid='pending-panel']",
+        "waiting for 1 of 2: d2",
+    )
+    .await;
+    text_of(&c, "[data-testid='metric-status']", "pending").await;
+    c.find(Locator::Css("[data-testid='node-dataset:d2']"))
+        .await
+        .expect("d2 in the metric's lineage");
+    shot(&c, &dir, "02-metric.png").await;
+
+    // Its run: what it still waits for.
+    c.find(Locator::Css("[data-testid='pending-run-link']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(&c, "[data-testid='waiting-for']", "d2").await;
+    text_of(&c, "[data-testid='run-status']", "pending dependencies").await;
+    shot(&c, &dir, "03-run.png").await;
+
+    // The lineage view around the metric.
+    c.goto(&format!("{}/#/lineage?around=m.pair", api.base))
+        .await
+        .unwrap();
+    orchestrator_tests::eventually(Duration::from_secs(20), "the lineage graph", || async {
+        c.find(Locator::Css("[data-testid='node-metric:m.pair']"))
+            .await
+            .ok()
+    })
+    .await;
+    c.find(Locator::Css("[data-testid='node-dataset:d1']"))
+        .await
+        .expect("d1 → m.pair");
+    shot(&c, &dir, "04-lineage.png").await;
+
+    // The console refreshes itself: d2 arrives, m.pair runs, the page follows.
+    c.goto(&format!("{}/#/metrics", api.base)).await.unwrap();
+    process(&db.ctx(), &update("d2", "v1")).await.unwrap();
+    text_of(&c, "[data-testid='status-m.pair']", "ok").await;
+    shot(&c, &dir, "05-metrics-after-d2.png").await;
+    eprintln!("console screenshots in {}", dir.display());
+    c.close().await.ok();
+    let _ = std::fs::remove_dir_all(profile);
+}

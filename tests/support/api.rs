@@ -1,0 +1,100 @@
+//! The operator API served in-process on a free port, for the API, console
+//! and benchmark tests, with a small JSON client.
+
+use std::time::Duration;
+
+use orchestrator_core::api::{serve, ApiState, ServeDeps};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::free_port;
+use crate::TestDb;
+
+pub struct ApiServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl ApiServer {
+    /// Serves `state`; returns once `/health` answers.
+    pub async fn start(state: ApiState) -> ApiServer {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(ServeDeps { addr, state }, s).await {
+                panic!(
+                    "the API server failed: {}",
+                    orchestrator_core::errors::chain(&e)
+                );
+            }
+        });
+        let server = ApiServer {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            stop,
+        };
+        crate::eventually(
+            Duration::from_secs(10),
+            "the API to answer /health",
+            || async {
+                server
+                    .client
+                    .get(format!("{}/health", server.base))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        server
+    }
+
+    /// The API over a test database, with actions on when `token` is given.
+    pub async fn for_db(db: &TestDb, token: Option<&str>) -> ApiServer {
+        Self::start(ApiState {
+            pool: db.pool.clone(),
+            ctx: Some(db.ctx()),
+            token: token.map(str::to_string),
+            metrics: None,
+        })
+        .await
+    }
+
+    /// GET: status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST with an optional bearer token: status and JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
