@@ -6,3 +6,9 @@ database_url_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:
 worker_settings = {
   WORKER_CONCURRENCY = "16"
 }
+# The operator API and console (`orchestrator serve`), internal only; the
+# actions' token comes from this secret.
+api = {
+  enabled          = true
+  token_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:metric-orchestrator/api-token"
+}

@@ -40,4 +40,5 @@ module "workers" {
   messaging                   = module.messaging
   settings                    = var.worker_settings
   workers                     = var.workers
+  api                         = var.api
 }

@@ -122,3 +122,17 @@ variable "existing_output_bucket" {
   type        = string
   default     = null
 }
+
+variable "api" {
+  description = "The operator API and console as an internal ECS service: { enabled, port, cpu, memory, desired_count, token_secret_arn, security_group_ids }; off by default."
+  type = object({
+    enabled            = optional(bool, false)
+    port               = optional(number, 8080)
+    cpu                = optional(number, 256)
+    memory             = optional(number, 512)
+    desired_count      = optional(number, 1)
+    token_secret_arn   = optional(string)
+    security_group_ids = optional(list(string))
+  })
+  default = {}
+}

@@ -22,7 +22,7 @@ admin_url=${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 stop_processes() {
-  for name in projection-update-worker run-lifecycle-worker simulate-runner; do
+  for name in projection-update-worker run-lifecycle-worker simulate-runner serve; do
     pidfile=$state/$name.pid
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
@@ -92,6 +92,11 @@ start() { # name, then the command
 OPS_ADDR=127.0.0.1:9090 start projection-update-worker "$bin/projection-update-worker"
 OPS_ADDR=127.0.0.1:9091 start run-lifecycle-worker "$bin/run-lifecycle-worker"
 start simulate-runner "$bin/orchestrator" simulate-runner --duration-ms 500 --heartbeats 1
+# The operator API and console (read-only here: no API_TOKEN, so no actions).
+API_ADDR=${API_ADDR:-127.0.0.1:8080} start serve "$bin/orchestrator" serve
+for _ in $(seq 1 60); do curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/ready" >/dev/null 2>&1 && break; sleep 0.5; done
+curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/ready" >/dev/null || { echo "orchestrator serve is not ready; see $state/serve.log" >&2; exit 1; }
+echo "console: http://${API_ADDR:-127.0.0.1:8080}/"
 for port in 9090 9091; do
   for _ in $(seq 1 60); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { echo "worker on :$port is not ready; see $state/*.log" >&2; exit 1; }
@@ -126,6 +131,11 @@ sample=$(psql "$DATABASE_URL" -Atc "select run_id from run_status where metric_c
 say "The invalid message, dead-lettered with its reason"
 "$bin/orchestrator" dlq list
 
+say "The operator API and console"
+api="http://${API_ADDR:-127.0.0.1:8080}"
+echo "succeeded runs through the API: $(curl -fsS "$api/api/v1/runs?status=succeeded&limit=500" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')"
+echo "console: $api/  (metrics, runs, datasets, lineage; refreshes itself)"
+
 if [ "$down_after" = 1 ]; then
   say "Tearing down (--down-after)"
   down
@@ -135,6 +145,7 @@ else
 Environment for more commands:  set -a; . $state/env; set +a
 Try:   $bin/orchestrator runs list        psql "\$DATABASE_URL" -c 'select * from run_status'
 Logs:  $state/*.log        Ops: curl 127.0.0.1:9090/readyz
+Console: http://${API_ADDR:-127.0.0.1:8080}/    API: curl http://${API_ADDR:-127.0.0.1:8080}/api/v1/metrics
 Stop everything with: localstack/demo.sh --down
 EOF
 fi

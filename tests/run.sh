@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: starts PostgreSQL and LocalStack when they do not
-# answer, builds the binaries the end-to-end tests start, then runs every unit,
+# answer, installs Chromium and chromedriver when missing, builds the binaries the end-to-end tests start, then runs every unit,
 # property, integration and end-to-end test of the workspace, and ends with
 # one total line ("N passed, N failed").
 set -euo pipefail
@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 localstack/postgres-up.sh
 localstack/up.sh
+# The console's browser test drives Debian's Chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -123,7 +123,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
         vec![
             "V2__run_status_views",
             "V3__outbox_trace_and_origin",
-            "V4__metric_run_timeout"
+            "V4__metric_run_timeout",
+            "V5__operator_api_indexes"
         ]
     );
     let text = report.to_string();
@@ -466,7 +467,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
         text(&done)
     );
     assert!(
-        text(&done).contains("V4__metric_run_timeout applied"),
+        text(&done).contains("V5__operator_api_indexes applied"),
         "{}",
         text(&done)
     );

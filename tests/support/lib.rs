@@ -5,6 +5,7 @@
 //! [`fleet`]), and test fixtures. Never shipped.
 
 pub mod api;
+pub mod api_seed;
 pub mod aws;
 pub mod db;
 pub mod fixtures;

@@ -68,7 +68,12 @@ pub async fn list(
         only_pending: wanted == Some(MetricStatus::Pending),
         only_disabled: wanted == Some(MetricStatus::Disabled),
         after_code: p.text("cursor")?,
-        limit: BATCH.max(limit + 1),
+        // Pre-filtered in SQL (or unfiltered): one page is enough; otherwise
+        // batches, filtered here.
+        limit: match wanted {
+            None | Some(MetricStatus::Pending | MetricStatus::Disabled) => limit + 1,
+            Some(_) => BATCH.max(limit + 1),
+        },
     };
     let mut items = Vec::new();
     let mut more = false;

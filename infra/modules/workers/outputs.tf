@@ -5,3 +5,7 @@ output "environment" {
   description = "The environment every worker task gets (DATABASE_URL comes from the secret)."
   value       = local.environment
 }
+output "api_service_name" {
+  description = "The internal operator API service, when enabled."
+  value       = length(aws_ecs_service.api) > 0 ? aws_ecs_service.api[0].name : null
+}

@@ -91,3 +91,18 @@ variable "tags" {
   type    = map(string)
   default = {}
 }
+
+variable "api" {
+  description = "The operator API and console (`orchestrator serve`) as an internal service: no public IP; reach it through a VPN, a bastion or an internal load balancer. token_secret_arn: a Secrets Manager secret holding API_TOKEN (actions stay off without it)."
+  nullable    = false
+  type = object({
+    enabled            = optional(bool, false)
+    port               = optional(number, 8080)
+    cpu                = optional(number, 256)
+    memory             = optional(number, 512)
+    desired_count      = optional(number, 1)
+    token_secret_arn   = optional(string)
+    security_group_ids = optional(list(string))
+  })
+  default = {}
+}

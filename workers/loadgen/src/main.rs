@@ -7,6 +7,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_api;
 mod bench_latency;
 mod bench_messaging;
 mod generate;
@@ -36,6 +37,8 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Write a synthetic catalog and update stream of any size.
     Generate(generate::GenerateArgs),
+    /// The operator API's latency on a large seeded history.
+    BenchApi(bench_api::BenchApiArgs),
 }
 
 /// The server where loadgen creates (and drops) its scratch databases.
@@ -54,6 +57,7 @@ async fn main() {
         Command::BenchMessaging(args) => bench_messaging::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::Generate(args) => generate::run(args),
+        Command::BenchApi(args) => bench_api::run(args).await,
     };
     if let Err(e) = result {
         drop(telemetry);

@@ -171,6 +171,7 @@ async fn read_loop(
                 continue;
             }
         };
+        let mut handled = Vec::with_capacity(messages.len());
         for m in messages {
             let body = m.body().unwrap_or_default().to_string();
             let body = match s3::parse_pointer(&body) {
@@ -194,14 +195,30 @@ async fn read_loop(
                 }
             }
             if let Some(r) = m.receipt_handle() {
-                let _ = aws
-                    .sqs
-                    .delete_message()
-                    .queue_url(&args.requests_queue)
-                    .receipt_handle(r)
-                    .send()
-                    .await;
+                handled.push(r.to_string());
             }
+        }
+        // One call for the whole receive: LocalStack's CPU is what limits a
+        // fleet on one machine.
+        let entries: Vec<_> = handled
+            .drain(..)
+            .enumerate()
+            .filter_map(|(i, r)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if !entries.is_empty() {
+            let _ = aws
+                .sqs
+                .delete_message_batch()
+                .queue_url(&args.requests_queue)
+                .set_entries(Some(entries))
+                .send()
+                .await;
         }
     }
     while tasks.join_next().await.is_some() {}

@@ -1,0 +1,147 @@
+//! `loadgen bench-api`: the operator API's latency on a large history.
+//! Seeds a scratch database (50,000 metrics and 1,000,000 runs by default),
+//! serves the API in this process, and has `clients` concurrent clients
+//! request four endpoints; prints p50 / p99 / max per endpoint and the
+//! slowest statements from pg_stat_statements when it is loaded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use orchestrator_tests::api::ApiServer;
+use orchestrator_tests::api_seed::{seed, Seed};
+use orchestrator_tests::db::TestDb;
+use tokio::sync::Mutex;
+
+use crate::ServerArgs;
+
+#[derive(Args)]
+pub struct BenchApiArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[arg(long, default_value_t = 50_000)]
+    metrics: i64,
+    #[arg(long, default_value_t = 20)]
+    runs_per_metric: i64,
+    #[arg(long, default_value_t = 500)]
+    datasets: i64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 20)]
+    clients: usize,
+    /// Requests per endpoint (spread over the clients).
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Keep the seeded database (its name is printed) instead of dropping it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run(args: BenchApiArgs) -> Result<()> {
+    let db = TestDb::create(&args.server.database_url, "bench_api").await?;
+    let started = Instant::now();
+    seed(
+        &db,
+        Seed {
+            datasets: args.datasets,
+            metrics: args.metrics,
+            runs_per_metric: args.runs_per_metric,
+            updates_per_dataset: 100,
+        },
+    )
+    .await
+    .context("Failed to seed the history")?;
+    let runs = db.count("SELECT count(*) FROM metric_runs").await;
+    let metrics = db.count("SELECT count(*) FROM metrics").await;
+    let pending = db.count("SELECT count(*) FROM metric_runs WHERE status = 'pending_dependencies'").await;
+    println!(
+        "seeded {metrics} metrics, {runs} runs ({pending} pending) in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let api = ApiServer::for_db(&db, None).await;
+    // Ids to ask for, spread over the whole history.
+    let codes = db
+        .strings(&format!(
+            "SELECT code FROM metrics ORDER BY random() LIMIT {}",
+            args.requests.min(10_000)
+        ))
+        .await;
+    let run_ids = db
+        .strings(&format!(
+            "SELECT id FROM metric_runs TABLESAMPLE SYSTEM (1) LIMIT {}",
+            args.requests.min(10_000)
+        ))
+        .await;
+    let endpoints: Vec<(&str, Box<dyn Fn(usize) -> String + Send + Sync>)> = vec![
+        ("GET /api/v1/metrics?status=pending", Box::new(|_| "/api/v1/metrics?status=pending".to_string())),
+        ("GET /api/v1/runs?metric=…", {
+            let codes = codes.clone();
+            Box::new(move |i| format!("/api/v1/runs?metric={}", codes[i % codes.len()]))
+        }),
+        ("GET /api/v1/runs/{id}", {
+            let ids = run_ids.clone();
+            Box::new(move |i| format!("/api/v1/runs/{}", ids[i % ids.len()]))
+        }),
+        ("GET /api/v1/metrics/{code}", {
+            let codes = codes.clone();
+            Box::new(move |i| format!("/api/v1/metrics/{}", codes[(i * 7) % codes.len()]))
+        }),
+    ];
+    let api = Arc::new(api);
+    println!("{} clients, {} requests per endpoint", args.clients, args.requests);
+    for (name, path) in endpoints {
+        let path: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::from(path);
+        let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t0 = Instant::now();
+        let tasks: Vec<_> = (0..args.clients)
+            .map(|_| {
+                let (api, path, latencies, next) = (api.clone(), path.clone(), latencies.clone(), next.clone());
+                let total = args.requests;
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= total {
+                            break;
+                        }
+                        let p = path(i);
+                        let t = Instant::now();
+                        let (status, _) = api.get(&p).await;
+                        let took = t.elapsed();
+                        assert_eq!(status, 200, "{p} answered {status}");
+                        latencies.lock().await.push(took);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.context("a client failed")?;
+        }
+        let wall = t0.elapsed();
+        let mut l = latencies.lock().await.clone();
+        l.sort();
+        println!(
+            "{name:<38} p50 {:>9}  p99 {:>9}  max {:>9}  ({:.0} requests/s)",
+            ms(pct(&l, 0.5)),
+            ms(pct(&l, 0.99)),
+            ms(*l.last().unwrap_or(&Duration::ZERO)),
+            l.len() as f64 / wall.as_secs_f64()
+        );
+    }
+    if args.keep {
+        println!("kept database {}", db.keep());
+    }
+    Ok(())
+}
