@@ -62,30 +62,41 @@ impl MetricSummary {
     }
 }
 
-/// Per metric, each an index probe: its newest run, newest finished run,
+/// Per metric, each an index probe: its newest run that is not the pending
+/// one (that one is `pending_id`), newest finished run,
 /// newest success, pending run and what it waits for, and whether the newest
-/// update of every required dataset is fresh.
+/// update of every required dataset is fresh. The probes a common case does
+/// not need sit in CASE branches, which PostgreSQL evaluates only when taken:
+/// the newest run usually is the newest finished one (and the newest
+/// success); freshness decides nothing for a disabled or pending metric.
 const SUMMARY: &str = "
 SELECT m.id, m.code, m.expression_type, m.enabled, m.required_days, m.max_attempts, m.run_timeout_secs,
        ARRAY(SELECT r.dataset_id FROM metric_required_datasets r WHERE r.metric_id = m.id ORDER BY 1) AS required,
        lr.id, lr.status, lr.finished_at,
-       (SELECT f.status FROM metric_runs f
-         WHERE f.metric_code = m.code AND f.status IN ('succeeded', 'failed', 'timed_out')
-         ORDER BY f.created_at DESC LIMIT 1) AS last_finished,
-       (SELECT s.finished_at FROM metric_runs s
-         WHERE s.metric_code = m.code AND s.status = 'succeeded'
-         ORDER BY s.created_at DESC LIMIT 1) AS last_success_at,
+       CASE WHEN lr.status IS NULL THEN NULL
+            WHEN lr.status IN ('succeeded', 'failed', 'timed_out') THEN lr.status
+            ELSE (SELECT f.status FROM metric_runs f
+                   WHERE f.metric_code = m.code AND f.status IN ('succeeded', 'failed', 'timed_out')
+                   ORDER BY f.created_at DESC LIMIT 1) END AS last_finished,
+       CASE WHEN lr.status IS NULL THEN NULL
+            WHEN lr.status = 'succeeded' THEN lr.finished_at
+            ELSE (SELECT s.finished_at FROM metric_runs s
+                   WHERE s.metric_code = m.code AND s.status = 'succeeded'
+                   ORDER BY s.created_at DESC LIMIT 1) END AS last_success_at,
        p.id AS pending_id,
-       ARRAY(SELECT d.dataset_id FROM metric_run_pending_datasets d
-              WHERE d.run_id = p.id AND NOT d.received ORDER BY 1) AS waiting_for,
-       COALESCE((SELECT bool_and(nu.created_at IS NOT NULL AND update_is_fresh(nu.created_at, m.required_days))
+       CASE WHEN p.id IS NULL THEN '{}'::text[]
+            ELSE ARRAY(SELECT d.dataset_id FROM metric_run_pending_datasets d
+                        WHERE d.run_id = p.id AND NOT d.received ORDER BY 1) END AS waiting_for,
+       CASE WHEN p.id IS NOT NULL OR NOT m.enabled THEN true
+            ELSE COALESCE((SELECT bool_and(nu.created_at IS NOT NULL AND update_is_fresh(nu.created_at, m.required_days))
                    FROM metric_required_datasets r
                    LEFT JOIN LATERAL (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = r.dataset_id
                                        ORDER BY u.created_at DESC, u.id DESC LIMIT 1) nu ON true
-                  WHERE r.metric_id = m.id), true) AS inputs_fresh
+                  WHERE r.metric_id = m.id), true) END AS inputs_fresh
   FROM page m
   LEFT JOIN LATERAL (SELECT x.id, x.status, x.finished_at FROM metric_runs x
-                      WHERE x.metric_code = m.code ORDER BY x.created_at DESC LIMIT 1) lr ON true
+                      WHERE x.metric_code = m.code AND x.status <> 'pending_dependencies'
+                      ORDER BY x.created_at DESC LIMIT 1) lr ON true
   LEFT JOIN metric_runs p ON p.metric_id = m.id AND p.status = 'pending_dependencies'
  ORDER BY m.code";
 
@@ -120,33 +131,52 @@ fn summary(r: &tokio_postgres::Row) -> StoreResult<MetricSummary> {
     })
 }
 
-/// One page of metrics in code order, after the cheap pre-filters.
+/// One page of metrics in code order, after the cheap pre-filters. The
+/// statement holds only the filters given, so that each combination is
+/// prepared once per connection and keeps a good generic plan.
 pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, StoreError> {
     let client = pool.get().await?;
-    let sql = format!(
-        "WITH page AS MATERIALIZED (
-             SELECT m.* FROM metrics m
-              WHERE ($1::text IS NULL OR m.code > $1)
-                AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM metric_required_datasets r
-                                                  WHERE r.metric_id = m.id AND r.dataset_id = $2))
-                AND (NOT $3 OR (m.enabled AND EXISTS (SELECT 1 FROM metric_runs p
-                                   WHERE p.metric_id = m.id AND p.status = 'pending_dependencies')))
-                AND (NOT $4 OR NOT m.enabled)
-              ORDER BY m.code LIMIT $5)
-         {SUMMARY}"
-    );
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &q.after_code,
-                &q.dataset,
-                &q.only_pending,
-                &q.only_disabled,
-                &q.limit.max(1),
-            ],
+    let mut conds: Vec<String> = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    // Pending metrics are found from their pending run, in code order
+    // (metric_runs_pending_code_idx): the page stops after its last row.
+    let (from, order) = if q.only_pending {
+        conds.push("p.status = 'pending_dependencies' AND m.enabled".into());
+        (
+            "metric_runs p JOIN metrics m ON m.id = p.metric_id",
+            "p.metric_code",
         )
-        .await?;
+    } else {
+        ("metrics m", "m.code")
+    };
+    if let Some(after) = &q.after_code {
+        params.push(after);
+        conds.push(format!("{order} > ${}", params.len()));
+    }
+    if let Some(d) = &q.dataset {
+        params.push(d);
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM metric_required_datasets r WHERE r.metric_id = m.id AND r.dataset_id = ${})",
+            params.len()
+        ));
+    }
+    if q.only_disabled {
+        conds.push("NOT m.enabled".into());
+    }
+    let limit = q.limit.max(1);
+    params.push(&limit);
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "WITH page AS MATERIALIZED (SELECT m.* FROM {from} {filter} ORDER BY {order} LIMIT ${})
+         {SUMMARY}",
+        params.len()
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &params).await?;
     rows.iter().map(summary).collect()
 }
 
@@ -154,8 +184,9 @@ pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, St
 pub async fn by_code(pool: &Pool, code: &str) -> Result<Option<MetricSummary>, StoreError> {
     let client = pool.get().await?;
     let sql = format!("WITH page AS (SELECT * FROM metrics WHERE code = $1) {SUMMARY}");
+    let stmt = client.prepare_cached(&sql).await?;
     client
-        .query_opt(&sql, &[&code])
+        .query_opt(&stmt, &[&code])
         .await?
         .as_ref()
         .map(summary)
@@ -177,23 +208,24 @@ pub async fn definition(
     id: &MetricId,
 ) -> Result<Option<MetricDefinition>, StoreError> {
     let client = pool.get().await?;
-    let Some(m) = client
-        .query_opt(
+    let def = client
+        .prepare_cached(
             "SELECT expression_json, frequency, unit, description FROM metrics WHERE id = $1",
-            &[&id],
         )
-        .await?
-    else {
-        return Ok(None);
-    };
+        .await?;
     let series = client
-        .query(
+        .prepare_cached(
             "SELECT md.series_code,
                     ARRAY(SELECT ds.dataset_id FROM dataset_series ds
                            WHERE ds.series_code = md.series_code ORDER BY 1)
                FROM metric_dependencies md WHERE md.metric_id = $1 ORDER BY 1",
-            &[&id],
         )
+        .await?;
+    let Some(m) = client.query_opt(&def, &[&id]).await? else {
+        return Ok(None);
+    };
+    let series = client
+        .query(&series, &[&id])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -219,17 +251,17 @@ pub struct InputState {
 
 pub async fn inputs(pool: &Pool, id: &MetricId) -> Result<Vec<InputState>, StoreError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
+    let stmt = client
+        .prepare_cached(
             "SELECT r.dataset_id, nu.id, nu.created_at, EXTRACT(EPOCH FROM now() - nu.created_at)::float8,
                     nu.created_at IS NOT NULL AND update_is_fresh(nu.created_at, m.required_days)
                FROM metric_required_datasets r JOIN metrics m ON m.id = r.metric_id
                LEFT JOIN LATERAL (SELECT u.id, u.created_at FROM dataset_updates u WHERE u.dataset_id = r.dataset_id
                                    ORDER BY u.created_at DESC, u.id DESC LIMIT 1) nu ON true
               WHERE r.metric_id = $1 ORDER BY 1",
-            &[&id],
         )
         .await?;
+    let rows = client.query(&stmt, &[&id]).await?;
     Ok(rows
         .iter()
         .map(|r| InputState {

@@ -167,11 +167,9 @@ pub async fn backlog(tx: &Transaction<'_>) -> StoreResult<Backlog> {
 
 /// The run request written for a run (the newest, for a run with several).
 pub async fn payload_of(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<String>> {
-    let row = tx
-        .query_opt(
-            "SELECT payload FROM outbox WHERE run_id = $1 ORDER BY id DESC LIMIT 1",
-            &[&run_id],
-        )
+    let stmt = tx
+        .prepare_cached("SELECT payload FROM outbox WHERE run_id = $1 ORDER BY id DESC LIMIT 1")
         .await?;
+    let row = tx.query_opt(&stmt, &[&run_id]).await?;
     Ok(row.map(|r| r.get(0)))
 }

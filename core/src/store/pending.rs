@@ -146,14 +146,14 @@ pub struct PendingDataset {
 }
 
 pub async fn for_run(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Vec<PendingDataset>> {
-    let rows = tx
-        .query(
+    let stmt = tx
+        .prepare_cached(
             "SELECT dataset_id, required_days, received, received_update_id, received_at,
                     EXTRACT(EPOCH FROM received_update_age)::float8, received_update_fresh
                FROM pending_run_datasets WHERE run_id = $1 ORDER BY dataset_id",
-            &[&run_id],
         )
         .await?;
+    let rows = tx.query(&stmt, &[&run_id]).await?;
     Ok(rows
         .iter()
         .map(|r| PendingDataset {

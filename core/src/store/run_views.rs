@@ -67,26 +67,40 @@ fn run_row(r: &tokio_postgres::Row) -> StoreResult<RunRow> {
 
 pub async fn list(pool: &Pool, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
     let client = pool.get().await?;
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM run_status
-          WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR metric_code = $2)
-            AND ($4::timestamptz IS NULL OR created_at >= $4)
-            AND ($5::text IS NULL OR run_id < $5)
-          ORDER BY run_id DESC LIMIT $3"
-    );
+    // Only the filters given are in the statement: each combination is
+    // prepared once per connection and keeps a good generic plan.
+    let mut conds: Vec<String> = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
     let status = filter.status.map(RunStatus::as_str);
-    let rows = client
-        .query(
-            &sql,
-            &[
-                &status,
-                &filter.metric_code,
-                &filter.limit.max(1),
-                &filter.since,
-                &filter.before,
-            ],
-        )
-        .await?;
+    if let Some(s) = &status {
+        params.push(s);
+        conds.push(format!("status = ${}", params.len()));
+    }
+    if let Some(m) = &filter.metric_code {
+        params.push(m);
+        conds.push(format!("metric_code = ${}", params.len()));
+    }
+    if let Some(t) = &filter.since {
+        params.push(t);
+        conds.push(format!("created_at >= ${}", params.len()));
+    }
+    if let Some(b) = &filter.before {
+        params.push(b);
+        conds.push(format!("run_id < ${}", params.len()));
+    }
+    let limit = filter.limit.max(1);
+    params.push(&limit);
+    let filter_sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM run_status {filter_sql} ORDER BY run_id DESC LIMIT ${}",
+        params.len()
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &params).await?;
     rows.iter().map(run_row).collect()
 }
 
@@ -102,7 +116,8 @@ pub struct UsedUpdateRow {
 /// One run's row of `run_status`.
 pub async fn get(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<RunRow>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM run_status WHERE run_id = $1");
-    tx.query_opt(&sql, &[&run_id])
+    let stmt = tx.prepare_cached(&sql).await?;
+    tx.query_opt(&stmt, &[&run_id])
         .await?
         .as_ref()
         .map(run_row)
@@ -111,14 +126,14 @@ pub async fn get(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<Run
 
 /// The dataset updates a run uses, by dataset.
 pub async fn used_updates(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Vec<UsedUpdateRow>> {
-    let rows = tx
-        .query(
+    let stmt = tx
+        .prepare_cached(
             "SELECT du.dataset_id, du.id, du.version_manifest_path, du.created_at
                FROM run_dataset_updates rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
               WHERE rdu.run_id = $1 ORDER BY du.dataset_id",
-            &[&run_id],
         )
         .await?;
+    let rows = tx.query(&stmt, &[&run_id]).await?;
     Ok(rows
         .iter()
         .map(|r| UsedUpdateRow {
@@ -132,11 +147,11 @@ pub async fn used_updates(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<V
 
 /// The retries queued for a run.
 pub async fn retries_of(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Vec<RunId>> {
+    let stmt = tx
+        .prepare_cached("SELECT id FROM metric_runs WHERE retry_of = $1 ORDER BY id")
+        .await?;
     Ok(tx
-        .query(
-            "SELECT id FROM metric_runs WHERE retry_of = $1 ORDER BY id",
-            &[&run_id],
-        )
+        .query(&stmt, &[&run_id])
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -65,7 +65,9 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
     .context("Failed to seed the history")?;
     let runs = db.count("SELECT count(*) FROM metric_runs").await;
     let metrics = db.count("SELECT count(*) FROM metrics").await;
-    let pending = db.count("SELECT count(*) FROM metric_runs WHERE status = 'pending_dependencies'").await;
+    let pending = db
+        .count("SELECT count(*) FROM metric_runs WHERE status = 'pending_dependencies'")
+        .await;
     println!(
         "seeded {metrics} metrics, {runs} runs ({pending} pending) in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -85,7 +87,10 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         ))
         .await;
     let endpoints: Vec<(&str, Box<dyn Fn(usize) -> String + Send + Sync>)> = vec![
-        ("GET /api/v1/metrics?status=pending", Box::new(|_| "/api/v1/metrics?status=pending".to_string())),
+        (
+            "GET /api/v1/metrics?status=pending",
+            Box::new(|_| "/api/v1/metrics?status=pending".to_string()),
+        ),
         ("GET /api/v1/runs?metric=…", {
             let codes = codes.clone();
             Box::new(move |i| format!("/api/v1/runs?metric={}", codes[i % codes.len()]))
@@ -100,7 +105,10 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         }),
     ];
     let api = Arc::new(api);
-    println!("{} clients, {} requests per endpoint", args.clients, args.requests);
+    println!(
+        "{} clients, {} requests per endpoint",
+        args.clients, args.requests
+    );
     for (name, path) in endpoints {
         let path: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::from(path);
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
@@ -108,7 +116,8 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         let t0 = Instant::now();
         let tasks: Vec<_> = (0..args.clients)
             .map(|_| {
-                let (api, path, latencies, next) = (api.clone(), path.clone(), latencies.clone(), next.clone());
+                let (api, path, latencies, next) =
+                    (api.clone(), path.clone(), latencies.clone(), next.clone());
                 let total = args.requests;
                 tokio::spawn(async move {
                     loop {
