@@ -37,6 +37,9 @@ pub struct BenchApiArgs {
     keep: bool,
 }
 
+/// The path of request `i` to an endpoint.
+type PathFn = Box<dyn Fn(usize) -> String + Send + Sync>;
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -86,7 +89,7 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
             args.requests.min(10_000)
         ))
         .await;
-    let endpoints: Vec<(&str, Box<dyn Fn(usize) -> String + Send + Sync>)> = vec![
+    let endpoints: Vec<(&str, PathFn)> = vec![
         (
             "GET /api/v1/metrics?status=pending",
             Box::new(|_| "/api/v1/metrics?status=pending".to_string()),
