@@ -113,6 +113,27 @@ impl TestDb {
         Ok(db)
     }
 
+    /// A database that exists already (e.g. one kept by `loadgen bench-api
+    /// --keep`), migrated; left in place when dropped.
+    pub async fn existing(admin_url: &str, name: &str) -> anyhow::Result<TestDb> {
+        let admin: tokio_postgres::Config = admin_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))?;
+        let mut cfg = admin.clone();
+        cfg.dbname(name);
+        let db = TestDb {
+            pool: pool::pool_from_config(cfg, 16)?,
+            name: name.to_string(),
+            url: pool::url_with_dbname(admin_url, name),
+            admin: Arc::new(admin),
+            kept: true,
+        };
+        migrate::migrate(&db.pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate {name}: {e}"))?;
+        Ok(db)
+    }
+
     /// A database with no schema at all (to build another system's schema in).
     pub async fn empty(label: &str) -> TestDb {
         orchestrator_core::telemetry::init_for_tests();

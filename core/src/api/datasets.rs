@@ -28,7 +28,7 @@ fn dataset_dto(d: DatasetSummary) -> Dataset {
 
 #[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets",
     params(
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 100)"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
     responses((status = 200, body = Page<Dataset>), (status = 400, body = dto::ErrorBody)))]

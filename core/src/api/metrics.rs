@@ -52,7 +52,7 @@ const BATCH: i64 = 500;
     params(
         ("dataset" = Option<String>, Query, description = "only metrics that require this dataset"),
         ("status" = Option<String>, Query, description = "ok | pending | stale | failing | disabled"),
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 100)"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
     responses((status = 200, body = Page<Metric>), (status = 400, body = dto::ErrorBody)))]

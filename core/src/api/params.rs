@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::error::ApiError;
 
 /// Page sizes: default and upper bound.
-pub const DEFAULT_LIMIT: i64 = 100;
+pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 #[derive(Debug)]

@@ -35,7 +35,7 @@ pub fn run_dto(r: RunRow) -> Run {
         ("status" = Option<String>, Query, description = "a run status, e.g. pending_dependencies"),
         ("metric" = Option<String>, Query, description = "metric code"),
         ("since" = Option<String>, Query, description = "RFC 3339: runs created at or after"),
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 100)"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
     responses((status = 200, body = Page<Run>), (status = 400, body = dto::ErrorBody)))]
