@@ -83,7 +83,11 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         .await;
     println!(
         "{} {metrics} metrics, {runs} runs ({pending} pending) in {:.0} s",
-        if args.reuse.is_some() { "reused" } else { "seeded" },
+        if args.reuse.is_some() {
+            "reused"
+        } else {
+            "seeded"
+        },
         started.elapsed().as_secs_f64()
     );
     let api = ApiServer::for_db(&db, None).await;
