@@ -23,7 +23,14 @@ pub struct OpsState {
 }
 
 async fn metrics_text(State(s): State<OpsState>) -> (StatusCode, String) {
-    match &s.metrics {
+    render_metrics(s.metrics.as_ref())
+}
+
+/// `/metrics` of the workers and of `orchestrator serve`.
+pub fn render_metrics(
+    handle: Option<&metrics_exporter_prometheus::PrometheusHandle>,
+) -> (StatusCode, String) {
+    match handle {
         Some(h) => (StatusCode::OK, h.render()),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -34,7 +41,9 @@ async fn metrics_text(State(s): State<OpsState>) -> (StatusCode, String) {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn database(pool: &Pool) -> Result<(), String> {
+/// Whether the database answers within the check timeout (readiness of the
+/// workers and of `orchestrator serve`); the error and its causes otherwise.
+pub async fn database(pool: &Pool) -> Result<(), String> {
     let check = async {
         crate::store::ping(pool)
             .await

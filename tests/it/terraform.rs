@@ -37,23 +37,11 @@ async fn terraform_messaging_applied_to_localstack_carries_a_run_end_to_end() {
     let outputs: Value =
         serde_json::from_str(&tf.ok(&["output", "-json", "worker_environment"])).unwrap();
 
-    let mut env: Vec<(String, String)> = outputs
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
+    let mut env = aws::output_env(&outputs);
+    env.extend(aws::local_env(&db));
     env.extend(
-        [
-            ("DATABASE_URL", db.url.as_str()),
-            ("AWS_ENDPOINT_URL", &aws::endpoint()),
-            ("AWS_REGION", aws::REGION),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("LOG_FORMAT", "json"),
-            ("OPS_ADDR", "127.0.0.1:0"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
+        [("LOG_FORMAT", "json"), ("OPS_ADDR", "127.0.0.1:0")]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let _updates = Process::spawn("projection-update-worker", &env, &[]);
     let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
@@ -188,27 +176,9 @@ async fn terraform_wires_the_reference_runner_and_producer_topics_and_a_run_goes
         );
     }
 
-    let mut env: Vec<(String, String)> = outputs
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
-    env.extend(
-        [
-            ("DATABASE_URL", db.url.as_str()),
-            ("AWS_ENDPOINT_URL", &aws::endpoint()),
-            ("AWS_REGION", aws::REGION),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("LOG_FORMAT", "json"),
-            ("OPS_ADDR", "127.0.0.1:0"),
-            ("RUNNER_PROGRESS_SCALE", "fraction"),
-            ("OUTPUT_PATH_STYLE", "key"),
-            ("RUN_HEARTBEAT_TIMEOUT_SECS", "0"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    let mut env = aws::output_env(&outputs);
+    env.extend(aws::local_env(&db));
+    env.extend(orchestrator_tests::reference::worker_settings());
     let _updates = Process::spawn("projection-update-worker", &env, &[]);
     let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
     drive_one_run(

@@ -12,6 +12,7 @@ use orchestrator_tests::process::{binary, Process};
 use orchestrator_tests::reference::{drive_one_run, ReferenceTopics};
 use serde_json::Value;
 
+/// LocalStack's endpoint, region and credentials, for the CLI.
 fn aws_env() -> Vec<(String, String)> {
     [
         ("AWS_ENDPOINT_URL", orchestrator_tests::aws::endpoint()),
@@ -38,19 +39,6 @@ async fn queue_attributes(url: &str) -> HashMap<String, String> {
         .into_iter()
         .map(|(k, v)| (k.as_str().to_string(), v))
         .collect()
-}
-
-/// The worker-facing settings for a runner like the reference one.
-fn reference_runner_settings() -> Vec<(String, String)> {
-    [
-        ("RUNNER_PROGRESS_SCALE", "fraction"),
-        ("OUTPUT_PATH_STYLE", "key"),
-        ("RUN_HEARTBEAT_TIMEOUT_SECS", "0"),
-        ("LOG_FORMAT", "json"),
-        ("OPS_ADDR", "127.0.0.1:0"),
-    ]
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .to_vec()
 }
 
 #[tokio::test]
@@ -171,9 +159,8 @@ async fn provision_wires_the_reference_runner_and_producer_topics_and_a_run_goes
     );
 
     let mut worker_env: Vec<(String, String)> = env.into_iter().collect();
-    worker_env.extend(aws_env());
-    worker_env.extend(reference_runner_settings());
-    worker_env.push(("DATABASE_URL".into(), db.url.clone()));
+    worker_env.extend(orchestrator_tests::aws::local_env(&db));
+    worker_env.extend(orchestrator_tests::reference::worker_settings());
     let _updates = Process::spawn("projection-update-worker", &worker_env, &[]);
     let _lifecycle = Process::spawn("run-lifecycle-worker", &worker_env, &[]);
     let requests_queue = worker_env

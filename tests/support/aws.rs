@@ -100,13 +100,9 @@ impl Stack {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        env.extend(local_env(db));
         env.extend(
             [
-                ("DATABASE_URL", db.url.as_str()),
-                ("AWS_ENDPOINT_URL", &endpoint()),
-                ("AWS_REGION", REGION),
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
                 ("LOG_FORMAT", "json"),
                 ("RUST_LOG", "info"),
                 ("WORKER_CONCURRENCY", "4"),
@@ -261,6 +257,32 @@ pub fn attributes(m: &Message) -> HashMap<String, String> {
         .map(|a| {
             a.iter()
                 .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a worker process needs besides its queues and topic: this test's
+/// database and LocalStack's endpoint, region and credentials.
+pub fn local_env(db: &TestDb) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db.url.clone()),
+        ("AWS_ENDPOINT_URL", endpoint()),
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec()
+}
+
+/// Terraform's `worker_environment` output (JSON) as variables.
+pub fn output_env(outputs: &serde_json::Value) -> Vec<(String, String)> {
+    outputs
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect()
         })
         .unwrap_or_default()

@@ -39,6 +39,11 @@ async fn admin_client(cfg: &tokio_postgres::Config) -> anyhow::Result<tokio_post
     Ok(client)
 }
 
+fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    url.parse()
+        .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))
+}
+
 /// Host, port and user of a config, for messages (no password).
 fn cfg_url(cfg: &tokio_postgres::Config) -> String {
     let host = match cfg.get_hosts().first() {
@@ -66,9 +71,7 @@ impl TestDb {
     /// Creates empty database `it_<label>_<random>` on the server at
     /// `admin_url`; dropped with the value.
     pub async fn create_empty(admin_url: &str, label: &str) -> anyhow::Result<TestDb> {
-        let admin: tokio_postgres::Config = admin_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))?;
+        let admin = parse_url(admin_url)?;
         let client = admin_client(&admin).await?;
         let clean: String = label
             .chars()
@@ -89,18 +92,26 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .map_err(|e| anyhow::anyhow!("cannot create database {name}: {e}"))?;
-        let mut cfg = admin.clone();
-        cfg.dbname(&name);
-        let url = pool::url_with_dbname(admin_url, &name);
         // From here on, dropping the value drops the database.
-        let db = TestDb {
+        Self::on(admin, admin_url, &name, false)
+    }
+
+    /// The value for database `name` on the server `admin` / `admin_url`.
+    fn on(
+        admin: tokio_postgres::Config,
+        admin_url: &str,
+        name: &str,
+        kept: bool,
+    ) -> anyhow::Result<TestDb> {
+        let mut cfg = admin.clone();
+        cfg.dbname(name);
+        Ok(TestDb {
             pool: pool::pool_from_config(cfg, 16)?,
-            name,
-            url,
+            name: name.to_string(),
+            url: pool::url_with_dbname(admin_url, name),
             admin: Arc::new(admin),
-            kept: false,
-        };
-        Ok(db)
+            kept,
+        })
     }
 
     /// Creates and migrates database `it_<label>_<random>` on the server at
@@ -116,18 +127,7 @@ impl TestDb {
     /// A database that exists already (e.g. one kept by `loadgen bench-api
     /// --keep`), migrated; left in place when dropped.
     pub async fn existing(admin_url: &str, name: &str) -> anyhow::Result<TestDb> {
-        let admin: tokio_postgres::Config = admin_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))?;
-        let mut cfg = admin.clone();
-        cfg.dbname(name);
-        let db = TestDb {
-            pool: pool::pool_from_config(cfg, 16)?,
-            name: name.to_string(),
-            url: pool::url_with_dbname(admin_url, name),
-            admin: Arc::new(admin),
-            kept: true,
-        };
+        let db = Self::on(parse_url(admin_url)?, admin_url, name, true)?;
         migrate::migrate(&db.pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate {name}: {e}"))?;
@@ -197,6 +197,13 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// The one text value `sql` returns; `None` for no row or while the
+    /// server is unreachable.
+    pub async fn try_string(&self, sql: &str) -> Option<String> {
+        let client = self.pool.get().await.ok()?;
+        client.query_opt(sql, &[]).await.ok()?.map(|r| r.get(0))
     }
 
     pub async fn string(&self, sql: &str) -> String {

@@ -125,6 +125,21 @@ impl ReferenceTopics {
     }
 }
 
+/// The workers' settings for a runner like the reference one: progress as a
+/// fraction, output paths as keys, no heartbeat timeout (plus JSON logs and
+/// a free ops port).
+pub fn worker_settings() -> Vec<(String, String)> {
+    [
+        ("RUNNER_PROGRESS_SCALE", "fraction"),
+        ("OUTPUT_PATH_STYLE", "key"),
+        ("RUN_HEARTBEAT_TIMEOUT_SECS", "0"),
+        ("LOG_FORMAT", "json"),
+        ("OPS_ADDR", "127.0.0.1:0"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec()
+}
+
 /// The runner's events for one run request, in its shapes.
 pub fn started(run_id: &str, metric_code: &str) -> Value {
     json!({"type": "metric_run_started", "runId": run_id, "metricCode": metric_code,
@@ -175,42 +190,34 @@ pub async fn drive_one_run(
     assert_eq!(request["output"]["basePath"], expect_base_path, "{request}");
     let run_id = request["runId"].as_str().expect("runId").to_string();
 
-    let field = |sql: &'static str| {
-        let run_id = run_id.clone();
-        move || {
-            let run_id = run_id.clone();
-            async move {
-                let rows = db.client().await.query(sql, &[&run_id]).await.ok()?;
-                rows.first().map(|r| r.get::<_, String>(0))
-            }
+    // The run's status, progress and row count, polled until `ok` holds.
+    let sql = format!(
+        "SELECT status || ':' || coalesce(progress::text, '') || ':' || coalesce(row_count::text, '')
+           FROM metric_runs WHERE id = '{run_id}'"
+    );
+    let until = |what: &'static str, ok: fn(&str) -> bool| {
+        let sql = sql.clone();
+        async move {
+            crate::eventually(Duration::from_secs(30), what, || async {
+                db.try_string(&sql).await.filter(|s| ok(s)).map(|_| ())
+            })
+            .await
         }
     };
     topics.runner_publishes(&started(&run_id, "m.single")).await;
-    crate::eventually(Duration::from_secs(30), "the run to be running", || {
-        let f = field("SELECT status FROM metric_runs WHERE id = $1");
-        async move { f().await.filter(|s| s == "running") }
-    })
-    .await;
+    until("the run to be running", |s| s.starts_with("running:")).await;
     topics
         .runner_publishes(&heartbeat(&run_id, "m.single", 0.5))
         .await;
-    crate::eventually(
-        Duration::from_secs(30),
-        "progress 50 (a fraction of 0.5)",
-        || {
-            let f = field("SELECT coalesce(progress::text, '') FROM metric_runs WHERE id = $1");
-            async move { f().await.filter(|p| p == "50") }
-        },
-    )
+    until("progress 50 (a fraction of 0.5)", |s| {
+        s.starts_with("running:50:")
+    })
     .await;
     topics
         .runner_publishes(&completed(&run_id, "m.single"))
         .await;
-    crate::eventually(Duration::from_secs(30), "the run to succeed", || {
-        let f = field(
-            "SELECT status || ':' || coalesce(row_count::text, '') FROM metric_runs WHERE id = $1",
-        );
-        async move { f().await.filter(|s| s == "succeeded:12") }
+    until("the run to succeed with its row count", |s| {
+        s.starts_with("succeeded:") && s.ends_with(":12")
     })
     .await;
 }

@@ -49,33 +49,22 @@ async fn health() -> Json<dto::Health> {
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = dto::Health), (status = 503, body = dto::ErrorBody)))]
 async fn ready(State(s): State<ApiState>) -> Result<Json<dto::Health>, error::ApiError> {
-    let check = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        crate::store::ping(&s.pool),
-    );
-    match check.await {
-        Ok(Ok(())) => Ok(Json(dto::Health {
+    match crate::ops::database(&s.pool).await {
+        Ok(()) => Ok(Json(dto::Health {
             status: "ready".into(),
             timestamp: chrono::Utc::now(),
         })),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %crate::errors::chain(&e), "readiness: database unavailable");
-            Err(error::ApiError::unavailable("the database does not answer"))
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            Err(error::ApiError::unavailable(format!(
+                "the database does not answer: {e}"
+            )))
         }
-        Err(_) => Err(error::ApiError::unavailable(
-            "the database did not answer within 2 s",
-        )),
     }
 }
 
 async fn prometheus(State(s): State<ApiState>) -> (StatusCode, String) {
-    match &s.metrics {
-        Some(h) => (StatusCode::OK, h.render()),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "metrics recorder not installed\n".into(),
-        ),
-    }
+    crate::ops::render_metrics(s.metrics.as_ref())
 }
 
 struct BearerScheme;
