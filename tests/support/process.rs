@@ -129,6 +129,11 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test keeps the log it points to; a passing one leaves no
+        // file behind (a full run used to leave hundreds of MB in /tmp).
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 

@@ -154,6 +154,25 @@ pub fn catalog(shape: Shape) -> Value {
     json!({ "datasets": datasets, "series": series, "metrics": metrics })
 }
 
+/// A catalog of `shape.datasets` datasets where each update completes exactly
+/// one run: one metric per dataset, over that dataset's first series
+/// (`loadgen bench-messaging`'s fan-out-1 case).
+pub fn fan_out_one_catalog(shape: Shape) -> Value {
+    let mut doc = catalog(Shape {
+        metrics: 0,
+        ..shape
+    });
+    doc["metrics"] = (0..shape.datasets)
+        .map(|d| {
+            json!({ "id": format!("m1_{d:04}"), "code": format!("synthetic.single{d:04}"),
+                    "expression_type": "window_op",
+                    "expression_json": { "op": "sma", "series": leaf(&series_code(d, 0)), "window": 7 },
+                    "required_days": 7, "max_attempts": 1, "enabled": true })
+        })
+        .collect();
+    doc
+}
+
 /// `count` updates with distinct manifests, datasets round-robin.
 pub fn updates(shape: Shape, count: usize) -> Vec<ProjectionUpdate> {
     (0..count)
@@ -175,6 +194,15 @@ mod tests {
     use super::*;
     use orchestrator_core::domain::catalog::validate;
     use std::collections::{HashMap, HashSet};
+
+    #[test]
+    fn the_fan_out_one_catalog_has_one_metric_per_dataset() {
+        let c = validate(&fan_out_one_catalog(Shape::SCENARIO_A), &HashSet::new()).unwrap();
+        assert_eq!(c.metrics.len(), 50);
+        for (d, m) in c.metrics.iter().enumerate() {
+            assert_eq!(m.series(), [series_code(d, 0)].into(), "{}", m.code);
+        }
+    }
 
     #[test]
     fn scenario_a_is_valid_and_has_the_expected_fan_out() {

@@ -168,3 +168,33 @@ pub async fn invariants(pool: &Pool) -> StoreResult<Invariants> {
         runs_with_incomplete_inputs: row.get(4),
     })
 }
+
+/// One backend's wait at the moment of a `pg_stat_activity` sample:
+/// `wait_event_type` and `wait_event`, both `None` when it is on CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendWait {
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+}
+
+/// What every active backend of this database, other than the caller's, is
+/// waiting on right now (benchmarks sample this to say where time goes).
+pub async fn active_waits(pool: &Pool) -> StoreResult<Vec<BackendWait>> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT wait_event_type, wait_event FROM pg_stat_activity
+              WHERE state = 'active' AND datname = current_database()
+                AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| BackendWait {
+            wait_event_type: r.get(0),
+            wait_event: r.get(1),
+        })
+        .collect())
+}

@@ -1,7 +1,8 @@
 //! `loadgen bench`: projection-update throughput and latency against
 //! PostgreSQL on synthetic catalogs (scenario A: 1,000 metrics over 50
 //! datasets; B: 50,000 over 500), with pgbench TPC-B on the same server as
-//! the yardstick.
+//! the yardstick, over a sweep of concurrencies, each run with the wait
+//! profile of its database backends ([`crate::wait_profile`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use orchestrator_core::store::pool;
 use orchestrator_tests::synth::{self, Shape};
 use orchestrator_tests::TestDb;
 
+use crate::wait_profile::{self, WaitClass, WaitProfile};
 use crate::ServerArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -31,9 +33,14 @@ pub struct BenchArgs {
     /// Projection updates to process per scenario.
     #[arg(long, default_value_t = 2000)]
     updates: usize,
-    /// Updates processed at once (like that many worker slots).
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
+    /// Updates processed at once (like that many worker slots); a list
+    /// (`1,2,4,8`) sweeps them, each on fresh databases.
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    concurrency: Vec<usize>,
+    /// How often `pg_stat_activity` is sampled for the wait profile, in
+    /// milliseconds (0: not sampled).
+    #[arg(long, default_value_t = 250)]
+    sample_ms: u64,
     /// Duration of the pgbench yardstick run (0 skips it).
     #[arg(long, default_value_t = 20)]
     pgbench_secs: u64,
@@ -54,6 +61,7 @@ struct Measured {
     latencies: Vec<Duration>,
     dependent: usize,
     queued: usize,
+    profile: WaitProfile,
 }
 
 impl Measured {
@@ -90,12 +98,18 @@ impl Measured {
             self.dependent as f64 / n,
             self.queued,
         );
+        println!("  wait profile: {}", self.profile.summary());
     }
 }
 
-async fn scenario(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<Measured> {
+async fn scenario(
+    args: &BenchArgs,
+    name: &'static str,
+    shape: Shape,
+    concurrency: usize,
+) -> Result<Measured> {
     let db = TestDb::create(&args.db.database_url, &format!("bench_{name}")).await?;
-    let result = measure(args, name, shape, &db.url).await;
+    let result = measure(args, name, shape, &db.url, concurrency).await;
     if args.keep {
         println!("kept database {}", db.keep());
     }
@@ -107,8 +121,10 @@ async fn measure(
     name: &'static str,
     shape: Shape,
     url: &str,
+    concurrency: usize,
 ) -> Result<Measured> {
-    let pool = pool::build_pool(url, args.concurrency + 2)?;
+    let concurrency = concurrency.max(1);
+    let pool = pool::build_pool(url, concurrency + 2)?;
     let started = Instant::now();
     let report = catalog_apply::apply(&pool, &synth::catalog(shape)).await?;
     println!(
@@ -129,8 +145,19 @@ async fn measure(
     );
     let updates = Arc::new(synth::updates(shape, args.updates));
     let next = Arc::new(AtomicUsize::new(0));
+    let stop_sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = (args.sample_ms > 0)
+        .then(|| pool::build_pool(url, 1))
+        .transpose()?
+        .map(|p| {
+            tokio::spawn(wait_profile::sample(
+                p,
+                Duration::from_millis(args.sample_ms),
+                stop_sampling.clone(),
+            ))
+        });
     let started = Instant::now();
-    let tasks: Vec<_> = (0..args.concurrency.max(1))
+    let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             let (ctx, updates, next) = (ctx.clone(), updates.clone(), next.clone());
             tokio::spawn(async move {
@@ -155,6 +182,7 @@ async fn measure(
         latencies: Vec::new(),
         dependent: 0,
         queued: 0,
+        profile: WaitProfile::default(),
     };
     for t in tasks {
         for (lat, dep, q) in t.await?? {
@@ -164,6 +192,10 @@ async fn measure(
         }
     }
     m.wall = started.elapsed();
+    stop_sampling.cancel();
+    if let Some(sampler) = sampler {
+        m.profile = sampler.await?;
+    }
     pool.close();
     Ok(m)
 }
@@ -212,12 +244,27 @@ async fn pgbench(args: &BenchArgs) -> Result<f64> {
         })
 }
 
-/// Runs a scenario `repeat` times and prints every run and the medians;
-/// returns the median time per dependent metric in µs.
-async fn repeated(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<f64> {
+/// A scenario's medians at one concurrency.
+struct Summary {
+    concurrency: usize,
+    updates_per_sec: f64,
+    per_metric_us: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// The wait samples of all its runs together.
+    profile: WaitProfile,
+}
+
+/// Runs a scenario `repeat` times and prints every run and the medians.
+async fn repeated(
+    args: &BenchArgs,
+    name: &'static str,
+    shape: Shape,
+    concurrency: usize,
+) -> Result<Summary> {
     let mut runs = Vec::new();
     for _ in 0..args.repeat.max(1) {
-        let m = scenario(args, name, shape).await?;
+        let m = scenario(args, name, shape, concurrency).await?;
         m.print();
         runs.push(m);
     }
@@ -225,55 +272,123 @@ async fn repeated(args: &BenchArgs, name: &'static str, shape: Shape) -> Result<
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let ups = median(runs.iter().map(Measured::updates_per_sec).collect());
-    let per_metric = median(runs.iter().map(Measured::per_metric_us).collect());
-    let p50 = median(
-        runs.iter()
-            .map(|m| m.percentile(0.5).as_secs_f64() * 1e3)
-            .collect(),
-    );
-    let p99 = median(
-        runs.iter()
-            .map(|m| m.percentile(0.99).as_secs_f64() * 1e3)
-            .collect(),
-    );
+    let mut profile = WaitProfile::default();
+    runs.iter().for_each(|m| profile.merge(&m.profile));
+    let s = Summary {
+        concurrency,
+        updates_per_sec: median(runs.iter().map(Measured::updates_per_sec).collect()),
+        per_metric_us: median(runs.iter().map(Measured::per_metric_us).collect()),
+        p50_ms: median(
+            runs.iter()
+                .map(|m| m.percentile(0.5).as_secs_f64() * 1e3)
+                .collect(),
+        ),
+        p99_ms: median(
+            runs.iter()
+                .map(|m| m.percentile(0.99).as_secs_f64() * 1e3)
+                .collect(),
+        ),
+        profile,
+    };
     println!(
-        "scenario {name} median of {} run(s): {ups:.0} updates/s, {:.0} dependent-metric evaluations/s, \
-         {per_metric:.1} µs per dependent metric, p50 {p50:.2} ms, p99 {p99:.2} ms",
+        "scenario {name} at concurrency {concurrency}, median of {} run(s): {:.0} updates/s, \
+         {:.0} dependent-metric evaluations/s, {:.1} µs per dependent metric, p50 {:.2} ms, p99 {:.2} ms",
         runs.len(),
-        1e6 / per_metric
+        s.updates_per_sec,
+        1e6 / s.per_metric_us,
+        s.per_metric_us,
+        s.p50_ms,
+        s.p99_ms
     );
-    Ok(per_metric)
+    Ok(s)
+}
+
+/// The sweep of one scenario as a table: throughput, latency and the share
+/// of active-backend samples per wait class at each concurrency.
+fn print_sweep(name: &str, sweep: &[Summary]) {
+    let classes: Vec<String> = WaitClass::ALL
+        .iter()
+        .map(|c| format!("{:>11}", c.label()))
+        .collect();
+    println!(
+        "\nscenario {name} sweep:\n{:>11} {:>10} {:>8} {:>8} {} {:>8}",
+        "concurrency",
+        "updates/s",
+        "p50 ms",
+        "p99 ms",
+        classes.join(" "),
+        "samples"
+    );
+    for s in sweep {
+        let shares: Vec<String> = WaitClass::ALL
+            .iter()
+            .map(|c| format!("{:>10.0}%", s.profile.share(*c) * 100.0))
+            .collect();
+        println!(
+            "{:>11} {:>10.0} {:>8.2} {:>8.2} {} {:>8}",
+            s.concurrency,
+            s.updates_per_sec,
+            s.p50_ms,
+            s.p99_ms,
+            shares.join(" "),
+            s.profile.samples()
+        );
+    }
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        bail!("--concurrency takes one or more numbers of at least 1, e.g. 1,2,4,8");
+    }
     println!(
-        "loadgen bench: {} updates per scenario, concurrency {}, {} run(s) each, server {}",
+        "loadgen bench: {} updates per scenario, concurrency {:?}, {} run(s) each, server {}",
         args.updates,
         args.concurrency,
         args.repeat.max(1),
         pool::redact_url(&args.db.database_url)
     );
-    let a = match args.scenario {
-        Scenario::A | Scenario::Both => Some(repeated(&args, "A", Shape::SCENARIO_A).await?),
-        Scenario::B => None,
+    let (run_a, run_b) = match args.scenario {
+        Scenario::A => (true, false),
+        Scenario::B => (false, true),
+        Scenario::Both => (true, true),
     };
-    let b = match args.scenario {
-        Scenario::B | Scenario::Both => Some(repeated(&args, "B", Shape::SCENARIO_B).await?),
-        Scenario::A => None,
-    };
-    if let (Some(a), Some(b)) = (a, b) {
-        println!(
-            "time per dependent metric, B / A = {:.2} (target <= 1.3)",
-            b / a
-        );
+    let (mut sweep_a, mut sweep_b) = (Vec::new(), Vec::new());
+    for &c in &args.concurrency {
+        if run_a {
+            sweep_a.push(repeated(&args, "A", Shape::SCENARIO_A, c).await?);
+        }
+        if run_b {
+            sweep_b.push(repeated(&args, "B", Shape::SCENARIO_B, c).await?);
+        }
+        if let (Some(a), Some(b)) = (sweep_a.last(), sweep_b.last()) {
+            println!(
+                "concurrency {c}: time per dependent metric, B / A = {:.2} (target <= 1.3)",
+                b.per_metric_us / a.per_metric_us
+            );
+        }
+    }
+    for (name, sweep) in [("A", &sweep_a), ("B", &sweep_b)] {
+        if !sweep.is_empty() {
+            print_sweep(name, sweep);
+        }
     }
     if args.pgbench_secs > 0 {
         let tps = pgbench(&args).await?;
         println!(
-            "pgbench TPC-B (scale 10, 4 clients, 2 threads, {} s): {tps:.0} tps",
+            "\npgbench TPC-B (scale 10, 4 clients, 2 threads, {} s): {tps:.0} tps",
             args.pgbench_secs
         );
+        if let Some(best) = sweep_a
+            .iter()
+            .max_by(|x, y| x.updates_per_sec.total_cmp(&y.updates_per_sec))
+        {
+            println!(
+                "scenario A at its best concurrency ({}): {:.0} updates/s = {:.3} × pgbench tps (target >= 0.22)",
+                best.concurrency,
+                best.updates_per_sec,
+                best.updates_per_sec / tps
+            );
+        }
     }
     Ok(())
 }

@@ -1,11 +1,16 @@
 //! `loadgen bench-messaging`: the projection-update worker through
-//! LocalStack. In one run, on a fresh database and uniquely named resources:
-//! 1. drain rate of N queued scenario-A updates by the real worker binary,
-//!    against a do-nothing consumer (the same SQS runtime, receive + delete
-//!    only) draining N messages from the same LocalStack;
-//! 2. latency from SendMessage to the first run request that uses the update,
-//!    on the run-requests queue, at a steady rate;
-//! 3. the worker's peak RSS (VmHWM) over both.
+//! LocalStack, measured against what the broker itself carries. In one run,
+//! on fresh databases and uniquely named resources:
+//! - (a) the broker's ceiling: run-request-sized messages through SNS
+//!   PublishBatch → SQS, no worker;
+//! - (b) the worker's publish rate at scenario A's fan-out (~33 run requests
+//!   per update), as a share of (a);
+//! - (c) SendMessage → run-request arrival latency at a steady update rate
+//!   that offers 50% of (a);
+//! - (d) a fan-out-1 catalog (each update completes one run) drained by the
+//!   worker, against a do-nothing consumer (the same SQS runtime, receive +
+//!   delete only) draining as many messages;
+//! - (e) the worker's peak RSS (VmHWM) over all of it.
 
 use std::time::{Duration, Instant};
 
@@ -31,9 +36,10 @@ pub struct BenchMessagingArgs {
     /// Queued updates for the drain measurement.
     #[arg(long, default_value_t = 2000)]
     updates: usize,
-    /// Steady rate for the latency measurement (updates/s).
-    #[arg(long, default_value_t = 50.0)]
-    rate: f64,
+    /// Share of the broker's ceiling that the latency measurement offers
+    /// (its update rate is this × ceiling / run requests per update).
+    #[arg(long, default_value_t = 0.5)]
+    offered_share: f64,
     /// Duration of the latency measurement.
     #[arg(long, default_value_t = 20)]
     latency_secs: u64,
@@ -57,111 +63,51 @@ impl Handler for Nothing {
 }
 
 pub async fn run(args: BenchMessagingArgs) -> Result<()> {
+    if !(args.offered_share > 0.0 && args.offered_share <= 1.0) || args.updates == 0 {
+        bail!("--offered-share must be in (0, 1] and --updates at least 1");
+    }
     let aws = AwsClients::from_env().await;
     let id = &unique_suffix()[..12];
     let bucket = format!("bench-out-{id}");
     let stack = Stack::provision(aws.clone(), &format!("bench-{id}-"), &bucket, false).await?;
+    let single = Stack::provision(aws.clone(), &format!("bench-one-{id}-"), &bucket, false).await?;
     let noop = Stack::provision(aws.clone(), &format!("bench-noop-{id}-"), &bucket, false).await?;
-    // A fresh database with the scenario-A catalog.
-    let scratch_db = TestDb::create(&args.db.database_url, "bench_msg").await?;
-    catalog_apply::apply(&scratch_db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
-    let db = scratch_db.pool.clone();
+    let db_a = TestDb::create(&args.db.database_url, "bench_msg").await?;
+    catalog_apply::apply(&db_a.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
+    let db_one = TestDb::create(&args.db.database_url, "bench_msg_one").await?;
+    catalog_apply::apply(&db_one.pool, &synth::fan_out_one_catalog(Shape::SCENARIO_A)).await?;
     let updates: Vec<String> = synth::updates(Shape::SCENARIO_A, args.updates + 100_000)
         .iter()
         .map(|u| u.to_json().to_string())
         .collect();
+    let first = &updates[..args.updates];
 
-    // 1a. Do-nothing consumer draining N messages.
-    noop.send_all(
-        &noop.names.projection_updates_queue_url,
-        &updates[..args.updates],
-    )
-    .await?;
-    let mut cfg = ConsumerConfig::new(&noop.names.projection_updates_queue_url);
-    cfg.concurrency = args.concurrency;
-    cfg.wait_time = Duration::from_secs(1);
-    let stop = CancellationToken::new();
-    let consumer = tokio::spawn(
-        Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, Nothing).run(stop.clone()),
-    );
-    let started = Instant::now();
-    while noop
-        .total_depth(&noop.names.projection_updates_queue_url)
-        .await?
-        > 0
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let noop_secs = started.elapsed().as_secs_f64();
-    stop.cancel();
-    let _ = consumer.await;
+    // The do-nothing consumer's drain: the yardstick for (d).
+    noop.send_all(&noop.names.projection_updates_queue_url, first)
+        .await?;
+    let noop_secs = drain_with_nothing(&aws, &noop, args.concurrency).await?;
+    let noop_rate = args.updates as f64 / noop_secs;
 
-    // 1b. The worker draining N queued updates.
+    // (b) The worker drains scenario-A updates; its publish rate is counted
+    // from its start until the outbox is empty.
     stack
-        .send_all(
-            &stack.names.projection_updates_queue_url,
-            &updates[..args.updates],
-        )
+        .send_all(&stack.names.projection_updates_queue_url, first)
         .await?;
-    // The stack's worker environment, then this benchmark's settings.
-    let mut env = stack.env(&scratch_db);
-    env.extend([
-        ("WORKER_CONCURRENCY".into(), args.concurrency.to_string()),
-        ("OPS_ADDR".into(), "127.0.0.1:0".into()),
-        ("RUST_LOG".into(), "warn".into()),
-    ]);
-    let worker =
-        Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))?;
+    let worker = start_worker(&stack, &db_a, args.concurrency)?;
     let started = Instant::now();
-    loop {
-        let n = stats::processed_updates(&db).await?;
-        if n as usize >= args.updates {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("the worker processed only {n} updates in 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let worker_secs = started.elapsed().as_secs_f64();
-    // Let the outbox drain, then empty the run-requests queue for the latency run.
-    while stats::outbox_counts(&db).await?.unpublished > 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    let published = stats::outbox_counts(&db).await?.written;
+    wait_processed(&db_a, args.updates).await?;
+    let drain_secs = started.elapsed().as_secs_f64();
+    wait_outbox_empty(&db_a).await?;
     let publish_secs = started.elapsed().as_secs_f64();
-    aws.sqs
-        .purge_queue()
-        .queue_url(&stack.names.run_requests_queue_url)
-        .send()
-        .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let published = stats::outbox_counts(&db_a.pool).await?.written;
+    let publish_rate = published as f64 / publish_secs;
+    let fan_out = published as f64 / args.updates as f64;
 
-    // 2. Latency at a steady rate: SendMessage → first run request using the update.
-    let total = (args.rate * args.latency_secs as f64) as usize;
-    let l = bench_latency::latencies(
-        &aws,
-        &stack.names.projection_updates_queue_url,
-        &stack.names.run_requests_queue_url,
-        updates[args.updates..args.updates + total].to_vec(),
-        args.rate,
-        Duration::from_secs(args.latency_secs + 30),
-    )
-    .await?;
-    let rss = worker.peak_rss_kib();
-    drop(worker);
-
-    // 3. The broker's own ceiling for SNS → SQS, with run-request-sized bodies.
-    let Some(sample) = stats::sample_request(&db).await? else {
+    // (a) The broker's ceiling with the worker idle, for bodies of the size
+    // the worker publishes.
+    let Some(sample) = stats::sample_request(&db_a.pool).await? else {
         bail!("the worker published no run request");
     };
-    aws.sqs
-        .purge_queue()
-        .queue_url(&noop.names.run_requests_queue_url)
-        .send()
-        .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let ceiling = bench_latency::broker_ceiling(
         &noop,
         &noop.names.run_requests_topic_arn,
@@ -170,50 +116,147 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         &sample,
     )
     .await?;
+
+    // (c) Latency at an update rate offering `offered_share` of the ceiling.
+    purge(&aws, &stack.names.run_requests_queue_url).await?;
+    let rate = args.offered_share * ceiling / fan_out.max(1.0);
+    let total = ((rate * args.latency_secs as f64) as usize).max(1);
+    let l = bench_latency::latencies(
+        &aws,
+        &stack.names.projection_updates_queue_url,
+        &stack.names.run_requests_queue_url,
+        updates[args.updates..args.updates + total].to_vec(),
+        rate,
+        Duration::from_secs(args.latency_secs + 30),
+    )
+    .await?;
+    let rss_a = worker.peak_rss_kib();
+    drop(worker);
+
+    // (d) Fan-out 1: the worker drains as many updates as the do-nothing
+    // consumer did.
+    single
+        .send_all(&single.names.projection_updates_queue_url, first)
+        .await?;
+    let worker = start_worker(&single, &db_one, args.concurrency)?;
+    let started = Instant::now();
+    wait_processed(&db_one, args.updates).await?;
+    let one_secs = started.elapsed().as_secs_f64();
+    wait_outbox_empty(&db_one).await?;
+    let one_published_secs = started.elapsed().as_secs_f64();
+    let one_published = stats::outbox_counts(&db_one.pool).await?.written;
+    let rss_one = worker.peak_rss_kib();
+    drop(worker);
+
     let pct = |p: f64| {
         l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
             .copied()
             .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3
     };
+    let n = args.updates;
     println!(
-        "bench-messaging: {} updates, concurrency {}, LocalStack {}",
-        args.updates,
+        "bench-messaging: {n} updates, concurrency {}, LocalStack {}",
         args.concurrency,
         std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "(AWS)".into())
     );
     println!(
-        "do-nothing consumer: drained {} messages in {noop_secs:.2}s = {:.0} msg/s",
-        args.updates,
-        args.updates as f64 / noop_secs
+        "(a) broker ceiling, SNS PublishBatch -> SQS, {} messages of {} bytes, no worker: {ceiling:.0} msg/s",
+        args.ceiling_messages,
+        sample.len()
     );
     println!(
-        "projection-update worker: drained {} updates in {worker_secs:.2}s = {:.0} updates/s",
-        args.updates,
-        args.updates as f64 / worker_secs
+        "(b) worker at scenario A's fan-out: {n} updates processed in {drain_secs:.2}s; {published} run requests \
+         ({fan_out:.1} per update) published in {publish_secs:.2}s = {publish_rate:.0} msg/s = {:.2} of the ceiling (target >= 0.9)",
+        publish_rate / ceiling
     );
     println!(
-        "run requests published during the drain: {published} in {publish_secs:.2}s = {:.0} msg/s; broker ceiling (do-nothing SNS PublishBatch -> SQS, {} messages): {ceiling:.0} msg/s",
-        published as f64 / publish_secs,
-        args.ceiling_messages
-    );
-    println!(
-        "drain ratio worker / do-nothing = {:.2} (target >= 0.8)",
-        noop_secs / worker_secs
-    );
-    println!(
-        "latency SendMessage -> run request at {} updates/s: {} of {total} updates seen; p50 {:.1} ms, p99 {:.1} ms (target p99 < 100 ms)",
-        args.rate,
+        "(c) latency SendMessage -> run request at {rate:.1} updates/s ({:.0} msg/s offered, {:.0}% of the ceiling): \
+         {} of {total} updates seen; p50 {:.1} ms, p99 {:.1} ms (target p99 < 100 ms)",
+        rate * fan_out,
+        args.offered_share * 100.0,
         l.len(),
-        pct(0.5).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3
+        pct(0.5),
+        pct(0.99)
     );
-    match rss {
+    println!(
+        "(d) fan-out 1: worker drained {n} updates in {one_secs:.2}s = {:.0} updates/s ({one_published} run requests \
+         published in {one_published_secs:.2}s); do-nothing consumer {n} in {noop_secs:.2}s = {noop_rate:.0} msg/s; \
+         ratio {:.2} (target >= 0.5)",
+        n as f64 / one_secs,
+        noop_secs / one_secs
+    );
+    match rss_a.into_iter().chain(rss_one).max() {
         Some(kib) => println!(
-            "worker peak RSS (VmHWM): {:.1} MiB (target < 64 MiB)",
+            "(e) worker peak RSS (VmHWM), the larger of the two workers: {:.1} MiB (target < 64 MiB)",
             kib as f64 / 1024.0
         ),
-        None => println!("worker peak RSS: not available (no /proc)"),
+        None => println!("(e) worker peak RSS: not available (no /proc)"),
     }
-    drop(scratch_db);
+    Ok(())
+}
+
+/// Runs the do-nothing consumer until the stack's update queue is empty;
+/// returns the seconds it took.
+async fn drain_with_nothing(aws: &AwsClients, stack: &Stack, concurrency: usize) -> Result<f64> {
+    let queue = &stack.names.projection_updates_queue_url;
+    let mut cfg = ConsumerConfig::new(queue);
+    cfg.concurrency = concurrency;
+    cfg.wait_time = Duration::from_secs(1);
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, Nothing).run(stop.clone()),
+    );
+    let started = Instant::now();
+    while stack.total_depth(queue).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = consumer.await;
+    Ok(secs)
+}
+
+fn start_worker(stack: &Stack, db: &TestDb, concurrency: usize) -> Result<Process> {
+    // The stack's worker environment, then this benchmark's settings.
+    let mut env = stack.env(db);
+    env.extend([
+        ("WORKER_CONCURRENCY".into(), concurrency.to_string()),
+        ("OPS_ADDR".into(), "127.0.0.1:0".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ]);
+    Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))
+}
+
+async fn wait_processed(db: &TestDb, updates: usize) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let n = stats::processed_updates(&db.pool).await?;
+        if n as usize >= updates {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the worker processed only {n} of {updates} updates in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_outbox_empty(db: &TestDb) -> Result<()> {
+    let started = Instant::now();
+    while stats::outbox_counts(&db.pool).await?.unpublished > 0 {
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("the outbox still held unpublished run requests after 15 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn purge(aws: &AwsClients, queue_url: &str) -> Result<()> {
+    aws.sqs.purge_queue().queue_url(queue_url).send().await?;
+    // A purge takes effect within a moment; messages sent meanwhile may go.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(())
 }

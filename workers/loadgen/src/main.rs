@@ -12,6 +12,7 @@ mod bench_latency;
 mod bench_messaging;
 mod generate;
 mod soak;
+mod wait_profile;
 
 use clap::{Args, Parser, Subcommand};
 use orchestrator_core::telemetry;
