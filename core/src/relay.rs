@@ -102,11 +102,14 @@ impl<P: Publisher> Relay<P> {
     /// Publishes the given rows now (call right after their commit).
     #[instrument(skip_all, fields(rows = ids.len()))]
     pub async fn publish_now(&self, ids: &[i64]) -> Result<RelayReport, StoreError> {
-        if ids.is_empty() {
-            return Ok(RelayReport::default());
+        // A claim takes at most `batch` rows: more ids (a scenario with 150
+        // dependent metrics) go in several rounds rather than to the sweeper.
+        let mut total = RelayReport::default();
+        for chunk in ids.chunks(self.config.batch.max(1) as usize) {
+            let claimed = self.claim(Some(chunk)).await?;
+            total.add(&self.publish_claimed(claimed).await?);
         }
-        let claimed = self.claim(Some(ids)).await?;
-        self.publish_claimed(claimed).await
+        Ok(total)
     }
 
     /// Publishes every due row, batch after batch, until none is left.
@@ -206,6 +209,25 @@ impl<P: Publisher> Relay<P> {
     }
 }
 
+/// The next ids to publish: the next submission, joined by whatever other
+/// submissions are already waiting, up to about `max` ids. One update of a
+/// fan-out-1 catalog is one id: publishing them together takes one claim, one
+/// PublishBatch call and one commit per ten of them instead of per one.
+async fn next_ids(
+    rx: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<i64>>>,
+    max: i64,
+) -> Option<Vec<i64>> {
+    let mut rx = rx.lock().await;
+    let mut ids = rx.recv().await?;
+    while (ids.len() as i64) < max {
+        match rx.try_recv() {
+            Ok(more) => ids.extend(more),
+            Err(_) => break,
+        }
+    }
+    Some(ids)
+}
+
 /// Hands freshly committed outbox ids to a background publisher so that the
 /// message that produced them is not held up by the topic's latency. Bounded:
 /// when the publisher falls behind, ids are left to the sweeper (nothing is
@@ -230,8 +252,9 @@ impl PublishQueue {
                 let (relay, rx) = (relay.clone(), rx.clone());
                 set.spawn(async move {
                     loop {
-                        let next = rx.lock().await.recv().await;
-                        let Some(ids) = next else { return };
+                        let Some(ids) = next_ids(&rx, relay.config.batch).await else {
+                            return;
+                        };
                         if let Err(e) = relay.publish_now(&ids).await {
                             tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
                         }
@@ -307,5 +330,21 @@ mod tests {
         assert_eq!(c.backoff(4), Duration::from_secs(4));
         assert_eq!(c.backoff(40), Duration::from_secs(300));
         assert_eq!(c.backoff(i32::MAX), Duration::from_secs(300));
+    }
+
+    #[tokio::test]
+    async fn waiting_submissions_are_published_together_up_to_the_batch() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<i64>>(8);
+        let rx = tokio::sync::Mutex::new(rx);
+        for ids in [vec![1], vec![2, 3], vec![4], vec![5, 6, 7]] {
+            tx.send(ids).await.unwrap();
+        }
+        // Joined until at least `max` ids, never splitting a submission.
+        assert_eq!(super::next_ids(&rx, 3).await, Some(vec![1, 2, 3]));
+        assert_eq!(super::next_ids(&rx, 100).await, Some(vec![4, 5, 6, 7]));
+        tx.send(vec![8]).await.unwrap();
+        assert_eq!(super::next_ids(&rx, 100).await, Some(vec![8]));
+        drop(tx);
+        assert_eq!(super::next_ids(&rx, 100).await, None);
     }
 }

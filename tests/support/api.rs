@@ -57,8 +57,17 @@ impl ApiServer {
 
     /// The API over a test database, with actions on when `token` is given.
     pub async fn for_db(db: &TestDb, token: Option<&str>) -> ApiServer {
+        Self::with_pool(db, db.pool.clone(), token).await
+    }
+
+    /// [`ApiServer::for_db`], reading through `pool` (a benchmark sets its size).
+    pub async fn with_pool(
+        db: &TestDb,
+        pool: orchestrator_core::store::Pool,
+        token: Option<&str>,
+    ) -> ApiServer {
         Self::start(ApiState {
-            pool: db.pool.clone(),
+            pool,
             ctx: Some(db.ctx()),
             token: token.map(str::to_string),
             metrics: None,

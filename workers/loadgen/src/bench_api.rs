@@ -32,6 +32,9 @@ pub struct BenchApiArgs {
     /// Requests per endpoint (spread over the clients).
     #[arg(long, default_value_t = 2_000)]
     requests: usize,
+    /// The server's connection pool (`DATABASE_POOL_SIZE`; 16 by default).
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
     /// Keep the seeded database (its name is printed) instead of dropping it.
     #[arg(long)]
     keep: bool,
@@ -90,7 +93,8 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         },
         started.elapsed().as_secs_f64()
     );
-    let api = ApiServer::for_db(&db, None).await;
+    let pool = orchestrator_core::store::pool::build_pool(&db.url, args.pool_size.max(1))?;
+    let api = ApiServer::with_pool(&db, pool, None).await;
     // Ids to ask for, spread over the whole history.
     let codes = db
         .strings(&format!(

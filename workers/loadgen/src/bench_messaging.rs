@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use orchestrator_core::app::catalog_apply;
+use orchestrator_core::app::{catalog_apply, projection_update, Context as AppContext};
+use orchestrator_core::domain::run_request::RequestSettings;
 use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
@@ -82,32 +83,9 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         .collect();
     let first = &updates[..args.updates];
 
-    // The do-nothing consumer's drain: the yardstick for (d).
-    noop.send_all(&noop.names.projection_updates_queue_url, first)
-        .await?;
-    let noop_secs = drain_with_nothing(&aws, &noop, args.concurrency).await?;
-    let noop_rate = args.updates as f64 / noop_secs;
-
-    // (b) The worker drains scenario-A updates; its publish rate is counted
-    // from its start until the outbox is empty.
-    stack
-        .send_all(&stack.names.projection_updates_queue_url, first)
-        .await?;
-    let worker = start_worker(&stack, &db_a, args.concurrency)?;
-    let started = Instant::now();
-    wait_processed(&db_a, args.updates).await?;
-    let drain_secs = started.elapsed().as_secs_f64();
-    wait_outbox_empty(&db_a).await?;
-    let publish_secs = started.elapsed().as_secs_f64();
-    let published = stats::outbox_counts(&db_a.pool).await?.written;
-    let publish_rate = published as f64 / publish_secs;
-    let fan_out = published as f64 / args.updates as f64;
-
-    // (a) The broker's ceiling with the worker idle, for bodies of the size
-    // the worker publishes.
-    let Some(sample) = stats::sample_request(&db_a.pool).await? else {
-        bail!("the worker published no run request");
-    };
+    // (a) The broker's ceiling first, while nothing else loads it, for
+    // bodies of the size the worker publishes.
+    let sample = sample_request(&args.db.database_url).await?;
     let ceiling = bench_latency::broker_ceiling(
         &noop,
         &noop.names.run_requests_topic_arn,
@@ -116,6 +94,30 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         &sample,
     )
     .await?;
+
+    // The do-nothing consumer's drain: the yardstick for (d).
+    noop.send_all(&noop.names.projection_updates_queue_url, first)
+        .await?;
+    let noop_secs = drain_with_nothing(&aws, &noop, args.concurrency).await?;
+    let noop_rate = args.updates as f64 / noop_secs;
+
+    // (b) The worker drains scenario-A updates; its publish rate is counted
+    // from its start until every run request it published is on the
+    // subscribed queue, as the ceiling is (LocalStack accepts a PublishBatch
+    // before it delivers it).
+    stack
+        .send_all(&stack.names.projection_updates_queue_url, first)
+        .await?;
+    let worker = start_worker(&stack, &db_a, args.concurrency)?;
+    let started = Instant::now();
+    wait_processed(&db_a, args.updates).await?;
+    let drain_secs = started.elapsed().as_secs_f64();
+    wait_outbox_empty(&db_a).await?;
+    let published = stats::outbox_counts(&db_a.pool).await?.written;
+    wait_delivered(&stack, published).await?;
+    let publish_secs = started.elapsed().as_secs_f64();
+    let publish_rate = published as f64 / publish_secs;
+    let fan_out = published as f64 / args.updates as f64;
 
     // (c) Latency at an update rate offering `offered_share` of the ceiling.
     purge(&aws, &stack.names.run_requests_queue_url).await?;
@@ -168,7 +170,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     );
     println!(
         "(b) worker at scenario A's fan-out: {n} updates processed in {drain_secs:.2}s; {published} run requests \
-         ({fan_out:.1} per update) published in {publish_secs:.2}s = {publish_rate:.0} msg/s = {:.2} of the ceiling (target >= 0.9)",
+         ({fan_out:.1} per update) published and delivered in {publish_secs:.2}s = {publish_rate:.0} msg/s = {:.2} of the ceiling (target >= 0.9)",
         publish_rate / ceiling
     );
     println!(
@@ -252,6 +254,41 @@ async fn wait_outbox_empty(db: &TestDb) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Waits until the stack's run-requests queue holds `n` messages.
+async fn wait_delivered(stack: &Stack, n: i64) -> Result<()> {
+    let started = Instant::now();
+    let queue = &stack.names.run_requests_queue_url;
+    while stack.total_depth(queue).await? < n {
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("fewer than {n} run requests reached the queue in 15 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// A run request as the worker writes it, from one scenario-A update
+/// processed on a throwaway database.
+async fn sample_request(server_url: &str) -> Result<String> {
+    let db = TestDb::create(server_url, "bench_msg_sample").await?;
+    catalog_apply::apply(&db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
+    let ctx = AppContext::new(
+        db.pool.clone(),
+        RequestSettings {
+            output_bucket: "bench-out".into(),
+            output_prefix: "metrics/".into(),
+            output_path_style: Default::default(),
+            fifo: false,
+        },
+    );
+    for u in synth::updates(Shape::SCENARIO_A, Shape::SCENARIO_A.datasets) {
+        projection_update::process(&ctx, &u).await?;
+    }
+    stats::sample_request(&db.pool)
+        .await?
+        .ok_or_else(|| anyhow!("a scenario-A update queued no run request"))
 }
 
 async fn purge(aws: &AwsClients, queue_url: &str) -> Result<()> {
