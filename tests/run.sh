@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
+# The Terraform tests take providers from a local mirror when the registry is
+# out of reach; this project's machines keep one at /opt/tf-plugins.
+if [ -z "${TF_PLUGIN_DIR:-}" ] && [ -d /opt/tf-plugins ]; then
+  export TF_PLUGIN_DIR=/opt/tf-plugins
+fi
 localstack/postgres-up.sh
 localstack/up.sh
 # The console's browser test drives Debian's Chromium through chromedriver.

@@ -130,8 +130,9 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // A failing test keeps the log it points to; a passing one leaves no
-        // file behind (a full run used to leave hundreds of MB in /tmp).
-        if !std::thread::panicking() {
+        // file behind (a full run used to leave hundreds of MB in /tmp),
+        // unless KEEP_PROCESS_LOGS is set.
+        if !std::thread::panicking() && std::env::var_os("KEEP_PROCESS_LOGS").is_none() {
             let _ = std::fs::remove_file(&self.log);
         }
     }

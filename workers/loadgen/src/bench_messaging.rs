@@ -226,7 +226,10 @@ fn start_worker(stack: &Stack, db: &TestDb, concurrency: usize) -> Result<Proces
     env.extend([
         ("WORKER_CONCURRENCY".into(), concurrency.to_string()),
         ("OPS_ADDR".into(), "127.0.0.1:0".into()),
-        ("RUST_LOG".into(), "warn".into()),
+        (
+            "RUST_LOG".into(),
+            std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
     ]);
     Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))
 }

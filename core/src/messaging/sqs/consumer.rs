@@ -116,7 +116,7 @@ impl<H: Handler> Consumer<H> {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = shutdown.cancelled() => break,
             };
-            let want = (1 + slots.available_permits()).min(10) as i32;
+            let want = receive_size(slots.available_permits(), shared.config.concurrency);
             let received = tokio::select! {
                 r = shared.receive(want) => r,
                 _ = shutdown.cancelled() => break,
@@ -177,6 +177,16 @@ impl<H: Handler> Consumer<H> {
         tracing::info!("consumer stopped");
         Ok(())
     }
+}
+
+/// How many messages to ask for when a slot is free and `available` more
+/// are: as many as the worker runs at once (at most SQS's 10), even when
+/// most slots are busy. A busy worker asking for one message per call spent
+/// the broker's time on calls (LocalStack served ~1 message per
+/// ReceiveMessage); the extra messages wait in memory for a slot, for about
+/// one handler's time, well inside their visibility timeout.
+fn receive_size(available: usize, concurrency: usize) -> i32 {
+    (1 + available).max(concurrency).clamp(1, 10) as i32
 }
 
 /// Messages of one FIFO group stay together, in order; others go alone.
@@ -408,6 +418,28 @@ mod tests {
                 .map(|g| g.into_iter().map(str::to_string).collect())
                 .collect();
             assert_eq!(got, want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn receive_size_is_the_concurrency_up_to_ten() {
+        // (free slots besides the one taken, concurrency, messages asked for)
+        let cases = [
+            (0, 1, 1),
+            (0, 8, 8),
+            (7, 8, 8),
+            (3, 8, 8),
+            (0, 16, 10),
+            (15, 16, 10),
+            (0, 0, 1),
+            (9, 4, 10),
+        ];
+        for (available, concurrency, want) in cases {
+            assert_eq!(
+                receive_size(available, concurrency),
+                want,
+                "{available} free of {concurrency}"
+            );
         }
     }
 }
