@@ -157,11 +157,7 @@ impl Fleet {
 
     /// Reads the capture queue until every requested run has been seen.
     async fn check_received_requests(&self, timeout: Duration) {
-        let requested: HashMap<String, String> = stats::requested_runs(&self.db.pool)
-            .await
-            .expect("requested runs")
-            .into_iter()
-            .collect();
+        let mut requested = self.requested_runs().await;
         let mut seen = self.seen.lock().unwrap().clone();
         let deadline = Instant::now() + timeout;
         while seen.len() < requested.len() && Instant::now() < deadline {
@@ -169,6 +165,13 @@ impl Fleet {
                 let v: serde_json::Value =
                     serde_json::from_str(&body).expect("a run request is JSON");
                 let run_id = v["runId"].as_str().expect("runId").to_string();
+                if !requested.contains_key(&run_id) {
+                    // Requested after the snapshot above (a retry queued by
+                    // the timeout sweep meanwhile): a run is marked requested
+                    // in the transaction that writes its request, so a fresh
+                    // read knows every run whose request can be on the topic.
+                    requested = self.requested_runs().await;
+                }
                 let code = requested
                     .get(&run_id)
                     .unwrap_or_else(|| panic!("request for unknown run {run_id}"));
@@ -191,6 +194,15 @@ impl Fleet {
 }
 
 impl Fleet {
+    /// Every requested run: run id → metric code.
+    async fn requested_runs(&self) -> HashMap<String, String> {
+        stats::requested_runs(&self.db.pool)
+            .await
+            .expect("requested runs")
+            .into_iter()
+            .collect()
+    }
+
     /// One round of four concurrent ReceiveMessage calls on the capture
     /// queue. Messages are left invisible for 15 minutes instead of deleted:
     /// a read costs one call per ten messages, so the reader keeps up with
