@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use orchestrator_core::app::{catalog_apply, projection_update, Context as AppContext};
-use orchestrator_core::domain::run_request::RequestSettings;
+use orchestrator_core::app::{catalog_apply, projection_update};
 use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
@@ -234,42 +233,47 @@ fn start_worker(stack: &Stack, db: &TestDb, concurrency: usize) -> Result<Proces
     Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))
 }
 
-async fn wait_processed(db: &TestDb, updates: usize) -> Result<()> {
+/// Polls `done` every 50 ms until it holds; fails after `limit`, saying `what`.
+async fn poll_until<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
     let started = Instant::now();
-    loop {
-        let n = stats::processed_updates(&db.pool).await?;
-        if n as usize >= updates {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("the worker processed only {n} of {updates} updates in 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_outbox_empty(db: &TestDb) -> Result<()> {
-    let started = Instant::now();
-    while stats::outbox_counts(&db.pool).await?.unpublished > 0 {
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!("the outbox still held unpublished run requests after 15 minutes");
+    while !done().await? {
+        if started.elapsed() > limit {
+            bail!("{what}: not reached in {} s", limit.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+async fn wait_processed(db: &TestDb, updates: usize) -> Result<()> {
+    let what = format!("the worker processing all {updates} updates");
+    poll_until(Duration::from_secs(600), &what, || async {
+        Ok(stats::processed_updates(&db.pool).await? as usize >= updates)
+    })
+    .await
+}
+
+async fn wait_outbox_empty(db: &TestDb) -> Result<()> {
+    poll_until(Duration::from_secs(900), "an empty outbox", || async {
+        Ok(stats::outbox_counts(&db.pool).await?.unpublished == 0)
+    })
+    .await
 }
 
 /// Waits until the stack's run-requests queue holds `n` messages.
 async fn wait_delivered(stack: &Stack, n: i64) -> Result<()> {
-    let started = Instant::now();
-    let queue = &stack.names.run_requests_queue_url;
-    while stack.total_depth(queue).await? < n {
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!("fewer than {n} run requests reached the queue in 15 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    let what = format!("{n} run requests on the queue");
+    poll_until(Duration::from_secs(900), &what, || async {
+        Ok(stack
+            .total_depth(&stack.names.run_requests_queue_url)
+            .await?
+            >= n)
+    })
+    .await
 }
 
 /// A run request as the worker writes it, from one scenario-A update
@@ -277,15 +281,7 @@ async fn wait_delivered(stack: &Stack, n: i64) -> Result<()> {
 async fn sample_request(server_url: &str) -> Result<String> {
     let db = TestDb::create(server_url, "bench_msg_sample").await?;
     catalog_apply::apply(&db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
-    let ctx = AppContext::new(
-        db.pool.clone(),
-        RequestSettings {
-            output_bucket: "bench-out".into(),
-            output_prefix: "metrics/".into(),
-            output_path_style: Default::default(),
-            fifo: false,
-        },
-    );
+    let ctx = db.ctx();
     for u in synth::updates(Shape::SCENARIO_A, Shape::SCENARIO_A.datasets) {
         projection_update::process(&ctx, &u).await?;
     }
