@@ -124,7 +124,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V2__run_status_views",
             "V3__outbox_trace_and_origin",
             "V4__metric_run_timeout",
-            "V5__operator_api_indexes"
+            "V5__operator_api_indexes",
+            "V6__metric_last_success_index"
         ]
     );
     let text = report.to_string();
@@ -467,7 +468,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
         text(&done)
     );
     assert!(
-        text(&done).contains("V5__operator_api_indexes applied"),
+        text(&done).contains("V6__metric_last_success_index applied"),
         "{}",
         text(&done)
     );

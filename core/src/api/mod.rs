@@ -117,6 +117,14 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The API's default connection pool. Its reads are CPU-bound in
+/// PostgreSQL: more queries at once than the server has cores only share the
+/// cores and stretch every request, while requests waiting in the pool's FIFO
+/// queue are served in order (p99 40 ms against 54 ms with 16 at 20 clients,
+/// BENCHMARKS.md "Operator API"). It also keeps the console from taking the
+/// workers' database CPU.
+pub const API_POOL_SIZE: u32 = 4;
+
 /// What `orchestrator serve` runs with.
 pub struct ServeDeps {
     pub addr: SocketAddr,
@@ -124,14 +132,15 @@ pub struct ServeDeps {
 }
 
 impl ServeDeps {
-    /// From the environment: `API_ADDR`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
+    /// From the environment: `API_ADDR`, `DATABASE_URL`, `DATABASE_POOL_SIZE`
+    /// (default [`API_POOL_SIZE`]),
     /// `API_TOKEN`, and (for trigger) `OUTPUT_BUCKET`, `OUTPUT_PREFIX`,
     /// `OUTPUT_PATH_STYLE`, `RUN_REQUESTS_TOPIC_ARN`.
     pub fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
     ) -> Result<Self, crate::workers::StartError> {
         let addr = env.socket_addr("API_ADDR", "127.0.0.1:8080")?;
-        let pool_size = env.count("DATABASE_POOL_SIZE", 16, 1000)? as usize;
+        let pool_size = env.count("DATABASE_POOL_SIZE", API_POOL_SIZE, 1000)? as usize;
         let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
         let ctx = match env.optional("OUTPUT_BUCKET") {
             Some(_) => Some(Context::new(pool.clone(), env.request_settings()?)),

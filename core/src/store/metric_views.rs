@@ -62,10 +62,11 @@ impl MetricSummary {
     }
 }
 
+/// `page` yields metric rows with their pending run's id (`pending_id`).
 /// Per metric, each an index probe: its newest run that is not the pending
-/// one (that one is `pending_id`), newest finished run,
-/// newest success, pending run and what it waits for, and whether the newest
-/// update of every required dataset is fresh. The probes a common case does
+/// one, newest finished run, newest success (`metric_runs_success_idx`),
+/// what the pending run waits for, and whether the newest update of every
+/// required dataset is fresh. The probes a common case does
 /// not need sit in CASE branches, which PostgreSQL evaluates only when taken:
 /// the newest run usually is the newest finished one (and the newest
 /// success); freshness decides nothing for a disabled or pending metric.
@@ -83,11 +84,11 @@ SELECT m.id, m.code, m.expression_type, m.enabled, m.required_days, m.max_attemp
             ELSE (SELECT s.finished_at FROM metric_runs s
                    WHERE s.metric_code = m.code AND s.status = 'succeeded'
                    ORDER BY s.created_at DESC LIMIT 1) END AS last_success_at,
-       p.id AS pending_id,
-       CASE WHEN p.id IS NULL THEN '{}'::text[]
+       m.pending_id,
+       CASE WHEN m.pending_id IS NULL THEN '{}'::text[]
             ELSE ARRAY(SELECT d.dataset_id FROM metric_run_pending_datasets d
-                        WHERE d.run_id = p.id AND NOT d.received ORDER BY 1) END AS waiting_for,
-       CASE WHEN p.id IS NOT NULL OR NOT m.enabled THEN true
+                        WHERE d.run_id = m.pending_id AND NOT d.received ORDER BY 1) END AS waiting_for,
+       CASE WHEN m.pending_id IS NOT NULL OR NOT m.enabled THEN true
             ELSE COALESCE((SELECT bool_and(nu.created_at IS NOT NULL AND update_is_fresh(nu.created_at, m.required_days))
                    FROM metric_required_datasets r
                    LEFT JOIN LATERAL (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = r.dataset_id
@@ -97,8 +98,11 @@ SELECT m.id, m.code, m.expression_type, m.enabled, m.required_days, m.max_attemp
   LEFT JOIN LATERAL (SELECT x.id, x.status, x.finished_at FROM metric_runs x
                       WHERE x.metric_code = m.code AND x.status <> 'pending_dependencies'
                       ORDER BY x.created_at DESC LIMIT 1) lr ON true
-  LEFT JOIN metric_runs p ON p.metric_id = m.id AND p.status = 'pending_dependencies'
  ORDER BY m.code";
+
+/// Metrics joined to their pending run, if any, for `page`.
+const WITH_PENDING: &str = "metrics m LEFT JOIN metric_runs p
+    ON p.metric_id = m.id AND p.status = 'pending_dependencies'";
 
 fn status(s: Option<String>) -> StoreResult<Option<RunStatus>> {
     s.map(|s| super::runs::status_of(&s)).transpose()
@@ -147,7 +151,7 @@ pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, St
             "p.metric_code",
         )
     } else {
-        ("metrics m", "m.code")
+        (WITH_PENDING, "m.code")
     };
     if let Some(after) = &q.after_code {
         params.push(after);
@@ -171,7 +175,7 @@ pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, St
         format!("WHERE {}", conds.join(" AND "))
     };
     let sql = format!(
-        "WITH page AS MATERIALIZED (SELECT m.* FROM {from} {filter} ORDER BY {order} LIMIT ${})
+        "WITH page AS MATERIALIZED (SELECT m.*, p.id AS pending_id FROM {from} {filter} ORDER BY {order} LIMIT ${})
          {SUMMARY}",
         params.len()
     );
@@ -183,7 +187,9 @@ pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, St
 /// One metric's summary by code.
 pub async fn by_code(pool: &Pool, code: &str) -> Result<Option<MetricSummary>, StoreError> {
     let client = pool.get().await?;
-    let sql = format!("WITH page AS (SELECT * FROM metrics WHERE code = $1) {SUMMARY}");
+    let sql = format!(
+        "WITH page AS (SELECT m.*, p.id AS pending_id FROM {WITH_PENDING} WHERE m.code = $1) {SUMMARY}"
+    );
     let stmt = client.prepare_cached(&sql).await?;
     client
         .query_opt(&stmt, &[&code])

@@ -32,8 +32,9 @@ pub struct BenchApiArgs {
     /// Requests per endpoint (spread over the clients).
     #[arg(long, default_value_t = 2_000)]
     requests: usize,
-    /// The server's connection pool (`DATABASE_POOL_SIZE`; 16 by default).
-    #[arg(long, default_value_t = 16)]
+    /// The server's connection pool (`DATABASE_POOL_SIZE`; `orchestrator
+    /// serve`'s default by default).
+    #[arg(long, default_value_t = orchestrator_core::api::API_POOL_SIZE as usize)]
     pool_size: usize,
     /// Keep the seeded database (its name is printed) instead of dropping it.
     #[arg(long)]
