@@ -24,6 +24,9 @@ pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "orchestrator_outbox_oldest_age_seco
 pub const RUNS: &str = "orchestrator_runs";
 pub const RUN_TIMEOUTS: &str = "orchestrator_run_timeouts_total";
 pub const RUN_RETRIES: &str = "orchestrator_run_retries_total";
+/// `orchestrator serve`: requests by route pattern, method and status.
+pub const API_REQUESTS: &str = "orchestrator_api_requests_total";
+pub const API_REQUEST_SECONDS: &str = "orchestrator_api_request_duration_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -64,6 +67,12 @@ fn describe() {
         "projection update SendMessage to run request published"
     );
     describe_counter!(PUBLISHED, "run requests published to SNS");
+    describe_counter!(API_REQUESTS, "operator API requests, by route and status");
+    describe_histogram!(
+        API_REQUEST_SECONDS,
+        Unit::Seconds,
+        "operator API request latency, by route"
+    );
     describe_counter!(PUBLISH_FAILURES, "failed run-request publishes (retried)");
     describe_gauge!(OUTBOX_BACKLOG, "unpublished outbox rows");
     describe_gauge!(

@@ -114,7 +114,30 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/lineage", get(datasets::lineage))
         .merge(console::routes())
         .fallback(no_route)
+        .layer(axum::middleware::from_fn(record))
         .with_state(state)
+}
+
+/// Counts and times every request, labelled by its route pattern (not the
+/// raw path: ids would make unbounded label sets).
+async fn record(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    ::metrics::counter!(crate::metrics::API_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    ::metrics::histogram!(crate::metrics::API_REQUEST_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// The API's default connection pool. Its reads are CPU-bound in

@@ -298,3 +298,110 @@ fn help_lists_only_operator_commands() {
         "{out}"
     );
 }
+
+/// A plain HTTP/1.1 GET (the binary's own server; no client library needed).
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_string()))
+}
+
+#[tokio::test]
+async fn serve_checks_its_config_logs_json_serves_metrics_and_stops_on_sigterm() {
+    let db = TestDb::new("cli_serve").await;
+    // Config is checked at start, naming the variable.
+    for (var, value) in [
+        ("API_ADDR", "nowhere"),
+        ("API_TOKEN", "short"),
+        ("DATABASE_POOL_SIZE", "0"),
+    ] {
+        let o = orchestrator_with(Some(&db.url), &[(var, value)], &["serve"]);
+        assert!(!o.status.success(), "{var}={value} was accepted");
+        assert!(text(&o).1.contains(var), "{var}: {:?}", text(&o));
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env_remove("LOG_FORMAT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("orchestrator serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let health = loop {
+        match http_get(port, "/health") {
+            Ok(r) => break r,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("orchestrator serve did not answer on port {port}: {e}");
+            }
+        }
+    };
+    assert_eq!(health.0, 200, "{health:?}");
+    assert!(health.1.contains("\"status\":\"ok\""), "{health:?}");
+    let ready = http_get(port, "/ready").unwrap();
+    assert_eq!(ready.0, 200, "{ready:?}");
+    let _ = http_get(port, "/api/v1/metrics").unwrap();
+    let metrics = http_get(port, "/metrics").unwrap();
+    assert_eq!(metrics.0, 200, "{metrics:?}");
+    assert!(
+        metrics.1.contains(r#"orchestrator_api_requests_total{route="/api/v1/metrics",method="GET",status="200"} 1"#),
+        "{metrics:?}"
+    );
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("orchestrator serve did not stop within 15 s of SIGTERM");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "exit {status:?}: {err}");
+    // JSON logs by default for this long-running command: every line parses.
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_string().contains("operator API and console at")),
+        "{err}"
+    );
+}
