@@ -60,6 +60,47 @@ pub async fn outbox_counts(pool: &Pool) -> StoreResult<OutboxCounts> {
     })
 }
 
+/// Where an update's time goes before its first run request is published,
+/// per update sent at or after `since` (milliseconds, p50 / p99): from the
+/// inbound SendMessage (`source_sent_at`) to the start of the transaction
+/// that wrote its run requests (receive wait and queueing), and from there to
+/// the first publication (handler, commit and PublishBatch).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PublishLatency {
+    pub updates: i64,
+    pub to_transaction: (f64, f64),
+    pub to_published: (f64, f64),
+}
+
+pub async fn publish_latency(
+    pool: &Pool,
+    since: std::time::SystemTime,
+) -> StoreResult<PublishLatency> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "WITH u AS (
+               SELECT 1000 * extract(epoch FROM min(created_at) - source_sent_at) AS tx,
+                      1000 * extract(epoch FROM min(published_at) - min(created_at)) AS pub
+                 FROM outbox WHERE source_sent_at >= $1 AND published_at IS NOT NULL
+                GROUP BY source_sent_at)
+             SELECT count(*),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY tx)::float8,
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY tx)::float8,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY pub)::float8,
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY pub)::float8
+               FROM u",
+            &[&since],
+        )
+        .await?;
+    let ms = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0);
+    Ok(PublishLatency {
+        updates: row.get(0),
+        to_transaction: (ms(1), ms(2)),
+        to_published: (ms(3), ms(4)),
+    })
+}
+
 /// Runs whose status is one of `statuses`.
 pub async fn runs_in(pool: &Pool, statuses: &[RunStatus]) -> StoreResult<i64> {
     let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();

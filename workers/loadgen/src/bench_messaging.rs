@@ -120,6 +120,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
 
     // (c) Latency at an update rate offering `offered_share` of the ceiling.
     purge(&aws, &stack.names.run_requests_queue_url).await?;
+    let latency_from = std::time::SystemTime::now();
     let rate = args.offered_share * ceiling / fan_out.max(1.0);
     let total = ((rate * args.latency_secs as f64) as usize).max(1);
     let l = bench_latency::latencies(
@@ -131,6 +132,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         Duration::from_secs(args.latency_secs + 30),
     )
     .await?;
+    let split = stats::publish_latency(&db_a.pool, latency_from).await?;
     let rss_a = worker.peak_rss_kib();
     drop(worker);
 
@@ -180,6 +182,16 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         l.len(),
         pct(0.5),
         pct(0.99)
+    );
+    println!(
+        "(c) where the time goes, per update ({} updates, outbox clock): SendMessage -> the handler's transaction \
+         p50 {:.1} / p99 {:.1} ms; transaction -> first run request published p50 {:.1} / p99 {:.1} ms; \
+         the rest is the broker's delivery to the queue",
+        split.updates,
+        split.to_transaction.0,
+        split.to_transaction.1,
+        split.to_published.0,
+        split.to_published.1
     );
     println!(
         "(d) fan-out 1: worker drained {n} updates in {one_secs:.2}s = {:.0} updates/s ({one_published} run requests \
