@@ -1,10 +1,12 @@
 //! The operator CLI as a user runs it: real binary, real PostgreSQL.
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use orchestrator_core::app::projection_update::process;
 use orchestrator_tests::fixtures::{base_catalog, db_with_catalog, runs_of, update};
-use orchestrator_tests::TestDb;
+use orchestrator_tests::process::Process;
+use orchestrator_tests::{http, TestDb};
 
 fn orchestrator(db_url: Option<&str>, args: &[&str]) -> Output {
     orchestrator_with(db_url, &[], args)
@@ -299,24 +301,18 @@ fn help_lists_only_operator_commands() {
     );
 }
 
-/// A plain HTTP/1.1 GET (the binary's own server; no client library needed).
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
+/// Status code and body of a GET on the server at `port`, once it answers.
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(raw) = http::get(port, path).await {
+            let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok());
+            let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+            return (status.unwrap_or(0), body.unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "nothing answered on port {port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -333,75 +329,43 @@ async fn serve_checks_its_config_logs_json_serves_metrics_and_stops_on_sigterm()
         assert!(text(&o).1.contains(var), "{var}: {:?}", text(&o));
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("API_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .env_remove("LOG_FORMAT")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("orchestrator serve starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let health = loop {
-        match http_get(port, "/health") {
-            Ok(r) => break r,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => {
-                let _ = child.kill();
-                panic!("orchestrator serve did not answer on port {port}: {e}");
-            }
-        }
-    };
+    let port = http::free_port();
+    let env = [
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("API_ADDR".to_string(), format!("127.0.0.1:{port}")),
+    ];
+    // Production's defaults: no RUST_LOG, no LOG_FORMAT.
+    let mut serve = Process::spawn_with_default_log_level("orchestrator", &env, &["serve"]);
+    let health = http_get(port, "/health").await;
     assert_eq!(health.0, 200, "{health:?}");
     assert!(health.1.contains("\"status\":\"ok\""), "{health:?}");
-    let ready = http_get(port, "/ready").unwrap();
+    let ready = http_get(port, "/ready").await;
     assert_eq!(ready.0, 200, "{ready:?}");
-    let _ = http_get(port, "/api/v1/metrics").unwrap();
-    let metrics = http_get(port, "/metrics").unwrap();
+    http_get(port, "/api/v1/metrics").await;
+    let metrics = http_get(port, "/metrics").await;
     assert_eq!(metrics.0, 200, "{metrics:?}");
     assert!(
-        metrics.1.contains(r#"orchestrator_api_requests_total{route="/api/v1/metrics",method="GET",status="200"} 1"#),
+        metrics.1.contains(
+            r#"orchestrator_api_requests_total{route="/api/v1/metrics",method="GET",status="200"} 1"#
+        ),
         "{metrics:?}"
     );
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("orchestrator serve did not stop within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(status.success(), "exit {status:?}: {err}");
+    let status = serve.terminate(Duration::from_secs(15));
+    let logs = std::fs::read_to_string(&serve.log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM: {status:?}\n{logs}"
+    );
     // JSON logs by default for this long-running command: every line parses.
-    let lines: Vec<serde_json::Value> = err
+    let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.to_string().contains("operator API and console at")),
-        "{err}"
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("operator API and console at"))),
+        "{logs}"
     );
 }
