@@ -3,12 +3,14 @@
 //!
 //! - [`domain`]: pure rules, no I/O: expressions ([`domain::expression`]),
 //!   the catalog file ([`domain::catalog`]), freshness, typed ids
-//!   ([`domain::ids`]), pending-run decisions, the run state machine
+//!   ([`domain::ids`]), pending-run decisions and their evaluation in order
+//!   ([`domain::metric_evaluation`]), the run state machine
 //!   ([`domain::run_state`]), inbound events and the outbound run request.
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
 //!   the crate's SQL is there), read-only statistics, migrations, the pool
 //!   and the transaction retry policy.
-//! - [`app`]: use cases, one transaction each: projection update, lifecycle
+//! - [`app`]: use cases, one transaction each: projection update (and the
+//!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
 //!   events, timeout/retry sweep, catalog apply, operator run queries.
 //! - [`relay`]: the transactional outbox relay and the publisher trait.
 //! - [`workers`]: the two queue-consuming workers, wired from their dependencies.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::backlog;
 use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
@@ -169,13 +170,26 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
     deps: ConsumerDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    serve_queue(
+    let sweep = tokio::spawn(backlog::run(
+        deps.ctx.clone(),
+        deps.relay.clone(),
+        BACKLOG_SWEEP_INTERVAL,
+        shutdown.clone(),
+    ));
+    let result = serve_queue(
         deps,
         |ctx, publish| ProjectionUpdateHandler { ctx, publish },
         shutdown,
     )
-    .await
+    .await;
+    let _ = sweep.await;
+    result
 }
+
+/// How often the projection-update worker takes metric backlog rows left
+/// behind (by a handler that stopped after its commit, or behind a trigger or
+/// catalog apply): rare, so a few seconds' delay is the only cost.
+const BACKLOG_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the run-lifecycle worker needs besides its queue.
 pub struct RunLifecycleDeps<P> {

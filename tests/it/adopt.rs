@@ -125,7 +125,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V3__outbox_trace_and_origin",
             "V4__metric_run_timeout",
             "V5__operator_api_indexes",
-            "V6__metric_last_success_index"
+            "V6__metric_last_success_index",
+            "V7__metric_update_backlog"
         ]
     );
     let text = report.to_string();
@@ -468,7 +469,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
         text(&done)
     );
     assert!(
-        text(&done).contains("V6__metric_last_success_index applied"),
+        text(&done).contains("V7__metric_update_backlog applied"),
         "{}",
         text(&done)
     );

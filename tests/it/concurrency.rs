@@ -30,21 +30,28 @@ async fn eight_workers_processing_interleaved_updates_keep_every_invariant() {
         .map(|w| {
             let (ctx, updates) = (ctx.clone(), updates.clone());
             tokio::spawn(async move {
-                let mut errors = Vec::new();
+                let (mut errors, mut deferred, mut evaluated) = (Vec::new(), 0, 0);
                 // Worker w takes every 8th update, starting at w: neighbours
                 // in the stream (different datasets, shared metrics) run at once.
                 for u in updates.iter().skip(w).step_by(8) {
-                    if let Err(e) = process(&ctx, u).await {
-                        errors.push(e.to_string());
+                    match process(&ctx, u).await {
+                        Ok(s) => {
+                            deferred += s.deferred;
+                            evaluated += s.backlog_evaluated;
+                        }
+                        Err(e) => errors.push(e.to_string()),
                     }
                 }
-                errors
+                (errors, deferred, evaluated)
             })
         })
         .collect();
-    let mut errors = Vec::new();
+    let (mut errors, mut deferred, mut evaluated) = (Vec::new(), 0, 0);
     for t in tasks {
-        errors.extend(t.await.expect("worker task panicked"));
+        let (e, d, v) = t.await.expect("worker task panicked");
+        errors.extend(e);
+        deferred += d;
+        evaluated += v;
     }
     assert!(
         errors.is_empty(),
@@ -62,6 +69,15 @@ async fn eight_workers_processing_interleaved_updates_keep_every_invariant() {
     assert!(
         queued > 100,
         "the scenario must actually queue runs (got {queued})"
+    );
+    // Every update a worker deferred (its metric was held) was evaluated
+    // exactly once, by the time the last worker returned: nothing waits for
+    // the sweep.
+    eprintln!("{deferred} metric evaluations deferred to a backlog");
+    assert_eq!(evaluated, deferred);
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_update_backlog").await,
+        0
     );
     assert_invariants(&db).await;
 }

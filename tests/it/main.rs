@@ -3,6 +3,7 @@
 
 mod adopt;
 mod api;
+mod backlog;
 mod catalog;
 mod chaos;
 mod concurrency;

@@ -1,7 +1,9 @@
 //! Use cases: each sequences store calls inside one transaction and turns
 //! the result into a typed outcome.
 
+pub mod backlog;
 pub mod catalog_apply;
+mod evaluate;
 pub mod handlers;
 pub mod lifecycle;
 pub mod projection_update;

@@ -55,27 +55,28 @@ pub async fn enqueue(
             },
             settings,
         );
-        payloads.push(request);
+        payloads.push((request, origin));
     }
-    write(tx, &payloads, origin).await
+    write(tx, &payloads).await
 }
 
-/// Writes built requests to the outbox; returns the outbox ids.
+/// Writes built requests, each with what caused it, to the outbox; returns
+/// the outbox ids.
 pub async fn write(
     tx: &Transaction<'_>,
-    requests: &[RunRequest<'_>],
-    origin: &Origin,
+    requests: &[(RunRequest<'_>, &Origin)],
 ) -> StoreResult<Vec<i64>> {
-    let payloads: Vec<String> = requests.iter().map(RunRequest::to_json_string).collect();
+    let payloads: Vec<String> = requests.iter().map(|(r, _)| r.to_json_string()).collect();
     let rows: Vec<NewMessage<'_>> = requests
         .iter()
         .zip(&payloads)
-        .map(|(r, payload)| NewMessage {
+        .map(|((r, origin), payload)| NewMessage {
             run_id: &r.run_id,
             metric_code: &r.metric_code,
             payload,
             message_group_id: r.message_group_id.as_deref(),
+            origin,
         })
         .collect();
-    outbox::insert(tx, &rows, origin).await
+    outbox::insert(tx, &rows).await
 }

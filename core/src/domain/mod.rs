@@ -6,6 +6,7 @@ pub mod events;
 pub mod expression;
 pub mod freshness;
 pub mod ids;
+pub mod metric_evaluation;
 pub mod metric_status;
 pub mod pending_run;
 pub mod problem;

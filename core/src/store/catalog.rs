@@ -10,7 +10,7 @@ use crate::domain::catalog::Catalog;
 use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::run_request::SeriesSource;
 
-/// A dependent metric, locked for the rest of the transaction.
+/// A metric locked for the rest of the transaction.
 #[derive(Debug, Clone)]
 pub struct LockedMetric {
     pub id: MetricId,
@@ -20,36 +20,90 @@ pub struct LockedMetric {
     pub expression_json: Value,
 }
 
-/// Locks, in ascending id order, every enabled metric that depends on
-/// `dataset_id`. One indexed query (`metric_required_datasets` by dataset);
-/// the lock serialises all work on a metric's pending run across workers,
-/// and the fixed order rules out deadlocks between them. (Taking the locks
-/// with NOWAIT and retrying was measured slower than waiting: BENCHMARKS.md.)
-pub async fn lock_dependent_metrics(
+fn locked_metric(r: &tokio_postgres::Row) -> LockedMetric {
+    LockedMetric {
+        id: r.get(0),
+        code: r.get(1),
+        required_days: r.get(2),
+        expression_type: r.get(3),
+        expression_json: r.get(4),
+    }
+}
+
+/// The enabled metrics that depend on a dataset, split by whether this
+/// transaction could lock them.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Locked (`FOR NO KEY UPDATE`) for the rest of the transaction, by id.
+    pub locked: Vec<LockedMetric>,
+    /// Held by another transaction at that moment, by id.
+    pub skipped: Vec<MetricId>,
+}
+
+/// Claims every enabled metric that depends on `dataset_id` without waiting
+/// for any: one indexed statement (`metric_required_datasets` by dataset).
+/// The lock serialises all work on a metric's pending run across workers;
+/// `SKIP LOCKED` means a metric another transaction holds is reported as
+/// skipped instead of queued behind (its update goes to the metric's backlog),
+/// and `NO KEY UPDATE` does not conflict with the key-share locks of
+/// concurrent foreign-key checks on the metric.
+pub async fn claim_dependent_metrics(
     tx: &Transaction<'_>,
     dataset_id: &DatasetId,
-) -> StoreResult<Vec<LockedMetric>> {
+) -> StoreResult<Claimed> {
     let stmt = tx
         .prepare_cached(
-            "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json
-               FROM metrics m
-              WHERE m.enabled
-                AND m.id IN (SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1)
-              ORDER BY m.id
-                FOR NO KEY UPDATE OF m",
+            // `= ANY (ARRAY(…))` makes both reads primary-key probes; with
+            // `IN (subquery)` the planner scanned all metrics (BENCHMARKS.md).
+            "WITH dep AS MATERIALIZED (
+                 SELECT m.id FROM metrics m
+                  WHERE m.id = ANY (ARRAY(SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1))
+                    AND m.enabled
+             ), got AS MATERIALIZED (
+                 SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json
+                   FROM metrics m
+                  WHERE m.id = ANY (ARRAY(SELECT id FROM dep)) AND m.enabled
+                  ORDER BY m.id
+                    FOR NO KEY UPDATE OF m SKIP LOCKED
+             )
+             SELECT dep.id, got.code, got.required_days, got.expression_type, got.expression_json, got.id IS NOT NULL
+               FROM dep LEFT JOIN got ON got.id = dep.id
+              ORDER BY 1",
         )
         .await?;
     let rows = tx.query(&stmt, &[&dataset_id]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| LockedMetric {
-            id: r.get(0),
-            code: r.get(1),
-            required_days: r.get(2),
-            expression_type: r.get(3),
-            expression_json: r.get(4),
-        })
-        .collect())
+    let mut out = Claimed::default();
+    for r in &rows {
+        if r.get::<_, bool>(5) {
+            out.locked.push(locked_metric(r));
+        } else {
+            out.skipped.push(r.get(0));
+        }
+    }
+    Ok(out)
+}
+
+/// Claims these metrics without waiting (`SKIP LOCKED`): the enabled ones
+/// locked, by id, and the ids of those locked that are disabled. Metrics
+/// another transaction holds, or that no longer exist, are in neither.
+pub async fn claim_metrics(
+    tx: &Transaction<'_>,
+    ids: &[MetricId],
+) -> StoreResult<(Vec<LockedMetric>, Vec<MetricId>)> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json, m.enabled
+               FROM metrics m WHERE m.id = ANY($1)
+              ORDER BY m.id
+                FOR NO KEY UPDATE OF m SKIP LOCKED",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&ids]).await?;
+    let (enabled, disabled): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(5));
+    Ok((
+        enabled.into_iter().map(locked_metric).collect(),
+        disabled.into_iter().map(|r| r.get(0)).collect(),
+    ))
 }
 
 /// Which datasets provide each series a metric references.

@@ -3,6 +3,7 @@
 //! ends (see [`tx`]).
 
 pub mod adopt;
+pub mod backlog;
 pub mod catalog;
 pub mod dataset_views;
 pub mod event_log;
@@ -88,16 +89,15 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The database clock (`now()`: the start of the current transaction).
 /// Prepares, in order, the statements a projection update's writes are
 /// pipelined with. Preparing first means the pipeline itself never waits, so
 /// nothing can overtake an earlier statement on a connection's first use.
 pub async fn prepare_update_writes(tx: &Transaction<'_>) -> StoreResult<()> {
     for sql in [
+        runs::QUEUE_PENDING,
         runs::INSERT_CREATED,
         pending::INSERT_ROWS,
         pending::UPDATE_ROWS,
-        runs::QUEUE_PENDING,
         runs::RECORD_USED,
         outbox::INSERT,
     ] {
@@ -112,6 +112,7 @@ pub async fn ping(pool: &Pool) -> StoreResult<()> {
     Ok(())
 }
 
+/// The database clock (`now()`: the start of the current transaction).
 pub async fn db_now(tx: &Transaction<'_>) -> StoreResult<chrono::DateTime<chrono::Utc>> {
     let stmt = tx.prepare_cached("SELECT now()").await?;
     Ok(tx.query_one(&stmt, &[]).await?.get(0))

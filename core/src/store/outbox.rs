@@ -23,7 +23,7 @@ pub struct OutboxMessage {
     pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// What caused the rows being written, shared by all of them.
+/// What caused a row being written.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub traceparent: Option<String>,
@@ -36,18 +36,15 @@ pub struct NewMessage<'a> {
     pub metric_code: &'a str,
     pub payload: &'a str,
     pub message_group_id: Option<&'a str>,
+    pub origin: &'a Origin,
 }
 
 pub(super) const INSERT: &str =
     "INSERT INTO outbox (run_id, metric_code, payload, message_group_id, traceparent, source_sent_at)
-             SELECT r.*, $5, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) r
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
              RETURNING id";
 
-pub async fn insert(
-    tx: &Transaction<'_>,
-    rows: &[NewMessage<'_>],
-    origin: &Origin,
-) -> StoreResult<Vec<i64>> {
+pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<i64>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -56,18 +53,14 @@ pub async fn insert(
     let codes: Vec<&str> = rows.iter().map(|r| r.metric_code).collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
+    let traces: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.origin.traceparent.as_deref())
+        .collect();
+    let sent: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        rows.iter().map(|r| r.origin.source_sent_at).collect();
     let out = tx
-        .query(
-            &stmt,
-            &[
-                &runs,
-                &codes,
-                &payloads,
-                &groups,
-                &origin.traceparent,
-                &origin.source_sent_at,
-            ],
-        )
+        .query(&stmt, &[&runs, &codes, &payloads, &groups, &traces, &sent])
         .await?;
     Ok(out.iter().map(|r| r.get(0)).collect())
 }

@@ -14,6 +14,8 @@ pub struct InsertedUpdate {
     pub id: UpdateId,
     /// The database clock at the start of the transaction (`now()`).
     pub created_at: DateTime<Utc>,
+    /// The row as a run request names it.
+    pub used: UsedUpdate,
 }
 
 /// Registers an unknown dataset (nothing is lost: a metric added later can
@@ -34,7 +36,7 @@ pub async fn insert(
              VALUES ($1, $2, $3, $4,
                      COALESCE($5, (SELECT bucket FROM datasets WHERE id = $2), ''), $6)
              ON CONFLICT (event_key) DO NOTHING
-             RETURNING created_at",
+             RETURNING created_at, bucket",
         )
         .await?;
     let key = u.event_key();
@@ -55,10 +57,18 @@ pub async fn insert(
     Ok(row.map(|r| InsertedUpdate {
         id: id.clone(),
         created_at: r.get(0),
+        used: UsedUpdate {
+            dataset_id: u.dataset_id.clone(),
+            update_id: id.clone(),
+            bucket: r.get(1),
+            manifest_path: u.version_manifest_path.clone(),
+            projections_path: u.projections_path.clone(),
+            created_at: r.get(0),
+        },
     }))
 }
 
-fn used_update(r: &tokio_postgres::Row) -> UsedUpdate {
+pub(super) fn used_update(r: &tokio_postgres::Row) -> UsedUpdate {
     UsedUpdate {
         dataset_id: r.get(0),
         update_id: r.get(1),

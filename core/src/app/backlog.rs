@@ -1,0 +1,110 @@
+//! Evaluating metric backlogs (docs/semantics.md, "Contention").
+//!
+//! An update whose dependent metric is held by another transaction leaves a
+//! backlog row instead of waiting. Every row is taken by a live handler:
+//! a row committed before the metric's holder commits is seen by that
+//! holder's [`drain`] after its commit; a row committed later is seen by its
+//! own writer's [`drain`], which either claims the metric or finds it held by
+//! a transaction whose own drain comes after. Rows of a handler that stopped
+//! in between, or of a metric held by a transaction that does not drain
+//! (a trigger, a catalog apply), are taken by the periodic [`sweep`].
+
+use std::time::Duration;
+
+use tracing::instrument;
+
+use super::evaluate;
+use super::Context;
+use crate::domain::ids::{MetricId, RunId};
+use crate::in_transaction;
+use crate::store::{backlog, catalog, StoreError};
+
+/// What draining did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrainSummary {
+    pub backlog_evaluated: usize,
+    pub runs_queued: usize,
+    pub outbox_ids: Vec<i64>,
+    pub queued_run_ids: Vec<RunId>,
+}
+
+/// Evaluates the backlog of these metrics, one transaction per round, until
+/// none of them has a backlog or every one that has is held by another
+/// transaction (whose own drain will take it).
+#[instrument(skip_all, fields(metrics = metrics.len()))]
+pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<DrainSummary, StoreError> {
+    let mut total = DrainSummary::default();
+    let mut ids = backlog::metrics_with_backlog(&ctx.pool, &metrics).await?;
+    while !ids.is_empty() {
+        let (claimed, done) = in_transaction!(ctx.pool, StoreError, |tx| {
+            let (locked, disabled) = catalog::claim_metrics(&tx, &ids).await?;
+            // Disabled metrics evaluate nothing; their backlog goes.
+            backlog::discard(&tx, &disabled).await?;
+            let done = evaluate::settle(&tx, ctx, &locked, None).await?;
+            let mut claimed: Vec<MetricId> = locked.into_iter().map(|m| m.id).collect();
+            claimed.extend(disabled);
+            (claimed, done)
+        })?;
+        total.backlog_evaluated += done.backlog_evaluated;
+        total.runs_queued += done.runs_queued;
+        total.outbox_ids.extend(done.outbox_ids);
+        total.queued_run_ids.extend(done.queued_run_ids);
+        if claimed.is_empty() {
+            break;
+        }
+        // Rows written while this transaction held the metrics.
+        ids = backlog::metrics_with_backlog(&ctx.pool, &claimed).await?;
+    }
+    Ok(total)
+}
+
+/// Metrics taken per sweep round.
+const SWEEP_BATCH: i64 = 500;
+
+/// Drains every metric with a backlog row older than `older_than`.
+pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<DrainSummary, StoreError> {
+    let mut total = DrainSummary::default();
+    loop {
+        let ids = backlog::stale_metrics(&ctx.pool, older_than.as_secs_f64(), SWEEP_BATCH).await?;
+        if ids.is_empty() {
+            return Ok(total);
+        }
+        let done = drain(ctx, ids).await?;
+        if done.backlog_evaluated == 0 {
+            // Everything left is held by live transactions: their drains take it.
+            return Ok(total);
+        }
+        total.backlog_evaluated += done.backlog_evaluated;
+        total.runs_queued += done.runs_queued;
+        total.outbox_ids.extend(done.outbox_ids);
+        total.queued_run_ids.extend(done.queued_run_ids);
+    }
+}
+
+/// Sweeps every `interval` until `shutdown`, taking rows older than
+/// `interval`, and publishes the requests it queues at once (the relay's own
+/// sweep catches any it could not).
+pub async fn run<P: crate::relay::Publisher + 'static>(
+    ctx: Context,
+    relay: std::sync::Arc<crate::relay::Relay<P>>,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    crate::shutdown::every(interval, shutdown, || async {
+        match sweep(&ctx, interval).await {
+            Ok(s) if s.backlog_evaluated > 0 => {
+                tracing::info!(
+                    evaluated = s.backlog_evaluated,
+                    queued = s.runs_queued,
+                    "backlog sweep"
+                );
+                if let Err(e) = relay.publish_now(&s.outbox_ids).await {
+                    tracing::warn!(error = %e, "publishing swept requests failed; the outbox sweeper will retry");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "backlog sweep failed; will retry"),
+        }
+    })
+    .await
+}

@@ -1,0 +1,364 @@
+//! Evaluating metrics this transaction holds (docs/semantics.md): each
+//! metric's backlog in update order, then the transaction's own update if it
+//! has one. Shared by an update's own transaction and the backlog drain.
+//!
+//! Round trips: (1) read the metrics' pending runs, sources, backlog and the
+//! newest evaluated update of each required dataset, (2) look up any older
+//! update a run kept (rare), (3) send all writes in one pipeline.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{request, Context};
+use crate::domain::ids::{MetricId, RunId, UpdateId};
+use crate::domain::metric_evaluation::{self, Arrival, MetricState};
+use crate::domain::pending_run::{is_complete, update_set_key, Received, Slot};
+use crate::domain::run_request::{self, RunRequest, RunRequestInput, UsedUpdate};
+use crate::store::catalog::{self, LockedMetric, SeriesSources};
+use crate::store::outbox::Origin;
+use crate::store::runs::CreatedRun;
+use crate::store::{backlog, pending, runs, updates, StoreError, Transaction};
+
+/// The transaction's own update, evaluated after the backlog.
+pub(super) struct Own<'a> {
+    pub update: &'a UsedUpdate,
+    pub origin: &'a Origin,
+}
+
+/// What an evaluation wrote.
+#[derive(Debug, Default)]
+pub(super) struct Evaluated {
+    pub runs_created: usize,
+    pub runs_queued: usize,
+    /// Metrics left with a run waiting for other datasets (after the first
+    /// round).
+    pub runs_pending: usize,
+    /// Backlog rows evaluated (and deleted).
+    pub backlog_evaluated: usize,
+    pub outbox_ids: Vec<i64>,
+    pub queued_run_ids: Vec<RunId>,
+}
+
+/// One run after the evaluation, before it is written.
+struct Decided<'m> {
+    metric: &'m LockedMetric,
+    run_id: RunId,
+    created: bool,
+    slots: Vec<Slot>,
+    changed: Vec<usize>,
+    /// When complete: the update that completed it, and what caused that.
+    completed_by: Option<(DateTime<Utc>, &'m Origin)>,
+}
+
+/// An update waiting to be evaluated for a metric, with what caused it.
+struct Pending<'a> {
+    update: &'a UsedUpdate,
+    origin: &'a Origin,
+}
+
+fn received(u: &UsedUpdate) -> Received {
+    Received {
+        update_id: u.update_id.clone(),
+        at: u.created_at,
+    }
+}
+
+impl Evaluated {
+    fn add(&mut self, other: Evaluated) {
+        self.runs_created += other.runs_created;
+        self.runs_queued += other.runs_queued;
+        self.backlog_evaluated += other.backlog_evaluated;
+        self.outbox_ids.extend(other.outbox_ids);
+        self.queued_run_ids.extend(other.queued_run_ids);
+    }
+}
+
+/// Rounds of [`settle`] after the first: bounds how long the metrics stay
+/// held when other transactions keep adding to their backlog.
+const SETTLE_ROUNDS: usize = 3;
+
+/// [`evaluate`], then the backlog rows other transactions committed for these
+/// metrics meanwhile (each statement of a transaction sees the rows committed
+/// before it starts), so that they are taken now rather than by a separate
+/// transaction after the commit. Rows committed after the last look are
+/// taken by the look after the commit ([`super::backlog::drain`]).
+pub(super) async fn settle(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    metrics: &[LockedMetric],
+    own: Option<Own<'_>>,
+) -> Result<Evaluated, StoreError> {
+    let mut total = evaluate(tx, ctx, metrics, own).await?;
+    if metrics.is_empty() {
+        return Ok(total);
+    }
+    let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
+    for _ in 0..SETTLE_ROUNDS {
+        let more = backlog::held_with_backlog(tx, &ids).await?;
+        if more.is_empty() {
+            break;
+        }
+        let subset: Vec<LockedMetric> = metrics
+            .iter()
+            .filter(|m| more.binary_search(&m.id).is_ok())
+            .cloned()
+            .collect();
+        total.add(evaluate(tx, ctx, &subset, None).await?);
+    }
+    Ok(total)
+}
+
+async fn evaluate(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    metrics: &[LockedMetric],
+    own: Option<Own<'_>>,
+) -> Result<Evaluated, StoreError> {
+    if metrics.is_empty() {
+        return Ok(Evaluated::default());
+    }
+    let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
+    let except = own.as_ref().map(|o| &o.update.update_id);
+    let (open, sources, inputs) = futures::try_join!(
+        pending::open_runs(tx, &ids),
+        catalog::series_sources(tx, &ids),
+        backlog::inputs(tx, &ids, except)
+    )?;
+    let mut open: HashMap<MetricId, pending::OpenPending> =
+        open.into_iter().map(|o| (o.metric_id.clone(), o)).collect();
+    let mut decided = Vec::new();
+    let mut evaluated_rows: (Vec<&MetricId>, Vec<&UpdateId>) = (Vec::new(), Vec::new());
+    let mut runs_pending = 0;
+    for m in metrics {
+        let mut queue: Vec<Pending> = inputs
+            .backlog
+            .get(&m.id)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| Pending {
+                        update: &e.update,
+                        origin: &e.origin,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in &queue {
+            evaluated_rows.0.push(&m.id);
+            evaluated_rows.1.push(&p.update.update_id);
+        }
+        if let Some(o) = &own {
+            queue.push(Pending {
+                update: o.update,
+                origin: o.origin,
+            });
+        }
+        let pending = open.remove(&m.id);
+        let state = MetricState {
+            open: pending.as_ref().map(|o| o.slots.clone()),
+            required: sources
+                .get(&m.id)
+                .map(SeriesSources::required_datasets)
+                .unwrap_or_default(),
+            required_days: m.required_days,
+            newest: inputs
+                .newest(&m.id)
+                .iter()
+                .map(|(d, u)| (d.clone(), received(u)))
+                .collect(),
+        };
+        let arrivals: Vec<Arrival> = queue
+            .iter()
+            .map(|p| Arrival {
+                dataset_id: p.update.dataset_id.clone(),
+                update: received(p.update),
+            })
+            .collect();
+        for run in metric_evaluation::evaluate(state, &arrivals) {
+            let run_id = match (&pending, run.existing) {
+                (Some(o), true) => o.run_id.clone(),
+                _ => RunId::generate(),
+            };
+            if run.completed_by.is_none() {
+                runs_pending += 1;
+            }
+            decided.push(Decided {
+                metric: m,
+                run_id,
+                created: !run.existing,
+                changed: run.changed,
+                slots: run.slots,
+                completed_by: run
+                    .completed_by
+                    .map(|i| (queue[i].update.created_at, queue[i].origin)),
+            });
+        }
+    }
+
+    let complete: Vec<&Decided> = decided
+        .iter()
+        .filter(|d| d.completed_by.is_some())
+        .collect();
+    let mut known: HashMap<&UpdateId, &UsedUpdate> = HashMap::new();
+    for u in inputs.updates() {
+        known.insert(&u.update_id, u);
+    }
+    if let Some(o) = &own {
+        known.insert(&o.update.update_id, o.update);
+    }
+    let requests = build_requests(tx, ctx, &complete, &sources, &known).await?;
+    let outbox_ids = write(tx, &decided, &requests, &evaluated_rows).await?;
+    Ok(Evaluated {
+        runs_created: decided.iter().filter(|d| d.created).count(),
+        runs_queued: complete.len(),
+        runs_pending,
+        backlog_evaluated: evaluated_rows.0.len(),
+        outbox_ids,
+        queued_run_ids: complete.iter().map(|d| d.run_id.clone()).collect(),
+    })
+}
+
+async fn build_requests<'m>(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    complete: &[&'m Decided<'m>],
+    sources: &HashMap<MetricId, SeriesSources>,
+    known: &HashMap<&UpdateId, &UsedUpdate>,
+) -> Result<Vec<(RunRequest<'m>, &'m Origin)>, StoreError> {
+    let missing: Vec<UpdateId> = complete
+        .iter()
+        .flat_map(|d| d.slots.iter().filter_map(|s| s.received.as_ref()))
+        .map(|r| r.update_id.clone())
+        .filter(|id| !known.contains_key(id))
+        .collect();
+    // A run kept an older, still fresh update: look its details up.
+    let looked_up = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        updates::by_ids(tx, &missing).await?
+    };
+    let lookup = |id: &UpdateId| known.get(id).copied().or_else(|| looked_up.get(id));
+    let empty = SeriesSources::default();
+    complete
+        .iter()
+        .map(|d| {
+            let used: Vec<UsedUpdate> = d
+                .slots
+                .iter()
+                .filter_map(|s| s.received.as_ref().and_then(|r| lookup(&r.update_id)).cloned())
+                .collect();
+            if used.len() != d.slots.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "run {} uses an update that does not exist",
+                    d.run_id
+                )));
+            }
+            let src = sources.get(&d.metric.id).unwrap_or(&empty);
+            if !src.orphan_series.is_empty() {
+                tracing::debug!(run_id = %d.run_id, metric_code = %d.metric.code, series = ?src.orphan_series,
+                    "metric references series that no dataset provides");
+            }
+            let (requested_at, origin) = d.completed_by.ok_or_else(|| {
+                StoreError::Corrupt(format!("run {} is not complete", d.run_id))
+            })?;
+            let request = run_request::build(
+                &RunRequestInput {
+                    run_id: &d.run_id,
+                    metric_code: &d.metric.code,
+                    expression_type: &d.metric.expression_type,
+                    expression_json: &d.metric.expression_json,
+                    attempt: 1,
+                    requested_at,
+                    series_datasets: &src.series_datasets,
+                    updates: &used,
+                },
+                &ctx.settings,
+            );
+            Ok((request, origin))
+        })
+        .collect()
+}
+
+/// All writes of the evaluation, pipelined in one round trip.
+async fn write(
+    tx: &Transaction<'_>,
+    decided: &[Decided<'_>],
+    requests: &[(RunRequest<'_>, &Origin)],
+    evaluated: &(Vec<&MetricId>, Vec<&UpdateId>),
+) -> Result<Vec<i64>, StoreError> {
+    let keys: Vec<Option<String>> = decided
+        .iter()
+        .map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots)))
+        .collect();
+    let created: Vec<CreatedRun<'_>> = decided
+        .iter()
+        .zip(&keys)
+        .filter(|(d, _)| d.created)
+        .map(|(d, key)| CreatedRun {
+            id: &d.run_id,
+            metric_id: &d.metric.id,
+            metric_code: &d.metric.code,
+            queued_with_key: key.as_deref(),
+        })
+        .collect();
+    // A run complete at creation never waits: it gets no pending rows (its
+    // inputs are recorded in run_dataset_updates like every requested run's).
+    let new_rows: Vec<pending::SlotRow<'_>> = decided
+        .iter()
+        .filter(|d| d.created && !is_complete(&d.slots))
+        .flat_map(|d| {
+            d.slots.iter().map(move |slot| pending::SlotRow {
+                run_id: &d.run_id,
+                slot,
+            })
+        })
+        .collect();
+    let changed_rows: Vec<pending::SlotRow<'_>> = decided
+        .iter()
+        .filter(|d| !d.created)
+        .flat_map(|d| {
+            d.changed.iter().map(move |&i| pending::SlotRow {
+                run_id: &d.run_id,
+                slot: &d.slots[i],
+            })
+        })
+        .collect();
+    let to_queue: Vec<runs::Completed<'_>> = decided
+        .iter()
+        .zip(&keys)
+        .filter(|(d, _)| !d.created)
+        .filter_map(|(d, key)| {
+            key.as_deref().map(|update_set_key| runs::Completed {
+                run_id: &d.run_id,
+                update_set_key,
+            })
+        })
+        .collect();
+    let used: Vec<runs::Use<'_>> = decided
+        .iter()
+        .filter(|d| is_complete(&d.slots))
+        .flat_map(|d| {
+            d.slots.iter().filter_map(move |s| {
+                s.received.as_ref().map(|r| runs::Use {
+                    run_id: &d.run_id,
+                    update_id: &r.update_id,
+                })
+            })
+        })
+        .collect();
+    // Sent in this order; each statement only needs rows of the ones before
+    // it. The metric's old pending run is queued before a new one is
+    // inserted (one pending run per metric).
+    crate::store::prepare_update_writes(tx).await?;
+    let (_, _, _, _, _, outbox_ids, _) = futures::try_join!(
+        runs::queue_pending(tx, &to_queue),
+        runs::insert_created(tx, &created),
+        pending::insert_rows(tx, &new_rows),
+        pending::update_rows(tx, &changed_rows),
+        runs::record_used(tx, &used),
+        request::write(tx, requests),
+        backlog::remove(tx, &evaluated.0, &evaluated.1),
+    )?;
+    Ok(outbox_ids)
+}

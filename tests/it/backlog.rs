@@ -1,0 +1,170 @@
+//! Contention (docs/semantics.md): an update whose dependent metric another
+//! transaction holds does not wait; it leaves a backlog row that the metric's
+//! next holder, the writer's own look after its commit, or the sweep evaluates,
+//! with the result that evaluating the updates one after the other gives.
+
+use std::time::Duration;
+
+use orchestrator_core::app::backlog;
+use orchestrator_core::app::projection_update::{process, process_with, Origin};
+use orchestrator_tests::fixtures::{db_with_catalog, request_of, runs_of, update};
+use orchestrator_tests::invariants::assert_invariants;
+use orchestrator_tests::TestDb;
+
+/// Holds metric `id` the way another transaction evaluating it does, until
+/// the returned transaction's client is committed or dropped.
+async fn hold(db: &TestDb, id: &str) -> deadpool_postgres::Object {
+    let client = db.client().await;
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .execute(
+            "SELECT id FROM metrics WHERE id = $1 FOR NO KEY UPDATE",
+            &[&id],
+        )
+        .await
+        .expect("metric locked");
+    client
+}
+
+/// Processes without waiting on the held metric: a wait would hang here.
+async fn process_now(
+    db: &TestDb,
+    dataset: &str,
+    version: &str,
+) -> orchestrator_core::app::projection_update::UpdateSummary {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        process(&db.ctx(), &update(dataset, version)),
+    )
+    .await
+    .expect("processing must not wait for the metric's holder")
+    .expect("processed")
+}
+
+async fn backlog_rows(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM metric_update_backlog").await
+}
+
+/// The updates a queued run uses, as "dataset=manifest", with its request
+/// written to the outbox.
+async fn inputs_of(db: &TestDb, run_id: &str) -> Vec<String> {
+    let request = request_of(db, run_id).await;
+    assert_eq!(request["runId"].as_str(), Some(run_id), "{request}");
+    db.strings(&format!(
+        "SELECT u.dataset_id || '=' || u.version_manifest_path
+           FROM run_dataset_updates r JOIN dataset_updates u ON u.id = r.dataset_update_id
+          WHERE r.run_id = '{run_id}' ORDER BY 1"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn an_update_of_a_held_metric_is_backlogged_then_evaluated_in_order_by_the_sweep() {
+    let db = db_with_catalog("backlog_sweep").await;
+    // m1 (m.single) needs d1 only: each d1 update is one run.
+    let holder = hold(&db, "m1").await;
+    let first = process_now(&db, "d1", "v1").await;
+    let second = process_now(&db, "d1", "v2").await;
+    for s in [&first, &second] {
+        assert_eq!(
+            (s.dependent_metrics, s.deferred),
+            (3, 1),
+            "d1 feeds m1, m2, m3; m1 is held: {s:?}"
+        );
+    }
+    assert!(runs_of(&db, "m.single").await.is_empty());
+    assert_eq!(backlog_rows(&db).await, 2);
+
+    // The holder ends without looking at the backlog (as a trigger does): a
+    // sweep takes the rows, oldest update first.
+    holder.batch_execute("COMMIT").await.expect("commit");
+    let swept = backlog::sweep(&db.ctx(), Duration::ZERO).await.unwrap();
+    assert_eq!((swept.backlog_evaluated, swept.runs_queued), (2, 2));
+    assert_eq!(backlog_rows(&db).await, 0);
+    let runs = runs_of(&db, "m.single").await;
+    assert_eq!(runs.len(), 2, "one run per update, as without contention");
+    assert_eq!(
+        inputs_of(&db, &runs[0].0).await,
+        vec!["d1=d1/v1/manifest.json"]
+    );
+    assert_eq!(
+        inputs_of(&db, &runs[1].0).await,
+        vec!["d1=d1/v2/manifest.json"]
+    );
+    assert_invariants(&db).await;
+}
+
+#[tokio::test]
+async fn the_next_holder_evaluates_the_backlog_before_its_own_update() {
+    let db = db_with_catalog("backlog_holder").await;
+    // m2 (m.pair) needs d1 and d2.
+    let holder = hold(&db, "m2").await;
+    let a = process_now(&db, "d1", "v1").await;
+    assert_eq!(a.deferred, 1);
+    assert!(runs_of(&db, "m.pair").await.is_empty());
+    holder.batch_execute("COMMIT").await.expect("commit");
+
+    // d2's update claims m2: its backlog (d1 v1) first, then d2 v1.
+    let b = process_now(&db, "d2", "v1").await;
+    assert_eq!(b.deferred, 0);
+    assert_eq!(b.backlog_evaluated, 1);
+    assert_eq!(backlog_rows(&db).await, 0);
+    let runs = runs_of(&db, "m.pair").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].1, "queued");
+    assert_eq!(
+        inputs_of(&db, &runs[0].0).await,
+        vec!["d1=d1/v1/manifest.json", "d2=d2/v1/manifest.json"]
+    );
+    assert_invariants(&db).await;
+}
+
+#[tokio::test]
+async fn a_backlogged_request_keeps_the_origin_of_the_update_that_completed_it() {
+    let db = db_with_catalog("backlog_origin").await;
+    let holder = hold(&db, "m1").await;
+    let sent = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let origin = Origin {
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        source_sent_at: Some(sent),
+    };
+    process_with(&db.ctx(), &update("d1", "v1"), &origin)
+        .await
+        .unwrap();
+    holder.batch_execute("COMMIT").await.expect("commit");
+    backlog::sweep(&db.ctx(), Duration::ZERO).await.unwrap();
+    let runs = runs_of(&db, "m.single").await;
+    assert_eq!(runs.len(), 1);
+    let (trace, at): (Option<String>, Option<chrono::DateTime<chrono::Utc>>) = {
+        let row = db
+            .client()
+            .await
+            .query_one(
+                "SELECT traceparent, source_sent_at FROM outbox WHERE run_id = $1",
+                &[&runs[0].0],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(trace, origin.traceparent);
+    assert_eq!(at, Some(sent));
+}
+
+#[tokio::test]
+async fn the_backlog_of_a_metric_disabled_meanwhile_is_discarded() {
+    let db = db_with_catalog("backlog_disabled").await;
+    let holder = hold(&db, "m1").await;
+    process_now(&db, "d1", "v1").await;
+    holder
+        .execute("UPDATE metrics SET enabled = false WHERE id = 'm1'", &[])
+        .await
+        .unwrap();
+    holder.batch_execute("COMMIT").await.expect("commit");
+    let swept = backlog::sweep(&db.ctx(), Duration::ZERO).await.unwrap();
+    assert_eq!(swept.backlog_evaluated, 0);
+    assert_eq!(backlog_rows(&db).await, 0);
+    assert!(runs_of(&db, "m.single").await.is_empty());
+}
