@@ -167,13 +167,19 @@ where
 
 /// The projection-update worker: consumes updates, publishes run requests.
 pub async fn run_projection_updates<P: Publisher + 'static>(
-    deps: ConsumerDeps<P>,
+    mut deps: ConsumerDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    deps.ctx = deps.ctx.with_carry();
     let sweep = tokio::spawn(backlog::run(
         deps.ctx.clone(),
         deps.relay.clone(),
         BACKLOG_SWEEP_INTERVAL,
+        shutdown.clone(),
+    ));
+    let flush = tokio::spawn(backlog::flush_carried(
+        deps.ctx.clone(),
+        deps.relay.clone(),
         shutdown.clone(),
     ));
     let result = serve_queue(
@@ -183,6 +189,7 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
     )
     .await;
     let _ = sweep.await;
+    let _ = flush.await;
     result
 }
 

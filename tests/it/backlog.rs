@@ -168,3 +168,43 @@ async fn the_backlog_of_a_metric_disabled_meanwhile_is_discarded() {
     assert_eq!(backlog_rows(&db).await, 0);
     assert!(runs_of(&db, "m.single").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_worker_carries_a_backlog_to_its_next_update_or_drains_it_on_its_own() {
+    let db = db_with_catalog("backlog_carry").await;
+    // As the projection-update worker runs it.
+    let ctx = db.ctx().with_carry();
+    let holder = hold(&db, "m1").await;
+    let first = process(&ctx, &update("d1", "v1")).await.unwrap();
+    assert_eq!(first.deferred, 1);
+    holder.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(backlog_rows(&db).await, 1, "carried, not drained at once");
+
+    // The next update (d3 feeds m3 and m4, not m1) takes m1's backlog in its
+    // own transaction.
+    let next = process(&ctx, &update("d3", "v1")).await.unwrap();
+    assert_eq!(next.backlog_evaluated, 1);
+    assert_eq!(backlog_rows(&db).await, 0);
+    let runs = runs_of(&db, "m.single").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        inputs_of(&db, &runs[0].0).await,
+        vec!["d1=d1/v1/manifest.json"]
+    );
+
+    // With no next update, the flush drains it on its own.
+    let holder = hold(&db, "m1").await;
+    process(&ctx, &update("d1", "v2")).await.unwrap();
+    holder.batch_execute("COMMIT").await.expect("commit");
+    let none_yet = backlog::flush_carried_now(&ctx, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(none_yet.backlog_evaluated, 0, "not due yet");
+    let flushed = backlog::flush_carried_now(&ctx, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((flushed.backlog_evaluated, flushed.runs_queued), (1, 1));
+    assert_eq!(backlog_rows(&db).await, 0);
+    assert_eq!(runs_of(&db, "m.single").await.len(), 2);
+    assert_invariants(&db).await;
+}

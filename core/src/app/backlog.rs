@@ -9,7 +9,9 @@
 //! in between, or of a metric held by a transaction that does not drain
 //! (a trigger, a catalog apply), are taken by the periodic [`sweep`].
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tracing::instrument;
 
@@ -56,6 +58,83 @@ pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<DrainSummary
         ids = backlog::metrics_with_backlog(&ctx.pool, &claimed).await?;
     }
     Ok(total)
+}
+
+/// Metrics whose backlog a worker's next projection update takes in its
+/// own transaction instead of a separate one after each commit: under
+/// contention most updates leave a few backlog rows, and a transaction of
+/// their own per update doubled the commits (BENCHMARKS.md). A metric no
+/// update takes within [`CARRY_FOR`] is drained by [`flush_carried`].
+#[derive(Debug, Default)]
+pub struct Carry {
+    since: Mutex<BTreeMap<MetricId, Instant>>,
+}
+
+/// How long a carried metric waits for the next update before it is drained
+/// on its own.
+pub const CARRY_FOR: Duration = Duration::from_millis(50);
+
+impl Carry {
+    /// Adds metrics to carry (an entry keeps its first time).
+    pub fn add(&self, ids: Vec<MetricId>) {
+        let now = Instant::now();
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            since.entry(id).or_insert(now);
+        }
+    }
+
+    /// Takes the metrics carried for at least `age`.
+    pub fn take(&self, age: Duration) -> Vec<MetricId> {
+        let now = Instant::now();
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        let due: Vec<MetricId> = since
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= age)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &due {
+            since.remove(id);
+        }
+        due
+    }
+}
+
+/// Drains the carried metrics that waited at least `age` (all with
+/// `Duration::ZERO`); on failure they stay carried.
+pub async fn flush_carried_now(ctx: &Context, age: Duration) -> Result<DrainSummary, StoreError> {
+    let Some(carry) = &ctx.carry else {
+        return Ok(DrainSummary::default());
+    };
+    let due = carry.take(age);
+    if due.is_empty() {
+        return Ok(DrainSummary::default());
+    }
+    drain(ctx, due.clone())
+        .await
+        .inspect_err(|_| carry.add(due))
+}
+
+/// Drains the carried metrics no update took in time, every [`CARRY_FOR`]
+/// until `shutdown` (what is left then is in the database: the sweep, of
+/// this or any replica, takes it), publishing what they queue.
+pub async fn flush_carried<P: crate::relay::Publisher + 'static>(
+    ctx: Context,
+    relay: std::sync::Arc<crate::relay::Relay<P>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    crate::shutdown::every(CARRY_FOR, shutdown, || async {
+        match flush_carried_now(&ctx, CARRY_FOR).await {
+            Ok(d) if !d.outbox_ids.is_empty() => {
+                if let Err(e) = relay.publish_now(&d.outbox_ids).await {
+                    tracing::warn!(error = %e, "publishing drained requests failed; the outbox sweeper will retry");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "draining carried backlogs failed; will retry"),
+        }
+    })
+    .await
 }
 
 /// Metrics taken per sweep round.

@@ -28,7 +28,7 @@ pub(super) struct Own<'a> {
 
 /// What an evaluation wrote.
 #[derive(Debug, Default)]
-pub(super) struct Evaluated {
+pub(crate) struct Evaluated {
     pub runs_created: usize,
     pub runs_queued: usize,
     /// Metrics left with a run waiting for other datasets (after the first

@@ -22,6 +22,10 @@ use crate::store::Pool;
 pub struct Context {
     pub pool: Pool,
     pub settings: Arc<RequestSettings>,
+    /// Set in a worker: metrics with a backlog that this process's next
+    /// projection update evaluates in its own transaction
+    /// ([`backlog::Carry`]); unset, each update drains after its commit.
+    pub carry: Option<Arc<backlog::Carry>>,
 }
 
 impl Context {
@@ -29,7 +33,15 @@ impl Context {
         Self {
             pool,
             settings: Arc::new(settings),
+            carry: None,
         }
+    }
+
+    /// This context, with backlogs carried to the next update
+    /// ([`backlog::Carry`]; run [`backlog::flush_carried`] beside it).
+    pub fn with_carry(mut self) -> Self {
+        self.carry = Some(Arc::new(backlog::Carry::default()));
+        self
     }
 }
 

@@ -3,10 +3,13 @@
 //! In one transaction: (1) record the event key and insert the update,
 //! (2) claim the dependent metrics without waiting (`SKIP LOCKED`); for each
 //! one another transaction holds, (3) write a backlog row, and evaluate the
-//! claimed ones ([`evaluate`]): their backlog first, then this update. After
-//! the commit, (4) evaluate whatever backlog the dependent metrics still have
+//! claimed ones ([`evaluate::settle`]): their backlog first, then this
+//! update, then rows other transactions added meanwhile. After the commit,
+//! (4) evaluate whatever backlog the dependent metrics still have
 //! ([`backlog::drain`]): rows this transaction wrote, and rows others wrote
-//! while it held their metrics.
+//! just before it committed.
+
+use std::time::Duration;
 
 use tracing::instrument;
 
@@ -28,6 +31,7 @@ pub struct UpdateSummary {
     /// Enabled metrics that depend on the dataset.
     pub dependent_metrics: usize,
     pub runs_created: usize,
+    /// Runs queued, by this update and by backlog rows evaluated with it.
     pub runs_queued: usize,
     /// Runs of dependent metrics still waiting for other datasets.
     pub runs_pending: usize,
@@ -57,23 +61,22 @@ pub async fn process_with(
     update: &ProjectionUpdate,
     origin: &Origin,
 ) -> Result<UpdateSummary, StoreError> {
-    let (mut summary, dependents) = in_transaction!(ctx.pool, StoreError, |tx| process_in(
-        &tx, ctx, update, origin
+    let carried = ctx
+        .carry
+        .as_ref()
+        .map(|c| c.take(Duration::ZERO))
+        .unwrap_or_default();
+    let (mut summary, mut look) = in_transaction!(ctx.pool, StoreError, |tx| process_in(
+        &tx, ctx, update, origin, &carried
     )
     .await?)?;
-    if !dependents.is_empty() {
-        // The update is committed: a failure here loses nothing (the rows stay
-        // in the backlog for the sweep), so it is reported, not returned.
-        match backlog::drain(ctx, dependents).await {
-            Ok(d) => {
-                summary.backlog_evaluated += d.backlog_evaluated;
-                summary.outbox_ids.extend(d.outbox_ids);
-                summary.queued_run_ids.extend(d.queued_run_ids);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "evaluating the backlog after the commit failed; the backlog sweep will")
-            }
-        }
+    look.extend(carried);
+    look.sort();
+    look.dedup();
+    // The update is committed: a failure from here on loses nothing (the rows
+    // stay in the backlog for the sweep), so it is reported, not returned.
+    if let Err(e) = after_commit(ctx, look, &mut summary).await {
+        tracing::warn!(error = %e, "evaluating the backlog after the commit failed; the backlog sweep will");
     }
     tracing::debug!(
         duplicate = summary.duplicate,
@@ -87,13 +90,36 @@ pub async fn process_with(
     Ok(summary)
 }
 
-/// Steps 1–3; returns the summary and the dependent metrics to look at
-/// after the commit.
+/// Step 4: the metrics still with a backlog are carried to this worker's
+/// next update, or drained now when nothing carries them.
+async fn after_commit(
+    ctx: &Context,
+    look: Vec<MetricId>,
+    summary: &mut UpdateSummary,
+) -> Result<(), StoreError> {
+    if look.is_empty() {
+        return Ok(());
+    }
+    if let Some(carry) = &ctx.carry {
+        carry.add(backlog_rows::metrics_with_backlog(&ctx.pool, &look).await?);
+        return Ok(());
+    }
+    let d = backlog::drain(ctx, look).await?;
+    summary.backlog_evaluated += d.backlog_evaluated;
+    summary.runs_queued += d.runs_queued;
+    summary.outbox_ids.extend(d.outbox_ids);
+    summary.queued_run_ids.extend(d.queued_run_ids);
+    Ok(())
+}
+
+/// Steps 1–3, and the backlog of the `carried` metrics; returns the summary
+/// and the dependent metrics to look at after the commit.
 async fn process_in(
     tx: &Transaction<'_>,
     ctx: &Context,
     update: &ProjectionUpdate,
     origin: &Origin,
+    carried: &[MetricId],
 ) -> Result<(UpdateSummary, Vec<MetricId>), StoreError> {
     // The key is recorded first, so that a concurrent duplicate waits on it
     // and then sees it; all commits together or not at all.
@@ -124,19 +150,42 @@ async fn process_in(
             }),
         )
     )?;
+    let carried = carry_over(tx, ctx, carried, &claimed).await?;
     let summary = UpdateSummary {
         duplicate: false,
         update_id: Some(inserted.id.clone()),
         dependent_metrics: claimed.locked.len() + claimed.skipped.len(),
         runs_created: done.runs_created,
-        runs_queued: done.runs_queued,
+        runs_queued: done.runs_queued + carried.runs_queued,
         runs_pending: done.runs_pending,
         deferred: claimed.skipped.len(),
-        backlog_evaluated: done.backlog_evaluated,
-        outbox_ids: done.outbox_ids,
-        queued_run_ids: done.queued_run_ids,
+        backlog_evaluated: done.backlog_evaluated + carried.backlog_evaluated,
+        outbox_ids: [done.outbox_ids, carried.outbox_ids].concat(),
+        queued_run_ids: [done.queued_run_ids, carried.queued_run_ids].concat(),
     };
     let mut dependents: Vec<MetricId> = claimed.locked.into_iter().map(|m| m.id).collect();
     dependents.extend(claimed.skipped);
     Ok((summary, dependents))
+}
+
+/// Evaluates, in this transaction, the backlog of carried metrics that are
+/// not among the update's own (whose backlog is evaluated with it).
+async fn carry_over(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    carried: &[MetricId],
+    claimed: &catalog::Claimed,
+) -> Result<evaluate::Evaluated, StoreError> {
+    let others: Vec<MetricId> = carried
+        .iter()
+        .filter(|id| !claimed.locked.iter().any(|m| &m.id == *id))
+        .filter(|id| !claimed.skipped.contains(id))
+        .cloned()
+        .collect();
+    if others.is_empty() {
+        return Ok(evaluate::Evaluated::default());
+    }
+    let (locked, disabled) = catalog::claim_metrics(tx, &others).await?;
+    backlog_rows::discard(tx, &disabled).await?;
+    evaluate::settle(tx, ctx, &locked, None).await
 }

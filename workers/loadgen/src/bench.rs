@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use orchestrator_core::app::{catalog_apply, projection_update, Context as AppContext};
+use orchestrator_core::app::{backlog, catalog_apply, projection_update, Context as AppContext};
 use orchestrator_core::domain::run_request::RequestSettings;
 use orchestrator_core::store::pool;
 use orchestrator_tests::synth::{self, Shape};
@@ -61,6 +61,10 @@ struct Measured {
     latencies: Vec<Duration>,
     dependent: usize,
     queued: usize,
+    /// Dependent-metric evaluations deferred to a metric's backlog.
+    deferred: usize,
+    /// Of those, evaluated by a drain of their own (no update took them).
+    flushed: usize,
     profile: WaitProfile,
 }
 
@@ -85,7 +89,8 @@ impl Measured {
         let n = self.latencies.len() as f64;
         println!(
             "scenario {}: {} updates in {:.2}s = {:.0} updates/s; p50 {:.2} ms, p99 {:.2} ms per update; \
-             {} dependent-metric evaluations = {:.0}/s ({:.1} µs each, {:.1} per update); {} runs queued",
+             {} dependent-metric evaluations = {:.0}/s ({:.1} µs each, {:.1} per update, {:.1}% deferred to a backlog, \
+             {} of those drained on their own); {} runs queued",
             self.name,
             self.latencies.len(),
             self.wall.as_secs_f64(),
@@ -96,6 +101,8 @@ impl Measured {
             self.dependent as f64 / self.wall.as_secs_f64(),
             self.per_metric_us(),
             self.dependent as f64 / n,
+            100.0 * self.deferred as f64 / self.dependent.max(1) as f64,
+            self.flushed,
             self.queued,
         );
         println!("  wait profile: {}", self.profile.summary());
@@ -142,7 +149,10 @@ async fn measure(
             output_path_style: Default::default(),
             fifo: false,
         },
-    );
+    )
+    // As the worker runs: backlogs carried to the next update, and drained
+    // on their own after a short wait (app::backlog::Carry).
+    .with_carry();
     let updates = Arc::new(synth::updates(shape, args.updates));
     let next = Arc::new(AtomicUsize::new(0));
     let stop_sampling = tokio_util::sync::CancellationToken::new();
@@ -156,6 +166,27 @@ async fn measure(
                 stop_sampling.clone(),
             ))
         });
+    let flusher = {
+        let (ctx, stop) = (ctx.clone(), stop_sampling.clone());
+        tokio::spawn(async move {
+            let (mut evaluated, mut queued) = (0, 0);
+            loop {
+                let last = stop.is_cancelled();
+                let age = if last {
+                    Duration::ZERO
+                } else {
+                    backlog::CARRY_FOR
+                };
+                let d = backlog::flush_carried_now(&ctx, age).await?;
+                evaluated += d.backlog_evaluated;
+                queued += d.runs_queued;
+                if last {
+                    return Ok::<_, anyhow::Error>((evaluated, queued));
+                }
+                tokio::time::sleep(backlog::CARRY_FOR).await;
+            }
+        })
+    };
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -171,7 +202,7 @@ async fn measure(
                     let s = projection_update::process(&ctx, u)
                         .await
                         .context("Failed to process an update")?;
-                    out.push((t.elapsed(), s.dependent_metrics, s.runs_queued));
+                    out.push((t.elapsed(), s.dependent_metrics, s.runs_queued, s.deferred));
                 }
             })
         })
@@ -182,17 +213,29 @@ async fn measure(
         latencies: Vec::new(),
         dependent: 0,
         queued: 0,
+        deferred: 0,
+        flushed: 0,
         profile: WaitProfile::default(),
     };
     for t in tasks {
-        for (lat, dep, q) in t.await?? {
+        for (lat, dep, q, d) in t.await?? {
             m.latencies.push(lat);
             m.dependent += dep;
             m.queued += q;
+            m.deferred += d;
         }
     }
-    m.wall = started.elapsed();
     stop_sampling.cancel();
+    let (flushed, queued) = flusher.await??;
+    m.flushed = flushed;
+    m.queued += queued;
+    m.wall = started.elapsed();
+    let left = orchestrator_core::store::backlog::count(&pool).await?;
+    if left != 0 {
+        bail!(
+            "{left} backlog rows were left unevaluated after the last update and the final flush"
+        );
+    }
     if let Some(sampler) = sampler {
         m.profile = sampler.await?;
     }
