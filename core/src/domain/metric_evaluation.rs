@@ -250,10 +250,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_older_update_evaluated_later_does_not_become_the_newest() {
-        // b2 (newer) was evaluated before; b1 arrives later but is older: a
-        // run that a's update then starts takes b2, the newest.
+    /// Needs a and b; b2 (02:00) was evaluated before.
+    fn newest_b2() -> MetricState {
         let mut st = state(&["a", "b"], None);
         st.newest.insert(
             "b".into(),
@@ -262,6 +260,14 @@ mod tests {
                 at: t("2026-11-20T02:00:00Z"),
             },
         );
+        st
+    }
+
+    #[test]
+    fn an_older_update_evaluated_later_does_not_become_the_newest() {
+        // b2 (newer) was evaluated before; b1 arrives later but is older: a
+        // run that a's update then starts takes b2, the newest.
+        let st = newest_b2();
         let runs = evaluate(
             st,
             &[
@@ -274,14 +280,7 @@ mod tests {
             want(&[(false, vec![Some("a1"), Some("b1")], Some(1))]),
             "b's row keeps b1 (its own update, still fresh)"
         );
-        let mut st = state(&["a", "b"], None);
-        st.newest.insert(
-            "b".into(),
-            Received {
-                update_id: "b2".into(),
-                at: t("2026-11-20T02:00:00Z"),
-            },
-        );
+        let st = newest_b2();
         let runs = evaluate(
             st,
             &[
