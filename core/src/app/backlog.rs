@@ -187,3 +187,25 @@ pub async fn run<P: crate::relay::Publisher + 'static>(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carried_metrics_are_taken_once_and_only_when_due() {
+        let carry = Carry::default();
+        carry.add(vec!["m2".into(), "m1".into()]);
+        carry.add(vec!["m1".into()]);
+        assert!(
+            carry.take(Duration::from_secs(3600)).is_empty(),
+            "not due yet"
+        );
+        assert_eq!(
+            carry.take(Duration::ZERO),
+            vec![MetricId::from("m1"), MetricId::from("m2")],
+            "each once, in id order"
+        );
+        assert!(carry.take(Duration::ZERO).is_empty(), "taken");
+    }
+}

@@ -66,10 +66,20 @@ pub async fn process_with(
         .as_ref()
         .map(|c| c.take(Duration::ZERO))
         .unwrap_or_default();
-    let (mut summary, mut look) = in_transaction!(ctx.pool, StoreError, |tx| process_in(
+    let result = in_transaction!(ctx.pool, StoreError, |tx| process_in(
         &tx, ctx, update, origin, &carried
     )
-    .await?)?;
+    .await?);
+    let (mut summary, mut look) = match (result, &ctx.carry) {
+        (Ok(done), _) => done,
+        (Err(e), carry) => {
+            // Nothing was taken: the carried metrics wait for the next update.
+            if let Some(carry) = carry {
+                carry.add(carried);
+            }
+            return Err(e);
+        }
+    };
     look.extend(carried);
     look.sort();
     look.dedup();
