@@ -19,7 +19,7 @@ use super::evaluate;
 use super::Context;
 use crate::domain::ids::{MetricId, RunId};
 use crate::in_transaction;
-use crate::store::{backlog, catalog, StoreError};
+use crate::store::{backlog, StoreError};
 
 /// What draining did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,6 +28,15 @@ pub struct DrainSummary {
     pub runs_queued: usize,
     pub outbox_ids: Vec<i64>,
     pub queued_run_ids: Vec<RunId>,
+}
+
+impl DrainSummary {
+    fn add(&mut self, other: DrainSummary) {
+        self.backlog_evaluated += other.backlog_evaluated;
+        self.runs_queued += other.runs_queued;
+        self.outbox_ids.extend(other.outbox_ids);
+        self.queued_run_ids.extend(other.queued_run_ids);
+    }
 }
 
 /// Evaluates the backlog of these metrics, one transaction per round, until
@@ -39,18 +48,14 @@ pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<DrainSummary
     let mut ids = backlog::metrics_with_backlog(&ctx.pool, &metrics).await?;
     while !ids.is_empty() {
         let (claimed, done) = in_transaction!(ctx.pool, StoreError, |tx| {
-            let (locked, disabled) = catalog::claim_metrics(&tx, &ids).await?;
-            // Disabled metrics evaluate nothing; their backlog goes.
-            backlog::discard(&tx, &disabled).await?;
-            let done = evaluate::settle(&tx, ctx, &locked, None).await?;
-            let mut claimed: Vec<MetricId> = locked.into_iter().map(|m| m.id).collect();
-            claimed.extend(disabled);
-            (claimed, done)
+            evaluate::claim_and_settle(&tx, ctx, &ids).await?
         })?;
-        total.backlog_evaluated += done.backlog_evaluated;
-        total.runs_queued += done.runs_queued;
-        total.outbox_ids.extend(done.outbox_ids);
-        total.queued_run_ids.extend(done.queued_run_ids);
+        total.add(DrainSummary {
+            backlog_evaluated: done.backlog_evaluated,
+            runs_queued: done.runs_queued,
+            outbox_ids: done.outbox_ids,
+            queued_run_ids: done.queued_run_ids,
+        });
         if claimed.is_empty() {
             break;
         }
@@ -153,10 +158,7 @@ pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<DrainSummary, 
             // Everything left is held by live transactions: their drains take it.
             return Ok(total);
         }
-        total.backlog_evaluated += done.backlog_evaluated;
-        total.runs_queued += done.runs_queued;
-        total.outbox_ids.extend(done.outbox_ids);
-        total.queued_run_ids.extend(done.queued_run_ids);
+        total.add(done);
     }
 }
 

@@ -109,6 +109,23 @@ pub(super) async fn settle(
     Ok(total)
 }
 
+/// Claims these metrics without waiting and settles their backlog; the
+/// backlog of those found disabled is discarded. Returns the ids claimed
+/// (disabled ones included) and what was evaluated. Metrics another
+/// transaction holds are left to it.
+pub(super) async fn claim_and_settle(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    ids: &[MetricId],
+) -> Result<(Vec<MetricId>, Evaluated), StoreError> {
+    let (locked, disabled) = catalog::claim_metrics(tx, ids).await?;
+    backlog::discard(tx, &disabled).await?;
+    let done = settle(tx, ctx, &locked, None).await?;
+    let mut claimed: Vec<MetricId> = locked.into_iter().map(|m| m.id).collect();
+    claimed.extend(disabled);
+    Ok((claimed, done))
+}
+
 async fn evaluate(
     tx: &Transaction<'_>,
     ctx: &Context,

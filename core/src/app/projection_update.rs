@@ -195,7 +195,5 @@ async fn carry_over(
     if others.is_empty() {
         return Ok(evaluate::Evaluated::default());
     }
-    let (locked, disabled) = catalog::claim_metrics(tx, &others).await?;
-    backlog_rows::discard(tx, &disabled).await?;
-    evaluate::settle(tx, ctx, &locked, None).await
+    Ok(evaluate::claim_and_settle(tx, ctx, &others).await?.1)
 }
