@@ -181,11 +181,15 @@ async fn metrics_endpoint_counts_messages_by_outcome_and_reports_latency_outbox_
     assert!(sample(&text, "orchestrator_run_requests_published_total", &[]) >= Some(1.0));
     let latency = sample(&text, "orchestrator_update_to_request_seconds_sum", &[]).unwrap();
     assert!((0.0..30.0).contains(&latency), "{latency}");
-    // Database gauges are present from the start (refreshed every 15 s).
-    assert!(
-        sample(&text, "orchestrator_outbox_backlog", &[]).is_some(),
-        "{text}"
-    );
+    // Database gauges are set by a refresh that starts with the worker and
+    // repeats every 15 s; the first one may end after the messages above.
+    let text = eventually(WAIT, "the database gauges to be set", || async {
+        let t = get(port, "/metrics").await?;
+        sample(&t, "orchestrator_outbox_backlog", &[])
+            .is_some()
+            .then_some(t)
+    })
+    .await;
     assert!(sample(&text, "orchestrator_outbox_oldest_age_seconds", &[]).is_some());
     assert!(sample(&text, "orchestrator_runs", &["status=\"queued\""]).is_some());
 }
