@@ -12,7 +12,9 @@
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
 //!   events, timeout/retry sweep, catalog apply, operator run queries.
-//! - [`relay`]: the transactional outbox relay and the publisher trait.
+//! - [`relay`]: the transactional outbox relay and the publisher trait;
+//!   [`backpressure`]: the consumer pauses while too many committed run
+//!   requests wait for it.
 //! - [`workers`]: the two queue-consuming workers, wired from their dependencies.
 //! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, SNS
 //!   publisher, S3 pointers, provisioning.
@@ -26,6 +28,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backpressure;
 pub mod config;
 pub mod domain;
 pub mod errors;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
+use crate::backpressure::Backpressure;
 use crate::in_transaction;
 use crate::store::outbox::{self, Backlog, OutboxMessage};
 use crate::store::{runs, Pool, StoreError};
@@ -235,42 +236,63 @@ async fn next_ids(
 #[derive(Clone)]
 pub struct PublishQueue {
     tx: tokio::sync::mpsc::Sender<Vec<i64>>,
+    /// Counts the ids submitted and not yet published.
+    waiting: Backpressure,
 }
 
 impl PublishQueue {
     /// Starts `workers` publishing tasks; they stop when every sender is gone.
+    /// `waiting` counts the ids between [`PublishQueue::submit`] and the end
+    /// of their publish attempt (the consumer pauses on it).
     pub fn start<P: Publisher + 'static>(
         relay: std::sync::Arc<Relay<P>>,
         capacity: usize,
         workers: usize,
+        waiting: Backpressure,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<i64>>(capacity.max(1));
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let counted = waiting.clone();
         let handle = tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..workers.max(1) {
-                let (relay, rx) = (relay.clone(), rx.clone());
+                let (relay, rx, waiting) = (relay.clone(), rx.clone(), counted.clone());
                 set.spawn(async move {
                     loop {
                         let Some(ids) = next_ids(&rx, relay.config.batch).await else {
                             return;
                         };
-                        if let Err(e) = relay.publish_now(&ids).await {
-                            tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
+                        // Bounded so that a hung broker call cannot hold the
+                        // consumer's backpressure gate shut: after the lease the
+                        // rows are the sweeper's anyway.
+                        let lease = relay.config.lease;
+                        match tokio::time::timeout(lease, relay.publish_now(&ids)).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
+                            }
+                            Err(_) => {
+                                tracing::warn!(lease_secs = lease.as_secs(), "publishing after commit outlasted the lease; the outbox sweeper will retry");
+                            }
                         }
+                        waiting.done(ids.len());
                     }
                 });
             }
             while set.join_next().await.is_some() {}
         });
-        (Self { tx }, handle)
+        (Self { tx, waiting }, handle)
     }
 
     pub fn submit(&self, ids: Vec<i64>) {
         if ids.is_empty() {
             return;
         }
+        let n = ids.len();
+        // Counted before the send: a publisher may finish them at once.
+        self.waiting.add(n);
         if self.tx.try_send(ids).is_err() {
+            self.waiting.done(n);
             tracing::debug!("publisher busy; leaving these run requests to the outbox sweeper");
         }
     }

@@ -12,6 +12,7 @@ use crate::app::backlog;
 use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
+use crate::backpressure::Backpressure;
 use crate::config::{ConfigError, Env};
 use crate::domain::events::ProgressScale;
 use crate::messaging::sns::SnsPublisher;
@@ -89,6 +90,9 @@ pub struct ConsumerDeps<P> {
     pub aws: AwsClients,
     pub consumer: ConsumerConfig,
     pub relay: Arc<Relay<P>>,
+    /// Run requests committed and not yet published at which the consumer
+    /// stops receiving (`PUBLISH_BACKLOG_LIMIT`).
+    pub publish_backlog_limit: usize,
 }
 
 impl ConsumerDeps<SnsPublisher> {
@@ -119,6 +123,11 @@ impl ConsumerDeps<SnsPublisher> {
             ctx,
             aws,
             relay,
+            publish_backlog_limit: env.count(
+                "PUBLISH_BACKLOG_LIMIT",
+                crate::backpressure::DEFAULT_LIMIT as u32,
+                10_000_000,
+            )? as usize,
         })
     }
 }
@@ -145,14 +154,20 @@ where
     let ops = crate::ops::start(addr, state, shutdown.clone())
         .await
         .map_err(|source| WorkerError::Ops { addr, source })?;
-    let (publish, publisher) =
-        PublishQueue::start(deps.relay.clone(), 1024, deps.kind.publishers());
+    let waiting = Backpressure::new(deps.publish_backlog_limit);
+    let (publish, publisher) = PublishQueue::start(
+        deps.relay.clone(),
+        1024,
+        deps.kind.publishers(),
+        waiting.clone(),
+    );
     let consumer = Consumer::new(
         deps.aws.sqs,
         deps.aws.s3,
         deps.consumer,
         make(deps.ctx, publish),
-    );
+    )
+    .with_backpressure(waiting);
     let sweeper = {
         let (relay, stop) = (deps.relay.clone(), shutdown.clone());
         tokio::spawn(async move { relay.run(stop).await })

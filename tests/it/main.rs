@@ -4,6 +4,7 @@
 mod adopt;
 mod api;
 mod backlog;
+mod backpressure;
 mod catalog;
 mod chaos;
 mod concurrency;

@@ -213,6 +213,31 @@ impl Stack {
     pub async fn receive(&self, queue_url: &str, n: usize, timeout: Duration) -> Vec<Message> {
         receive(&self.aws.sqs, queue_url, n, timeout).await
     }
+
+    /// Receives (and deletes) run requests until `n` distinct `runId`s
+    /// arrived or `timeout` passed. SNS and the outbox deliver at least
+    /// once, so a run request may arrive twice: counting messages would stop
+    /// early on a duplicate.
+    pub async fn receive_run_ids(
+        &self,
+        queue_url: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> std::collections::BTreeSet<String> {
+        let deadline = Instant::now() + timeout;
+        let mut ids = std::collections::BTreeSet::new();
+        while ids.len() < n && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            for m in self.receive(queue_url, n - ids.len(), left).await {
+                let body: serde_json::Value =
+                    serde_json::from_str(m.body().unwrap_or_default()).unwrap_or_default();
+                if let Some(id) = body["runId"].as_str() {
+                    ids.insert(id.to_string());
+                }
+            }
+        }
+        ids
+    }
 }
 
 /// Receives (and deletes) messages from any queue until `n` arrived or

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use orchestrator_core::messaging::sns::SnsPublisher;
 use orchestrator_core::messaging::AwsClients;
+use orchestrator_core::relay::Publisher;
+use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_tests::aws::Stack;
 use serde_json::Value;
 
@@ -114,42 +117,79 @@ pub async fn latencies(
     Ok(l)
 }
 
+/// What the ceiling measurement publishes.
+pub enum CeilingMessage {
+    /// A run request's body alone, no message attributes.
+    Body(String),
+    /// A run request as the worker publishes it: through the worker's own
+    /// SNS publisher, so with the same body and message attributes.
+    AsPublished(Arc<SnsPublisher>, OutboxMessage),
+}
+
+impl CeilingMessage {
+    /// Publishes copies `ids` (at most ten: one PublishBatch call).
+    async fn publish(&self, sns: &aws_sdk_sns::Client, topic_arn: &str, ids: &[usize]) {
+        match self {
+            Self::Body(body) => {
+                let entries = ids
+                    .iter()
+                    .map(|i| {
+                        aws_sdk_sns::types::PublishBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message(body)
+                            .build()
+                            .expect("id and message are set")
+                    })
+                    .collect();
+                if let Err(e) = sns
+                    .publish_batch()
+                    .topic_arn(topic_arn)
+                    .set_publish_batch_request_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    eprintln!("bench: PublishBatch failed: {e}");
+                }
+            }
+            Self::AsPublished(publisher, sample) => {
+                let batch: Vec<OutboxMessage> = ids
+                    .iter()
+                    .map(|&i| OutboxMessage {
+                        id: i as i64,
+                        ..sample.clone()
+                    })
+                    .collect();
+                if let Some(Err(e)) = publisher
+                    .publish(&batch)
+                    .await
+                    .into_iter()
+                    .find(|r| r.is_err())
+                {
+                    eprintln!("bench: PublishBatch failed: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Messages/s the broker carries from SNS PublishBatch to the subscribed
-/// queue: `n` bodies of `body`'s size, published 10 per call from 8 tasks,
-/// until all of them are on the queue.
+/// queue: `n` copies of `message`, published 10 per call from 8 tasks,
+/// until all of them are on the queue (counted from its depth at the start).
 pub async fn broker_ceiling(
     stack: &Stack,
     topic_arn: &str,
     queue_url: &str,
     n: usize,
-    body: &str,
+    message: Arc<CeilingMessage>,
 ) -> Result<f64> {
+    let before = stack.total_depth(queue_url).await?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
         .map(|t| {
-            let (aws, topic, body) = (stack.aws.clone(), topic_arn.to_string(), body.to_string());
+            let (aws, topic, message) = (stack.aws.clone(), topic_arn.to_string(), message.clone());
             tokio::spawn(async move {
                 for chunk in (0..n).filter(|i| i % 8 == t).collect::<Vec<_>>().chunks(10) {
-                    let entries = chunk
-                        .iter()
-                        .map(|i| {
-                            aws_sdk_sns::types::PublishBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .message(&body)
-                                .build()
-                                .expect("id and message are set")
-                        })
-                        .collect();
-                    if let Err(e) = aws
-                        .sns
-                        .publish_batch()
-                        .topic_arn(&topic)
-                        .set_publish_batch_request_entries(Some(entries))
-                        .send()
-                        .await
-                    {
-                        eprintln!("bench: PublishBatch failed: {e}");
-                    }
+                    message.publish(&aws.sns, &topic, chunk).await;
                 }
             })
         })
@@ -157,7 +197,7 @@ pub async fn broker_ceiling(
     for t in tasks {
         let _ = t.await;
     }
-    while stack.total_depth(queue_url).await? < n as i64 {
+    while stack.total_depth(queue_url).await? < before + n as i64 {
         if started.elapsed() > Duration::from_secs(600) {
             anyhow::bail!("the broker delivered fewer than {n} messages in 10 minutes");
         }

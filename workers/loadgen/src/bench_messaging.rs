@@ -2,7 +2,8 @@
 //! LocalStack, measured against what the broker itself carries. In one run,
 //! on fresh databases and uniquely named resources:
 //! - (a) the broker's ceiling: run-request-sized messages through SNS
-//!   PublishBatch → SQS, no worker;
+//!   PublishBatch → SQS, no worker; and again for run requests exactly as
+//!   the worker publishes them (with their message attributes);
 //! - (b) the worker's publish rate at scenario A's fan-out (~33 run requests
 //!   per update), as a share of (a);
 //! - (c) SendMessage → run-request arrival latency at a steady update rate
@@ -12,15 +13,18 @@
 //!   delete only) draining as many messages;
 //! - (e) the worker's peak RSS (VmHWM) over all of it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use orchestrator_core::app::{catalog_apply, projection_update};
+use orchestrator_core::messaging::sns::SnsPublisher;
 use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
 use orchestrator_core::messaging::AwsClients;
+use orchestrator_core::store::outbox::{self, OutboxMessage};
 use orchestrator_core::store::stats;
 use orchestrator_tests::aws::{unique_suffix, Stack};
 use orchestrator_tests::process::Process;
@@ -28,7 +32,7 @@ use orchestrator_tests::synth::{self, Shape};
 use orchestrator_tests::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_latency;
+use crate::bench_latency::{self, CeilingMessage};
 use crate::ServerArgs;
 
 #[derive(Args)]
@@ -82,17 +86,30 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         .collect();
     let first = &updates[..args.updates];
 
-    // (a) The broker's ceiling first, while nothing else loads it, for
-    // bodies of the size the worker publishes.
+    // (a) The broker's ceiling first, while nothing else loads it: for
+    // bodies of the size the worker publishes, and for run requests exactly
+    // as the worker publishes them (the same body and message attributes,
+    // through the worker's publisher).
     let sample = sample_request(&args.db.database_url).await?;
-    let ceiling = bench_latency::broker_ceiling(
-        &noop,
-        &noop.names.run_requests_topic_arn,
-        &noop.names.run_requests_queue_url,
-        args.ceiling_messages,
-        &sample,
-    )
-    .await?;
+    let body_len = sample.payload.len();
+    let ceiling_of = |m: CeilingMessage| {
+        bench_latency::broker_ceiling(
+            &noop,
+            &noop.names.run_requests_topic_arn,
+            &noop.names.run_requests_queue_url,
+            args.ceiling_messages,
+            Arc::new(m),
+        )
+    };
+    let ceiling = ceiling_of(CeilingMessage::Body(sample.payload.clone())).await?;
+    let publisher = SnsPublisher {
+        sns: aws.sns.clone(),
+        s3: aws.s3.clone(),
+        topic_arn: noop.names.run_requests_topic_arn.clone(),
+        large_payload_bucket: bucket.clone(),
+    };
+    let ceiling_published =
+        ceiling_of(CeilingMessage::AsPublished(Arc::new(publisher), sample)).await?;
 
     // The do-nothing consumer's drain: the yardstick for (d).
     noop.send_all(&noop.names.projection_updates_queue_url, first)
@@ -165,14 +182,16 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "(AWS)".into())
     );
     println!(
-        "(a) broker ceiling, SNS PublishBatch -> SQS, {} messages of {} bytes, no worker: {ceiling:.0} msg/s",
+        "(a) broker ceiling, SNS PublishBatch -> SQS, {} messages of {body_len} bytes, no worker: {ceiling:.0} msg/s; \
+         the same run requests with the worker's message attributes, through its publisher: {ceiling_published:.0} msg/s",
         args.ceiling_messages,
-        sample.len()
     );
     println!(
         "(b) worker at scenario A's fan-out: {n} updates processed in {drain_secs:.2}s; {published} run requests \
-         ({fan_out:.1} per update) published and delivered in {publish_secs:.2}s = {publish_rate:.0} msg/s = {:.2} of the ceiling (target >= 0.9)",
-        publish_rate / ceiling
+         ({fan_out:.1} per update) published and delivered in {publish_secs:.2}s = {publish_rate:.0} msg/s = {:.2} of the ceiling \
+         (target >= 0.9); {:.2} of the ceiling for run requests with their attributes",
+        publish_rate / ceiling,
+        publish_rate / ceiling_published
     );
     println!(
         "(c) latency SendMessage -> run request at {rate:.1} updates/s ({:.0} msg/s offered, {:.0}% of the ceiling): \
@@ -199,6 +218,15 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
          ratio {:.2} (target >= 0.5)",
         n as f64 / one_secs,
         noop_secs / one_secs
+    );
+    // Each fan-out-1 update costs the broker what the do-nothing consumer's
+    // message costs (receive, delete) plus one published run request.
+    let broker_bound = 1.0 / (1.0 / noop_rate + 1.0 / ceiling_published);
+    println!(
+        "(d) the broker's own bound for that path (receive + delete + one run request published and delivered): \
+         {broker_bound:.0} updates/s = ratio {:.2}; the worker reaches {:.2} of it",
+        broker_bound / noop_rate,
+        (n as f64 / one_secs) / broker_bound
     );
     match rss_a.into_iter().chain(rss_one).max() {
         Some(kib) => println!(
@@ -290,16 +318,26 @@ async fn wait_delivered(stack: &Stack, n: i64) -> Result<()> {
 
 /// A run request as the worker writes it, from one scenario-A update
 /// processed on a throwaway database.
-async fn sample_request(server_url: &str) -> Result<String> {
+/// A run request the engine wrote for scenario A, as the worker's publisher
+/// receives it from the outbox, with a trace context as the worker's carry.
+async fn sample_request(server_url: &str) -> Result<OutboxMessage> {
     let db = TestDb::create(server_url, "bench_msg_sample").await?;
     catalog_apply::apply(&db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
     let ctx = db.ctx();
     for u in synth::updates(Shape::SCENARIO_A, Shape::SCENARIO_A.datasets) {
         projection_update::process(&ctx, &u).await?;
     }
-    stats::sample_request(&db.pool)
-        .await?
-        .ok_or_else(|| anyhow!("a scenario-A update queued no run request"))
+    let mut client = db.pool.get().await?;
+    let tx = client.transaction().await?;
+    let claimed = outbox::claim(&tx, None, 1, Duration::from_secs(60)).await?;
+    tx.commit().await?;
+    let mut m = claimed
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("a scenario-A update queued no run request"))?;
+    m.traceparent
+        .get_or_insert_with(|| "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    Ok(m)
 }
 
 async fn purge(aws: &AwsClients, queue_url: &str) -> Result<()> {

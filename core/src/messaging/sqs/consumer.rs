@@ -22,6 +22,7 @@ use super::dlq::{self, DeadLetter};
 use super::outcome::{Handler, HandlerError, InboundMessage, Outcome};
 use super::received::Received;
 use super::SqsError;
+use crate::backpressure::Backpressure;
 use crate::domain::events::MAX_BODY_BYTES;
 use crate::messaging::s3;
 
@@ -42,6 +43,7 @@ pub struct Consumer<H> {
     s3: aws_sdk_s3::Client,
     config: ConsumerConfig,
     handler: Arc<H>,
+    gate: Option<Backpressure>,
 }
 
 struct Shared<H> {
@@ -53,6 +55,8 @@ struct Shared<H> {
     deleter: Deleter,
     /// The queue's name, for metric labels.
     queue: String,
+    /// No receive while this is at its limit.
+    gate: Option<Backpressure>,
 }
 
 fn sqs_err<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> String
@@ -75,7 +79,15 @@ impl<H: Handler> Consumer<H> {
             s3,
             config,
             handler: Arc::new(handler),
+            gate: None,
         }
+    }
+
+    /// Receives nothing while `gate` is at its limit (run requests waiting
+    /// to be published, [`crate::backpressure`]).
+    pub fn with_backpressure(mut self, gate: Backpressure) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Finds the DLQ (the override, else the RedrivePolicy's); a queue
@@ -105,6 +117,7 @@ impl<H: Handler> Consumer<H> {
             dlq_url,
             deleter,
             queue,
+            gate: self.gate,
         });
         tracing::info!(queue = %shared.config.queue_url, dlq = %shared.dlq_url,
             concurrency = shared.config.concurrency, "consumer started");
@@ -157,6 +170,12 @@ async fn receive_loop<H: Handler>(
 ) {
     let mut failures = 0u32;
     loop {
+        if let Some(gate) = &shared.gate {
+            tokio::select! {
+                _ = gate.wait_below_limit() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.cancelled() => break,
