@@ -19,6 +19,9 @@ pub const UPDATE_TO_REQUEST_SECONDS: &str = "orchestrator_update_to_request_seco
 pub const PUBLISHED: &str = "orchestrator_run_requests_published_total";
 pub const PUBLISH_FAILURES: &str = "orchestrator_run_request_publish_failures_total";
 pub const OUTBOX_BACKLOG: &str = "orchestrator_outbox_backlog";
+/// Run requests this process committed and has not finished publishing; the
+/// consumer pauses while it is at `PUBLISH_BACKLOG_LIMIT`.
+pub const PUBLISH_WAITING: &str = "orchestrator_publish_waiting";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "orchestrator_outbox_oldest_age_seconds";
 /// Runs in the database, by status (refreshed periodically).
 pub const RUNS: &str = "orchestrator_runs";
@@ -75,6 +78,10 @@ fn describe() {
     );
     describe_counter!(PUBLISH_FAILURES, "failed run-request publishes (retried)");
     describe_gauge!(OUTBOX_BACKLOG, "unpublished outbox rows");
+    describe_gauge!(
+        PUBLISH_WAITING,
+        "run requests committed by this process and not yet published (the consumer pauses at PUBLISH_BACKLOG_LIMIT)"
+    );
     describe_gauge!(
         OUTBOX_OLDEST_AGE_SECONDS,
         Unit::Seconds,

@@ -276,6 +276,7 @@ impl PublishQueue {
                             }
                         }
                         waiting.done(ids.len());
+                        report_waiting(&waiting);
                     }
                 });
             }
@@ -295,7 +296,12 @@ impl PublishQueue {
             self.waiting.done(n);
             tracing::debug!("publisher busy; leaving these run requests to the outbox sweeper");
         }
+        report_waiting(&self.waiting);
     }
+}
+
+fn report_waiting(waiting: &Backpressure) {
+    metrics::gauge!(crate::metrics::PUBLISH_WAITING).set(waiting.pending() as f64);
 }
 
 /// An in-process publisher that records what it was given; it can be told to

@@ -179,6 +179,13 @@ async fn metrics_endpoint_counts_messages_by_outcome_and_reports_latency_outbox_
     })
     .await;
     assert!(sample(&text, "orchestrator_run_requests_published_total", &[]) >= Some(1.0));
+    // m.single's request was committed, handed to the publisher (the gauge
+    // counts it) and published: then nothing waits.
+    eventually(WAIT, "orchestrator_publish_waiting to read 0", || async {
+        let t = get(port, "/metrics").await?;
+        (sample(&t, "orchestrator_publish_waiting", &[]) == Some(0.0)).then_some(())
+    })
+    .await;
     let latency = sample(&text, "orchestrator_update_to_request_seconds_sum", &[]).unwrap();
     assert!((0.0..30.0).contains(&latency), "{latency}");
     // Database gauges are set by a refresh that starts with the worker and
