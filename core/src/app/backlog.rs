@@ -30,6 +30,17 @@ pub struct DrainSummary {
     pub queued_run_ids: Vec<RunId>,
 }
 
+impl From<evaluate::Evaluated> for DrainSummary {
+    fn from(e: evaluate::Evaluated) -> Self {
+        Self {
+            backlog_evaluated: e.backlog_evaluated,
+            runs_queued: e.runs_queued,
+            outbox_ids: e.outbox_ids,
+            queued_run_ids: e.queued_run_ids,
+        }
+    }
+}
+
 impl DrainSummary {
     fn add(&mut self, other: DrainSummary) {
         self.backlog_evaluated += other.backlog_evaluated;
@@ -50,12 +61,7 @@ pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<DrainSummary
         let (claimed, done) = in_transaction!(ctx.pool, StoreError, |tx| {
             evaluate::claim_and_settle(&tx, ctx, &ids).await?
         })?;
-        total.add(DrainSummary {
-            backlog_evaluated: done.backlog_evaluated,
-            runs_queued: done.runs_queued,
-            outbox_ids: done.outbox_ids,
-            queued_run_ids: done.queued_run_ids,
-        });
+        total.add(done.into());
         if claimed.is_empty() {
             break;
         }

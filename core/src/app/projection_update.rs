@@ -45,6 +45,17 @@ pub struct UpdateSummary {
     pub queued_run_ids: Vec<RunId>,
 }
 
+impl UpdateSummary {
+    /// Counts backlog evaluated with this update (carried, or drained after
+    /// its commit) in its summary.
+    fn absorb(&mut self, d: backlog::DrainSummary) {
+        self.backlog_evaluated += d.backlog_evaluated;
+        self.runs_queued += d.runs_queued;
+        self.outbox_ids.extend(d.outbox_ids);
+        self.queued_run_ids.extend(d.queued_run_ids);
+    }
+}
+
 /// Processes one update; retried transparently when it loses a race.
 pub async fn process(
     ctx: &Context,
@@ -114,11 +125,7 @@ async fn after_commit(
         carry.add(backlog_rows::metrics_with_backlog(&ctx.pool, &look).await?);
         return Ok(());
     }
-    let d = backlog::drain(ctx, look).await?;
-    summary.backlog_evaluated += d.backlog_evaluated;
-    summary.runs_queued += d.runs_queued;
-    summary.outbox_ids.extend(d.outbox_ids);
-    summary.queued_run_ids.extend(d.queued_run_ids);
+    summary.absorb(backlog::drain(ctx, look).await?);
     Ok(())
 }
 
@@ -161,18 +168,19 @@ async fn process_in(
         )
     )?;
     let carried = carry_over(tx, ctx, carried, &claimed).await?;
-    let summary = UpdateSummary {
+    let mut summary = UpdateSummary {
         duplicate: false,
         update_id: Some(inserted.id.clone()),
         dependent_metrics: claimed.locked.len() + claimed.skipped.len(),
         runs_created: done.runs_created,
-        runs_queued: done.runs_queued + carried.runs_queued,
+        runs_queued: done.runs_queued,
         runs_pending: done.runs_pending,
         deferred: claimed.skipped.len(),
-        backlog_evaluated: done.backlog_evaluated + carried.backlog_evaluated,
-        outbox_ids: [done.outbox_ids, carried.outbox_ids].concat(),
-        queued_run_ids: [done.queued_run_ids, carried.queued_run_ids].concat(),
+        backlog_evaluated: done.backlog_evaluated,
+        outbox_ids: done.outbox_ids,
+        queued_run_ids: done.queued_run_ids,
     };
+    summary.absorb(carried.into());
     let mut dependents: Vec<MetricId> = claimed.locked.into_iter().map(|m| m.id).collect();
     dependents.extend(claimed.skipped);
     Ok((summary, dependents))
