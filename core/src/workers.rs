@@ -132,6 +132,14 @@ impl ConsumerDeps<SnsPublisher> {
     }
 }
 
+/// What a worker runs besides its consumer: the handler, and background tasks
+/// that publish through the same queue (so that the consumer's backpressure
+/// counts what they commit too) and stop on shutdown.
+struct Served<H> {
+    handler: H,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
 /// Serves the ops endpoints, consumes the queue with the handler `make`
 /// builds, publishes what it commits and sweeps the outbox, until `shutdown`.
 async fn serve_queue<P, H, F>(
@@ -142,7 +150,7 @@ async fn serve_queue<P, H, F>(
 where
     P: Publisher + 'static,
     H: Handler,
-    F: FnOnce(Context, PublishQueue) -> H,
+    F: FnOnce(Context, PublishQueue) -> Served<H>,
 {
     let state = crate::ops::OpsState {
         pool: deps.ctx.pool.clone(),
@@ -161,51 +169,51 @@ where
         deps.kind.publishers(),
         waiting.clone(),
     );
-    let consumer = Consumer::new(
-        deps.aws.sqs,
-        deps.aws.s3,
-        deps.consumer,
-        make(deps.ctx, publish),
-    )
-    .with_backpressure(waiting);
+    let served = make(deps.ctx, publish);
+    let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, served.handler)
+        .with_backpressure(waiting);
     let sweeper = {
         let (relay, stop) = (deps.relay.clone(), shutdown.clone());
         tokio::spawn(async move { relay.run(stop).await })
     };
     let result = consumer.run(shutdown.clone()).await;
     shutdown.cancel();
+    // The publisher stops once every queue handle is gone: the consumer's went
+    // with it, the background tasks' go as they end.
+    for task in served.tasks {
+        let _ = task.await;
+    }
     let _ = sweeper.await;
     let _ = publisher.await;
     let _ = ops.await;
     Ok(result?)
 }
 
-/// The projection-update worker: consumes updates, publishes run requests.
+/// The projection-update worker: consumes updates, publishes run requests,
+/// and drains metric backlogs no handler took.
 pub async fn run_projection_updates<P: Publisher + 'static>(
     mut deps: ConsumerDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     deps.ctx = deps.ctx.with_carry();
-    let sweep = tokio::spawn(backlog::run(
-        deps.ctx.clone(),
-        deps.relay.clone(),
-        BACKLOG_SWEEP_INTERVAL,
-        shutdown.clone(),
-    ));
-    let flush = tokio::spawn(backlog::flush_carried(
-        deps.ctx.clone(),
-        deps.relay.clone(),
-        shutdown.clone(),
-    ));
-    let result = serve_queue(
+    let stop = shutdown.clone();
+    serve_queue(
         deps,
-        |ctx, publish| ProjectionUpdateHandler { ctx, publish },
+        |ctx, publish| Served {
+            tasks: vec![
+                tokio::spawn(backlog::run(
+                    ctx.clone(),
+                    publish.clone(),
+                    BACKLOG_SWEEP_INTERVAL,
+                    stop.clone(),
+                )),
+                tokio::spawn(backlog::flush_carried(ctx.clone(), publish.clone(), stop)),
+            ],
+            handler: ProjectionUpdateHandler { ctx, publish },
+        },
         shutdown,
     )
-    .await;
-    let _ = sweep.await;
-    let _ = flush.await;
-    result
+    .await
 }
 
 /// How often the projection-update worker takes metric backlog rows left
@@ -239,25 +247,30 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     deps: RunLifecycleDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let q = &deps.queue;
-    let progress_scale = deps.progress_scale;
-    let reaper = tokio::spawn(sweeper::run(
-        q.ctx.clone(),
-        q.relay.clone(),
-        deps.timeouts,
-        deps.reaper_interval,
-        shutdown.clone(),
-    ));
-    let result = serve_queue(
-        deps.queue,
-        |ctx, publish| LifecycleHandler {
-            ctx,
-            publish,
-            progress_scale,
+    let RunLifecycleDeps {
+        queue,
+        timeouts,
+        reaper_interval,
+        progress_scale,
+    } = deps;
+    let stop = shutdown.clone();
+    serve_queue(
+        queue,
+        |ctx, publish| Served {
+            tasks: vec![tokio::spawn(sweeper::run(
+                ctx.clone(),
+                publish.clone(),
+                timeouts,
+                reaper_interval,
+                stop,
+            ))],
+            handler: LifecycleHandler {
+                ctx,
+                publish,
+                progress_scale,
+            },
         },
         shutdown,
     )
-    .await;
-    let _ = reaper.await;
-    result
+    .await
 }

@@ -19,6 +19,7 @@ use super::evaluate;
 use super::Context;
 use crate::domain::ids::{MetricId, RunId};
 use crate::in_transaction;
+use crate::relay::PublishQueue;
 use crate::store::{backlog, StoreError};
 
 /// What draining did.
@@ -128,20 +129,16 @@ pub async fn flush_carried_now(ctx: &Context, age: Duration) -> Result<DrainSumm
 
 /// Drains the carried metrics no update took in time, every [`CARRY_FOR`]
 /// until `shutdown` (what is left then is in the database: the sweep, of
-/// this or any replica, takes it), publishing what they queue.
-pub async fn flush_carried<P: crate::relay::Publisher + 'static>(
+/// this or any replica, takes it), handing what they queue to the worker's
+/// publisher (so the consumer's backpressure counts it too).
+pub async fn flush_carried(
     ctx: Context,
-    relay: std::sync::Arc<crate::relay::Relay<P>>,
+    publish: PublishQueue,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     crate::shutdown::every(CARRY_FOR, shutdown, || async {
         match flush_carried_now(&ctx, CARRY_FOR).await {
-            Ok(d) if !d.outbox_ids.is_empty() => {
-                if let Err(e) = relay.publish_now(&d.outbox_ids).await {
-                    tracing::warn!(error = %e, "publishing drained requests failed; the outbox sweeper will retry");
-                }
-            }
-            Ok(_) => {}
+            Ok(d) => publish.submit(d.outbox_ids),
             Err(e) => tracing::warn!(error = %e, "draining carried backlogs failed; will retry"),
         }
     })
@@ -169,11 +166,11 @@ pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<DrainSummary, 
 }
 
 /// Sweeps every `interval` until `shutdown`, taking rows older than
-/// `interval`, and publishes the requests it queues at once (the relay's own
-/// sweep catches any it could not).
-pub async fn run<P: crate::relay::Publisher + 'static>(
+/// `interval`, and hands the requests it queues to the worker's publisher
+/// (the relay's own sweep catches any it could not take).
+pub async fn run(
     ctx: Context,
-    relay: std::sync::Arc<crate::relay::Relay<P>>,
+    publish: PublishQueue,
     interval: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -185,9 +182,7 @@ pub async fn run<P: crate::relay::Publisher + 'static>(
                     queued = s.runs_queued,
                     "backlog sweep"
                 );
-                if let Err(e) = relay.publish_now(&s.outbox_ids).await {
-                    tracing::warn!(error = %e, "publishing swept requests failed; the outbox sweeper will retry");
-                }
+                publish.submit(s.outbox_ids);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "backlog sweep failed; will retry"),

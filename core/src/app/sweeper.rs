@@ -96,11 +96,11 @@ async fn sweep_batch(
     })
 }
 
-/// Sweeps every `interval` until `shutdown`, publishing the retries it
-/// queues at once (the relay's own sweep catches any it could not).
-pub async fn run<P: crate::relay::Publisher + 'static>(
+/// Sweeps every `interval` until `shutdown`, handing the retries it queues to
+/// the worker's publisher (the relay's own sweep catches any it could not take).
+pub async fn run(
     ctx: Context,
-    relay: std::sync::Arc<crate::relay::Relay<P>>,
+    publish: crate::relay::PublishQueue,
     timeouts: Timeouts,
     interval: Duration,
     shutdown: tokio_util::sync::CancellationToken,
@@ -115,9 +115,7 @@ pub async fn run<P: crate::relay::Publisher + 'static>(
                     retries = s.retries.len(),
                     "timeout sweep"
                 );
-                if let Err(e) = relay.publish_now(&s.outbox_ids).await {
-                    tracing::warn!(error = %e, "publishing retries failed; the outbox sweeper will retry");
-                }
+                publish.submit(s.outbox_ids);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "timeout sweep failed; will retry"),
