@@ -1,6 +1,7 @@
 //! Settings from the environment (docs/operations.md), validated once at start-up with
 //! errors that name the variable and what was wrong.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::app::sweeper::Timeouts;
@@ -19,6 +20,56 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+}
+
+/// Bounds on what one request may take (`API_REQUEST_TIMEOUT_SECS`,
+/// `API_MAX_BODY_BYTES`, `API_MAX_IN_FLIGHT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(15),
+            max_body_bytes: 64 * 1024,
+            max_in_flight: 32,
+        }
+    }
+}
+
+/// What needs the token (`API_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthScope {
+    /// Only the actions (cancel, trigger): reads are open to the network.
+    #[default]
+    Actions,
+    /// Every `/api/v1` route, reads included.
+    All,
+}
+
+impl AuthScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthScope::Actions => "actions",
+            AuthScope::All => "all",
+        }
+    }
+}
+
+impl FromStr for AuthScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "actions" => Ok(AuthScope::Actions),
+            "all" => Ok(AuthScope::All),
+            other => Err(format!("{other:?} is not actions or all")),
+        }
+    }
 }
 
 /// Reads variables through `lookup` (the process environment in production,
@@ -215,6 +266,38 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 expected: "at least 16 characters (e.g. `openssl rand -hex 32`), or unset to turn the actions off",
             }),
         }
+    }
+
+    /// `API_TOKEN` and `API_AUTH`; `all` needs a token, or every read would
+    /// be refused.
+    pub fn api_auth(&self) -> Result<(Option<String>, AuthScope), ConfigError> {
+        let token = self.api_token()?;
+        let v = self.or("API_AUTH", "actions");
+        let scope: AuthScope = v.parse().map_err(|_| ConfigError::Invalid {
+            name: "API_AUTH",
+            value: v.clone(),
+            expected: "actions (the token guards the actions) or all (reads too)",
+        })?;
+        if scope == AuthScope::All && token.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "API_AUTH",
+                value: v,
+                expected: "actions when API_TOKEN is unset (all needs API_TOKEN)",
+            });
+        }
+        Ok((token, scope))
+    }
+
+    /// `API_REQUEST_TIMEOUT_SECS`, `API_MAX_BODY_BYTES`, `API_MAX_IN_FLIGHT`.
+    pub fn api_limits(&self) -> Result<ApiLimits, ConfigError> {
+        let d = ApiLimits::default();
+        Ok(ApiLimits {
+            request_timeout: self.secs("API_REQUEST_TIMEOUT_SECS", d.request_timeout.as_secs())?,
+            max_body_bytes: self.count("API_MAX_BODY_BYTES", d.max_body_bytes as u32, 16 << 20)?
+                as usize,
+            max_in_flight: self.count("API_MAX_IN_FLIGHT", d.max_in_flight as u32, 100_000)?
+                as usize,
+        })
     }
 
     pub fn topic_arn(&self) -> Result<String, ConfigError> {

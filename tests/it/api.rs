@@ -418,7 +418,8 @@ async fn actions_are_off_without_a_token_and_need_the_right_one() {
     let no_bucket = ApiServer::start(orchestrator_core::api::ApiState {
         pool: db.pool.clone(),
         ctx: None,
-        token: Some(TOKEN.into()),
+        token: Some(orchestrator_core::api::auth::Token::new(TOKEN)),
+        auth: Default::default(),
         metrics: None,
     })
     .await;

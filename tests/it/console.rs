@@ -66,7 +66,10 @@ async fn browser(
                      "--disable-quic", "--no-first-run", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
                      format!("--user-data-dir={}", profile.display())]
-        }
+        },
+        // The page's console messages, where Chromium reports every
+        // Content-Security-Policy violation.
+        "goog:loggingPrefs": {"browser": "ALL"}
     });
     let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
     let url = format!("http://127.0.0.1:{driver_port}");
@@ -100,6 +103,30 @@ async fn text_of(c: &Client, css: &str, needle: &str) -> String {
         },
     )
     .await
+}
+
+/// The Content-Security-Policy violations the browser reported since the
+/// last call (chromedriver's log endpoint; reading it empties it).
+async fn csp_violations(c: &Client, driver_port: u16) -> Vec<String> {
+    let session = c.session_id().await.unwrap().expect("a WebDriver session");
+    let url = format!("http://127.0.0.1:{driver_port}/session/{session}/se/log");
+    let logs: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&json!({"type": "browser"}))
+        .send()
+        .await
+        .expect("chromedriver's log endpoint")
+        .json()
+        .await
+        .expect("browser logs as JSON");
+    logs["value"]
+        .as_array()
+        .expect("a list of log entries")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("Content Security Policy"))
+        .map(str::to_string)
+        .collect()
 }
 
 async fn shot(c: &Client, dir: &std::path::Path, name: &str) {
@@ -189,6 +216,28 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     process(&db.ctx(), &update("d2", "v1")).await.unwrap();
     text_of(&c, "[data-testid='status-m.pair']", "ok").await;
     shot(&c, &dir, "05-metrics-after-d2.png").await;
+
+    // Every page above rendered under the server's Content-Security-Policy
+    // without one violation; a violation made on purpose shows that they
+    // are seen.
+    let violations = csp_violations(&c, port).await;
+    assert!(violations.is_empty(), "CSP violations: {violations:#?}");
+    c.execute(
+        "document.body.insertAdjacentHTML('beforeend', '<div style=\"color: red\">x</div>')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let seen = orchestrator_tests::eventually(
+        Duration::from_secs(10),
+        "the deliberate CSP violation in the browser's log",
+        || async {
+            let v = csp_violations(&c, port).await;
+            (!v.is_empty()).then_some(v)
+        },
+    )
+    .await;
+    assert!(seen[0].contains("style-src"), "{seen:?}");
     eprintln!("console screenshots in {}", dir.display());
     c.close().await.ok();
     let _ = std::fs::remove_dir_all(profile);

@@ -3,6 +3,7 @@
 
 mod adopt;
 mod api;
+mod api_exposure;
 mod backlog;
 mod backpressure;
 mod catalog;
@@ -12,6 +13,7 @@ mod console;
 mod dlq;
 mod e2e;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod outbox;
 mod projection_update;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use orchestrator_core::api::layers::ApiLimits;
 use orchestrator_core::api::{serve, ApiState, ServeDeps};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -17,13 +18,27 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Serves `state`; returns once `/health` answers.
+    /// Serves `state` with the default limits; returns once `/health` answers.
     pub async fn start(state: ApiState) -> ApiServer {
+        Self::start_with(state, ApiLimits::default()).await
+    }
+
+    /// Serves `state` with `limits`; returns once `/health` answers.
+    pub async fn start_with(state: ApiState, limits: ApiLimits) -> ApiServer {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stop = CancellationToken::new();
         let s = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(ServeDeps { addr, state }, s).await {
+            if let Err(e) = serve(
+                ServeDeps {
+                    addr,
+                    state,
+                    limits,
+                },
+                s,
+            )
+            .await
+            {
                 panic!(
                     "the API server failed: {}",
                     orchestrator_core::errors::chain(&e)
@@ -66,12 +81,26 @@ impl ApiServer {
         pool: orchestrator_core::store::Pool,
         token: Option<&str>,
     ) -> ApiServer {
-        Self::start(ApiState {
-            pool,
-            ctx: Some(db.ctx()),
-            token: token.map(str::to_string),
-            metrics: None,
-        })
+        Self::with_pool_and_limits(db, pool, token, ApiLimits::default()).await
+    }
+
+    /// [`ApiServer::with_pool`] with `limits` (a benchmark sets the bound).
+    pub async fn with_pool_and_limits(
+        db: &TestDb,
+        pool: orchestrator_core::store::Pool,
+        token: Option<&str>,
+        limits: ApiLimits,
+    ) -> ApiServer {
+        Self::start_with(
+            ApiState {
+                pool,
+                ctx: Some(db.ctx()),
+                token: token.map(orchestrator_core::api::auth::Token::new),
+                auth: Default::default(),
+                metrics: None,
+            },
+            limits,
+        )
         .await
     }
 

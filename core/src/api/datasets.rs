@@ -1,14 +1,15 @@
 //! `GET /api/v1/datasets`, `GET /api/v1/datasets/{id}` and `GET /api/v1/lineage`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 
 use super::dto::{
     self, Dataset, DatasetDetail, DatasetUpdate, Lineage, LineageEdge, LineageNode, Page,
 };
 use super::error::{ApiError, ApiResult};
+use super::extract::{PathParam, QueryParams};
 use super::params::Params;
 use super::ApiState;
 use crate::store::dataset_views::{self, DatasetSummary};
@@ -32,10 +33,7 @@ fn dataset_dto(d: DatasetSummary) -> Dataset {
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
     responses((status = 200, body = Page<Dataset>), (status = 400, body = dto::ErrorBody)))]
-pub async fn list(
-    State(s): State<ApiState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Page<Dataset>> {
+pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Dataset>> {
     let p = Params::new(q, &["limit", "cursor"])?;
     let limit = p.limit()?;
     let cursor = p.text("cursor")?;
@@ -54,7 +52,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/datasets/{id}", tag = "datasets",
     params(("id" = String, Path, description = "dataset id")),
     responses((status = 200, body = DatasetDetail), (status = 404, body = dto::ErrorBody)))]
-pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<DatasetDetail> {
+pub async fn get(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResult<DatasetDetail> {
     let d = dataset_views::get(&s.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no dataset with id {id:?}")))?;
@@ -84,10 +82,7 @@ const MAX_EDGES: i64 = 5_000;
 #[utoipa::path(get, path = "/api/v1/lineage", tag = "datasets",
     params(("around" = Option<String>, Query, description = "a metric code or dataset id: only its edges")),
     responses((status = 200, body = Lineage), (status = 404, body = dto::ErrorBody)))]
-pub async fn lineage(
-    State(s): State<ApiState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Lineage> {
+pub async fn lineage(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Lineage> {
     let p = Params::new(q, &["around"])?;
     let around = p.text("around")?;
     if let Some(a) = &around {

@@ -15,7 +15,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
-    /// `bad_request`, `not_found`, `unauthorized`, `forbidden`, `conflict`, `unavailable` or `internal`.
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`, `unsupported_media_type`, `unavailable` (with `Retry-After`) or `internal`.
     pub code: String,
     pub message: String,
 }

@@ -1,12 +1,11 @@
 //! `GET /api/v1/metrics` and `GET /api/v1/metrics/{code}`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 
 use super::dto::{self, Input, Metric, MetricDetail, Page, SeriesSource};
 use super::error::{ApiError, ApiResult};
+use super::extract::{PathParam, QueryParams};
 use super::params::Params;
 use super::runs::run_dto;
 use super::ApiState;
@@ -56,10 +55,7 @@ const BATCH: i64 = 500;
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
     responses((status = 200, body = Page<Metric>), (status = 400, body = dto::ErrorBody)))]
-pub async fn list(
-    State(s): State<ApiState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Page<Metric>> {
+pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Metric>> {
     let p = Params::new(q, &["dataset", "status", "limit", "cursor"])?;
     let wanted: Option<MetricStatus> = p.parsed("status")?;
     let limit = p.limit()?;
@@ -104,7 +100,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/metrics/{code}", tag = "metrics",
     params(("code" = String, Path, description = "metric code")),
     responses((status = 200, body = MetricDetail), (status = 404, body = dto::ErrorBody)))]
-pub async fn get(State(s): State<ApiState>, Path(code): Path<String>) -> ApiResult<MetricDetail> {
+pub async fn get(State(s): State<ApiState>, PathParam(code): PathParam) -> ApiResult<MetricDetail> {
     let m = metric_views::by_code(&s.pool, &code)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no metric with code {code:?}")))?;

@@ -1,13 +1,18 @@
 //! `orchestrator serve`: the operator HTTP API (read endpoints, two actions
 //! behind a token, the OpenAPI document) and the web console, on one
 //! address. Everything is read from PostgreSQL through `store`; the console
-//! (`console/`, built into the binary) calls the same API.
+//! (`console/`, built into the binary) calls the same API. Requests pass
+//! the layers of [`layers`] (security headers, timeout, body limit, load
+//! shedding, the error shape) and, where [`auth`] says so, the token check.
 
 mod actions;
+pub mod auth;
 mod console;
 mod datasets;
 pub mod dto;
 mod error;
+mod extract;
+pub mod layers;
 mod metrics;
 mod params;
 mod runs;
@@ -33,7 +38,9 @@ pub struct ApiState {
     /// What `trigger` needs to write a run request; `None` without `OUTPUT_BUCKET`.
     pub ctx: Option<Context>,
     /// `API_TOKEN`; `None` turns the actions off.
-    pub token: Option<String>,
+    pub token: Option<auth::Token>,
+    /// `API_AUTH`: whether reads need the token too.
+    pub auth: auth::AuthScope,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -97,25 +104,36 @@ async fn no_route() -> error::ApiError {
     error::ApiError::not_found("no such endpoint; see /api/v1/openapi.json")
 }
 
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(prometheus))
+/// Every route: health and Prometheus open; the API's reads open or behind
+/// the token (`API_AUTH`); the actions always behind it; all of the API
+/// under the in-flight bound; everything under [`layers::outer`].
+pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
+    let mut reads = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/metrics", get(metrics::list))
         .route("/api/v1/metrics/{code}", get(metrics::get))
-        .route("/api/v1/metrics/{code}/trigger", post(actions::trigger))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{id}", get(runs::get))
-        .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
         .route("/api/v1/datasets", get(datasets::list))
         .route("/api/v1/datasets/{id}", get(datasets::get))
-        .route("/api/v1/lineage", get(datasets::lineage))
+        .route("/api/v1/lineage", get(datasets::lineage));
+    if state.auth == auth::AuthScope::All {
+        reads = reads.route_layer(auth::require(state.token.clone()));
+    }
+    let actions = Router::new()
+        .route("/api/v1/metrics/{code}/trigger", post(actions::trigger))
+        .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
+        .route_layer(auth::require(state.token.clone()));
+    let api = layers::shed_load(reads.merge(actions), limits.max_in_flight);
+    let routes = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(prometheus))
+        .merge(api)
         .merge(console::routes())
         .fallback(no_route)
-        .layer(axum::middleware::from_fn(record))
-        .with_state(state)
+        .with_state(state);
+    layers::outer(routes, limits).layer(axum::middleware::from_fn(record))
 }
 
 /// Counts and times every request, labelled by its route pattern (not the
@@ -152,12 +170,14 @@ pub const API_POOL_SIZE: u32 = 4;
 pub struct ServeDeps {
     pub addr: SocketAddr,
     pub state: ApiState,
+    pub limits: layers::ApiLimits,
 }
 
 impl ServeDeps {
     /// From the environment: `API_ADDR`, `DATABASE_URL`, `DATABASE_POOL_SIZE`
-    /// (default [`API_POOL_SIZE`]),
-    /// `API_TOKEN`, and (for trigger) `OUTPUT_BUCKET`, `OUTPUT_PREFIX`,
+    /// (default [`API_POOL_SIZE`]), `API_TOKEN`, `API_AUTH`, the limits
+    /// (`API_REQUEST_TIMEOUT_SECS`, `API_MAX_BODY_BYTES`, `API_MAX_IN_FLIGHT`),
+    /// and (for trigger) `OUTPUT_BUCKET`, `OUTPUT_PREFIX`,
     /// `OUTPUT_PATH_STYLE`, `RUN_REQUESTS_TOPIC_ARN`.
     pub fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
@@ -169,14 +189,17 @@ impl ServeDeps {
             Some(_) => Some(Context::new(pool.clone(), env.request_settings()?)),
             None => None,
         };
+        let (token, auth) = env.api_auth()?;
         Ok(Self {
             addr,
             state: ApiState {
                 pool,
                 ctx,
-                token: env.api_token()?,
+                token: token.as_deref().map(auth::Token::new),
+                auth,
                 metrics: crate::metrics::install(),
             },
+            limits: env.api_limits()?,
         })
     }
 }
@@ -195,13 +218,18 @@ pub enum ServeError {
 
 /// Serves until `shutdown`; in-flight requests finish first.
 pub async fn serve(deps: ServeDeps, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let ServeDeps { addr, state } = deps;
+    let ServeDeps {
+        addr,
+        state,
+        limits,
+    } = deps;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %local, actions = state.token.is_some(), "operator API and console at http://{local}/");
-    axum::serve(listener, router(state))
+    tracing::info!(addr = %local, actions = state.token.is_some(), auth = state.auth.as_str(),
+        max_in_flight = limits.max_in_flight, "operator API and console at http://{local}/");
+    axum::serve(listener, router(state, &limits))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ServeError::Serve)

@@ -1,11 +1,13 @@
 //! Query parameters, parsed by hand so that every mistake is a 400 naming
-//! the parameter (and unknown parameters are refused, not ignored).
+//! the parameter (and unknown parameters are refused, not ignored). The
+//! text itself was checked when it was extracted ([`super::extract`]).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
+use super::extract::QueryParams;
 
 /// Page sizes: default and upper bound.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -18,7 +20,8 @@ pub struct Params {
 
 impl Params {
     /// Refuses parameters outside `allowed`.
-    pub fn new(map: HashMap<String, String>, allowed: &[&str]) -> Result<Self, ApiError> {
+    pub fn new(query: QueryParams, allowed: &[&str]) -> Result<Self, ApiError> {
+        let map: HashMap<String, String> = query.0.into_iter().collect();
         let mut unknown: Vec<&String> = map
             .keys()
             .filter(|k| !allowed.contains(&k.as_str()))
@@ -39,9 +42,6 @@ impl Params {
             Some(v) if v.trim().is_empty() => {
                 Err(ApiError::bad_request(format!("{name} must not be empty")))
             }
-            Some(v) if v.len() > 500 => Err(ApiError::bad_request(format!(
-                "{name} is longer than 500 characters"
-            ))),
             Some(v) => Ok(Some(v.clone())),
         }
     }
@@ -94,10 +94,12 @@ mod tests {
 
     fn p(pairs: &[(&str, &str)], allowed: &[&str]) -> Result<Params, ApiError> {
         Params::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            QueryParams(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             allowed,
         )
     }

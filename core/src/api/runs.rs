@@ -1,12 +1,11 @@
 //! `GET /api/v1/runs` and `GET /api/v1/runs/{id}`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 
 use super::dto::{self, Page, Run, RunDetail, RunResult, Timeline, UsedInput};
 use super::error::{ApiError, ApiResult};
+use super::extract::{PathParam, QueryParams};
 use super::params::Params;
 use super::ApiState;
 use crate::app::runs_admin;
@@ -39,10 +38,7 @@ pub fn run_dto(r: RunRow) -> Run {
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
     responses((status = 200, body = Page<Run>), (status = 400, body = dto::ErrorBody)))]
-pub async fn list(
-    State(s): State<ApiState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Page<Run>> {
+pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Run>> {
     let p = Params::new(q, &["status", "metric", "since", "limit", "cursor"])?;
     let limit = p.limit()?;
     let filter = RunFilter {
@@ -67,10 +63,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "run id")),
     responses((status = 200, body = RunDetail), (status = 404, body = dto::ErrorBody)))]
-pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<RunDetail> {
-    if id.len() > 200 {
-        return Err(ApiError::bad_request("a run id is at most 200 characters"));
-    }
+pub async fn get(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResult<RunDetail> {
     let d = runs_admin::show(&s.pool, &RunId::from(id.as_str()))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run with id {id:?}")))?;

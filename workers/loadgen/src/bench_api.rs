@@ -1,8 +1,10 @@
 //! `loadgen bench-api`: the operator API's latency on a large history.
 //! Seeds a scratch database (50,000 metrics and 1,000,000 runs by default),
 //! serves the API in this process, and has `clients` concurrent clients
-//! request four endpoints; prints p50 / p99 / max per endpoint and the
-//! slowest statements from pg_stat_statements when it is loaded.
+//! request four endpoints; prints p50 / p99 / max of the answered requests
+//! per endpoint, the share shed (503 past `--max-in-flight`, the server's
+//! `API_MAX_IN_FLIGHT`), and the slowest statements from pg_stat_statements
+//! when it is loaded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,11 @@ pub struct BenchApiArgs {
     /// serve`'s default by default).
     #[arg(long, default_value_t = orchestrator_core::api::API_POOL_SIZE as usize)]
     pool_size: usize,
+    /// The server's bound on requests in flight (`API_MAX_IN_FLIGHT`;
+    /// `orchestrator serve`'s default by default): past it, requests are
+    /// shed with a 503 and counted here.
+    #[arg(long, default_value_t = orchestrator_core::api::layers::ApiLimits::default().max_in_flight)]
+    max_in_flight: usize,
     /// Keep the seeded database (its name is printed) instead of dropping it.
     #[arg(long)]
     keep: bool,
@@ -95,7 +102,11 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     let pool = orchestrator_core::store::pool::build_pool(&db.url, args.pool_size.max(1))?;
-    let api = ApiServer::with_pool(&db, pool, None).await;
+    let limits = orchestrator_core::api::layers::ApiLimits {
+        max_in_flight: args.max_in_flight,
+        ..Default::default()
+    };
+    let api = ApiServer::with_pool_and_limits(&db, pool, None, limits).await;
     // Ids to ask for, spread over the whole history.
     let codes = db
         .strings(&format!(
@@ -129,18 +140,24 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
     ];
     let api = Arc::new(api);
     println!(
-        "{} clients, {} requests per endpoint",
-        args.clients, args.requests
+        "{} clients, {} requests per endpoint, at most {} in flight",
+        args.clients, args.requests, args.max_in_flight
     );
     for (name, path) in endpoints {
         let path: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::from(path);
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
+        let shed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let t0 = Instant::now();
         let tasks: Vec<_> = (0..args.clients)
             .map(|_| {
-                let (api, path, latencies, next) =
-                    (api.clone(), path.clone(), latencies.clone(), next.clone());
+                let (api, path, latencies, next, shed) = (
+                    api.clone(),
+                    path.clone(),
+                    latencies.clone(),
+                    next.clone(),
+                    shed.clone(),
+                );
                 let total = args.requests;
                 tokio::spawn(async move {
                     loop {
@@ -153,12 +170,19 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
                         // The body is read whole but not parsed: the client
                         // shares the two cores with the server and PostgreSQL.
                         let r = api.client.get(format!("{}{p}", api.base)).send().await;
+                        let status = r.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
                         let ok = match r {
-                            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                            Ok(r) => r.bytes().await.is_ok(),
                             Err(_) => false,
                         };
                         let took = t.elapsed();
-                        assert!(ok, "{p} failed");
+                        // A shed request is answered at once and not
+                        // retried: it counts as shed, not as a latency.
+                        if status == 503 {
+                            shed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            continue;
+                        }
+                        assert!(ok && status == 200, "{p} failed: {status}");
                         latencies.lock().await.push(took);
                     }
                 })
@@ -170,12 +194,14 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
         let wall = t0.elapsed();
         let mut l = latencies.lock().await.clone();
         l.sort();
+        let shed = shed.load(std::sync::atomic::Ordering::SeqCst);
         println!(
-            "{name:<38} p50 {:>9}  p99 {:>9}  max {:>9}  ({:.0} requests/s)",
+            "{name:<38} p50 {:>9}  p99 {:>9}  max {:>9}  ({:.0} answered/s, {:.1}% shed)",
             ms(pct(&l, 0.5)),
             ms(pct(&l, 0.99)),
             ms(*l.last().unwrap_or(&Duration::ZERO)),
-            l.len() as f64 / wall.as_secs_f64()
+            l.len() as f64 / wall.as_secs_f64(),
+            100.0 * shed as f64 / (shed + l.len()).max(1) as f64
         );
     }
     if args.keep {

@@ -25,11 +25,36 @@ function age(secs) {
   return secs < 3600 ? `${Math.round(secs / 60)} min` : secs < 172800 ? `${Math.round(secs / 3600)} h` : `${Math.round(secs / 86400)} days`;
 }
 
+// With API_AUTH=all the reads need the API token too: the console asks for
+// it once and keeps it for this tab only (sessionStorage).
+const TOKEN_KEY = "orchestrator.apiToken";
+class NeedsToken extends Error {}
+let awaitingToken = false;
+
 async function api(path) {
-  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(path, { headers });
   const body = await r.json().catch(() => ({}));
+  if (r.status === 401) throw new NeedsToken(body.error ? body.error.message : "this API needs a token");
   if (!r.ok) throw new Error(body.error ? `${body.error.message}` : `HTTP ${r.status}`);
   return body;
+}
+
+function tokenForm(message) {
+  app.innerHTML = `<h1>Sign in</h1>
+    <div class="sub">This server's API needs its token (API_AUTH=all): ${esc(message)}</div>
+    <form class="token" data-testid="token-form">
+      <input type="password" name="token" autocomplete="off" placeholder="API token" aria-label="API token">
+      <button type="submit">Use this token</button>
+    </form>`;
+  app.querySelector("form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, ev.target.token.value.trim());
+    awaitingToken = false;
+    render();
+  });
 }
 
 function route() {
@@ -257,7 +282,7 @@ function lineageSvg(g, focus) {
       <rect x="${p.x}" y="${p.y}" width="${BW}" height="${BH}"></rect>
       <text x="${p.x + 10}" y="${p.y + 19}">${n.kind === "dataset" ? "▤ " : "ƒ "}${esc(label)}</text></a>`;
   };
-  return `<svg class="lineage" data-testid="lineage" viewBox="0 0 ${W} ${H}" style="height:${Math.min(H, 640)}px">${edges}${g.nodes.map(node).join("")}</svg>`;
+  return `<svg class="lineage" data-testid="lineage" viewBox="0 0 ${W} ${H}" height="${Math.min(H, 640)}">${edges}${g.nodes.map(node).join("")}</svg>`;
 }
 
 // ---------- router and refresh ----------
@@ -279,6 +304,12 @@ async function render() {
     document.getElementById("live").classList.remove("stale");
     document.body.dataset.loaded = location.hash || "#/metrics";
   } catch (e) {
+    if (e instanceof NeedsToken) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      awaitingToken = true;
+      tokenForm(e.message);
+      return;
+    }
     app.innerHTML = `<div class="error" data-testid="error">${esc(e.message)}</div>`;
     document.getElementById("live").classList.add("stale");
   } finally {
@@ -288,5 +319,5 @@ async function render() {
 }
 
 window.addEventListener("hashchange", () => { runsExtra = []; window.scrollTo(0, 0); render(); });
-setInterval(() => { if (!document.hidden && !document.querySelector("input:focus, select:focus")) render(); }, REFRESH_MS);
+setInterval(() => { if (!document.hidden && !awaitingToken && !document.querySelector("input:focus, select:focus")) render(); }, REFRESH_MS);
 render();
