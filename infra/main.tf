@@ -41,4 +41,5 @@ module "workers" {
   settings                    = var.worker_settings
   workers                     = var.workers
   api                         = var.api
+  api_oidc_client_secret      = var.api_oidc_client_secret
 }

@@ -11,3 +11,8 @@ output "run_requests_queue_url" {
 
 output "cluster_name" { value = module.workers.cluster_name }
 output "service_names" { value = module.workers.service_names }
+
+output "api_url" {
+  description = "The operator API and console behind the signing-in load balancer, when api.load_balancer is set."
+  value       = module.workers.api_url
+}

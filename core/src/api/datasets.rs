@@ -32,7 +32,9 @@ fn dataset_dto(d: DatasetSummary) -> Dataset {
         ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
-    responses((status = 200, body = Page<Dataset>), (status = 400, body = dto::ErrorBody)))]
+    responses((status = 200, body = Page<Dataset>), (status = 400, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Dataset>> {
     let p = Params::new(q, &["limit", "cursor"])?;
     let limit = p.limit()?;
@@ -51,7 +53,9 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<D
 
 #[utoipa::path(get, path = "/api/v1/datasets/{id}", tag = "datasets",
     params(("id" = String, Path, description = "dataset id")),
-    responses((status = 200, body = DatasetDetail), (status = 404, body = dto::ErrorBody)))]
+    responses((status = 200, body = DatasetDetail), (status = 404, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn get(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResult<DatasetDetail> {
     let d = dataset_views::get(&s.pool, &id)
         .await?
@@ -81,7 +85,9 @@ const MAX_EDGES: i64 = 5_000;
 
 #[utoipa::path(get, path = "/api/v1/lineage", tag = "datasets",
     params(("around" = Option<String>, Query, description = "a metric code or dataset id: only its edges")),
-    responses((status = 200, body = Lineage), (status = 404, body = dto::ErrorBody)))]
+    responses((status = 200, body = Lineage), (status = 404, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn lineage(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Lineage> {
     let p = Params::new(q, &["around"])?;
     let around = p.text("around")?;

@@ -54,7 +54,9 @@ const BATCH: i64 = 500;
         ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
-    responses((status = 200, body = Page<Metric>), (status = 400, body = dto::ErrorBody)))]
+    responses((status = 200, body = Page<Metric>), (status = 400, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Metric>> {
     let p = Params::new(q, &["dataset", "status", "limit", "cursor"])?;
     let wanted: Option<MetricStatus> = p.parsed("status")?;
@@ -99,7 +101,9 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<M
 
 #[utoipa::path(get, path = "/api/v1/metrics/{code}", tag = "metrics",
     params(("code" = String, Path, description = "metric code")),
-    responses((status = 200, body = MetricDetail), (status = 404, body = dto::ErrorBody)))]
+    responses((status = 200, body = MetricDetail), (status = 404, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn get(State(s): State<ApiState>, PathParam(code): PathParam) -> ApiResult<MetricDetail> {
     let m = metric_views::by_code(&s.pool, &code)
         .await?

@@ -37,7 +37,9 @@ pub fn run_dto(r: RunRow) -> Run {
         ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
-    responses((status = 200, body = Page<Run>), (status = 400, body = dto::ErrorBody)))]
+    responses((status = 200, body = Page<Run>), (status = 400, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Run>> {
     let p = Params::new(q, &["status", "metric", "since", "limit", "cursor"])?;
     let limit = p.limit()?;
@@ -62,7 +64,9 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<R
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "run id")),
-    responses((status = 200, body = RunDetail), (status = 404, body = dto::ErrorBody)))]
+    responses((status = 200, body = RunDetail), (status = 404, body = dto::ErrorBody),
+              (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
+              (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn get(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResult<RunDetail> {
     let d = runs_admin::show(&s.pool, &RunId::from(id.as_str()))
         .await?

@@ -9,3 +9,7 @@ output "api_service_name" {
   description = "The internal operator API service, when enabled."
   value       = length(aws_ecs_service.api) > 0 ? aws_ecs_service.api[0].name : null
 }
+output "api_url" {
+  description = "The load balancer's address for the operator API and console, when api.load_balancer is set."
+  value       = length(aws_lb.api) > 0 ? "https://${aws_lb.api[0].dns_name}/" : null
+}

@@ -103,6 +103,49 @@ variable "api" {
     desired_count      = optional(number, 1)
     token_secret_arn   = optional(string)
     security_group_ids = optional(list(string))
+    # API_AUTH: "actions" (the token guards cancel and trigger) or "all"
+    # (reads too; needs token_secret_arn).
+    auth = optional(string, "actions")
+    # An internal HTTPS Application Load Balancer in front of the service,
+    # which signs people in before any request reaches it: through an
+    # Amazon Cognito user pool or any OIDC provider (Okta, Entra ID, Google).
+    # The client secret of an OIDC provider is var.api_oidc_client_secret.
+    load_balancer = optional(object({
+      subnet_ids         = list(string)
+      security_group_ids = list(string)
+      certificate_arn    = string
+      cognito = optional(object({
+        user_pool_arn       = string
+        user_pool_client_id = string
+        user_pool_domain    = string
+      }))
+      oidc = optional(object({
+        issuer                 = string
+        authorization_endpoint = string
+        token_endpoint         = string
+        user_info_endpoint     = string
+        client_id              = string
+      }))
+    }))
   })
   default = {}
+  validation {
+    condition     = contains(["actions", "all"], var.api.auth)
+    error_message = "api.auth must be \"actions\" or \"all\"."
+  }
+  validation {
+    condition     = var.api.auth != "all" || var.api.token_secret_arn != null
+    error_message = "api.auth = \"all\" needs api.token_secret_arn: every read would be refused without a token."
+  }
+  validation {
+    condition     = var.api.load_balancer == null || (try(var.api.load_balancer.cognito, null) == null) != (try(var.api.load_balancer.oidc, null) == null)
+    error_message = "api.load_balancer needs exactly one of cognito or oidc: the load balancer signs people in before forwarding."
+  }
+}
+
+variable "api_oidc_client_secret" {
+  description = "The OIDC client secret for api.load_balancer.oidc (kept out of the api object so that plans hide it)."
+  type        = string
+  default     = null
+  sensitive   = true
 }

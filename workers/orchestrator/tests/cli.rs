@@ -322,6 +322,11 @@ async fn serve_checks_its_config_logs_json_serves_metrics_and_stops_on_sigterm()
     for (var, value) in [
         ("API_ADDR", "nowhere"),
         ("API_TOKEN", "short"),
+        ("API_AUTH", "everything"),
+        // `all` without API_TOKEN would refuse every read.
+        ("API_AUTH", "all"),
+        ("API_MAX_IN_FLIGHT", "0"),
+        ("API_REQUEST_TIMEOUT_SECS", "soon"),
         ("DATABASE_POOL_SIZE", "0"),
     ] {
         let o = orchestrator_with(Some(&db.url), &[(var, value)], &["serve"]);
