@@ -124,35 +124,9 @@ variable "existing_output_bucket" {
 }
 
 variable "api" {
-  description = "The operator API and console as an internal ECS service: { enabled, port, cpu, memory, desired_count, token_secret_arn, security_group_ids, auth (actions | all), load_balancer ({ subnet_ids, security_group_ids, certificate_arn, cognito | oidc }) }; off by default. See docs/operations.md, \"Exposing the API\"."
-  type = object({
-    enabled            = optional(bool, false)
-    port               = optional(number, 8080)
-    cpu                = optional(number, 256)
-    memory             = optional(number, 512)
-    desired_count      = optional(number, 1)
-    token_secret_arn   = optional(string)
-    security_group_ids = optional(list(string))
-    auth               = optional(string, "actions")
-    load_balancer = optional(object({
-      subnet_ids         = list(string)
-      security_group_ids = list(string)
-      certificate_arn    = string
-      cognito = optional(object({
-        user_pool_arn       = string
-        user_pool_client_id = string
-        user_pool_domain    = string
-      }))
-      oidc = optional(object({
-        issuer                 = string
-        authorization_endpoint = string
-        token_endpoint         = string
-        user_info_endpoint     = string
-        client_id              = string
-      }))
-    }))
-  })
-  default = {}
+  description = "The operator API and console as an internal ECS service: { enabled, port, cpu, memory, desired_count, token_secret_arn, security_group_ids, auth (actions | all), load_balancer ({ subnet_ids, security_group_ids, certificate_arn, cognito | oidc }) }; off by default. Its shape, defaults and checks are declared once, by modules/workers (variable \"api\"). See docs/operations.md, \"Exposing the API\"."
+  type        = any
+  default     = {}
 }
 
 variable "api_oidc_client_secret" {

@@ -14,6 +14,7 @@ use orchestrator_tests::TestDb;
 use serde_json::Value;
 
 const TOKEN: &str = "a-test-token-of-32-characters-xx";
+const CANCEL: &str = "/api/v1/runs/r-1/cancel";
 
 fn state(db: &TestDb, pool: orchestrator_core::store::Pool, auth: AuthScope) -> ApiState {
     ApiState {
@@ -25,17 +26,27 @@ fn state(db: &TestDb, pool: orchestrator_core::store::Pool, auth: AuthScope) -> 
     }
 }
 
+/// A request with an optional `Authorization` header.
+async fn call(
+    api: &ApiServer,
+    method: reqwest::Method,
+    path: &str,
+    authorization: Option<&str>,
+) -> reqwest::Response {
+    let mut req = api.client.request(method, format!("{}{path}", api.base));
+    if let Some(a) = authorization {
+        req = req.header("Authorization", a);
+    }
+    req.send().await.unwrap()
+}
+
 /// Status, `WWW-Authenticate` and JSON body of a GET with `authorization`.
 async fn get(
     api: &ApiServer,
     path: &str,
     authorization: Option<&str>,
 ) -> (u16, Option<String>, Value) {
-    let mut req = api.client.get(format!("{}{path}", api.base));
-    if let Some(a) = authorization {
-        req = req.header("Authorization", a);
-    }
-    let r = req.send().await.unwrap();
+    let r = call(api, reqwest::Method::GET, path, authorization).await;
     let status = r.status().as_u16();
     let www = r
         .headers()
@@ -73,12 +84,7 @@ async fn with_api_auth_all_reads_need_the_token_and_health_does_not() {
     // The process's health, the console's files and Prometheus stay open:
     // they carry no run request or catalog.
     for path in ["/health", "/ready", "/", "/console/app.js"] {
-        let r = api
-            .client
-            .get(format!("{}{path}", api.base))
-            .send()
-            .await
-            .unwrap();
+        let r = call(&api, reqwest::Method::GET, path, None).await;
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
 }
@@ -95,23 +101,17 @@ async fn with_api_auth_actions_reads_are_open_and_actions_refuse_near_misses() {
         "Bearer ",
         "Token a-test-token-of-32-characters-xx",
     ] {
-        let r = api
-            .client
-            .post(format!("{}/api/v1/runs/r-1/cancel", api.base))
-            .header("Authorization", auth)
-            .send()
-            .await
-            .unwrap();
+        let r = call(&api, reqwest::Method::POST, CANCEL, Some(auth)).await;
         assert_eq!(r.status().as_u16(), 401, "{auth}");
         assert!(r.headers().contains_key("www-authenticate"), "{auth}");
     }
-    let r = api
-        .client
-        .post(format!("{}/api/v1/runs/r-1/cancel", api.base))
-        .header("Authorization", format!("bearer {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+    let r = call(
+        &api,
+        reqwest::Method::POST,
+        CANCEL,
+        Some(&format!("bearer {TOKEN}")),
+    )
+    .await;
     assert_eq!(
         r.status().as_u16(),
         404,
@@ -185,12 +185,7 @@ async fn every_answer_carries_the_security_headers() {
         "/api/v1/nope",
         "/health",
     ] {
-        let r = api
-            .client
-            .get(format!("{}{path}", api.base))
-            .send()
-            .await
-            .unwrap();
+        let r = call(&api, reqwest::Method::GET, path, None).await;
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(

@@ -120,16 +120,22 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-fn request(ops: usize) -> impl Strategy<Value = Request> {
-    let method = prop_oneof![
+fn method() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
         4 => Just(None),
         1 => proptest::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]).prop_map(Some),
-    ];
-    let name = prop_oneof![
+    ]
+}
+
+fn name() -> impl Strategy<Value = Name> {
+    prop_oneof![
         3 => (0usize..8).prop_map(Name::Documented),
         1 => nasty_bytes().prop_map(Name::Raw),
-    ];
-    let header = (
+    ]
+}
+
+fn header() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
+    (
         proptest::sample::select(vec![
             "Accept",
             "Content-Type",
@@ -143,49 +149,32 @@ fn request(ops: usize) -> impl Strategy<Value = Request> {
             "Accept-Encoding",
         ]),
         field_value(),
-    );
-    let auth = prop_oneof![
+    )
+}
+
+fn auth() -> impl Strategy<Value = Option<Vec<u8>>> {
+    prop_oneof![
         2 => Just(None),
         1 => field_value().prop_map(Some),
         1 => field_value().prop_map(|v| Some([b"Bearer ".as_slice(), &v].concat())),
         1 => Just(Some(format!("bearer {TOKEN}").into_bytes())),
-    ];
-    (
-        0..ops,
-        method,
-        nasty_bytes(),
-        proptest::collection::vec((name, nasty_bytes()), 0..5),
-        any::<bool>(),
-        proptest::collection::vec(header, 0..4),
-        auth,
-        prop_oneof![3 => Just(Vec::new()), 1 => nasty_bytes()],
-        proptest::bool::weighted(0.05),
-    )
-        .prop_map(
-            |(
-                op,
-                method,
-                segment,
-                query,
-                duplicate_first,
-                headers,
-                auth,
-                body,
-                claims_huge_body,
-            )| {
-                Request {
-                    op,
-                    method,
-                    segment,
-                    query,
-                    duplicate_first,
-                    headers,
-                    auth,
-                    body,
-                    claims_huge_body,
-                }
-            },
-        )
+    ]
+}
+
+prop_compose! {
+    fn request(ops: usize)(
+        op in 0..ops,
+        method in method(),
+        segment in nasty_bytes(),
+        query in proptest::collection::vec((name(), nasty_bytes()), 0..5),
+        duplicate_first in any::<bool>(),
+        headers in proptest::collection::vec(header(), 0..4),
+        auth in auth(),
+        body in prop_oneof![3 => Just(Vec::new()), 1 => nasty_bytes()],
+        claims_huge_body in proptest::bool::weighted(0.05),
+    ) -> Request {
+        Request { op, method, segment, query, duplicate_first, headers, auth, body, claims_huge_body }
+    }
 }
 
 fn pct(bytes: &[u8]) -> String {
