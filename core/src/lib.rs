@@ -15,7 +15,9 @@
 //! - [`relay`]: the transactional outbox relay and the publisher trait;
 //!   [`backpressure`]: the consumer pauses while too many committed run
 //!   requests wait for it.
-//! - [`workers`]: the two queue-consuming workers, wired from their dependencies.
+//! - [`workers`]: the two queue-consuming workers, wired from their
+//!   dependencies; [`supervise`]: their background tasks, whose failure
+//!   stops the worker.
 //! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, SNS
 //!   publisher, S3 pointers, provisioning.
 //! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
@@ -38,5 +40,6 @@ pub mod ops;
 pub mod relay;
 pub mod shutdown;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 pub mod workers;

@@ -280,7 +280,15 @@ impl PublishQueue {
                     }
                 });
             }
-            while set.join_next().await.is_some() {}
+            // A publishing task that panicked takes the queue down with it,
+            // so that the worker's supervisor sees it and stops the worker.
+            while let Some(ended) = set.join_next().await {
+                if let Err(e) = ended {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            }
         });
         (Self { tx, waiting }, handle)
     }

@@ -19,6 +19,7 @@ use crate::messaging::sns::SnsPublisher;
 use crate::messaging::sqs::{Consumer, ConsumerConfig, Handler};
 use crate::messaging::AwsClients;
 use crate::relay::{PublishQueue, Publisher, Relay};
+use crate::supervise::{Supervisor, TaskFailure};
 
 /// Which worker a process is: it names the environment variables it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,9 @@ impl WorkerKind {
 pub enum WorkerError {
     #[error(transparent)]
     Consumer(#[from] crate::messaging::sqs::consumer::ConsumerError),
+    /// A background task stopped: the worker stops too (exit non-zero).
+    #[error(transparent)]
+    Task(#[from] TaskFailure),
     #[error("cannot serve the ops endpoints on {addr}")]
     Ops {
         addr: std::net::SocketAddr,
@@ -132,12 +136,18 @@ impl ConsumerDeps<SnsPublisher> {
     }
 }
 
+/// A background task of a worker: its name (in logs) and what it runs.
+type Task = (
+    &'static str,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+);
+
 /// What a worker runs besides its consumer: the handler, and background tasks
 /// that publish through the same queue (so that the consumer's backpressure
 /// counts what they commit too) and stop on shutdown.
 struct Served<H> {
     handler: H,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<Task>,
 }
 
 /// Serves the ops endpoints, consumes the queue with the handler `make`
@@ -172,21 +182,36 @@ where
     let served = make(deps.ctx, publish);
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, served.handler)
         .with_backpressure(waiting);
-    let sweeper = {
-        let (relay, stop) = (deps.relay.clone(), shutdown.clone());
-        tokio::spawn(async move { relay.run(stop).await })
+    let mut tasks = Supervisor::new(shutdown.clone());
+    tasks.adopt("ops endpoints", ops);
+    tasks.adopt("publisher", publisher);
+    let (relay, stop) = (deps.relay.clone(), shutdown.clone());
+    tasks.spawn_infallible("outbox sweep", async move { relay.run(stop).await });
+    for (name, task) in served.tasks {
+        tasks.spawn_infallible(name, task);
+    }
+    let consuming = consumer.run(shutdown.clone());
+    tokio::pin!(consuming);
+    let (result, failed) = tokio::select! {
+        result = &mut consuming => (result, None),
+        failure = tasks.first_failure() => {
+            tracing::error!(task = failure.task, error = %failure, "a background task stopped; stopping the worker so that it is restarted");
+            shutdown.cancel();
+            (consuming.await, Some(failure))
+        }
     };
-    let result = consumer.run(shutdown.clone()).await;
     shutdown.cancel();
     // The publisher stops once every queue handle is gone: the consumer's went
     // with it, the background tasks' go as they end.
-    for task in served.tasks {
-        let _ = task.await;
+    let wound_down = tasks.finish().await;
+    if let Some(failure) = failed {
+        return Err(failure.into());
     }
-    let _ = sweeper.await;
-    let _ = publisher.await;
-    let _ = ops.await;
-    Ok(result?)
+    result?;
+    if let Err(failure) = &wound_down {
+        tracing::error!(task = failure.task, error = %failure, "a background task failed while the worker stopped");
+    }
+    Ok(wound_down?)
 }
 
 /// The projection-update worker: consumes updates, publishes run requests,
@@ -201,13 +226,19 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
         deps,
         |ctx, publish| Served {
             tasks: vec![
-                tokio::spawn(backlog::run(
-                    ctx.clone(),
-                    publish.clone(),
-                    BACKLOG_SWEEP_INTERVAL,
-                    stop.clone(),
-                )),
-                tokio::spawn(backlog::flush_carried(ctx.clone(), publish.clone(), stop)),
+                (
+                    "backlog sweep",
+                    Box::pin(backlog::run(
+                        ctx.clone(),
+                        publish.clone(),
+                        BACKLOG_SWEEP_INTERVAL,
+                        stop.clone(),
+                    )),
+                ),
+                (
+                    "carried backlog",
+                    Box::pin(backlog::flush_carried(ctx.clone(), publish.clone(), stop)),
+                ),
             ],
             handler: ProjectionUpdateHandler { ctx, publish },
         },
@@ -257,13 +288,16 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     serve_queue(
         queue,
         |ctx, publish| Served {
-            tasks: vec![tokio::spawn(sweeper::run(
-                ctx.clone(),
-                publish.clone(),
-                timeouts,
-                reaper_interval,
-                stop,
-            ))],
+            tasks: vec![(
+                "timeout/retry sweep",
+                Box::pin(sweeper::run(
+                    ctx.clone(),
+                    publish.clone(),
+                    timeouts,
+                    reaper_interval,
+                    stop,
+                )),
+            )],
             handler: LifecycleHandler {
                 ctx,
                 publish,

@@ -17,6 +17,7 @@ mod hostile;
 mod lifecycle;
 mod outbox;
 mod projection_update;
+mod supervision;
 mod telemetry;
 mod terraform;
 mod views;
