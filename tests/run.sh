@@ -1,28 +1,50 @@
 #!/usr/bin/env bash
-# The whole test suite: starts PostgreSQL and LocalStack when they do not
-# answer, installs Chromium and chromedriver when missing, builds the binaries the end-to-end tests start, then runs every unit,
-# property, integration and end-to-end test of the workspace, and ends with
-# one total line ("N passed, N failed").
+# The test suite, in tiers (README, "Tests"):
+#   tests/run.sh             everything, as CI runs it
+#   tests/run.sh --fast      unit and property tests: no service, no browser
+#   tests/run.sh --long      the long suites alone: chaos, Terraform, browser
+#   tests/run.sh --not-long  everything but the long suites
+# Any further arguments go to `cargo test` (after `--`: to the test binaries).
+# Except with --fast, it starts PostgreSQL and LocalStack when they do not
+# answer, installs Chromium and chromedriver when missing, and builds the
+# binaries the end-to-end tests start. It ends with one total line
+# ("N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier=all
+case "${1:-}" in
+  --fast|--long|--not-long) tier=${1#--}; shift ;;
+esac
+# The long suites, as test-name filters of the `it` binary.
+long=(chaos:: terraform:: console::)
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
-# The Terraform tests take providers from a local mirror when the registry is
-# out of reach; this project's machines keep one at /opt/tf-plugins.
-if [ -z "${TF_PLUGIN_DIR:-}" ] && [ -d /opt/tf-plugins ]; then
-  export TF_PLUGIN_DIR=/opt/tf-plugins
+if [ "$tier" != fast ]; then
+  # The Terraform tests take providers from a local mirror when the registry is
+  # out of reach; this project's machines keep one at /opt/tf-plugins.
+  if [ -z "${TF_PLUGIN_DIR:-}" ] && [ -d /opt/tf-plugins ]; then
+    export TF_PLUGIN_DIR=/opt/tf-plugins
+  fi
+  localstack/postgres-up.sh
+  localstack/up.sh
+  # The console's browser test drives Debian's Chromium through chromedriver.
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  cargo build --workspace --bins --locked
 fi
-localstack/postgres-up.sh
-localstack/up.sh
-# The console's browser test drives Debian's Chromium through chromedriver.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
-cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+case "$tier" in
+  all) cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$? ;;
+  fast) cargo test --workspace --locked --lib --bins "$@" 2>&1 | tee "$log" || status=$? ;;
+  long) cargo test --locked -p orchestrator-tests --test it "$@" -- "${long[@]}" 2>&1 | tee "$log" || status=$? ;;
+  not-long)
+    skips=()
+    for f in "${long[@]}"; do skips+=(--skip "$f"); done
+    cargo test --workspace --locked "$@" -- "${skips[@]}" 2>&1 | tee "$log" || status=$? ;;
+esac
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .*; ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo

@@ -268,6 +268,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// `DATABASE_POOL_SIZE`: connections per process, at most.
+    pub fn pool_size(&self, default: u32) -> Result<usize, ConfigError> {
+        Ok(self.count("DATABASE_POOL_SIZE", default, 1000)? as usize)
+    }
+
     /// `API_TOKEN` and `API_AUTH`; `all` needs a token, or every read would
     /// be refused.
     pub fn api_auth(&self) -> Result<(Option<String>, AuthScope), ConfigError> {

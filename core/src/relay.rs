@@ -12,7 +12,7 @@ use tracing::instrument;
 
 use crate::backpressure::Backpressure;
 use crate::in_transaction;
-use crate::store::outbox::{self, Backlog, OutboxMessage};
+use crate::store::outbox::{self, OutboxMessage};
 use crate::store::{runs, Pool, StoreError};
 
 /// Why one message could not be published.
@@ -96,6 +96,7 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
+    #[cfg(feature = "test-support")]
     pub fn publisher(&self) -> &P {
         &self.publisher
     }
@@ -142,7 +143,8 @@ impl<P: Publisher> Relay<P> {
         .await
     }
 
-    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+    #[cfg(feature = "test-support")]
+    pub async fn backlog(&self) -> Result<outbox::Backlog, StoreError> {
         in_transaction!(self.pool, StoreError, |tx| outbox::backlog(&tx).await?)
     }
 
@@ -313,13 +315,15 @@ fn report_waiting(waiting: &Backpressure) {
 }
 
 /// An in-process publisher that records what it was given; it can be told to
-/// fail. For tests, demos and benchmarks without a broker.
+/// fail. For tests and benchmarks without a broker.
+#[cfg(feature = "test-support")]
 #[derive(Debug, Default)]
 pub struct RecordingPublisher {
     published: std::sync::Mutex<Vec<OutboxMessage>>,
     fail_next: std::sync::atomic::AtomicUsize,
 }
 
+#[cfg(feature = "test-support")]
 impl RecordingPublisher {
     /// The next `n` messages fail to publish.
     pub fn fail_next(&self, n: usize) {
@@ -331,6 +335,7 @@ impl RecordingPublisher {
     }
 }
 
+#[cfg(feature = "test-support")]
 impl Publisher for RecordingPublisher {
     async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {
         use std::sync::atomic::Ordering;

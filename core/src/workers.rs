@@ -86,6 +86,9 @@ pub enum StartError {
     Pool(#[from] crate::store::pool::PoolConfigError),
 }
 
+/// A worker's default connection pool (`DATABASE_POOL_SIZE`).
+pub const WORKER_POOL_SIZE: u32 = 16;
+
 /// What a queue-consuming worker needs.
 pub struct ConsumerDeps<P> {
     pub kind: WorkerKind,
@@ -105,7 +108,7 @@ impl ConsumerDeps<SnsPublisher> {
         env: &Env<F>,
         kind: WorkerKind,
     ) -> Result<Self, StartError> {
-        let pool_size = env.count("DATABASE_POOL_SIZE", 16, 1000)? as usize;
+        let pool_size = env.pool_size(WORKER_POOL_SIZE)?;
         let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
         let ctx = Context::new(pool.clone(), env.request_settings()?);
         let aws = AwsClients::from_env().await;

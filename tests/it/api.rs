@@ -428,3 +428,50 @@ async fn actions_are_off_without_a_token_and_need_the_right_one() {
         .await;
     assert_error(st, &body, 503, "unavailable", "OUTPUT_BUCKET");
 }
+
+#[tokio::test]
+async fn a_status_filter_pages_correctly_across_several_batches_of_500() {
+    // 1,200 metrics, every third disabled: the other 800 are stale (nothing
+    // received), spread over three batches of the server's filtering loop.
+    let db = TestDb::new("api_status_batches").await;
+    let mut doc = orchestrator_tests::synth::catalog(orchestrator_tests::synth::Shape {
+        datasets: 10,
+        series_per_dataset: 3,
+        metrics: 1_200,
+        seed: 5,
+    });
+    for (i, m) in doc["metrics"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        m["enabled"] = json!(i % 3 != 0);
+    }
+    orchestrator_tests::fixtures::apply(&db, &doc).await;
+    let want = db
+        .strings("SELECT code FROM metrics WHERE enabled ORDER BY code")
+        .await;
+    assert_eq!(want.len(), 800);
+    let api = ApiServer::for_db(&db, None).await;
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/metrics?status=stale&limit=300".to_string();
+    let mut pages = 0;
+    loop {
+        let (st, page) = api.get(&path).await;
+        assert_eq!(st, 200, "{page}");
+        assert!(page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "stale"));
+        seen.extend(codes(&page));
+        pages += 1;
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/api/v1/metrics?status=stale&limit=300&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "300 + 300 + 200");
+    assert_eq!(seen, want, "every stale metric once, in code order");
+}

@@ -96,6 +96,10 @@ async fn eight_workers(carry: bool) {
     // exactly once, by the time the last worker returned (and, carrying, the
     // flush): nothing waits for the sweep.
     eprintln!("{deferred} metric evaluations deferred to a backlog");
+    assert!(
+        deferred > 0,
+        "eight workers on shared metrics must have met held metrics: the backlog path did not run"
+    );
     assert_eq!(evaluated, deferred);
     assert_eq!(
         db.count("SELECT count(*) FROM metric_update_backlog").await,

@@ -414,10 +414,9 @@ async fn replay_dry_run_validates_every_line_and_sends_nothing() {
 async fn ops_endpoints_report_health_and_readiness() {
     let db = db_with_catalog("e2e_ops").await;
     let stack = Stack::new("ops", false).await;
-    let port = orchestrator_tests::http::free_port();
-    let mut env = stack.env(&db);
-    env.push(("OPS_ADDR".into(), format!("127.0.0.1:{port}")));
-    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    // stack.env sets OPS_ADDR=127.0.0.1:0: the worker binds a port and logs it.
+    let worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    let port = worker.bound_port("ops endpoints listening").await;
     let get = |path: &'static str| orchestrator_tests::http::get(port, path);
     let health = eventually(WAIT, "/healthz to answer", || async {
         get("/healthz").await
@@ -518,5 +517,10 @@ async fn a_run_request_over_the_sns_limit_is_offloaded_to_s3_and_points_there() 
     let request: Value = serde_json::from_str(&payload).unwrap();
     let run_id = request["runId"].as_str().unwrap().to_string();
     assert_eq!(request, outbox_payload(&db, &run_id).await);
-    assert_eq!(status_of(&db, &run_id).await, "dispatched");
+    // The relay marks the run dispatched after the publish call returns,
+    // which may be after the message reached the queue.
+    eventually(WAIT, "the run to be marked dispatched", || async {
+        (status_of(&db, &run_id).await == "dispatched").then_some(())
+    })
+    .await;
 }

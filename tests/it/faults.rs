@@ -55,7 +55,11 @@ async fn postgres_unavailable_for_a_few_seconds_loses_nothing() {
             proxy.cut();
         }
         if i == 20 {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // The worker met the cut: it tried to reconnect and was refused.
+            eventually(WAIT, "the worker to meet the database cut", || async {
+                (proxy.refused() > 0).then_some(())
+            })
+            .await;
             proxy.restore();
         }
     }
@@ -219,7 +223,9 @@ async fn visibility_is_renewed_while_a_handler_outlasts_the_visibility_timeout()
     let env = stack.env(&db);
     let env: Vec<(String, String)> = env
         .into_iter()
-        .chain([("VISIBILITY_TIMEOUT_SECS".to_string(), "2".to_string())])
+        // Renewed every 2 s: 2 s of margin for a late renewal on a loaded
+        // machine (a 2 s timeout left 1 s).
+        .chain([("VISIBILITY_TIMEOUT_SECS".to_string(), "4".to_string())])
         .collect();
     // A lock held by the test keeps the handler waiting in its transaction
     // for three visibility timeouts.
@@ -235,16 +241,19 @@ async fn visibility_is_renewed_while_a_handler_outlasts_the_visibility_timeout()
         (stack.depth(q).await == Some((0, 1))).then_some(())
     })
     .await;
-    // Without renewal the message would become visible again after 2 s and
+    // Without renewal the message would become visible again after 4 s and
     // this competing reader would get it.
-    let stolen = stack.receive(q, 1, Duration::from_secs(6)).await;
+    let stolen = stack.receive(q, 1, Duration::from_secs(10)).await;
     assert!(
         stolen.is_empty(),
         "a message still being handled became visible again"
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            .await,
+        db.count(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        .await,
         1,
         "one handler, still waiting for the lock: the message was not redelivered"
     );

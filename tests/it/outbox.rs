@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::app::projection_update::process;
-use orchestrator_core::relay::{RecordingPublisher, Relay, RelayConfig};
+use orchestrator_core::relay::{PublishError, Publisher, RecordingPublisher, Relay, RelayConfig};
+use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
 
 fn fast() -> RelayConfig {
@@ -64,7 +65,14 @@ async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let publisher = RecordingPublisher::default();
     publisher.fail_next(2);
-    let relay = Relay::new(db.pool.clone(), publisher, fast());
+    // A backoff long enough that the two sweeps right after the failure
+    // come before it on any machine (50 ms raced a slow one).
+    let config = RelayConfig {
+        base_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(2),
+        ..fast()
+    };
+    let relay = Relay::new(db.pool.clone(), publisher, config);
     let first = relay.publish_now(&s.outbox_ids).await.unwrap();
     assert_eq!((first.published, first.failed), (0, 1));
     assert_eq!(relay.backlog().await.unwrap().unpublished, 1);
@@ -78,7 +86,7 @@ async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
         0
     );
     let published = orchestrator_tests::eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         "the outbox row to be published",
         || async {
             relay.sweep_once().await.unwrap();
@@ -151,4 +159,109 @@ async fn concurrent_relays_never_publish_a_row_twice() {
     all.dedup();
     assert_eq!(total, all.len(), "a run request was published twice");
     assert_eq!(total, 40);
+}
+
+/// Answers for the first message of a batch only.
+struct AnswersOne;
+
+impl Publisher for AnswersOne {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {
+        batch.iter().take(1).map(|_| Ok(())).collect()
+    }
+}
+
+/// Never answers: a publish call that hangs.
+struct Hangs;
+
+impl Publisher for Hangs {
+    async fn publish(&self, _: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn messages_a_publisher_gives_no_result_for_are_failed_and_retried() {
+    let db = db_with_catalog("outbox_short_answer").await;
+    let ctx = db.ctx();
+    let mut ids = Vec::new();
+    for v in 0..3 {
+        ids.extend(
+            process(&ctx, &update("d1", &format!("v{v}")))
+                .await
+                .unwrap()
+                .outbox_ids,
+        );
+    }
+    assert_eq!(ids.len(), 3);
+    let relay = Relay::new(db.pool.clone(), AnswersOne, fast());
+    let report = relay.publish_now(&ids).await.unwrap();
+    assert_eq!((report.published, report.failed), (1, 2));
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM outbox
+              WHERE published_at IS NULL AND last_error = 'publisher returned no result'"
+        )
+        .await,
+        2
+    );
+    // Retried (one at a time, each answered) until all are out.
+    let single = Relay::new(
+        db.pool.clone(),
+        AnswersOne,
+        RelayConfig { batch: 1, ..fast() },
+    );
+    orchestrator_tests::eventually(Duration::from_secs(20), "the two retried", || async {
+        single.sweep_once().await.unwrap();
+        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_whose_publish_hangs_is_taken_by_another_relay_when_its_lease_expires() {
+    let db = db_with_catalog("outbox_lease").await;
+    let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let lease = RelayConfig {
+        lease: Duration::from_secs(2),
+        ..fast()
+    };
+    let stuck = Arc::new(Relay::new(db.pool.clone(), Hangs, lease));
+    let hung = tokio::spawn({
+        let (stuck, ids) = (stuck.clone(), s.outbox_ids.clone());
+        async move { stuck.publish_now(&ids).await }
+    });
+    let other = Relay::new(db.pool.clone(), RecordingPublisher::default(), lease);
+    // While the lease holds, the row is not the other relay's.
+    orchestrator_tests::eventually(
+        Duration::from_secs(10),
+        "the stuck relay's claim",
+        || async {
+            (db.count("SELECT count(*) FROM outbox WHERE attempts > 0")
+                .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        other.sweep_once().await.unwrap().published,
+        0,
+        "leased elsewhere"
+    );
+    let published = orchestrator_tests::eventually(
+        Duration::from_secs(20),
+        "the other relay to take the row once the lease expired",
+        || async {
+            let r = other.sweep_once().await.unwrap();
+            (r.published == 1).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(published.dispatched, 1);
+    assert_eq!(other.publisher().published().len(), 1);
+    assert_eq!(status_of(&db, &s.queued_run_ids[0]).await, "dispatched");
+    hung.abort();
 }

@@ -231,7 +231,7 @@ async fn run_request_catalog_names_exactly_the_updates_used() {
 }
 
 #[tokio::test]
-async fn run_request_has_the_wire_shape_of_spec_3_3() {
+async fn run_request_has_the_wire_shape_of_the_contract() {
     let db = db_with_catalog("wire_shape").await;
     let ctx = db.ctx();
     process(&ctx, &update("d2", "v1")).await.unwrap();
@@ -324,24 +324,34 @@ async fn every_queued_run_of_a_metric_uses_a_distinct_update_set() {
 
 #[tokio::test]
 async fn dependent_metrics_are_found_with_indexes_not_a_scan() {
-    let db = db_with_catalog("index_plan").await;
-    let client = db.client().await;
-    client
-        .batch_execute("SET enable_seqscan = off")
-        .await
-        .unwrap();
-    let plan: Vec<String> = client
-        .query(
-            "EXPLAIN SELECT m.id FROM metrics m WHERE m.enabled AND m.id IN (
-                 SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = 'd1')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // The statement the claim runs, planned as production plans it (all
+    // plans allowed) on a catalog large enough that a scan would cost more:
+    // 5,000 metrics over 100 datasets, statistics fresh.
+    let db = orchestrator_tests::TestDb::new("index_plan").await;
+    let shape = orchestrator_tests::synth::Shape {
+        datasets: 100,
+        series_per_dataset: 3,
+        metrics: 5_000,
+        seed: 7,
+    };
+    orchestrator_tests::fixtures::apply(&db, &orchestrator_tests::synth::catalog(shape)).await;
+    db.exec("ANALYZE").await;
+    let dataset = db
+        .string("SELECT dataset_id FROM metric_required_datasets ORDER BY dataset_id LIMIT 1")
+        .await;
+    let mut client = db.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let plan = orchestrator_core::store::catalog::explain_claim_dependent_metrics(
+        &tx,
+        &dataset.as_str().into(),
+    )
+    .await
+    .unwrap();
     let text = plan.join("\n");
+    assert!(
+        text.contains("metric_required_datasets") && text.contains("Index"),
+        "the plan reads the dependency table through an index:\n{text}"
+    );
     assert!(
         !text.contains("Seq Scan"),
         "the dependency lookup must be index-driven:\n{text}"

@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use orchestrator_tests::aws::{attributes, Stack};
 use orchestrator_tests::eventually;
 use orchestrator_tests::fixtures::db_with_catalog;
-use orchestrator_tests::http::{free_port, get};
+use orchestrator_tests::http::get;
 use orchestrator_tests::process::Process;
 use serde_json::json;
 
@@ -118,10 +118,8 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 async fn metrics_endpoint_counts_messages_by_outcome_and_reports_latency_outbox_and_runs() {
     let db = db_with_catalog("telemetry_metrics").await;
     let stack = Stack::new("metrics", false).await;
-    let port = free_port();
-    let mut env = stack.env(&db);
-    env.push(("OPS_ADDR".into(), format!("127.0.0.1:{port}")));
-    let _worker = Process::spawn("projection-update-worker", &env, &[]);
+    let worker = Process::spawn("projection-update-worker", &stack.env(&db), &[]);
+    let port = worker.bound_port("ops endpoints listening").await;
     let q = &stack.names.projection_updates_queue_url;
     stack.send(q, &update_body("d1", "v1")).await; // processed: m.single runs
     stack.send(q, &update_body("d1", "v1")).await; // ignored: duplicate

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use orchestrator_core::api::layers::ApiLimits;
-use orchestrator_core::api::{serve, ApiState, ServeDeps};
+use orchestrator_core::api::{serve_on, ApiState};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::free_port;
 use crate::TestDb;
 
 pub struct ApiServer {
@@ -25,20 +24,16 @@ impl ApiServer {
 
     /// Serves `state` with `limits`; returns once `/health` answers.
     pub async fn start_with(state: ApiState, limits: ApiLimits) -> ApiServer {
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Bound here, on port 0, and handed over: no window in which another
+        // test could take the port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the API");
+        let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let s = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(
-                ServeDeps {
-                    addr,
-                    state,
-                    limits,
-                },
-                s,
-            )
-            .await
-            {
+            if let Err(e) = serve_on(listener, state, &limits, s).await {
                 panic!(
                     "the API server failed: {}",
                     orchestrator_core::errors::chain(&e)

@@ -95,6 +95,32 @@ impl Process {
         })
     }
 
+    /// The port the process says it listens on, in its JSON log line whose
+    /// message contains `message` (field `addr`): it was started with port 0
+    /// and bound the port itself, so no other test can take it meanwhile.
+    pub async fn bound_port(&self, message: &str) -> u16 {
+        let log = self.log.clone();
+        crate::eventually(
+            Duration::from_secs(30),
+            &format!("{} to log {message:?} with its address", self.name),
+            || {
+                let log = log.clone();
+                async move {
+                    let text = std::fs::read_to_string(&log).ok()?;
+                    text.lines().find_map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                        if !v["message"].as_str()?.contains(message) {
+                            return None;
+                        }
+                        let addr: std::net::SocketAddr = v["addr"].as_str()?.parse().ok()?;
+                        Some(addr.port())
+                    })
+                }
+            },
+        )
+        .await
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -13,6 +13,8 @@ pub struct TcpProxy {
     /// Milliseconds each new connection waits before it is forwarded.
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
     live: Arc<Mutex<Vec<AbortHandle>>>,
+    /// Connections refused while cut: proof that a client met the cut.
+    refused: Arc<std::sync::atomic::AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -25,11 +27,18 @@ impl TcpProxy {
         let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let delay_ms: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let target = target.to_string();
-        let (o, l, d) = (open.clone(), live.clone(), delay_ms.clone());
+        let refused: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (o, l, d, r) = (
+            open.clone(),
+            live.clone(),
+            delay_ms.clone(),
+            refused.clone(),
+        );
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !o.load(Ordering::SeqCst) {
                     drop(client); // refused while cut
+                    r.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
                 let target = target.clone();
@@ -48,8 +57,14 @@ impl TcpProxy {
             open,
             delay_ms,
             live,
+            refused,
             accept,
         }
+    }
+
+    /// How many connections were refused while cut.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// New connections wait this long before they are forwarded.

@@ -161,9 +161,9 @@ async fn record(
 /// The API's default connection pool. Its reads are CPU-bound in
 /// PostgreSQL: more queries at once than the server has cores only share the
 /// cores and stretch every request, while requests waiting in the pool's FIFO
-/// queue are served in order (p99 40 ms against 54 ms with 16 at 20 clients,
-/// BENCHMARKS.md "Operator API"). It also keeps the console from taking the
-/// workers' database CPU.
+/// queue are served in order, which shortens the tail (BENCHMARKS.md,
+/// "Operator API"). It also keeps the console from taking the workers'
+/// database CPU.
 pub const API_POOL_SIZE: u32 = 4;
 
 /// What `orchestrator serve` runs with.
@@ -183,7 +183,7 @@ impl ServeDeps {
         env: &Env<F>,
     ) -> Result<Self, crate::workers::StartError> {
         let addr = env.socket_addr("API_ADDR", "127.0.0.1:8080")?;
-        let pool_size = env.count("DATABASE_POOL_SIZE", API_POOL_SIZE, 1000)? as usize;
+        let pool_size = env.pool_size(API_POOL_SIZE)?;
         let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
         let ctx = match env.optional("OUTPUT_BUCKET") {
             Some(_) => Some(Context::new(pool.clone(), env.request_settings()?)),
@@ -226,10 +226,21 @@ pub async fn serve(deps: ServeDeps, shutdown: CancellationToken) -> Result<(), S
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
+    serve_on(listener, state, &limits, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (a test binds port 0 and reads the
+/// port from it, instead of guessing a free one).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    limits: &layers::ApiLimits,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(addr = %local, actions = state.token.is_some(), auth = state.auth.as_str(),
         max_in_flight = limits.max_in_flight, "operator API and console at http://{local}/");
-    axum::serve(listener, router(state, &limits))
+    axum::serve(listener, router(state, limits))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ServeError::Serve)

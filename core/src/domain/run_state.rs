@@ -168,7 +168,7 @@ mod tests {
     const FAIL: LifecycleKind = LifecycleKind::Completed { success: false };
 
     #[test]
-    fn the_transition_table_of_spec_5_5() {
+    fn the_transition_table_of_docs_semantics() {
         for s in [Queued, Dispatched, Running] {
             assert_eq!(decide(s, STARTED), Decision::Apply(Running), "{s}");
             assert_eq!(decide(s, HEARTBEAT), Decision::Apply(Running), "{s}");

@@ -40,22 +40,9 @@ pub struct Claimed {
     pub skipped: Vec<MetricId>,
 }
 
-/// Claims every enabled metric that depends on `dataset_id` without waiting
-/// for any: one indexed statement (`metric_required_datasets` by dataset).
-/// The lock serialises all work on a metric's pending run across workers;
-/// `SKIP LOCKED` means a metric another transaction holds is reported as
-/// skipped instead of queued behind (its update goes to the metric's backlog),
-/// and `NO KEY UPDATE` does not conflict with the key-share locks of
-/// concurrent foreign-key checks on the metric.
-pub async fn claim_dependent_metrics(
-    tx: &Transaction<'_>,
-    dataset_id: &DatasetId,
-) -> StoreResult<Claimed> {
-    let stmt = tx
-        .prepare_cached(
-            // `= ANY (ARRAY(…))` makes both reads primary-key probes; with
-            // `IN (subquery)` the planner scanned all metrics (BENCHMARKS.md).
-            "WITH dep AS MATERIALIZED (
+// `= ANY (ARRAY(…))` makes both reads primary-key probes; with
+// `IN (subquery)` the planner scanned all metrics (BENCHMARKS.md).
+const CLAIM_DEPENDENT_METRICS: &str = "WITH dep AS MATERIALIZED (
                  SELECT m.id FROM metrics m
                   WHERE m.id = ANY (ARRAY(SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1))
                     AND m.enabled
@@ -68,9 +55,36 @@ pub async fn claim_dependent_metrics(
              )
              SELECT dep.id, got.code, got.required_days, got.expression_type, got.expression_json, got.id IS NOT NULL
                FROM dep LEFT JOIN got ON got.id = dep.id
-              ORDER BY 1",
+              ORDER BY 1";
+
+/// The plan of the statement [`claim_dependent_metrics`] runs, for a test
+/// that it stays index-driven.
+#[cfg(feature = "test-support")]
+pub async fn explain_claim_dependent_metrics(
+    tx: &Transaction<'_>,
+    dataset_id: &DatasetId,
+) -> StoreResult<Vec<String>> {
+    let rows = tx
+        .query(
+            &format!("EXPLAIN {CLAIM_DEPENDENT_METRICS}"),
+            &[&dataset_id],
         )
         .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Claims every enabled metric that depends on `dataset_id` without waiting
+/// for any: one indexed statement (`metric_required_datasets` by dataset).
+/// The lock serialises all work on a metric's pending run across workers;
+/// `SKIP LOCKED` means a metric another transaction holds is reported as
+/// skipped instead of queued behind (its update goes to the metric's backlog),
+/// and `NO KEY UPDATE` does not conflict with the key-share locks of
+/// concurrent foreign-key checks on the metric.
+pub async fn claim_dependent_metrics(
+    tx: &Transaction<'_>,
+    dataset_id: &DatasetId,
+) -> StoreResult<Claimed> {
+    let stmt = tx.prepare_cached(CLAIM_DEPENDENT_METRICS).await?;
     let rows = tx.query(&stmt, &[&dataset_id]).await?;
     let mut out = Claimed::default();
     for r in &rows {

@@ -334,13 +334,13 @@ async fn serve_checks_its_config_logs_json_serves_metrics_and_stops_on_sigterm()
         assert!(text(&o).1.contains(var), "{var}: {:?}", text(&o));
     }
 
-    let port = http::free_port();
     let env = [
         ("DATABASE_URL".to_string(), db.url.clone()),
-        ("API_ADDR".to_string(), format!("127.0.0.1:{port}")),
+        ("API_ADDR".to_string(), "127.0.0.1:0".to_string()),
     ];
     // Production's defaults: no RUST_LOG, no LOG_FORMAT.
     let mut serve = Process::spawn_with_default_log_level("orchestrator", &env, &["serve"]);
+    let port = serve.bound_port("operator API and console at").await;
     let health = http_get(port, "/health").await;
     assert_eq!(health.0, 200, "{health:?}");
     assert!(health.1.contains("\"status\":\"ok\""), "{health:?}");

@@ -225,9 +225,9 @@ async fn receive_loop<H: Handler>(
 
 /// How many receive loops a worker runs for `concurrency` messages in
 /// flight: one per four slots, at most four. With one loop, the worker
-/// stood idle during every ReceiveMessage round trip (45–60 ms on
-/// LocalStack for up to ten messages, while a handler takes ~10 ms); a
-/// second loop receives while the first batch is handled. Each loop holds a
+/// stood idle during every ReceiveMessage round trip, which takes longer
+/// than handling a message; a second loop receives while the first batch
+/// is handled. Each loop holds a
 /// slot while it waits, so loops never take more than `concurrency`.
 fn receivers(concurrency: usize) -> usize {
     concurrency.div_ceil(4).clamp(1, 4)
