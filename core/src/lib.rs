@@ -23,7 +23,7 @@
 //! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
 //!   and the web console built into the binary.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
-//!   gauges; [`metrics`]: the Prometheus metric names.
+//!   gauges; [`prometheus`]: the Prometheus metric names and exporter.
 //! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop; [`errors`]:
 //!   writing an error with its causes.
 //! - [`config`]: settings from the environment; [`telemetry`]: logging.
@@ -35,8 +35,8 @@ pub mod config;
 pub mod domain;
 pub mod errors;
 pub mod messaging;
-pub mod metrics;
 pub mod ops;
+pub mod prometheus;
 pub mod relay;
 pub mod shutdown;
 pub mod store;

@@ -131,8 +131,8 @@ async fn refresh_state_gauges(pool: Pool) {
     });
     match backlog {
         Ok(b) => {
-            metrics::gauge!(crate::metrics::OUTBOX_BACKLOG).set(b.unpublished as f64);
-            metrics::gauge!(crate::metrics::OUTBOX_OLDEST_AGE_SECONDS).set(b.oldest_age_secs);
+            metrics::gauge!(crate::prometheus::OUTBOX_BACKLOG).set(b.unpublished as f64);
+            metrics::gauge!(crate::prometheus::OUTBOX_OLDEST_AGE_SECONDS).set(b.oldest_age_secs);
         }
         Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
     }
@@ -143,7 +143,7 @@ async fn refresh_state_gauges(pool: Pool) {
                     .iter()
                     .find(|(s, _)| *s == status)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!(crate::metrics::RUNS, "status" => status.as_str()).set(n as f64);
+                metrics::gauge!(crate::prometheus::RUNS, "status" => status.as_str()).set(n as f64);
             }
         }
         Err(e) => tracing::debug!(error = %e, "could not count runs"),

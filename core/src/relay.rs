@@ -195,13 +195,13 @@ impl<P: Publisher> Relay<P> {
             tracing::warn!(run_id = %msg.run_id, attempts = msg.attempts, error = %err,
                 "publishing a run request failed; it will be retried");
         }
-        metrics::counter!(crate::metrics::PUBLISHED).increment(ok_ids.len() as u64);
-        metrics::counter!(crate::metrics::PUBLISH_FAILURES).increment(failures.len() as u64);
+        metrics::counter!(crate::prometheus::PUBLISHED).increment(ok_ids.len() as u64);
+        metrics::counter!(crate::prometheus::PUBLISH_FAILURES).increment(failures.len() as u64);
         let now = chrono::Utc::now();
         for msg in claimed.iter().filter(|m| ok_ids.contains(&m.id)) {
             if let Some(sent) = msg.source_sent_at {
                 let secs = (now - sent).num_milliseconds().max(0) as f64 / 1e3;
-                metrics::histogram!(crate::metrics::UPDATE_TO_REQUEST_SECONDS).record(secs);
+                metrics::histogram!(crate::prometheus::UPDATE_TO_REQUEST_SECONDS).record(secs);
             }
         }
         Ok(RelayReport {
@@ -311,7 +311,7 @@ impl PublishQueue {
 }
 
 fn report_waiting(waiting: &Backpressure) {
-    metrics::gauge!(crate::metrics::PUBLISH_WAITING).set(waiting.pending() as f64);
+    metrics::gauge!(crate::prometheus::PUBLISH_WAITING).set(waiting.pending() as f64);
 }
 
 /// An in-process publisher that records what it was given; it can be told to

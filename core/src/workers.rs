@@ -169,7 +169,7 @@ where
         pool: deps.ctx.pool.clone(),
         sqs: deps.aws.sqs.clone(),
         queue_url: deps.consumer.queue_url.clone(),
-        metrics: crate::metrics::install(),
+        metrics: crate::prometheus::install(),
     };
     let addr = deps.ops_addr;
     let ops = crate::ops::start(addr, state, shutdown.clone())

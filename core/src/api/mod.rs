@@ -13,7 +13,7 @@ pub mod dto;
 mod error;
 mod extract;
 pub mod layers;
-mod metrics;
+mod metric_routes;
 mod params;
 mod runs;
 
@@ -90,7 +90,7 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "Metric orchestrator operator API", version = "1",
          description = "What is pending and why, lineage, run history, and two actions behind a token."),
-    paths(metrics::list, metrics::get, runs::list, runs::get, datasets::list, datasets::get,
+    paths(metric_routes::list, metric_routes::get, runs::list, runs::get, datasets::list, datasets::get,
           datasets::lineage, actions::cancel, actions::trigger, health, ready),
     modifiers(&BearerScheme)
 )]
@@ -110,8 +110,8 @@ async fn no_route() -> error::ApiError {
 pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
     let mut reads = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/metrics", get(metrics::list))
-        .route("/api/v1/metrics/{code}", get(metrics::get))
+        .route("/api/v1/metrics", get(metric_routes::list))
+        .route("/api/v1/metrics/{code}", get(metric_routes::get))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{id}", get(runs::get))
         .route("/api/v1/datasets", get(datasets::list))
@@ -151,9 +151,9 @@ async fn record(
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    ::metrics::counter!(crate::metrics::API_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+    ::metrics::counter!(crate::prometheus::API_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
-    ::metrics::histogram!(crate::metrics::API_REQUEST_SECONDS, "route" => route)
+    ::metrics::histogram!(crate::prometheus::API_REQUEST_SECONDS, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
 }
@@ -197,7 +197,7 @@ impl ServeDeps {
                 ctx,
                 token: token.as_deref().map(auth::Token::new),
                 auth,
-                metrics: crate::metrics::install(),
+                metrics: crate::prometheus::install(),
             },
             limits: env.api_limits()?,
         })

@@ -80,7 +80,8 @@ impl Handler for LifecycleHandler {
                 outbox_ids,
             } => {
                 // A completion with FAILURE and attempts left queues a retry.
-                metrics::counter!(crate::metrics::RUN_RETRIES).increment(outbox_ids.len() as u64);
+                metrics::counter!(crate::prometheus::RUN_RETRIES)
+                    .increment(outbox_ids.len() as u64);
                 self.publish.submit(outbox_ids);
                 let retry = retry_run_id.map_or(String::new(), |id| format!("; retry {id} queued"));
                 Ok(Outcome::processed(format!("{kind}: {from} → {to}{retry}")))

@@ -108,8 +108,9 @@ pub async fn run(
     crate::shutdown::every(interval, shutdown, || async {
         match sweep(&ctx, timeouts).await {
             Ok(s) if !s.timed_out.is_empty() => {
-                metrics::counter!(crate::metrics::RUN_TIMEOUTS).increment(s.timed_out.len() as u64);
-                metrics::counter!(crate::metrics::RUN_RETRIES).increment(s.retries.len() as u64);
+                metrics::counter!(crate::prometheus::RUN_TIMEOUTS)
+                    .increment(s.timed_out.len() as u64);
+                metrics::counter!(crate::prometheus::RUN_RETRIES).increment(s.retries.len() as u64);
                 tracing::info!(
                     timed_out = s.timed_out.len(),
                     retries = s.retries.len(),

@@ -22,13 +22,50 @@ pub enum EventError {
     InvalidEvent(String),
 }
 
+/// Why a message was dead-lettered: the DLQ `error_type` attribute
+/// (docs/contracts.md), written in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The body is not JSON.
+    InvalidJson,
+    /// JSON, but not a valid event of the queue's contract.
+    InvalidEvent,
+    /// A valid event the store refuses for good (e.g. it breaks a constraint).
+    Unprocessable,
+    /// A transient failure that outlasted the maximum receive count.
+    RetryExhausted,
+}
+
+impl DeadLetterReason {
+    pub const ALL: [DeadLetterReason; 4] = [
+        Self::InvalidJson,
+        Self::InvalidEvent,
+        Self::Unprocessable,
+        Self::RetryExhausted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidEvent => "invalid_event",
+            Self::Unprocessable => "unprocessable",
+            Self::RetryExhausted => "retry_exhausted",
+        }
+    }
+}
+
 impl EventError {
+    /// Why the message is dead-lettered.
+    pub fn reason(&self) -> DeadLetterReason {
+        match self {
+            Self::InvalidJson(_) => DeadLetterReason::InvalidJson,
+            Self::InvalidEvent(_) => DeadLetterReason::InvalidEvent,
+        }
+    }
+
     /// The DLQ `error_type` attribute (docs/contracts.md).
     pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::InvalidJson(_) => "invalid_json",
-            Self::InvalidEvent(_) => "invalid_event",
-        }
+        self.reason().as_str()
     }
 }
 

@@ -108,7 +108,7 @@ impl<H: Handler> Consumer<H> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let dlq_url = self.resolve_dlq().await?;
         let (deleter, deleting) = Deleter::start(self.sqs.clone(), self.config.queue_url.clone());
-        let queue = crate::metrics::queue_label(&self.config.queue_url);
+        let queue = crate::prometheus::queue_label(&self.config.queue_url);
         let shared = Arc::new(Shared {
             sqs: self.sqs,
             s3: self.s3,
@@ -323,14 +323,14 @@ impl<H: Handler> Shared<H> {
     }
 
     async fn process_in(&self, mut r: Received) {
-        metrics::counter!(crate::metrics::RECEIVED, "queue" => self.queue.clone()).increment(1);
+        metrics::counter!(crate::prometheus::RECEIVED, "queue" => self.queue.clone()).increment(1);
         let started = std::time::Instant::now();
         let extender = self.keep_invisible(r.receipt.clone());
         let event = std::mem::take(&mut r.event);
         let result = self.handle(&r, event).await;
         extender.abort();
         let elapsed = started.elapsed();
-        metrics::histogram!(crate::metrics::HANDLER_SECONDS, "queue" => self.queue.clone())
+        metrics::histogram!(crate::prometheus::HANDLER_SECONDS, "queue" => self.queue.clone())
             .record(elapsed.as_secs_f64());
         let ms = elapsed.as_millis() as u64;
         let (message_id, trace_id) = (&r.message_id, &r.trace.trace_id);
@@ -378,7 +378,7 @@ impl<H: Handler> Shared<H> {
                 match dlq::send(&self.sqs, &self.dlq_url, &letter).await {
                     Ok(()) => {
                         self.count("dead_lettered");
-                        metrics::counter!(crate::metrics::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
+                        metrics::counter!(crate::prometheus::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
                             .increment(1);
                         tracing::warn!(%message_id, %trace_id, outcome = "dead_lettered",
                             error_type = reason.as_str(), error = %message, ms, "message dead-lettered");
@@ -396,7 +396,7 @@ impl<H: Handler> Shared<H> {
     }
 
     fn count(&self, outcome: &'static str) {
-        metrics::counter!(crate::metrics::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome)
+        metrics::counter!(crate::prometheus::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome)
             .increment(1);
     }
 

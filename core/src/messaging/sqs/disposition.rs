@@ -3,31 +3,8 @@
 //! limit. No I/O: the loop carries the decision out.
 
 use super::outcome::{HandlerError, Outcome};
+pub use crate::domain::events::DeadLetterReason;
 use crate::errors::chain as error_chain;
-
-/// The DLQ `error_type` attribute values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterReason {
-    /// The body is not JSON.
-    InvalidJson,
-    /// JSON, but not a valid event of the queue's contract.
-    InvalidEvent,
-    /// A valid event the store refuses for good (e.g. it breaks a constraint).
-    Unprocessable,
-    /// A transient failure that outlasted the maximum receive count.
-    RetryExhausted,
-}
-
-impl DeadLetterReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidJson => "invalid_json",
-            Self::InvalidEvent => "invalid_event",
-            Self::Unprocessable => "unprocessable",
-            Self::RetryExhausted => "retry_exhausted",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -50,10 +27,7 @@ pub fn decide(
     match result {
         Ok(_) => Disposition::Delete,
         Err(HandlerError::Invalid(e)) => Disposition::DeadLetter {
-            reason: match e.error_type() {
-                "invalid_json" => DeadLetterReason::InvalidJson,
-                _ => DeadLetterReason::InvalidEvent,
-            },
+            reason: e.reason(),
             message: e.to_string(),
         },
         Err(e @ HandlerError::Unprocessable(_)) => Disposition::DeadLetter {
@@ -154,23 +128,22 @@ mod tests {
         }
     }
 
+    /// The `error_type` table of docs/contracts.md lists exactly the
+    /// reasons the code writes, and the other way round.
     #[test]
     fn reasons_are_the_documented_attribute_values() {
-        let all = [
-            DeadLetterReason::InvalidJson,
-            DeadLetterReason::InvalidEvent,
-            DeadLetterReason::Unprocessable,
-            DeadLetterReason::RetryExhausted,
-        ];
-        let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "invalid_json",
-                "invalid_event",
-                "unprocessable",
-                "retry_exhausted"
-            ]
-        );
+        let doc = include_str!("../../../../docs/contracts.md");
+        let table = doc
+            .split("| `error_type` | cause | what to do |")
+            .nth(1)
+            .expect("the error_type table in docs/contracts.md");
+        let documented: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let written: Vec<&str> = DeadLetterReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(documented, written);
     }
 }
