@@ -12,14 +12,17 @@
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
 //!   events, timeout/retry sweep, catalog apply, operator run queries.
-//! - [`relay`]: the transactional outbox relay and the publisher trait;
+//! - [`handlers`]: the SQS handlers, adapters from the consumer runtime to
+//!   the use cases.
+//! - [`relay`]: the transactional outbox relay (publishing through
+//!   [`messaging::publisher::Publisher`]);
 //!   [`backpressure`]: the consumer pauses while too many committed run
 //!   requests wait for it.
 //! - [`workers`]: the two queue-consuming workers, wired from their
 //!   dependencies; [`supervise`]: their background tasks, whose failure
 //!   stops the worker.
-//! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, SNS
-//!   publisher, S3 pointers, provisioning.
+//! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, the
+//!   publisher port and its SNS implementation, S3 pointers, provisioning.
 //! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
 //!   and the web console built into the binary.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
@@ -34,6 +37,7 @@ pub mod backpressure;
 pub mod config;
 pub mod domain;
 pub mod errors;
+pub mod handlers;
 pub mod messaging;
 pub mod ops;
 pub mod prometheus;

@@ -1,6 +1,6 @@
 //! The operations endpoints on `OPS_ADDR`: `/healthz` (the process is up),
 //! `/readyz` (the database and the consumed queue answer) and `/metrics`
-//! (Prometheus text, see [`crate::metrics`]).
+//! (Prometheus text, see [`crate::prometheus`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;

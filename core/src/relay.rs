@@ -4,7 +4,6 @@
 //! capped exponential backoff per row. No transaction is open while the
 //! publisher talks to the network: rows are leased, published, then marked.
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,19 +14,7 @@ use crate::in_transaction;
 use crate::store::outbox::{self, OutboxMessage};
 use crate::store::{runs, Pool, StoreError};
 
-/// Why one message could not be published.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PublishError(pub String);
-
-/// Sends run requests to the run-requests topic.
-pub trait Publisher: Send + Sync {
-    /// Publishes a batch; the result has one entry per message, in order.
-    fn publish(
-        &self,
-        batch: &[OutboxMessage],
-    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send;
-}
+pub use crate::messaging::publisher::{PublishError, Publisher};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RelayConfig {

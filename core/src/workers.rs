@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::backlog;
-use crate::app::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::app::sweeper::{self, Timeouts};
 use crate::app::Context;
 use crate::backpressure::Backpressure;
 use crate::config::{ConfigError, Env};
 use crate::domain::events::ProgressScale;
+use crate::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::messaging::sns::SnsPublisher;
 use crate::messaging::sqs::{Consumer, ConsumerConfig, Handler};
 use crate::messaging::AwsClients;

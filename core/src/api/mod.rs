@@ -179,9 +179,7 @@ impl ServeDeps {
     /// (`API_REQUEST_TIMEOUT_SECS`, `API_MAX_BODY_BYTES`, `API_MAX_IN_FLIGHT`),
     /// and (for trigger) `OUTPUT_BUCKET`, `OUTPUT_PREFIX`,
     /// `OUTPUT_PATH_STYLE`, `RUN_REQUESTS_TOPIC_ARN`.
-    pub fn from_env<F: Fn(&str) -> Option<String>>(
-        env: &Env<F>,
-    ) -> Result<Self, crate::workers::StartError> {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ServeStartError> {
         let addr = env.socket_addr("API_ADDR", "127.0.0.1:8080")?;
         let pool_size = env.pool_size(API_POOL_SIZE)?;
         let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
@@ -202,6 +200,15 @@ impl ServeDeps {
             limits: env.api_limits()?,
         })
     }
+}
+
+/// Why `orchestrator serve` cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeStartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Pool(#[from] crate::store::pool::PoolConfigError),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,6 @@
 pub mod backlog;
 pub mod catalog_apply;
 mod evaluate;
-pub mod handlers;
 pub mod lifecycle;
 pub mod projection_update;
 pub mod request;

@@ -8,6 +8,7 @@ pub mod freshness;
 pub mod ids;
 pub mod metric_evaluation;
 pub mod metric_status;
+pub mod outgoing;
 pub mod pending_run;
 pub mod problem;
 pub mod run_request;

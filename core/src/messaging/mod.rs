@@ -2,6 +2,7 @@
 //! and S3 for payloads too large for a message (AWS Extended Client format).
 
 pub mod provision;
+pub mod publisher;
 pub mod s3;
 pub mod sns;
 pub mod sqs;

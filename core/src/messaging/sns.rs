@@ -4,9 +4,9 @@
 
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
+use super::publisher::{PublishError, Publisher};
 use super::s3::{self, MESSAGE_LIMIT, SIZE_ATTRIBUTE};
-use crate::relay::{PublishError, Publisher};
-use crate::store::outbox::OutboxMessage;
+use crate::domain::outgoing::OutboxMessage;
 
 /// Room left under the limit for the message attributes.
 const ATTRIBUTE_ROOM: usize = 4 * 1024;

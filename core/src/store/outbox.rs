@@ -7,21 +7,7 @@ use std::time::Duration;
 use super::{StoreResult, Transaction};
 use crate::domain::ids::RunId;
 
-/// A run request waiting to be published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxMessage {
-    pub id: i64,
-    pub run_id: RunId,
-    pub metric_code: String,
-    pub payload: String,
-    pub message_group_id: Option<String>,
-    /// Publish attempts so far, this one included.
-    pub attempts: i32,
-    /// W3C trace context to publish with (docs/contracts.md).
-    pub traceparent: Option<String>,
-    /// When the inbound message that caused this request was sent.
-    pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
-}
+pub use crate::domain::outgoing::OutboxMessage;
 
 /// What caused a row being written.
 #[derive(Debug, Clone, Default)]

@@ -1,10 +1,11 @@
-//! SQS handlers: parse the body (docs/contracts.md), run the use case,
+//! SQS handlers, the adapters between the consumer runtime (`messaging`)
+//! and the use cases (`app`): parse the body (docs/contracts.md), run the use case,
 //! publish the run requests it committed, and say what becomes of the
 //! message. Each records its message's subject (`dataset_id` or `run_id`) on
 //! the message span, so that the loop's one line per message names it.
 
-use super::lifecycle::LifecycleOutcome;
-use super::{lifecycle, projection_update, Context};
+use crate::app::lifecycle::LifecycleOutcome;
+use crate::app::{lifecycle, projection_update, Context};
 use crate::domain::events::{
     parse_body, parse_lifecycle_scaled, parse_projection_update, ProgressScale,
 };
