@@ -14,14 +14,16 @@ use super::{request, Context};
 use crate::domain::ids::{MetricId, RunId, UpdateId};
 use crate::domain::metric_evaluation::{self, Arrival, MetricState};
 use crate::domain::pending_run::{is_complete, update_set_key, Received, Slot};
-use crate::domain::run_request::{self, RunRequest, RunRequestInput, UsedUpdate};
+use crate::domain::run_request::{RunRequest, UsedUpdate};
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
+use crate::store::evaluation::EvaluationWrites;
 use crate::store::outbox::Origin;
 use crate::store::runs::CreatedRun;
 use crate::store::{backlog, pending, runs, updates, StoreError, Transaction};
 
-/// The transaction's own update, evaluated after the backlog.
-pub(super) struct Own<'a> {
+/// The transaction's own update (the projection update it handles),
+/// evaluated after the backlog.
+pub(super) struct OwnUpdate<'a> {
     pub update: &'a UsedUpdate,
     pub origin: &'a Origin,
 }
@@ -87,7 +89,7 @@ pub(super) async fn settle(
     tx: &Transaction<'_>,
     ctx: &Context,
     metrics: &[LockedMetric],
-    own: Option<Own<'_>>,
+    own: Option<OwnUpdate<'_>>,
 ) -> Result<Evaluated, StoreError> {
     let mut total = evaluate(tx, ctx, metrics, own).await?;
     if metrics.is_empty() {
@@ -130,61 +132,110 @@ async fn evaluate(
     tx: &Transaction<'_>,
     ctx: &Context,
     metrics: &[LockedMetric],
-    own: Option<Own<'_>>,
+    own: Option<OwnUpdate<'_>>,
 ) -> Result<Evaluated, StoreError> {
     if metrics.is_empty() {
         return Ok(Evaluated::default());
     }
-    let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
-    let except = own.as_ref().map(|o| &o.update.update_id);
-    let (open, sources, inputs) = futures::try_join!(
-        pending::open_runs(tx, &ids),
-        catalog::series_sources(tx, &ids),
-        backlog::inputs(tx, &ids, except)
-    )?;
-    let mut open: HashMap<MetricId, pending::OpenPending> =
-        open.into_iter().map(|o| (o.metric_id.clone(), o)).collect();
-    let mut decided = Vec::new();
-    let mut evaluated_rows: (Vec<&MetricId>, Vec<&UpdateId>) = (Vec::new(), Vec::new());
-    let mut runs_pending = 0;
+    let reads = Reads::of(tx, metrics, own.as_ref()).await?;
+    let decisions = decide(metrics, &reads, own.as_ref());
+    let complete: Vec<&Decided> = decisions
+        .runs
+        .iter()
+        .filter(|d| d.completed_by.is_some())
+        .collect();
+    let requests = build_requests(tx, ctx, &complete, &reads, own.as_ref()).await?;
+    let payloads = request::payloads(&requests);
+    let keys = update_set_keys(&decisions.runs);
+    let plan = EvaluationWrites {
+        requests: request::messages(&requests, &payloads),
+        ..plan(&decisions, &keys)
+    };
+    let written = plan.execute(tx).await?;
+    Ok(Evaluated {
+        runs_created: written.runs_created as usize,
+        runs_queued: complete.len(),
+        runs_pending: decisions.runs_pending,
+        backlog_evaluated: decisions.backlog_evaluated.len(),
+        outbox_ids: written.outbox_ids,
+        queued_run_ids: complete.iter().map(|d| d.run_id.clone()).collect(),
+    })
+}
+
+/// What one round trip reads for the metrics being evaluated.
+struct Reads {
+    open: HashMap<MetricId, pending::OpenPending>,
+    sources: HashMap<MetricId, SeriesSources>,
+    inputs: backlog::Inputs,
+}
+
+impl Reads {
+    async fn of(
+        tx: &Transaction<'_>,
+        metrics: &[LockedMetric],
+        own: Option<&OwnUpdate<'_>>,
+    ) -> Result<Reads, StoreError> {
+        let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
+        let except = own.map(|o| &o.update.update_id);
+        let (open, sources, inputs) = futures::try_join!(
+            pending::open_runs(tx, &ids),
+            catalog::series_sources(tx, &ids),
+            backlog::inputs(tx, &ids, except)
+        )?;
+        Ok(Reads {
+            open: open.into_iter().map(|o| (o.metric_id.clone(), o)).collect(),
+            sources,
+            inputs,
+        })
+    }
+}
+
+/// The runs an evaluation decided, and the backlog rows it consumed.
+struct Decisions<'m> {
+    runs: Vec<Decided<'m>>,
+    backlog_evaluated: Vec<backlog::Evaluated<'m>>,
+    /// Metrics left with a run waiting for other datasets.
+    runs_pending: usize,
+}
+
+/// Each metric's backlog in update order, then the own update, through the
+/// pure rules of [`metric_evaluation`].
+fn decide<'m>(
+    metrics: &'m [LockedMetric],
+    reads: &'m Reads,
+    own: Option<&OwnUpdate<'m>>,
+) -> Decisions<'m> {
+    let mut out = Decisions {
+        runs: Vec::new(),
+        backlog_evaluated: Vec::new(),
+        runs_pending: 0,
+    };
     for m in metrics {
-        let mut queue: Vec<Pending> = inputs
+        let backlog = reads
+            .inputs
             .backlog
             .get(&m.id)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| Pending {
-                        update: &e.update,
-                        origin: &e.origin,
-                    })
-                    .collect()
-            })
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        for p in &queue {
-            evaluated_rows.0.push(&m.id);
-            evaluated_rows.1.push(&p.update.update_id);
-        }
-        if let Some(o) = &own {
+        let mut queue: Vec<Pending> = backlog
+            .iter()
+            .map(|e| Pending {
+                update: &e.update,
+                origin: &e.origin,
+            })
+            .collect();
+        out.backlog_evaluated
+            .extend(backlog.iter().map(|e| backlog::Evaluated {
+                metric_id: &m.id,
+                update_id: &e.update.update_id,
+            }));
+        if let Some(o) = own {
             queue.push(Pending {
                 update: o.update,
                 origin: o.origin,
             });
         }
-        let pending = open.remove(&m.id);
-        let state = MetricState {
-            open: pending.as_ref().map(|o| o.slots.clone()),
-            required: sources
-                .get(&m.id)
-                .map(SeriesSources::required_datasets)
-                .unwrap_or_default(),
-            required_days: m.required_days,
-            newest: inputs
-                .newest(&m.id)
-                .iter()
-                .map(|(d, u)| (d.clone(), received(u)))
-                .collect(),
-        };
+        let open = reads.open.get(&m.id);
         let arrivals: Vec<Arrival> = queue
             .iter()
             .map(|p| Arrival {
@@ -192,17 +243,14 @@ async fn evaluate(
                 update: received(p.update),
             })
             .collect();
-        for run in metric_evaluation::evaluate(state, &arrivals) {
-            let run_id = match (&pending, run.existing) {
-                (Some(o), true) => o.run_id.clone(),
-                _ => RunId::generate(),
-            };
-            if run.completed_by.is_none() {
-                runs_pending += 1;
-            }
-            decided.push(Decided {
+        for run in metric_evaluation::evaluate(state_of(m, open, reads), &arrivals) {
+            out.runs_pending += usize::from(run.completed_by.is_none());
+            out.runs.push(Decided {
                 metric: m,
-                run_id,
+                run_id: match (open, run.existing) {
+                    (Some(o), true) => o.run_id.clone(),
+                    _ => RunId::generate(),
+                },
                 created: !run.existing,
                 changed: run.changed,
                 slots: run.slots,
@@ -212,37 +260,41 @@ async fn evaluate(
             });
         }
     }
+    out
+}
 
-    let complete: Vec<&Decided> = decided
-        .iter()
-        .filter(|d| d.completed_by.is_some())
-        .collect();
-    let mut known: HashMap<&UpdateId, &UsedUpdate> = HashMap::new();
-    for u in inputs.updates() {
-        known.insert(&u.update_id, u);
+/// A metric's state before its arrivals: its open run, required datasets
+/// and the newest update of each already evaluated.
+fn state_of(m: &LockedMetric, open: Option<&pending::OpenPending>, reads: &Reads) -> MetricState {
+    MetricState {
+        open: open.map(|o| o.slots.clone()),
+        required: reads
+            .sources
+            .get(&m.id)
+            .map(SeriesSources::required_datasets)
+            .unwrap_or_default(),
+        required_days: m.required_days,
+        newest: reads
+            .inputs
+            .newest(&m.id)
+            .iter()
+            .map(|(d, u)| (d.clone(), received(u)))
+            .collect(),
     }
-    if let Some(o) = &own {
-        known.insert(&o.update.update_id, o.update);
-    }
-    let requests = build_requests(tx, ctx, &complete, &sources, &known).await?;
-    let outbox_ids = write(tx, &decided, &requests, &evaluated_rows).await?;
-    Ok(Evaluated {
-        runs_created: decided.iter().filter(|d| d.created).count(),
-        runs_queued: complete.len(),
-        runs_pending,
-        backlog_evaluated: evaluated_rows.0.len(),
-        outbox_ids,
-        queued_run_ids: complete.iter().map(|d| d.run_id.clone()).collect(),
-    })
 }
 
 async fn build_requests<'m>(
     tx: &Transaction<'_>,
     ctx: &Context,
     complete: &[&'m Decided<'m>],
-    sources: &HashMap<MetricId, SeriesSources>,
-    known: &HashMap<&UpdateId, &UsedUpdate>,
+    reads: &Reads,
+    own: Option<&OwnUpdate<'_>>,
 ) -> Result<Vec<(RunRequest<'m>, &'m Origin)>, StoreError> {
+    let mut known: HashMap<&UpdateId, &UsedUpdate> =
+        reads.inputs.updates().map(|u| (&u.update_id, u)).collect();
+    if let Some(o) = own {
+        known.insert(&o.update.update_id, o.update);
+    }
     let missing: Vec<UpdateId> = complete
         .iter()
         .flat_map(|d| d.slots.iter().filter_map(|s| s.received.as_ref()))
@@ -256,14 +308,18 @@ async fn build_requests<'m>(
         updates::by_ids(tx, &missing).await?
     };
     let lookup = |id: &UpdateId| known.get(id).copied().or_else(|| looked_up.get(id));
-    let empty = SeriesSources::default();
     complete
         .iter()
         .map(|d| {
             let used: Vec<UsedUpdate> = d
                 .slots
                 .iter()
-                .filter_map(|s| s.received.as_ref().and_then(|r| lookup(&r.update_id)).cloned())
+                .filter_map(|s| {
+                    s.received
+                        .as_ref()
+                        .and_then(|r| lookup(&r.update_id))
+                        .cloned()
+                })
                 .collect();
             if used.len() != d.slots.len() {
                 return Err(StoreError::Corrupt(format!(
@@ -271,111 +327,88 @@ async fn build_requests<'m>(
                     d.run_id
                 )));
             }
-            let src = sources.get(&d.metric.id).unwrap_or(&empty);
-            if !src.orphan_series.is_empty() {
-                tracing::debug!(run_id = %d.run_id, metric_code = %d.metric.code, series = ?src.orphan_series,
-                    "metric references series that no dataset provides");
-            }
-            let (requested_at, origin) = d.completed_by.ok_or_else(|| {
-                StoreError::Corrupt(format!("run {} is not complete", d.run_id))
-            })?;
-            let request = run_request::build(
-                &RunRequestInput {
-                    run_id: &d.run_id,
-                    metric_code: &d.metric.code,
-                    expression_type: &d.metric.expression_type,
-                    expression_json: &d.metric.expression_json,
-                    attempt: 1,
-                    requested_at,
-                    series_datasets: &src.series_datasets,
-                    updates: &used,
-                },
-                &ctx.settings,
-            );
-            Ok((request, origin))
+            let (requested_at, origin) = d
+                .completed_by
+                .ok_or_else(|| StoreError::Corrupt(format!("run {} is not complete", d.run_id)))?;
+            let run = request::RequestFor {
+                run_id: &d.run_id,
+                metric_id: &d.metric.id,
+                metric_code: &d.metric.code,
+                expression_type: &d.metric.expression_type,
+                expression_json: &d.metric.expression_json,
+                attempt: 1,
+                requested_at,
+            };
+            Ok((
+                request::build(&run, &reads.sources, &used, &ctx.settings),
+                origin,
+            ))
         })
         .collect()
 }
 
-/// All writes of the evaluation, pipelined in one round trip.
-async fn write(
-    tx: &Transaction<'_>,
-    decided: &[Decided<'_>],
-    requests: &[(RunRequest<'_>, &Origin)],
-    evaluated: &(Vec<&MetricId>, Vec<&UpdateId>),
-) -> Result<Vec<i64>, StoreError> {
-    let keys: Vec<Option<String>> = decided
-        .iter()
+/// The update-set key of each decided run that is complete.
+fn update_set_keys(runs: &[Decided<'_>]) -> Vec<Option<String>> {
+    runs.iter()
         .map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots)))
-        .collect();
-    let created: Vec<CreatedRun<'_>> = decided
-        .iter()
-        .zip(&keys)
-        .filter(|(d, _)| d.created)
-        .map(|(d, key)| CreatedRun {
-            id: &d.run_id,
-            metric_id: &d.metric.id,
-            metric_code: &d.metric.code,
-            queued_with_key: key.as_deref(),
+        .collect()
+}
+
+/// The writes of the decisions (all but the requests, built apart).
+fn plan<'a>(decisions: &'a Decisions<'a>, keys: &'a [Option<String>]) -> EvaluationWrites<'a> {
+    let runs = &decisions.runs;
+    let with_keys = || runs.iter().zip(keys).map(|(d, k)| (d, k.as_deref()));
+    let slot_rows = |d: &'a Decided<'a>, slots: Vec<&'a Slot>| {
+        slots.into_iter().map(move |slot| pending::SlotRow {
+            run_id: &d.run_id,
+            slot,
         })
-        .collect();
-    // A run complete at creation never waits: it gets no pending rows (its
-    // inputs are recorded in run_dataset_updates like every requested run's).
-    let new_rows: Vec<pending::SlotRow<'_>> = decided
-        .iter()
-        .filter(|d| d.created && !is_complete(&d.slots))
-        .flat_map(|d| {
-            d.slots.iter().map(move |slot| pending::SlotRow {
-                run_id: &d.run_id,
-                slot,
-            })
-        })
-        .collect();
-    let changed_rows: Vec<pending::SlotRow<'_>> = decided
-        .iter()
-        .filter(|d| !d.created)
-        .flat_map(|d| {
-            d.changed.iter().map(move |&i| pending::SlotRow {
-                run_id: &d.run_id,
-                slot: &d.slots[i],
-            })
-        })
-        .collect();
-    let to_queue: Vec<runs::Completed<'_>> = decided
-        .iter()
-        .zip(&keys)
-        .filter(|(d, _)| !d.created)
-        .filter_map(|(d, key)| {
-            key.as_deref().map(|update_set_key| runs::Completed {
-                run_id: &d.run_id,
-                update_set_key,
-            })
-        })
-        .collect();
-    let used: Vec<runs::Use<'_>> = decided
-        .iter()
-        .filter(|d| is_complete(&d.slots))
-        .flat_map(|d| {
-            d.slots.iter().filter_map(move |s| {
-                s.received.as_ref().map(|r| runs::Use {
+    };
+    EvaluationWrites {
+        queue: with_keys()
+            .filter(|(d, _)| !d.created)
+            .filter_map(|(d, key)| {
+                key.map(|update_set_key| runs::Completed {
                     run_id: &d.run_id,
-                    update_id: &r.update_id,
+                    update_set_key,
                 })
             })
-        })
-        .collect();
-    // Sent in this order; each statement only needs rows of the ones before
-    // it. The metric's old pending run is queued before a new one is
-    // inserted (one pending run per metric).
-    crate::store::prepare_update_writes(tx).await?;
-    let (_, _, _, _, _, outbox_ids, _) = futures::try_join!(
-        runs::queue_pending(tx, &to_queue),
-        runs::insert_created(tx, &created),
-        pending::insert_rows(tx, &new_rows),
-        pending::update_rows(tx, &changed_rows),
-        runs::record_used(tx, &used),
-        request::write(tx, requests),
-        backlog::remove(tx, &evaluated.0, &evaluated.1),
-    )?;
-    Ok(outbox_ids)
+            .collect(),
+        create: with_keys()
+            .filter(|(d, _)| d.created)
+            .map(|(d, key)| CreatedRun {
+                id: &d.run_id,
+                metric_id: &d.metric.id,
+                metric_code: &d.metric.code,
+                queued_with_key: key,
+            })
+            .collect(),
+        // A run complete at creation never waits: it gets no pending rows
+        // (its inputs are recorded in run_dataset_updates like every
+        // requested run's).
+        new_slots: runs
+            .iter()
+            .filter(|d| d.created && !is_complete(&d.slots))
+            .flat_map(|d| slot_rows(d, d.slots.iter().collect()))
+            .collect(),
+        changed_slots: runs
+            .iter()
+            .filter(|d| !d.created)
+            .flat_map(|d| slot_rows(d, d.changed.iter().map(|&i| &d.slots[i]).collect()))
+            .collect(),
+        uses: runs
+            .iter()
+            .filter(|d| is_complete(&d.slots))
+            .flat_map(|d| {
+                d.slots.iter().filter_map(move |s| {
+                    s.received.as_ref().map(|r| runs::Use {
+                        run_id: &d.run_id,
+                        update_id: &r.update_id,
+                    })
+                })
+            })
+            .collect(),
+        requests: Vec::new(),
+        backlog_evaluated: decisions.backlog_evaluated.clone(),
+    }
 }

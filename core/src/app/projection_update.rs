@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::instrument;
 
-use super::evaluate::{self, Own};
+use super::evaluate::{self, OwnUpdate};
 use super::{backlog, Context};
 use crate::domain::events::ProjectionUpdate;
 use crate::domain::ids::{MetricId, RunId, UpdateId};
@@ -161,7 +161,7 @@ async fn process_in(
             tx,
             ctx,
             &claimed.locked,
-            Some(Own {
+            Some(OwnUpdate {
                 update: &inserted.used,
                 origin,
             }),

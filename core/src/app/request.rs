@@ -1,13 +1,16 @@
 //! Writing run requests to the outbox: shared by queued pending runs,
 //! retries and operator triggers.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::domain::ids::{MetricId, RunId};
-use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput};
+use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput, UsedUpdate};
+use crate::store::catalog::{self, SeriesSources};
 use crate::store::outbox::{self, NewMessage, Origin};
 use crate::store::runs::{self, NewRun};
-use crate::store::{catalog, StoreError, StoreResult, Transaction};
+use crate::store::{StoreError, StoreResult, Transaction};
 
 /// Builds the request of each run from exactly the updates recorded in
 /// `run_dataset_updates` and writes it to the outbox. Returns the outbox ids.
@@ -40,19 +43,18 @@ pub async fn enqueue(
                 ))
             })?;
         let updates = used.get(&run.id).map(Vec::as_slice).unwrap_or_default();
-        let empty = catalog::SeriesSources::default();
-        let src = sources.get(&run.metric_id).unwrap_or(&empty);
-        let request = run_request::build(
-            &RunRequestInput {
+        let request = build(
+            &RequestFor {
                 run_id: &run.id,
+                metric_id: &run.metric_id,
                 metric_code: &run.metric_code,
                 expression_type,
                 expression_json,
                 attempt: run.attempt,
                 requested_at,
-                series_datasets: &src.series_datasets,
-                updates,
             },
+            &sources,
+            updates,
             settings,
         );
         payloads.push((request, origin));
@@ -60,16 +62,61 @@ pub async fn enqueue(
     write(tx, &payloads).await
 }
 
-/// Writes built requests, each with what caused it, to the outbox; returns
-/// the outbox ids.
-pub async fn write(
-    tx: &Transaction<'_>,
-    requests: &[(RunRequest<'_>, &Origin)],
-) -> StoreResult<Vec<i64>> {
-    let payloads: Vec<String> = requests.iter().map(|(r, _)| r.to_json_string()).collect();
-    let rows: Vec<NewMessage<'_>> = requests
+/// The run a request is built for.
+pub struct RequestFor<'a> {
+    pub run_id: &'a RunId,
+    pub metric_id: &'a MetricId,
+    pub metric_code: &'a str,
+    pub expression_type: &'a str,
+    pub expression_json: &'a serde_json::Value,
+    pub attempt: i32,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A run's request from the metric's series sources and exactly the
+/// updates it uses: the one assembly of a request's input, for new runs,
+/// retries and triggers alike.
+pub fn build<'e>(
+    run: &RequestFor<'e>,
+    sources: &HashMap<MetricId, SeriesSources>,
+    updates: &[UsedUpdate],
+    settings: &RequestSettings,
+) -> RunRequest<'e> {
+    let empty = SeriesSources::default();
+    let src = sources.get(run.metric_id).unwrap_or(&empty);
+    if !src.orphan_series.is_empty() {
+        tracing::debug!(run_id = %run.run_id, metric_code = %run.metric_code, series = ?src.orphan_series,
+            "metric references series that no dataset provides");
+    }
+    run_request::build(
+        &RunRequestInput {
+            run_id: run.run_id,
+            metric_code: run.metric_code,
+            expression_type: run.expression_type,
+            expression_json: run.expression_json,
+            attempt: run.attempt,
+            requested_at: run.requested_at,
+            series_datasets: &src.series_datasets,
+            updates,
+        },
+        settings,
+    )
+}
+
+/// Built requests as serialised outbox rows: the payloads, to which the
+/// rows of [`messages`] point.
+pub fn payloads(requests: &[(RunRequest<'_>, &Origin)]) -> Vec<String> {
+    requests.iter().map(|(r, _)| r.to_json_string()).collect()
+}
+
+/// The outbox rows of built requests, each with what caused it.
+pub fn messages<'a>(
+    requests: &'a [(RunRequest<'_>, &'a Origin)],
+    payloads: &'a [String],
+) -> Vec<NewMessage<'a>> {
+    requests
         .iter()
-        .zip(&payloads)
+        .zip(payloads)
         .map(|((r, origin), payload)| NewMessage {
             run_id: &r.run_id,
             metric_code: &r.metric_code,
@@ -77,6 +124,15 @@ pub async fn write(
             message_group_id: r.message_group_id.as_deref(),
             origin,
         })
-        .collect();
-    outbox::insert(tx, &rows).await
+        .collect()
+}
+
+/// Writes built requests, each with what caused it, to the outbox; returns
+/// the outbox ids.
+async fn write(
+    tx: &Transaction<'_>,
+    requests: &[(RunRequest<'_>, &Origin)],
+) -> StoreResult<Vec<i64>> {
+    let payloads = payloads(requests);
+    outbox::insert(tx, &messages(requests, &payloads)).await
 }

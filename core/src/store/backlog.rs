@@ -151,23 +151,25 @@ pub async fn inputs(
     Ok(out)
 }
 
-/// Deletes the backlog rows of these metrics for these updates (parallel
-/// slices: row i is `(metric_ids[i], update_ids[i])`).
-pub async fn remove(
-    tx: &Transaction<'_>,
-    metric_ids: &[&MetricId],
-    update_ids: &[&UpdateId],
-) -> StoreResult<u64> {
-    if metric_ids.is_empty() {
+/// A backlog row that was evaluated: one update, for one metric.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluated<'a> {
+    pub metric_id: &'a MetricId,
+    pub update_id: &'a UpdateId,
+}
+
+pub(super) const REMOVE: &str = "DELETE FROM metric_update_backlog b
+              USING unnest($1::text[], $2::text[]) AS d(metric_id, update_id)
+              WHERE b.metric_id = d.metric_id AND b.update_id = d.update_id";
+
+/// Deletes the backlog rows that were evaluated.
+pub async fn remove(tx: &Transaction<'_>, rows: &[Evaluated<'_>]) -> StoreResult<u64> {
+    if rows.is_empty() {
         return Ok(0);
     }
-    let stmt = tx
-        .prepare_cached(
-            "DELETE FROM metric_update_backlog b
-              USING unnest($1::text[], $2::text[]) AS d(metric_id, update_id)
-              WHERE b.metric_id = d.metric_id AND b.update_id = d.update_id",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(REMOVE).await?;
+    let (metric_ids, update_ids): (Vec<&MetricId>, Vec<&UpdateId>) =
+        rows.iter().map(|r| (r.metric_id, r.update_id)).unzip();
     Ok(tx.execute(&stmt, &[&metric_ids, &update_ids]).await?)
 }
 

@@ -6,6 +6,7 @@ pub mod adopt;
 pub mod backlog;
 pub mod catalog;
 pub mod dataset_views;
+pub mod evaluation;
 pub mod event_log;
 pub mod ids;
 pub mod metric_views;
@@ -88,23 +89,6 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Prepares, in order, the statements a projection update's writes are
-/// pipelined with. Preparing first means the pipeline itself never waits, so
-/// nothing can overtake an earlier statement on a connection's first use.
-pub async fn prepare_update_writes(tx: &Transaction<'_>) -> StoreResult<()> {
-    for sql in [
-        runs::QUEUE_PENDING,
-        runs::INSERT_CREATED,
-        pending::INSERT_ROWS,
-        pending::UPDATE_ROWS,
-        runs::RECORD_USED,
-        outbox::INSERT,
-    ] {
-        tx.prepare_cached(sql).await?;
-    }
-    Ok(())
-}
 
 /// Whether the database answers a trivial query (readiness).
 pub async fn ping(pool: &Pool) -> StoreResult<()> {

@@ -1,0 +1,81 @@
+//! The writes of one metric evaluation (`app::evaluate`), as one typed plan:
+//! each part is named, and [`EvaluationWrites::execute`] destructures the
+//! plan, so a part added here does not compile until it is written. The
+//! parts are pipelined in one round trip, in an order where each statement
+//! only needs rows of the ones before it: a metric's old pending run is
+//! queued before a new one is inserted (one pending run per metric), runs
+//! exist before their pending rows, uses and requests.
+
+use super::runs::{Completed, CreatedRun, Use};
+use super::{backlog, outbox, pending, runs, StoreResult, Transaction};
+
+/// Everything one evaluation writes.
+#[derive(Default)]
+pub struct EvaluationWrites<'a> {
+    /// Pending runs the evaluation completed: `pending_dependencies → queued`.
+    pub queue: Vec<Completed<'a>>,
+    /// New runs, queued at once when complete, else pending.
+    pub create: Vec<CreatedRun<'a>>,
+    /// The pending rows of new runs that still wait.
+    pub new_slots: Vec<pending::SlotRow<'a>>,
+    /// Pending rows of existing runs that received an update.
+    pub changed_slots: Vec<pending::SlotRow<'a>>,
+    /// The updates each requested run uses.
+    pub uses: Vec<Use<'a>>,
+    /// The run requests, to the outbox.
+    pub requests: Vec<outbox::NewMessage<'a>>,
+    /// Backlog rows evaluated, to delete.
+    pub backlog_evaluated: Vec<backlog::Evaluated<'a>>,
+}
+
+/// What the plan wrote that its caller needs.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The outbox ids of the requests, in the order given.
+    pub outbox_ids: Vec<i64>,
+    pub runs_created: u64,
+    pub backlog_removed: u64,
+}
+
+impl EvaluationWrites<'_> {
+    /// Prepares every statement first (so that the pipeline never waits for
+    /// a preparation, and nothing overtakes an earlier statement on a
+    /// connection's first use), then sends them all.
+    pub async fn execute(&self, tx: &Transaction<'_>) -> StoreResult<Written> {
+        let Self {
+            queue,
+            create,
+            new_slots,
+            changed_slots,
+            uses,
+            requests,
+            backlog_evaluated,
+        } = self;
+        for sql in [
+            runs::QUEUE_PENDING,
+            runs::INSERT_CREATED,
+            pending::INSERT_ROWS,
+            pending::UPDATE_ROWS,
+            runs::RECORD_USED,
+            outbox::INSERT,
+            backlog::REMOVE,
+        ] {
+            tx.prepare_cached(sql).await?;
+        }
+        let ((), runs_created, _new_rows, _changed_rows, _used_rows, outbox_ids, backlog_removed) =
+            futures::try_join!(
+                runs::queue_pending(tx, queue),
+                runs::insert_created(tx, create),
+                pending::insert_rows(tx, new_slots),
+                pending::update_rows(tx, changed_slots),
+                runs::record_used(tx, uses),
+                outbox::insert(tx, requests),
+                backlog::remove(tx, backlog_evaluated),
+            )?;
+        Ok(Written {
+            outbox_ids,
+            runs_created,
+            backlog_removed,
+        })
+    }
+}
