@@ -4,7 +4,8 @@
 #   tests/run.sh --fast      unit and property tests: no service, no browser
 #   tests/run.sh --long      the long suites alone: chaos, Terraform, browser
 #   tests/run.sh --not-long  everything but the long suites
-# Any further arguments go to `cargo test` (after `--`: to the test binaries).
+# Further arguments go to `cargo test`; those after `--` to the test binaries
+# (e.g. `tests/run.sh --not-long -- api::`).
 # Except with --fast, it starts PostgreSQL and LocalStack when they do not
 # answer, installs Chromium and chromedriver when missing, and builds the
 # binaries the end-to-end tests start. It ends with one total line
@@ -33,17 +34,23 @@ if [ "$tier" != fast ]; then
   fi
   cargo build --workspace --bins --locked
 fi
+cargo_args=()
+test_args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -- ]; then shift; test_args=("$@"); break; fi
+  cargo_args+=("$1"); shift
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 case "$tier" in
-  all) cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$? ;;
-  fast) cargo test --workspace --locked --lib --bins "$@" 2>&1 | tee "$log" || status=$? ;;
-  long) cargo test --locked -p orchestrator-tests --test it "$@" -- "${long[@]}" 2>&1 | tee "$log" || status=$? ;;
+  all) cargo test --workspace --locked "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
+  fast) cargo test --workspace --locked --lib --bins "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
+  long) cargo test --locked -p orchestrator-tests --test it "${cargo_args[@]}" -- "${test_args[@]}" "${long[@]}" 2>&1 | tee "$log" || status=$? ;;
   not-long)
     skips=()
     for f in "${long[@]}"; do skips+=(--skip "$f"); done
-    cargo test --workspace --locked "$@" -- "${skips[@]}" 2>&1 | tee "$log" || status=$? ;;
+    cargo test --workspace --locked "${cargo_args[@]}" -- "${test_args[@]}" "${skips[@]}" 2>&1 | tee "$log" || status=$? ;;
 esac
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .*; ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')

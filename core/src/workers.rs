@@ -148,7 +148,7 @@ type Task = (
 /// What a worker runs besides its consumer: the handler, and background tasks
 /// that publish through the same queue (so that the consumer's backpressure
 /// counts what they commit too) and stop on shutdown.
-struct Served<H> {
+struct WorkerParts<H> {
     handler: H,
     tasks: Vec<Task>,
 }
@@ -163,7 +163,7 @@ async fn serve_queue<P, H, F>(
 where
     P: Publisher + 'static,
     H: Handler,
-    F: FnOnce(Context, PublishQueue) -> Served<H>,
+    F: FnOnce(Context, PublishQueue) -> WorkerParts<H>,
 {
     let state = crate::ops::OpsState {
         pool: deps.ctx.pool.clone(),
@@ -223,11 +223,11 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
     mut deps: ConsumerDeps<P>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    deps.ctx = deps.ctx.with_carry();
+    deps.ctx = deps.ctx.with_backlog_handoff();
     let stop = shutdown.clone();
     serve_queue(
         deps,
-        |ctx, publish| Served {
+        |ctx, publish| WorkerParts {
             tasks: vec![
                 (
                     "backlog sweep",
@@ -239,8 +239,8 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
                     )),
                 ),
                 (
-                    "carried backlog",
-                    Box::pin(backlog::flush_carried(ctx.clone(), publish.clone(), stop)),
+                    "handed_off backlog",
+                    Box::pin(backlog::drain_handoff(ctx.clone(), publish.clone(), stop)),
                 ),
             ],
             handler: ProjectionUpdateHandler { ctx, publish },
@@ -290,7 +290,7 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     let stop = shutdown.clone();
     serve_queue(
         queue,
-        |ctx, publish| Served {
+        |ctx, publish| WorkerParts {
             tasks: vec![(
                 "timeout/retry sweep",
                 Box::pin(sweeper::run(

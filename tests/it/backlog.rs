@@ -1,6 +1,6 @@
 //! Contention (docs/semantics.md): an update whose dependent metric another
 //! transaction holds does not wait; it leaves a backlog row that the metric's
-//! next holder, the writer's own look after its commit, or the sweep evaluates,
+//! next holder, the writer's own to_recheck after its commit, or the sweep evaluates,
 //! with the result that evaluating the updates one after the other gives.
 
 use std::time::Duration;
@@ -170,15 +170,19 @@ async fn the_backlog_of_a_metric_disabled_meanwhile_is_discarded() {
 }
 
 #[tokio::test]
-async fn a_worker_carries_a_backlog_to_its_next_update_or_drains_it_on_its_own() {
-    let db = db_with_catalog("backlog_carry").await;
+async fn a_worker_hands_a_backlog_to_its_next_update_or_drains_it_on_its_own() {
+    let db = db_with_catalog("backlog_handoff").await;
     // As the projection-update worker runs it.
-    let ctx = db.ctx().with_carry();
+    let ctx = db.ctx().with_backlog_handoff();
     let holder = hold(&db, "m1").await;
     let first = process(&ctx, &update("d1", "v1")).await.unwrap();
     assert_eq!(first.deferred, 1);
     holder.batch_execute("COMMIT").await.expect("commit");
-    assert_eq!(backlog_rows(&db).await, 1, "carried, not drained at once");
+    assert_eq!(
+        backlog_rows(&db).await,
+        1,
+        "handed_off, not drained at once"
+    );
 
     // The next update (d3 feeds m3 and m4, not m1) takes m1's backlog in its
     // own transaction.
@@ -196,11 +200,11 @@ async fn a_worker_carries_a_backlog_to_its_next_update_or_drains_it_on_its_own()
     let holder = hold(&db, "m1").await;
     process(&ctx, &update("d1", "v2")).await.unwrap();
     holder.batch_execute("COMMIT").await.expect("commit");
-    let none_yet = backlog::flush_carried_now(&ctx, Duration::from_secs(3600))
+    let none_yet = backlog::drain_handoff_now(&ctx, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(none_yet.backlog_evaluated, 0, "not due yet");
-    let flushed = backlog::flush_carried_now(&ctx, Duration::ZERO)
+    let flushed = backlog::drain_handoff_now(&ctx, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!((flushed.backlog_evaluated, flushed.runs_queued), (1, 1));

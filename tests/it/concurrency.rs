@@ -19,14 +19,14 @@ async fn eight_workers_processing_interleaved_updates_keep_every_invariant() {
     eight_workers(false).await;
 }
 
-/// The same, with backlogs carried to each worker's next update as the
-/// projection-update worker runs (app::backlog::Carry).
+/// The same, with backlogs handed off to each worker's next update as the
+/// projection-update worker runs (app::backlog::BacklogHandoff).
 #[tokio::test]
-async fn eight_workers_carrying_backlogs_keep_every_invariant() {
+async fn eight_workers_handing_off_backlogs_keep_every_invariant() {
     eight_workers(true).await;
 }
 
-async fn eight_workers(carry: bool) {
+async fn eight_workers(handoff: bool) {
     let db = TestDb::new("concurrency").await;
     // A dense catalog: 6 datasets, 60 metrics over 2–4 series each, most
     // spanning several datasets, so that workers constantly meet on metrics.
@@ -38,8 +38,8 @@ async fn eight_workers(carry: bool) {
     };
     apply(&db, &synth::catalog(shape)).await;
     let updates = Arc::new(synth::updates(shape, 480));
-    let ctx = if carry {
-        db.ctx().with_carry()
+    let ctx = if handoff {
+        db.ctx().with_backlog_handoff()
     } else {
         db.ctx()
     };
@@ -71,7 +71,7 @@ async fn eight_workers(carry: bool) {
         evaluated += v;
     }
     // What no later update took is drained on its own (the worker's flush).
-    evaluated += backlog::flush_carried_now(&ctx, Duration::ZERO)
+    evaluated += backlog::drain_handoff_now(&ctx, Duration::ZERO)
         .await
         .expect("flush")
         .backlog_evaluated;
@@ -93,7 +93,7 @@ async fn eight_workers(carry: bool) {
         "the scenario must actually queue runs (got {queued})"
     );
     // Every update a worker deferred (its metric was held) was evaluated
-    // exactly once, by the time the last worker returned (and, carrying, the
+    // exactly once, by the time the last worker returned (and, with the handoff, the
     // flush): nothing waits for the sweep.
     eprintln!("{deferred} metric evaluations deferred to a backlog");
     assert!(

@@ -76,18 +76,18 @@ pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<DrainSummary
 /// own transaction instead of a separate one after each commit: under
 /// contention most updates leave a few backlog rows, and a transaction of
 /// their own per update doubled the commits (BENCHMARKS.md). A metric no
-/// update takes within [`CARRY_FOR`] is drained by [`flush_carried`].
+/// update takes within [`HANDOFF_WAIT`] is drained by [`drain_handoff`].
 #[derive(Debug, Default)]
-pub struct Carry {
+pub struct BacklogHandoff {
     since: Mutex<BTreeMap<MetricId, Instant>>,
 }
 
-/// How long a carried metric waits for the next update before it is drained
+/// How long a handed off metric waits for the next update before it is drained
 /// on its own.
-pub const CARRY_FOR: Duration = Duration::from_millis(50);
+pub const HANDOFF_WAIT: Duration = Duration::from_millis(50);
 
-impl Carry {
-    /// Adds metrics to carry (an entry keeps its first time).
+impl BacklogHandoff {
+    /// Adds metrics to hand off (an entry keeps its first time).
     pub fn add(&self, ids: Vec<MetricId>) {
         let now = Instant::now();
         let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,7 +96,7 @@ impl Carry {
         }
     }
 
-    /// Takes the metrics carried for at least `age`.
+    /// Takes the metrics handed off for at least `age`.
     pub fn take(&self, age: Duration) -> Vec<MetricId> {
         let now = Instant::now();
         let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,34 +112,34 @@ impl Carry {
     }
 }
 
-/// Drains the carried metrics that waited at least `age` (all with
-/// `Duration::ZERO`); on failure they stay carried.
-pub async fn flush_carried_now(ctx: &Context, age: Duration) -> Result<DrainSummary, StoreError> {
-    let Some(carry) = &ctx.carry else {
+/// Drains the handed off metrics that waited at least `age` (all with
+/// `Duration::ZERO`); on failure they stay handed off.
+pub async fn drain_handoff_now(ctx: &Context, age: Duration) -> Result<DrainSummary, StoreError> {
+    let Some(handoff) = &ctx.handoff else {
         return Ok(DrainSummary::default());
     };
-    let due = carry.take(age);
+    let due = handoff.take(age);
     if due.is_empty() {
         return Ok(DrainSummary::default());
     }
     drain(ctx, due.clone())
         .await
-        .inspect_err(|_| carry.add(due))
+        .inspect_err(|_| handoff.add(due))
 }
 
-/// Drains the carried metrics no update took in time, every [`CARRY_FOR`]
+/// Drains the handed off metrics no update took in time, every [`HANDOFF_WAIT`]
 /// until `shutdown` (what is left then is in the database: the sweep, of
 /// this or any replica, takes it), handing what they queue to the worker's
 /// publisher (so the consumer's backpressure counts it too).
-pub async fn flush_carried(
+pub async fn drain_handoff(
     ctx: Context,
     publish: PublishQueue,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    crate::shutdown::every(CARRY_FOR, shutdown, || async {
-        match flush_carried_now(&ctx, CARRY_FOR).await {
+    crate::shutdown::every(HANDOFF_WAIT, shutdown, || async {
+        match drain_handoff_now(&ctx, HANDOFF_WAIT).await {
             Ok(d) => publish.submit(d.outbox_ids),
-            Err(e) => tracing::warn!(error = %e, "draining carried backlogs failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "draining handed_off backlogs failed; will retry"),
         }
     })
     .await
@@ -196,19 +196,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn carried_metrics_are_taken_once_and_only_when_due() {
-        let carry = Carry::default();
-        carry.add(vec!["m2".into(), "m1".into()]);
-        carry.add(vec!["m1".into()]);
+    fn handed_off_metrics_are_taken_once_and_only_when_due() {
+        let handoff = BacklogHandoff::default();
+        handoff.add(vec!["m2".into(), "m1".into()]);
+        handoff.add(vec!["m1".into()]);
         assert!(
-            carry.take(Duration::from_secs(3600)).is_empty(),
+            handoff.take(Duration::from_secs(3600)).is_empty(),
             "not due yet"
         );
         assert_eq!(
-            carry.take(Duration::ZERO),
+            handoff.take(Duration::ZERO),
             vec![MetricId::from("m1"), MetricId::from("m2")],
             "each once, in id order"
         );
-        assert!(carry.take(Duration::ZERO).is_empty(), "taken");
+        assert!(handoff.take(Duration::ZERO).is_empty(), "taken");
     }
 }

@@ -23,8 +23,8 @@ pub struct Context {
     pub settings: Arc<RequestSettings>,
     /// Set in a worker: metrics with a backlog that this process's next
     /// projection update evaluates in its own transaction
-    /// ([`backlog::Carry`]); unset, each update drains after its commit.
-    pub carry: Option<Arc<backlog::Carry>>,
+    /// ([`backlog::BacklogHandoff`]); unset, each update drains after its commit.
+    pub handoff: Option<Arc<backlog::BacklogHandoff>>,
 }
 
 impl Context {
@@ -32,14 +32,14 @@ impl Context {
         Self {
             pool,
             settings: Arc::new(settings),
-            carry: None,
+            handoff: None,
         }
     }
 
-    /// This context, with backlogs carried to the next update
-    /// ([`backlog::Carry`]; run [`backlog::flush_carried`] beside it).
-    pub fn with_carry(mut self) -> Self {
-        self.carry = Some(Arc::new(backlog::Carry::default()));
+    /// This context, with backlogs handed off to the next update
+    /// ([`backlog::BacklogHandoff`]; run [`backlog::drain_handoff`] beside it).
+    pub fn with_backlog_handoff(mut self) -> Self {
+        self.handoff = Some(Arc::new(backlog::BacklogHandoff::default()));
         self
     }
 }

@@ -46,7 +46,7 @@ pub struct UpdateSummary {
 }
 
 impl UpdateSummary {
-    /// Counts backlog evaluated with this update (carried, or drained after
+    /// Counts backlog evaluated with this update (handed off, or drained after
     /// its commit) in its summary.
     fn absorb(&mut self, d: backlog::DrainSummary) {
         self.backlog_evaluated += d.backlog_evaluated;
@@ -72,31 +72,35 @@ pub async fn process_with(
     update: &ProjectionUpdate,
     origin: &Origin,
 ) -> Result<UpdateSummary, StoreError> {
-    let carried = ctx
-        .carry
+    let handed_off = ctx
+        .handoff
         .as_ref()
         .map(|c| c.take(Duration::ZERO))
         .unwrap_or_default();
     let result = in_transaction!(ctx.pool, StoreError, |tx| process_in(
-        &tx, ctx, update, origin, &carried
+        &tx,
+        ctx,
+        update,
+        origin,
+        &handed_off
     )
     .await?);
-    let (mut summary, mut look) = match (result, &ctx.carry) {
+    let (mut summary, mut to_recheck) = match (result, &ctx.handoff) {
         (Ok(done), _) => done,
-        (Err(e), carry) => {
-            // Nothing was taken: the carried metrics wait for the next update.
-            if let Some(carry) = carry {
-                carry.add(carried);
+        (Err(e), handoff) => {
+            // Nothing was taken: the handed-off metrics wait for the next update.
+            if let Some(handoff) = handoff {
+                handoff.add(handed_off);
             }
             return Err(e);
         }
     };
-    look.extend(carried);
-    look.sort();
-    look.dedup();
+    to_recheck.extend(handed_off);
+    to_recheck.sort();
+    to_recheck.dedup();
     // The update is committed: a failure from here on loses nothing (the rows
     // stay in the backlog for the sweep), so it is reported, not returned.
-    if let Err(e) = after_commit(ctx, look, &mut summary).await {
+    if let Err(e) = after_commit(ctx, to_recheck, &mut summary).await {
         tracing::warn!(error = %e, "evaluating the backlog after the commit failed; the backlog sweep will");
     }
     tracing::debug!(
@@ -111,32 +115,32 @@ pub async fn process_with(
     Ok(summary)
 }
 
-/// Step 4: the metrics still with a backlog are carried to this worker's
-/// next update, or drained now when nothing carries them.
+/// Step 4: the metrics still with a backlog are handed off to this worker's
+/// next update, or drained now when no handoff is kept (outside a worker).
 async fn after_commit(
     ctx: &Context,
-    look: Vec<MetricId>,
+    to_recheck: Vec<MetricId>,
     summary: &mut UpdateSummary,
 ) -> Result<(), StoreError> {
-    if look.is_empty() {
+    if to_recheck.is_empty() {
         return Ok(());
     }
-    if let Some(carry) = &ctx.carry {
-        carry.add(backlog_rows::metrics_with_backlog(&ctx.pool, &look).await?);
+    if let Some(handoff) = &ctx.handoff {
+        handoff.add(backlog_rows::metrics_with_backlog(&ctx.pool, &to_recheck).await?);
         return Ok(());
     }
-    summary.absorb(backlog::drain(ctx, look).await?);
+    summary.absorb(backlog::drain(ctx, to_recheck).await?);
     Ok(())
 }
 
-/// Steps 1–3, and the backlog of the `carried` metrics; returns the summary
-/// and the dependent metrics to look at after the commit.
+/// Steps 1–3, and the backlog of the `handed_off` metrics; returns the summary
+/// and the dependent metrics to check again after the commit.
 async fn process_in(
     tx: &Transaction<'_>,
     ctx: &Context,
     update: &ProjectionUpdate,
     origin: &Origin,
-    carried: &[MetricId],
+    handed_off: &[MetricId],
 ) -> Result<(UpdateSummary, Vec<MetricId>), StoreError> {
     // The key is recorded first, so that a concurrent duplicate waits on it
     // and then sees it; all commits together or not at all.
@@ -167,7 +171,7 @@ async fn process_in(
             }),
         )
     )?;
-    let carried = carry_over(tx, ctx, carried, &claimed).await?;
+    let handed_off = take_handed_off(tx, ctx, handed_off, &claimed).await?;
     let mut summary = UpdateSummary {
         duplicate: false,
         update_id: Some(inserted.id.clone()),
@@ -180,21 +184,21 @@ async fn process_in(
         outbox_ids: done.outbox_ids,
         queued_run_ids: done.queued_run_ids,
     };
-    summary.absorb(carried.into());
+    summary.absorb(handed_off.into());
     let mut dependents: Vec<MetricId> = claimed.locked.into_iter().map(|m| m.id).collect();
     dependents.extend(claimed.skipped);
     Ok((summary, dependents))
 }
 
-/// Evaluates, in this transaction, the backlog of carried metrics that are
+/// Evaluates, in this transaction, the backlog of handed-off metrics that are
 /// not among the update's own (whose backlog is evaluated with it).
-async fn carry_over(
+async fn take_handed_off(
     tx: &Transaction<'_>,
     ctx: &Context,
-    carried: &[MetricId],
+    handed_off: &[MetricId],
     claimed: &catalog::Claimed,
 ) -> Result<evaluate::Evaluated, StoreError> {
-    let others: Vec<MetricId> = carried
+    let others: Vec<MetricId> = handed_off
         .iter()
         .filter(|id| !claimed.locked.iter().any(|m| &m.id == *id))
         .filter(|id| !claimed.skipped.contains(id))

@@ -235,6 +235,13 @@ pub async fn lock_for_apply(tx: &Transaction<'_>) -> StoreResult<()> {
 /// dependencies are replaced by the file's. Metrics are written in id order,
 /// the order in which the projection-update path locks them.
 pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
+    upsert_series(tx, c).await?;
+    upsert_datasets(tx, c).await?;
+    upsert_metrics(tx, c).await?;
+    derive_required_datasets(tx).await
+}
+
+async fn upsert_series(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let s = &c.series;
     let codes: Vec<&str> = s.iter().map(|x| x.code.as_str()).collect();
     let names: Vec<Option<&str>> = s.iter().map(|x| x.name.as_deref()).collect();
@@ -249,7 +256,12 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
         &[&codes, &names, &descs, &units, &freqs],
     )
     .await?;
+    Ok(())
+}
 
+/// The datasets, and the series of those that list theirs (a dataset entry
+/// without `series` keeps the series already stored for it).
+async fn upsert_datasets(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let d = &c.datasets;
     let ids: Vec<&str> = d.iter().map(|x| x.id.as_str()).collect();
     let names: Vec<Option<&str>> = d.iter().map(|x| x.name.as_deref()).collect();
@@ -287,7 +299,11 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
         &[&pair_ds, &pair_series],
     )
     .await?;
+    Ok(())
+}
 
+/// The metrics, and the series each one's expression references.
+async fn upsert_metrics(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let mut metrics: Vec<_> = c.metrics.iter().collect();
     metrics.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<&str> = metrics.iter().map(|m| m.id.as_str()).collect();
@@ -329,7 +345,7 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
         &[&dep_metric, &dep_series],
     )
     .await?;
-    derive_required_datasets(tx).await
+    Ok(())
 }
 
 /// Brings `metric_required_datasets` in line with the dependencies and the

@@ -150,9 +150,9 @@ async fn measure(
             fifo: false,
         },
     )
-    // As the worker runs: backlogs carried to the next update, and drained
-    // on their own after a short wait (app::backlog::Carry).
-    .with_carry();
+    // As the worker runs: backlogs handed off to the next update, and drained
+    // on their own after a short wait (app::backlog::BacklogHandoff).
+    .with_backlog_handoff();
     let updates = Arc::new(synth::updates(shape, args.updates));
     let next = Arc::new(AtomicUsize::new(0));
     let stop_sampling = tokio_util::sync::CancellationToken::new();
@@ -175,15 +175,15 @@ async fn measure(
                 let age = if last {
                     Duration::ZERO
                 } else {
-                    backlog::CARRY_FOR
+                    backlog::HANDOFF_WAIT
                 };
-                let d = backlog::flush_carried_now(&ctx, age).await?;
+                let d = backlog::drain_handoff_now(&ctx, age).await?;
                 evaluated += d.backlog_evaluated;
                 queued += d.runs_queued;
                 if last {
                     return Ok::<_, anyhow::Error>((evaluated, queued));
                 }
-                tokio::time::sleep(backlog::CARRY_FOR).await;
+                tokio::time::sleep(backlog::HANDOFF_WAIT).await;
             }
         })
     };

@@ -116,127 +116,140 @@ pub async fn run(cmd: RunsCommand) -> Result<()> {
             json,
             db,
         } => {
-            let pool = db.pool().await?;
-            let rows = runs_admin::list(
-                &pool,
-                &RunFilter {
-                    status,
-                    metric_code: metric,
-                    limit,
-                    ..RunFilter::default()
-                },
-            )
-            .await
-            .context("Failed to list runs")?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!("{}", table(&rows));
-                println!("{} run(s)", rows.len());
-            }
+            let filter = RunFilter {
+                status,
+                metric_code: metric,
+                limit,
+                ..RunFilter::default()
+            };
+            list(&db, &filter, json).await
         }
         RunsCommand::Show {
             run_id,
             json,
             request,
             db,
-        } => {
-            let pool = db.pool().await?;
-            let Some(detail) = runs_admin::show(&pool, &run_id)
-                .await
-                .context("Failed to read the run")?
-            else {
-                bail!("no run with id {run_id}");
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
-                return Ok(());
-            }
-            if request {
-                let Some(r) = &detail.request else {
-                    bail!(
-                        "run {run_id} has no request yet (it is {})",
-                        detail.run.status
-                    );
-                };
-                println!("{}", serde_json::to_string_pretty(r)?);
-                return Ok(());
-            }
-            println!("{}", table(std::slice::from_ref(&detail.run)));
-            if let Some(r) = &detail.run.retry_of {
-                println!("retry of {r}");
-            }
-            if !detail.pending_datasets.is_empty() {
-                let waiting = detail.waiting_for();
-                if waiting.is_empty() {
-                    println!("every required dataset has a fresh update");
-                } else {
-                    println!("waiting for: {}", waiting.join(", "));
-                }
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header([
-                    "dataset",
-                    "received",
-                    "update",
-                    "received at",
-                    "age",
-                    "fresh",
-                    "required days",
-                ]);
-                for p in &detail.pending_datasets {
-                    t.add_row([
-                        p.dataset_id.to_string(),
-                        if p.received { "yes" } else { "no" }.to_string(),
-                        p.received_update_id
-                            .as_ref()
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                        ts(p.received_at),
-                        age(p.age_secs),
-                        p.fresh
-                            .map(|f| if f { "yes" } else { "no" }.to_string())
-                            .unwrap_or_default(),
-                        p.required_days.to_string(),
-                    ]);
-                }
-                println!("{t}");
-            }
-            if !detail.used_updates.is_empty() {
-                println!("uses:");
-                for u in &detail.used_updates {
-                    println!(
-                        "  {} {} ({}, created {})",
-                        u.dataset_id,
-                        u.update_id,
-                        u.version_manifest_path,
-                        ts(Some(u.created_at))
-                    );
-                }
-            }
-        }
-        RunsCommand::Trigger { metric, json, db } => {
-            let settings = orchestrator_core::config::Env::process()
-                .request_settings()
-                .context("Failed to read the run-request settings (OUTPUT_BUCKET, OUTPUT_PREFIX, RUN_REQUESTS_TOPIC_ARN)")?;
-            let ctx = orchestrator_core::app::Context::new(db.pool().await?, settings);
-            let t = orchestrator_core::app::trigger::trigger(&ctx, &metric).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
-            } else {
-                println!("queued run {} of {}; uses:", t.run_id, t.metric_code);
-                for (d, u) in &t.updates {
-                    println!("  {d} {u}");
-                }
-                println!("the workers' outbox relay publishes it within a second or two");
-            }
-        }
-        RunsCommand::Watch(args) => crate::runs_watch::watch(args).await?,
+        } => show(&db, &run_id, json, request).await,
+        RunsCommand::Trigger { metric, json, db } => trigger(&db, &metric, json).await,
+        RunsCommand::Watch(args) => crate::runs_watch::watch(args).await,
         RunsCommand::Cancel { run_id, reason, db } => {
             let pool = db.pool().await?;
             let was = runs_admin::cancel(&pool, &run_id, &reason).await?;
             println!("canceled {run_id} (was {was})");
+            Ok(())
         }
+    }
+}
+
+async fn list(db: &DbArgs, filter: &RunFilter, json: bool) -> Result<()> {
+    let pool = db.pool().await?;
+    let rows = runs_admin::list(&pool, filter)
+        .await
+        .context("Failed to list runs")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{}", table(&rows));
+        println!("{} run(s)", rows.len());
+    }
+    Ok(())
+}
+
+async fn show(db: &DbArgs, run_id: &RunId, json: bool, request: bool) -> Result<()> {
+    let pool = db.pool().await?;
+    let Some(detail) = runs_admin::show(&pool, run_id)
+        .await
+        .context("Failed to read the run")?
+    else {
+        bail!("no run with id {run_id}");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+        return Ok(());
+    }
+    if request {
+        let Some(r) = &detail.request else {
+            bail!(
+                "run {run_id} has no request yet (it is {})",
+                detail.run.status
+            );
+        };
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    println!("{}", table(std::slice::from_ref(&detail.run)));
+    if let Some(r) = &detail.run.retry_of {
+        println!("retry of {r}");
+    }
+    if !detail.pending_datasets.is_empty() {
+        let waiting = detail.waiting_for();
+        if waiting.is_empty() {
+            println!("every required dataset has a fresh update");
+        } else {
+            println!("waiting for: {}", waiting.join(", "));
+        }
+        println!("{}", pending_table(&detail.pending_datasets));
+    }
+    if !detail.used_updates.is_empty() {
+        println!("uses:");
+        for u in &detail.used_updates {
+            println!(
+                "  {} {} ({}, created {})",
+                u.dataset_id,
+                u.update_id,
+                u.version_manifest_path,
+                ts(Some(u.created_at))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a pending run has received of each dataset it requires.
+fn pending_table(rows: &[orchestrator_core::store::pending::PendingDataset]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "dataset",
+        "received",
+        "update",
+        "received at",
+        "age",
+        "fresh",
+        "required days",
+    ]);
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    for p in rows {
+        t.add_row([
+            p.dataset_id.to_string(),
+            yes_no(p.received),
+            p.received_update_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            ts(p.received_at),
+            age(p.age_secs),
+            p.fresh.map(yes_no).unwrap_or_default(),
+            p.required_days.to_string(),
+        ]);
+    }
+    t
+}
+
+async fn trigger(db: &DbArgs, metric: &str, json: bool) -> Result<()> {
+    let settings = orchestrator_core::config::Env::process()
+        .request_settings()
+        .context("Failed to read the run-request settings (OUTPUT_BUCKET, OUTPUT_PREFIX, RUN_REQUESTS_TOPIC_ARN)")?;
+    let ctx = orchestrator_core::app::Context::new(db.pool().await?, settings);
+    let t = orchestrator_core::app::trigger::trigger(&ctx, metric).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        println!("queued run {} of {}; uses:", t.run_id, t.metric_code);
+        for (d, u) in &t.updates {
+            println!("  {d} {u}");
+        }
+        println!("the workers' outbox relay publishes it within a second or two");
     }
     Ok(())
 }
