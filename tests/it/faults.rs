@@ -216,6 +216,51 @@ async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
     assert!(left.is_empty(), "the processed message must not come back");
 }
 
+#[tokio::test]
+async fn sigterm_with_a_handler_outlasting_the_grace_leaves_its_message_for_redelivery() {
+    let db = db_with_catalog("fault_sigterm_grace").await;
+    let stack = Stack::new("grace", false).await;
+    let proxy = TcpProxy::start(&host_port(&db.url)).await;
+    // The handler's first database connection hangs (the pool gives up
+    // after 5 s): the grace of 1 s runs out first.
+    proxy.delay_new_connections(Duration::from_secs(60));
+    let env = env_via(
+        &stack,
+        &db,
+        &proxy,
+        &[
+            ("SHUTDOWN_GRACE_SECS", "1"),
+            ("VISIBILITY_TIMEOUT_SECS", "4"),
+        ],
+    );
+    let mut worker = Process::spawn("projection-update-worker", &env, &[]);
+    let q = &stack.names.projection_updates_queue_url;
+    stack.send(q, &update_body("d1", "v1")).await;
+    eventually(WAIT, "the message to be in flight", || async {
+        (stack.depth(q).await == Some((0, 1))).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let status = worker
+        .terminate(Duration::from_secs(20))
+        .expect("the worker exits once the grace runs out, not after its handler");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "exited after {:?}",
+        started.elapsed()
+    );
+    let logs = std::fs::read_to_string(&worker.log).unwrap_or_default();
+    assert!(status.success(), "exit status {status:?}\n{logs}");
+    assert!(
+        logs.contains("grace period over; unfinished messages are left for redelivery"),
+        "{logs}"
+    );
+    // Not deleted: it comes back once its visibility runs out, unprocessed.
+    let back = stack.receive(q, 1, Duration::from_secs(20)).await;
+    assert_eq!(back.len(), 1, "the unfinished message is redelivered");
+    assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visibility_is_renewed_while_a_handler_outlasts_the_visibility_timeout() {
     let db = db_with_catalog("fault_visibility").await;
