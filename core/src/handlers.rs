@@ -4,12 +4,16 @@
 //! message. Each records its message's subject (`dataset_id` or `run_id`) on
 //! the message span, so that the loop's one line per message names it.
 
+use std::fmt;
+
 use crate::app::lifecycle::LifecycleOutcome;
 use crate::app::{lifecycle, projection_update, Context};
 use crate::domain::events::{
     parse_body, parse_lifecycle_scaled, parse_projection_update, ProgressScale,
 };
-use crate::messaging::sqs::{Handler, HandlerError, InboundMessage, Outcome};
+use crate::domain::ids::RunId;
+use crate::domain::run_state::{LifecycleKind, RunStatus};
+use crate::messaging::sqs::{Handler, HandlerError, Ignored, InboundMessage, Outcome};
 use crate::relay::PublishQueue;
 use crate::store::StoreError;
 
@@ -39,22 +43,15 @@ impl Handler for ProjectionUpdateHandler {
             traceparent: Some(crate::telemetry::downstream(&span, &msg.trace).to_string()),
             source_sent_at: msg.sent_at,
         };
-        let summary = projection_update::process_with(&self.ctx, &update, &origin)
+        let mut summary = projection_update::process_with(&self.ctx, &update, &origin)
             .await
             .map_err(store_failure)?;
         if summary.duplicate {
-            return Ok(Outcome::ignored("duplicate"));
+            return Ok(Outcome::Ignored(Ignored::Duplicate));
         }
-        let detail = format!(
-            "update {}: {} dependent metrics; runs created {}, queued {}, pending {}",
-            summary.update_id.as_ref().map_or("-", |u| u.as_str()),
-            summary.dependent_metrics,
-            summary.runs_created,
-            summary.runs_queued,
-            summary.runs_pending
-        );
-        self.publish.submit(summary.outbox_ids);
-        Ok(Outcome::processed(detail))
+        self.publish
+            .submit(std::mem::take(&mut summary.evaluated.outbox_ids));
+        Ok(Outcome::processed(summary))
     }
 }
 
@@ -69,7 +66,7 @@ impl Handler for LifecycleHandler {
         let raw = parse_body(&msg.body)?;
         let event = parse_lifecycle_scaled(&raw, self.progress_scale)?;
         tracing::Span::current().record("run_id", event.run_id().as_str());
-        let kind = event.kind().as_str();
+        let kind = event.kind();
         match lifecycle::handle(&self.ctx, &event, &raw)
             .await
             .map_err(store_failure)?
@@ -84,11 +81,35 @@ impl Handler for LifecycleHandler {
                 metrics::counter!(crate::prometheus::RUN_RETRIES)
                     .increment(outbox_ids.len() as u64);
                 self.publish.submit(outbox_ids);
-                let retry = retry_run_id.map_or(String::new(), |id| format!("; retry {id} queued"));
-                Ok(Outcome::processed(format!("{kind}: {from} → {to}{retry}")))
+                Ok(Outcome::processed(Transition {
+                    kind,
+                    from,
+                    to,
+                    retry_run_id,
+                }))
             }
-            LifecycleOutcome::Ignored(reason) => Ok(Outcome::ignored(format!("{kind}: {reason}"))),
-            LifecycleOutcome::UnknownRun => Ok(Outcome::ignored(format!("{kind}: unknown run"))),
+            LifecycleOutcome::Ignored(reason) => {
+                Ok(Outcome::Ignored(Ignored::Refused(kind, reason)))
+            }
+            LifecycleOutcome::UnknownRun => Ok(Outcome::Ignored(Ignored::UnknownRun(kind))),
+        }
+    }
+}
+
+/// A lifecycle event applied, for the log line's `detail`.
+struct Transition {
+    kind: LifecycleKind,
+    from: RunStatus,
+    to: RunStatus,
+    retry_run_id: Option<RunId>,
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} → {}", self.kind.as_str(), self.from, self.to)?;
+        match &self.retry_run_id {
+            Some(id) => write!(f, "; retry {id} queued"),
+            None => Ok(()),
         }
     }
 }

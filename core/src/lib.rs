@@ -28,7 +28,8 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
 //!   gauges; [`prometheus`]: the Prometheus metric names and exporter.
 //! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop; [`errors`]:
-//!   writing an error with its causes.
+//!   writing an error with its causes; `tally`: summaries that add up
+//!   field by field.
 //! - [`config`]: settings from the environment; [`telemetry`]: logging.
 
 pub mod api;
@@ -45,5 +46,6 @@ pub mod relay;
 pub mod shutdown;
 pub mod store;
 pub mod supervise;
+mod tally;
 pub mod telemetry;
 pub mod workers;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::backpressure::Backpressure;
+use crate::domain::ids::OutboxId;
 use crate::in_transaction;
 use crate::store::outbox::{self, OutboxMessage};
 use crate::store::{runs, Pool, StoreError};
@@ -53,20 +54,18 @@ impl RelayConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayReport {
     pub published: usize,
     pub failed: usize,
     pub dispatched: u64,
 }
 
-impl RelayReport {
-    fn add(&mut self, other: &RelayReport) {
-        self.published += other.published;
-        self.failed += other.failed;
-        self.dispatched += other.dispatched;
-    }
-}
+crate::tally::tally!(RelayReport {
+    published,
+    failed,
+    dispatched
+});
 
 pub struct Relay<P> {
     pool: Pool,
@@ -90,13 +89,13 @@ impl<P: Publisher> Relay<P> {
 
     /// Publishes the given rows now (call right after their commit).
     #[instrument(skip_all, fields(rows = ids.len()))]
-    pub async fn publish_now(&self, ids: &[i64]) -> Result<RelayReport, StoreError> {
+    pub async fn publish_now(&self, ids: &[OutboxId]) -> Result<RelayReport, StoreError> {
         // A claim takes at most `batch` rows: more ids (a scenario with 150
         // dependent metrics) go in several rounds rather than to the sweeper.
         let mut total = RelayReport::default();
         for chunk in ids.chunks(self.config.batch.max(1) as usize) {
             let claimed = self.claim(Some(chunk)).await?;
-            total.add(&self.publish_claimed(claimed).await?);
+            total += self.publish_claimed(claimed).await?;
         }
         Ok(total)
     }
@@ -108,7 +107,7 @@ impl<P: Publisher> Relay<P> {
             let claimed = self.claim(None).await?;
             let full = claimed.len() as i64 >= self.config.batch;
             let report = self.publish_claimed(claimed).await?;
-            total.add(&report);
+            total += report;
             if !full || report.published == 0 {
                 return Ok(total);
             }
@@ -135,7 +134,7 @@ impl<P: Publisher> Relay<P> {
         in_transaction!(self.pool, StoreError, |tx| outbox::backlog(&tx).await?)
     }
 
-    async fn claim(&self, only: Option<&[i64]>) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn claim(&self, only: Option<&[OutboxId]>) -> Result<Vec<OutboxMessage>, StoreError> {
         let (batch, lease) = (self.config.batch, self.config.lease);
         in_transaction!(self.pool, StoreError, |tx| outbox::claim(
             &tx, only, batch, lease
@@ -204,9 +203,9 @@ impl<P: Publisher> Relay<P> {
 /// fan-out-1 catalog is one id: publishing them together takes one claim, one
 /// PublishBatch call and one commit per ten of them instead of per one.
 async fn next_ids(
-    rx: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<i64>>>,
+    rx: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<OutboxId>>>,
     max: i64,
-) -> Option<Vec<i64>> {
+) -> Option<Vec<OutboxId>> {
     let mut rx = rx.lock().await;
     let mut ids = rx.recv().await?;
     while (ids.len() as i64) < max {
@@ -224,7 +223,7 @@ async fn next_ids(
 /// lost, the rows stay in the outbox).
 #[derive(Clone)]
 pub struct PublishQueue {
-    tx: tokio::sync::mpsc::Sender<Vec<i64>>,
+    tx: tokio::sync::mpsc::Sender<Vec<OutboxId>>,
     /// Counts the ids submitted and not yet published.
     waiting: Backpressure,
 }
@@ -239,7 +238,7 @@ impl PublishQueue {
         workers: usize,
         waiting: Backpressure,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<i64>>(capacity.max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<OutboxId>>(capacity.max(1));
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         let counted = waiting.clone();
         let handle = tokio::spawn(async move {
@@ -282,7 +281,7 @@ impl PublishQueue {
         (Self { tx, waiting }, handle)
     }
 
-    pub fn submit(&self, ids: Vec<i64>) {
+    pub fn submit(&self, ids: Vec<OutboxId>) {
         if ids.is_empty() {
             return;
         }
@@ -362,16 +361,19 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_submissions_are_published_together_up_to_the_batch() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<i64>>(8);
+        use crate::domain::ids::OutboxId;
+        let ids =
+            |raw: &[i64]| -> Vec<OutboxId> { raw.iter().copied().map(OutboxId::new).collect() };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<OutboxId>>(8);
         let rx = tokio::sync::Mutex::new(rx);
-        for ids in [vec![1], vec![2, 3], vec![4], vec![5, 6, 7]] {
-            tx.send(ids).await.unwrap();
+        for batch in [&[1][..], &[2, 3], &[4], &[5, 6, 7]] {
+            tx.send(ids(batch)).await.unwrap();
         }
         // Joined until at least `max` ids, never splitting a submission.
-        assert_eq!(super::next_ids(&rx, 3).await, Some(vec![1, 2, 3]));
-        assert_eq!(super::next_ids(&rx, 100).await, Some(vec![4, 5, 6, 7]));
-        tx.send(vec![8]).await.unwrap();
-        assert_eq!(super::next_ids(&rx, 100).await, Some(vec![8]));
+        assert_eq!(super::next_ids(&rx, 3).await, Some(ids(&[1, 2, 3])));
+        assert_eq!(super::next_ids(&rx, 100).await, Some(ids(&[4, 5, 6, 7])));
+        tx.send(ids(&[8])).await.unwrap();
+        assert_eq!(super::next_ids(&rx, 100).await, Some(ids(&[8])));
         drop(tx);
         assert_eq!(super::next_ids(&rx, 100).await, None);
     }

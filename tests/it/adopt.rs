@@ -328,7 +328,10 @@ async fn after_adoption_the_fleet_carries_on_with_the_history() {
     // naming the update it had received.
     let s = process(&ctx, &update("d2", "v2")).await.unwrap();
     assert!(
-        s.queued_run_ids.iter().any(|r| r.as_str() == run("a6")),
+        s.evaluated
+            .queued_run_ids
+            .iter()
+            .any(|r| r.as_str() == run("a6")),
         "{s:?}"
     );
     assert_eq!(status_of(&db, run("a6")).await, "queued");
@@ -511,4 +514,88 @@ async fn an_adoption_that_fails_half_way_changes_nothing() {
         migrate::migrate(&db.pool).await.unwrap_err(),
         MigrateError::NeedsAdoption
     ));
+}
+
+#[tokio::test]
+async fn adopting_a_partial_reference_schema_is_refused_and_changes_nothing() {
+    let db = reference_db("adopt_partial").await;
+    // A reference database missing one table (dropped by hand, or a newer
+    // or older reference release): nothing here says how to reconcile it.
+    let missing = TABLES[TABLES.len() - 1];
+    db.exec(&format!("DROP TABLE {missing} CASCADE")).await;
+    let before = db
+        .strings(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+        )
+        .await;
+    for dry_run in [true, false] {
+        let err = migrate::adopt(&db.pool, dry_run).await.unwrap_err();
+        let MigrateError::UnknownSchema { present } = &err else {
+            panic!("expected UnknownSchema, got {err}");
+        };
+        assert!(!present.iter().any(|t| t == missing), "{present:?}");
+        assert!(present.iter().any(|t| t == TABLES[0]), "{present:?}");
+    }
+    let err = migrate::migrate(&db.pool).await.unwrap_err();
+    assert!(matches!(err, MigrateError::UnknownSchema { .. }), "{err}");
+    let after = db
+        .strings(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+        )
+        .await;
+    assert_eq!(after, before, "a refused adoption changed the schema");
+}
+
+#[tokio::test]
+async fn adopting_an_empty_database_is_refused_with_what_to_run_instead() {
+    let db = TestDb::empty("adopt_empty").await;
+    let err = migrate::adopt(&db.pool, false).await.unwrap_err();
+    assert!(matches!(err, MigrateError::NothingToAdopt), "{err}");
+    assert!(
+        err.to_string().contains("run `orchestrator migrate`"),
+        "{err}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
+            .await,
+        0,
+        "a refused adoption created tables"
+    );
+}
+
+/// Two operators (or two deploy jobs) adopting at once: the migration lock
+/// makes one adopt and the other find the work done.
+#[tokio::test]
+async fn two_adoptions_at_once_adopt_once() {
+    let db = reference_db("adopt_twice").await;
+    let rows_before = db.count("SELECT count(*) FROM metric_runs").await;
+    let (a, b) = tokio::join!(
+        migrate::adopt(&db.pool, false),
+        migrate::adopt(&db.pool, false)
+    );
+    let (a, b) = (a.expect("first adoption"), b.expect("second adoption"));
+    let adopted = [&a, &b]
+        .iter()
+        .filter(|x| matches!(x, Adoption::Adopted(_)))
+        .count();
+    let already = [&a, &b]
+        .iter()
+        .filter(|x| matches!(x, Adoption::AlreadyAdopted { .. }))
+        .count();
+    assert_eq!((adopted, already), (1, 1), "{a:?}\n{b:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_runs").await,
+        rows_before
+    );
+    assert_eq!(
+        db.count("SELECT count(*) - count(DISTINCT version) FROM refinery_schema_history")
+            .await,
+        0,
+        "a migration recorded twice"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'adopt_legacy_%'")
+            .await,
+        0
+    );
 }

@@ -36,7 +36,7 @@ async fn complete(db: &TestDb, run: &str, ok: bool) {
 async fn seeded(label: &str) -> (TestDb, String) {
     let db = db_with_catalog(label).await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
-    let single = s.queued_run_ids[0].to_string();
+    let single = s.evaluated.queued_run_ids[0].to_string();
     complete(&db, &single, true).await;
     (db, single)
 }
@@ -140,6 +140,7 @@ async fn a_failed_last_run_makes_a_metric_failing_and_disabled_wins() {
     let (db, single) = seeded("api_failing").await;
     let s = process(&db.ctx(), &update("d1", "v2")).await.unwrap();
     let second = s
+        .evaluated
         .queued_run_ids
         .iter()
         .find(|r| r.as_str() != single)

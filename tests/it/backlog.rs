@@ -107,7 +107,7 @@ async fn the_next_holder_evaluates_the_backlog_before_its_own_update() {
     // d2's update claims m2: its backlog (d1 v1) first, then d2 v1.
     let b = process_now(&db, "d2", "v1").await;
     assert_eq!(b.deferred, 0);
-    assert_eq!(b.backlog_evaluated, 1);
+    assert_eq!(b.evaluated.backlog_evaluated, 1);
     assert_eq!(backlog_rows(&db).await, 0);
     let runs = runs_of(&db, "m.pair").await;
     assert_eq!(runs.len(), 1);
@@ -187,7 +187,7 @@ async fn a_worker_hands_a_backlog_to_its_next_update_or_drains_it_on_its_own() {
     // The next update (d3 feeds m3 and m4, not m1) takes m1's backlog in its
     // own transaction.
     let next = process(&ctx, &update("d3", "v1")).await.unwrap();
-    assert_eq!(next.backlog_evaluated, 1);
+    assert_eq!(next.evaluated.backlog_evaluated, 1);
     assert_eq!(backlog_rows(&db).await, 0);
     let runs = runs_of(&db, "m.single").await;
     assert_eq!(runs.len(), 1);

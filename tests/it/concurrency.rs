@@ -54,7 +54,7 @@ async fn eight_workers(handoff: bool) {
                     match process(&ctx, u).await {
                         Ok(s) => {
                             deferred += s.deferred;
-                            evaluated += s.backlog_evaluated;
+                            evaluated += s.evaluated.backlog_evaluated;
                         }
                         Err(e) => errors.push(e.to_string()),
                     }
@@ -142,6 +142,7 @@ async fn concurrent_completions_of_one_run_leave_a_single_terminal_state() {
     let run = process(&ctx, &update("d1", "v1"))
         .await
         .unwrap()
+        .evaluated
         .queued_run_ids[0]
         .clone();
     let tasks: Vec<_> = (0..8)

@@ -12,7 +12,6 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use orchestrator_core::app::projection_update::process;
 use orchestrator_tests::api::ApiServer;
 use orchestrator_tests::fixtures::{db_with_catalog, update};
-use orchestrator_tests::http::free_port;
 use serde_json::json;
 
 fn find(var: &str, candidates: &[&str]) -> PathBuf {
@@ -39,6 +38,26 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The port chromedriver logs once it listens ("… started successfully on
+/// port N.").
+async fn driver_port(log: &std::path::Path) -> u16 {
+    orchestrator_tests::eventually(
+        Duration::from_secs(20),
+        "chromedriver to say which port it listens on",
+        || async {
+            let text = std::fs::read_to_string(log).ok()?;
+            let rest = text.split("started successfully on port ").nth(1)?;
+            rest.lines()
+                .next()?
+                .trim()
+                .trim_end_matches('.')
+                .parse()
+                .ok()
+        },
+    )
+    .await
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -145,15 +164,20 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let api = ApiServer::for_db(&db, None).await;
 
-    let port = free_port();
+    // Port 0: chromedriver binds a free port and says which.
+    let driver_log = std::env::temp_dir().join(format!(
+        "chromedriver-{}.log",
+        uuid::Uuid::new_v4().simple()
+    ));
     let _driver = Driver(
         Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .arg("--port=0")
+            .stdout(std::fs::File::create(&driver_log).expect("chromedriver log"))
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
     );
+    let port = driver_port(&driver_log).await;
     let profile =
         std::env::temp_dir().join(format!("console-profile-{}", uuid::Uuid::new_v4().simple()));
     let c = browser(port, &profile, &chromium).await;

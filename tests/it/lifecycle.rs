@@ -59,7 +59,7 @@ async fn send(db: &TestDb, ev: &LifecycleEvent) -> LifecycleOutcome {
 async fn queued_run(label: &str) -> (TestDb, String) {
     let db = db_with_catalog(label).await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
-    let id = s.queued_run_ids[0].to_string();
+    let id = s.evaluated.queued_run_ids[0].to_string();
     (db, id)
 }
 
@@ -70,7 +70,7 @@ async fn queued_run_with_attempts(label: &str, max_attempts: i32) -> (TestDb, St
     cat["metrics"][0]["max_attempts"] = json!(max_attempts);
     orchestrator_tests::fixtures::apply(&db, &cat).await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
-    let id = s.queued_run_ids[0].to_string();
+    let id = s.evaluated.queued_run_ids[0].to_string();
     (db, id)
 }
 

@@ -22,9 +22,9 @@ async fn published_run_moves_from_queued_to_dispatched() {
     let db = db_with_catalog("outbox_dispatch").await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.outbox_ids).await.unwrap();
+    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 1));
-    let run = &s.queued_run_ids[0];
+    let run = &s.evaluated.queued_run_ids[0];
     assert_eq!(status_of(&db, run).await, "dispatched");
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
@@ -40,21 +40,28 @@ async fn published_run_moves_from_queued_to_dispatched() {
     assert_eq!(sent.len(), 1);
     assert_eq!(&sent[0].run_id, run);
     // Publishing the same ids again sends nothing: the row is already published.
-    assert_eq!(relay.publish_now(&s.outbox_ids).await.unwrap().published, 0);
+    assert_eq!(
+        relay
+            .publish_now(&s.evaluated.outbox_ids)
+            .await
+            .unwrap()
+            .published,
+        0
+    );
 }
 
 #[tokio::test]
 async fn a_run_that_moved_on_is_not_sent_back_to_dispatched() {
     let db = db_with_catalog("outbox_no_regress").await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
-    let run = &s.queued_run_ids[0];
+    let run = &s.evaluated.queued_run_ids[0];
     // The runner was faster than the relay (at-least-once delivery from a previous publish).
     db.exec(&format!(
         "UPDATE metric_runs SET status = 'running' WHERE id = '{run}'"
     ))
     .await;
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.outbox_ids).await.unwrap();
+    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 0));
     assert_eq!(status_of(&db, run).await, "running");
 }
@@ -73,7 +80,7 @@ async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
         ..fast()
     };
     let relay = Relay::new(db.pool.clone(), publisher, config);
-    let first = relay.publish_now(&s.outbox_ids).await.unwrap();
+    let first = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
     assert_eq!((first.published, first.failed), (0, 1));
     assert_eq!(relay.backlog().await.unwrap().unpublished, 1);
     assert!(db
@@ -99,7 +106,10 @@ async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
     .await;
     let _: () = published;
     assert_eq!(db.count("SELECT attempts::bigint FROM outbox").await, 3);
-    assert_eq!(status_of(&db, &s.queued_run_ids[0]).await, "dispatched");
+    assert_eq!(
+        status_of(&db, &s.evaluated.queued_run_ids[0]).await,
+        "dispatched"
+    );
     assert_eq!(relay.publisher().published().len(), 1);
 }
 
@@ -189,6 +199,7 @@ async fn messages_a_publisher_gives_no_result_for_are_failed_and_retried() {
             process(&ctx, &update("d1", &format!("v{v}")))
                 .await
                 .unwrap()
+                .evaluated
                 .outbox_ids,
         );
     }
@@ -230,7 +241,7 @@ async fn a_claim_whose_publish_hangs_is_taken_by_another_relay_when_its_lease_ex
     };
     let stuck = Arc::new(Relay::new(db.pool.clone(), Hangs, lease));
     let hung = tokio::spawn({
-        let (stuck, ids) = (stuck.clone(), s.outbox_ids.clone());
+        let (stuck, ids) = (stuck.clone(), s.evaluated.outbox_ids.clone());
         async move { stuck.publish_now(&ids).await }
     });
     let other = Relay::new(db.pool.clone(), RecordingPublisher::default(), lease);
@@ -262,6 +273,9 @@ async fn a_claim_whose_publish_hangs_is_taken_by_another_relay_when_its_lease_ex
     .await;
     assert_eq!(published.dispatched, 1);
     assert_eq!(other.publisher().published().len(), 1);
-    assert_eq!(status_of(&db, &s.queued_run_ids[0]).await, "dispatched");
+    assert_eq!(
+        status_of(&db, &s.evaluated.queued_run_ids[0]).await,
+        "dispatched"
+    );
     hung.abort();
 }

@@ -13,16 +13,16 @@ async fn metric_whose_datasets_are_all_fresh_runs_at_once() {
     assert_eq!(
         (
             s.dependent_metrics,
-            s.runs_created,
-            s.runs_queued,
-            s.runs_pending
+            s.evaluated.runs_created,
+            s.evaluated.runs_queued,
+            s.evaluated.runs_pending
         ),
         (3, 3, 1, 2)
     );
     let single = runs_of(&db, "m.single").await;
     assert_eq!(single.len(), 1);
     assert_eq!(single[0].1, "queued");
-    assert_eq!(s.outbox_ids.len(), 1);
+    assert_eq!(s.evaluated.outbox_ids.len(), 1);
     assert_eq!(runs_of(&db, "m.pair").await[0].1, "pending_dependencies");
 }
 
@@ -45,7 +45,7 @@ async fn pending_run_waits_until_every_required_dataset_has_an_update() {
         .await;
     assert_eq!(waiting, vec!["d3"]);
     let s = process(&ctx, &update("d3", "v1")).await.unwrap();
-    assert!(s.queued_run_ids.iter().any(|r| *r == triple[0].0));
+    assert!(s.evaluated.queued_run_ids.iter().any(|r| *r == triple[0].0));
     assert_eq!(runs_of(&db, "m.triple").await[0].1, "queued");
 }
 
@@ -88,7 +88,7 @@ async fn identical_redelivery_is_a_duplicate_and_changes_nothing() {
     let before = db.count("SELECT count(*) FROM metric_runs").await;
     let again = process(&ctx, &update("d1", "v1")).await.unwrap();
     assert!(again.duplicate);
-    assert_eq!(again.runs_queued, 0);
+    assert_eq!(again.evaluated.runs_queued, 0);
     assert_eq!(db.count("SELECT count(*) FROM metric_runs").await, before);
     assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 1);
     assert_eq!(db.count("SELECT count(*) FROM outbox").await, 1);
@@ -198,7 +198,7 @@ async fn run_request_catalog_names_exactly_the_updates_used() {
     process(&ctx, &update("d1", "v2")).await.unwrap();
     let triple = runs_of(&db, "m.triple").await;
     let run_id = &triple[0].0;
-    assert!(s.queued_run_ids.iter().any(|r| r == run_id));
+    assert!(s.evaluated.queued_run_ids.iter().any(|r| r == run_id));
     let request = request_of(&db, run_id).await;
     let used = db
         .client()
@@ -238,7 +238,7 @@ async fn run_request_has_the_wire_shape_of_the_contract() {
     let s = process(&ctx, &update("d1", "v1")).await.unwrap();
     let pair = runs_of(&db, "m.pair").await;
     let run_id = &pair[0].0;
-    assert!(s.queued_run_ids.iter().any(|r| r == run_id));
+    assert!(s.evaluated.queued_run_ids.iter().any(|r| r == run_id));
     let r = request_of(&db, run_id).await;
     let requested_at: chrono::DateTime<chrono::Utc> = db
         .client()
@@ -277,7 +277,7 @@ async fn fifo_requests_carry_group_and_deduplication_ids() {
     let s = process(&db.ctx_with(true), &update("d1", "v1"))
         .await
         .unwrap();
-    let run_id = &s.queued_run_ids[0];
+    let run_id = &s.evaluated.queued_run_ids[0];
     let r = request_of(&db, run_id).await;
     assert_eq!(r["messageGroupId"], "m.single");
     assert_eq!(r["messageDeduplicationId"], json!(run_id));

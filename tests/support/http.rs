@@ -14,7 +14,10 @@ pub async fn get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, for a program that cannot bind
+/// port 0 and say which port it got (PostgreSQL): it may be taken before the
+/// program binds it, so the caller retries on another. Our own servers and
+/// chromedriver bind port 0 instead.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

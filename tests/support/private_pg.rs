@@ -53,35 +53,67 @@ impl PrivatePg {
                 .unwrap();
             assert!(ok.success(), "chown {} to postgres", dir.display());
         }
-        let port = crate::http::free_port();
-        let pg = PrivatePg { dir, port, bin };
+        let mut pg = PrivatePg { dir, port: 0, bin };
         pg.run(&format!(
             "{}/initdb -D {}/data -U postgres --auth=trust -E UTF8 --no-sync >/dev/null",
             pg.bin.display(),
             pg.dir.display()
         ));
-        pg.ctl("start");
+        // PostgreSQL cannot listen on port 0 and say which port it got: a
+        // port free a moment ago may be taken when the server binds it, so a
+        // start that fails on that is tried again on another one.
+        for attempt in 1.. {
+            pg.port = crate::http::free_port();
+            match pg.try_ctl("start") {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && pg.log().contains("Address already in use") => {
+                    eprintln!(
+                        "private PostgreSQL: port {} taken ({e}); trying another",
+                        pg.port
+                    )
+                }
+                Err(e) => panic!("{e}\n{}", pg.log()),
+            }
+        }
         pg
     }
 
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
     fn run(&self, cmd: &str) {
+        if let Err(e) = self.try_run(cmd) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_run(&self, cmd: &str) -> Result<(), String> {
         let out = as_postgres(cmd).output().expect("shell runs");
-        assert!(
-            out.status.success(),
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{cmd}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ))
     }
 
     /// `pg_ctl start|stop|restart`, waiting until done.
     pub fn ctl(&self, action: &str) {
-        self.run(&format!(
+        if let Err(e) = self.try_ctl(action) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_ctl(&self, action: &str) -> Result<(), String> {
+        self.try_run(&format!(
             "{}/pg_ctl -D {d}/data -l {d}/log -w -m fast -o '-p {} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off' {action} >/dev/null",
             self.bin.display(),
             self.port,
             d = self.dir.display()
-        ));
+        ))
     }
 
     pub fn admin_url(&self) -> String {

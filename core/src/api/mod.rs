@@ -9,7 +9,7 @@ mod actions;
 pub mod auth;
 mod console;
 mod datasets;
-pub mod dto;
+pub(crate) mod dto;
 mod error;
 mod extract;
 pub mod layers;

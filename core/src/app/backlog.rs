@@ -15,54 +15,25 @@ use std::time::{Duration, Instant};
 
 use tracing::instrument;
 
-use super::evaluate;
+use super::evaluate::{self, Evaluated};
 use super::Context;
-use crate::domain::ids::{MetricId, RunId};
+use crate::domain::ids::MetricId;
 use crate::in_transaction;
 use crate::relay::PublishQueue;
 use crate::store::{backlog, StoreError};
-
-/// What draining did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DrainSummary {
-    pub backlog_evaluated: usize,
-    pub runs_queued: usize,
-    pub outbox_ids: Vec<i64>,
-    pub queued_run_ids: Vec<RunId>,
-}
-
-impl From<evaluate::Evaluated> for DrainSummary {
-    fn from(e: evaluate::Evaluated) -> Self {
-        Self {
-            backlog_evaluated: e.backlog_evaluated,
-            runs_queued: e.runs_queued,
-            outbox_ids: e.outbox_ids,
-            queued_run_ids: e.queued_run_ids,
-        }
-    }
-}
-
-impl DrainSummary {
-    fn add(&mut self, other: DrainSummary) {
-        self.backlog_evaluated += other.backlog_evaluated;
-        self.runs_queued += other.runs_queued;
-        self.outbox_ids.extend(other.outbox_ids);
-        self.queued_run_ids.extend(other.queued_run_ids);
-    }
-}
 
 /// Evaluates the backlog of these metrics, one transaction per round, until
 /// none of them has a backlog or every one that has is held by another
 /// transaction (whose own drain will take it).
 #[instrument(skip_all, fields(metrics = metrics.len()))]
-pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<DrainSummary, StoreError> {
-    let mut total = DrainSummary::default();
+pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<Evaluated, StoreError> {
+    let mut total = Evaluated::default();
     let mut ids = backlog::metrics_with_backlog(&ctx.pool, &metrics).await?;
     while !ids.is_empty() {
         let (claimed, done) = in_transaction!(ctx.pool, StoreError, |tx| {
             evaluate::claim_and_settle(&tx, ctx, &ids).await?
         })?;
-        total.add(done.into());
+        total += done;
         if claimed.is_empty() {
             break;
         }
@@ -114,13 +85,13 @@ impl BacklogHandoff {
 
 /// Drains the handed off metrics that waited at least `age` (all with
 /// `Duration::ZERO`); on failure they stay handed off.
-pub async fn drain_handoff_now(ctx: &Context, age: Duration) -> Result<DrainSummary, StoreError> {
+pub async fn drain_handoff_now(ctx: &Context, age: Duration) -> Result<Evaluated, StoreError> {
     let Some(handoff) = &ctx.handoff else {
-        return Ok(DrainSummary::default());
+        return Ok(Evaluated::default());
     };
     let due = handoff.take(age);
     if due.is_empty() {
-        return Ok(DrainSummary::default());
+        return Ok(Evaluated::default());
     }
     drain(ctx, due.clone())
         .await
@@ -149,8 +120,8 @@ pub async fn drain_handoff(
 const SWEEP_BATCH: i64 = 500;
 
 /// Drains every metric with a backlog row older than `older_than`.
-pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<DrainSummary, StoreError> {
-    let mut total = DrainSummary::default();
+pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<Evaluated, StoreError> {
+    let mut total = Evaluated::default();
     loop {
         let ids = backlog::stale_metrics(&ctx.pool, older_than.as_secs_f64(), SWEEP_BATCH).await?;
         if ids.is_empty() {
@@ -161,7 +132,7 @@ pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<DrainSummary, 
             // Everything left is held by live transactions: their drains take it.
             return Ok(total);
         }
-        total.add(done);
+        total += done;
     }
 }
 

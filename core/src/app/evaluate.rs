@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{request, Context};
-use crate::domain::ids::{MetricId, RunId, UpdateId};
+use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
 use crate::domain::metric_evaluation::{self, Arrival, MetricState};
 use crate::domain::pending_run::{is_complete, update_set_key, Received, Slot};
 use crate::domain::run_request::{RunRequest, UsedUpdate};
@@ -28,19 +28,29 @@ pub(super) struct OwnUpdate<'a> {
     pub origin: &'a Origin,
 }
 
-/// What an evaluation wrote.
-#[derive(Debug, Default)]
-pub(crate) struct Evaluated {
+/// What evaluations wrote: summed with `+=` over settle rounds, drain
+/// transactions and sweeps, and part of an update's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluated {
     pub runs_created: usize,
     pub runs_queued: usize,
-    /// Metrics left with a run waiting for other datasets (after the first
-    /// round).
-    pub runs_pending: usize,
     /// Backlog rows evaluated (and deleted).
     pub backlog_evaluated: usize,
-    pub outbox_ids: Vec<i64>,
+    pub outbox_ids: Vec<OutboxId>,
     pub queued_run_ids: Vec<RunId>,
+    /// Metrics the first evaluation left with a run waiting for other
+    /// datasets (kept, not summed: later rounds see the same metrics).
+    pub runs_pending: usize,
 }
+
+crate::tally::tally!(Evaluated {
+    runs_created,
+    runs_queued,
+    backlog_evaluated,
+    outbox_ids,
+    queued_run_ids;
+    keep: runs_pending
+});
 
 /// One run after the evaluation, before it is written.
 struct Decided<'m> {
@@ -63,16 +73,6 @@ fn received(u: &UsedUpdate) -> Received {
     Received {
         update_id: u.update_id.clone(),
         at: u.created_at,
-    }
-}
-
-impl Evaluated {
-    fn add(&mut self, other: Evaluated) {
-        self.runs_created += other.runs_created;
-        self.runs_queued += other.runs_queued;
-        self.backlog_evaluated += other.backlog_evaluated;
-        self.outbox_ids.extend(other.outbox_ids);
-        self.queued_run_ids.extend(other.queued_run_ids);
     }
 }
 
@@ -106,7 +106,7 @@ pub(super) async fn settle(
             .filter(|m| more.binary_search(&m.id).is_ok())
             .cloned()
             .collect();
-        total.add(evaluate(tx, ctx, &subset, None).await?);
+        total += evaluate(tx, ctx, &subset, None).await?;
     }
     Ok(total)
 }

@@ -6,7 +6,7 @@ use tracing::instrument;
 
 use super::{request, Context};
 use crate::domain::events::LifecycleEvent;
-use crate::domain::ids::RunId;
+use crate::domain::ids::{OutboxId, RunId};
 use crate::domain::run_state::{decide, should_retry, Decision, IgnoreReason, RunStatus};
 use crate::in_transaction;
 use crate::store::{db_now, event_log, runs, StoreError, Transaction};
@@ -19,7 +19,7 @@ pub enum LifecycleOutcome {
         to: RunStatus,
         /// The retry queued because the run failed with attempts left.
         retry_run_id: Option<RunId>,
-        outbox_ids: Vec<i64>,
+        outbox_ids: Vec<OutboxId>,
     },
     /// The run's state did not allow the event; logged and counted.
     Ignored(IgnoreReason),

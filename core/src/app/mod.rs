@@ -4,6 +4,7 @@
 pub mod backlog;
 pub mod catalog_apply;
 mod evaluate;
+pub use evaluate::Evaluated;
 pub mod lifecycle;
 pub mod projection_update;
 pub mod request;

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use tracing::instrument;
 
-use super::evaluate::{self, OwnUpdate};
+use super::evaluate::{self, Evaluated, OwnUpdate};
 use super::{backlog, Context};
+use crate::domain::events::EventType;
 use crate::domain::events::ProjectionUpdate;
-use crate::domain::ids::{MetricId, RunId, UpdateId};
+use crate::domain::ids::{MetricId, UpdateId};
 use crate::in_transaction;
 use crate::store::catalog;
 pub use crate::store::outbox::Origin;
@@ -30,29 +31,29 @@ pub struct UpdateSummary {
     pub update_id: Option<UpdateId>,
     /// Enabled metrics that depend on the dataset.
     pub dependent_metrics: usize,
-    pub runs_created: usize,
-    /// Runs queued, by this update and by backlog rows evaluated with it.
-    pub runs_queued: usize,
-    /// Runs of dependent metrics still waiting for other datasets.
-    pub runs_pending: usize,
     /// Dependent metrics another transaction held: this update went to
     /// their backlog.
     pub deferred: usize,
-    /// Backlog rows evaluated, in this transaction and after its commit.
-    pub backlog_evaluated: usize,
-    /// Outbox rows written (publish them right after commit).
-    pub outbox_ids: Vec<i64>,
-    pub queued_run_ids: Vec<RunId>,
+    /// What the update's transaction evaluated (its own update, the
+    /// backlog of its metrics and of those handed off to it) and the
+    /// backlog drained after its commit. `outbox_ids` are published right
+    /// after the commit.
+    pub evaluated: Evaluated,
 }
 
-impl UpdateSummary {
-    /// Counts backlog evaluated with this update (handed off, or drained after
-    /// its commit) in its summary.
-    fn absorb(&mut self, d: backlog::DrainSummary) {
-        self.backlog_evaluated += d.backlog_evaluated;
-        self.runs_queued += d.runs_queued;
-        self.outbox_ids.extend(d.outbox_ids);
-        self.queued_run_ids.extend(d.queued_run_ids);
+/// The log line's `detail`.
+impl std::fmt::Display for UpdateSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = &self.evaluated;
+        write!(
+            f,
+            "update {}: {} dependent metrics; runs created {}, queued {}, pending {}",
+            self.update_id.as_ref().map_or("-", |u| u.as_str()),
+            self.dependent_metrics,
+            e.runs_created,
+            e.runs_queued,
+            e.runs_pending
+        )
     }
 }
 
@@ -106,10 +107,10 @@ pub async fn process_with(
     tracing::debug!(
         duplicate = summary.duplicate,
         dependent = summary.dependent_metrics,
-        queued = summary.runs_queued,
-        pending = summary.runs_pending,
+        queued = summary.evaluated.runs_queued,
+        pending = summary.evaluated.runs_pending,
         deferred = summary.deferred,
-        backlog = summary.backlog_evaluated,
+        backlog = summary.evaluated.backlog_evaluated,
         "projection update processed"
     );
     Ok(summary)
@@ -129,7 +130,7 @@ async fn after_commit(
         handoff.add(backlog_rows::metrics_with_backlog(&ctx.pool, &to_recheck).await?);
         return Ok(());
     }
-    summary.absorb(backlog::drain(ctx, to_recheck).await?);
+    summary.evaluated += backlog::drain(ctx, to_recheck).await?;
     Ok(())
 }
 
@@ -148,7 +149,13 @@ async fn process_in(
     let payload = update.to_json();
     let update_id = UpdateId::generate();
     let (fresh, inserted) = futures::try_join!(
-        event_log::record(tx, &key, "projection_update", &payload, None),
+        event_log::record(
+            tx,
+            &key,
+            EventType::ProjectionUpdate.as_str(),
+            &payload,
+            None
+        ),
         updates::insert(tx, &update_id, update)
     )?;
     let (true, Some(inserted)) = (fresh, inserted) else {
@@ -172,19 +179,15 @@ async fn process_in(
         )
     )?;
     let handed_off = take_handed_off(tx, ctx, handed_off, &claimed).await?;
-    let mut summary = UpdateSummary {
+    let mut evaluated = done;
+    evaluated += handed_off;
+    let summary = UpdateSummary {
         duplicate: false,
         update_id: Some(inserted.id.clone()),
         dependent_metrics: claimed.locked.len() + claimed.skipped.len(),
-        runs_created: done.runs_created,
-        runs_queued: done.runs_queued,
-        runs_pending: done.runs_pending,
         deferred: claimed.skipped.len(),
-        backlog_evaluated: done.backlog_evaluated,
-        outbox_ids: done.outbox_ids,
-        queued_run_ids: done.queued_run_ids,
+        evaluated,
     };
-    summary.absorb(handed_off.into());
     let mut dependents: Vec<MetricId> = claimed.locked.into_iter().map(|m| m.id).collect();
     dependents.extend(claimed.skipped);
     Ok((summary, dependents))
@@ -197,7 +200,7 @@ async fn take_handed_off(
     ctx: &Context,
     handed_off: &[MetricId],
     claimed: &catalog::Claimed,
-) -> Result<evaluate::Evaluated, StoreError> {
+) -> Result<Evaluated, StoreError> {
     let others: Vec<MetricId> = handed_off
         .iter()
         .filter(|id| !claimed.locked.iter().any(|m| &m.id == *id))
@@ -205,7 +208,7 @@ async fn take_handed_off(
         .cloned()
         .collect();
     if others.is_empty() {
-        return Ok(evaluate::Evaluated::default());
+        return Ok(Evaluated::default());
     }
     Ok(evaluate::claim_and_settle(tx, ctx, &others).await?.1)
 }

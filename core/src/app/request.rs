@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{MetricId, RunId};
+use crate::domain::ids::{MetricId, OutboxId, RunId};
 use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput, UsedUpdate};
 use crate::store::catalog::{self, SeriesSources};
 use crate::store::outbox::{self, NewMessage, Origin};
@@ -20,7 +20,7 @@ pub async fn enqueue(
     requested_at: DateTime<Utc>,
     settings: &RequestSettings,
     origin: &Origin,
-) -> StoreResult<Vec<i64>> {
+) -> StoreResult<Vec<OutboxId>> {
     if new_runs.is_empty() {
         return Ok(Vec::new());
     }
@@ -132,7 +132,7 @@ pub fn messages<'a>(
 async fn write(
     tx: &Transaction<'_>,
     requests: &[(RunRequest<'_>, &Origin)],
-) -> StoreResult<Vec<i64>> {
+) -> StoreResult<Vec<OutboxId>> {
     let payloads = payloads(requests);
     outbox::insert(tx, &messages(requests, &payloads)).await
 }

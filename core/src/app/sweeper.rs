@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::{request, Context};
-use crate::domain::ids::RunId;
+use crate::domain::ids::{OutboxId, RunId};
 use crate::in_transaction;
 use crate::store::{db_now, runs, StoreError, Transaction};
 
@@ -34,7 +34,7 @@ impl Default for Timeouts {
 pub struct SweepSummary {
     pub timed_out: Vec<RunId>,
     pub retries: Vec<RunId>,
-    pub outbox_ids: Vec<i64>,
+    pub outbox_ids: Vec<OutboxId>,
 }
 
 /// Rows handled per transaction: keeps each one short.

@@ -85,7 +85,7 @@ impl ProjectionUpdate {
 
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("event".into(), "projection_update".into());
+        m.insert("event".into(), EventType::ProjectionUpdate.as_str().into());
         m.insert("dataset_id".into(), self.dataset_id.as_str().into());
         if let Some(b) = &self.bucket {
             m.insert("bucket".into(), b.clone().into());
@@ -212,10 +212,11 @@ fn optional_time(o: &Map<String, Value>, key: &str) -> Result<Option<DateTime<Ut
 pub fn parse_projection_update(v: &Value) -> Result<ProjectionUpdate, EventError> {
     let o = object(v)?;
     match o.get("event") {
-        Some(Value::String(e)) if e == "projection_update" => {}
+        Some(Value::String(e)) if EventType::parse(e) == Some(EventType::ProjectionUpdate) => {}
         Some(other) => {
             return Err(EventError::InvalidEvent(format!(
-                "event must be \"projection_update\", got {other}"
+                "event must be {:?}, got {other}",
+                EventType::ProjectionUpdate.as_str()
             )))
         }
         None => return Err(EventError::InvalidEvent("event is required".into())),
@@ -238,7 +239,43 @@ fn either<'k>(o: &Map<String, Value>, camel: &'k str, snake: &'k str) -> &'k str
     }
 }
 
-const COMPLETED: &str = "metric_run_completed";
+const COMPLETED: &str = EventType::MetricRunCompleted.as_str();
+
+/// Every event type on the wire, in and out (docs/contracts.md), written
+/// once: the `event` of a projection update, the `type` of the lifecycle
+/// events and of the run request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    ProjectionUpdate,
+    MetricRunStarted,
+    MetricRunHeartbeat,
+    MetricRunCompleted,
+    MetricRunRequested,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        Self::ProjectionUpdate,
+        Self::MetricRunStarted,
+        Self::MetricRunHeartbeat,
+        Self::MetricRunCompleted,
+        Self::MetricRunRequested,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ProjectionUpdate => "projection_update",
+            Self::MetricRunStarted => "metric_run_started",
+            Self::MetricRunHeartbeat => "metric_run_heartbeat",
+            Self::MetricRunCompleted => "metric_run_completed",
+            Self::MetricRunRequested => "metric_run_requested",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
 
 /// How runners express heartbeat progress (`RUNNER_PROGRESS_SCALE`); it is
 /// always stored as a percentage.
@@ -308,12 +345,12 @@ pub fn parse_lifecycle_scaled(
         }
     };
     let run_id = RunId::from(required_str(o, key("runId", "run_id"))?);
-    match kind.as_str() {
-        "metric_run_started" => Ok(LifecycleEvent::Started {
+    match EventType::parse(&kind) {
+        Some(EventType::MetricRunStarted) => Ok(LifecycleEvent::Started {
             run_id,
             started_at: optional_time(o, "startedAt")?,
         }),
-        "metric_run_heartbeat" => {
+        Some(EventType::MetricRunHeartbeat) => {
             let progress = match o.get("progress") {
                 None | Some(Value::Null) => None,
                 Some(p) => match p.as_f64().and_then(|x| scale.to_percent(x)) {
@@ -332,7 +369,7 @@ pub fn parse_lifecycle_scaled(
                 ts: optional_time(o, "ts")?,
             })
         }
-        "metric_run_completed" => {
+        Some(EventType::MetricRunCompleted) => {
             let status = match required_str(o, "status")?.as_str() {
                 "SUCCESS" => CompletionStatus::Success,
                 "FAILURE" => CompletionStatus::Failure,
@@ -359,13 +396,35 @@ pub fn parse_lifecycle_scaled(
                 error: optional_str(o, "error")?,
             }))
         }
-        other => Err(EventError::InvalidEvent(format!("unknown type {other:?}"))),
+        Some(EventType::ProjectionUpdate | EventType::MetricRunRequested) | None => {
+            Err(EventError::InvalidEvent(format!("unknown type {kind:?}")))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The event types docs/contracts.md shows in its examples (`{"event":
+    /// "…"` and `{"type": "…"`) are exactly the ones the code reads and writes.
+    #[test]
+    fn event_types_are_the_documented_ones() {
+        let doc = include_str!("../../../docs/contracts.md");
+        let mut documented: Vec<&str> = ["{\"event\": \"", "{\"type\": \""]
+            .iter()
+            .flat_map(|opening| doc.split(opening).skip(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        documented.sort_unstable();
+        documented.dedup();
+        let mut coded: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        coded.sort_unstable();
+        assert_eq!(documented, coded);
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+    }
 
     #[test]
     fn completions_accept_the_reference_runners_snake_case_keys() {

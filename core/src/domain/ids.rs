@@ -108,6 +108,26 @@ id!(
     UpdateId
 );
 
+/// `outbox.id`: a run request committed and waiting to be published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutboxId(i64);
+
+impl OutboxId {
+    pub fn new(id: i64) -> Self {
+        Self(id)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 impl RunId {
     /// A new time-ordered run id.
     pub fn generate() -> Self {

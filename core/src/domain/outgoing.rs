@@ -2,12 +2,12 @@
 //! the relay to a publisher. Pure data, shared by the store that reads it
 //! and the messaging that sends it.
 
-use crate::domain::ids::RunId;
+use crate::domain::ids::{OutboxId, RunId};
 
 /// A run request waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
-    pub id: i64,
+    pub id: OutboxId,
     pub run_id: RunId,
     pub metric_code: String,
     pub payload: String,

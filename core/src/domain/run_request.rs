@@ -1,6 +1,7 @@
 //! The outbound run request (docs/contracts.md), built from exactly the dataset
 //! updates a run uses.
 
+use crate::domain::events::EventType;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -187,7 +188,7 @@ pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) ->
         })
         .collect();
     RunRequest {
-        kind: "metric_run_requested",
+        kind: EventType::MetricRunRequested.as_str(),
         run_id: input.run_id.clone(),
         metric_code: input.metric_code.to_string(),
         expression_type: input.expression_type.to_string(),

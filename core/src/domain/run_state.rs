@@ -1,5 +1,6 @@
 //! Run statuses and the lifecycle transition table (docs/semantics.md).
 
+use crate::domain::events::EventType;
 use std::fmt;
 use std::str::FromStr;
 
@@ -99,9 +100,9 @@ pub enum LifecycleKind {
 impl LifecycleKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Started => "metric_run_started",
-            Self::Heartbeat => "metric_run_heartbeat",
-            Self::Completed { .. } => "metric_run_completed",
+            Self::Started => EventType::MetricRunStarted.as_str(),
+            Self::Heartbeat => EventType::MetricRunHeartbeat.as_str(),
+            Self::Completed { .. } => EventType::MetricRunCompleted.as_str(),
         }
     }
 }

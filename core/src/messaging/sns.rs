@@ -6,6 +6,7 @@ use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
 use super::publisher::{PublishError, Publisher};
 use super::s3::{self, MESSAGE_LIMIT, SIZE_ATTRIBUTE};
+use crate::domain::events::EventType;
 use crate::domain::outgoing::OutboxMessage;
 
 /// Room left under the limit for the message attributes.
@@ -53,11 +54,11 @@ impl SnsPublisher {
         let mut b = PublishBatchRequestEntry::builder()
             .id(index.to_string())
             .message(body)
-            .message_attributes("event_type", attr("metric_run_requested"))
+            .message_attributes("event_type", attr(EventType::MetricRunRequested.as_str()))
             .message_attributes("metric_code", attr(&m.metric_code))
             .message_attributes("run_id", attr(m.run_id.as_str()))
             // What the reference runner reads and filters on.
-            .message_attributes("type", attr("metric_run_requested"))
+            .message_attributes("type", attr(EventType::MetricRunRequested.as_str()))
             .message_attributes("metricCode", attr(&m.metric_code));
         if let Some(size) = extra {
             b = b.message_attributes(SIZE_ATTRIBUTE, attr(&size));

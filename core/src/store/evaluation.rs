@@ -8,6 +8,7 @@
 
 use super::runs::{Completed, CreatedRun, Use};
 use super::{backlog, outbox, pending, runs, StoreResult, Transaction};
+use crate::domain::ids::OutboxId;
 
 /// Everything one evaluation writes.
 #[derive(Default)]
@@ -32,9 +33,8 @@ pub struct EvaluationWrites<'a> {
 #[derive(Debug, Default)]
 pub struct Written {
     /// The outbox ids of the requests, in the order given.
-    pub outbox_ids: Vec<i64>,
+    pub outbox_ids: Vec<OutboxId>,
     pub runs_created: u64,
-    pub backlog_removed: u64,
 }
 
 impl EvaluationWrites<'_> {
@@ -62,20 +62,18 @@ impl EvaluationWrites<'_> {
         ] {
             tx.prepare_cached(sql).await?;
         }
-        let ((), runs_created, _new_rows, _changed_rows, _used_rows, outbox_ids, backlog_removed) =
-            futures::try_join!(
-                runs::queue_pending(tx, queue),
-                runs::insert_created(tx, create),
-                pending::insert_rows(tx, new_slots),
-                pending::update_rows(tx, changed_slots),
-                runs::record_used(tx, uses),
-                outbox::insert(tx, requests),
-                backlog::remove(tx, backlog_evaluated),
-            )?;
+        let ((), runs_created, _new_rows, _changed_rows, _used_rows, outbox_ids, _removed) = futures::try_join!(
+            runs::queue_pending(tx, queue),
+            runs::insert_created(tx, create),
+            pending::insert_rows(tx, new_slots),
+            pending::update_rows(tx, changed_slots),
+            runs::record_used(tx, uses),
+            outbox::insert(tx, requests),
+            backlog::remove(tx, backlog_evaluated),
+        )?;
         Ok(Written {
             outbox_ids,
             runs_created,
-            backlog_removed,
         })
     }
 }

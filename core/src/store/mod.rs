@@ -2,19 +2,19 @@
 //! Functions take an open transaction; use cases decide where it begins and
 //! ends (see [`tx`]).
 
-pub mod adopt;
+pub(crate) mod adopt;
 pub mod backlog;
 pub mod catalog;
-pub mod dataset_views;
-pub mod evaluation;
-pub mod event_log;
+pub(crate) mod dataset_views;
+pub(crate) mod evaluation;
+pub(crate) mod event_log;
 pub mod ids;
 pub mod metric_views;
 pub mod migrate;
 pub mod outbox;
 pub mod pending;
 pub mod pool;
-pub mod run_views;
+pub(crate) mod run_views;
 pub mod runs;
 pub mod stats;
 pub mod tx;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{StoreResult, Transaction};
-use crate::domain::ids::RunId;
+use crate::domain::ids::{OutboxId, RunId};
 
 pub use crate::domain::outgoing::OutboxMessage;
 
@@ -30,7 +30,7 @@ pub(super) const INSERT: &str =
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
              RETURNING id";
 
-pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<i64>> {
+pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<OutboxId>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -55,7 +55,7 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
 /// given) for `lease`; rows leased by another relay are skipped.
 pub async fn claim(
     tx: &Transaction<'_>,
-    only: Option<&[i64]>,
+    only: Option<&[OutboxId]>,
     limit: i64,
     lease: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
@@ -93,7 +93,7 @@ pub async fn claim(
 }
 
 /// Marks rows published; returns their run ids.
-pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<RunId>> {
+pub async fn mark_published(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResult<Vec<RunId>> {
     let stmt = tx
         .prepare_cached(
             "UPDATE outbox SET published_at = now(), last_error = NULL
@@ -108,7 +108,7 @@ pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Ve
 /// Records a failed publish; the row becomes due again after `retry_in`.
 pub async fn mark_failed(
     tx: &Transaction<'_>,
-    id: i64,
+    id: OutboxId,
     error: &str,
     retry_in: Duration,
 ) -> StoreResult<()> {

@@ -202,7 +202,12 @@ async fn measure(
                     let s = projection_update::process(&ctx, u)
                         .await
                         .context("Failed to process an update")?;
-                    out.push((t.elapsed(), s.dependent_metrics, s.runs_queued, s.deferred));
+                    out.push((
+                        t.elapsed(),
+                        s.dependent_metrics,
+                        s.evaluated.runs_queued,
+                        s.deferred,
+                    ));
                 }
             })
         })

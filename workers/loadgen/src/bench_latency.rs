@@ -155,7 +155,7 @@ impl CeilingMessage {
                 let batch: Vec<OutboxMessage> = ids
                     .iter()
                     .map(|&i| OutboxMessage {
-                        id: i as i64,
+                        id: orchestrator_core::domain::ids::OutboxId::new(i as i64),
                         ..sample.clone()
                     })
                     .collect();

@@ -19,7 +19,7 @@ use super::config::ConsumerConfig;
 use super::deleter::{Delete, Deleter};
 use super::disposition::{decide, Disposition};
 use super::dlq::{self, DeadLetter};
-use super::outcome::{Handler, HandlerError, InboundMessage, Outcome};
+use super::outcome::{Handled, Handler, HandlerError, InboundMessage, Outcome};
 use super::received::Received;
 use super::SqsError;
 use crate::backpressure::Backpressure;
@@ -340,17 +340,23 @@ impl<H: Handler> Shared<H> {
         };
         match decide(&result, r.receive_count, self.config.max_receive_count) {
             Disposition::Delete => {
-                let outcome = result.unwrap_or_default();
-                self.count(outcome.label());
-                tracing::info!(%message_id, %trace_id, outcome = outcome.label(),
-                    reason = outcome.ignored.as_deref(), detail = %outcome.detail, ms,
-                    "message handled");
+                // `decide` deletes only what the handler accepted.
+                if let Ok(outcome) = &result {
+                    let handled = outcome.handled();
+                    self.count(handled);
+                    match outcome {
+                        Outcome::Ignored(reason) => tracing::info!(%message_id, %trace_id,
+                            outcome = %handled, %reason, ms, "message handled"),
+                        Outcome::Processed(detail) => tracing::info!(%message_id, %trace_id,
+                            outcome = %handled, %detail, ms, "message handled"),
+                    }
+                }
                 self.deleter.delete(delete);
             }
             Disposition::BackOff { error } => {
-                self.count("retried");
+                self.count(Handled::Retried);
                 let pause = self.config.backoff(r.receive_count);
-                tracing::warn!(%message_id, %trace_id, outcome = "retried", %error,
+                tracing::warn!(%message_id, %trace_id, outcome = %Handled::Retried, %error,
                     receive_count = r.receive_count, retry_in_s = pause.as_secs(), ms,
                     "transient failure; message will be redelivered");
                 if let Err(err) = self
@@ -377,16 +383,16 @@ impl<H: Handler> Shared<H> {
                 };
                 match dlq::send(&self.sqs, &self.dlq_url, &letter).await {
                     Ok(()) => {
-                        self.count("dead_lettered");
+                        self.count(Handled::DeadLettered);
                         metrics::counter!(crate::prometheus::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
                             .increment(1);
-                        tracing::warn!(%message_id, %trace_id, outcome = "dead_lettered",
+                        tracing::warn!(%message_id, %trace_id, outcome = %Handled::DeadLettered,
                             error_type = reason.as_str(), error = %message, ms, "message dead-lettered");
                         self.deleter.delete(delete);
                     }
                     Err(e) => {
                         let e = crate::errors::chain(&e);
-                        tracing::error!(%message_id, %trace_id, outcome = "dead_letter_failed",
+                        tracing::error!(%message_id, %trace_id, outcome = %Handled::DeadLetterFailed,
                             error_type = reason.as_str(), error = %e, ms,
                             "could not dead-letter the message; it stays on the queue for redelivery");
                     }
@@ -395,8 +401,8 @@ impl<H: Handler> Shared<H> {
         }
     }
 
-    fn count(&self, outcome: &'static str) {
-        metrics::counter!(crate::prometheus::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome)
+    fn count(&self, outcome: Handled) {
+        metrics::counter!(crate::prometheus::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome.as_str())
             .increment(1);
     }
 

@@ -50,6 +50,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::domain::events::EventError;
+    use crate::messaging::sqs::outcome::Ignored;
 
     #[derive(Debug, thiserror::Error)]
     #[error("connection refused")]
@@ -87,7 +88,7 @@ mod tests {
         };
         let cases: Vec<Case> = vec![
             ("processed", || Ok(Outcome::processed("runs queued 1")), 1, Disposition::Delete),
-            ("ignored", || Ok(Outcome::ignored("duplicate")), 1, Disposition::Delete),
+            ("ignored", || Ok(Outcome::Ignored(Ignored::Duplicate)), 1, Disposition::Delete),
             ("processed on the last receive", || Ok(Outcome::processed("")), 10, Disposition::Delete),
             ("not JSON", invalid_json, 1, dead(InvalidJson, "invalid JSON: expected value")),
             ("not an event", invalid_event, 1, dead(InvalidEvent, "invalid event: missing dataset_id")),

@@ -8,8 +8,8 @@
 
 pub mod config;
 pub mod consumer;
-pub mod deleter;
-pub mod disposition;
+pub(crate) mod deleter;
+pub(crate) mod disposition;
 pub mod dlq;
 pub mod dlq_admin;
 pub mod outcome;
@@ -17,7 +17,7 @@ pub mod received;
 
 pub use config::ConsumerConfig;
 pub use consumer::Consumer;
-pub use outcome::{Handler, HandlerError, InboundMessage, Outcome};
+pub use outcome::{Handled, Handler, HandlerError, Ignored, InboundMessage, Outcome};
 
 /// An SQS call that failed, with the SDK's error (or what was wrong with
 /// the answer) as its cause.

@@ -2,11 +2,13 @@
 //! whose result says what becomes of the message (see [`super::disposition`]).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::events::EventError;
+use crate::domain::run_state::{IgnoreReason, LifecycleKind};
 use crate::domain::trace::TraceContext;
 
 /// A received message, its body already resolved from S3 when it was a pointer.
@@ -29,37 +31,95 @@ pub struct InboundMessage {
 /// Success: the message is deleted. Handlers record the message's subject
 /// (`dataset_id` or `run_id`) on the current span; the loop logs one line
 /// per message with the outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Outcome {
-    /// Why nothing was done (duplicate, unknown run, transition not
-    /// allowed…); `None` when the message was processed.
-    pub ignored: Option<String>,
-    /// What was done, for the log line (e.g. `runs created 1, queued 2, pending 0`).
-    pub detail: String,
+pub enum Outcome {
+    /// Acted on; what was done, for the log line's `detail` (a handler's
+    /// typed summary, written only if the line is).
+    Processed(Box<dyn fmt::Display + Send + Sync>),
+    /// Valid, and nothing to do.
+    Ignored(Ignored),
 }
 
 impl Outcome {
-    pub fn processed(detail: impl Into<String>) -> Self {
-        Self {
-            ignored: None,
-            detail: detail.into(),
-        }
+    pub fn processed(detail: impl fmt::Display + Send + Sync + 'static) -> Self {
+        Self::Processed(Box::new(detail))
     }
 
-    pub fn ignored(reason: impl Into<String>) -> Self {
-        Self {
-            ignored: Some(reason.into()),
-            detail: String::new(),
+    /// The metric label and the log's `outcome`.
+    pub fn handled(&self) -> Handled {
+        match self {
+            Self::Processed(_) => Handled::Processed,
+            Self::Ignored(_) => Handled::Ignored,
         }
     }
+}
 
-    /// `processed` or `ignored` (the metric label and the log's `outcome`).
-    pub fn label(&self) -> &'static str {
-        if self.ignored.is_some() {
-            "ignored"
-        } else {
-            "processed"
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Processed(detail) => write!(f, "Processed({detail})"),
+            Self::Ignored(why) => write!(f, "Ignored({why})"),
         }
+    }
+}
+
+/// Why a valid message needed nothing done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// The projection update was recorded already (a redelivery, or the
+    /// producer sent it twice).
+    Duplicate,
+    /// A lifecycle event for a run this database does not have.
+    UnknownRun(LifecycleKind),
+    /// A lifecycle event the run's state machine refuses.
+    Refused(LifecycleKind, IgnoreReason),
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Duplicate => f.write_str("duplicate"),
+            Self::UnknownRun(kind) => write!(f, "{}: unknown run", kind.as_str()),
+            Self::Refused(kind, why) => write!(f, "{}: {why}", kind.as_str()),
+        }
+    }
+}
+
+/// What became of a message: the `outcome` label of
+/// `orchestrator_messages_handled_total` and of the loop's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Processed,
+    Ignored,
+    /// A transient failure: redelivered after a back-off.
+    Retried,
+    DeadLettered,
+    /// Dead-lettering failed; the message stays for redelivery (log only).
+    DeadLetterFailed,
+}
+
+impl Handled {
+    pub const ALL: [Handled; 5] = [
+        Self::Processed,
+        Self::Ignored,
+        Self::Retried,
+        Self::DeadLettered,
+        Self::DeadLetterFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processed => "processed",
+            Self::Ignored => "ignored",
+            Self::Retried => "retried",
+            Self::DeadLettered => "dead_lettered",
+            Self::DeadLetterFailed => "dead_letter_failed",
+        }
+    }
+}
+
+impl fmt::Display for Handled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -86,4 +146,39 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         msg: &InboundMessage,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/operations.md's "Logs" lists the outcome labels the loop writes.
+    #[test]
+    fn outcome_labels_are_the_documented_ones() {
+        let doc = include_str!("../../../../docs/operations.md");
+        let logs = doc.split("## Logs").nth(1).expect("a Logs section");
+        let labels = logs
+            .split("`outcome` (")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .expect("the outcome labels in docs/operations.md");
+        let documented: Vec<&str> = labels.split('`').skip(1).step_by(2).collect();
+        let coded: Vec<&str> = Handled::ALL.iter().map(|h| h.as_str()).collect();
+        assert_eq!(documented, coded);
+    }
+
+    #[test]
+    fn outcomes_are_labelled_by_what_became_of_the_message() {
+        let ignored = Outcome::Ignored(Ignored::UnknownRun(LifecycleKind::Started));
+        assert_eq!(ignored.handled(), Handled::Ignored);
+        assert_eq!(
+            Ignored::UnknownRun(LifecycleKind::Heartbeat).to_string(),
+            "metric_run_heartbeat: unknown run"
+        );
+        assert_eq!(Outcome::processed("x").handled(), Handled::Processed);
+        assert_eq!(
+            format!("{:?}", Outcome::processed("runs 1")),
+            "Processed(runs 1)"
+        );
+    }
 }
