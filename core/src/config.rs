@@ -312,6 +312,22 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         )
     }
 
+    /// `ALERTS_TOPIC_ARN`: where alerts go; unset, none are written.
+    pub fn alerts_topic_arn(&self) -> Option<String> {
+        self.get("ALERTS_TOPIC_ARN")
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    /// `FRESHNESS_SWEEP_SECS`: how often a worker judges the freshness
+    /// expectations (one replica at a time does).
+    pub fn freshness_sweep_interval(&self) -> Result<std::time::Duration, ConfigError> {
+        Ok(std::time::Duration::from_secs(u64::from(self.count(
+            "FRESHNESS_SWEEP_SECS",
+            30,
+            86_400,
+        )?)))
+    }
+
     /// Bucket for run requests over the SNS size limit (default: OUTPUT_BUCKET).
     pub fn large_payload_bucket(&self) -> Result<String, ConfigError> {
         match self.get("LARGE_PAYLOAD_BUCKET") {

@@ -154,7 +154,8 @@ impl<P: Publisher> Relay<P> {
             .iter()
             .filter_map(|m| {
                 let parent = crate::domain::trace::TraceContext::parse(m.traceparent.as_deref()?)?;
-                let span = tracing::info_span!("publish run request", run_id = %m.run_id, trace_id = %parent.trace_id);
+                let span =
+                    tracing::info_span!("publish", message = %m.kind, trace_id = %parent.trace_id);
                 crate::telemetry::continue_trace(&span, &parent);
                 Some(span)
             })
@@ -178,8 +179,8 @@ impl<P: Publisher> Relay<P> {
             runs::mark_dispatched(&tx, &run_ids).await?
         })?;
         for (msg, err) in &failures {
-            tracing::warn!(run_id = %msg.run_id, attempts = msg.attempts, error = %err,
-                "publishing a run request failed; it will be retried");
+            tracing::warn!(message = %msg.kind, attempts = msg.attempts, error = %err,
+                "publishing failed; it will be retried");
         }
         metrics::counter!(crate::prometheus::PUBLISHED).increment(ok_ids.len() as u64);
         metrics::counter!(crate::prometheus::PUBLISH_FAILURES).increment(failures.len() as u64);

@@ -100,6 +100,9 @@ pub struct ConsumerDeps<P> {
     /// Run requests committed and not yet published at which the consumer
     /// stops receiving (`PUBLISH_BACKLOG_LIMIT`).
     pub publish_backlog_limit: usize,
+    /// How often the freshness expectations are judged
+    /// (`FRESHNESS_SWEEP_SECS`; one replica of either worker at a time does).
+    pub freshness_interval: Duration,
 }
 
 impl ConsumerDeps<SnsPublisher> {
@@ -110,12 +113,18 @@ impl ConsumerDeps<SnsPublisher> {
     ) -> Result<Self, StartError> {
         let pool_size = env.pool_size(WORKER_POOL_SIZE)?;
         let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
-        let ctx = Context::new(pool.clone(), env.request_settings()?);
+        let alerts_topic_arn = env.alerts_topic_arn();
+        if alerts_topic_arn.is_none() {
+            tracing::info!("ALERTS_TOPIC_ARN is not set: no alerts are written or published");
+        }
+        let ctx = Context::new(pool.clone(), env.request_settings()?)
+            .with_alerts(alerts_topic_arn.is_some());
         let aws = AwsClients::from_env().await;
         let publisher = SnsPublisher {
             sns: aws.sns.clone(),
             s3: aws.s3.clone(),
             topic_arn: env.topic_arn()?,
+            alerts_topic_arn,
             large_payload_bucket: env.large_payload_bucket()?,
         };
         let relay = Arc::new(Relay::new(
@@ -135,6 +144,7 @@ impl ConsumerDeps<SnsPublisher> {
                 crate::backpressure::DEFAULT_LIMIT as u32,
                 10_000_000,
             )? as usize,
+            freshness_interval: env.freshness_sweep_interval()?,
         })
     }
 }
@@ -182,6 +192,12 @@ where
         deps.kind.publishers(),
         waiting.clone(),
     );
+    let freshness = crate::app::freshness::run(
+        deps.ctx.clone(),
+        publish.clone(),
+        deps.freshness_interval,
+        shutdown.clone(),
+    );
     let served = make(deps.ctx, publish);
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, served.handler)
         .with_backpressure(waiting);
@@ -190,6 +206,7 @@ where
     tasks.adopt("publisher", publisher);
     let (relay, stop) = (deps.relay.clone(), shutdown.clone());
     tasks.spawn_infallible("outbox sweep", async move { relay.run(stop).await });
+    tasks.spawn_infallible("freshness sweep", freshness);
     for (name, task) in served.tasks {
         tasks.spawn_infallible(name, task);
     }

@@ -126,7 +126,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V4__metric_run_timeout",
             "V5__operator_api_indexes",
             "V6__metric_last_success_index",
-            "V7__metric_update_backlog"
+            "V7__metric_update_backlog",
+            "V8__freshness_and_alerts"
         ]
     );
     let text = report.to_string();

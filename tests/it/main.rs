@@ -13,6 +13,7 @@ mod console;
 mod dlq;
 mod e2e;
 mod faults;
+mod freshness;
 mod hostile;
 mod lifecycle;
 mod outbox;

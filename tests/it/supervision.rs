@@ -45,6 +45,7 @@ async fn a_background_task_that_panics_stops_the_worker_with_its_name_and_cause(
         aws: orchestrator_tests::aws::clients().await,
         consumer: sns.consumer,
         publish_backlog_limit: sns.publish_backlog_limit,
+        freshness_interval: sns.freshness_interval,
     };
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(run_projection_updates(deps, shutdown.clone()));

@@ -10,6 +10,7 @@ use tracing::instrument;
 use crate::domain::catalog::{validate, Catalog};
 use crate::domain::problem::{Problem, Problems};
 use crate::in_transaction;
+use crate::store::expectations::{self, ExpectationChange};
 use crate::store::tx::TxError;
 use crate::store::{catalog, runs, Pool, StoreError, Transaction};
 
@@ -38,6 +39,10 @@ pub struct ApplyReport {
     /// Pending runs canceled because their metric's dependencies changed or
     /// the metric was disabled.
     pub canceled_runs: Vec<RunId>,
+    /// Freshness expectations set, changed or removed.
+    pub expectations: Vec<ExpectationChange>,
+    /// Nothing was written ([`dry_run`]).
+    pub dry_run: bool,
 }
 
 /// Validates without a store: series must be defined in the file itself.
@@ -48,6 +53,19 @@ pub fn validate_standalone(doc: &Value) -> Result<Catalog, Problems> {
 #[instrument(skip_all)]
 pub async fn apply(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError> {
     in_transaction!(pool, ApplyError, |tx| apply_in(&tx, doc).await?)
+}
+
+/// What [`apply`] would do, reported from a transaction that is rolled back.
+#[instrument(skip_all)]
+pub async fn dry_run(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError> {
+    let mut client = pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let report = apply_in(&tx, doc).await?;
+    tx.rollback().await.map_err(StoreError::from)?;
+    Ok(ApplyReport {
+        dry_run: true,
+        ..report
+    })
 }
 
 async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, ApplyError> {
@@ -80,6 +98,7 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         .collect();
     let before = catalog::dependencies(tx, &ids).await?;
     catalog::upsert(tx, &cat).await?;
+    let expectations = expectations::write(tx, &cat).await?;
 
     let changed: Vec<MetricId> = cat
         .metrics
@@ -108,5 +127,7 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         series: cat.series.len(),
         metrics: cat.metrics.len(),
         canceled_runs: canceled,
+        expectations,
+        dry_run: false,
     })
 }

@@ -4,6 +4,7 @@
 pub mod backlog;
 pub mod catalog_apply;
 mod evaluate;
+pub mod freshness;
 pub use evaluate::Evaluated;
 pub mod lifecycle;
 pub mod projection_update;
@@ -26,6 +27,8 @@ pub struct Context {
     /// projection update evaluates in its own transaction
     /// ([`backlog::BacklogHandoff`]); unset, each update drains after its commit.
     pub handoff: Option<Arc<backlog::BacklogHandoff>>,
+    /// Alerts are written to the outbox (`ALERTS_TOPIC_ARN` is set).
+    pub alerts: bool,
 }
 
 impl Context {
@@ -34,6 +37,7 @@ impl Context {
             pool,
             settings: Arc::new(settings),
             handoff: None,
+            alerts: false,
         }
     }
 
@@ -41,6 +45,12 @@ impl Context {
     /// ([`backlog::BacklogHandoff`]; run [`backlog::drain_handoff`] beside it).
     pub fn with_backlog_handoff(mut self) -> Self {
         self.handoff = Some(Arc::new(backlog::BacklogHandoff::default()));
+        self
+    }
+
+    /// This context, writing alerts to the outbox when `on`.
+    pub fn with_alerts(mut self, on: bool) -> Self {
+        self.alerts = on;
         self
     }
 }

@@ -6,6 +6,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use super::expectation::{
+    dataset_expectation, metric_expectation, DatasetExpectation, MetricExpectation,
+};
 use super::expression::{parse_metric_expression, Expr, ExpressionType};
 use super::problem::{Problem, Problems};
 
@@ -25,6 +28,8 @@ pub struct DatasetDef {
     pub bucket: Option<String>,
     /// `None` when the file does not list them: the stored series are kept.
     pub series: Option<Vec<String>>,
+    /// When its updates are expected; `None`: no expectation.
+    pub expectation: Option<DatasetExpectation>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +57,8 @@ pub struct MetricDef {
     pub frequency: Option<String>,
     pub unit: Option<String>,
     pub description: Option<String>,
+    /// How fresh its output must be; `None`: no expectation.
+    pub expectation: Option<MetricExpectation>,
 }
 
 impl MetricDef {
@@ -346,6 +353,7 @@ fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> 
     }
     series.sort();
     series.dedup();
+    let expectation = dataset_expectation(obj, path, p);
     ok.then_some(())?;
     Some(DatasetDef {
         id: id?,
@@ -353,6 +361,7 @@ fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> 
         description,
         bucket,
         series: listed.then_some(series),
+        expectation: expectation.ok()?,
     })
 }
 
@@ -417,6 +426,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
     let frequency = optional_str(obj, path, "frequency", p);
     let unit = optional_str(obj, path, "unit", p);
     let description = optional_str(obj, path, "description", p);
+    let expectation = metric_expectation(obj, path, p);
     Some(MetricDef {
         id: id?,
         code: code?,
@@ -430,6 +440,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
         frequency,
         unit,
         description,
+        expectation: expectation.ok()?,
     })
 }
 

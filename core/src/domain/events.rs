@@ -407,7 +407,8 @@ mod tests {
     use super::*;
 
     /// The event types docs/contracts.md shows in its examples (`{"event":
-    /// "…"` and `{"type": "…"`) are exactly the ones the code reads and writes.
+    /// "…"` and `{"type": "…"`) are exactly the ones the code reads and
+    /// writes: events, and alerts.
     #[test]
     fn event_types_are_the_documented_ones() {
         let doc = include_str!("../../../docs/contracts.md");
@@ -419,6 +420,11 @@ mod tests {
         documented.sort_unstable();
         documented.dedup();
         let mut coded: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        coded.extend(
+            crate::domain::alert::AlertType::ALL
+                .iter()
+                .map(|t| t.as_str()),
+        );
         coded.sort_unstable();
         assert_eq!(documented, coded);
         for t in EventType::ALL {

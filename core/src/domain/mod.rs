@@ -1,10 +1,13 @@
 //! Pure domain rules: no tokio, SQL or AWS here; each file is unit-tested.
 
 pub mod adoption;
+pub mod alert;
 pub mod catalog;
 pub mod events;
+pub(crate) mod expectation;
 pub(crate) mod expression;
 pub(crate) mod freshness;
+pub(crate) mod freshness_state;
 pub mod ids;
 pub(crate) mod metric_evaluation;
 pub(crate) mod metric_status;

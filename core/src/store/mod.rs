@@ -8,6 +8,8 @@ pub mod catalog;
 pub(crate) mod dataset_views;
 pub(crate) mod evaluation;
 pub(crate) mod event_log;
+pub(crate) mod expectations;
+pub mod freshness;
 pub mod ids;
 pub mod metric_views;
 pub mod migrate;

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use super::{StoreResult, Transaction};
+use crate::domain::alert::{Alert, AlertType};
 use crate::domain::ids::{OutboxId, RunId};
+use crate::domain::outgoing::Outgoing;
 
 pub use crate::domain::outgoing::OutboxMessage;
 
@@ -70,26 +72,70 @@ pub async fn claim(
                         FOR UPDATE SKIP LOCKED) c
               WHERE o.id = c.id
              RETURNING o.id, o.run_id, o.metric_code, o.payload, o.message_group_id, o.attempts,
-                       o.traceparent, o.source_sent_at",
+                       o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key",
         )
         .await?;
     let lease_secs = lease.as_secs_f64();
     let rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
-    let mut out: Vec<OutboxMessage> = rows
-        .iter()
-        .map(|r| OutboxMessage {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(OutboxMessage {
             id: r.get(0),
-            run_id: r.get(1),
-            metric_code: r.get(2),
+            kind: kind_of(r)?,
             payload: r.get(3),
-            message_group_id: r.get(4),
             attempts: r.get(5),
             traceparent: r.get(6),
             source_sent_at: r.get(7),
-        })
-        .collect();
+        });
+    }
     out.sort_by_key(|m| m.id);
     Ok(out)
+}
+
+/// A row is a run request or an alert (the table's CHECK says which).
+fn kind_of(r: &tokio_postgres::Row) -> StoreResult<Outgoing> {
+    let run_id: Option<RunId> = r.get(1);
+    let alert: Option<String> = r.get(8);
+    match (run_id, alert) {
+        (Some(run_id), None) => Ok(Outgoing::RunRequest {
+            run_id,
+            metric_code: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            message_group_id: r.get(4),
+        }),
+        (None, Some(t)) => Ok(Outgoing::Alert {
+            alert_type: AlertType::parse(&t).ok_or_else(|| {
+                super::StoreError::Corrupt(format!("outbox row with unknown alert type {t:?}"))
+            })?,
+            dedup_key: r.get::<_, Option<String>>(9).unwrap_or_default(),
+        }),
+        _ => Err(super::StoreError::Corrupt(
+            "outbox row that is neither a run request nor an alert".into(),
+        )),
+    }
+}
+
+/// Queues alerts; one whose `dedup_key` is queued already is left out (the
+/// same transition, found twice). Returns the ids of the rows written.
+pub async fn insert_alerts(tx: &Transaction<'_>, alerts: &[Alert]) -> StoreResult<Vec<OutboxId>> {
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO outbox (alert_type, dedup_key, payload, traceparent)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+             ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .await?;
+    let types: Vec<&str> = alerts.iter().map(|a| a.alert_type.as_str()).collect();
+    let keys: Vec<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
+    let payloads: Vec<&str> = alerts.iter().map(|a| a.payload.as_str()).collect();
+    let traces: Vec<Option<&str>> = alerts.iter().map(|a| a.traceparent.as_deref()).collect();
+    let rows = tx
+        .query(&stmt, &[&types, &keys, &payloads, &traces])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Marks rows published; returns their run ids.
@@ -102,7 +148,11 @@ pub async fn mark_published(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResu
         )
         .await?;
     let rows = tx.query(&stmt, &[&ids]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    // Alerts have no run.
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<RunId>>(0))
+        .collect())
 }
 
 /// Records a failed publish; the row becomes due again after `retry_in`.

@@ -106,6 +106,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         sns: aws.sns.clone(),
         s3: aws.s3.clone(),
         topic_arn: noop.names.run_requests_topic_arn.clone(),
+        alerts_topic_arn: None,
         large_payload_bucket: bucket.clone(),
     };
     let ceiling_published =

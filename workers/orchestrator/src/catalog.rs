@@ -30,6 +30,10 @@ pub enum CatalogCommand {
         /// Treat warnings as errors: nothing is applied when there are any.
         #[arg(long)]
         strict: bool,
+        /// Report what would change (freshness expectations included) and
+        /// change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -68,6 +72,31 @@ fn read(file: &PathBuf) -> Result<Value> {
         .map_err(|p| anyhow::anyhow!("{}: {p}", file.display()))
 }
 
+fn print_report(file: &std::path::Path, r: &catalog_apply::ApplyReport) {
+    let (verb, cancel) = if r.dry_run {
+        (
+            "dry run, nothing was changed; would apply",
+            "would be canceled",
+        )
+    } else {
+        ("applied", "canceled")
+    };
+    println!(
+        "{verb} {}: {} datasets, {} series, {} metrics; {} pending run(s) {cancel}",
+        file.display(),
+        r.datasets,
+        r.series,
+        r.metrics,
+        r.canceled_runs.len()
+    );
+    for id in &r.canceled_runs {
+        println!("  {cancel}: {id}");
+    }
+    for change in &r.expectations {
+        println!("  expectation of {change}");
+    }
+}
+
 pub async fn run(cmd: CatalogCommand) -> Result<()> {
     match cmd {
         CatalogCommand::Validate { file, strict } => {
@@ -94,23 +123,23 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
                 }
             }
         }
-        CatalogCommand::Apply { file, strict, db } => {
+        CatalogCommand::Apply {
+            file,
+            strict,
+            dry_run,
+            db,
+        } => {
             let doc = read(&file)?;
             warn(&file, &doc, strict)?;
             let pool = db.pool().await?;
-            match catalog_apply::apply(&pool, &doc).await {
+            let result = if dry_run {
+                catalog_apply::dry_run(&pool, &doc).await
+            } else {
+                catalog_apply::apply(&pool, &doc).await
+            };
+            match result {
                 Ok(r) => {
-                    println!(
-                        "applied {}: {} datasets, {} series, {} metrics; {} pending run(s) canceled",
-                        file.display(),
-                        r.datasets,
-                        r.series,
-                        r.metrics,
-                        r.canceled_runs.len()
-                    );
-                    for id in r.canceled_runs {
-                        println!("  canceled {id}");
-                    }
+                    print_report(&file, &r);
                     Ok(())
                 }
                 Err(ApplyError::Invalid(problems)) => {

@@ -1,0 +1,244 @@
+//! The freshness sweep (docs/semantics.md, "Freshness expectations"): judges
+//! every expectation against the clock, writes the states that changed and
+//! queues one alert per transition, in one transaction that one replica at
+//! a time runs. Both workers run it periodically; the clock is the
+//! database's, or the one a caller passes (tests).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::instrument;
+
+use super::Context;
+use crate::domain::alert::{self, Alert, AlertType, DatasetChange, MetricChange};
+use crate::domain::freshness_state::{
+    assess_dataset, assess_metric, blocking, dataset_alert, metric_alert, DatasetState, MetricState,
+};
+use crate::domain::ids::{DatasetId, OutboxId};
+use crate::in_transaction;
+use crate::relay::PublishQueue;
+use crate::store::freshness::{self, DatasetFacts, MetricFacts, StateWrite};
+use crate::store::{db_now, outbox, StoreError, Transaction};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FreshnessReport {
+    /// Another replica held the sweep: nothing was done.
+    pub skipped: bool,
+    pub datasets: usize,
+    pub metrics: usize,
+    /// States written (changed, or first found).
+    pub changed: usize,
+    /// Alerts queued, to publish after the commit.
+    pub outbox_ids: Vec<OutboxId>,
+    pub late_datasets: usize,
+    pub failing_metrics: usize,
+}
+
+/// Sweeps once at `now` (the database's clock when `None`).
+#[instrument(skip_all)]
+pub async fn sweep(
+    ctx: &Context,
+    now: Option<DateTime<Utc>>,
+) -> Result<FreshnessReport, StoreError> {
+    in_transaction!(ctx.pool, StoreError, |tx| sweep_in(&tx, ctx, now).await?)
+}
+
+async fn sweep_in(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    now: Option<DateTime<Utc>>,
+) -> Result<FreshnessReport, StoreError> {
+    if !freshness::try_lock(tx).await? {
+        return Ok(FreshnessReport {
+            skipped: true,
+            ..FreshnessReport::default()
+        });
+    }
+    let now = match now {
+        Some(t) => t,
+        None => db_now(tx).await?,
+    };
+    freshness::forget_unexpected(tx).await?;
+    let datasets = freshness::datasets(tx).await?;
+    let metrics = freshness::metrics(tx).await?;
+    let mut report = FreshnessReport {
+        datasets: datasets.len(),
+        metrics: metrics.len(),
+        ..FreshnessReport::default()
+    };
+    let (dataset_writes, mut alerts, late) = judge_datasets(&datasets, now);
+    let written = freshness::write_datasets(tx, &dataset_writes).await?;
+    alerts.retain(|(id, _)| written.applied.contains(id));
+    report.late_datasets = late.len();
+    let (metric_writes, metric_alerts) = judge_metrics(&metrics, &late, now);
+    let written_metrics = freshness::write_metrics(tx, &metric_writes).await?;
+    report.changed = written.applied.len() + written_metrics.applied.len();
+    report.failing_metrics = metrics_in(&metric_writes, &metrics, MetricState::Fail);
+    alerts.extend(
+        metric_alerts
+            .into_iter()
+            .filter(|(id, _)| written_metrics.applied.contains(id)),
+    );
+    if ctx.alerts {
+        let queued: Vec<Alert> = alerts.into_iter().map(|(_, a)| a).collect();
+        report.outbox_ids = outbox::insert_alerts(tx, &queued).await?;
+    }
+    Ok(report)
+}
+
+/// Metrics in `state` after the sweep: written now, or unchanged.
+fn metrics_in(
+    writes: &[StateWrite<'_, MetricState>],
+    facts: &[MetricFacts],
+    state: MetricState,
+) -> usize {
+    facts
+        .iter()
+        .filter(|f| {
+            writes
+                .iter()
+                .find(|w| w.id == f.id.as_str())
+                .map(|w| w.state)
+                .or(f.stored.as_ref().map(|s| s.state))
+                == Some(state)
+        })
+        .count()
+}
+
+type Alerts = Vec<(String, Alert)>;
+
+/// Each dataset's state at `now`: the writes, the alerts they raise, and the
+/// datasets late after the sweep.
+fn judge_datasets(
+    facts: &[DatasetFacts],
+    now: DateTime<Utc>,
+) -> (
+    Vec<StateWrite<'_, DatasetState>>,
+    Alerts,
+    HashSet<&DatasetId>,
+) {
+    let mut late = HashSet::new();
+    let mut writes = Vec::new();
+    let mut alerts = Vec::new();
+    for f in facts {
+        let a = assess_dataset(&f.expectation, f.last_update_at, f.set_at, now);
+        if a.state == DatasetState::Late {
+            late.insert(&f.id);
+        }
+        let from = f.stored.as_ref().map_or(DatasetState::Unknown, |s| s.state);
+        if f.stored.is_some() && from == a.state {
+            continue;
+        }
+        let kind = dataset_alert(from, a.state);
+        let late_since = match kind {
+            Some(AlertType::DatasetLate) => a.overdue_since,
+            _ => f.stored.as_ref().and_then(|s| s.overdue_since),
+        };
+        if let (Some(alert_type), Some(late_since)) = (kind, late_since) {
+            let change = DatasetChange {
+                dataset_id: &f.id,
+                from,
+                to: a.state,
+                late_since,
+                last_update_at: f.last_update_at,
+                expectation: f.expectation.to_string(),
+                at: now,
+            };
+            alerts.push((
+                f.id.to_string(),
+                alert::dataset_changed(&change, alert_type),
+            ));
+        }
+        writes.push(StateWrite {
+            id: f.id.as_str(),
+            expected: f.stored.as_ref().map(|s| s.state),
+            state: a.state,
+            since: now,
+            overdue_since: a.overdue_since,
+            blocking: Vec::new(),
+        });
+    }
+    (writes, alerts, late)
+}
+
+/// Each metric's state at `now`, and what blocks the failing ones.
+fn judge_metrics<'a>(
+    facts: &'a [MetricFacts],
+    late: &HashSet<&DatasetId>,
+    now: DateTime<Utc>,
+) -> (Vec<StateWrite<'a, MetricState>>, Alerts) {
+    let mut writes = Vec::new();
+    let mut alerts = Vec::new();
+    for f in facts {
+        let a = assess_metric(&f.expectation, f.last_success_at, f.set_at, now);
+        let late_inputs: Vec<DatasetId> = f
+            .required
+            .iter()
+            .filter(|d| late.contains(d))
+            .cloned()
+            .collect();
+        let blocked = blocking(a.state, &late_inputs, &f.missing);
+        let from = f.stored.as_ref().map_or(MetricState::Unknown, |s| s.state);
+        let same_state = f.stored.is_some() && from == a.state;
+        if same_state && blocked == f.stored_blocking {
+            continue;
+        }
+        if !same_state && metric_alert(from, a.state) {
+            let change = MetricChange {
+                metric_id: &f.id,
+                metric_code: &f.code,
+                from,
+                to: a.state,
+                overdue_since: a.overdue_since,
+                last_success_at: f.last_success_at,
+                blocking: &blocked,
+                expectation: f.expectation.to_string(),
+                at: now,
+            };
+            alerts.push((f.id.to_string(), alert::metric_changed(&change)));
+        }
+        let (since, overdue_since) = match (&f.stored, same_state) {
+            (Some(s), true) => (s.since, s.overdue_since),
+            _ => (now, a.overdue_since),
+        };
+        writes.push(StateWrite {
+            id: f.id.as_str(),
+            expected: f.stored.as_ref().map(|s| s.state),
+            state: a.state,
+            since,
+            overdue_since,
+            blocking: blocked.iter().map(|d| d.to_string()).collect(),
+        });
+    }
+    (writes, alerts)
+}
+
+/// Sweeps every `interval` until `shutdown`, handing the alerts it queues to
+/// the worker's publisher (the outbox sweep catches any it could not take).
+pub async fn run(
+    ctx: Context,
+    publish: PublishQueue,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    crate::shutdown::every(interval, shutdown, || async {
+        match sweep(&ctx, None).await {
+            Ok(r) => {
+                if r.changed > 0 {
+                    tracing::info!(
+                        changed = r.changed,
+                        alerts = r.outbox_ids.len(),
+                        late_datasets = r.late_datasets,
+                        failing_metrics = r.failing_metrics,
+                        "freshness sweep"
+                    );
+                }
+                publish.submit(r.outbox_ids);
+            }
+            Err(e) => tracing::warn!(error = %e, "freshness sweep failed; will retry"),
+        }
+    })
+    .await
+}

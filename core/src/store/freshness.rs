@@ -1,0 +1,288 @@
+//! All the SQL of the freshness sweep (docs/semantics.md, "Freshness
+//! expectations"): the facts each expectation is judged on, the states last
+//! written, and guarded writes of the states that changed.
+
+use chrono::{DateTime, Utc};
+
+use super::{StoreError, StoreResult, Transaction};
+use crate::domain::expectation::{DatasetExpectation, MetricExpectation};
+use crate::domain::freshness_state::{DatasetState, MetricState};
+use crate::domain::ids::{DatasetId, MetricId};
+
+/// An arbitrary constant: the transaction-level advisory lock that lets one
+/// replica at a time sweep.
+const SWEEP_LOCK: i64 = 0x6672_6573_6873;
+
+/// Takes the sweep's lock for this transaction; `false` when another
+/// replica holds it (that one sweeps).
+pub async fn try_lock(tx: &Transaction<'_>) -> StoreResult<bool> {
+    let stmt = tx
+        .prepare_cached("SELECT pg_try_advisory_xact_lock($1)")
+        .await?;
+    Ok(tx.query_one(&stmt, &[&SWEEP_LOCK]).await?.get(0))
+}
+
+/// A state as the sweep last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<S> {
+    pub state: S,
+    pub since: DateTime<Utc>,
+    pub overdue_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatasetFacts {
+    pub id: DatasetId,
+    pub expectation: DatasetExpectation,
+    pub set_at: DateTime<Utc>,
+    pub last_update_at: Option<DateTime<Utc>>,
+    pub stored: Option<Stored<DatasetState>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricFacts {
+    pub id: MetricId,
+    pub code: String,
+    pub expectation: MetricExpectation,
+    pub set_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub required: Vec<DatasetId>,
+    /// What its pending run still lacks.
+    pub missing: Vec<DatasetId>,
+    pub stored: Option<Stored<MetricState>>,
+    pub stored_blocking: Vec<DatasetId>,
+}
+
+fn state<S>(text: Option<String>, parse: fn(&str) -> Option<S>) -> StoreResult<Option<S>> {
+    text.map(|t| {
+        parse(&t).ok_or_else(|| StoreError::Corrupt(format!("unknown freshness state {t:?}")))
+    })
+    .transpose()
+}
+
+fn stored<S>(
+    r: &tokio_postgres::Row,
+    first: usize,
+    parse: fn(&str) -> Option<S>,
+) -> StoreResult<Option<Stored<S>>> {
+    Ok(state(r.get(first), parse)?.map(|state| Stored {
+        state,
+        since: r.get(first + 1),
+        overdue_since: r.get(first + 2),
+    }))
+}
+
+/// Every dataset with an expectation, with its newest update and last state.
+pub async fn datasets(tx: &Transaction<'_>) -> StoreResult<Vec<DatasetFacts>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT d.id, d.expected_every_secs, d.expected_by, d.expectation_grace_secs,
+                    COALESCE(d.expectation_set_at, d.updated_at),
+                    (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = d.id
+                      ORDER BY u.created_at DESC, u.id DESC LIMIT 1),
+                    f.state, f.since, f.overdue_since
+               FROM datasets d LEFT JOIN dataset_freshness f ON f.dataset_id = d.id
+              WHERE d.expected_every_secs IS NOT NULL OR d.expected_by IS NOT NULL",
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in tx.query(&stmt, &[]).await? {
+        let id: DatasetId = r.get(0);
+        let by: Option<String> = r.get(2);
+        let Some(expectation) = DatasetExpectation::from_columns(r.get(1), by.as_deref(), r.get(3))
+            .map_err(|e| StoreError::Corrupt(format!("dataset {id}'s expectation: {e}")))?
+        else {
+            continue;
+        };
+        out.push(DatasetFacts {
+            id,
+            expectation,
+            set_at: r.get(4),
+            last_update_at: r.get(5),
+            stored: stored(&r, 6, DatasetState::parse)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Every enabled metric with an expectation, with its newest success, its
+/// required datasets, what its pending run lacks, and its last state.
+pub async fn metrics(tx: &Transaction<'_>) -> StoreResult<Vec<MetricFacts>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT m.id, m.code, m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by,
+                    m.expectation_grace_secs, COALESCE(m.expectation_set_at, m.updated_at),
+                    (SELECT s.finished_at FROM metric_runs s
+                      WHERE s.metric_code = m.code AND s.status = 'succeeded'
+                      ORDER BY s.created_at DESC LIMIT 1),
+                    ARRAY(SELECT r.dataset_id FROM metric_required_datasets r
+                           WHERE r.metric_id = m.id ORDER BY 1),
+                    ARRAY(SELECT d.dataset_id FROM metric_runs p
+                            JOIN metric_run_pending_datasets d ON d.run_id = p.id
+                           WHERE p.metric_code = m.code AND p.status = 'pending_dependencies'
+                             AND NOT d.received ORDER BY 1),
+                    f.state, f.since, f.overdue_since, COALESCE(f.blocking, '{}')
+               FROM metrics m LEFT JOIN metric_freshness f ON f.metric_id = m.id
+              WHERE m.enabled AND (m.max_age_fail_secs IS NOT NULL OR m.expected_by IS NOT NULL)",
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in tx.query(&stmt, &[]).await? {
+        let id: MetricId = r.get(0);
+        let by: Option<String> = r.get(4);
+        let Some(expectation) =
+            MetricExpectation::from_columns((r.get(2), r.get(3), by.as_deref(), r.get(5)))
+                .map_err(|e| StoreError::Corrupt(format!("metric {id}'s expectation: {e}")))?
+        else {
+            continue;
+        };
+        out.push(MetricFacts {
+            id,
+            code: r.get(1),
+            expectation,
+            set_at: r.get(6),
+            last_success_at: r.get(7),
+            required: r.get(8),
+            missing: r.get(9),
+            stored: stored(&r, 10, MetricState::parse)?,
+            stored_blocking: r.get(13),
+        });
+    }
+    Ok(out)
+}
+
+/// A state to write, guarded by the one read: `expected` is the stored
+/// state (`None`: no row yet).
+pub struct StateWrite<'a, S> {
+    pub id: &'a str,
+    pub expected: Option<S>,
+    pub state: S,
+    pub since: DateTime<Utc>,
+    pub overdue_since: Option<DateTime<Utc>>,
+    /// Metrics only.
+    pub blocking: Vec<String>,
+}
+
+/// Which guarded writes took: a write whose row changed under it (another
+/// sweep, which the lock should make impossible) is `conflicted`, and its
+/// transition is not alerted here.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub applied: Vec<String>,
+    pub conflicted: Vec<String>,
+}
+
+/// One table's statements: an insert for entities without a row, a guarded
+/// update for the others.
+struct Table {
+    insert: &'static str,
+    update: &'static str,
+}
+
+const DATASETS: Table = Table {
+    insert: "INSERT INTO dataset_freshness (dataset_id, state, since, overdue_since)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+             ON CONFLICT (dataset_id) DO NOTHING RETURNING dataset_id",
+    update: "UPDATE dataset_freshness f
+                SET state = u.state, since = u.since, overdue_since = u.overdue_since
+               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
+                    AS u(id, state, since, overdue_since, expected)
+              WHERE f.dataset_id = u.id AND f.state = u.expected
+             RETURNING f.dataset_id",
+};
+
+const METRICS: Table = Table {
+    insert: "INSERT INTO metric_freshness (metric_id, state, since, overdue_since, blocking)
+             SELECT u.id, u.state, u.since, u.overdue_since,
+                    ARRAY(SELECT jsonb_array_elements_text(u.blocking))
+               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::jsonb[])
+                    AS u(id, state, since, overdue_since, blocking)
+             ON CONFLICT (metric_id) DO NOTHING RETURNING metric_id",
+    update: "UPDATE metric_freshness f
+                SET state = u.state, since = u.since, overdue_since = u.overdue_since,
+                    blocking = ARRAY(SELECT jsonb_array_elements_text(u.blocking))
+               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::jsonb[])
+                    AS u(id, state, since, overdue_since, expected, blocking)
+              WHERE f.metric_id = u.id AND f.state = u.expected
+             RETURNING f.metric_id",
+};
+
+pub async fn write_datasets(
+    tx: &Transaction<'_>,
+    writes: &[StateWrite<'_, DatasetState>],
+) -> StoreResult<Written> {
+    write(tx, &DATASETS, writes, DatasetState::as_str, false).await
+}
+
+pub async fn write_metrics(
+    tx: &Transaction<'_>,
+    writes: &[StateWrite<'_, MetricState>],
+) -> StoreResult<Written> {
+    write(tx, &METRICS, writes, MetricState::as_str, true).await
+}
+
+async fn write<S: Copy>(
+    tx: &Transaction<'_>,
+    table: &Table,
+    writes: &[StateWrite<'_, S>],
+    text: fn(S) -> &'static str,
+    with_blocking: bool,
+) -> StoreResult<Written> {
+    let (new, old): (Vec<&StateWrite<S>>, Vec<&StateWrite<S>>) =
+        writes.iter().partition(|w| w.expected.is_none());
+    let mut written = Written::default();
+    for (rows, sql) in [(new, table.insert), (old, table.update)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = rows.iter().map(|w| w.id).collect();
+        let states: Vec<&str> = rows.iter().map(|w| text(w.state)).collect();
+        let since: Vec<DateTime<Utc>> = rows.iter().map(|w| w.since).collect();
+        let overdue: Vec<Option<DateTime<Utc>>> = rows.iter().map(|w| w.overdue_since).collect();
+        let expected: Vec<&str> = rows.iter().map(|w| w.expected.map_or("", text)).collect();
+        let blocking: Vec<serde_json::Value> =
+            rows.iter().map(|w| serde_json::json!(w.blocking)).collect();
+        let is_insert = std::ptr::eq(sql, table.insert);
+        // Parameters in the statements' order: the row, the guard, the list.
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&ids, &states, &since, &overdue];
+        if !is_insert {
+            params.push(&expected);
+        }
+        if with_blocking {
+            params.push(&blocking);
+        }
+        let stmt = tx.prepare_cached(sql).await?;
+        let out = tx.query(&stmt, &params).await?;
+        let took: Vec<String> = out.iter().map(|r| r.get(0)).collect();
+        for id in ids {
+            if took.iter().any(|t| t == id) {
+                written.applied.push(id.to_string());
+            } else {
+                written.conflicted.push(id.to_string());
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Forgets the states of entities that no longer have an expectation (or,
+/// for metrics, are disabled); returns how many.
+pub async fn forget_unexpected(tx: &Transaction<'_>) -> StoreResult<u64> {
+    let datasets = tx
+        .execute(
+            "DELETE FROM dataset_freshness f USING datasets d
+              WHERE d.id = f.dataset_id AND d.expected_every_secs IS NULL AND d.expected_by IS NULL",
+            &[],
+        )
+        .await?;
+    let metrics = tx
+        .execute(
+            "DELETE FROM metric_freshness f USING metrics m
+              WHERE m.id = f.metric_id
+                AND (NOT m.enabled OR (m.max_age_fail_secs IS NULL AND m.expected_by IS NULL))",
+            &[],
+        )
+        .await?;
+    Ok(datasets + metrics)
+}
