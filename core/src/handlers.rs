@@ -7,15 +7,39 @@
 use std::fmt;
 
 use crate::app::lifecycle::LifecycleOutcome;
-use crate::app::{lifecycle, projection_update, Context};
+use crate::app::{alerts, lifecycle, projection_update, Context};
+use crate::domain::alert::{self, DeadLettered};
 use crate::domain::events::{
     parse_body, parse_lifecycle_scaled, parse_projection_update, ProgressScale,
 };
 use crate::domain::ids::RunId;
 use crate::domain::run_state::{LifecycleKind, RunStatus};
-use crate::messaging::sqs::{Handler, HandlerError, Ignored, InboundMessage, Outcome};
+use crate::messaging::sqs::outcome::BoxError;
+use crate::messaging::sqs::{
+    DeadLetterNote, Handler, HandlerError, Ignored, InboundMessage, Outcome,
+};
 use crate::relay::PublishQueue;
 use crate::store::StoreError;
+
+/// Queues the `message_dead_lettered` alert of a message and publishes it.
+async fn alert_dead_letter(
+    ctx: &Context,
+    publish: &PublishQueue,
+    letter: &DeadLetterNote<'_>,
+) -> Result<(), BoxError> {
+    let trace = letter.trace.to_string();
+    let dead = alert::dead_lettered(&DeadLettered {
+        queue: letter.queue,
+        message_id: letter.message_id,
+        error_type: letter.error_type,
+        error: letter.error,
+        receive_count: letter.receive_count,
+        traceparent: Some(&trace),
+        at: chrono::Utc::now(),
+    });
+    publish.submit(alerts::queue(ctx, &[dead]).await?);
+    Ok(())
+}
 
 /// A store failure: permanent when the database refuses the message's own
 /// data (it goes to the DLQ at once), else transient (retried).
@@ -53,6 +77,10 @@ impl Handler for ProjectionUpdateHandler {
             .submit(std::mem::take(&mut summary.evaluated.outbox_ids));
         Ok(Outcome::processed(summary))
     }
+
+    async fn dead_lettered(&self, letter: &DeadLetterNote<'_>) -> Result<(), BoxError> {
+        alert_dead_letter(&self.ctx, &self.publish, letter).await
+    }
 }
 
 pub struct LifecycleHandler {
@@ -67,7 +95,8 @@ impl Handler for LifecycleHandler {
         let event = parse_lifecycle_scaled(&raw, self.progress_scale)?;
         tracing::Span::current().record("run_id", event.run_id().as_str());
         let kind = event.kind();
-        match lifecycle::handle(&self.ctx, &event, &raw)
+        let traceparent = msg.trace.to_string();
+        match lifecycle::handle_traced(&self.ctx, &event, &raw, Some(&traceparent))
             .await
             .map_err(store_failure)?
         {
@@ -79,7 +108,7 @@ impl Handler for LifecycleHandler {
             } => {
                 // A completion with FAILURE and attempts left queues a retry.
                 metrics::counter!(crate::prometheus::RUN_RETRIES)
-                    .increment(outbox_ids.len() as u64);
+                    .increment(u64::from(retry_run_id.is_some()));
                 self.publish.submit(outbox_ids);
                 Ok(Outcome::processed(Transition {
                     kind,
@@ -93,6 +122,10 @@ impl Handler for LifecycleHandler {
             }
             LifecycleOutcome::UnknownRun => Ok(Outcome::Ignored(Ignored::UnknownRun(kind))),
         }
+    }
+
+    async fn dead_lettered(&self, letter: &DeadLetterNote<'_>) -> Result<(), BoxError> {
+        alert_dead_letter(&self.ctx, &self.publish, letter).await
     }
 }
 

@@ -11,6 +11,7 @@ use tracing::instrument;
 
 use crate::backpressure::Backpressure;
 use crate::domain::ids::OutboxId;
+use crate::domain::outgoing::Outgoing;
 use crate::in_transaction;
 use crate::store::outbox::{self, OutboxMessage};
 use crate::store::{runs, Pool, StoreError};
@@ -154,8 +155,14 @@ impl<P: Publisher> Relay<P> {
             .iter()
             .filter_map(|m| {
                 let parent = crate::domain::trace::TraceContext::parse(m.traceparent.as_deref()?)?;
-                let span =
-                    tracing::info_span!("publish", message = %m.kind, trace_id = %parent.trace_id);
+                let span = match &m.kind {
+                    Outgoing::RunRequest { run_id, .. } => {
+                        tracing::info_span!("publish run request", %run_id, trace_id = %parent.trace_id)
+                    }
+                    Outgoing::Alert { dedup_key, .. } => {
+                        tracing::info_span!("publish alert", %dedup_key, trace_id = %parent.trace_id)
+                    }
+                };
                 crate::telemetry::continue_trace(&span, &parent);
                 Some(span)
             })

@@ -473,7 +473,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
         text(&done)
     );
     assert!(
-        text(&done).contains("V7__metric_update_backlog applied"),
+        text(&done).contains("V7__metric_update_backlog, V8__freshness_and_alerts applied"),
         "{}",
         text(&done)
     );

@@ -2,6 +2,7 @@
 //! Each test creates its own database migrated from `migrations/`.
 
 mod adopt;
+mod alerts;
 mod api;
 mod api_exposure;
 mod backlog;

@@ -5,11 +5,12 @@ use sha2::{Digest, Sha256};
 use tracing::instrument;
 
 use super::{request, Context};
+use crate::domain::alert::{self, RunFailure};
 use crate::domain::events::LifecycleEvent;
 use crate::domain::ids::{OutboxId, RunId};
 use crate::domain::run_state::{decide, should_retry, Decision, IgnoreReason, RunStatus};
 use crate::in_transaction;
-use crate::store::{db_now, event_log, runs, StoreError, Transaction};
+use crate::store::{db_now, event_log, outbox, runs, StoreError, Transaction};
 
 /// What an event did to its run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +40,31 @@ pub fn event_key(event: &LifecycleEvent, raw: &Value) -> String {
     )
 }
 
-#[instrument(skip_all, fields(run_id = %event.run_id(), event_type = event.kind().as_str()))]
 pub async fn handle(
     ctx: &Context,
     event: &LifecycleEvent,
     raw: &Value,
 ) -> Result<LifecycleOutcome, StoreError> {
-    let outcome = in_transaction!(ctx.pool, StoreError, |tx| handle_in(&tx, ctx, event, raw)
-        .await?)?;
+    handle_traced(ctx, event, raw, None).await
+}
+
+/// [`handle`], with the W3C trace context of the message that carried the
+/// event (put on the alert of a run's last failed attempt).
+#[instrument(skip_all, fields(run_id = %event.run_id(), event_type = event.kind().as_str()))]
+pub async fn handle_traced(
+    ctx: &Context,
+    event: &LifecycleEvent,
+    raw: &Value,
+    traceparent: Option<&str>,
+) -> Result<LifecycleOutcome, StoreError> {
+    let outcome = in_transaction!(ctx.pool, StoreError, |tx| handle_in(
+        &tx,
+        ctx,
+        event,
+        raw,
+        traceparent
+    )
+    .await?)?;
     match &outcome {
         LifecycleOutcome::Applied {
             from,
@@ -69,6 +87,7 @@ async fn handle_in(
     ctx: &Context,
     event: &LifecycleEvent,
     raw: &Value,
+    traceparent: Option<&str>,
 ) -> Result<LifecycleOutcome, StoreError> {
     let run_id = event.run_id();
     event_log::record(
@@ -121,6 +140,22 @@ async fn handle_in(
                 request::enqueue(tx, &retries, now, &ctx.settings, &Default::default()).await?;
             retry_run_id = Some(retry.id.clone());
         }
+    } else if ctx.alerts && to == RunStatus::Failed {
+        let error = match event {
+            LifecycleEvent::Completed(c) => c.error.as_deref(),
+            _ => None,
+        };
+        let failed = alert::run_failed(&RunFailure {
+            run_id,
+            metric_code: &run.metric_code,
+            attempt: run.attempt,
+            max_attempts: run.max_attempts,
+            status: to.as_str(),
+            error,
+            traceparent,
+            at: db_now(tx).await?,
+        });
+        outbox_ids = outbox::insert_alerts(tx, &[failed]).await?;
     }
     Ok(LifecycleOutcome::Applied {
         from: run.status,

@@ -1,6 +1,7 @@
 //! Use cases: each sequences store calls inside one transaction and turns
 //! the result into a typed outcome.
 
+pub mod alerts;
 pub mod backlog;
 pub mod catalog_apply;
 mod evaluate;

@@ -7,9 +7,11 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::{request, Context};
+use crate::domain::alert::{self, Alert, RunFailure};
 use crate::domain::ids::{OutboxId, RunId};
+use crate::domain::run_state::RunStatus;
 use crate::in_transaction;
-use crate::store::{db_now, runs, StoreError, Transaction};
+use crate::store::{db_now, outbox, runs, StoreError, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
@@ -83,12 +85,34 @@ async fn sweep_batch(
         })
         .collect();
     let retries = runs::create_retries(tx, &to_retry).await?;
-    let outbox_ids = if retries.is_empty() {
+    let now = db_now(tx).await?;
+    let mut outbox_ids = if retries.is_empty() {
         Vec::new()
     } else {
-        let now = db_now(tx).await?;
         request::enqueue(tx, &retries, now, &ctx.settings, &Default::default()).await?
     };
+    if ctx.alerts {
+        // A run with no retry was its metric's last attempt.
+        let last: Vec<Alert> = timed
+            .iter()
+            .zip(&to_retry)
+            .filter(|(_, asked)| !retries.iter().any(|r| r.id == asked.id))
+            .map(|(t, _)| t)
+            .map(|t| {
+                alert::run_failed(&RunFailure {
+                    run_id: &t.id,
+                    metric_code: &t.metric_code,
+                    attempt: t.attempt,
+                    max_attempts: t.max_attempts,
+                    status: RunStatus::TimedOut.as_str(),
+                    error: Some(&t.reason),
+                    traceparent: None,
+                    at: now,
+                })
+            })
+            .collect();
+        outbox_ids.extend(outbox::insert_alerts(tx, &last).await?);
+    }
     Ok(SweepSummary {
         timed_out: timed.into_iter().map(|r| r.id).collect(),
         retries: retries.into_iter().map(|r| r.id).collect(),

@@ -265,6 +265,10 @@ pub struct TimedOut {
     pub id: RunId,
     pub metric_code: String,
     pub previous: RunStatus,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    /// Why it timed out.
+    pub reason: String,
 }
 
 /// Moves up to `limit` overdue runs to `timed_out`, measured on the database
@@ -291,6 +295,7 @@ pub async fn time_out_overdue(
                                  THEN format('no heartbeat received within %s s', $1::float8)
                                  ELSE format('ran longer than its metric''s run_timeout_secs (%s s) since it started',
                                              m.run_timeout_secs) END AS reason
+                            , m.max_attempts
                        FROM metric_runs o JOIN metrics m ON m.id = o.metric_id
                       WHERE (o.status = 'running' AND $1::float8 IS NOT NULL
                              AND o.last_contact_at < now() - make_interval(secs => $1::float8))
@@ -303,7 +308,7 @@ pub async fn time_out_overdue(
                       LIMIT $3
                         FOR UPDATE OF o SKIP LOCKED) c
               WHERE r.id = c.id AND r.status = c.status
-             RETURNING r.id, r.metric_code, c.status",
+             RETURNING r.id, r.metric_code, c.status, r.attempt, c.max_attempts, c.reason",
         )
         .await?;
     let rows = tx
@@ -318,6 +323,9 @@ pub async fn time_out_overdue(
                 id: r.get(0),
                 metric_code: r.get(1),
                 previous: status_of(r.get(2))?,
+                attempt: r.get(3),
+                max_attempts: r.get(4),
+                reason: r.get(5),
             })
         })
         .collect()

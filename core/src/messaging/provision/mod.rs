@@ -29,6 +29,10 @@ pub struct Provisioned {
     pub run_requests_topic_arn: String,
     pub run_requests_queue_url: String,
     pub run_requests_dlq_url: String,
+    /// The alerts topic, and a queue subscribed to it (raw delivery) from
+    /// which an operator or a test reads what the fleet alerted.
+    pub alerts_topic_arn: String,
+    pub alerts_queue_url: String,
     pub output_bucket: String,
     pub subscriptions: Vec<Subscription>,
     /// Existing resources used as they are (topic, bucket).
@@ -55,13 +59,16 @@ impl Provisioned {
                 "RUN_REQUESTS_QUEUE_URL",
                 self.run_requests_queue_url.clone(),
             ),
+            ("ALERTS_TOPIC_ARN", self.alerts_topic_arn.clone()),
+            ("ALERTS_QUEUE_URL", self.alerts_queue_url.clone()),
             ("OUTPUT_BUCKET", self.output_bucket.clone()),
         ]
     }
 
     /// Every queue, DLQs included (for `--purge`).
-    pub fn queue_urls(&self) -> [&str; 6] {
+    pub fn queue_urls(&self) -> [&str; 7] {
         [
+            &self.alerts_queue_url,
             &self.projection_updates_queue_url,
             &self.projection_updates_dlq_url,
             &self.run_lifecycle_queue_url,
@@ -349,6 +356,19 @@ pub async fn provision(
         )
         .await?,
     );
+    let alerts_topic_arn =
+        create_topic(sns, &queue_name(&spec.prefix, "alerts", false), false).await?;
+    let alerts = queue(sqs, &queue_name(&spec.prefix, "alerts", false), false, None).await?;
+    subscriptions.extend(
+        subscribe(
+            sqs,
+            sns,
+            &alerts,
+            std::slice::from_ref(&alerts_topic_arn),
+            true,
+        )
+        .await?,
+    );
     if bucket(s3, &spec.output_bucket).await? {
         reused.push(format!("bucket {}", spec.output_bucket));
     }
@@ -360,6 +380,8 @@ pub async fn provision(
         run_requests_topic_arn: topic_arn,
         run_requests_queue_url: requests.url,
         run_requests_dlq_url: requests_dlq.url,
+        alerts_topic_arn,
+        alerts_queue_url: alerts.url,
         output_bucket: spec.output_bucket.clone(),
         subscriptions,
         reused,

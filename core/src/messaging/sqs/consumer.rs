@@ -19,7 +19,7 @@ use super::config::ConsumerConfig;
 use super::deleter::{Delete, Deleter};
 use super::disposition::{decide, Disposition};
 use super::dlq::{self, DeadLetter};
-use super::outcome::{Handled, Handler, HandlerError, InboundMessage, Outcome};
+use super::outcome::{DeadLetterNote, Handled, Handler, HandlerError, InboundMessage, Outcome};
 use super::received::Received;
 use super::SqsError;
 use crate::backpressure::Backpressure;
@@ -383,6 +383,17 @@ impl<H: Handler> Shared<H> {
                 };
                 match dlq::send(&self.sqs, &self.dlq_url, &letter).await {
                     Ok(()) => {
+                        let note = DeadLetterNote {
+                            queue: &self.queue,
+                            message_id: &r.message_id,
+                            error_type: reason.as_str(),
+                            error: &message,
+                            receive_count: r.receive_count,
+                            trace: &r.trace,
+                        };
+                        if let Err(e) = self.handler.dead_lettered(&note).await {
+                            tracing::warn!(%message_id, error = %e, "could not queue the dead-letter alert; the DLQ holds the message");
+                        }
                         self.count(Handled::DeadLettered);
                         metrics::counter!(crate::prometheus::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
                             .increment(1);

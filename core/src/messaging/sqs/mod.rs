@@ -17,7 +17,9 @@ pub mod received;
 
 pub use config::ConsumerConfig;
 pub use consumer::Consumer;
-pub use outcome::{Handled, Handler, HandlerError, Ignored, InboundMessage, Outcome};
+pub use outcome::{
+    DeadLetterNote, Handled, Handler, HandlerError, Ignored, InboundMessage, Outcome,
+};
 
 /// An SQS call that failed, with the SDK's error (or what was wrong with
 /// the answer) as its cause.

@@ -146,6 +146,28 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         msg: &InboundMessage,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+
+    /// Called once a message's copy is on the dead-letter queue, before the
+    /// message leaves its queue (the workers queue a `message_dead_lettered`
+    /// alert). A failure is logged; the DLQ holds the message either way.
+    fn dead_lettered(
+        &self,
+        _letter: &DeadLetterNote<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// A message that was dead-lettered, as [`Handler::dead_lettered`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterNote<'a> {
+    /// The queue's name.
+    pub queue: &'a str,
+    pub message_id: &'a str,
+    pub error_type: &'a str,
+    pub error: &'a str,
+    pub receive_count: u32,
+    pub trace: &'a TraceContext,
 }
 
 #[cfg(test)]
