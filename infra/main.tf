@@ -26,6 +26,8 @@ module "messaging" {
   projection_updates_topic_arns = var.projection_updates_topic_arns
   raw_message_delivery          = var.raw_message_delivery
   existing_output_bucket        = var.existing_output_bucket
+  alert_emails                  = var.alert_emails
+  max_message_age_seconds       = var.max_message_age_seconds
 }
 
 module "workers" {

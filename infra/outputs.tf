@@ -16,3 +16,8 @@ output "api_url" {
   description = "The operator API and console behind the signing-in load balancer, when api.load_balancer is set."
   value       = module.workers.api_url
 }
+
+output "alerts_topic_arn" {
+  description = "ALERTS_TOPIC_ARN: subscribe email, AWS Chatbot or PagerDuty here (docs/operations.md, \"Alerts\")."
+  value       = module.messaging.alerts_topic_arn
+}

@@ -135,3 +135,15 @@ variable "api_oidc_client_secret" {
   default     = null
   sensitive   = true
 }
+
+variable "alert_emails" {
+  description = "Email addresses subscribed to the alerts topic (docs/operations.md, \"Alerts\")."
+  type        = list(string)
+  default     = []
+}
+
+variable "max_message_age_seconds" {
+  description = "Alarm when a queue's oldest message is older than this for five minutes."
+  type        = number
+  default     = 900
+}

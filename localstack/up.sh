@@ -27,7 +27,7 @@ mkdir -p "$state"
 say "starting LocalStack at $endpoint"
 (
   cd "$state"
-  GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs,sns,s3 PERSISTENCE=0 \
+  GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs,sns,s3,cloudwatch PERSISTENCE=0 \
   SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
   SQS_ENDPOINT_STRATEGY=off LOCALSTACK_HOST=127.0.0.1:4566 \
   LOCALSTACK_VOLUME_DIR="$state/volume" \

@@ -78,11 +78,12 @@ provider "aws" {
   skip_requesting_account_id  = true
   s3_use_path_style           = true
   endpoints {
-    sqs = var.endpoint
-    sns = var.endpoint
-    s3  = var.endpoint
-    sts = var.endpoint
-    iam = var.endpoint
+    sqs        = var.endpoint
+    sns        = var.endpoint
+    s3         = var.endpoint
+    sts        = var.endpoint
+    iam        = var.endpoint
+    cloudwatch = var.endpoint
   }
 }
 
@@ -111,4 +112,8 @@ output "run_requests_dlq_url" {
 
 output "subscriptions" {
   value = module.messaging.subscriptions
+}
+
+output "alarm_names" {
+  value = module.messaging.alarm_names
 }

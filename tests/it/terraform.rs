@@ -36,6 +36,41 @@ async fn terraform_messaging_applied_to_localstack_carries_a_run_end_to_end() {
     ]);
     let outputs: Value =
         serde_json::from_str(&tf.ok(&["output", "-json", "worker_environment"])).unwrap();
+    // The alerts topic is the workers' ALERTS_TOPIC_ARN, and the alarms on
+    // every DLQ and queue exist in CloudWatch and publish to it.
+    let alerts_topic = outputs["ALERTS_TOPIC_ARN"]
+        .as_str()
+        .expect("ALERTS_TOPIC_ARN")
+        .to_string();
+    let alarms: Vec<String> =
+        serde_json::from_str(&tf.ok(&["output", "-json", "alarm_names"])).unwrap();
+    assert_eq!(alarms.len(), 6, "{alarms:?}");
+    let described = reqwest::Client::new()
+        .post(aws::endpoint())
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20261203/us-east-1/monitoring/aws4_request",
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "Action=DescribeAlarms&Version=2010-08-01&AlarmNamePrefix={prefix}"
+        ))
+        .send()
+        .await
+        .expect("CloudWatch answers")
+        .text()
+        .await
+        .unwrap();
+    for alarm in &alarms {
+        assert!(
+            described.contains(alarm.as_str()),
+            "{alarm} missing from CloudWatch: {described}"
+        );
+    }
+    assert!(
+        described.contains(&alerts_topic),
+        "alarms publish to {alerts_topic}: {described}"
+    );
 
     let mut env = aws::output_env(&outputs);
     env.extend(aws::local_env(&db));

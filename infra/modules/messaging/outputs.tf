@@ -18,6 +18,11 @@ output "subscriptions" {
     { for k, s in aws_sns_topic_subscription.inbound : k => { topic = s.topic_arn, queue = s.endpoint, raw = s.raw_message_delivery } }
   )
 }
+output "alerts_topic_arn" { value = aws_sns_topic.alerts.arn }
+output "alarm_names" {
+  description = "The CloudWatch alarms that publish to the alerts topic."
+  value       = concat([for a in aws_cloudwatch_metric_alarm.dlq_not_empty : a.alarm_name], [for a in aws_cloudwatch_metric_alarm.oldest_message : a.alarm_name])
+}
 output "output_bucket" { value = local.bucket }
 output "output_bucket_arn" { value = "arn:aws:s3:::${local.bucket}" }
 
@@ -30,6 +35,7 @@ output "worker_environment" {
     RUN_LIFECYCLE_DLQ_URL        = aws_sqs_queue.dlq["run_lifecycle"].url
     RUN_REQUESTS_TOPIC_ARN       = local.run_requests_topic_arn
     RUN_REQUESTS_QUEUE_URL       = aws_sqs_queue.run_requests.url
+    ALERTS_TOPIC_ARN             = aws_sns_topic.alerts.arn
     OUTPUT_BUCKET                = local.bucket
   }
 }

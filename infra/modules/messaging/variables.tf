@@ -94,3 +94,15 @@ variable "tags" {
   type    = map(string)
   default = {}
 }
+
+variable "alert_emails" {
+  description = "Email addresses subscribed to the alerts topic (each confirms once)."
+  type        = list(string)
+  default     = []
+}
+
+variable "max_message_age_seconds" {
+  description = "A queue's oldest message older than this for five minutes raises an alarm on the alerts topic."
+  type        = number
+  default     = 900
+}

@@ -50,6 +50,11 @@ data "aws_iam_policy_document" "worker" {
     resources = [var.messaging.run_requests_topic_arn]
   }
   statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [var.messaging.alerts_topic_arn]
+  }
+  statement {
     sid       = "OffloadLargeRunRequests"
     actions   = ["s3:PutObject"]
     resources = ["${var.messaging.output_bucket_arn}/run-requests/*"]

@@ -13,6 +13,7 @@ locals {
       RUN_LIFECYCLE_QUEUE_URL      = var.messaging.run_lifecycle_queue_url
       RUN_LIFECYCLE_DLQ_URL        = var.messaging.run_lifecycle_dlq_url
       RUN_REQUESTS_TOPIC_ARN       = var.messaging.run_requests_topic_arn
+      ALERTS_TOPIC_ARN             = var.messaging.alerts_topic_arn
       OUTPUT_BUCKET                = var.messaging.output_bucket
       OPS_ADDR                     = "0.0.0.0:${var.ops_port}"
       LOG_FORMAT                   = "json"
@@ -155,4 +156,24 @@ resource "aws_appautoscaling_policy" "queue_depth" {
       }
     }
   }
+}
+
+# A worker with no running task consumes nothing and alerts nothing: the
+# alarm says so on the alerts topic (Container Insights is on above).
+resource "aws_cloudwatch_metric_alarm" "no_running_task" {
+  for_each            = var.workers
+  alarm_name          = "${var.prefix}${each.key}-no-running-task"
+  alarm_description   = "No task of ${each.key} has run for three minutes: see its service events and the log group ${aws_cloudwatch_log_group.worker[each.key].name}."
+  namespace           = "ECS/ContainerInsights"
+  metric_name         = "RunningTaskCount"
+  dimensions          = { ClusterName = aws_ecs_cluster.this.name, ServiceName = aws_ecs_service.worker[each.key].name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = [var.messaging.alerts_topic_arn]
+  ok_actions          = [var.messaging.alerts_topic_arn]
+  tags                = var.tags
 }

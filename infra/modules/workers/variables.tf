@@ -44,6 +44,7 @@ variable "messaging" {
     run_lifecycle_dlq_url         = string
     run_lifecycle_dlq_arn         = string
     run_requests_topic_arn        = string
+    alerts_topic_arn              = string
     output_bucket                 = string
     output_bucket_arn             = string
   })
