@@ -4,7 +4,8 @@
 #   provisioned, schema migrated, the example catalog loaded, both workers and
 #   the simulated metric runner started, the example events replayed, and the
 #   outcome shown (pending runs and what they wait for, the run-status table, a
-#   sample run request, the dead letter).
+#   sample run request, the dead letter), then a dataset made late and the
+#   alerts as they arrive on a queue subscribed to the alerts topic.
 #
 #   localstack/demo.sh               run the demo, leave the stack running
 #   localstack/demo.sh --down-after  run the demo, then stop everything it started
@@ -89,8 +90,9 @@ start() { # name, then the command
   echo $! >"$state/$name.pid"
   echo "$name: pid $(cat "$state/$name.pid"), log $state/$name.log"
 }
-OPS_ADDR=127.0.0.1:9090 start projection-update-worker "$bin/projection-update-worker"
-OPS_ADDR=127.0.0.1:9091 start run-lifecycle-worker "$bin/run-lifecycle-worker"
+# Freshness expectations are judged every 2 s here (default 30 s).
+OPS_ADDR=127.0.0.1:9090 FRESHNESS_SWEEP_SECS=2 start projection-update-worker "$bin/projection-update-worker"
+OPS_ADDR=127.0.0.1:9091 FRESHNESS_SWEEP_SECS=2 start run-lifecycle-worker "$bin/run-lifecycle-worker"
 start simulate-runner "$bin/orchestrator" simulate-runner --duration-ms 500 --heartbeats 1
 # The operator API and console (read-only here: no API_TOKEN, so no actions).
 API_ADDR=${API_ADDR:-127.0.0.1:8080} start serve "$bin/orchestrator" serve
@@ -130,6 +132,32 @@ sample=$(psql "$DATABASE_URL" -Atc "select run_id from run_status where metric_c
 
 say "The invalid message, dead-lettered with its reason"
 "$bin/orchestrator" dlq list
+
+say "Alerts: the exchange-rate dataset is now expected every 5 s, and nothing more arrives"
+"$bin/orchestrator" catalog apply localstack/examples/late.yaml
+# What a subscriber of the alerts topic receives (here a queue subscribed to
+# it; email, Slack through AWS Chatbot or PagerDuty subscribe the same way).
+python3 - "$AWS_ENDPOINT_URL" "$ALERTS_QUEUE_URL" <<'PY'
+import json, sys, time, urllib.parse, urllib.request
+endpoint, queue = sys.argv[1], sys.argv[2]
+def receive():
+    data = urllib.parse.urlencode({"Action": "ReceiveMessage", "QueueUrl": queue,
+                                   "WaitTimeSeconds": 2, "MaxNumberOfMessages": 10}).encode()
+    req = urllib.request.Request(endpoint, data=data, headers={"Accept": "application/json"})
+    result = json.load(urllib.request.urlopen(req))["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
+    msgs = result.get("Message") or []
+    return msgs if isinstance(msgs, list) else [msgs]
+deadline = time.time() + 90
+while time.time() < deadline:
+    for m in receive():
+        alert = json.loads(m["Body"])
+        print(f"alert from the alerts topic: {alert['type']}")
+        print(json.dumps(alert, indent=2))
+        if alert["type"] == "dataset_late":
+            sys.exit(0)
+sys.exit("no dataset_late alert arrived on the alerts queue within 90 s")
+PY
+echo "late datasets through the API: $(curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/api/v1/datasets?freshness=late" | python3 -c 'import json,sys; print([(d["id"], d["freshness"]["state"]) for d in json.load(sys.stdin)["items"]])')"
 
 say "The operator API and console"
 api="http://${API_ADDR:-127.0.0.1:8080}"

@@ -27,10 +27,20 @@ if [ "$tier" != fast ]; then
   fi
   localstack/postgres-up.sh
   localstack/up.sh
-  # The console's browser test drives Debian's Chromium through chromedriver.
-  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  # The console's browser test drives Debian's Chromium through chromedriver;
+  # the alert rules are checked and unit-tested with promtool (Debian's
+  # prometheus package).
+  need_chromium=no need_promtool=no
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then need_chromium=yes; fi
+  command -v promtool >/dev/null 2>&1 || need_promtool=yes
+  if [ $need_chromium = yes ] || [ $need_promtool = yes ]; then apt-get update -qq; fi
+  if [ $need_chromium = yes ]; then
     echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  if [ $need_promtool = yes ]; then
+    echo "installing prometheus (Debian package) for promtool, which checks the alert rules"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi
   cargo build --workspace --bins --locked
 fi

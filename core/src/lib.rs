@@ -1,17 +1,19 @@
 //! Metric orchestrator core: everything the worker binaries and the operator
 //! CLI share.
 //!
-//! - [`domain`]: pure rules, no I/O: expressions ([`domain::expression`]),
-//!   the catalog file ([`domain::catalog`]), freshness, typed ids
+//! - [`domain`]: pure rules, no I/O: expressions, the catalog file
+//!   ([`domain::catalog`]), freshness and freshness expectations with the
+//!   states they give at a time, the alert contract ([`domain::alert`]), typed ids
 //!   ([`domain::ids`]), pending-run decisions and their evaluation in order
-//!   ([`domain::metric_evaluation`]), the run state machine
+//!   (`domain::metric_evaluation`), the run state machine
 //!   ([`domain::run_state`]), inbound events and the outbound run request.
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
 //!   the crate's SQL is there), read-only statistics, migrations, the pool
 //!   and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
-//!   events, timeout/retry sweep, catalog apply, operator run queries.
+//!   events, timeout/retry sweep, freshness sweep ([`app::freshness`]),
+//!   catalog apply, operator run queries.
 //! - [`handlers`]: the SQS handlers, adapters from the consumer runtime to
 //!   the use cases.
 //! - [`relay`]: the transactional outbox relay (publishing through

@@ -31,7 +31,10 @@ pub fn render_metrics(
     handle: Option<&metrics_exporter_prometheus::PrometheusHandle>,
 ) -> (StatusCode, String) {
     match handle {
-        Some(h) => (StatusCode::OK, h.render()),
+        Some(h) => (
+            StatusCode::OK,
+            h.render() + &crate::prometheus::overdue_text(),
+        ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder not installed\n".into(),
@@ -135,6 +138,34 @@ async fn refresh_state_gauges(pool: Pool) {
             metrics::gauge!(crate::prometheus::OUTBOX_OLDEST_AGE_SECONDS).set(b.oldest_age_secs);
         }
         Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
+    }
+    let freshness = crate::in_transaction!(pool, crate::store::StoreError, |tx| {
+        crate::store::freshness::overview(&tx, crate::prometheus::OVERDUE_SERIES).await?
+    });
+    match freshness {
+        Ok(o) => {
+            use crate::domain::freshness_state::{DatasetState, MetricState};
+            for state in DatasetState::ALL {
+                let n = o
+                    .datasets
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!(crate::prometheus::DATASETS_FRESHNESS, "state" => state.as_str())
+                    .set(n as f64);
+            }
+            for state in MetricState::ALL {
+                let n = o
+                    .metrics
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!(crate::prometheus::METRICS_FRESHNESS, "state" => state.as_str())
+                    .set(n as f64);
+            }
+            crate::prometheus::set_overdue(&o.overdue_datasets, &o.overdue_metrics);
+        }
+        Err(e) => tracing::debug!(error = %e, "could not read the freshness states"),
     }
     match crate::app::runs_admin::counts(&pool).await {
         Ok(counts) => {

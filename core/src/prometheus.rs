@@ -22,11 +22,27 @@ pub const OUTBOX_BACKLOG: &str = "orchestrator_outbox_backlog";
 /// Run requests this process committed and has not finished publishing; the
 /// consumer pauses while it is at `PUBLISH_BACKLOG_LIMIT`.
 pub const PUBLISH_WAITING: &str = "orchestrator_publish_waiting";
+/// This process's `PUBLISH_BACKLOG_LIMIT`: at it, the consumer pauses.
+pub const PUBLISH_LIMIT: &str = "orchestrator_publish_backlog_limit";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "orchestrator_outbox_oldest_age_seconds";
 /// Runs in the database, by status (refreshed periodically).
 pub const RUNS: &str = "orchestrator_runs";
 pub const RUN_TIMEOUTS: &str = "orchestrator_run_timeouts_total";
 pub const RUN_RETRIES: &str = "orchestrator_run_retries_total";
+/// Datasets with an expectation, by freshness state (`on_time`, `late`,
+/// `unknown`); refreshed periodically.
+pub const DATASETS_FRESHNESS: &str = "orchestrator_datasets_freshness";
+/// Metrics with an expectation, by freshness state (`pass`, `warn`, `fail`,
+/// `unknown`).
+pub const METRICS_FRESHNESS: &str = "orchestrator_metrics_freshness";
+/// Seconds a late dataset is past its deadline, by `dataset`: only late
+/// ones, at most [`OVERDUE_SERIES`] (the series stay bounded).
+pub const DATASET_OVERDUE_SECONDS: &str = "orchestrator_dataset_overdue_seconds";
+/// Seconds a warning or failing metric is past its threshold, by `metric`
+/// (its code).
+pub const METRIC_OVERDUE_SECONDS: &str = "orchestrator_metric_overdue_seconds";
+/// The most overdue datasets and metrics given a series each.
+pub const OVERDUE_SERIES: i64 = 200;
 /// `orchestrator serve`: requests by route pattern, method and status.
 pub const API_REQUESTS: &str = "orchestrator_api_requests_total";
 pub const API_REQUEST_SECONDS: &str = "orchestrator_api_request_duration_seconds";
@@ -36,6 +52,56 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The per-entity overdue gauges, rendered as text beside the recorder's:
+/// replaced whole at each refresh, so that a dataset or metric that
+/// recovered has no series left (the recorder keeps every series it saw).
+static OVERDUE: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+/// Escapes a label value (Prometheus text format).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Replaces the overdue gauges with these.
+pub fn set_overdue(datasets: &[(String, f64)], metrics: &[(String, f64)]) {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# HELP {DATASET_OVERDUE_SECONDS} seconds a late dataset is past its deadline"
+    );
+    let _ = writeln!(text, "# TYPE {DATASET_OVERDUE_SECONDS} gauge");
+    for (id, secs) in datasets {
+        let _ = writeln!(
+            text,
+            "{DATASET_OVERDUE_SECONDS}{{dataset=\"{}\"}} {secs}",
+            label(id)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP {METRIC_OVERDUE_SECONDS} seconds a warning or failing metric is past its threshold"
+    );
+    let _ = writeln!(text, "# TYPE {METRIC_OVERDUE_SECONDS} gauge");
+    for (code, secs) in metrics {
+        let _ = writeln!(
+            text,
+            "{METRIC_OVERDUE_SECONDS}{{metric=\"{}\"}} {secs}",
+            label(code)
+        );
+    }
+    if let Ok(mut g) = OVERDUE.write() {
+        *g = text;
+    }
+}
+
+/// The overdue gauges' text (empty until the first refresh).
+pub fn overdue_text() -> String {
+    OVERDUE.read().map(|g| g.clone()).unwrap_or_default()
+}
 
 /// Installs the process-wide recorder once; `None` if another recorder was
 /// installed first (then `/metrics` says so).
@@ -49,6 +115,11 @@ pub fn install() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            // Counters without labels exist from the start, at zero, so that
+            // rate() and increase() see their first increment.
+            for name in [PUBLISHED, PUBLISH_FAILURES, RUN_TIMEOUTS, RUN_RETRIES] {
+                metrics::counter!(name).increment(0);
+            }
             Some(handle)
         })
         .clone()
@@ -78,6 +149,14 @@ fn describe() {
     );
     describe_counter!(PUBLISH_FAILURES, "failed run-request publishes (retried)");
     describe_gauge!(OUTBOX_BACKLOG, "unpublished outbox rows");
+    describe_gauge!(
+        DATASETS_FRESHNESS,
+        "datasets with an expectation, by freshness state"
+    );
+    describe_gauge!(
+        METRICS_FRESHNESS,
+        "metrics with an expectation, by freshness state"
+    );
     describe_gauge!(
         PUBLISH_WAITING,
         "run requests committed by this process and not yet published (the consumer pauses at PUBLISH_BACKLOG_LIMIT)"

@@ -186,6 +186,7 @@ where
         .await
         .map_err(|source| WorkerError::Ops { addr, source })?;
     let waiting = Backpressure::new(deps.publish_backlog_limit);
+    metrics::gauge!(crate::prometheus::PUBLISH_LIMIT).set(deps.publish_backlog_limit as f64);
     let (publish, publisher) = PublishQueue::start(
         deps.relay.clone(),
         1024,

@@ -241,6 +241,33 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     text_of(&c, "[data-testid='status-m.pair']", "ok").await;
     shot(&c, &dir, "05-metrics-after-d2.png").await;
 
+    // d3 is expected hourly and m.triple within two hours: both overdue.
+    let mut catalog = orchestrator_tests::fixtures::base_catalog();
+    catalog["datasets"][2]["expected_every"] = json!("1h");
+    catalog["metrics"][2]["max_age"] = json!({"fail": "2h"});
+    orchestrator_tests::fixtures::apply(&db, &catalog).await;
+    db.exec(
+        "UPDATE datasets SET expectation_set_at = now() - interval '3 hours';
+         UPDATE metrics SET expectation_set_at = now() - interval '3 hours'",
+    )
+    .await;
+    orchestrator_core::app::freshness::sweep(&db.ctx(), None)
+        .await
+        .unwrap();
+    c.goto(&format!("{}/#/attention", api.base)).await.unwrap();
+    text_of(&c, "[data-testid='attention-dataset-d3']", "late by 2 h").await;
+    text_of(
+        &c,
+        "[data-testid='attention-metric-m.triple']",
+        "blocked by d3",
+    )
+    .await;
+    shot(&c, &dir, "06-attention.png").await;
+    c.goto(&format!("{}/#/datasets", api.base)).await.unwrap();
+    text_of(&c, "[data-testid='fresh-d3']", "late by 2 h").await;
+    c.goto(&format!("{}/#/metrics", api.base)).await.unwrap();
+    text_of(&c, "[data-testid='fresh-m.triple']", "fails since").await;
+
     // Every page above rendered under the server's Content-Security-Policy
     // without one violation; a violation made on purpose shows that they
     // are seen.

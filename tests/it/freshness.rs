@@ -228,3 +228,57 @@ async fn without_an_alerts_topic_states_are_kept_and_nothing_is_queued() {
     sweep(&db.ctx(), None).await.unwrap();
     assert!(states(&db).await.is_empty(), "{:?}", states(&db).await);
 }
+
+#[tokio::test]
+async fn the_api_shows_and_filters_freshness_and_names_what_blocks_a_metric() {
+    use orchestrator_tests::api::ApiServer;
+    let db = expecting_db("fresh_api").await;
+    sweep(&db.ctx(), None).await.unwrap();
+    let api = ApiServer::for_db(&db, None).await;
+    let get = |path: &'static str| {
+        let (client, base) = (api.client.clone(), api.base.clone());
+        async move {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, late) = get("/api/v1/datasets?freshness=late").await;
+    assert_eq!(status, 200, "{late}");
+    let ids: Vec<&str> = late["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["d1", "d2"]);
+    let d2 = &late["items"][1];
+    assert_eq!(d2["expectation"], "every 1h, grace 30m");
+    assert_eq!(d2["freshness"]["state"], "late");
+    assert!(
+        d2["freshness"]["overdueSeconds"].as_f64().unwrap() > 1700.0,
+        "{d2}"
+    );
+    let (_, on_time) = get("/api/v1/datasets?freshness=on_time").await;
+    assert!(on_time["items"].as_array().unwrap().is_empty(), "{on_time}");
+    let (_, all) = get("/api/v1/datasets").await;
+    assert!(
+        all["items"][2].get("freshness").is_none_or(Value::is_null),
+        "d3 has no expectation: {all}"
+    );
+
+    let (status, failing) = get("/api/v1/metrics?freshness=fail").await;
+    assert_eq!(status, 200, "{failing}");
+    let items = failing["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{failing}");
+    assert_eq!(items[0]["code"], "m.pair");
+    assert_eq!(items[0]["freshness"]["blocking"], json!(["d1", "d2"]));
+    assert_eq!(items[0]["expectation"], "max age warn 1h, fail 2h");
+
+    let (status, bad) = get("/api/v1/metrics?freshness=late").await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.to_string().contains("freshness"), "{bad}");
+    assert!(
+        bad.to_string().contains("pass, warn, fail, unknown"),
+        "{bad}"
+    );
+}

@@ -17,6 +17,7 @@ mod faults;
 mod freshness;
 mod hostile;
 mod lifecycle;
+mod observability;
 mod outbox;
 mod projection_update;
 mod supervision;

@@ -10,8 +10,10 @@ use super::dto::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathParam, QueryParams};
+use super::metric_routes::freshness_dto;
 use super::params::Params;
 use super::ApiState;
+use crate::domain::freshness_state::DatasetState;
 use crate::store::dataset_views::{self, DatasetSummary};
 use crate::store::metric_views;
 
@@ -24,11 +26,14 @@ fn dataset_dto(d: DatasetSummary) -> Dataset {
         series: d.series,
         metric_count: d.metric_count,
         newest_update_at: d.newest_update_at,
+        expectation: d.expectation,
+        freshness: d.freshness.map(freshness_dto),
     }
 }
 
 #[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets",
     params(
+        ("freshness" = Option<String>, Query, description = "on_time | late | unknown: datasets with an expectation in this freshness state"),
         ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
@@ -36,10 +41,11 @@ fn dataset_dto(d: DatasetSummary) -> Dataset {
               (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
               (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Dataset>> {
-    let p = Params::new(q, &["limit", "cursor"])?;
+    let p = Params::new(q, &["freshness", "limit", "cursor"])?;
     let limit = p.limit()?;
     let cursor = p.text("cursor")?;
-    let mut rows = dataset_views::list(&s.pool, cursor.as_deref(), limit + 1).await?;
+    let freshness: Option<DatasetState> = p.parsed("freshness")?;
+    let mut rows = dataset_views::list(&s.pool, cursor.as_deref(), freshness, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more

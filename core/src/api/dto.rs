@@ -54,6 +54,30 @@ pub struct Metric {
     pub last_run: Option<LastRun>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub pending_run: Option<PendingRun>,
+    /// Its freshness expectation (`max age warn 1day 2h, fail 2days`);
+    /// absent: none.
+    pub expectation: Option<String>,
+    /// Its freshness state; absent without an expectation (or before the
+    /// first sweep).
+    pub freshness: Option<Freshness>,
+}
+
+/// A freshness state (docs/semantics.md, "Freshness expectations").
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Freshness {
+    /// Datasets: `on_time`, `late`, `unknown`; metrics: `pass`, `warn`,
+    /// `fail`, `unknown`.
+    pub state: String,
+    /// When it entered this state.
+    pub since: DateTime<Utc>,
+    /// The deadline or threshold a late, warning or failing one passed.
+    pub overdue_since: Option<DateTime<Utc>>,
+    /// Seconds since `overdueSince`, at the time of the answer.
+    pub overdue_seconds: Option<f64>,
+    /// Metrics: the datasets that block a warning or failing one (late, or
+    /// missing from its pending run).
+    pub blocking: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -174,6 +198,10 @@ pub struct Dataset {
     pub series: Vec<String>,
     pub metric_count: i64,
     pub newest_update_at: Option<DateTime<Utc>>,
+    /// Its freshness expectation (`every 1day, grace 1h`); absent: none.
+    pub expectation: Option<String>,
+    /// Its freshness state; absent without an expectation.
+    pub freshness: Option<Freshness>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,8 +9,9 @@ use super::extract::{PathParam, QueryParams};
 use super::params::Params;
 use super::runs::run_dto;
 use super::ApiState;
+use crate::domain::freshness_state::MetricState;
 use crate::domain::metric_status::{status, waiting_text, MetricStatus};
-use crate::store::metric_views::{self, MetricQuery, MetricSummary};
+use crate::store::metric_views::{self, Freshness, MetricQuery, MetricSummary};
 use crate::store::run_views::{self, RunFilter};
 
 pub fn metric_dto(m: MetricSummary) -> Metric {
@@ -40,6 +41,21 @@ pub fn metric_dto(m: MetricSummary) -> Metric {
         }),
         last_success_at: m.last_success_at,
         pending_run,
+        expectation: m.expectation,
+        freshness: m.freshness.map(freshness_dto),
+    }
+}
+
+pub fn freshness_dto<S: std::fmt::Display>(f: Freshness<S>) -> dto::Freshness {
+    let now = chrono::Utc::now();
+    dto::Freshness {
+        state: f.state.to_string(),
+        since: f.since,
+        overdue_since: f.overdue_since,
+        overdue_seconds: f
+            .overdue_since
+            .map(|t| ((now - t).num_milliseconds().max(0) as f64) / 1e3),
+        blocking: f.blocking.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -51,6 +67,7 @@ const BATCH: i64 = 500;
     params(
         ("dataset" = Option<String>, Query, description = "only metrics that require this dataset"),
         ("status" = Option<String>, Query, description = "ok | pending | stale | failing | disabled"),
+        ("freshness" = Option<String>, Query, description = "pass | warn | fail | unknown: metrics with an expectation in this freshness state"),
         ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
@@ -58,13 +75,15 @@ const BATCH: i64 = 500;
               (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
               (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Metric>> {
-    let p = Params::new(q, &["dataset", "status", "limit", "cursor"])?;
+    let p = Params::new(q, &["dataset", "status", "freshness", "limit", "cursor"])?;
     let wanted: Option<MetricStatus> = p.parsed("status")?;
+    let freshness: Option<MetricState> = p.parsed("freshness")?;
     let limit = p.limit()?;
     let mut query = MetricQuery {
         dataset: p.text("dataset")?.map(Into::into),
         only_pending: wanted == Some(MetricStatus::Pending),
         only_disabled: wanted == Some(MetricStatus::Disabled),
+        freshness,
         after_code: p.text("cursor")?,
         // Pre-filtered in SQL (or unfiltered): one page is enough; otherwise
         // batches, filtered here.

@@ -3,7 +3,7 @@
 //! In one transaction: (1) record the event key and insert the update,
 //! (2) claim the dependent metrics without waiting (`SKIP LOCKED`); for each
 //! one another transaction holds, (3) write a backlog row, and evaluate the
-//! claimed ones ([`evaluate::settle`]): their backlog first, then this
+//! claimed ones (`evaluate::settle`): their backlog first, then this
 //! update, then rows other transactions added meanwhile. After the commit,
 //! (4) evaluate whatever backlog the dependent metrics still have
 //! ([`backlog::drain`]): rows this transaction wrote, and rows others wrote

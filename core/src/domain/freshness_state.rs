@@ -44,6 +44,17 @@ macro_rules! states {
             }
         }
 
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::parse(s).ok_or_else(|| {
+                    let all: Vec<&str> = Self::ALL.iter().map(|x| x.as_str()).collect();
+                    format!("must be one of {}", all.join(", "))
+                })
+            }
+        }
+
         impl std::fmt::Display for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Pool, StoreError};
+use super::metric_views::{freshness, Freshness};
+use super::{Pool, StoreError, StoreResult};
+use crate::domain::expectation::DatasetExpectation;
+use crate::domain::freshness_state::DatasetState;
 use crate::domain::ids::{DatasetId, UpdateId};
 
 #[derive(Debug, Clone)]
@@ -14,6 +17,9 @@ pub struct DatasetSummary {
     pub series: Vec<String>,
     pub metric_count: i64,
     pub newest_update_at: Option<DateTime<Utc>>,
+    /// Its freshness expectation, as `catalog apply` prints it.
+    pub expectation: Option<String>,
+    pub freshness: Option<Freshness<DatasetState>>,
 }
 
 #[derive(Debug, Clone)]
@@ -30,11 +36,17 @@ SELECT d.id, d.name, d.description, d.bucket,
        ARRAY(SELECT s.series_code FROM dataset_series s WHERE s.dataset_id = d.id ORDER BY 1),
        (SELECT count(*) FROM metric_required_datasets r WHERE r.dataset_id = d.id),
        (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = d.id
-         ORDER BY u.created_at DESC, u.id DESC LIMIT 1)
-  FROM datasets d";
+         ORDER BY u.created_at DESC, u.id DESC LIMIT 1),
+       f.state, f.since, f.overdue_since, NULL::text[],
+       d.expected_every_secs, d.expected_by, d.expectation_grace_secs
+  FROM datasets d LEFT JOIN dataset_freshness f ON f.dataset_id = d.id";
 
-fn summary(r: &tokio_postgres::Row) -> DatasetSummary {
-    DatasetSummary {
+fn summary(r: &tokio_postgres::Row) -> StoreResult<DatasetSummary> {
+    let by: Option<String> = r.get(12);
+    let expectation = DatasetExpectation::from_columns(r.get(11), by.as_deref(), r.get(13))
+        .map_err(StoreError::Corrupt)?
+        .map(|e| e.to_string());
+    Ok(DatasetSummary {
         id: r.get(0),
         name: r.get(1),
         description: r.get(2),
@@ -42,29 +54,42 @@ fn summary(r: &tokio_postgres::Row) -> DatasetSummary {
         series: r.get(4),
         metric_count: r.get(5),
         newest_update_at: r.get(6),
-    }
+        freshness: freshness(r, 7, DatasetState::parse)?,
+        expectation,
+    })
 }
 
-/// Datasets in id order after `after` (keyset pagination).
+/// Datasets in id order after `after` (keyset pagination), only those in
+/// `freshness` when given.
 pub async fn list(
     pool: &Pool,
     after: Option<&str>,
+    freshness: Option<DatasetState>,
     limit: i64,
 ) -> Result<Vec<DatasetSummary>, StoreError> {
     let client = pool.get().await?;
-    let sql = format!("{SUMMARY} WHERE $1::text IS NULL OR d.id > $1 ORDER BY d.id LIMIT $2");
-    Ok(client
-        .query(&sql, &[&after, &limit.max(1)])
+    let sql = format!(
+        "{SUMMARY} WHERE ($1::text IS NULL OR d.id > $1) AND ($2::text IS NULL OR f.state = $2)
+          ORDER BY d.id LIMIT $3"
+    );
+    let state = freshness.map(DatasetState::as_str);
+    client
+        .query(&sql, &[&after, &state, &limit.max(1)])
         .await?
         .iter()
         .map(summary)
-        .collect())
+        .collect()
 }
 
 pub async fn get(pool: &Pool, id: &str) -> Result<Option<DatasetSummary>, StoreError> {
     let client = pool.get().await?;
     let sql = format!("{SUMMARY} WHERE d.id = $1");
-    Ok(client.query_opt(&sql, &[&id]).await?.as_ref().map(summary))
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(summary)
+        .transpose()
 }
 
 /// Codes of the metrics that require the dataset.

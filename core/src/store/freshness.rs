@@ -286,3 +286,59 @@ pub async fn forget_unexpected(tx: &Transaction<'_>) -> StoreResult<u64> {
         .await?;
     Ok(datasets + metrics)
 }
+
+/// How many datasets and metrics are in each state, and the ones overdue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overview {
+    pub datasets: Vec<(DatasetState, i64)>,
+    pub metrics: Vec<(MetricState, i64)>,
+    /// Late datasets (by id) and warning or failing metrics (by code) with
+    /// their seconds overdue, the most overdue first, at most `limit` each.
+    pub overdue_datasets: Vec<(String, f64)>,
+    pub overdue_metrics: Vec<(String, f64)>,
+}
+
+pub async fn overview(tx: &Transaction<'_>, limit: i64) -> StoreResult<Overview> {
+    let counts = tx
+        .query(
+            "SELECT 'dataset', state, count(*) FROM dataset_freshness GROUP BY state
+             UNION ALL
+             SELECT 'metric', state, count(*) FROM metric_freshness GROUP BY state",
+            &[],
+        )
+        .await?;
+    let mut out = Overview::default();
+    for r in &counts {
+        let (kind, state, n): (&str, String, i64) = (r.get(0), r.get(1), r.get(2));
+        if kind == "dataset" {
+            out.datasets
+                .extend(DatasetState::parse(&state).map(|s| (s, n)));
+        } else {
+            out.metrics
+                .extend(MetricState::parse(&state).map(|s| (s, n)));
+        }
+    }
+    let overdue = tx
+        .query(
+            "(SELECT 'dataset', dataset_id, EXTRACT(EPOCH FROM now() - overdue_since)::float8
+                FROM dataset_freshness WHERE state = 'late' AND overdue_since IS NOT NULL
+               ORDER BY overdue_since LIMIT $1)
+             UNION ALL
+             (SELECT 'metric', m.code, EXTRACT(EPOCH FROM now() - f.overdue_since)::float8
+                FROM metric_freshness f JOIN metrics m ON m.id = f.metric_id
+               WHERE f.state IN ('warn', 'fail') AND f.overdue_since IS NOT NULL
+               ORDER BY f.overdue_since LIMIT $1)",
+            &[&limit],
+        )
+        .await?;
+    for r in &overdue {
+        let (kind, id, secs): (&str, String, f64) = (r.get(0), r.get(1), r.get(2));
+        let list = if kind == "dataset" {
+            &mut out.overdue_datasets
+        } else {
+            &mut out.overdue_metrics
+        };
+        list.push((id, secs.max(0.0)));
+    }
+    Ok(out)
+}

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Pool, StoreError, StoreResult};
+use crate::domain::expectation::MetricExpectation;
+use crate::domain::freshness_state::MetricState;
 use crate::domain::ids::{DatasetId, MetricId, RunId, UpdateId};
 use crate::domain::metric_status::StatusFacts;
 use crate::domain::run_state::RunStatus;
@@ -20,6 +22,8 @@ pub struct MetricQuery {
     pub only_pending: bool,
     /// Only disabled metrics.
     pub only_disabled: bool,
+    /// Only metrics in this freshness state.
+    pub freshness: Option<MetricState>,
     /// Codes after this one (keyset pagination).
     pub after_code: Option<String>,
     pub limit: i64,
@@ -49,6 +53,20 @@ pub struct MetricSummary {
     /// Datasets the pending run has no update for yet.
     pub waiting_for: Vec<DatasetId>,
     pub inputs_fresh: bool,
+    /// Its freshness expectation, as `catalog apply` prints it.
+    pub expectation: Option<String>,
+    /// Its freshness state, when it has an expectation and was swept.
+    pub freshness: Option<Freshness<MetricState>>,
+}
+
+/// A freshness state as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freshness<S> {
+    pub state: S,
+    pub since: DateTime<Utc>,
+    pub overdue_since: Option<DateTime<Utc>>,
+    /// Metrics: the datasets that block a warning or failing one.
+    pub blocking: Vec<DatasetId>,
 }
 
 impl MetricSummary {
@@ -93,8 +111,11 @@ SELECT m.id, m.code, m.expression_type, m.enabled, m.required_days, m.max_attemp
                    FROM metric_required_datasets r
                    LEFT JOIN LATERAL (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = r.dataset_id
                                        ORDER BY u.created_at DESC, u.id DESC LIMIT 1) nu ON true
-                  WHERE r.metric_id = m.id), true) END AS inputs_fresh
+                  WHERE r.metric_id = m.id), true) END AS inputs_fresh,
+       f.state AS freshness, f.since AS freshness_since, f.overdue_since, f.blocking,
+       m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by, m.expectation_grace_secs
   FROM page m
+  LEFT JOIN metric_freshness f ON f.metric_id = m.id
   LEFT JOIN LATERAL (SELECT x.id, x.status, x.finished_at FROM metric_runs x
                       WHERE x.metric_code = m.code AND x.status <> 'pending_dependencies'
                       ORDER BY x.created_at DESC LIMIT 1) lr ON true
@@ -106,6 +127,27 @@ const WITH_PENDING: &str = "metrics m LEFT JOIN metric_runs p
 
 fn status(s: Option<String>) -> StoreResult<Option<RunStatus>> {
     s.map(|s| super::runs::status_of(&s)).transpose()
+}
+
+/// The state, since, overdue-since and blocking columns from `first` on.
+pub(super) fn freshness<S>(
+    r: &tokio_postgres::Row,
+    first: usize,
+    parse: fn(&str) -> Option<S>,
+) -> StoreResult<Option<Freshness<S>>> {
+    let Some(text) = r.get::<_, Option<String>>(first) else {
+        return Ok(None);
+    };
+    let state = parse(&text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown freshness state {text:?}")))?;
+    Ok(Some(Freshness {
+        state,
+        since: r.get(first + 1),
+        overdue_since: r.get(first + 2),
+        blocking: r
+            .get::<_, Option<Vec<DatasetId>>>(first + 3)
+            .unwrap_or_default(),
+    }))
 }
 
 fn summary(r: &tokio_postgres::Row) -> StoreResult<MetricSummary> {
@@ -132,6 +174,13 @@ fn summary(r: &tokio_postgres::Row) -> StoreResult<MetricSummary> {
         pending_run: r.get(13),
         waiting_for: r.get(14),
         inputs_fresh: r.get(15),
+        freshness: freshness(r, 16, MetricState::parse)?,
+        expectation: {
+            let by: Option<String> = r.get(22);
+            MetricExpectation::from_columns((r.get(20), r.get(21), by.as_deref(), r.get(23)))
+                .map_err(StoreError::Corrupt)?
+                .map(|e| e.to_string())
+        },
     })
 }
 
@@ -166,6 +215,14 @@ pub async fn list(pool: &Pool, q: &MetricQuery) -> Result<Vec<MetricSummary>, St
     }
     if q.only_disabled {
         conds.push("NOT m.enabled".into());
+    }
+    let freshness = q.freshness.map(MetricState::as_str);
+    if let Some(state) = &freshness {
+        params.push(state);
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM metric_freshness f WHERE f.metric_id = m.id AND f.state = ${})",
+            params.len()
+        ));
     }
     let limit = q.limit.max(1);
     params.push(&limit);

@@ -116,7 +116,10 @@ pub async fn runs_in(pool: &Pool, statuses: &[RunStatus]) -> StoreResult<i64> {
 pub async fn sample_request(pool: &Pool) -> StoreResult<Option<String>> {
     let client = pool.get().await?;
     Ok(client
-        .query_opt("SELECT payload FROM outbox LIMIT 1", &[])
+        .query_opt(
+            "SELECT payload FROM outbox WHERE run_id IS NOT NULL LIMIT 1",
+            &[],
+        )
         .await?
         .map(|r| r.get(0)))
 }
@@ -183,7 +186,8 @@ pub async fn invariants(pool: &Pool) -> StoreResult<Invariants> {
             "SELECT
                (SELECT count(*) FROM (SELECT metric_id FROM metric_runs
                    WHERE status = 'pending_dependencies' GROUP BY metric_id HAVING count(*) > 1) x),
-               (SELECT count(*) FROM (SELECT run_id FROM outbox GROUP BY run_id HAVING count(*) > 1) x),
+               (SELECT count(*) FROM (SELECT run_id FROM outbox WHERE run_id IS NOT NULL
+                                        GROUP BY run_id HAVING count(*) > 1) x),
                (SELECT count(*) FROM metric_runs r WHERE r.requested_at IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.run_id = r.id)),
                (SELECT count(*) FROM (

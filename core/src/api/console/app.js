@@ -25,6 +25,29 @@ function age(secs) {
   return secs < 3600 ? `${Math.round(secs / 60)} min` : secs < 172800 ? `${Math.round(secs / 3600)} h` : `${Math.round(secs / 86400)} days`;
 }
 
+function clock(t) {
+  const d = new Date(t);
+  return d.toDateString() === new Date().toDateString()
+    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : d.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+// A freshness badge: "late by 3 h", "fails since 10:00, blocked by d2".
+function freshBadge(f, id) {
+  if (!f) return "";
+  const tid = id ? ` data-testid="${esc(id)}"` : "";
+  const blocked = f.blocking && f.blocking.length ? `, blocked by ${f.blocking.map(esc).join(", ")}` : "";
+  const since = f.overdueSince ? clock(f.overdueSince) : clock(f.since);
+  const text = {
+    late: `late by ${age(f.overdueSeconds)}`,
+    fail: `fails since ${since}${blocked}`,
+    warn: `warns since ${since}${blocked}`,
+    on_time: "on time",
+    pass: "fresh",
+    unknown: "no data yet",
+  }[f.state] ?? f.state;
+  return `<span class="badge fresh-${esc(f.state)}"${tid} title="${esc(f.state)} since ${esc(f.since)}">${text}</span>`;
+}
+
 // With API_AUTH=all the reads need the API token too: the console asks for
 // it once and keeps it for this tab only (sessionStorage).
 const TOKEN_KEY = "orchestrator.apiToken";
@@ -85,7 +108,8 @@ async function metricsPage(q) {
     <tr data-testid="metric-row-${esc(m.code)}">
       <td><a href="#/metrics/${enc(m.code)}">${esc(m.code)}</a><div class="muted">${esc(m.expressionType)}</div></td>
       <td>${badge(m.status, `status-${m.code}`)}
-          ${m.pendingRun ? `<div class="why" data-testid="why-${esc(m.code)}">${esc(m.pendingRun.summary)}</div>` : ""}</td>
+          ${m.pendingRun ? `<div class="why" data-testid="why-${esc(m.code)}">${esc(m.pendingRun.summary)}</div>` : ""}
+          ${freshBadge(m.freshness, `fresh-${m.code}`)}</td>
       <td>${m.requiredDatasets.map((d) => `<a href="#/datasets/${enc(d)}">${esc(d)}</a>`).join(", ")}</td>
       <td>${m.lastRun ? `<a href="#/runs/${enc(m.lastRun.id)}">${badge(m.lastRun.status)}</a> ${ago(m.lastRun.finishedAt)}` : '<span class="muted">never run</span>'}</td>
       <td>${ago(m.lastSuccessAt)}</td>
@@ -234,10 +258,29 @@ async function datasetsPage() {
   setNav("datasets");
   const page = await api("/api/v1/datasets?limit=500");
   const rows = page.items.map((d) => `
-    <tr><td><a href="#/datasets/${enc(d.id)}">${esc(d.id)}</a><div class="muted">${esc(d.name ?? "")}</div></td>
+    <tr data-testid="dataset-row-${esc(d.id)}"><td><a href="#/datasets/${enc(d.id)}">${esc(d.id)}</a> ${freshBadge(d.freshness, `fresh-${d.id}`)}<div class="muted">${esc(d.name ?? "")}${d.expectation ? ` · expected ${esc(d.expectation)}` : ""}</div></td>
         <td>${d.series.map(esc).join(", ")}</td><td>${d.metricCount}</td><td>${ago(d.newestUpdateAt)}</td><td class="mono">${esc(d.bucket ?? "")}</td></tr>`).join("");
   app.innerHTML = `<h1>Datasets</h1><div class="sub">Announced by producers; metrics wait for their updates.</div>
     <table><thead><tr><th>Dataset</th><th>Series</th><th>Metrics</th><th>Newest update</th><th>Bucket</th></tr></thead><tbody>${rows || '<tr><td colspan="5" class="muted">No dataset yet.</td></tr>'}</tbody></table>`;
+}
+
+// What needs attention: late datasets, failing and warning metrics.
+async function attentionPage() {
+  setNav("attention");
+  const [late, fail, warn] = await Promise.all([
+    api("/api/v1/datasets?freshness=late&limit=500"),
+    api("/api/v1/metrics?freshness=fail&limit=500"),
+    api("/api/v1/metrics?freshness=warn&limit=500"),
+  ]);
+  const ds = late.items.map((d) => `<tr data-testid="attention-dataset-${esc(d.id)}"><td><a href="#/datasets/${enc(d.id)}">${esc(d.id)}</a></td>
+      <td>${freshBadge(d.freshness)}</td><td>${esc(d.expectation ?? "")}</td><td>${ago(d.newestUpdateAt)}</td></tr>`).join("");
+  const ms = fail.items.concat(warn.items).map((m) => `<tr data-testid="attention-metric-${esc(m.code)}"><td><a href="#/metrics/${enc(m.code)}">${esc(m.code)}</a></td>
+      <td>${freshBadge(m.freshness)}</td><td>${esc(m.expectation ?? "")}</td><td>${ago(m.lastSuccessAt)}</td></tr>`).join("");
+  app.innerHTML = `<h1>Needs attention</h1><div class="sub">Datasets past their deadline and metrics whose output is too old (freshness expectations in the catalog).</div>
+    <h2>Late datasets</h2><table><thead><tr><th>Dataset</th><th>State</th><th>Expected</th><th>Newest update</th></tr></thead>
+    <tbody>${ds || '<tr><td colspan="4" class="muted" data-testid="no-late">No dataset is late.</td></tr>'}</tbody></table>
+    <h2>Failing and warning metrics</h2><table><thead><tr><th>Metric</th><th>State</th><th>Expected</th><th>Last success</th></tr></thead>
+    <tbody>${ms || '<tr><td colspan="4" class="muted">Every metric with an expectation is fresh.</td></tr>'}</tbody></table>`;
 }
 
 async function datasetPage(id) {
@@ -300,6 +343,7 @@ async function render() {
     else if (parts[0] === "datasets" && parts[1]) await datasetPage(parts.slice(1).join("/"));
     else if (parts[0] === "datasets") await datasetsPage();
     else if (parts[0] === "lineage") await lineagePage(query);
+    else if (parts[0] === "attention") await attentionPage();
     else await metricsPage(query);
     document.getElementById("live").classList.remove("stale");
     document.body.dataset.loaded = location.hash || "#/metrics";

@@ -2,8 +2,8 @@
 //! messages in flight, FIFO message groups processed in order (in parallel
 //! across groups), visibility extended while a handler works, and a drain
 //! within the grace period on shutdown. Reading a message is
-//! [`super::received`], deciding its fate [`super::disposition`], deleting
-//! [`super::deleter`].
+//! [`super::received`], deciding its fate `super::disposition`, deleting
+//! `super::deleter`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

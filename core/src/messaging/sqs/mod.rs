@@ -1,7 +1,7 @@
 //! The SQS consumer runtime: [`config`] (settings), [`received`] (reading a
 //! received message once: SNS envelope, trace context, S3 pointer),
-//! [`outcome`] (the handler trait and its result), [`disposition`] (what a
-//! result means for the message: delete, dead-letter, back off), [`deleter`]
+//! [`outcome`] (the handler trait and its result), `disposition` (what a
+//! result means for the message: delete, dead-letter, back off), `deleter`
 //! (batched deletes), [`consumer`] (the loop: receive, dispatch, carry out,
 //! drain on shutdown), [`dlq`] (dead-letter copies with their error
 //! attributes) and [`dlq_admin`] (listing and redriving dead letters).

@@ -1,5 +1,5 @@
 //! Where the SQS loop meets the business logic: one handler call per message,
-//! whose result says what becomes of the message (see [`super::disposition`]).
+//! whose result says what becomes of the message (see `super::disposition`).
 
 use std::collections::HashMap;
 use std::fmt;
