@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use orchestrator_core::app::projection_update::process;
-use orchestrator_tests::api::ApiServer;
 use orchestrator_tests::aws::Stack;
 use orchestrator_tests::fixtures::{apply, base_catalog, update};
 use orchestrator_tests::http::get;
@@ -112,10 +111,15 @@ async fn every_metric_the_dashboard_and_rules_query_is_exported() {
         .send(q, &update("d2", "v1").to_json().to_string())
         .await;
     stack.send(q, "not json").await;
-    let api = ApiServer::for_db(&db, None).await;
-    api.client
-        .get(format!("{}/api/v1/metrics", api.base))
-        .send()
+    let serve_env = [
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("API_ADDR".to_string(), "127.0.0.1:0".to_string()),
+        ("OUTPUT_BUCKET".to_string(), "observe-outputs".to_string()),
+        ("LOG_FORMAT".to_string(), "json".to_string()),
+    ];
+    let serve = Process::spawn("orchestrator", &serve_env, &["serve"]);
+    let serve_port = serve.bound_port("operator API and console at").await;
+    get(serve_port, "/api/v1/metrics")
         .await
         .expect("the API answers");
     // A run request published (update-to-request latency) needs d1 too.
@@ -131,11 +135,8 @@ async fn every_metric_the_dashboard_and_rules_query_is_exported() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut text = String::new();
-        for port in ports {
+        for port in ports.into_iter().chain([serve_port]) {
             text.push_str(&get(port, "/metrics").await.unwrap_or_default());
-        }
-        if let Ok(r) = api.client.get(format!("{}/metrics", api.base)).send().await {
-            text.push_str(&r.text().await.unwrap_or_default());
         }
         let missing: Vec<String> = wanted.difference(&names(&text)).cloned().collect();
         if missing.is_empty() {

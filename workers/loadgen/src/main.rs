@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_api;
+mod bench_freshness;
 mod bench_latency;
 mod bench_messaging;
 mod generate;
@@ -40,6 +41,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// The operator API's latency on a large seeded history.
     BenchApi(bench_api::BenchApiArgs),
+    /// The freshness sweep's time and a worker's memory at 50,000 metrics.
+    BenchFreshness(bench_freshness::BenchFreshnessArgs),
 }
 
 /// The server where loadgen creates (and drops) its scratch databases.
@@ -59,6 +62,7 @@ async fn main() {
         Command::Soak(args) => soak::run(args).await,
         Command::Generate(args) => generate::run(args),
         Command::BenchApi(args) => bench_api::run(args).await,
+        Command::BenchFreshness(args) => bench_freshness::run(args).await,
     };
     if let Err(e) = result {
         drop(telemetry);
