@@ -38,6 +38,8 @@ pub mod api;
 pub mod app;
 pub mod backpressure;
 pub mod config;
+#[cfg(test)]
+mod doc_tables;
 pub mod domain;
 pub mod errors;
 pub mod handlers;

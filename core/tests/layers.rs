@@ -105,7 +105,11 @@ fn every_module_uses_only_what_the_architecture_table_allows() {
         let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
             for used in named(line) {
-                let ok = used == top || allowed.as_ref().is_none_or(|a| a.contains(&used));
+                // `doc_tables` exists in test builds only, for any module's
+                // tests (docs/architecture.md).
+                let ok = used == top
+                    || used == "doc_tables"
+                    || allowed.as_ref().is_none_or(|a| a.contains(&used));
                 if !ok {
                     wrong.push(format!("{}:{}: {top} → {used}", rel.display(), n + 1));
                 }

@@ -366,17 +366,10 @@ mod tests {
     /// The alert types docs/contracts.md lists are the ones the code raises.
     #[test]
     fn alert_types_are_the_documented_ones() {
-        let doc = include_str!("../../../docs/contracts.md");
-        let table = doc
-            .split("| alert `type` | raised when |")
-            .nth(1)
-            .expect("the alert type table in docs/contracts.md");
-        let documented: Vec<&str> = table
-            .lines()
-            .skip(2)
-            .take_while(|l| l.starts_with("| `"))
-            .filter_map(|l| l.split('`').nth(1))
-            .collect();
+        let documented = crate::doc_tables::first_column(
+            include_str!("../../../docs/contracts.md"),
+            "| alert `type` | raised when |",
+        );
         let coded: Vec<&str> = AlertType::ALL.iter().map(|a| a.as_str()).collect();
         assert_eq!(documented, coded);
     }

@@ -133,17 +133,10 @@ mod tests {
     /// reasons the code writes, and the other way round.
     #[test]
     fn reasons_are_the_documented_attribute_values() {
-        let doc = include_str!("../../../../docs/contracts.md");
-        let table = doc
-            .split("| `error_type` | cause | what to do |")
-            .nth(1)
-            .expect("the error_type table in docs/contracts.md");
-        let documented: Vec<&str> = table
-            .lines()
-            .skip(2)
-            .take_while(|l| l.starts_with("| `"))
-            .filter_map(|l| l.split('`').nth(1))
-            .collect();
+        let documented = crate::doc_tables::first_column(
+            include_str!("../../../../docs/contracts.md"),
+            "| `error_type` | cause | what to do |",
+        );
         let written: Vec<&str> = DeadLetterReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(documented, written);
     }
