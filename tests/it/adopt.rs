@@ -155,6 +155,15 @@ async fn adoption_keeps_every_row_and_reconciles_what_our_invariants_forbid() {
     };
     let report = adopted(migrate::adopt(&db.pool, false).await.expect("adoption"));
     assert!(!report.dry_run);
+    // The reference knew no freshness expectations: adoption sets none.
+    assert_eq!(
+        db.count(
+            "SELECT (SELECT count(*) FROM datasets WHERE expected_every_secs IS NOT NULL OR expected_by IS NOT NULL)
+                  + (SELECT count(*) FROM metrics WHERE max_age_fail_secs IS NOT NULL OR expected_by IS NOT NULL)"
+        )
+        .await,
+        0
+    );
     for (t, before) in TABLES.iter().zip(&counts_before) {
         let after = db.count(&format!("SELECT count(*) FROM {t}")).await;
         // Dependencies may only grow: the expression's missing ones are added.

@@ -62,30 +62,61 @@ async fn sweep_in(
     };
     freshness::forget_unexpected(tx).await?;
     let datasets = freshness::datasets(tx).await?;
-    let metrics = freshness::metrics(tx).await?;
     let mut report = FreshnessReport {
         datasets: datasets.len(),
-        metrics: metrics.len(),
         ..FreshnessReport::default()
     };
     let (dataset_writes, mut alerts, late) = judge_datasets(&datasets, now);
     let written = freshness::write_datasets(tx, &dataset_writes).await?;
     alerts.retain(|(id, _)| written.applied.contains(id));
     report.late_datasets = late.len();
-    let (metric_writes, metric_alerts) = judge_metrics(&metrics, &late, now);
-    let written_metrics = freshness::write_metrics(tx, &metric_writes).await?;
-    report.changed = written.applied.len() + written_metrics.applied.len();
-    report.failing_metrics = metrics_in(&metric_writes, &metrics, MetricState::Fail);
-    alerts.extend(
-        metric_alerts
+    report.changed = written.applied.len();
+    queue_alerts(tx, ctx, alerts, &mut report).await?;
+    let mut after = None;
+    loop {
+        let metrics = freshness::metrics(tx, after.as_ref(), METRIC_PAGE).await?;
+        let Some(last) = metrics.last() else { break };
+        after = Some(last.id.clone());
+        report.metrics += metrics.len();
+        let (writes, alerts) = judge_metrics(&metrics, &late, now);
+        let written = freshness::write_metrics(tx, &writes).await?;
+        report.changed += written.applied.len();
+        report.failing_metrics += metrics_in(&writes, &metrics, MetricState::Fail);
+        let alerts = alerts
             .into_iter()
-            .filter(|(id, _)| written_metrics.applied.contains(id)),
-    );
-    if ctx.alerts {
-        let queued: Vec<Alert> = alerts.into_iter().map(|(_, a)| a).collect();
-        report.outbox_ids = outbox::insert_alerts(tx, &queued).await?;
+            .filter(|(id, _)| written.applied.contains(id))
+            .collect();
+        queue_alerts(tx, ctx, alerts, &mut report).await?;
+        if (metrics.len() as i64) < METRIC_PAGE {
+            break;
+        }
+    }
+    if report.changed >= ANALYZE_AFTER {
+        freshness::analyze(tx).await?;
     }
     Ok(report)
+}
+
+/// Metrics judged per page (memory stays flat at any catalog size).
+const METRIC_PAGE: i64 = 1_000;
+
+/// States written in one sweep past which the planner's statistics of the
+/// state tables are refreshed.
+const ANALYZE_AFTER: usize = 1_000;
+
+async fn queue_alerts(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    alerts: Alerts,
+    report: &mut FreshnessReport,
+) -> Result<(), StoreError> {
+    if ctx.alerts && !alerts.is_empty() {
+        let queued: Vec<Alert> = alerts.into_iter().map(|(_, a)| a).collect();
+        report
+            .outbox_ids
+            .extend(outbox::insert_alerts(tx, &queued).await?);
+    }
+    Ok(())
 }
 
 /// Metrics in `state` after the sweep: written now, or unchanged.

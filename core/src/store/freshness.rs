@@ -105,9 +105,15 @@ pub async fn datasets(tx: &Transaction<'_>) -> StoreResult<Vec<DatasetFacts>> {
     Ok(out)
 }
 
-/// Every enabled metric with an expectation, with its newest success, its
-/// required datasets, what its pending run lacks, and its last state.
-pub async fn metrics(tx: &Transaction<'_>) -> StoreResult<Vec<MetricFacts>> {
+/// Up to `limit` enabled metrics with an expectation, in id order after
+/// `after`, with their newest success, required datasets, what their
+/// pending run lacks, and their last state. In pages, so that a sweep of any
+/// catalog holds one page in memory.
+pub async fn metrics(
+    tx: &Transaction<'_>,
+    after: Option<&MetricId>,
+    limit: i64,
+) -> StoreResult<Vec<MetricFacts>> {
     let stmt = tx
         .prepare_cached(
             "SELECT m.id, m.code, m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by,
@@ -123,11 +129,13 @@ pub async fn metrics(tx: &Transaction<'_>) -> StoreResult<Vec<MetricFacts>> {
                              AND NOT d.received ORDER BY 1),
                     f.state, f.since, f.overdue_since, COALESCE(f.blocking, '{}')
                FROM metrics m LEFT JOIN metric_freshness f ON f.metric_id = m.id
-              WHERE m.enabled AND (m.max_age_fail_secs IS NOT NULL OR m.expected_by IS NOT NULL)",
+              WHERE m.enabled AND (m.max_age_fail_secs IS NOT NULL OR m.expected_by IS NOT NULL)
+                AND ($1::text IS NULL OR m.id > $1)
+              ORDER BY m.id LIMIT $2",
         )
         .await?;
     let mut out = Vec::new();
-    for r in tx.query(&stmt, &[]).await? {
+    for r in tx.query(&stmt, &[&after, &limit]).await? {
         let id: MetricId = r.get(0);
         let by: Option<String> = r.get(4);
         let Some(expectation) =
@@ -264,6 +272,16 @@ async fn write<S: Copy>(
         }
     }
     Ok(written)
+}
+
+/// Refreshes the planner's statistics of the state tables after a sweep
+/// that wrote many rows (the first one writes a row per entity: planned on
+/// an empty table's statistics, the next sweep's join would scan it once per
+/// metric).
+pub async fn analyze(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.batch_execute("ANALYZE dataset_freshness, metric_freshness")
+        .await?;
+    Ok(())
 }
 
 /// Forgets the states of entities that no longer have an expectation (or,
