@@ -95,8 +95,7 @@ impl Handler for LifecycleHandler {
         let event = parse_lifecycle_scaled(&raw, self.progress_scale)?;
         tracing::Span::current().record("run_id", event.run_id().as_str());
         let kind = event.kind();
-        let traceparent = msg.trace.to_string();
-        match lifecycle::handle_traced(&self.ctx, &event, &raw, Some(&traceparent))
+        match lifecycle::handle_traced(&self.ctx, &event, &raw, Some(&msg.trace))
             .await
             .map_err(store_failure)?
         {

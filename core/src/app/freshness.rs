@@ -78,10 +78,11 @@ async fn sweep_in(
         let Some(last) = metrics.last() else { break };
         after = Some(last.id.clone());
         report.metrics += metrics.len();
-        let (writes, alerts) = judge_metrics(&metrics, &late, now);
-        let written = freshness::write_metrics(tx, &writes).await?;
+        let judged = judge_metrics(&metrics, &late, now);
+        let written = freshness::write_metrics(tx, &judged.writes).await?;
         report.changed += written.applied.len();
-        report.failing_metrics += metrics_in(&writes, &metrics, MetricState::Fail);
+        report.failing_metrics += judged.failing;
+        let alerts = judged.alerts;
         let alerts = alerts
             .into_iter()
             .filter(|(id, _)| written.applied.contains(id))
@@ -117,25 +118,6 @@ async fn queue_alerts(
             .extend(outbox::insert_alerts(tx, &queued).await?);
     }
     Ok(())
-}
-
-/// Metrics in `state` after the sweep: written now, or unchanged.
-fn metrics_in(
-    writes: &[StateWrite<'_, MetricState>],
-    facts: &[MetricFacts],
-    state: MetricState,
-) -> usize {
-    facts
-        .iter()
-        .filter(|f| {
-            writes
-                .iter()
-                .find(|w| w.id == f.id.as_str())
-                .map(|w| w.state)
-                .or(f.stored.as_ref().map(|s| s.state))
-                == Some(state)
-        })
-        .count()
 }
 
 type Alerts = Vec<(String, Alert)>;
@@ -194,16 +176,26 @@ fn judge_datasets(
     (writes, alerts, late)
 }
 
+/// A page of metrics judged: the states to write, the alerts they raise,
+/// and how many metrics fail.
+struct JudgedMetrics<'a> {
+    writes: Vec<StateWrite<'a, MetricState>>,
+    alerts: Alerts,
+    failing: usize,
+}
+
 /// Each metric's state at `now`, and what blocks the failing ones.
 fn judge_metrics<'a>(
     facts: &'a [MetricFacts],
     late: &HashSet<&DatasetId>,
     now: DateTime<Utc>,
-) -> (Vec<StateWrite<'a, MetricState>>, Alerts) {
+) -> JudgedMetrics<'a> {
     let mut writes = Vec::new();
     let mut alerts = Vec::new();
+    let mut failing = 0;
     for f in facts {
         let a = assess_metric(&f.expectation, f.last_success_at, f.set_at, now);
+        failing += usize::from(a.state == MetricState::Fail);
         let late_inputs: Vec<DatasetId> = f
             .required
             .iter()
@@ -243,7 +235,11 @@ fn judge_metrics<'a>(
             blocking: blocked.iter().map(|d| d.to_string()).collect(),
         });
     }
-    (writes, alerts)
+    JudgedMetrics {
+        writes,
+        alerts,
+        failing,
+    }
 }
 
 /// Sweeps every `interval` until `shutdown`, handing the alerts it queues to

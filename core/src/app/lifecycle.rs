@@ -9,6 +9,7 @@ use crate::domain::alert::{self, RunFailure};
 use crate::domain::events::LifecycleEvent;
 use crate::domain::ids::{OutboxId, RunId};
 use crate::domain::run_state::{decide, should_retry, Decision, IgnoreReason, RunStatus};
+use crate::domain::trace::TraceContext;
 use crate::in_transaction;
 use crate::store::{db_now, event_log, outbox, runs, StoreError, Transaction};
 
@@ -48,21 +49,18 @@ pub async fn handle(
     handle_traced(ctx, event, raw, None).await
 }
 
-/// [`handle`], with the W3C trace context of the message that carried the
-/// event (put on the alert of a run's last failed attempt).
+/// [`handle`], with the trace context of the message that carried the
+/// event (put on the alert of a run's last failed attempt; written out only
+/// then).
 #[instrument(skip_all, fields(run_id = %event.run_id(), event_type = event.kind().as_str()))]
 pub async fn handle_traced(
     ctx: &Context,
     event: &LifecycleEvent,
     raw: &Value,
-    traceparent: Option<&str>,
+    trace: Option<&TraceContext>,
 ) -> Result<LifecycleOutcome, StoreError> {
     let outcome = in_transaction!(ctx.pool, StoreError, |tx| handle_in(
-        &tx,
-        ctx,
-        event,
-        raw,
-        traceparent
+        &tx, ctx, event, raw, trace
     )
     .await?)?;
     match &outcome {
@@ -87,7 +85,7 @@ async fn handle_in(
     ctx: &Context,
     event: &LifecycleEvent,
     raw: &Value,
-    traceparent: Option<&str>,
+    trace: Option<&TraceContext>,
 ) -> Result<LifecycleOutcome, StoreError> {
     let run_id = event.run_id();
     event_log::record(
@@ -145,6 +143,7 @@ async fn handle_in(
             LifecycleEvent::Completed(c) => c.error.as_deref(),
             _ => None,
         };
+        let traceparent = trace.map(ToString::to_string);
         let failed = alert::run_failed(&RunFailure {
             run_id,
             metric_code: &run.metric_code,
@@ -152,7 +151,7 @@ async fn handle_in(
             max_attempts: run.max_attempts,
             status: to.as_str(),
             error,
-            traceparent,
+            traceparent: traceparent.as_deref(),
             at: db_now(tx).await?,
         });
         outbox_ids = outbox::insert_alerts(tx, &[failed]).await?;

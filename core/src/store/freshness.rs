@@ -2,6 +2,8 @@
 //! expectations"): the facts each expectation is judged on, the states last
 //! written, and guarded writes of the states that changed.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, Transaction};
@@ -176,7 +178,7 @@ pub struct StateWrite<'a, S> {
 /// transition is not alerted here.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Written {
-    pub applied: Vec<String>,
+    pub applied: HashSet<String>,
     pub conflicted: Vec<String>,
 }
 
@@ -239,7 +241,7 @@ async fn write<S: Copy>(
     let (new, old): (Vec<&StateWrite<S>>, Vec<&StateWrite<S>>) =
         writes.iter().partition(|w| w.expected.is_none());
     let mut written = Written::default();
-    for (rows, sql) in [(new, table.insert), (old, table.update)] {
+    for (rows, sql, is_insert) in [(new, table.insert, true), (old, table.update, false)] {
         if rows.is_empty() {
             continue;
         }
@@ -250,7 +252,6 @@ async fn write<S: Copy>(
         let expected: Vec<&str> = rows.iter().map(|w| w.expected.map_or("", text)).collect();
         let blocking: Vec<serde_json::Value> =
             rows.iter().map(|w| serde_json::json!(w.blocking)).collect();
-        let is_insert = std::ptr::eq(sql, table.insert);
         // Parameters in the statements' order: the row, the guard, the list.
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&ids, &states, &since, &overdue];
@@ -262,14 +263,13 @@ async fn write<S: Copy>(
         }
         let stmt = tx.prepare_cached(sql).await?;
         let out = tx.query(&stmt, &params).await?;
-        let took: Vec<String> = out.iter().map(|r| r.get(0)).collect();
+        let took: HashSet<String> = out.iter().map(|r| r.get(0)).collect();
         for id in ids {
-            if took.iter().any(|t| t == id) {
-                written.applied.push(id.to_string());
-            } else {
+            if !took.contains(id) {
                 written.conflicted.push(id.to_string());
             }
         }
+        written.applied.extend(took);
     }
     Ok(written)
 }
