@@ -10,7 +10,7 @@ use super::expectation::{
     dataset_expectation, metric_expectation, DatasetExpectation, MetricExpectation,
 };
 use super::expression::{parse_metric_expression, Expr, ExpressionType};
-use super::problem::{Problem, Problems};
+use super::problem::{unknown_keys, Problem, Problems};
 
 /// Bounds that keep one catalog apply to a sane size and time.
 pub const MAX_CATALOG_BYTES: usize = 64 * 1024 * 1024;
@@ -19,6 +19,37 @@ pub const MAX_REQUIRED_DAYS: i64 = 36_500;
 pub const MAX_ATTEMPTS: i64 = 100;
 /// Thirty days.
 pub const MAX_RUN_TIMEOUT_SECS: i64 = 2_592_000;
+
+/// The keys each kind of entry may have (docs/contracts.md, "Catalog"):
+/// anything else is refused, so that a typo is not silently a default.
+const ROOT_KEYS: &[&str] = &["datasets", "series", "metrics"];
+const SERIES_KEYS: &[&str] = &["code", "name", "description", "unit", "frequency"];
+const DATASET_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "bucket",
+    "series",
+    "expected_every",
+    "expected_by",
+    "grace",
+];
+const METRIC_KEYS: &[&str] = &[
+    "id",
+    "code",
+    "expression_type",
+    "expression_json",
+    "required_days",
+    "max_attempts",
+    "run_timeout_secs",
+    "enabled",
+    "frequency",
+    "unit",
+    "description",
+    "max_age",
+    "expected_by",
+    "grace",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetDef {
@@ -123,14 +154,7 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
             "must be an object with datasets, series, metrics".into(),
         ));
     };
-    for key in root.keys() {
-        if !["datasets", "series", "metrics"].contains(&key.as_str()) {
-            p.push(Problem::new(
-                key.clone(),
-                "unknown section (expected datasets, series, metrics)",
-            ));
-        }
-    }
+    unknown_keys(root.keys(), "", ROOT_KEYS, &mut p);
     // Entries keep their index in the file so that paths stay right when an
     // earlier entry was left out for its own problems.
     let series: Vec<(usize, SeriesDef)> = section(root, "series", &mut p, parse_series);
@@ -305,6 +329,7 @@ fn int_in(
 }
 
 fn parse_series(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<SeriesDef> {
+    unknown_keys(obj.keys(), path, SERIES_KEYS, p);
     let code = required_str(obj, path, "code", p);
     let name = optional_str(obj, path, "name", p);
     let description = optional_str(obj, path, "description", p);
@@ -320,6 +345,7 @@ fn parse_series(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
 }
 
 fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<DatasetDef> {
+    unknown_keys(obj.keys(), path, DATASET_KEYS, p);
     let id = required_str(obj, path, "id", p);
     let name = optional_str(obj, path, "name", p);
     let description = optional_str(obj, path, "description", p);
@@ -366,6 +392,7 @@ fn parse_dataset(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> 
 }
 
 fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<MetricDef> {
+    unknown_keys(obj.keys(), path, METRIC_KEYS, p);
     let id = required_str(obj, path, "id", p);
     let code = required_str(obj, path, "code", p);
     let expression_type = match obj.get("expression_type").and_then(Value::as_str) {
@@ -500,6 +527,27 @@ mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_nearest_known_key() {
+        let mut doc = sample();
+        doc["metrics"][0]["requried_days"] = json!(3);
+        doc["metrics"][0]["max_atempts"] = json!(5);
+        doc["datasets"][0]["bukcet"] = json!("b2");
+        doc["series"][0]["unti"] = json!("%");
+        doc["metric"] = json!([]);
+        let err = validate(&doc, &HashSet::new()).unwrap_err().to_string();
+        for needle in [
+            "metrics[0].requried_days: unknown key; did you mean required_days?",
+            "metrics[0].max_atempts: unknown key; did you mean max_attempts?",
+            "datasets[0].bukcet: unknown key; did you mean bucket?",
+            "series[0].unti: unknown key; did you mean unit?",
+            "metric: unknown key; did you mean metrics?",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        assert!(validate(&sample(), &HashSet::new()).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::problem::Problem;
+use super::problem::{unknown_keys, Problem};
 
 /// The longest interval, grace or age an expectation may name.
 pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 86_400);
@@ -384,14 +384,7 @@ fn max_age(
     path: &str,
     p: &mut Vec<Problem>,
 ) -> Option<(Option<Duration>, Duration)> {
-    for key in m.keys() {
-        if key != "warn" && key != "fail" {
-            p.push(Problem::new(
-                format!("{path}.{key}"),
-                "unknown key (expected warn, fail)",
-            ));
-        }
-    }
+    unknown_keys(m.keys(), path, &["warn", "fail"], p);
     let warn = period(m, path, "warn", p);
     let fail = period(m, path, "fail", p);
     if !present(m, "fail") {
