@@ -127,7 +127,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V5__operator_api_indexes",
             "V6__metric_last_success_index",
             "V7__metric_update_backlog",
-            "V8__freshness_and_alerts"
+            "V8__freshness_and_alerts",
+            "V9__trigger_policies"
         ]
     );
     let text = report.to_string();
@@ -160,6 +161,14 @@ async fn adoption_keeps_every_row_and_reconciles_what_our_invariants_forbid() {
         db.count(
             "SELECT (SELECT count(*) FROM datasets WHERE expected_every_secs IS NOT NULL OR expected_by IS NOT NULL)
                   + (SELECT count(*) FROM metrics WHERE max_age_fail_secs IS NOT NULL OR expected_by IS NOT NULL)"
+        )
+        .await,
+        0
+    );
+    // Nor trigger policies or holds: adopted metrics follow the default rule.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM metrics WHERE trigger_policy IS NOT NULL OR held_at IS NOT NULL"
         )
         .await,
         0
@@ -482,7 +491,9 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
         text(&done)
     );
     assert!(
-        text(&done).contains("V7__metric_update_backlog, V8__freshness_and_alerts applied"),
+        text(&done).contains(
+            "V7__metric_update_backlog, V8__freshness_and_alerts, V9__trigger_policies applied"
+        ),
         "{}",
         text(&done)
     );

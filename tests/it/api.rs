@@ -339,6 +339,8 @@ async fn health_ready_openapi_and_unknown_routes() {
         "/api/v1/metrics",
         "/api/v1/metrics/{code}",
         "/api/v1/metrics/{code}/trigger",
+        "/api/v1/metrics/{code}/hold",
+        "/api/v1/metrics/{code}/resume",
         "/api/v1/runs",
         "/api/v1/runs/{id}",
         "/api/v1/runs/{id}/cancel",

@@ -19,6 +19,8 @@ mod hostile;
 mod lifecycle;
 mod observability;
 mod outbox;
+mod policies;
+mod policies_e2e;
 mod projection_update;
 mod supervision;
 mod telemetry;

@@ -60,6 +60,31 @@ pub struct Metric {
     /// Its freshness state; absent without an expectation (or before the
     /// first sweep).
     pub freshness: Option<Freshness>,
+    /// Its trigger policy as the catalog's dry run prints it; absent: the
+    /// default rule.
+    pub trigger_policy: Option<String>,
+    /// Set while an operator holds the metric.
+    pub held: Option<Held>,
+}
+
+/// Who holds a metric, since when.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    pub since: DateTime<Utc>,
+    pub by: String,
+}
+
+/// What happens next to a metric's pending run, and when.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextDecision {
+    /// E.g. `settling: runs at 2026-12-01 10:03:20 UTC unless another update arrives`.
+    pub text: String,
+    /// When the policy is asked again; absent: only an update can change it.
+    pub at: Option<DateTime<Utc>>,
+    /// Updates the pending run has folded in so far.
+    pub folded_updates: i64,
 }
 
 /// A freshness state (docs/semantics.md, "Freshness expectations").
@@ -121,6 +146,8 @@ pub struct MetricDetail {
     pub inputs: Vec<Input>,
     /// The 20 most recent runs, newest first.
     pub runs: Vec<Run>,
+    /// For a metric with a pending run: what happens next.
+    pub next: Option<NextDecision>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -273,6 +300,21 @@ pub struct Triggered {
     pub status: String,
     /// The update of each required dataset the run uses.
     pub updates: Vec<UsedUpdateRef>,
+}
+
+/// What a hold or a resume did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldChanged {
+    pub metric_code: String,
+    /// Whether the metric is held now.
+    pub held: bool,
+    /// Whether this call changed it (false: it already was so).
+    pub changed: bool,
+    /// Runs a resume requested.
+    pub queued_runs: Vec<String>,
+    /// Runs a resume with `drop=true` canceled.
+    pub dropped_runs: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

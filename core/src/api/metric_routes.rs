@@ -1,5 +1,7 @@
 //! `GET /api/v1/metrics` and `GET /api/v1/metrics/{code}`.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::Json;
 
@@ -10,7 +12,10 @@ use super::params::Params;
 use super::runs::run_dto;
 use super::ApiState;
 use crate::domain::freshness_state::MetricState;
+use crate::domain::ids::DatasetId;
 use crate::domain::metric_status::{status, waiting_text, MetricStatus};
+use crate::domain::pending_run::Received;
+use crate::domain::trigger;
 use crate::store::metric_views::{self, Freshness, MetricQuery, MetricSummary};
 use crate::store::run_views::{self, RunFilter};
 
@@ -43,6 +48,49 @@ pub fn metric_dto(m: MetricSummary) -> Metric {
         pending_run,
         expectation: m.expectation,
         freshness: m.freshness.map(freshness_dto),
+        trigger_policy: m.policy.as_ref().map(ToString::to_string),
+        held: m.timing.hold.map(|h| dto::Held {
+            since: h.since,
+            by: h.by,
+        }),
+    }
+}
+
+/// What the metric's pending run's policy will do, from its rows, its
+/// timers and the newest update of each input.
+fn next_decision(
+    m: &MetricSummary,
+    pending: &metric_views::PendingTrigger,
+    inputs: &[metric_views::InputState],
+) -> dto::NextDecision {
+    let newest: HashMap<DatasetId, Received> = inputs
+        .iter()
+        .filter_map(|i| {
+            Some((
+                i.dataset_id.clone(),
+                Received {
+                    update_id: i.update_id.clone()?,
+                    at: i.received_at?,
+                },
+            ))
+        })
+        .collect();
+    let policy = m.policy.clone().unwrap_or_default();
+    let decision = trigger::decide(
+        &policy,
+        &pending.slots,
+        &pending.timers,
+        &newest,
+        &m.timing,
+        chrono::Utc::now(),
+    );
+    dto::NextDecision {
+        text: trigger::describe(&decision, pending.folded.max(0) as usize),
+        at: match &decision {
+            trigger::Decision::Wait { until, .. } => *until,
+            trigger::Decision::Request { .. } => None,
+        },
+        folded_updates: pending.folded,
     }
 }
 
@@ -128,6 +176,10 @@ pub async fn get(State(s): State<ApiState>, PathParam(code): PathParam) -> ApiRe
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no metric with code {code:?}")))?;
     let id = m.id.clone();
+    let pending = match &m.pending_run {
+        Some(run) => metric_views::pending_trigger(&s.pool, run).await?,
+        None => None,
+    };
     let recent = RunFilter {
         metric_code: Some(code.clone()),
         limit: 20,
@@ -139,7 +191,9 @@ pub async fn get(State(s): State<ApiState>, PathParam(code): PathParam) -> ApiRe
         run_views::list(&s.pool, &recent)
     )?;
     let def = def.ok_or_else(|| ApiError::not_found(format!("no metric with code {code:?}")))?;
+    let next = pending.map(|p| next_decision(&m, &p, &inputs));
     Ok(Json(MetricDetail {
+        next,
         metric: metric_dto(m),
         expression_json: def.expression_json,
         frequency: def.frequency,

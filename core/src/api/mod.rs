@@ -1,4 +1,4 @@
-//! `orchestrator serve`: the operator HTTP API (read endpoints, two actions
+//! `orchestrator serve`: the operator HTTP API (read endpoints, four actions
 //! behind a token, the OpenAPI document) and the web console, on one
 //! address. Everything is read from PostgreSQL through `store`; the console
 //! (`console/`, built into the binary) calls the same API. Requests pass
@@ -89,9 +89,10 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Metric orchestrator operator API", version = "1",
-         description = "What is pending and why, lineage, run history, and two actions behind a token."),
+         description = "What is pending and why, lineage, run history, and actions behind a token (cancel, trigger, hold, resume)."),
     paths(metric_routes::list, metric_routes::get, runs::list, runs::get, datasets::list, datasets::get,
-          datasets::lineage, actions::cancel, actions::trigger, health, ready),
+          datasets::lineage, actions::cancel, actions::trigger, actions::hold, actions::resume,
+          health, ready),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -122,6 +123,8 @@ pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
     }
     let actions = Router::new()
         .route("/api/v1/metrics/{code}/trigger", post(actions::trigger))
+        .route("/api/v1/metrics/{code}/hold", post(actions::hold))
+        .route("/api/v1/metrics/{code}/resume", post(actions::resume))
         .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
         .route_layer(auth::require(state.token.clone()));
     let api = layers::shed_load(reads.merge(actions), limits.max_in_flight);

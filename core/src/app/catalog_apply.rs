@@ -12,7 +12,7 @@ use crate::domain::problem::{Problem, Problems};
 use crate::in_transaction;
 use crate::store::expectations::{self, ExpectationChange};
 use crate::store::tx::TxError;
-use crate::store::{catalog, runs, Pool, StoreError, Transaction};
+use crate::store::{catalog, runs, trigger_policies, Pool, StoreError, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -41,6 +41,8 @@ pub struct ApplyReport {
     pub canceled_runs: Vec<RunId>,
     /// Freshness expectations set, changed or removed.
     pub expectations: Vec<ExpectationChange>,
+    /// Trigger policies set, changed or removed.
+    pub policies: Vec<ExpectationChange>,
     /// Nothing was written ([`dry_run`]).
     pub dry_run: bool,
 }
@@ -99,6 +101,10 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
     let before = catalog::dependencies(tx, &ids).await?;
     catalog::upsert(tx, &cat).await?;
     let expectations = expectations::write(tx, &cat).await?;
+    let policies = match trigger_policies::write(tx, &cat).await? {
+        trigger_policies::Written::Changed(c) => c,
+        trigger_policies::Written::Invalid(p) => return Err(ApplyError::Invalid(Problems(p))),
+    };
 
     let changed: Vec<MetricId> = cat
         .metrics
@@ -128,6 +134,7 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         metrics: cat.metrics.len(),
         canceled_runs: canceled,
         expectations,
+        policies,
         dry_run: false,
     })
 }

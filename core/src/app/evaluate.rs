@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use super::{request, Context};
 use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
 use crate::domain::metric_evaluation::{self, Arrival, MetricState};
-use crate::domain::pending_run::{is_complete, update_set_key, Received, Slot};
-use crate::domain::run_request::{RunRequest, UsedUpdate};
+use crate::domain::pending_run::{update_set_key, Received, Slot};
+use crate::domain::run_request::{RunRequest, TriggerNote, UsedUpdate};
+use crate::domain::trigger::{Degraded, Timers};
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
 use crate::store::evaluation::EvaluationWrites;
 use crate::store::outbox::Origin;
@@ -59,9 +60,31 @@ struct Decided<'m> {
     created: bool,
     slots: Vec<Slot>,
     changed: Vec<usize>,
-    /// When complete: the update that completed it, and what caused that.
-    completed_by: Option<(DateTime<Utc>, &'m Origin)>,
+    /// When requested: at what time, what caused it, what it went without.
+    requested: Option<(DateTime<Utc>, &'m Origin, Degraded)>,
+    /// Under a policy or a hold: its timers and when to ask again (written
+    /// only then; a run under the default rule has no timer row).
+    timers: Option<(Timers, Option<DateTime<Utc>>)>,
+    /// Updates folded in while it waited, with when.
+    folded: Vec<(UpdateId, DateTime<Utc>)>,
+    /// An existing run with a timer row (it may have folded updates before).
+    had_timers: bool,
 }
+
+impl Decided<'_> {
+    fn degraded(&self) -> Option<&Degraded> {
+        self.requested
+            .as_ref()
+            .map(|(_, _, d)| d)
+            .filter(|d| d.is_degraded())
+    }
+}
+
+/// The cause of a run the clock requested: no update, no trace.
+static NO_ORIGIN: Origin = Origin {
+    traceparent: None,
+    source_sent_at: None,
+};
 
 /// An update waiting to be evaluated for a metric, with what caused it.
 struct Pending<'a> {
@@ -138,18 +161,32 @@ async fn evaluate(
         return Ok(Evaluated::default());
     }
     let reads = Reads::of(tx, metrics, own.as_ref()).await?;
-    let decisions = decide(metrics, &reads, own.as_ref());
+    let decisions = decide(metrics, &reads, own.as_ref(), ctx.now());
     let complete: Vec<&Decided> = decisions
         .runs
         .iter()
-        .filter(|d| d.completed_by.is_some())
+        .filter(|d| d.requested.is_some())
         .collect();
-    let requests = build_requests(tx, ctx, &complete, &reads, own.as_ref()).await?;
+    let earlier: Vec<&RunId> = complete
+        .iter()
+        .filter(|d| d.had_timers)
+        .map(|d| &d.run_id)
+        .collect();
+    let folded_before = pending::folded_of(tx, &earlier).await?;
+    let mut requests = build_requests(tx, ctx, &complete, &reads, own.as_ref()).await?;
+    for ((request, _), d) in requests.iter_mut().zip(&complete) {
+        request.trigger = trigger_note(d, folded_before.get(&d.run_id));
+    }
     let payloads = request::payloads(&requests);
     let keys = update_set_keys(&decisions.runs);
+    let degraded: Vec<Option<serde_json::Value>> = decisions
+        .runs
+        .iter()
+        .map(|d| d.degraded().map(degraded_json))
+        .collect();
     let plan = EvaluationWrites {
         requests: request::messages(&requests, &payloads),
-        ..plan(&decisions, &keys)
+        ..plan(&decisions, &keys, &degraded)
     };
     let written = plan.execute(tx).await?;
     Ok(Evaluated {
@@ -199,11 +236,12 @@ struct Decisions<'m> {
 }
 
 /// Each metric's backlog in update order, then the own update, through the
-/// pure rules of [`metric_evaluation`].
+/// pure rules of [`metric_evaluation`], then the policy once more at `now`.
 fn decide<'m>(
     metrics: &'m [LockedMetric],
     reads: &'m Reads,
     own: Option<&OwnUpdate<'m>>,
+    now: DateTime<Utc>,
 ) -> Decisions<'m> {
     let mut out = Decisions {
         runs: Vec::new(),
@@ -243,8 +281,13 @@ fn decide<'m>(
                 update: received(p.update),
             })
             .collect();
-        for run in metric_evaluation::evaluate(state_of(m, open, reads), &arrivals) {
-            out.runs_pending += usize::from(run.completed_by.is_none());
+        let timed = m.timed();
+        for run in metric_evaluation::evaluate(state_of(m, open, reads), &arrivals, now) {
+            out.runs_pending += usize::from(run.requested.is_none());
+            let timers = match (&run.wait, timed) {
+                (Some((until, _)), true) => Some((run.timers.clone(), *until)),
+                _ => None,
+            };
             out.runs.push(Decided {
                 metric: m,
                 run_id: match (open, run.existing) {
@@ -252,11 +295,24 @@ fn decide<'m>(
                     _ => RunId::generate(),
                 },
                 created: !run.existing,
+                had_timers: run.existing && open.is_some_and(|o| o.timed),
                 changed: run.changed,
                 slots: run.slots,
-                completed_by: run
-                    .completed_by
-                    .map(|i| (queue[i].update.created_at, queue[i].origin)),
+                timers,
+                folded: run
+                    .folded
+                    .iter()
+                    .map(|&i| {
+                        (
+                            queue[i].update.update_id.clone(),
+                            queue[i].update.created_at,
+                        )
+                    })
+                    .collect(),
+                requested: run.requested.map(|r| {
+                    let origin = r.by.map_or(&NO_ORIGIN, |i| queue[i].origin);
+                    (r.at, origin, r.degraded)
+                }),
             });
         }
     }
@@ -268,6 +324,9 @@ fn decide<'m>(
 fn state_of(m: &LockedMetric, open: Option<&pending::OpenPending>, reads: &Reads) -> MetricState {
     MetricState {
         open: open.map(|o| o.slots.clone()),
+        open_timers: open.map(|o| o.timers.clone()).unwrap_or_default(),
+        policy: m.policy.clone(),
+        timing: m.timing.clone(),
         required: reads
             .sources
             .get(&m.id)
@@ -321,14 +380,15 @@ async fn build_requests<'m>(
                         .cloned()
                 })
                 .collect();
-            if used.len() != d.slots.len() {
+            if used.len() != d.slots.iter().filter(|s| s.received.is_some()).count() {
                 return Err(StoreError::Corrupt(format!(
                     "run {} uses an update that does not exist",
                     d.run_id
                 )));
             }
-            let (requested_at, origin) = d
-                .completed_by
+            let (requested_at, origin, _) = d
+                .requested
+                .as_ref()
                 .ok_or_else(|| StoreError::Corrupt(format!("run {} is not complete", d.run_id)))?;
             let run = request::RequestFor {
                 run_id: &d.run_id,
@@ -337,27 +397,63 @@ async fn build_requests<'m>(
                 expression_type: &d.metric.expression_type,
                 expression_json: &d.metric.expression_json,
                 attempt: 1,
-                requested_at,
+                requested_at: *requested_at,
             };
             Ok((
                 request::build(&run, &reads.sources, &used, &ctx.settings),
-                origin,
+                *origin,
             ))
         })
         .collect()
 }
 
-/// The update-set key of each decided run that is complete.
+/// What a request under a policy says beyond the reference contract: the
+/// inputs it went without and the updates it folded in (the reference
+/// runner ignores the field).
+fn trigger_note(d: &Decided<'_>, folded_before: Option<&Vec<UpdateId>>) -> Option<TriggerNote> {
+    let degraded = d.degraded();
+    let before = folded_before.map(Vec::as_slice).unwrap_or_default();
+    if degraded.is_none() && d.folded.is_empty() && before.is_empty() {
+        return None;
+    }
+    let ids = |v: &[crate::domain::ids::DatasetId]| v.iter().map(|x| x.to_string()).collect();
+    Some(TriggerNote {
+        degraded: degraded.is_some(),
+        stale: degraded.map(|g| ids(&g.stale)).unwrap_or_default(),
+        missing: degraded.map(|g| ids(&g.missing)).unwrap_or_default(),
+        folded: before
+            .iter()
+            .chain(d.folded.iter().map(|(u, _)| u))
+            .map(ToString::to_string)
+            .collect(),
+    })
+}
+
+/// How a degraded run's shortfall is stored (`metric_runs.degraded`).
+fn degraded_json(d: &Degraded) -> serde_json::Value {
+    serde_json::json!({"stale": d.stale, "missing": d.missing})
+}
+
+/// The update-set key of each decided run that is requested.
 fn update_set_keys(runs: &[Decided<'_>]) -> Vec<Option<String>> {
     runs.iter()
-        .map(|d| is_complete(&d.slots).then(|| update_set_key(&d.slots)))
+        .map(|d| d.requested.is_some().then(|| update_set_key(&d.slots)))
         .collect()
 }
 
 /// The writes of the decisions (all but the requests, built apart).
-fn plan<'a>(decisions: &'a Decisions<'a>, keys: &'a [Option<String>]) -> EvaluationWrites<'a> {
+fn plan<'a>(
+    decisions: &'a Decisions<'a>,
+    keys: &'a [Option<String>],
+    degraded: &'a [Option<serde_json::Value>],
+) -> EvaluationWrites<'a> {
     let runs = &decisions.runs;
-    let with_keys = || runs.iter().zip(keys).map(|(d, k)| (d, k.as_deref()));
+    let with_keys = || {
+        runs.iter()
+            .zip(keys)
+            .zip(degraded)
+            .map(|((d, k), g)| (d, k.as_deref(), g.as_ref()))
+    };
     let slot_rows = |d: &'a Decided<'a>, slots: Vec<&'a Slot>| {
         slots.into_iter().map(move |slot| pending::SlotRow {
             run_id: &d.run_id,
@@ -366,21 +462,23 @@ fn plan<'a>(decisions: &'a Decisions<'a>, keys: &'a [Option<String>]) -> Evaluat
     };
     EvaluationWrites {
         queue: with_keys()
-            .filter(|(d, _)| !d.created)
-            .filter_map(|(d, key)| {
+            .filter(|(d, _, _)| !d.created)
+            .filter_map(|(d, key, degraded)| {
                 key.map(|update_set_key| runs::Completed {
                     run_id: &d.run_id,
                     update_set_key,
+                    degraded,
                 })
             })
             .collect(),
         create: with_keys()
-            .filter(|(d, _)| d.created)
-            .map(|(d, key)| CreatedRun {
+            .filter(|(d, _, _)| d.created)
+            .map(|(d, key, degraded)| CreatedRun {
                 id: &d.run_id,
                 metric_id: &d.metric.id,
                 metric_code: &d.metric.code,
                 queued_with_key: key,
+                degraded,
             })
             .collect(),
         // A run complete at creation never waits: it gets no pending rows
@@ -388,7 +486,7 @@ fn plan<'a>(decisions: &'a Decisions<'a>, keys: &'a [Option<String>]) -> Evaluat
         // requested run's).
         new_slots: runs
             .iter()
-            .filter(|d| d.created && !is_complete(&d.slots))
+            .filter(|d| d.created && d.requested.is_none())
             .flat_map(|d| slot_rows(d, d.slots.iter().collect()))
             .collect(),
         changed_slots: runs
@@ -398,7 +496,7 @@ fn plan<'a>(decisions: &'a Decisions<'a>, keys: &'a [Option<String>]) -> Evaluat
             .collect(),
         uses: runs
             .iter()
-            .filter(|d| is_complete(&d.slots))
+            .filter(|d| d.requested.is_some())
             .flat_map(|d| {
                 d.slots.iter().filter_map(move |s| {
                     s.received.as_ref().map(|r| runs::Use {
@@ -410,5 +508,42 @@ fn plan<'a>(decisions: &'a Decisions<'a>, keys: &'a [Option<String>]) -> Evaluat
             .collect(),
         requests: Vec::new(),
         backlog_evaluated: decisions.backlog_evaluated.clone(),
+        timers: runs
+            .iter()
+            .filter_map(|d| {
+                d.timers
+                    .as_ref()
+                    .map(|(timers, decide_at)| pending::TimerRow {
+                        run_id: &d.run_id,
+                        metric_id: &d.metric.id,
+                        timers,
+                        decide_at: *decide_at,
+                    })
+            })
+            .collect(),
+        // A requested run's timers are done with; runs that never had any
+        // (the default rule) are not looked for.
+        timers_done: runs
+            .iter()
+            .filter(|d| d.requested.is_some() && d.had_timers)
+            .map(|d| &d.run_id)
+            .collect(),
+        folded: runs
+            .iter()
+            .flat_map(|d| {
+                d.folded
+                    .iter()
+                    .map(move |(update_id, at)| pending::FoldedRow {
+                        run_id: &d.run_id,
+                        update_id,
+                        at: *at,
+                    })
+            })
+            .collect(),
+        cooled: runs
+            .iter()
+            .filter(|d| d.metric.policy.cooldown.is_some())
+            .filter_map(|d| d.requested.as_ref().map(|(at, _, _)| (&d.metric.id, *at)))
+            .collect(),
     }
 }

@@ -266,6 +266,21 @@ pub async fn run(
             }
             Err(e) => tracing::warn!(error = %e, "freshness sweep failed; will retry"),
         }
+        // Trigger policies' timers ride on the same periodic sweep.
+        match super::policy::sweep(&ctx).await {
+            Ok(r) => {
+                if r.due > 0 {
+                    tracing::info!(
+                        due = r.due,
+                        claimed = r.claimed,
+                        runs_queued = r.evaluated.runs_queued,
+                        "trigger policy sweep"
+                    );
+                }
+                publish.submit(r.evaluated.outbox_ids);
+            }
+            Err(e) => tracing::warn!(error = %e, "trigger policy sweep failed; will retry"),
+        }
     })
     .await
 }

@@ -8,6 +8,7 @@ mod evaluate;
 pub mod freshness;
 pub use evaluate::Evaluated;
 pub mod lifecycle;
+pub mod policy;
 pub mod projection_update;
 pub mod request;
 pub mod runs_admin;
@@ -15,6 +16,8 @@ pub mod sweeper;
 pub mod trigger;
 
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use crate::domain::run_request::RequestSettings;
 use crate::store::Pool;
@@ -30,7 +33,13 @@ pub struct Context {
     pub handoff: Option<Arc<backlog::BacklogHandoff>>,
     /// Alerts are written to the outbox (`ALERTS_TOPIC_ARN` is set).
     pub alerts: bool,
+    /// The time trigger policies are decided at: the system clock, or the
+    /// one a test drives.
+    pub clock: Clock,
 }
+
+/// A source of the current time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl Context {
     pub fn new(pool: Pool, settings: RequestSettings) -> Self {
@@ -39,7 +48,18 @@ impl Context {
             settings: Arc::new(settings),
             handoff: None,
             alerts: false,
+            clock: Arc::new(Utc::now),
         }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// This context, deciding trigger policies at the time `clock` gives.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// This context, with backlogs handed off to the next update

@@ -11,6 +11,7 @@ use super::expectation::{
 };
 use super::expression::{parse_metric_expression, Expr, ExpressionType};
 use super::problem::{unknown_keys, Problem, Problems};
+use super::trigger_policy::{trigger_policy, TriggerPolicy};
 
 /// Bounds that keep one catalog apply to a sane size and time.
 pub const MAX_CATALOG_BYTES: usize = 64 * 1024 * 1024;
@@ -49,6 +50,7 @@ const METRIC_KEYS: &[&str] = &[
     "max_age",
     "expected_by",
     "grace",
+    "trigger",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +92,8 @@ pub struct MetricDef {
     pub description: Option<String>,
     /// How fresh its output must be; `None`: no expectation.
     pub expectation: Option<MetricExpectation>,
+    /// When its runs are requested; `None`: the default rule.
+    pub trigger: Option<TriggerPolicy>,
 }
 
 impl MetricDef {
@@ -454,6 +458,10 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
     let unit = optional_str(obj, path, "unit", p);
     let description = optional_str(obj, path, "description", p);
     let expectation = metric_expectation(obj, path, p);
+    let trigger = match obj.get("trigger") {
+        None | Some(Value::Null) => Some(None),
+        Some(v) => trigger_policy(v, &format!("{path}.trigger"), p).map(Some),
+    };
     Some(MetricDef {
         id: id?,
         code: code?,
@@ -468,6 +476,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
         unit,
         description,
         expectation: expectation.ok()?,
+        trigger: trigger?,
     })
 }
 

@@ -98,6 +98,13 @@ impl Deadline {
         from_jiff(&tick)
     }
 
+    /// The first tick strictly after `t`.
+    pub fn tick_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let zoned = to_jiff(t)?.to_zoned(self.0.tz.clone());
+        let tick = self.0.cron.find_next_occurrence(&zoned, false).ok()?;
+        from_jiff(&tick)
+    }
+
     /// The latest tick strictly before `t`.
     pub fn tick_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let zoned = to_jiff(t)?.to_zoned(self.0.tz.clone());
@@ -259,7 +266,7 @@ pub fn parse_period(v: &Value) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn period(
+pub(super) fn period(
     obj: &Map<String, Value>,
     path: &str,
     key: &str,

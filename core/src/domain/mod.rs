@@ -18,3 +18,5 @@ pub mod run_request;
 pub mod run_state;
 pub mod runner_compat;
 pub mod trace;
+pub(crate) mod trigger;
+pub(crate) mod trigger_policy;

@@ -29,19 +29,24 @@ pub struct Slot {
 /// Applies update `update` of dataset `dataset` to a run's rows: that
 /// dataset's row takes it; every other row that is not received, or whose
 /// update is no longer fresh at `now`, takes the newest fresh update of its
-/// dataset if there is one, else becomes not received. Returns the indices
-/// of the rows that changed.
+/// dataset if there is one, else becomes not received. A row whose input
+/// does not need to be fresh (`wants_fresh` false: a context input, or any
+/// input in mode `any`) takes its dataset's newest update whatever its age.
+/// Returns the indices of the rows that changed.
 pub fn absorb(
     slots: &mut [Slot],
     dataset: &DatasetId,
     update: &Received,
     newest: &HashMap<DatasetId, Received>,
     now: DateTime<Utc>,
+    wants_fresh: impl Fn(&DatasetId) -> bool,
 ) -> Vec<usize> {
     let mut changed = Vec::new();
     for (i, slot) in slots.iter_mut().enumerate() {
         let next = if slot.dataset_id == *dataset {
             Some(update.clone())
+        } else if !wants_fresh(&slot.dataset_id) {
+            newest.get(&slot.dataset_id).cloned()
         } else {
             match &slot.received {
                 Some(r) if is_fresh(r.at, now, slot.required_days) => continue,
@@ -59,10 +64,6 @@ pub fn absorb(
     changed
 }
 
-pub fn is_complete(slots: &[Slot]) -> bool {
-    !slots.is_empty() && slots.iter().all(|s| s.received.is_some())
-}
-
 /// A short, fixed-size key for the set of updates a run uses; a unique index
 /// on (metric, key) rules out two runs of a metric with the identical set.
 pub fn update_set_key(slots: &[Slot]) -> String {
@@ -78,6 +79,10 @@ pub fn update_set_key(slots: &[Slot]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_complete(slots: &[Slot]) -> bool {
+        !slots.is_empty() && slots.iter().all(|s| s.received.is_some())
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -112,6 +117,7 @@ mod tests {
             &rec("new", NOW),
             &HashMap::new(),
             t(NOW),
+            |_| true,
         );
         assert_eq!(changed, vec![0]);
         assert_eq!(s[0].received.as_ref().unwrap().update_id, "new");
@@ -129,6 +135,7 @@ mod tests {
             &rec("a1", NOW),
             &newest,
             t(NOW),
+            |_| true,
         );
         assert!(is_complete(&s));
     }
@@ -144,6 +151,7 @@ mod tests {
             &rec("a1", NOW),
             &newest,
             t(NOW),
+            |_| true,
         );
         assert_eq!(changed, vec![0, 1]);
         assert_eq!(s[1].received, None, "nothing fresh for b: not received");
@@ -158,7 +166,8 @@ mod tests {
                 &DatasetId::new("a"),
                 &rec("a1", NOW),
                 &HashMap::new(),
-                t(NOW)
+                t(NOW),
+                |_| true
             ),
             vec![0]
         );
@@ -177,6 +186,7 @@ mod tests {
             &rec("a1", NOW),
             &newer,
             t(NOW),
+            |_| true,
         );
         assert_eq!(s[1].received, Some(kept));
     }

@@ -90,8 +90,14 @@ mod tests {
     fn unknown_keys_name_the_nearest_known_one() {
         let known = ["required_days", "max_attempts", "enabled", "id"];
         let cases: &[(&str, &str)] = &[
-            ("requried_days", "m.requried_days: unknown key; did you mean required_days?"),
-            ("max_atempts", "m.max_atempts: unknown key; did you mean max_attempts?"),
+            (
+                "requried_days",
+                "m.requried_days: unknown key; did you mean required_days?",
+            ),
+            (
+                "max_atempts",
+                "m.max_atempts: unknown key; did you mean max_attempts?",
+            ),
             ("Enabled", "m.Enabled: unknown key; did you mean enabled?"),
             ("ids", "m.ids: unknown key; did you mean id?"),
             (

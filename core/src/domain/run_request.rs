@@ -105,6 +105,21 @@ pub struct RunRequest<'a> {
     pub message_group_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_deduplication_id: Option<String>,
+    /// Set under a trigger policy when there is something to say
+    /// (docs/contracts.md, "trigger"); the reference runner ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerNote>,
+}
+
+/// What a run requested under a trigger policy went without, and the
+/// updates it folded in while it waited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerNote {
+    pub degraded: bool,
+    pub stale: Vec<String>,
+    pub missing: Vec<String>,
+    pub folded: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -202,6 +217,7 @@ pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) ->
         requested_at: format_timestamp(input.requested_at),
         message_group_id: settings.fifo.then(|| input.metric_code.to_string()),
         message_deduplication_id: settings.fifo.then(|| input.run_id.to_string()),
+        trigger: None,
     }
 }
 

@@ -5,10 +5,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{StoreResult, Transaction};
+use super::{StoreError, StoreResult, Transaction};
 use crate::domain::catalog::Catalog;
 use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::run_request::SeriesSource;
+use crate::domain::trigger::{Hold, MetricTiming};
+use crate::domain::trigger_policy::TriggerPolicy;
 
 /// A metric locked for the rest of the transaction.
 #[derive(Debug, Clone)]
@@ -18,16 +20,46 @@ pub struct LockedMetric {
     pub required_days: i32,
     pub expression_type: String,
     pub expression_json: Value,
+    /// The default rule when the catalog gives none.
+    pub policy: TriggerPolicy,
+    pub timing: MetricTiming,
 }
 
-fn locked_metric(r: &tokio_postgres::Row) -> LockedMetric {
-    LockedMetric {
-        id: r.get(0),
+impl LockedMetric {
+    /// Whether its pending runs keep timers: it has a policy or a hold.
+    pub fn timed(&self) -> bool {
+        self.policy != TriggerPolicy::default() || self.timing.hold.is_some()
+    }
+}
+
+/// A claimed metric from its row: columns 0 to 4 as selected, 6 to 9 the
+/// policy, the hold and the last request (for the cooldown).
+fn locked_metric(r: &tokio_postgres::Row) -> StoreResult<LockedMetric> {
+    let id: MetricId = r.get(0);
+    let policy = match r.get::<_, Option<Value>>(6) {
+        None => TriggerPolicy::default(),
+        Some(v) => TriggerPolicy::from_json(&v).map_err(|e| {
+            StoreError::Corrupt(format!("metric {id}'s stored trigger policy: {e}"))
+        })?,
+    };
+    let hold = r
+        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
+        .map(|since| Hold {
+            since,
+            by: r.get::<_, Option<String>>(8).unwrap_or_default(),
+        });
+    Ok(LockedMetric {
         code: r.get(1),
         required_days: r.get(2),
         expression_type: r.get(3),
         expression_json: r.get(4),
-    }
+        policy,
+        timing: MetricTiming {
+            last_requested_at: r.get(9),
+            hold,
+        },
+        id,
+    })
 }
 
 /// The enabled metrics that depend on a dataset, split by whether this
@@ -47,13 +79,15 @@ const CLAIM_DEPENDENT_METRICS: &str = "WITH dep AS MATERIALIZED (
                   WHERE m.id = ANY (ARRAY(SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1))
                     AND m.enabled
              ), got AS MATERIALIZED (
-                 SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json
+                 SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json,
+                        m.trigger_policy, m.held_at, m.held_by, m.last_auto_requested_at
                    FROM metrics m
                   WHERE m.id = ANY (ARRAY(SELECT id FROM dep)) AND m.enabled
                   ORDER BY m.id
                     FOR NO KEY UPDATE OF m SKIP LOCKED
              )
-             SELECT dep.id, got.code, got.required_days, got.expression_type, got.expression_json, got.id IS NOT NULL
+             SELECT dep.id, got.code, got.required_days, got.expression_type, got.expression_json, got.id IS NOT NULL,
+                    got.trigger_policy, got.held_at, got.held_by, got.last_auto_requested_at
                FROM dep LEFT JOIN got ON got.id = dep.id
               ORDER BY 1";
 
@@ -89,7 +123,7 @@ pub async fn claim_dependent_metrics(
     let mut out = Claimed::default();
     for r in &rows {
         if r.get::<_, bool>(5) {
-            out.locked.push(locked_metric(r));
+            out.locked.push(locked_metric(r)?);
         } else {
             out.skipped.push(r.get(0));
         }
@@ -106,7 +140,8 @@ pub async fn claim_metrics(
 ) -> StoreResult<(Vec<LockedMetric>, Vec<MetricId>)> {
     let stmt = tx
         .prepare_cached(
-            "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json, m.enabled
+            "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json, m.enabled,
+                    m.trigger_policy, m.held_at, m.held_by, m.last_auto_requested_at
                FROM metrics m WHERE m.id = ANY($1)
               ORDER BY m.id
                 FOR NO KEY UPDATE OF m SKIP LOCKED",
@@ -115,7 +150,10 @@ pub async fn claim_metrics(
     let rows = tx.query(&stmt, &[&ids]).await?;
     let (enabled, disabled): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(5));
     Ok((
-        enabled.into_iter().map(locked_metric).collect(),
+        enabled
+            .into_iter()
+            .map(locked_metric)
+            .collect::<StoreResult<_>>()?,
         disabled.into_iter().map(|r| r.get(0)).collect(),
     ))
 }

@@ -7,8 +7,10 @@
 //! exist before their pending rows, uses and requests.
 
 use super::runs::{Completed, CreatedRun, Use};
-use super::{backlog, outbox, pending, runs, StoreResult, Transaction};
-use crate::domain::ids::OutboxId;
+use chrono::{DateTime, Utc};
+
+use super::{backlog, outbox, pending, runs, trigger_policies, StoreResult, Transaction};
+use crate::domain::ids::{MetricId, OutboxId, RunId};
 
 /// Everything one evaluation writes.
 #[derive(Default)]
@@ -27,6 +29,14 @@ pub struct EvaluationWrites<'a> {
     pub requests: Vec<outbox::NewMessage<'a>>,
     /// Backlog rows evaluated, to delete.
     pub backlog_evaluated: Vec<backlog::Evaluated<'a>>,
+    /// Timers of runs left waiting under a policy or a hold.
+    pub timers: Vec<pending::TimerRow<'a>>,
+    /// Timers of runs requested, to drop.
+    pub timers_done: Vec<&'a RunId>,
+    /// Updates runs folded in while they waited.
+    pub folded: Vec<pending::FoldedRow<'a>>,
+    /// Metrics with a cooldown that had a run requested, and when.
+    pub cooled: Vec<(&'a MetricId, DateTime<Utc>)>,
 }
 
 /// What the plan wrote that its caller needs.
@@ -50,6 +60,10 @@ impl EvaluationWrites<'_> {
             uses,
             requests,
             backlog_evaluated,
+            timers,
+            timers_done,
+            folded,
+            cooled,
         } = self;
         for sql in [
             runs::QUEUE_PENDING,
@@ -62,6 +76,18 @@ impl EvaluationWrites<'_> {
         ] {
             tx.prepare_cached(sql).await?;
         }
+        // Only metrics with a policy or a hold write these: prepared when used.
+        let timed = !(timers.is_empty() && timers_done.is_empty() && folded.is_empty());
+        if timed || !cooled.is_empty() {
+            for sql in [
+                pending::UPSERT_TIMERS,
+                pending::DELETE_TIMERS,
+                pending::INSERT_FOLDED,
+                trigger_policies::MARK_REQUESTED,
+            ] {
+                tx.prepare_cached(sql).await?;
+            }
+        }
         let ((), runs_created, _new_rows, _changed_rows, _used_rows, outbox_ids, _removed) = futures::try_join!(
             runs::queue_pending(tx, queue),
             runs::insert_created(tx, create),
@@ -70,6 +96,13 @@ impl EvaluationWrites<'_> {
             runs::record_used(tx, uses),
             outbox::insert(tx, requests),
             backlog::remove(tx, backlog_evaluated),
+        )?;
+        // After the runs exist (the rows below point at them).
+        futures::try_join!(
+            pending::upsert_timers(tx, timers),
+            pending::delete_timers(tx, timers_done),
+            pending::insert_folded(tx, folded),
+            trigger_policies::mark_requested(tx, cooled),
         )?;
         Ok(Written {
             outbox_ids,

@@ -12,7 +12,10 @@ use crate::domain::expectation::MetricExpectation;
 use crate::domain::freshness_state::MetricState;
 use crate::domain::ids::{DatasetId, MetricId, RunId, UpdateId};
 use crate::domain::metric_status::StatusFacts;
+use crate::domain::pending_run::{Received, Slot};
 use crate::domain::run_state::RunStatus;
+use crate::domain::trigger::{Hold, MetricTiming, Timers};
+use crate::domain::trigger_policy::TriggerPolicy;
 
 #[derive(Debug, Clone, Default)]
 pub struct MetricQuery {
@@ -57,6 +60,9 @@ pub struct MetricSummary {
     pub expectation: Option<String>,
     /// Its freshness state, when it has an expectation and was swept.
     pub freshness: Option<Freshness<MetricState>>,
+    /// Its trigger policy; `None`: the default rule.
+    pub policy: Option<TriggerPolicy>,
+    pub timing: MetricTiming,
 }
 
 /// A freshness state as the API shows it.
@@ -113,7 +119,8 @@ SELECT m.id, m.code, m.expression_type, m.enabled, m.required_days, m.max_attemp
                                        ORDER BY u.created_at DESC, u.id DESC LIMIT 1) nu ON true
                   WHERE r.metric_id = m.id), true) END AS inputs_fresh,
        f.state AS freshness, f.since AS freshness_since, f.overdue_since, f.blocking,
-       m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by, m.expectation_grace_secs
+       m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by, m.expectation_grace_secs,
+       m.trigger_policy, m.held_at, m.held_by, m.last_auto_requested_at
   FROM page m
   LEFT JOIN metric_freshness f ON f.metric_id = m.id
   LEFT JOIN LATERAL (SELECT x.id, x.status, x.finished_at FROM metric_runs x
@@ -181,7 +188,71 @@ fn summary(r: &tokio_postgres::Row) -> StoreResult<MetricSummary> {
                 .map_err(StoreError::Corrupt)?
                 .map(|e| e.to_string())
         },
+        policy: r
+            .get::<_, Option<Value>>(24)
+            .map(|v| TriggerPolicy::from_json(&v))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("stored trigger policy: {e}")))?,
+        timing: MetricTiming {
+            hold: r.get::<_, Option<DateTime<Utc>>>(25).map(|since| Hold {
+                since,
+                by: r.get::<_, Option<String>>(26).unwrap_or_default(),
+            }),
+            last_requested_at: r.get(27),
+        },
     })
+}
+
+/// A pending run as its trigger policy sees it, for the operator's "what
+/// happens next".
+#[derive(Debug, Clone)]
+pub struct PendingTrigger {
+    pub slots: Vec<Slot>,
+    pub timers: Timers,
+    /// Updates it folded in so far.
+    pub folded: i64,
+}
+
+pub async fn pending_trigger(
+    pool: &Pool,
+    run_id: &RunId,
+) -> Result<Option<PendingTrigger>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT p.dataset_id, p.required_days, p.received_update_id, p.received_at,
+                    COALESCE(t.opened_at, r.created_at), t.ready_at, t.last_trigger_at,
+                    (SELECT count(*) FROM metric_run_folded_updates f WHERE f.run_id = r.id)
+               FROM metric_runs r
+               JOIN metric_run_pending_datasets p ON p.run_id = r.id
+               LEFT JOIN metric_run_timers t ON t.run_id = r.id
+              WHERE r.id = $1 AND r.status = 'pending_dependencies'
+              ORDER BY p.dataset_id",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&run_id]).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(PendingTrigger {
+        slots: rows
+            .iter()
+            .map(|r| Slot {
+                dataset_id: r.get(0),
+                required_days: r.get(1),
+                received: match (r.get::<_, Option<UpdateId>>(2), r.get(3)) {
+                    (Some(update_id), Some(at)) => Some(Received { update_id, at }),
+                    _ => None,
+                },
+            })
+            .collect(),
+        timers: Timers {
+            opened_at: first.get(4),
+            ready_at: first.get(5),
+            last_trigger_at: first.get(6),
+        },
+        folded: first.get(7),
+    }))
 }
 
 /// One page of metrics in code order, after the cheap pre-filters. The

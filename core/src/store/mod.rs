@@ -19,6 +19,7 @@ pub mod pool;
 pub(crate) mod run_views;
 pub mod runs;
 pub mod stats;
+pub mod trigger_policies;
 pub mod tx;
 pub mod updates;
 

@@ -1,10 +1,13 @@
-//! `metric_run_pending_datasets`: which datasets a pending run still waits for.
+//! A pending run's own tables: `metric_run_pending_datasets` (which datasets
+//! it still waits for), `metric_run_timers` (where its trigger policy's
+//! timers stand) and `metric_run_folded_updates` (what it folded in).
 
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, StoreResult, Transaction};
 use crate::domain::ids::{DatasetId, MetricId, RunId, UpdateId};
 use crate::domain::pending_run::{Received, Slot};
+use crate::domain::trigger::Timers;
 
 /// A metric's open pending run with its rows.
 #[derive(Debug, Clone)]
@@ -12,6 +15,10 @@ pub struct OpenPending {
     pub run_id: RunId,
     pub metric_id: MetricId,
     pub slots: Vec<Slot>,
+    /// Its timers; a run without a timer row opened when it was created.
+    pub timers: Timers,
+    /// Whether it has a timer row (it waited under a policy or a hold).
+    pub timed: bool,
 }
 
 /// The pending runs of these metrics (at most one each), with their rows.
@@ -21,9 +28,12 @@ pub async fn open_runs(
 ) -> StoreResult<Vec<OpenPending>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT r.id, r.metric_id, p.dataset_id, p.required_days, p.received_update_id, p.received_at
+            "SELECT r.id, r.metric_id, p.dataset_id, p.required_days, p.received_update_id, p.received_at,
+                    COALESCE(t.opened_at, r.created_at), t.ready_at, t.last_trigger_at,
+                    t.run_id IS NOT NULL
                FROM metric_runs r
                JOIN metric_run_pending_datasets p ON p.run_id = r.id
+               LEFT JOIN metric_run_timers t ON t.run_id = r.id
               WHERE r.metric_id = ANY($1) AND r.status = 'pending_dependencies'
               ORDER BY r.id, p.dataset_id",
         )
@@ -37,6 +47,12 @@ pub async fn open_runs(
                 run_id,
                 metric_id: r.get(1),
                 slots: Vec::new(),
+                timers: Timers {
+                    opened_at: r.get(6),
+                    ready_at: r.get(7),
+                    last_trigger_at: r.get(8),
+                },
+                timed: r.get(9),
             });
         }
         let received = match (
@@ -130,6 +146,137 @@ pub async fn update_rows(tx: &Transaction<'_>, rows: &[SlotRow<'_>]) -> StoreRes
         )));
     }
     Ok(n)
+}
+
+/// Where a waiting run's timers stand, to write.
+#[derive(Debug, Clone, Copy)]
+pub struct TimerRow<'a> {
+    pub run_id: &'a RunId,
+    pub metric_id: &'a MetricId,
+    pub timers: &'a Timers,
+    pub decide_at: Option<DateTime<Utc>>,
+}
+
+pub(super) const UPSERT_TIMERS: &str = "INSERT INTO metric_run_timers AS t
+                 (run_id, metric_id, opened_at, ready_at, last_trigger_at, decide_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                                  $5::timestamptz[], $6::timestamptz[])
+             ON CONFLICT (run_id) DO UPDATE
+                SET ready_at = excluded.ready_at, last_trigger_at = excluded.last_trigger_at,
+                    decide_at = excluded.decide_at";
+
+/// Writes the timers of runs left waiting under a policy or a hold.
+pub async fn upsert_timers(tx: &Transaction<'_>, rows: &[TimerRow<'_>]) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx.prepare_cached(UPSERT_TIMERS).await?;
+    let runs: Vec<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+    let metrics: Vec<&str> = rows.iter().map(|r| r.metric_id.as_str()).collect();
+    let opened: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.timers.opened_at).collect();
+    let ready: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.timers.ready_at).collect();
+    let last: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.timers.last_trigger_at).collect();
+    let due: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.decide_at).collect();
+    Ok(tx
+        .execute(&stmt, &[&runs, &metrics, &opened, &ready, &last, &due])
+        .await?)
+}
+
+pub(super) const DELETE_TIMERS: &str = "DELETE FROM metric_run_timers WHERE run_id = ANY($1)";
+
+/// Drops the timers of runs that were requested (or never needed any).
+pub async fn delete_timers(tx: &Transaction<'_>, runs: &[&RunId]) -> StoreResult<u64> {
+    if runs.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx.prepare_cached(DELETE_TIMERS).await?;
+    Ok(tx.execute(&stmt, &[&runs]).await?)
+}
+
+/// An update a run folded in.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldedRow<'a> {
+    pub run_id: &'a RunId,
+    pub update_id: &'a UpdateId,
+    pub at: DateTime<Utc>,
+}
+
+pub(super) const INSERT_FOLDED: &str =
+    "INSERT INTO metric_run_folded_updates (run_id, update_id, folded_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+             ON CONFLICT DO NOTHING";
+
+pub async fn insert_folded(tx: &Transaction<'_>, rows: &[FoldedRow<'_>]) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx.prepare_cached(INSERT_FOLDED).await?;
+    let runs: Vec<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+    let updates: Vec<&str> = rows.iter().map(|r| r.update_id.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    Ok(tx.execute(&stmt, &[&runs, &updates, &ats]).await?)
+}
+
+/// The updates these runs folded in before, oldest first.
+pub async fn folded_of(
+    tx: &Transaction<'_>,
+    runs: &[&RunId],
+) -> StoreResult<std::collections::HashMap<RunId, Vec<UpdateId>>> {
+    let mut out: std::collections::HashMap<RunId, Vec<UpdateId>> = Default::default();
+    if runs.is_empty() {
+        return Ok(out);
+    }
+    let rows = tx
+        .query(
+            "SELECT run_id, update_id FROM metric_run_folded_updates
+              WHERE run_id = ANY($1) ORDER BY folded_at, update_id",
+            &[&runs],
+        )
+        .await?;
+    for r in &rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(out)
+}
+
+/// The metrics whose pending run's timer has come at `now`, oldest first.
+pub async fn due_metrics(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<MetricId>> {
+    let rows = tx
+        .query(
+            "SELECT t.metric_id FROM metric_run_timers t
+               JOIN metric_runs r ON r.id = t.run_id AND r.status = 'pending_dependencies'
+              WHERE t.decide_at <= $1
+              ORDER BY t.decide_at LIMIT $2",
+            &[&now, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Makes the metric's pending run due at once (after a resume).
+pub async fn due_now(tx: &Transaction<'_>, metric: &MetricId) -> StoreResult<u64> {
+    Ok(tx
+        .execute(
+            "UPDATE metric_run_timers SET decide_at = now() WHERE metric_id = $1",
+            &[&metric],
+        )
+        .await?)
+}
+
+/// Drops timer rows whose run is no longer pending (canceled by a catalog
+/// change, or requested by the operator's trigger).
+pub async fn forget_finished_timers(tx: &Transaction<'_>) -> StoreResult<u64> {
+    Ok(tx
+        .execute(
+            "DELETE FROM metric_run_timers t USING metric_runs r
+              WHERE r.id = t.run_id AND r.status <> 'pending_dependencies'",
+            &[],
+        )
+        .await?)
 }
 
 /// One row of a pending run, for operators.

@@ -20,15 +20,18 @@ pub struct CreatedRun<'a> {
     pub metric_code: &'a str,
     /// `Some(update-set key)` when complete at once: inserted `queued`.
     pub queued_with_key: Option<&'a str>,
+    /// What it went without (docs/contracts.md, "degraded"), when requested so.
+    pub degraded: Option<&'a serde_json::Value>,
 }
 
-pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key)
+pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key, degraded)
              SELECT id, metric_id, code,
                     CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
-                    key
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, metric_id, code, key)";
+                    key, degraded
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+                    AS u(id, metric_id, code, key, degraded)";
 
 /// Inserts new runs: `queued` (requested now) when complete, else
 /// `pending_dependencies`. The caller holds the metrics' locks, so the
@@ -42,13 +45,16 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
     let metrics: Vec<&MetricId> = created.iter().map(|c| c.metric_id).collect();
     let codes: Vec<&str> = created.iter().map(|c| c.metric_code).collect();
     let keys: Vec<Option<&str>> = created.iter().map(|c| c.queued_with_key).collect();
-    Ok(tx.execute(&stmt, &[&ids, &metrics, &codes, &keys]).await?)
+    let degraded: Vec<Option<&serde_json::Value>> = created.iter().map(|c| c.degraded).collect();
+    Ok(tx
+        .execute(&stmt, &[&ids, &metrics, &codes, &keys, &degraded])
+        .await?)
 }
 
 pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                 SET status = 'queued', requested_at = now(), last_contact_at = now(),
-                    update_set_key = k.key, updated_at = now()
-               FROM unnest($1::text[], $2::text[]) AS k(id, key)
+                    update_set_key = k.key, degraded = k.degraded, updated_at = now()
+               FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS k(id, key, degraded)
               WHERE r.id = k.id AND r.status = 'pending_dependencies'";
 
 /// A pending run that became complete, with the key of its update set.
@@ -56,6 +62,7 @@ pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
 pub struct Completed<'a> {
     pub run_id: &'a RunId,
     pub update_set_key: &'a str,
+    pub degraded: Option<&'a serde_json::Value>,
 }
 
 /// `pending_dependencies → queued` for runs that became complete. A run that
@@ -65,9 +72,10 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[Completed<'_>]) -> Stor
         return Ok(());
     }
     let queue = tx.prepare_cached(QUEUE_PENDING).await?;
-    let (ids, keys): (Vec<&RunId>, Vec<&str>) =
-        runs.iter().map(|c| (c.run_id, c.update_set_key)).unzip();
-    let queued = tx.execute(&queue, &[&ids, &keys]).await?;
+    let ids: Vec<&RunId> = runs.iter().map(|c| c.run_id).collect();
+    let keys: Vec<&str> = runs.iter().map(|c| c.update_set_key).collect();
+    let degraded: Vec<Option<&serde_json::Value>> = runs.iter().map(|c| c.degraded).collect();
+    let queued = tx.execute(&queue, &[&ids, &keys, &degraded]).await?;
     if queued as usize != runs.len() {
         return Err(StoreError::Conflict(format!(
             "{} of {} pending runs changed status before they could be queued",

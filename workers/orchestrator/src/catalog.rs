@@ -95,6 +95,9 @@ fn print_report(file: &std::path::Path, r: &catalog_apply::ApplyReport) {
     for change in &r.expectations {
         println!("  expectation of {change}");
     }
+    for change in &r.policies {
+        println!("  trigger policy of {change}");
+    }
 }
 
 pub async fn run(cmd: CatalogCommand) -> Result<()> {

@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod catalog;
 mod db;
 mod dlq;
+mod metrics;
 mod provision;
 mod replay;
 mod runs;
@@ -44,6 +45,9 @@ enum Command {
     /// Inspect and act on metric runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Hold or resume a metric's runs.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
     /// List dead letters or move them back to their queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -80,6 +84,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate(args) => db::migrate(&args).await,
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
+        Command::Metrics(cmd) => metrics::run(cmd).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,
         Command::Provision(args) => provision::run(args).await,
         Command::Replay(args) => replay::run(args).await,

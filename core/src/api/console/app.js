@@ -109,6 +109,7 @@ async function metricsPage(q) {
       <td><a href="#/metrics/${enc(m.code)}">${esc(m.code)}</a><div class="muted">${esc(m.expressionType)}</div></td>
       <td>${badge(m.status, `status-${m.code}`)}
           ${m.pendingRun ? `<div class="why" data-testid="why-${esc(m.code)}">${esc(m.pendingRun.summary)}</div>` : ""}
+          ${m.held ? `<div class="why" data-testid="held-${esc(m.code)}">held by ${esc(m.held.by)} ${ago(m.held.since)}</div>` : ""}
           ${freshBadge(m.freshness, `fresh-${m.code}`)}</td>
       <td>${m.requiredDatasets.map((d) => `<a href="#/datasets/${enc(d)}">${esc(d)}</a>`).join(", ")}</td>
       <td>${m.lastRun ? `<a href="#/runs/${enc(m.lastRun.id)}">${badge(m.lastRun.status)}</a> ${ago(m.lastRun.finishedAt)}` : '<span class="muted">never run</span>'}</td>
@@ -170,11 +171,14 @@ async function metricPage(code) {
         <td>${i.fresh ? '<span class="fresh">fresh</span>' : '<span class="notfresh">stale</span>'}</td></tr>`).join("");
   const pending = m.pendingRun ? `
     <div class="panel" data-testid="pending-panel">Pending run <a class="mono" data-testid="pending-run-link" href="#/runs/${enc(m.pendingRun.id)}">${esc(m.pendingRun.id)}</a>:
-      <strong>${esc(m.pendingRun.summary)}</strong></div>` : "";
+      <strong>${esc(m.pendingRun.summary)}</strong>
+      ${m.next ? `<div data-testid="next-decision">Next: ${esc(m.next.text)}</div>` : ""}</div>` : "";
+  const held = m.held ? `
+    <div class="panel" data-testid="held-panel">Held by <strong>${esc(m.held.by)}</strong> ${ago(m.held.since)}: updates are recorded, no run is requested until it is resumed.</div>` : "";
   app.innerHTML = `
     <h1>${esc(m.code)} ${badge(m.status, "metric-status")}</h1>
     <div class="sub">${esc(m.description ?? "")} ${m.enabled ? "" : "· disabled in the catalog"}</div>
-    ${pending}
+    ${held}${pending}
     <h2>Lineage</h2>${lineageSvg(lineage, `metric:${m.code}`)}
     <div class="grid2">
       <div><h2>Inputs (newest update of each required dataset)</h2>
@@ -184,6 +188,7 @@ async function metricPage(code) {
         <div>Series</div><div>${m.series.map((s) => `${esc(s.code)} <span class="muted">(${s.datasets.map(esc).join(", ") || "no dataset"})</span>`).join("<br>")}</div>
         <div>Required days</div><div>${m.requiredDays}</div><div>Max attempts</div><div>${m.maxAttempts}</div>
         <div>Run timeout</div><div>${m.runTimeoutSecs ? m.runTimeoutSecs + " s" : "—"}</div>
+        <div>Trigger policy</div><div data-testid="trigger-policy">${esc(m.triggerPolicy ?? "default: all inputs")}</div>
       </div><pre>${esc(JSON.stringify(m.expressionJson, null, 2))}</pre></div>
     </div>
     <h2>Recent runs</h2>
