@@ -268,6 +268,26 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     c.goto(&format!("{}/#/metrics", api.base)).await.unwrap();
     text_of(&c, "[data-testid='fresh-m.triple']", "fails since").await;
 
+    // A held metric: the list says by whom, its page what happens next.
+    orchestrator_core::app::policy::hold(&db.ctx(), "m.single", "alice")
+        .await
+        .unwrap();
+    process(&db.ctx(), &update("d1", "v2")).await.unwrap();
+    c.goto(&format!("{}/#/metrics", api.base)).await.unwrap();
+    text_of(&c, "[data-testid='held-m.single']", "held by alice").await;
+    c.goto(&format!("{}/#/metrics/m.single", api.base))
+        .await
+        .unwrap();
+    text_of(&c, "[data-testid='held-panel']", "no run is requested").await;
+    text_of(
+        &c,
+        "[data-testid='next-decision']",
+        "by alice, 1 update waiting",
+    )
+    .await;
+    text_of(&c, "[data-testid='trigger-policy']", "default: all inputs").await;
+    shot(&c, &dir, "07-held.png").await;
+
     // Every page above rendered under the server's Content-Security-Policy
     // without one violation; a violation made on purpose shows that they
     // are seen.

@@ -478,3 +478,32 @@ async fn the_api_says_what_happens_next_and_holds_and_resumes_behind_the_token()
     assert_eq!(st, 404, "{body}");
     assert_invariants(&db).await;
 }
+
+#[tokio::test]
+async fn a_policy_given_to_a_waiting_run_applies_at_the_next_sweep() {
+    let db = TestDb::new("policy_late_apply").await;
+    apply(&db, &base_catalog()).await;
+    let clock = TestClock::new();
+    let ctx = clock.ctx(&db);
+    process(&ctx, &update("d2", "old")).await.unwrap();
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days'")
+        .await;
+    db.exec("DELETE FROM metric_runs").await;
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    assert_eq!(
+        statuses(&runs_of(&db, "m.pair").await),
+        ["pending_dependencies"]
+    );
+    // The run waits under the default rule; a grace of one hour is given
+    // two hours later, and the sweep applies it without any new update.
+    clock.advance(Duration::hours(2));
+    apply(
+        &db,
+        &with_policy("m.pair", json!({"grace": {"after": "1h"}})),
+    )
+    .await;
+    let swept = policy::sweep(&ctx).await.unwrap();
+    assert_eq!(swept.evaluated.runs_queued, 1);
+    assert_eq!(statuses(&runs_of(&db, "m.pair").await), ["queued"]);
+    assert_invariants(&db).await;
+}

@@ -86,6 +86,17 @@ pub async fn write(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<Written> {
         &[&changed, &json],
     )
     .await?;
+    // A run already waiting is decided again under its new policy at the
+    // next sweep, not only at its next update (a new grace deadline may
+    // already have passed).
+    tx.execute(
+        "INSERT INTO metric_run_timers AS t (run_id, metric_id, opened_at, decide_at)
+         SELECT r.id, r.metric_id, r.created_at, now() FROM metric_runs r
+          WHERE r.metric_id = ANY($1) AND r.status = 'pending_dependencies'
+         ON CONFLICT (run_id) DO UPDATE SET decide_at = now()",
+        &[&changed],
+    )
+    .await?;
     Ok(Written::Changed(changes))
 }
 

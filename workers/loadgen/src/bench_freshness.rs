@@ -5,12 +5,19 @@
 //! pending runs and blocking inputs. Times the first sweep (every state
 //! written, the alerts queued) and the sweeps that find nothing new, then a
 //! projection-update worker's peak RSS while it makes the first sweep itself.
+//! With `--policy-percent N`, that share of the metrics also has a settle
+//! window (docs/semantics.md, "Trigger policies"): the freshness sweeps run
+//! with their timers in place, and the trigger-policy sweep is timed with
+//! nothing due, then with every window due (the clock an hour ahead).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use std::sync::Arc;
+
 use orchestrator_core::app::freshness::sweep;
+use orchestrator_core::app::policy;
 use orchestrator_core::app::{catalog_apply, projection_update};
 use orchestrator_core::messaging::AwsClients;
 use orchestrator_tests::aws::{unique_suffix, Stack};
@@ -32,6 +39,9 @@ pub struct BenchFreshnessArgs {
     /// Also measure a worker's peak RSS while it sweeps (needs LocalStack).
     #[arg(long)]
     worker_rss: bool,
+    /// Percent of the metrics (every k-th) with a settle window.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    policy_percent: u8,
     #[command(flatten)]
     db: ServerArgs,
 }
@@ -54,11 +64,17 @@ pub async fn run(args: BenchFreshnessArgs) -> Result<()> {
     {
         d["expected_every"] = json!("1h");
     }
-    for m in catalog["metrics"]
+    let every = (args.policy_percent > 0).then(|| 100 / usize::from(args.policy_percent));
+    for (i, m) in catalog["metrics"]
         .as_array_mut()
         .ok_or(anyhow!("metrics"))?
+        .iter_mut()
+        .enumerate()
     {
         m["max_age"] = json!({"warn": "1h", "fail": "2h"});
+        if every.is_some_and(|k| i % k == 0) {
+            m["trigger"] = json!({"settle": {"quiet": "1m", "max_wait": "10m"}});
+        }
     }
     catalog_apply::apply(&db.pool, &catalog).await?;
     db.exec(
@@ -109,9 +125,49 @@ pub async fn run(args: BenchFreshnessArgs) -> Result<()> {
         quiet.iter().copied().fold(f64::INFINITY, f64::min),
         quiet.iter().copied().fold(0.0, f64::max)
     );
+    if args.policy_percent > 0 {
+        policy_sweeps(&db, &ctx).await?;
+    }
     if args.worker_rss {
         worker_rss(&db).await?;
     }
+    Ok(())
+}
+
+/// The trigger-policy sweep with nothing due, then with every settle
+/// window due.
+async fn policy_sweeps(db: &TestDb, ctx: &orchestrator_core::app::Context) -> Result<()> {
+    let timed = db
+        .count("SELECT count(*) FROM metric_run_timers WHERE decide_at IS NOT NULL")
+        .await;
+    let policies = db
+        .count("SELECT count(*) FROM metrics WHERE trigger_policy IS NOT NULL")
+        .await;
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = policy::sweep(ctx).await?;
+        idle.push(t.elapsed().as_secs_f64() * 1e3);
+        if r.due != 0 {
+            bail!("{} runs due before their time", r.due);
+        }
+    }
+    println!(
+        "policy sweep, {policies} metrics with a policy, {timed} runs settling, none due: median {:.1} ms over 5",
+        median(idle)
+    );
+    let later = ctx
+        .clone()
+        .with_clock(Arc::new(|| chrono::Utc::now() + chrono::Duration::hours(1)));
+    let t = Instant::now();
+    let r = policy::sweep(&later).await?;
+    println!(
+        "policy sweep, every window due: {:.0} ms; {} due, {} claimed, {} runs requested",
+        t.elapsed().as_secs_f64() * 1e3,
+        r.due,
+        r.claimed,
+        r.evaluated.runs_queued
+    );
     Ok(())
 }
 
