@@ -5,7 +5,8 @@
 //!   ([`domain::catalog`]), freshness and freshness expectations with the
 //!   states they give at a time, the alert contract ([`domain::alert`]), typed ids
 //!   ([`domain::ids`]), pending-run decisions and their evaluation in order
-//!   (`domain::metric_evaluation`), the run state machine
+//!   (`domain::metric_evaluation`), trigger policies and what they decide at
+//!   a time (`domain::trigger_policy`, `domain::trigger`), the run state machine
 //!   ([`domain::run_state`]), inbound events and the outbound run request.
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
 //!   the crate's SQL is there), read-only statistics, migrations, the pool
@@ -13,7 +14,8 @@
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
 //!   events, timeout/retry sweep, freshness sweep ([`app::freshness`]),
-//!   catalog apply, operator run queries.
+//!   trigger-policy timers, holds and resumes ([`app::policy`]), catalog
+//!   apply, operator run queries.
 //! - [`handlers`]: the SQS handlers, adapters from the consumer runtime to
 //!   the use cases.
 //! - [`relay`]: the transactional outbox relay (publishing through
