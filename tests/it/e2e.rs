@@ -4,19 +4,12 @@
 use std::time::Duration;
 
 use orchestrator_tests::aws::{attributes, Stack};
-use orchestrator_tests::fixtures::{db_with_catalog, runs_of, status_of};
+use orchestrator_tests::fixtures::{db_with_catalog, runs_of, status_of, update_body};
 use orchestrator_tests::process::Process;
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn update_body(dataset: &str, version: &str) -> String {
-    json!({"event": "projection_update", "dataset_id": dataset, "bucket": "ingestor-datasets",
-           "version_manifest_path": format!("{dataset}/{version}/manifest.json"),
-           "projections_path": format!("{dataset}/{version}/projections/")})
-    .to_string()
-}
 
 async fn outbox_payload(db: &TestDb, run_id: &str) -> Value {
     let p: String = db

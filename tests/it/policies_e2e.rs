@@ -7,20 +7,13 @@ use std::time::Duration;
 
 use orchestrator_core::store::stats;
 use orchestrator_tests::aws::Stack;
-use orchestrator_tests::fixtures::{apply, base_catalog};
+use orchestrator_tests::fixtures::{apply, base_catalog, update_body};
 use orchestrator_tests::invariants::assert_invariants;
 use orchestrator_tests::process::{binary, Process};
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn update_body(dataset: &str, version: &str) -> String {
-    json!({"event": "projection_update", "dataset_id": dataset, "bucket": "ingestor-datasets",
-           "version_manifest_path": format!("{dataset}/{version}/manifest.json"),
-           "projections_path": format!("{dataset}/{version}/projections/")})
-    .to_string()
-}
 
 /// The base catalog with `trigger` on the metrics with these codes.
 fn catalog(codes: &[&str], policy: Value) -> Value {
@@ -38,6 +31,28 @@ fn env(stack: &Stack, db: &TestDb) -> Vec<(String, String)> {
     let mut env = stack.env(db);
     env.push(("FRESHNESS_SWEEP_SECS".into(), "1".into()));
     env
+}
+
+/// A database with `catalog`, a stack, both workers and the simulated
+/// runner: what most tests here start from.
+async fn fleet(
+    label: &str,
+    catalog: &Value,
+) -> (TestDb, Stack, Vec<(String, String)>, Vec<Process>) {
+    let db = TestDb::new(&format!("pe2e_{label}")).await;
+    apply(&db, catalog).await;
+    let stack = Stack::new(&format!("p{label}"), false).await;
+    let env = env(&stack, &db);
+    let processes = vec![
+        Process::spawn("projection-update-worker", &env, &[]),
+        Process::spawn("run-lifecycle-worker", &env, &[]),
+        Process::spawn(
+            "orchestrator",
+            &env,
+            &["simulate-runner", "--duration-ms", "200"],
+        ),
+    ];
+    (db, stack, env, processes)
 }
 
 fn orchestrator(env: &[(String, String)], args: &[&str]) -> String {
@@ -95,21 +110,11 @@ async fn succeeded(db: &TestDb, code: &str, want: i64) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_grace_deadline_requests_a_degraded_run_that_the_simulated_runner_completes() {
-    let db = TestDb::new("pe2e_grace").await;
-    apply(
-        &db,
+    let (db, stack, _, _fleet) = fleet(
+        "grace",
         &catalog(&["m.pair"], json!({"grace": {"after": "3s"}})),
     )
     .await;
-    let stack = Stack::new("pgrace", false).await;
-    let env = env(&stack, &db);
-    let _updates = Process::spawn("projection-update-worker", &env, &[]);
-    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
-    let _runner = Process::spawn(
-        "orchestrator",
-        &env,
-        &["simulate-runner", "--duration-ms", "200"],
-    );
     // d2's only update is ten days old (required_days 7): m.pair waits.
     send(&stack, &[update_body("d2", "old")]).await;
     processed(&db, 1).await;
@@ -132,24 +137,14 @@ async fn a_grace_deadline_requests_a_degraded_run_that_the_simulated_runner_comp
 
 #[tokio::test]
 async fn a_settle_window_turns_a_burst_of_20_updates_into_one_run_listing_all_20() {
-    let db = TestDb::new("pe2e_settle").await;
-    apply(
-        &db,
+    let (db, stack, _, _fleet) = fleet(
+        "settle",
         &catalog(
             &["m.single"],
             json!({"settle": {"quiet": "3s", "max_wait": "2m"}}),
         ),
     )
     .await;
-    let stack = Stack::new("psettle", false).await;
-    let env = env(&stack, &db);
-    let _updates = Process::spawn("projection-update-worker", &env, &[]);
-    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
-    let _runner = Process::spawn(
-        "orchestrator",
-        &env,
-        &["simulate-runner", "--duration-ms", "200"],
-    );
     let bodies: Vec<String> = (0..20)
         .map(|i| update_body("d1", &format!("v{i}")))
         .collect();
@@ -178,21 +173,11 @@ async fn a_settle_window_turns_a_burst_of_20_updates_into_one_run_listing_all_20
 
 #[tokio::test]
 async fn an_optional_input_runs_without_waiting() {
-    let db = TestDb::new("pe2e_optional").await;
-    apply(
-        &db,
+    let (db, stack, _, _fleet) = fleet(
+        "optional",
         &catalog(&["m.pair"], json!({"inputs": {"d2": "optional"}})),
     )
     .await;
-    let stack = Stack::new("poptional", false).await;
-    let env = env(&stack, &db);
-    let _updates = Process::spawn("projection-update-worker", &env, &[]);
-    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
-    let _runner = Process::spawn(
-        "orchestrator",
-        &env,
-        &["simulate-runner", "--duration-ms", "200"],
-    );
     send(&stack, &[update_body("d1", "v1")]).await;
     let requests = succeeded(&db, "m.pair", 1).await;
     assert_eq!(requests[0]["trigger"]["missing"], json!(["d2"]));
@@ -209,17 +194,7 @@ async fn an_optional_input_runs_without_waiting() {
 
 #[tokio::test]
 async fn hold_then_resume_gives_exactly_one_run() {
-    let db = TestDb::new("pe2e_hold").await;
-    apply(&db, &base_catalog()).await;
-    let stack = Stack::new("phold", false).await;
-    let env = env(&stack, &db);
-    let _updates = Process::spawn("projection-update-worker", &env, &[]);
-    let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
-    let _runner = Process::spawn(
-        "orchestrator",
-        &env,
-        &["simulate-runner", "--duration-ms", "200"],
-    );
+    let (db, stack, env, _fleet) = fleet("hold", &base_catalog()).await;
     let out = orchestrator(&env, &["metrics", "hold", "m.single", "--by", "alice"]);
     assert!(out.contains("held metric m.single"), "{out}");
     send(&stack, &["v1", "v2", "v3"].map(|v| update_body("d1", v))).await;

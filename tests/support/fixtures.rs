@@ -56,6 +56,14 @@ pub fn update(dataset: &str, version: &str) -> ProjectionUpdate {
     }
 }
 
+/// A projection update message body, as the producer sends it.
+pub fn update_body(dataset: &str, version: &str) -> String {
+    json!({"event": "projection_update", "dataset_id": dataset, "bucket": "ingestor-datasets",
+           "version_manifest_path": format!("{dataset}/{version}/manifest.json"),
+           "projections_path": format!("{dataset}/{version}/projections/")})
+    .to_string()
+}
+
 /// (run id, status) of a metric's runs, oldest first.
 pub async fn runs_of(db: &TestDb, metric_code: &str) -> Vec<(String, String)> {
     let rows = db

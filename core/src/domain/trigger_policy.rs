@@ -214,18 +214,29 @@ pub fn trigger_policy(v: &Value, path: &str, p: &mut Vec<Problem>) -> Option<Tri
     })
 }
 
+/// An optional object-valued key: `None` when absent, or when it is not an
+/// object (then `shape` says what it must be).
+fn object<'v>(
+    v: Option<&'v Value>,
+    path: &str,
+    shape: &str,
+    p: &mut Vec<Problem>,
+) -> Option<&'v Map<String, Value>> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o),
+        Some(_) => {
+            p.push(Problem::new(path, format!("must be {shape}")));
+            None
+        }
+    }
+}
+
 fn inputs(v: Option<&Value>, path: &str, p: &mut Vec<Problem>) -> BTreeMap<DatasetId, Role> {
     let mut out = BTreeMap::new();
-    let obj = match v {
-        None | Some(Value::Null) => return out,
-        Some(Value::Object(o)) => o,
-        Some(_) => {
-            p.push(Problem::new(
-                path,
-                "must be an object of dataset id to required, optional or context",
-            ));
-            return out;
-        }
+    let shape = "an object of dataset id to required, optional or context";
+    let Some(obj) = object(v, path, shape, p) else {
+        return out;
     };
     for (dataset, role) in obj {
         match Role::ALL
@@ -246,17 +257,8 @@ fn inputs(v: Option<&Value>, path: &str, p: &mut Vec<Problem>) -> BTreeMap<Datas
 }
 
 fn grace(v: Option<&Value>, path: &str, p: &mut Vec<Problem>) -> Option<Grace> {
-    let obj = match v {
-        None | Some(Value::Null) => return None,
-        Some(Value::Object(o)) => o,
-        Some(_) => {
-            p.push(Problem::new(
-                path,
-                "must be {at: \"<cron> <time zone>\"} or {after: <duration>}",
-            ));
-            return None;
-        }
-    };
+    let shape = "{at: \"<cron> <time zone>\"} or {after: <duration>}";
+    let obj = object(v, path, shape, p)?;
     unknown_keys(obj.keys(), path, &["at", "after"], p);
     match (obj.get("at"), obj.get("after")) {
         (Some(Value::String(s)), None) => s
@@ -283,17 +285,7 @@ fn grace(v: Option<&Value>, path: &str, p: &mut Vec<Problem>) -> Option<Grace> {
 }
 
 fn settle(v: Option<&Value>, path: &str, p: &mut Vec<Problem>) -> Option<Settle> {
-    let obj = match v {
-        None | Some(Value::Null) => return None,
-        Some(Value::Object(o)) => o,
-        Some(_) => {
-            p.push(Problem::new(
-                path,
-                "must be {quiet: <duration>, max_wait: <duration>}",
-            ));
-            return None;
-        }
-    };
+    let obj = object(v, path, "{quiet: <duration>, max_wait: <duration>}", p)?;
     unknown_keys(obj.keys(), path, &["quiet", "max_wait"], p);
     let get = |key: &str, p: &mut Vec<Problem>| match obj.get(key) {
         None | Some(Value::Null) => {
