@@ -507,3 +507,43 @@ async fn a_policy_given_to_a_waiting_run_applies_at_the_next_sweep() {
     assert_eq!(statuses(&runs_of(&db, "m.pair").await), ["queued"]);
     assert_invariants(&db).await;
 }
+
+#[tokio::test]
+async fn a_policy_taken_away_leaves_no_timer_behind() {
+    let db = policy_db(
+        "policy_removed",
+        "m.pair",
+        json!({"grace": {"at": "0 0 1 1 *"}}),
+    )
+    .await;
+    let clock = TestClock::new();
+    let ctx = clock.ctx(&db);
+    process(&ctx, &update("d2", "old")).await.unwrap();
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days'")
+        .await;
+    db.exec("DELETE FROM metric_runs").await;
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_run_timers").await,
+        1,
+        "the run waits for its grace deadline"
+    );
+    apply(&db, &base_catalog()).await;
+    clock.advance(Duration::minutes(1));
+    let first = policy::sweep(&ctx).await.unwrap();
+    assert_eq!(
+        (first.due, first.evaluated.runs_queued),
+        (1, 0),
+        "decided again, still waiting"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM metric_run_timers").await, 0);
+    assert_eq!(
+        policy::sweep(&ctx).await.unwrap().due,
+        0,
+        "and not found due again"
+    );
+    assert_eq!(
+        statuses(&runs_of(&db, "m.pair").await),
+        ["pending_dependencies"]
+    );
+}

@@ -521,11 +521,12 @@ fn plan<'a>(
                     })
             })
             .collect(),
-        // A requested run's timers are done with; runs that never had any
-        // (the default rule) are not looked for.
+        // A requested run's timers are done with, and so are those of a run
+        // whose metric lost its policy or hold (else the sweep would find
+        // them due forever); runs that never had any are not looked for.
         timers_done: runs
             .iter()
-            .filter(|d| d.requested.is_some() && d.had_timers)
+            .filter(|d| d.had_timers && (d.requested.is_some() || d.timers.is_none()))
             .map(|d| &d.run_id)
             .collect(),
         folded: runs

@@ -110,15 +110,15 @@ impl RunAfter {
             now,
         );
         match decision {
-            Decision::Request { slots, degraded } => {
-                for (i, (old, new)) in self.slots.iter().zip(&slots).enumerate() {
-                    if old != new && self.existing {
+            Decision::Request { fills, degraded } => {
+                for (i, received) in fills {
+                    self.slots[i].received = Some(received);
+                    if self.existing {
                         self.changed.push(i);
                     }
                 }
                 self.changed.sort_unstable();
                 self.changed.dedup();
-                self.slots = slots;
                 self.requested = Some(Requested {
                     by: self.touched_by,
                     at: now,

@@ -72,10 +72,10 @@ pub enum Why {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Request the run with these rows (late inputs filled in when a grace
-    /// deadline passed).
+    /// Request the run; `fills`: rows of late inputs that a passed grace
+    /// deadline fills with their newest update (by row index).
     Request {
-        slots: Vec<Slot>,
+        fills: Vec<(usize, Received)>,
         degraded: Degraded,
     },
     /// Wait; ask again at `until` (`None`: only a new update can change it).
@@ -119,11 +119,21 @@ fn span(d: std::time::Duration) -> Span {
     Span::from_std(d).unwrap_or(Span::MAX)
 }
 
-/// What the inputs of `slots` look like at `now`.
-fn degraded(policy: &TriggerPolicy, slots: &[Slot], now: DateTime<Utc>) -> Degraded {
+/// What the inputs of `slots`, with `fills` applied, look like at `now`.
+fn degraded(
+    policy: &TriggerPolicy,
+    slots: &[Slot],
+    fills: &[(usize, Received)],
+    now: DateTime<Utc>,
+) -> Degraded {
     let mut out = Degraded::default();
-    for s in slots {
-        match &s.received {
+    for (i, s) in slots.iter().enumerate() {
+        let received = fills
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, r)| r)
+            .or(s.received.as_ref());
+        match received {
             None => out.missing.push(s.dataset_id.clone()),
             Some(r)
                 if policy.role(&s.dataset_id) != Role::Context
@@ -152,9 +162,9 @@ pub fn decide(
             why: Why::Held(hold.clone()),
         };
     }
-    let mut slots = slots.to_vec();
+    let mut fills = Vec::new();
     let mut late = false;
-    if !condition_holds(policy, &slots) {
+    if !condition_holds(policy, slots) {
         let waiting: Vec<DatasetId> = slots
             .iter()
             .filter(|s| s.received.is_none() && policy.role(&s.dataset_id) == Role::Required)
@@ -185,9 +195,9 @@ pub fn decide(
         }
         // The grace deadline passed: each late required input goes with its
         // newest update, whatever its age.
-        for s in slots.iter_mut() {
+        for (i, s) in slots.iter().enumerate() {
             if s.received.is_none() && policy.role(&s.dataset_id) == Role::Required {
-                s.received = newest.get(&s.dataset_id).cloned();
+                fills.extend(newest.get(&s.dataset_id).map(|r| (i, r.clone())));
             }
         }
         late = true;
@@ -215,8 +225,8 @@ pub fn decide(
             why,
         },
         _ => Decision::Request {
-            degraded: degraded(policy, &slots, now),
-            slots,
+            degraded: degraded(policy, slots, &fills, now),
+            fills,
         },
     }
 }
@@ -322,14 +332,18 @@ mod tests {
     }
 
     /// Compact outcome: "request" with degraded inputs, or "wait until".
-    fn show(d: &Decision) -> String {
+    fn show(d: &Decision, slots: &[Slot]) -> String {
         match d {
-            Decision::Request { slots, degraded } => {
+            Decision::Request { fills, degraded } => {
                 let used: Vec<String> = slots
                     .iter()
-                    .map(|s| {
-                        s.received
-                            .as_ref()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        fills
+                            .iter()
+                            .find(|(j, _)| *j == i)
+                            .map(|(_, r)| r)
+                            .or(s.received.as_ref())
                             .map_or("-".into(), |r| r.update_id.to_string())
                     })
                     .collect();
@@ -457,7 +471,10 @@ mod tests {
              "wait held by ops"),
         ];
         for (name, policy, slots, timers, newest, metric, now, want) in cases {
-            let got = show(&decide(policy, &slots, &timers, newest, metric, t(now)));
+            let got = show(
+                &decide(policy, &slots, &timers, newest, metric, t(now)),
+                &slots,
+            );
             assert_eq!(got.trim_end(), want.trim_end(), "{name}");
         }
     }
@@ -571,7 +588,7 @@ mod tests {
             ),
             (
                 Decision::Request {
-                    slots: vec![],
+                    fills: vec![],
                     degraded: Degraded {
                         stale: d(&["d2"]),
                         missing: vec![],
