@@ -16,6 +16,7 @@ use orchestrator_core::store::pool;
 use orchestrator_tests::synth::{self, Shape};
 use orchestrator_tests::TestDb;
 
+use crate::db_work::{self, DbWork};
 use crate::wait_profile::{self, WaitClass, WaitProfile};
 use crate::ServerArgs;
 
@@ -66,6 +67,8 @@ struct Measured {
     /// Of those, evaluated by a drain of their own (no update took them).
     flushed: usize,
     profile: WaitProfile,
+    /// What the database did for the updates.
+    db: DbWork,
 }
 
 impl Measured {
@@ -106,6 +109,7 @@ impl Measured {
             self.queued,
         );
         println!("  wait profile: {}", self.profile.summary());
+        println!("  {}", self.db.per_message(self.latencies.len()));
     }
 }
 
@@ -154,6 +158,8 @@ async fn measure(
     // on their own after a short wait (app::backlog::BacklogHandoff).
     .with_backlog_handoff();
     let updates = Arc::new(synth::updates(shape, args.updates));
+    let counters = pool::build_pool(url, 1)?;
+    let before = db_work::snapshot(&counters).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let stop_sampling = tokio_util::sync::CancellationToken::new();
     let sampler = (args.sample_ms > 0)
@@ -221,6 +227,7 @@ async fn measure(
         deferred: 0,
         flushed: 0,
         profile: WaitProfile::default(),
+        db: DbWork::default(),
     };
     for t in tasks {
         for (lat, dep, q, d) in t.await?? {
@@ -244,7 +251,15 @@ async fn measure(
     if let Some(sampler) = sampler {
         m.profile = sampler.await?;
     }
+    // The backends' CPU while they are connected; their commit counts once
+    // they have exited (a backend flushes its statistics when it ends).
+    let cpu = db_work::backend_cpu(&counters).await?;
     pool.close();
+    drop(ctx);
+    db_work::wait_for_backends_to_exit(&counters, Duration::from_secs(10)).await?;
+    let after = db_work::snapshot(&counters).await?;
+    m.db = db_work::difference(&counters, &before, &after, &cpu).await?;
+    counters.close();
     Ok(m)
 }
 

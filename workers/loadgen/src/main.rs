@@ -11,6 +11,7 @@ mod bench_api;
 mod bench_freshness;
 mod bench_latency;
 mod bench_messaging;
+mod db_work;
 mod generate;
 mod soak;
 mod wait_profile;
