@@ -2,7 +2,8 @@
 //! (`pg_current_wal_lsn()`), WAL records, full-page images and syncs
 //! (`pg_stat_wal`: a sync is a durable commit, or several grouped), the
 //! transactions committed (`pg_stat_database`, read-only ones included:
-//! every statement outside a transaction counts), statement time
+//! every statement outside a transaction counts), the commits that wrote and
+//! the WAL by record type (`pg_walinspect`, when it can be created), statement time
 //! (`pg_stat_statements`, when it is loaded) and the backends' CPU (from
 //! `/proc`, when the server runs on this machine), read before and after and
 //! divided per message.
@@ -33,6 +34,10 @@ pub struct DbWork {
     pub wal_fpi: i64,
     pub wal_syncs: i64,
     pub commits: i64,
+    /// `Transaction/COMMIT` records in the WAL between the snapshots.
+    pub write_commits: Option<i64>,
+    /// The WAL record types with the most bytes: (type, records, bytes).
+    pub wal_by_type: Vec<(String, i64, i64)>,
     pub statement_ms: Option<f64>,
     pub backend_cpu_ms: Option<f64>,
 }
@@ -133,6 +138,32 @@ pub async fn difference(
         )
         .await?
         .get(0);
+    let by_type = match client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+    {
+        Ok(()) => client
+            .query(
+                "SELECT \"resource_manager/record_type\", count, combined_size
+                   FROM pg_get_wal_stats($1::text::pg_lsn, $2::text::pg_lsn, true)
+                  WHERE count > 0 ORDER BY combined_size DESC",
+                &[&before.lsn, &after.lsn],
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, i64>(1),
+                            r.get::<_, i64>(2),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .ok(),
+        Err(_) => None,
+    };
     let cpu: f64 = cpu_at_end
         .iter()
         .map(|(pid, end)| end - before.cpu_ms.get(pid).copied().unwrap_or(0.0))
@@ -143,6 +174,13 @@ pub async fn difference(
         wal_fpi: after.wal[1] - before.wal[1],
         wal_syncs: after.wal[2] - before.wal[2],
         commits: after.commits - before.commits,
+        write_commits: by_type.as_ref().map(|t| {
+            t.iter()
+                .filter(|(k, _, _)| k == "Transaction/COMMIT")
+                .map(|(_, n, _)| n)
+                .sum()
+        }),
+        wal_by_type: by_type.unwrap_or_default().into_iter().take(5).collect(),
         statement_ms: after
             .statement_ms
             .zip(before.statement_ms)
@@ -164,6 +202,9 @@ impl DbWork {
             self.wal_syncs as f64 / n,
             self.commits as f64 / n
         );
+        if let Some(c) = self.write_commits {
+            s += &format!(" ({:.2} that wrote)", c as f64 / n);
+        }
         match self.statement_ms {
             Some(ms) => s += &format!(", statements {:.2} ms", ms / n),
             None => s += ", statements n/a (pg_stat_statements not loaded)",
@@ -171,6 +212,20 @@ impl DbWork {
         match self.backend_cpu_ms {
             Some(ms) => s += &format!(", backends' CPU {:.2} ms", ms / n),
             None => s += ", backends' CPU n/a",
+        }
+        if !self.wal_by_type.is_empty() {
+            let top: Vec<String> = self
+                .wal_by_type
+                .iter()
+                .map(|(k, c, b)| {
+                    format!(
+                        "{k} {:.1} KB ({:.1})",
+                        *b as f64 / n / 1024.0,
+                        *c as f64 / n
+                    )
+                })
+                .collect();
+            s += &format!("; WAL by record type: {}", top.join(", "));
         }
         s
     }
