@@ -33,6 +33,7 @@ use orchestrator_tests::TestDb;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench_latency::{self, CeilingMessage};
+use crate::db_work;
 use crate::ServerArgs;
 
 #[derive(Args)]
@@ -125,11 +126,18 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     stack
         .send_all(&stack.names.projection_updates_queue_url, first)
         .await?;
+    let counters_a = orchestrator_core::store::pool::build_pool(&db_a.url, 1)?;
+    let before_a = db_work::snapshot(&counters_a).await?;
     let worker = start_worker(&stack, &db_a, args.concurrency)?;
     let started = Instant::now();
     wait_processed(&db_a, args.updates).await?;
     let drain_secs = started.elapsed().as_secs_f64();
     wait_outbox_empty(&db_a).await?;
+    // The worker goes on to (c): its transactions are counted as far as
+    // its backends have flushed them (within a second); the WAL is exact.
+    let cpu_a = db_work::backend_cpu(&counters_a).await?;
+    let after_a = db_work::snapshot(&counters_a).await?;
+    let work_a = db_work::difference(&counters_a, &before_a, &after_a, &cpu_a).await?;
     let published = stats::outbox_counts(&db_a.pool).await?.written;
     wait_delivered(&stack, published).await?;
     let publish_secs = started.elapsed().as_secs_f64();
@@ -159,6 +167,8 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     single
         .send_all(&single.names.projection_updates_queue_url, first)
         .await?;
+    let counters_one = orchestrator_core::store::pool::build_pool(&db_one.url, 1)?;
+    let before_one = db_work::snapshot(&counters_one).await?;
     let worker = start_worker(&single, &db_one, args.concurrency)?;
     let started = Instant::now();
     wait_processed(&db_one, args.updates).await?;
@@ -167,7 +177,12 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let one_published_secs = started.elapsed().as_secs_f64();
     let one_published = stats::outbox_counts(&db_one.pool).await?.written;
     let rss_one = worker.peak_rss_kib();
+    let cpu_one = db_work::backend_cpu(&counters_one).await?;
     drop(worker);
+    // Backends flush their counters when they exit, idle ones after 10 s.
+    db_work::wait_for_backends_to_exit(&counters_one, Duration::from_secs(11)).await?;
+    let after_one = db_work::snapshot(&counters_one).await?;
+    let work_one = db_work::difference(&counters_one, &before_one, &after_one, &cpu_one).await?;
 
     let pct = |p: f64| {
         l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
@@ -194,6 +209,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         publish_rate / ceiling,
         publish_rate / ceiling_published
     );
+    println!("(b) {}", work_a.per_message(n));
     println!(
         "(c) latency SendMessage -> run request at {rate:.1} updates/s ({:.0} msg/s offered, {:.0}% of the ceiling): \
          {} of {total} updates seen; p50 {:.1} ms, p99 {:.1} ms (target p99 < 100 ms)",
@@ -220,6 +236,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         n as f64 / one_secs,
         noop_secs / one_secs
     );
+    println!("(d) {}", work_one.per_message(n));
     // Each fan-out-1 update costs the broker what the do-nothing consumer's
     // message costs (receive, delete) plus one published run request.
     let broker_bound = 1.0 / (1.0 / noop_rate + 1.0 / ceiling_published);
