@@ -101,7 +101,8 @@ pub struct ConsumerDeps<P> {
     /// stops receiving (`PUBLISH_BACKLOG_LIMIT`).
     pub publish_backlog_limit: usize,
     /// How often the freshness expectations are judged
-    /// (`FRESHNESS_SWEEP_SECS`; one replica of either worker at a time does).
+    /// (`FRESHNESS_SWEEP_SECS`; one replica of either worker at a time does)
+    /// and the trigger policies' timers are looked at (every replica).
     pub freshness_interval: Duration,
 }
 
