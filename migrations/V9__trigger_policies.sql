@@ -38,3 +38,31 @@ CREATE TABLE metric_run_folded_updates (
     PRIMARY KEY (run_id, update_id)
 );
 CREATE INDEX metric_run_folded_updates_update_idx ON metric_run_folded_updates (update_id);
+
+-- Operators see what a run went without next to its status (a column added
+-- at the end: the view's other columns are unchanged).
+CREATE OR REPLACE VIEW run_status AS
+SELECT r.id                                   AS run_id,
+       r.metric_id,
+       r.metric_code,
+       r.status,
+       r.attempt,
+       r.retry_of,
+       r.created_at,
+       r.requested_at,
+       r.dispatched_at,
+       r.started_at,
+       r.last_heartbeat_at,
+       r.finished_at,
+       r.progress,
+       r.error,
+       r.version_ts,
+       r.manifest_path,
+       r.row_count,
+       r.requested_at - r.created_at          AS waited_for_dependencies,
+       r.started_at - r.requested_at          AS queued_for,
+       r.finished_at - r.started_at           AS ran_for,
+       now() - r.created_at                   AS age,
+       r.status IN ('pending_dependencies', 'queued', 'dispatched', 'running') AS is_open,
+       r.degraded
+  FROM metric_runs r;

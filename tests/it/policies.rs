@@ -203,6 +203,13 @@ async fn a_grace_deadline_requests_the_run_with_the_late_input_marked_stale() {
     let req = request_of(&db, &runs[0].0).await;
     assert_eq!(used(&req), ["d1", "d2"], "d2 went at its newest update");
     assert_eq!(req["trigger"]["stale"], json!(["d2"]));
+    // The API shows it on the run.
+    let api = ApiServer::for_db(&db, None).await;
+    let (st, run) = api.get(&format!("/api/v1/runs/{}", runs[0].0)).await;
+    assert_eq!(st, 200, "{run}");
+    assert_eq!(run["degraded"], json!({"stale": ["d2"], "missing": []}));
+    let (_, list) = api.get("/api/v1/runs?metric=m.pair").await;
+    assert_eq!(list["items"][0]["degraded"]["stale"], json!(["d2"]));
     // Swept again: nothing more.
     clock.advance(Duration::hours(1));
     let swept = policy::sweep(&ctx).await.unwrap();

@@ -164,6 +164,18 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     pub progress: Option<f64>,
     pub error: Option<String>,
+    /// Set when its trigger policy requested it without some inputs fresh.
+    pub degraded: Option<Degraded>,
+}
+
+/// The inputs a run went without (docs/semantics.md, "Trigger policies").
+#[derive(Debug, Serialize, ToSchema, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Degraded {
+    /// Required inputs used at an update that was not fresh.
+    pub stale: Vec<String>,
+    /// Inputs it ran without.
+    pub missing: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -206,6 +218,7 @@ pub struct RunDetail {
     pub timeline: Timeline,
     pub progress: Option<f64>,
     pub error: Option<String>,
+    pub degraded: Option<Degraded>,
     pub result: RunResult,
     pub inputs: Vec<UsedInput>,
     /// For a pending run: the datasets it still waits for.

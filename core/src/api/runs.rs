@@ -26,7 +26,14 @@ pub fn run_dto(r: RunRow) -> Run {
         finished_at: r.finished_at,
         progress: r.progress,
         error: r.error,
+        degraded: degraded(r.degraded),
     }
+}
+
+/// The stored record of what a run went without, as the API shows it (a
+/// record that does not read as one is left out rather than guessed at).
+fn degraded(v: Option<serde_json::Value>) -> Option<dto::Degraded> {
+    v.and_then(|v| serde_json::from_value(v).ok())
 }
 
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs",
@@ -90,6 +97,7 @@ pub async fn get(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResu
         },
         progress: r.progress,
         error: r.error,
+        degraded: degraded(r.degraded),
         result: RunResult {
             version_ts: r.version_ts,
             output_manifest: r.manifest_path,

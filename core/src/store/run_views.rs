@@ -38,11 +38,14 @@ pub struct RunRow {
     pub version_ts: Option<String>,
     pub manifest_path: Option<String>,
     pub row_count: Option<i64>,
+    /// What a run requested under a trigger policy went without
+    /// (`{"stale": [...], "missing": [...]}`).
+    pub degraded: Option<serde_json::Value>,
 }
 
 // Read through the `run_status` view (migrations/V2), which operators query too.
 const RUN_COLUMNS: &str = "run_id, metric_code, status, attempt, retry_of, created_at, requested_at, dispatched_at,
-    started_at, finished_at, last_heartbeat_at, progress, error, version_ts, manifest_path, row_count";
+    started_at, finished_at, last_heartbeat_at, progress, error, version_ts, manifest_path, row_count, degraded";
 
 fn run_row(r: &tokio_postgres::Row) -> StoreResult<RunRow> {
     Ok(RunRow {
@@ -62,6 +65,7 @@ fn run_row(r: &tokio_postgres::Row) -> StoreResult<RunRow> {
         version_ts: r.get(13),
         manifest_path: r.get(14),
         row_count: r.get(15),
+        degraded: r.get(16),
     })
 }
 

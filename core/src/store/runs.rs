@@ -355,7 +355,8 @@ pub struct Retry {
     pub id: RunId,
 }
 
-/// Queues a retry (attempt + 1, same dataset updates) of each ended run
+/// Queues a retry (attempt + 1, same dataset updates, same record of what
+/// it went without) of each ended run
 /// whose metric allows another attempt. A run is retried at most once,
 /// whatever reports its end.
 pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreResult<Vec<NewRun>> {
@@ -364,8 +365,9 @@ pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreRes
             "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[]) AS n(old_id, new_id)),
              created AS (
                  INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, retry_of,
-                                          requested_at, last_contact_at)
-                 SELECT n.new_id, r.metric_id, r.metric_code, 'queued', r.attempt + 1, r.id, now(), now()
+                                          requested_at, last_contact_at, degraded)
+                 SELECT n.new_id, r.metric_id, r.metric_code, 'queued', r.attempt + 1, r.id, now(), now(),
+                        r.degraded
                    FROM n
                    JOIN metric_runs r ON r.id = n.old_id
                    JOIN metrics m ON m.id = r.metric_id

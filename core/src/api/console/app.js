@@ -244,6 +244,7 @@ async function runPage(id) {
       ${r.retries.length ? ` · retried as ${r.retries.map((x) => `<a class="mono" href="#/runs/${enc(x)}">${esc(x)}</a>`).join(", ")}` : ""}</div>
     ${r.waitingFor.length ? `<div class="panel" data-testid="waiting-for">Waiting for an update of <strong>${r.waitingFor.map(esc).join(", ")}</strong></div>` : ""}
     ${r.error ? `<div class="error">${esc(r.error)}</div>` : ""}
+    ${r.degraded ? `<div class="panel" data-testid="degraded">Degraded: requested by its trigger policy${r.degraded.stale.length ? ` with <strong>${r.degraded.stale.map(esc).join(", ")}</strong> stale` : ""}${r.degraded.missing.length ? ` without <strong>${r.degraded.missing.map(esc).join(", ")}</strong>` : ""}</div>` : ""}
     <div class="grid2">
       <div><h2>Timeline</h2><div class="panel"><ul class="timeline">
         ${step("Created", t.created)}${step("Requested", t.requested)}${step("Dispatched", t.dispatched)}
