@@ -141,10 +141,12 @@ async fn a_settle_window_turns_a_burst_of_20_updates_into_one_run_listing_all_20
         "settle",
         &catalog(
             &["m.single"],
-            json!({"settle": {"quiet": "3s", "max_wait": "2m"}}),
+            json!({"settle": {"quiet": "8s", "max_wait": "2m"}}),
         ),
     )
     .await;
+    // The quiet period (8 s) is far longer than the burst takes to process,
+    // so even a slow machine does not close the window mid-burst.
     let bodies: Vec<String> = (0..20)
         .map(|i| update_body("d1", &format!("v{i}")))
         .collect();
@@ -224,7 +226,7 @@ async fn two_workers_racing_on_one_deadline_request_each_run_once_and_kill_9_los
     let codes = ["m.single", "m.pair", "m.triple", "m.nodays"];
     apply(
         &db,
-        &catalog(&codes, json!({"settle": {"quiet": "4s", "max_wait": "4s"}})),
+        &catalog(&codes, json!({"settle": {"quiet": "8s", "max_wait": "8s"}})),
     )
     .await;
     let stack = Stack::new("prace", false).await;
@@ -240,6 +242,7 @@ async fn two_workers_racing_on_one_deadline_request_each_run_once_and_kill_9_los
     )
     .await;
     processed(&db, 3).await;
+    // The windows (8 s) stay open well past the kill on a slow machine.
     // Killed with the windows open: their runs are only in PostgreSQL.
     first.child.kill().expect("SIGKILL");
     let _ = first.child.wait();
