@@ -52,6 +52,16 @@ async fn policy_db(label: &str, code: &str, policy: Value) -> TestDb {
     db
 }
 
+/// d2's only update is ten days old (stale for required_days 7), then d1
+/// arrives: m.pair has a pending run waiting for a fresh d2 (m.single ran).
+async fn m_pair_waits_for_a_stale_d2(db: &TestDb, ctx: &Context) {
+    process(ctx, &update("d2", "old")).await.unwrap();
+    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days' WHERE dataset_id = 'd2'")
+        .await;
+    db.exec("DELETE FROM metric_runs").await;
+    process(ctx, &update("d1", "v1")).await.unwrap();
+}
+
 fn statuses(runs: &[(String, String)]) -> Vec<&str> {
     runs.iter().map(|(_, s)| s.as_str()).collect()
 }
@@ -183,12 +193,7 @@ async fn a_grace_deadline_requests_the_run_with_the_late_input_marked_stale() {
     let db = policy_db("policy_grace", "m.pair", json!({"grace": {"after": "1h"}})).await;
     let clock = TestClock::new();
     let ctx = clock.ctx(&db);
-    // d2's only update is ten days old: stale for required_days 7.
-    process(&ctx, &update("d2", "old")).await.unwrap();
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days' WHERE dataset_id = 'd2'")
-        .await;
-    db.exec("DELETE FROM metric_runs").await;
-    process(&ctx, &update("d1", "v1")).await.unwrap();
+    m_pair_waits_for_a_stale_d2(&db, &ctx).await;
     let runs = runs_of(&db, "m.pair").await;
     assert_eq!(statuses(&runs), ["pending_dependencies"]);
 
@@ -417,11 +422,7 @@ async fn the_api_says_what_happens_next_and_holds_and_resumes_behind_the_token()
     .await;
     let ctx = db.ctx();
     // d2 once, ten days ago; d1 now: m.pair waits for a fresh d2 until its grace.
-    process(&ctx, &update("d2", "old")).await.unwrap();
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days'")
-        .await;
-    db.exec("DELETE FROM metric_runs").await;
-    process(&ctx, &update("d1", "v1")).await.unwrap();
+    m_pair_waits_for_a_stale_d2(&db, &ctx).await;
     let api = ApiServer::for_db(&db, Some(TOKEN)).await;
     let (st, m) = api.get("/api/v1/metrics/m.pair").await;
     assert_eq!(st, 200, "{m}");
@@ -492,11 +493,7 @@ async fn a_policy_given_to_a_waiting_run_applies_at_the_next_sweep() {
     apply(&db, &base_catalog()).await;
     let clock = TestClock::new();
     let ctx = clock.ctx(&db);
-    process(&ctx, &update("d2", "old")).await.unwrap();
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days'")
-        .await;
-    db.exec("DELETE FROM metric_runs").await;
-    process(&ctx, &update("d1", "v1")).await.unwrap();
+    m_pair_waits_for_a_stale_d2(&db, &ctx).await;
     assert_eq!(
         statuses(&runs_of(&db, "m.pair").await),
         ["pending_dependencies"]
@@ -525,11 +522,7 @@ async fn a_policy_taken_away_leaves_no_timer_behind() {
     .await;
     let clock = TestClock::new();
     let ctx = clock.ctx(&db);
-    process(&ctx, &update("d2", "old")).await.unwrap();
-    db.exec("UPDATE dataset_updates SET created_at = now() - interval '10 days'")
-        .await;
-    db.exec("DELETE FROM metric_runs").await;
-    process(&ctx, &update("d1", "v1")).await.unwrap();
+    m_pair_waits_for_a_stale_d2(&db, &ctx).await;
     assert_eq!(
         db.count("SELECT count(*) FROM metric_run_timers").await,
         1,

@@ -519,10 +519,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn mode_any_runs_with_stale_inputs_and_marks_them() {
+    /// Needs a and b; b's newest update, b0, is from October: stale.
+    fn with_stale_b0() -> MetricState {
         let mut st = state(&["a", "b"], None);
-        st.policy.mode = Mode::Any;
         st.newest.insert(
             "b".into(),
             Received {
@@ -530,6 +529,13 @@ mod tests {
                 at: t("2026-10-01T00:00:00Z"),
             },
         );
+        st
+    }
+
+    #[test]
+    fn mode_any_runs_with_stale_inputs_and_marks_them() {
+        let mut st = with_stale_b0();
+        st.policy.mode = Mode::Any;
         let runs = evaluate_now(st, &[arrival("a", "a1", "2026-11-20T01:00:00Z")]);
         assert_eq!(
             shape(&runs),
@@ -563,15 +569,8 @@ mod tests {
 
     #[test]
     fn a_grace_deadline_requests_a_waiting_run_with_what_there_is() {
-        let mut st = state(&["a", "b"], None);
+        let mut st = with_stale_b0();
         st.policy.grace = Some(Grace::After(minutes(60)));
-        st.newest.insert(
-            "b".into(),
-            Received {
-                update_id: "b0".into(),
-                at: t("2026-10-01T00:00:00Z"),
-            },
-        );
         let arrivals = [arrival("a", "a1", "2026-11-20T10:00:00Z")];
         let runs = evaluate(st.clone(), &arrivals, t("2026-11-20T10:59:00Z"));
         assert!(runs[0].requested.is_none());
