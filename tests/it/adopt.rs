@@ -128,7 +128,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V6__metric_last_success_index",
             "V7__metric_update_backlog",
             "V8__freshness_and_alerts",
-            "V9__trigger_policies"
+            "V9__trigger_policies",
+            "V10__outbox_request_recipe"
         ]
     );
     let text = report.to_string();
@@ -492,7 +493,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V7__metric_update_backlog, V8__freshness_and_alerts, V9__trigger_policies applied"
+            "V8__freshness_and_alerts, V9__trigger_policies, V10__outbox_request_recipe applied"
         ),
         "{}",
         text(&done)

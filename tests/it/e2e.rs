@@ -12,14 +12,7 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn outbox_payload(db: &TestDb, run_id: &str) -> Value {
-    let p: String = db
-        .client()
-        .await
-        .query_one("SELECT payload FROM outbox WHERE run_id = $1", &[&run_id])
-        .await
-        .unwrap()
-        .get(0);
-    serde_json::from_str(&p).unwrap()
+    orchestrator_tests::fixtures::request_of(db, run_id).await
 }
 
 /// Sends d1/v1 (which completes m.single at once) and receives its run request.

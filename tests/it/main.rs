@@ -19,6 +19,7 @@ mod hostile;
 mod lifecycle;
 mod observability;
 mod outbox;
+mod outbox_recipes;
 mod policies;
 mod policies_e2e;
 mod projection_update;

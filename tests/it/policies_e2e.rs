@@ -98,14 +98,17 @@ async fn succeeded(db: &TestDb, code: &str, want: i64) -> Vec<Value> {
         (done >= want).then_some(())
     })
     .await;
-    db.strings(&format!(
-        "SELECT o.payload FROM outbox o JOIN metric_runs r ON r.id = o.run_id
-          WHERE r.metric_code = '{code}' ORDER BY r.created_at, r.id"
-    ))
-    .await
-    .iter()
-    .map(|p| serde_json::from_str(p).unwrap())
-    .collect()
+    let runs = db
+        .strings(&format!(
+            "SELECT r.id FROM outbox o JOIN metric_runs r ON r.id = o.run_id
+              WHERE r.metric_code = '{code}' ORDER BY r.created_at, r.id"
+        ))
+        .await;
+    let mut requests = Vec::new();
+    for run in runs {
+        requests.push(orchestrator_tests::fixtures::request_of(db, &run).await);
+    }
+    requests
 }
 
 #[tokio::test]

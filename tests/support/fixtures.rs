@@ -88,15 +88,23 @@ pub async fn status_of(db: &TestDb, run_id: impl AsRef<str>) -> String {
         .get(0)
 }
 
-/// The outbox payload of a run, parsed.
+/// A run's request as the relay publishes it (assembled from its outbox
+/// row's recipe, or the payload of a row written whole), parsed.
 pub async fn request_of(db: &TestDb, run_id: impl AsRef<str>) -> Value {
-    let run_id = run_id.as_ref();
-    let payload: String = db
-        .client()
+    let payload = request_text(db, run_id.as_ref())
         .await
-        .query_one("SELECT payload FROM outbox WHERE run_id = $1", &[&run_id])
-        .await
-        .expect("run has an outbox row")
-        .get(0);
+        .expect("run has an outbox row");
     serde_json::from_str(&payload).expect("outbox payload is JSON")
+}
+
+/// A run's request text as the relay publishes it, if it has an outbox row.
+pub async fn request_text(db: &TestDb, run_id: &str) -> Option<String> {
+    let mut client = db.pool.get().await.expect("a connection");
+    let tx = client.transaction().await.expect("a transaction");
+    let run = orchestrator_core::domain::ids::RunId::new(run_id);
+    let payload = orchestrator_core::store::outbox::payload_of(&tx, &run)
+        .await
+        .expect("the run's request assembles");
+    tx.commit().await.expect("commit");
+    payload
 }

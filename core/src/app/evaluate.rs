@@ -177,7 +177,6 @@ async fn evaluate(
     for ((request, _), d) in requests.iter_mut().zip(&complete) {
         request.trigger = trigger_note(d, folded_before.get(&d.run_id));
     }
-    let payloads = request::payloads(&requests);
     let keys = update_set_keys(&decisions.runs);
     let degraded: Vec<Option<serde_json::Value>> = decisions
         .runs
@@ -185,7 +184,7 @@ async fn evaluate(
         .map(|d| d.degraded().map(degraded_json))
         .collect();
     let plan = EvaluationWrites {
-        requests: request::messages(&requests, &payloads),
+        requests: request::messages(&requests),
         ..plan(&decisions, &keys, &degraded)
     };
     let written = plan.execute(tx).await?;

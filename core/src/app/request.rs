@@ -103,24 +103,22 @@ pub fn build<'e>(
     )
 }
 
-/// Built requests as serialised outbox rows: the payloads, to which the
-/// rows of [`messages`] point.
-pub fn payloads(requests: &[(RunRequest<'_>, &Origin)]) -> Vec<String> {
-    requests.iter().map(|(r, _)| r.to_json_string()).collect()
-}
-
-/// The outbox rows of built requests, each with what caused it.
-pub fn messages<'a>(
-    requests: &'a [(RunRequest<'_>, &'a Origin)],
-    payloads: &'a [String],
-) -> Vec<NewMessage<'a>> {
+/// The outbox rows of built requests, each with what caused it: the
+/// request's recipe, from which the relay assembles it again when it
+/// publishes (`store::requests`).
+pub fn messages<'a>(requests: &'a [(RunRequest<'_>, &'a Origin)]) -> Vec<NewMessage<'a>> {
     requests
         .iter()
-        .zip(payloads)
-        .map(|((r, origin), payload)| NewMessage {
+        .map(|(r, origin)| NewMessage {
             run_id: &r.run_id,
             metric_code: &r.metric_code,
-            payload,
+            requested_at: r.requested,
+            output_base_path: &r.output.base_path,
+            // A note is plain strings and booleans: it always serialises.
+            trigger_note: r
+                .trigger
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok()),
             message_group_id: r.message_group_id.as_deref(),
             origin,
         })
@@ -133,6 +131,5 @@ async fn write(
     tx: &Transaction<'_>,
     requests: &[(RunRequest<'_>, &Origin)],
 ) -> StoreResult<Vec<OutboxId>> {
-    let payloads = payloads(requests);
-    outbox::insert(tx, &messages(requests, &payloads)).await
+    outbox::insert(tx, &messages(requests)).await
 }

@@ -101,6 +101,9 @@ pub struct RunRequest<'a> {
     pub output: Output,
     pub attempt: i32,
     pub requested_at: String,
+    /// `requested_at` as a time, for the outbox row (not on the wire).
+    #[serde(skip)]
+    pub requested: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_group_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,7 +116,7 @@ pub struct RunRequest<'a> {
 
 /// What a run requested under a trigger policy went without, and the
 /// updates it folded in while it waited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerNote {
     pub degraded: bool,
@@ -155,6 +158,28 @@ pub fn format_timestamp(t: DateTime<Utc>) -> String {
 }
 
 pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) -> RunRequest<'e> {
+    build_for(
+        input,
+        &Destination {
+            base_path: settings.base_path(input.metric_code),
+            fifo: settings.fifo,
+        },
+    )
+}
+
+/// What the deciding worker's settings made of a request: kept with its
+/// outbox row, so that the relay, whatever its own settings, assembles the
+/// request that was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// `output.basePath`.
+    pub base_path: String,
+    /// For a FIFO topic: the request carries a group and a deduplication id.
+    pub fifo: bool,
+}
+
+/// [`build`], to a destination decided earlier.
+pub fn build_for<'e>(input: &RunRequestInput<'_, 'e>, to: &Destination) -> RunRequest<'e> {
     let by_dataset: BTreeMap<&str, &UsedUpdate> = input
         .updates
         .iter()
@@ -211,12 +236,13 @@ pub fn build<'e>(input: &RunRequestInput<'_, 'e>, settings: &RequestSettings) ->
         inputs,
         catalog: CatalogSection { datasets },
         output: Output {
-            base_path: settings.base_path(input.metric_code),
+            base_path: to.base_path.clone(),
         },
         attempt: input.attempt,
         requested_at: format_timestamp(input.requested_at),
-        message_group_id: settings.fifo.then(|| input.metric_code.to_string()),
-        message_deduplication_id: settings.fifo.then(|| input.run_id.to_string()),
+        requested: input.requested_at,
+        message_group_id: to.fifo.then(|| input.metric_code.to_string()),
+        message_deduplication_id: to.fifo.then(|| input.run_id.to_string()),
         trigger: None,
     }
 }

@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod pending;
 pub mod pool;
+pub mod requests;
 pub(crate) mod run_views;
 pub mod runs;
 pub mod stats;

@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use super::requests::Recipe;
 use super::{StoreResult, Transaction};
 use crate::domain::alert::{Alert, AlertType};
 use crate::domain::ids::{OutboxId, RunId};
 use crate::domain::outgoing::Outgoing;
+use crate::domain::run_request::Destination;
 
 pub use crate::domain::outgoing::OutboxMessage;
 
@@ -18,18 +20,23 @@ pub struct Origin {
     pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// A row to write: a run's request JSON and its FIFO group id.
+/// A run request's row: its recipe (the relay assembles the request, see
+/// [`super::requests`]) and its FIFO group id.
 pub struct NewMessage<'a> {
     pub run_id: &'a RunId,
     pub metric_code: &'a str,
-    pub payload: &'a str,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    pub output_base_path: &'a str,
+    pub trigger_note: Option<serde_json::Value>,
     pub message_group_id: Option<&'a str>,
     pub origin: &'a Origin,
 }
 
 pub(super) const INSERT: &str =
-    "INSERT INTO outbox (run_id, metric_code, payload, message_group_id, traceparent, source_sent_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+    "INSERT INTO outbox (run_id, metric_code, requested_at, output_base_path, trigger_note,
+                         message_group_id, traceparent, source_sent_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[],
+                                  $6::text[], $7::text[], $8::timestamptz[])
              RETURNING id";
 
 pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<OutboxId>> {
@@ -39,7 +46,10 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
     let stmt = tx.prepare_cached(INSERT).await?;
     let runs: Vec<&RunId> = rows.iter().map(|r| r.run_id).collect();
     let codes: Vec<&str> = rows.iter().map(|r| r.metric_code).collect();
-    let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
+    let at: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.requested_at).collect();
+    let paths: Vec<&str> = rows.iter().map(|r| r.output_base_path).collect();
+    let notes: Vec<Option<&serde_json::Value>> =
+        rows.iter().map(|r| r.trigger_note.as_ref()).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();
     let traces: Vec<Option<&str>> = rows
         .iter()
@@ -48,13 +58,52 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
     let sent: Vec<Option<chrono::DateTime<chrono::Utc>>> =
         rows.iter().map(|r| r.origin.source_sent_at).collect();
     let out = tx
-        .query(&stmt, &[&runs, &codes, &payloads, &groups, &traces, &sent])
+        .query(
+            &stmt,
+            &[&runs, &codes, &at, &paths, &notes, &groups, &traces, &sent],
+        )
         .await?;
     Ok(out.iter().map(|r| r.get(0)).collect())
 }
 
+/// A claimed row's body: written whole (alerts, and requests written before
+/// recipes), or to assemble from its recipe.
+enum Body {
+    Written(String),
+    Recipe(Recipe),
+}
+
+/// The columns [`body_of`] reads, after the first nine of a claim.
+const BODY_COLUMNS: &str =
+    "o.payload, o.run_id, o.requested_at, o.output_base_path, o.trigger_note, o.message_group_id";
+
+fn body_of(r: &tokio_postgres::Row, at: usize) -> StoreResult<Body> {
+    if let Some(payload) = r.get::<_, Option<String>>(at) {
+        return Ok(Body::Written(payload));
+    }
+    let run_id: Option<RunId> = r.get(at + 1);
+    let requested_at: Option<chrono::DateTime<chrono::Utc>> = r.get(at + 2);
+    let base_path: Option<String> = r.get(at + 3);
+    match (run_id, requested_at, base_path) {
+        (Some(run_id), Some(requested_at), Some(base_path)) => Ok(Body::Recipe(Recipe {
+            run_id,
+            requested_at,
+            to: Destination {
+                base_path,
+                fifo: r.get::<_, Option<String>>(at + 5).is_some(),
+            },
+            trigger_note: r.get(at + 4),
+        })),
+        _ => Err(super::StoreError::Corrupt(
+            "outbox row with neither a payload nor a recipe".into(),
+        )),
+    }
+}
+
 /// Leases up to `limit` due, unpublished rows (only those in `only` when
-/// given) for `lease`; rows leased by another relay are skipped.
+/// given) for `lease`; rows leased by another relay are skipped. Requests
+/// are assembled from their recipes here; a row that cannot be is recorded
+/// as a failed attempt (it backs off like a failed publish) and left out.
 pub async fn claim(
     tx: &Transaction<'_>,
     only: Option<&[OutboxId]>,
@@ -62,7 +111,7 @@ pub async fn claim(
     lease: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
     let stmt = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE outbox o
                 SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
                FROM (SELECT id FROM outbox
@@ -71,21 +120,50 @@ pub async fn claim(
                       ORDER BY id LIMIT $2
                         FOR UPDATE SKIP LOCKED) c
               WHERE o.id = c.id
-             RETURNING o.id, o.run_id, o.metric_code, o.payload, o.message_group_id, o.attempts,
-                       o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key",
-        )
+             RETURNING o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
+                       o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key, {BODY_COLUMNS}"
+        ))
         .await?;
     let lease_secs = lease.as_secs_f64();
     let rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut recipes = Vec::new();
     for r in &rows {
+        let body = body_of(r, 9)?;
+        if let Body::Recipe(recipe) = &body {
+            recipes.push(recipe.clone());
+        }
+        claimed.push((r, body));
+    }
+    let mut assembled = super::requests::assemble(tx, &recipes).await?.into_iter();
+    let mut out = Vec::with_capacity(claimed.len());
+    for (r, body) in claimed {
+        let id: OutboxId = r.get(0);
+        let attempts: i32 = r.get(4);
+        let payload = match body {
+            Body::Written(p) => p,
+            Body::Recipe(_) => match assembled.next() {
+                Some(Ok(p)) => p,
+                Some(Err(why)) => {
+                    mark_failed(tx, id, &why, lease).await?;
+                    tracing::warn!(outbox_id = %id, attempts, error = %why,
+                        "a run request could not be assembled; it will be retried");
+                    continue;
+                }
+                None => {
+                    return Err(super::StoreError::Corrupt(
+                        "fewer requests assembled than recipes".into(),
+                    ))
+                }
+            },
+        };
         out.push(OutboxMessage {
-            id: r.get(0),
+            id,
             kind: kind_of(r)?,
-            payload: r.get(3),
-            attempts: r.get(5),
-            traceparent: r.get(6),
-            source_sent_at: r.get(7),
+            payload,
+            attempts,
+            traceparent: r.get(5),
+            source_sent_at: r.get(6),
         });
     }
     out.sort_by_key(|m| m.id);
@@ -95,18 +173,18 @@ pub async fn claim(
 /// A row is a run request or an alert (the table's CHECK says which).
 fn kind_of(r: &tokio_postgres::Row) -> StoreResult<Outgoing> {
     let run_id: Option<RunId> = r.get(1);
-    let alert: Option<String> = r.get(8);
+    let alert: Option<String> = r.get(7);
     match (run_id, alert) {
         (Some(run_id), None) => Ok(Outgoing::RunRequest {
             run_id,
             metric_code: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            message_group_id: r.get(4),
+            message_group_id: r.get(3),
         }),
         (None, Some(t)) => Ok(Outgoing::Alert {
             alert_type: AlertType::parse(&t).ok_or_else(|| {
                 super::StoreError::Corrupt(format!("outbox row with unknown alert type {t:?}"))
             })?,
-            dedup_key: r.get::<_, Option<String>>(9).unwrap_or_default(),
+            dedup_key: r.get::<_, Option<String>>(8).unwrap_or_default(),
         }),
         _ => Err(super::StoreError::Corrupt(
             "outbox row that is neither a run request nor an alert".into(),
@@ -194,11 +272,19 @@ pub async fn backlog(tx: &Transaction<'_>) -> StoreResult<Backlog> {
     })
 }
 
-/// The run request written for a run (the newest, for a run with several).
+/// The run request written for a run (the newest, for a run with several),
+/// as it was or will be published.
 pub async fn payload_of(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<Option<String>> {
     let stmt = tx
-        .prepare_cached("SELECT payload FROM outbox WHERE run_id = $1 ORDER BY id DESC LIMIT 1")
+        .prepare_cached(&format!(
+            "SELECT {BODY_COLUMNS} FROM outbox o WHERE o.run_id = $1 ORDER BY o.id DESC LIMIT 1"
+        ))
         .await?;
-    let row = tx.query_opt(&stmt, &[&run_id]).await?;
-    Ok(row.map(|r| r.get(0)))
+    let Some(row) = tx.query_opt(&stmt, &[&run_id]).await? else {
+        return Ok(None);
+    };
+    match body_of(&row, 0)? {
+        Body::Written(p) => Ok(Some(p)),
+        Body::Recipe(recipe) => super::requests::assemble_one(tx, recipe).await.map(Some),
+    }
 }

@@ -137,6 +137,39 @@ pub async fn used_updates(
     Ok(out)
 }
 
+/// What a run's request says of the run itself.
+#[derive(Debug, Clone)]
+pub struct RequestParts {
+    pub id: RunId,
+    pub metric_id: MetricId,
+    pub metric_code: String,
+    pub attempt: i32,
+}
+
+pub async fn request_parts(
+    tx: &Transaction<'_>,
+    run_ids: &[RunId],
+) -> StoreResult<HashMap<RunId, RequestParts>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT id, metric_id, metric_code, attempt FROM metric_runs WHERE id = ANY($1)",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&run_ids]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let parts = RequestParts {
+                id: r.get(0),
+                metric_id: r.get(1),
+                metric_code: r.get(2),
+                attempt: r.get(3),
+            };
+            (parts.id.clone(), parts)
+        })
+        .collect())
+}
+
 /// The fields of a run that use cases decide on.
 #[derive(Debug, Clone)]
 pub struct RunRef {

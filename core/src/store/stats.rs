@@ -112,16 +112,23 @@ pub async fn runs_in(pool: &Pool, statuses: &[RunStatus]) -> StoreResult<i64> {
     .await
 }
 
-/// One published run request's payload, if any (a realistic message body).
+/// One run request's payload, as published, if any (a realistic message body).
 pub async fn sample_request(pool: &Pool) -> StoreResult<Option<String>> {
-    let client = pool.get().await?;
-    Ok(client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let run: Option<crate::domain::ids::RunId> = tx
         .query_opt(
-            "SELECT payload FROM outbox WHERE run_id IS NOT NULL LIMIT 1",
+            "SELECT run_id FROM outbox WHERE run_id IS NOT NULL LIMIT 1",
             &[],
         )
         .await?
-        .map(|r| r.get(0)))
+        .map(|r| r.get(0));
+    let Some(run) = run else {
+        return Ok(None);
+    };
+    let payload = super::outbox::payload_of(&tx, &run).await?;
+    tx.commit().await?;
+    Ok(payload)
 }
 
 /// Requested runs: (run id, metric code).

@@ -1,0 +1,87 @@
+//! Run requests assembled from what the database holds: an outbox row keeps
+//! only its recipe (when it was requested, where its output goes, its
+//! trigger note); the run, the updates it uses and the catalog say the rest.
+//! The relay assembles a request when it publishes, and the operator API
+//! when it shows one; both get the same bytes from the same rows.
+
+use chrono::{DateTime, Utc};
+
+use super::{catalog, runs, StoreError, StoreResult, Transaction};
+use crate::domain::ids::{MetricId, RunId};
+use crate::domain::run_request::{self, Destination, RunRequestInput, TriggerNote};
+
+/// What an outbox row keeps of a run request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipe {
+    pub run_id: RunId,
+    pub requested_at: DateTime<Utc>,
+    pub to: Destination,
+    pub trigger_note: Option<serde_json::Value>,
+}
+
+/// Assembles each recipe's request (its JSON, as published), or says why it
+/// cannot be (a row that no longer matches its run): one bad row never
+/// stops the others.
+pub async fn assemble(
+    tx: &Transaction<'_>,
+    recipes: &[Recipe],
+) -> StoreResult<Vec<Result<String, String>>> {
+    if recipes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let run_ids: Vec<RunId> = recipes.iter().map(|r| r.run_id.clone()).collect();
+    let runs = runs::request_parts(tx, &run_ids).await?;
+    let mut metric_ids: Vec<MetricId> = runs.values().map(|r| r.metric_id.clone()).collect();
+    metric_ids.sort();
+    metric_ids.dedup();
+    let (used, sources, expressions) = futures::try_join!(
+        runs::used_updates(tx, &run_ids),
+        catalog::series_sources(tx, &metric_ids),
+        catalog::expressions(tx, &metric_ids)
+    )?;
+    let empty = catalog::SeriesSources::default();
+    Ok(recipes
+        .iter()
+        .map(|recipe| {
+            let run = runs
+                .get(&recipe.run_id)
+                .ok_or_else(|| format!("run {} is missing", recipe.run_id))?;
+            let (expression_type, expression_json) = expressions
+                .get(&run.metric_id)
+                .ok_or_else(|| format!("metric {} of run {} is missing", run.metric_id, run.id))?;
+            let mut request = run_request::build_for(
+                &RunRequestInput {
+                    run_id: &run.id,
+                    metric_code: &run.metric_code,
+                    expression_type,
+                    expression_json,
+                    attempt: run.attempt,
+                    requested_at: recipe.requested_at,
+                    series_datasets: &sources
+                        .get(&run.metric_id)
+                        .unwrap_or(&empty)
+                        .series_datasets,
+                    updates: used.get(&run.id).map(Vec::as_slice).unwrap_or_default(),
+                },
+                &recipe.to,
+            );
+            request.trigger = match &recipe.trigger_note {
+                None => None,
+                Some(v) => Some(
+                    serde_json::from_value::<TriggerNote>(v.clone())
+                        .map_err(|e| format!("run {}: unreadable trigger note: {e}", run.id))?,
+                ),
+            };
+            Ok(request.to_json_string())
+        })
+        .collect())
+}
+
+/// [`assemble`] for one recipe, a row that does not assemble being corrupt.
+pub async fn assemble_one(tx: &Transaction<'_>, recipe: Recipe) -> StoreResult<String> {
+    assemble(tx, std::slice::from_ref(&recipe))
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err("nothing assembled".into()))
+        .map_err(StoreError::Corrupt)
+}
