@@ -6,11 +6,14 @@
 
 use std::fmt;
 
+use tracing::Instrument;
+
 use crate::app::lifecycle::LifecycleOutcome;
+use crate::app::projection_update::UpdateSummary;
 use crate::app::{alerts, lifecycle, projection_update, Context};
 use crate::domain::alert::{self, DeadLettered};
 use crate::domain::events::{
-    parse_body, parse_lifecycle_scaled, parse_projection_update, ProgressScale,
+    parse_body, parse_lifecycle_scaled, parse_projection_update, ProgressScale, ProjectionUpdate,
 };
 use crate::domain::ids::RunId;
 use crate::domain::run_state::{LifecycleKind, RunStatus};
@@ -58,24 +61,100 @@ pub struct ProjectionUpdateHandler {
     pub publish: PublishQueue,
 }
 
-impl Handler for ProjectionUpdateHandler {
-    async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
+impl ProjectionUpdateHandler {
+    /// A message's update, with where it came from; the span names its dataset.
+    fn read(
+        msg: &InboundMessage,
+        span: &tracing::Span,
+    ) -> Result<(ProjectionUpdate, projection_update::Origin), HandlerError> {
         let update = parse_projection_update(&parse_body(&msg.body)?)?;
-        let span = tracing::Span::current();
         span.record("dataset_id", update.dataset_id.as_str());
         let origin = projection_update::Origin {
-            traceparent: Some(crate::telemetry::downstream(&span, &msg.trace).to_string()),
+            traceparent: Some(crate::telemetry::downstream(span, &msg.trace).to_string()),
             source_sent_at: msg.sent_at,
         };
-        let mut summary = projection_update::process_with(&self.ctx, &update, &origin)
-            .await
-            .map_err(store_failure)?;
+        Ok((update, origin))
+    }
+
+    /// The message's answer once its update is committed.
+    fn answer(&self, mut summary: UpdateSummary) -> Outcome {
         if summary.duplicate {
-            return Ok(Outcome::Ignored(Ignored::Duplicate));
+            return Outcome::Ignored(Ignored::Duplicate);
         }
         self.publish
             .submit(std::mem::take(&mut summary.evaluated.outbox_ids));
-        Ok(Outcome::processed(summary))
+        Outcome::processed(summary)
+    }
+
+    async fn alone(
+        &self,
+        update: &ProjectionUpdate,
+        origin: &projection_update::Origin,
+    ) -> Result<Outcome, HandlerError> {
+        let summary = projection_update::process_with(&self.ctx, update, origin)
+            .await
+            .map_err(store_failure)?;
+        Ok(self.answer(summary))
+    }
+}
+
+impl Handler for ProjectionUpdateHandler {
+    async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
+        let (update, origin) = Self::read(msg, &tracing::Span::current())?;
+        self.alone(&update, &origin).await
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    /// The receive's valid updates in one transaction; when it fails, each
+    /// alone, in order, in its own span (docs/semantics.md, "Several
+    /// messages, one transaction").
+    async fn handle_batch(
+        &self,
+        msgs: &[(&InboundMessage, &tracing::Span)],
+    ) -> Vec<Result<Outcome, HandlerError>> {
+        let mut answers: Vec<Option<Result<Outcome, HandlerError>>> = Vec::new();
+        let mut valid = Vec::new();
+        for (i, (msg, span)) in msgs.iter().enumerate() {
+            match Self::read(msg, span) {
+                Ok(read) => {
+                    valid.push((i, read));
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        let together: Vec<(&ProjectionUpdate, &projection_update::Origin)> =
+            valid.iter().map(|(_, (u, o))| (u, o)).collect();
+        let batch = match together.len() {
+            0 | 1 => Err(None),
+            _ => projection_update::process_batch(&self.ctx, &together)
+                .await
+                .map_err(Some),
+        };
+        match batch {
+            Ok(summaries) => {
+                for ((i, _), summary) in valid.iter().zip(summaries) {
+                    answers[*i] = Some(Ok(self.answer(summary)));
+                }
+            }
+            Err(failed) => {
+                if let Some(e) = failed {
+                    tracing::debug!(error = %e, updates = valid.len(),
+                        "the batch's transaction failed; each update is processed alone");
+                }
+                for (i, (update, origin)) in &valid {
+                    let span = msgs[*i].1.clone();
+                    answers[*i] = Some(self.alone(update, origin).instrument(span).await);
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(HandlerError::Transient("no answer".into()))))
+            .collect()
     }
 
     async fn dead_lettered(&self, letter: &DeadLetterNote<'_>) -> Result<(), BoxError> {

@@ -7,6 +7,7 @@ mod api;
 mod api_exposure;
 mod backlog;
 mod backpressure;
+mod batches;
 mod catalog;
 mod chaos;
 mod concurrency;

@@ -132,13 +132,23 @@ impl Stack {
     /// Sends up to ten bodies in one SendMessageBatch (one receive batch for the worker).
     /// On a FIFO queue all of them go to message group "g", in order.
     pub async fn send_batch(&self, queue_url: &str, bodies: &[&str]) {
-        self.try_send_batch(queue_url, bodies)
-            .await
-            .expect("SendMessageBatch to LocalStack");
+        self.send_batch_ids(queue_url, bodies).await;
     }
 
-    /// [`Stack::send_batch`], failing with an error instead of a panic.
-    pub async fn try_send_batch(&self, queue_url: &str, bodies: &[&str]) -> anyhow::Result<()> {
+    /// [`Stack::send_batch`], returning the message ids in the order of `bodies`.
+    pub async fn send_batch_ids(&self, queue_url: &str, bodies: &[&str]) -> Vec<String> {
+        self.try_send_batch(queue_url, bodies)
+            .await
+            .expect("SendMessageBatch to LocalStack")
+    }
+
+    /// [`Stack::send_batch`], failing with an error instead of a panic;
+    /// returns the message ids in the order of `bodies`.
+    pub async fn try_send_batch(
+        &self,
+        queue_url: &str,
+        bodies: &[&str],
+    ) -> anyhow::Result<Vec<String>> {
         let fifo = queue_url.ends_with(".fifo");
         let entries = bodies
             .iter()
@@ -168,7 +178,18 @@ impl Stack {
         if !out.failed().is_empty() {
             bail!("SendMessageBatch failed for {:?}", out.failed());
         }
-        Ok(())
+        let mut sent: Vec<(usize, String)> = out
+            .successful()
+            .iter()
+            .map(|e| {
+                (
+                    e.id().parse().unwrap_or(usize::MAX),
+                    e.message_id().to_string(),
+                )
+            })
+            .collect();
+        sent.sort();
+        Ok(sent.into_iter().map(|(_, id)| id).collect())
     }
 
     /// Sends every body, ten per SendMessageBatch.

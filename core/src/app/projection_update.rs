@@ -39,6 +39,8 @@ pub struct UpdateSummary {
     /// backlog drained after its commit. `outbox_ids` are published right
     /// after the commit.
     pub evaluated: Evaluated,
+    /// How many updates its transaction committed together (1: alone).
+    pub batch: usize,
 }
 
 /// The log line's `detail`.
@@ -53,7 +55,11 @@ impl std::fmt::Display for UpdateSummary {
             e.runs_created,
             e.runs_queued,
             e.runs_pending
-        )
+        )?;
+        if self.batch > 1 {
+            write!(f, "; committed with {} other updates", self.batch - 1)?;
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +120,53 @@ pub async fn process_with(
         "projection update processed"
     );
     Ok(summary)
+}
+
+/// Processes several updates in one transaction, in order (one commit for
+/// all): what each did, in the same order. Any failure fails them all and
+/// commits nothing; the caller then processes each alone
+/// ([`process_with`]), so that one bad update never fails the others.
+#[instrument(skip_all, fields(updates = updates.len()))]
+pub async fn process_batch(
+    ctx: &Context,
+    updates: &[(&ProjectionUpdate, &Origin)],
+) -> Result<Vec<UpdateSummary>, StoreError> {
+    let handed_off = ctx
+        .handoff
+        .as_ref()
+        .map(|c| c.take(Duration::ZERO))
+        .unwrap_or_default();
+    let result = in_transaction!(ctx.pool, StoreError, |tx| {
+        let mut summaries = Vec::with_capacity(updates.len());
+        let mut to_recheck = Vec::new();
+        for (i, (update, origin)) in updates.iter().enumerate() {
+            // The handed-off backlog goes with the first update only.
+            let handed: &[MetricId] = if i == 0 { &handed_off } else { &[] };
+            let (mut summary, dependents) = process_in(&tx, ctx, update, origin, handed).await?;
+            summary.batch = updates.len();
+            summaries.push(summary);
+            to_recheck.extend(dependents);
+        }
+        (summaries, to_recheck)
+    });
+    let (mut summaries, mut to_recheck) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            if let Some(handoff) = &ctx.handoff {
+                handoff.add(handed_off);
+            }
+            return Err(e);
+        }
+    };
+    to_recheck.extend(handed_off);
+    to_recheck.sort();
+    to_recheck.dedup();
+    if let Some(last) = summaries.last_mut() {
+        if let Err(e) = after_commit(ctx, to_recheck, last).await {
+            tracing::warn!(error = %e, "evaluating the backlog after the commit failed; the backlog sweep will");
+        }
+    }
+    Ok(summaries)
 }
 
 /// Step 4: the metrics still with a backlog are handed off to this worker's
@@ -187,6 +240,7 @@ async fn process_in(
         dependent_metrics: claimed.locked.len() + claimed.skipped.len(),
         deferred: claimed.skipped.len(),
         evaluated,
+        batch: 1,
     };
     let mut dependents: Vec<MetricId> = claimed.locked.into_iter().map(|m| m.id).collect();
     dependents.extend(claimed.skipped);

@@ -155,6 +155,14 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+/// A message being worked on.
+struct InFlight {
+    r: Received,
+    started: std::time::Instant,
+    /// Renews its visibility until it is finished.
+    extender: tokio::task::JoinHandle<()>,
+}
+
 fn lock(tasks: &Mutex<JoinSet<()>>) -> std::sync::MutexGuard<'_, JoinSet<()>> {
     // A panic while the lock is held cannot leave the set half-changed.
     tasks.lock().unwrap_or_else(|e| e.into_inner())
@@ -198,6 +206,20 @@ async fn receive_loop<H: Handler>(
                 continue;
             }
         };
+        if shared.handler.batches() && messages.len() > 1 {
+            // The whole receive in one task, holding a slot per message.
+            let more = u32::try_from(messages.len() - 1).unwrap_or(u32::MAX);
+            let Ok(rest) = slots.clone().acquire_many_owned(more).await else {
+                break;
+            };
+            let shared = shared.clone();
+            lock(&tasks).spawn(async move {
+                shared.process_batch(messages).await;
+                drop((first, rest));
+            });
+            reap(&tasks);
+            continue;
+        }
         let mut permit = Some(first);
         for group in groups(messages) {
             let p = match permit.take() {
@@ -215,10 +237,15 @@ async fn receive_loop<H: Handler>(
                 drop(p);
             });
         }
-        while let Some(done) = lock(&tasks).try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "a message task failed; its message will be redelivered");
-            }
+        reap(&tasks);
+    }
+}
+
+/// Collects the tasks that finished.
+fn reap(tasks: &Mutex<JoinSet<()>>) {
+    while let Some(done) = lock(tasks).try_join_next() {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "a message task failed; its message will be redelivered");
         }
     }
 }
@@ -283,6 +310,16 @@ impl<H: Handler> Shared<H> {
         Ok(out.messages.unwrap_or_default())
     }
 
+    /// The span every log line about a message carries; handlers record
+    /// the subject (`dataset_id` or `run_id`) once they know it.
+    fn span_of(r: &Received) -> tracing::Span {
+        let span = tracing::info_span!("message", message_id = %r.message_id,
+            trace_id = %r.trace.trace_id, dataset_id = tracing::field::Empty,
+            run_id = tracing::field::Empty);
+        crate::telemetry::continue_trace(&span, &r.trace);
+        span
+    }
+
     async fn process(&self, m: Message) {
         let r = match Received::parse(&m) {
             Ok(r) => r,
@@ -291,26 +328,62 @@ impl<H: Handler> Shared<H> {
                 return;
             }
         };
-        // Every log line about this message carries these; handlers record
-        // the subject (`dataset_id` or `run_id`) once they know it.
-        let span = tracing::info_span!("message", message_id = %r.message_id,
-            trace_id = %r.trace.trace_id, dataset_id = tracing::field::Empty,
-            run_id = tracing::field::Empty);
-        crate::telemetry::continue_trace(&span, &r.trace);
-        self.process_in(r).instrument(span).await
+        let span = Self::span_of(&r);
+        async {
+            let (flight, msg) = self.start(r).await;
+            let result = match msg {
+                Ok(msg) => self.handler.handle(&msg).await,
+                Err(e) => Err(e),
+            };
+            self.finish(flight, result).await
+        }
+        .instrument(span)
+        .await
     }
 
-    /// The handler's answer for `r`, with the body fetched from S3 first when
-    /// the message is a pointer.
+    /// The messages of one receive, handed to the handler together
+    /// ([`Handler::handle_batch`]); each still ends in its own disposition
+    /// and its own log line, in its own span.
+    async fn process_batch(&self, messages: Vec<Message>) {
+        let mut flights = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match Received::parse(m) {
+                Ok(r) => {
+                    let span = Self::span_of(&r);
+                    let (flight, msg) = self.start(r).instrument(span.clone()).await;
+                    flights.push((span, flight, msg));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot acknowledge a message; it will reappear")
+                }
+            }
+        }
+        let ready: Vec<(&InboundMessage, &tracing::Span)> = flights
+            .iter()
+            .filter_map(|(span, _, msg)| msg.as_ref().ok().map(|m| (m, span)))
+            .collect();
+        let mut answers = self.handler.handle_batch(&ready).await.into_iter();
+        for (span, flight, msg) in flights {
+            let result = match msg {
+                Ok(_) => answers.next().unwrap_or_else(|| {
+                    Err(HandlerError::Transient("the handler gave no answer".into()))
+                }),
+                Err(e) => Err(e),
+            };
+            self.finish(flight, result).instrument(span).await;
+        }
+    }
+
+    /// The message fetched from S3 first when it is a pointer.
     /// `event` is moved in: the loop keeps only the raw body (for a dead letter).
-    async fn handle(&self, r: &Received, event: String) -> Result<Outcome, HandlerError> {
+    async fn inbound(&self, r: &Received, event: String) -> Result<InboundMessage, HandlerError> {
         let body = match &r.pointer {
             Some(p) => s3::fetch(&self.s3, p, MAX_BODY_BYTES)
                 .await
                 .map_err(|e| HandlerError::Transient(Box::new(e)))?,
             None => event,
         };
-        let msg = InboundMessage {
+        Ok(InboundMessage {
             message_id: r.message_id.clone(),
             body,
             attributes: r.attributes.clone(),
@@ -318,16 +391,35 @@ impl<H: Handler> Shared<H> {
             group_id: r.group_id.clone(),
             trace: r.trace.clone(),
             sent_at: r.sent_at,
-        };
-        self.handler.handle(&msg).await
+        })
     }
 
-    async fn process_in(&self, mut r: Received) {
+    /// Counts the message, keeps it invisible while it is worked on, and
+    /// reads it.
+    async fn start(&self, mut r: Received) -> (InFlight, Result<InboundMessage, HandlerError>) {
         metrics::counter!(crate::prometheus::RECEIVED, "queue" => self.queue.clone()).increment(1);
         let started = std::time::Instant::now();
         let extender = self.keep_invisible(r.receipt.clone());
         let event = std::mem::take(&mut r.event);
-        let result = self.handle(&r, event).await;
+        let msg = self.inbound(&r, event).await;
+        (
+            InFlight {
+                r,
+                started,
+                extender,
+            },
+            msg,
+        )
+    }
+
+    /// What becomes of a message once the handler answered: deleted, backed
+    /// off or dead-lettered, and its one log line.
+    async fn finish(&self, flight: InFlight, result: Result<Outcome, HandlerError>) {
+        let InFlight {
+            r,
+            started,
+            extender,
+        } = flight;
         extender.abort();
         let elapsed = started.elapsed();
         metrics::histogram!(crate::prometheus::HANDLER_SECONDS, "queue" => self.queue.clone())

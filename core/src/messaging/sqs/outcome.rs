@@ -147,6 +147,28 @@ pub trait Handler: Send + Sync + 'static {
         msg: &InboundMessage,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
 
+    /// Whether the consumer hands a receive's messages over together
+    /// ([`Handler::handle_batch`]) rather than each to its own task.
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Handles the messages of one receive, in their order (FIFO groups
+    /// stay in order), each in its own span: one answer per message, in the
+    /// same order. By default, one after the other.
+    fn handle_batch(
+        &self,
+        msgs: &[(&InboundMessage, &tracing::Span)],
+    ) -> impl Future<Output = Vec<Result<Outcome, HandlerError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(msgs.len());
+            for (msg, span) in msgs {
+                out.push(tracing::Instrument::instrument(self.handle(msg), (*span).clone()).await);
+            }
+            out
+        }
+    }
+
     /// Called once a message's copy is on the dead-letter queue, before the
     /// message leaves its queue (the workers queue a `message_dead_lettered`
     /// alert). A failure is logged; the DLQ holds the message either way.
