@@ -9,15 +9,17 @@
 //!   a time (`domain::trigger_policy`, `domain::trigger`), the run state machine
 //!   ([`domain::run_state`]), inbound events and the outbound run request.
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
-//!   the crate's SQL is there), read-only statistics, migrations, the pool
-//!   and the transaction retry policy.
+//!   the crate's SQL is there), run requests assembled from their outbox
+//!   recipes ([`store::requests`]), read-only statistics, migrations, the
+//!   pool and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
 //!   events, timeout/retry sweep, freshness sweep ([`app::freshness`]),
 //!   trigger-policy timers, holds and resumes ([`app::policy`]), catalog
 //!   apply, operator run queries.
 //! - [`handlers`]: the SQS handlers, adapters from the consumer runtime to
-//!   the use cases.
+//!   the use cases (a receive's projection updates in one transaction,
+//!   each alone when it fails).
 //! - [`relay`]: the transactional outbox relay (publishing through
 //!   [`messaging::publisher::Publisher`]);
 //!   [`backpressure`]: the consumer pauses while too many committed run

@@ -129,7 +129,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V7__metric_update_backlog",
             "V8__freshness_and_alerts",
             "V9__trigger_policies",
-            "V10__outbox_request_recipe"
+            "V10__outbox_request_recipe",
+            "V11__run_first_input_on_run"
         ]
     );
     let text = report.to_string();
@@ -366,7 +367,7 @@ async fn after_adoption_the_fleet_carries_on_with_the_history() {
     );
     let linked = db
         .strings(&format!(
-            "SELECT dataset_update_id FROM run_dataset_updates WHERE run_id = '{}' ORDER BY 1",
+            "SELECT dataset_update_id FROM run_inputs WHERE run_id = '{}' ORDER BY 1",
             run("a6")
         ))
         .await;
@@ -493,7 +494,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V8__freshness_and_alerts, V9__trigger_policies, V10__outbox_request_recipe applied"
+            "V9__trigger_policies, V10__outbox_request_recipe, V11__run_first_input_on_run applied"
         ),
         "{}",
         text(&done)

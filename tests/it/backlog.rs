@@ -52,7 +52,7 @@ async fn inputs_of(db: &TestDb, run_id: &str) -> Vec<String> {
     assert_eq!(request["runId"].as_str(), Some(run_id), "{request}");
     db.strings(&format!(
         "SELECT u.dataset_id || '=' || u.version_manifest_path
-           FROM run_dataset_updates r JOIN dataset_updates u ON u.id = r.dataset_update_id
+           FROM run_inputs r JOIN dataset_updates u ON u.id = r.dataset_update_id
           WHERE r.run_id = '{run_id}' ORDER BY 1"
     ))
     .await

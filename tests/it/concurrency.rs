@@ -190,7 +190,7 @@ async fn concurrent_completions_of_one_run_leave_a_single_terminal_state() {
 
 /// The invariant checks can fail: a second run of a metric that uses the
 /// same updates as a first one (a different stored key, so the unique index
-/// does not stop it) is counted from `run_dataset_updates`.
+/// does not stop it) is counted from `run_inputs`.
 #[tokio::test]
 async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
     let db = orchestrator_tests::fixtures::db_with_catalog("invariants_fail").await;
@@ -206,8 +206,8 @@ async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
         .string("SELECT id FROM metric_runs WHERE requested_at IS NOT NULL ORDER BY id LIMIT 1")
         .await;
     db.exec(&format!(
-        "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, update_set_key)
-           SELECT id || '-copy', metric_id, metric_code, 'canceled', requested_at, 'another key'
+        "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, update_set_key, input_update_id)
+           SELECT id || '-copy', metric_id, metric_code, 'canceled', requested_at, 'another key', input_update_id
              FROM metric_runs WHERE id = '{run}';
          INSERT INTO outbox (run_id, metric_code, payload, requested_at, output_base_path, trigger_note)
            SELECT run_id || '-copy', metric_code, payload, requested_at, output_base_path, trigger_note

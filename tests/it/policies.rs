@@ -277,7 +277,7 @@ async fn a_settle_window_turns_a_burst_into_one_run_that_lists_what_it_folded() 
     assert_eq!(folded, ids, "all 20, in order");
     assert_eq!(
         db.strings(&format!(
-            "SELECT dataset_update_id FROM run_dataset_updates WHERE run_id = '{}'",
+            "SELECT dataset_update_id FROM run_inputs WHERE run_id = '{}'",
             runs[0].0
         ))
         .await,

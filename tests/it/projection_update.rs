@@ -205,7 +205,7 @@ async fn run_request_catalog_names_exactly_the_updates_used() {
         .await
         .query(
             "SELECT du.dataset_id, COALESCE(du.bucket, ''), du.version_manifest_path, du.projections_path
-               FROM run_dataset_updates rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
+               FROM run_inputs rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
               WHERE rdu.run_id = $1 ORDER BY 1",
             &[run_id],
         )

@@ -433,6 +433,18 @@ fn degraded_json(d: &Degraded) -> serde_json::Value {
     serde_json::json!({"stale": d.stale, "missing": d.missing})
 }
 
+/// The updates a decided run received, in slot (dataset) order.
+fn inputs_of<'a>(d: &'a Decided<'a>) -> impl Iterator<Item = &'a UpdateId> + 'a {
+    d.slots
+        .iter()
+        .filter_map(|s| s.received.as_ref().map(|r| &r.update_id))
+}
+
+/// A requested run's first input, kept on its row (migration V11).
+fn first_input<'a>(d: &'a Decided<'a>) -> Option<&'a UpdateId> {
+    inputs_of(d).next()
+}
+
 /// The update-set key of each decided run that is requested.
 fn update_set_keys(runs: &[Decided<'_>]) -> Vec<Option<String>> {
     runs.iter()
@@ -467,6 +479,7 @@ fn plan<'a>(
                     run_id: &d.run_id,
                     update_set_key,
                     degraded,
+                    input: first_input(d),
                 })
             })
             .collect(),
@@ -478,11 +491,12 @@ fn plan<'a>(
                 metric_code: &d.metric.code,
                 queued_with_key: key,
                 degraded,
+                input: d.requested.as_ref().and(first_input(d)),
             })
             .collect(),
         // A run complete at creation never waits: it gets no pending rows
-        // (its inputs are recorded in run_dataset_updates like every
-        // requested run's).
+        // (its inputs are recorded like every requested run's: the first on
+        // the run row, the others in run_dataset_updates).
         new_slots: runs
             .iter()
             .filter(|d| d.created && d.requested.is_none())
@@ -497,11 +511,9 @@ fn plan<'a>(
             .iter()
             .filter(|d| d.requested.is_some())
             .flat_map(|d| {
-                d.slots.iter().filter_map(move |s| {
-                    s.received.as_ref().map(|r| runs::Use {
-                        run_id: &d.run_id,
-                        update_id: &r.update_id,
-                    })
+                inputs_of(d).skip(1).map(move |update_id| runs::Use {
+                    run_id: &d.run_id,
+                    update_id,
                 })
             })
             .collect(),

@@ -133,7 +133,7 @@ pub async fn used_updates(tx: &Transaction<'_>, run_id: &RunId) -> StoreResult<V
     let stmt = tx
         .prepare_cached(
             "SELECT du.dataset_id, du.id, du.version_manifest_path, du.created_at
-               FROM run_dataset_updates rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
+               FROM run_inputs rdu JOIN dataset_updates du ON du.id = rdu.dataset_update_id
               WHERE rdu.run_id = $1 ORDER BY du.dataset_id",
         )
         .await?;

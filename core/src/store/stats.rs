@@ -154,7 +154,7 @@ pub struct Invariants {
     /// Requested runs without an outbox row.
     pub requested_runs_without_request: i64,
     /// Pairs of first-attempt runs of one metric using the identical set of
-    /// dataset updates (computed from `run_dataset_updates`, not from the
+    /// dataset updates (computed from `run_inputs`, not from the
     /// stored key, so that it can catch a wrong key too).
     pub runs_sharing_an_update_set: i64,
     /// Requested runs that do not record one used update per required dataset.
@@ -201,11 +201,11 @@ pub async fn invariants(pool: &Pool) -> StoreResult<Invariants> {
                    SELECT metric_id, s FROM (
                        SELECT r.metric_id,
                               string_agg(rdu.dataset_update_id, ',' ORDER BY rdu.dataset_update_id) s
-                         FROM metric_runs r JOIN run_dataset_updates rdu ON rdu.run_id = r.id
+                         FROM metric_runs r JOIN run_inputs rdu ON rdu.run_id = r.id
                         WHERE r.retry_of IS NULL GROUP BY r.id, r.metric_id) x
                     GROUP BY metric_id, s HAVING count(*) > 1) d),
                (SELECT count(*) FROM metric_runs r WHERE r.requested_at IS NOT NULL AND
-                   (SELECT count(*) FROM run_dataset_updates rdu WHERE rdu.run_id = r.id) <>
+                   (SELECT count(*) FROM run_inputs rdu WHERE rdu.run_id = r.id) <>
                    (SELECT count(DISTINCT ds.dataset_id) FROM metric_dependencies md
                       JOIN dataset_series ds ON ds.series_code = md.series_code
                      WHERE md.metric_id = r.metric_id)
