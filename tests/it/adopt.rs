@@ -130,7 +130,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V8__freshness_and_alerts",
             "V9__trigger_policies",
             "V10__outbox_request_recipe",
-            "V11__run_first_input_on_run"
+            "V11__run_first_input_on_run",
+            "V12__update_set_key_as_uuid"
         ]
     );
     let text = report.to_string();
@@ -494,7 +495,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V9__trigger_policies, V10__outbox_request_recipe, V11__run_first_input_on_run applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid applied"
         ),
         "{}",
         text(&done)

@@ -345,7 +345,7 @@ async fn derive_update_set_keys(tx: &Transaction<'_>) -> StoreResult<Vec<String>
                             PARTITION BY r.metric_id, k.k ORDER BY r.created_at DESC, r.id DESC) AS n
                    FROM metric_runs r JOIN keys k ON k.run_id = r.id),
              kept AS (
-                 UPDATE metric_runs r SET update_set_key = ranked.k
+                 UPDATE metric_runs r SET update_set_key = ranked.k::uuid
                    FROM ranked WHERE ranked.id = r.id AND ranked.n = 1)
              SELECT id FROM ranked WHERE n > 1 ORDER BY id",
             &[],

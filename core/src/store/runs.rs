@@ -31,7 +31,7 @@ pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id,
                     CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
-                    key, degraded, input
+                    key::uuid, degraded, input
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
                     AS u(id, metric_id, code, key, degraded, input)";
 
@@ -56,7 +56,7 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
 
 pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                 SET status = 'queued', requested_at = now(), last_contact_at = now(),
-                    update_set_key = k.key, degraded = k.degraded, input_update_id = k.input,
+                    update_set_key = k.key::uuid, degraded = k.degraded, input_update_id = k.input,
                     updated_at = now()
                FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[]) AS k(id, key, degraded, input)
               WHERE r.id = k.id AND r.status = 'pending_dependencies'";
