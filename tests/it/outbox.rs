@@ -8,7 +8,8 @@ use orchestrator_core::relay::{PublishError, Publisher, RecordingPublisher, Rela
 use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
 
-fn fast() -> RelayConfig {
+/// A relay that retries and sweeps within a test's patience.
+pub(crate) fn fast() -> RelayConfig {
     RelayConfig {
         base_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),

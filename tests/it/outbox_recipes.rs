@@ -1,21 +1,12 @@
 //! A run request's outbox row keeps a recipe, and the relay assembles the
-//! request when it publishes (docs/semantics.md, "Transactional outbox").
+//! request when it publishes (docs/semantics.md, "Publishing: the
+//! transactional outbox").
 
-use std::time::Duration;
-
+use crate::outbox::fast;
 use orchestrator_core::app::projection_update::process;
-use orchestrator_core::relay::{RecordingPublisher, Relay, RelayConfig};
+use orchestrator_core::relay::{RecordingPublisher, Relay};
 use orchestrator_tests::fixtures::{db_with_catalog, request_text, update};
 use serde_json::Value;
-
-fn fast() -> RelayConfig {
-    RelayConfig {
-        base_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-        sweep_interval: Duration::from_millis(20),
-        ..RelayConfig::default()
-    }
-}
 
 #[tokio::test]
 async fn the_relay_publishes_the_request_the_api_shows_at_the_time_decided() {

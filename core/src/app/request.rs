@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::ids::{MetricId, OutboxId, RunId};
 use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput, UsedUpdate};
-use crate::store::catalog::{self, SeriesSources};
+use crate::store::catalog::SeriesSources;
 use crate::store::outbox::{self, NewMessage, Origin};
-use crate::store::runs::{self, NewRun};
+use crate::store::requests::Reads;
+use crate::store::runs::NewRun;
 use crate::store::{StoreError, StoreResult, Transaction};
 
-/// Builds the request of each run from exactly the updates recorded in
-/// `run_dataset_updates` and writes it to the outbox. Returns the outbox ids.
+/// Builds the request of each run from exactly the updates it uses
+/// (`run_inputs`) and writes its recipe to the outbox. Returns the outbox ids.
 pub async fn enqueue(
     tx: &Transaction<'_>,
     new_runs: &[NewRun],
@@ -25,14 +26,11 @@ pub async fn enqueue(
         return Ok(Vec::new());
     }
     let run_ids: Vec<RunId> = new_runs.iter().map(|r| r.id.clone()).collect();
-    let mut metric_ids: Vec<MetricId> = new_runs.iter().map(|r| r.metric_id.clone()).collect();
-    metric_ids.sort();
-    metric_ids.dedup();
-    let (used, sources, expressions) = futures::try_join!(
-        runs::used_updates(tx, &run_ids),
-        catalog::series_sources(tx, &metric_ids),
-        catalog::expressions(tx, &metric_ids)
-    )?;
+    let Reads {
+        used,
+        sources,
+        expressions,
+    } = Reads::of(tx, &run_ids, new_runs.iter().map(|r| &r.metric_id)).await?;
     let mut payloads = Vec::with_capacity(new_runs.len());
     for run in new_runs {
         let (expression_type, expression_json) =

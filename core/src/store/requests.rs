@@ -4,11 +4,44 @@
 //! The relay assembles a request when it publishes, and the operator API
 //! when it shows one; both get the same bytes from the same rows.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::{catalog, runs, StoreError, StoreResult, Transaction};
 use crate::domain::ids::{MetricId, RunId};
-use crate::domain::run_request::{self, Destination, RunRequestInput, TriggerNote};
+use crate::domain::run_request::{self, Destination, RunRequestInput, TriggerNote, UsedUpdate};
+
+/// What a request says besides its run: the updates each run uses, and
+/// its metric's series sources and expression.
+pub struct Reads {
+    pub used: HashMap<RunId, Vec<UsedUpdate>>,
+    pub sources: HashMap<MetricId, catalog::SeriesSources>,
+    pub expressions: HashMap<MetricId, (String, serde_json::Value)>,
+}
+
+impl Reads {
+    pub async fn of<'m>(
+        tx: &Transaction<'_>,
+        run_ids: &[RunId],
+        metric_ids: impl Iterator<Item = &'m MetricId>,
+    ) -> StoreResult<Reads> {
+        let mut metric_ids: Vec<&MetricId> = metric_ids.collect();
+        metric_ids.sort();
+        metric_ids.dedup();
+        let metric_ids: Vec<MetricId> = metric_ids.into_iter().cloned().collect();
+        let (used, sources, expressions) = futures::try_join!(
+            runs::used_updates(tx, run_ids),
+            catalog::series_sources(tx, &metric_ids),
+            catalog::expressions(tx, &metric_ids)
+        )?;
+        Ok(Reads {
+            used,
+            sources,
+            expressions,
+        })
+    }
+}
 
 /// What an outbox row keeps of a run request.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,14 +64,11 @@ pub async fn assemble(
     }
     let run_ids: Vec<RunId> = recipes.iter().map(|r| r.run_id.clone()).collect();
     let runs = runs::request_parts(tx, &run_ids).await?;
-    let mut metric_ids: Vec<MetricId> = runs.values().map(|r| r.metric_id.clone()).collect();
-    metric_ids.sort();
-    metric_ids.dedup();
-    let (used, sources, expressions) = futures::try_join!(
-        runs::used_updates(tx, &run_ids),
-        catalog::series_sources(tx, &metric_ids),
-        catalog::expressions(tx, &metric_ids)
-    )?;
+    let Reads {
+        used,
+        sources,
+        expressions,
+    } = Reads::of(tx, &run_ids, runs.values().map(|r| &r.metric_id)).await?;
     let empty = catalog::SeriesSources::default();
     Ok(recipes
         .iter()
