@@ -104,14 +104,42 @@ async fn lines_of(worker: &Process, ids: &[String]) -> Vec<serde_json::Value> {
 /// Messages waiting before the worker starts come in one receive (one
 /// receive loop of four at `WORKER_CONCURRENCY=4`).
 fn worker(stack: &Stack, db: &TestDb) -> Process {
+    worker_at(stack, db, 4)
+}
+
+fn worker_at(stack: &Stack, db: &TestDb, concurrency: usize) -> Process {
     let mut env = stack.env(db);
     env.retain(|(k, _)| k != "RUST_LOG" && k != "WORKER_CONCURRENCY");
     env.push((
         "RUST_LOG".into(),
         "info,orchestrator_core::handlers=debug".into(),
     ));
-    env.push(("WORKER_CONCURRENCY".into(), "4".into()));
+    env.push(("WORKER_CONCURRENCY".into(), concurrency.to_string()));
     Process::spawn("projection-update-worker", &env, &[])
+}
+
+/// Two receive loops (from `WORKER_CONCURRENCY=8`) each taking a receive of
+/// eight: a batch takes one slot, so neither waits for the other's.
+#[tokio::test]
+async fn two_receive_loops_with_full_receives_drain_the_queue() {
+    let db = db_with_catalog("batch_loops").await;
+    let stack = Stack::new("batchloops", false).await;
+    let bodies: Vec<String> = (1..=40)
+        .map(|v| update_body(["d1", "d2", "d3"][v % 3], &format!("v{v}")))
+        .collect();
+    stack
+        .send_all(&stack.names.projection_updates_queue_url, &bodies)
+        .await
+        .unwrap();
+    let _worker = worker_at(&stack, &db, 8);
+    eventually(WAIT, "every update processed", || async {
+        (db.count("SELECT count(*) FROM event_log").await == 40).then_some(())
+    })
+    .await;
+    let checks = orchestrator_tests::invariants::invariant_checks(&db.pool)
+        .await
+        .unwrap();
+    assert!(checks.iter().all(|c| c.ok()), "{checks:?}");
 }
 
 async fn message_ids(stack: &Stack, bodies: &[String]) -> Vec<String> {

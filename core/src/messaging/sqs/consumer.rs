@@ -1,7 +1,9 @@
 //! The receive loop: long-poll batches of up to ten, at most `concurrency`
-//! messages in flight, FIFO message groups processed in order (in parallel
-//! across groups), visibility extended while a handler works, and a drain
-//! within the grace period on shutdown. Reading a message is
+//! handler tasks at once, FIFO message groups processed in order (in
+//! parallel across groups), visibility extended while a handler works, and
+//! a drain within the grace period on shutdown. A handler that takes a
+//! receive's messages together ([`Handler::batches`]) gets them in one task,
+//! which takes one slot. Reading a message is
 //! [`super::received`], deciding its fate `super::disposition`, deleting
 //! `super::deleter`.
 
@@ -207,15 +209,13 @@ async fn receive_loop<H: Handler>(
             }
         };
         if shared.handler.batches() && messages.len() > 1 {
-            // The whole receive in one task, holding a slot per message.
-            let more = u32::try_from(messages.len() - 1).unwrap_or(u32::MAX);
-            let Ok(rest) = slots.clone().acquire_many_owned(more).await else {
-                break;
-            };
+            // The whole receive in one task and one transaction: it takes
+            // one slot. (Taking a slot per message deadlocked two receive
+            // loops that each held some and waited for the rest.)
             let shared = shared.clone();
             lock(&tasks).spawn(async move {
                 shared.process_batch(messages).await;
-                drop((first, rest));
+                drop(first);
             });
             reap(&tasks);
             continue;
