@@ -1,9 +1,9 @@
 //! The receive loop: long-poll batches of up to ten, at most `concurrency`
-//! handler tasks at once, FIFO message groups processed in order (in
+//! messages in flight, FIFO message groups processed in order (in
 //! parallel across groups), visibility extended while a handler works, and
 //! a drain within the grace period on shutdown. A handler that takes a
 //! receive's messages together ([`Handler::batches`]) gets them in one task,
-//! which takes one slot. Reading a message is
+//! holding a slot per message (taken before the receive). Reading a message is
 //! [`super::received`], deciding its fate `super::disposition`, deleting
 //! `super::deleter`.
 
@@ -190,7 +190,30 @@ async fn receive_loop<H: Handler>(
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.cancelled() => break,
         };
-        let want = receive_size(slots.available_permits(), shared.config.concurrency);
+        let batching = shared.handler.batches();
+        // A batch holds a slot per message, taken before the receive and
+        // without waiting (a loop that waited while holding slots could
+        // deadlock with another): at most `concurrency` messages in flight,
+        // shared between the receive loops so that their batches overlap.
+        let (want, extra) = if batching {
+            let share = shared
+                .config
+                .concurrency
+                .div_ceil(receivers(shared.config.concurrency))
+                .clamp(1, 10);
+            let free = slots.available_permits().min(share - 1) as u32;
+            let extra = match free {
+                0 => None,
+                n => slots.clone().try_acquire_many_owned(n).ok(),
+            };
+            let held = extra.as_ref().map_or(0, |p| p.num_permits());
+            ((1 + held) as i32, extra)
+        } else {
+            (
+                receive_size(slots.available_permits(), shared.config.concurrency),
+                None,
+            )
+        };
         let received = tokio::select! {
             r = shared.receive(want) => r,
             _ = shutdown.cancelled() => break,
@@ -208,18 +231,17 @@ async fn receive_loop<H: Handler>(
                 continue;
             }
         };
-        if shared.handler.batches() && messages.len() > 1 {
-            // The whole receive in one task and one transaction: it takes
-            // one slot. (Taking a slot per message deadlocked two receive
-            // loops that each held some and waited for the rest.)
+        if batching && messages.len() > 1 {
+            // The whole receive in one task and one transaction.
             let shared = shared.clone();
             lock(&tasks).spawn(async move {
                 shared.process_batch(messages).await;
-                drop(first);
+                drop((first, extra));
             });
             reap(&tasks);
             continue;
         }
+        drop(extra);
         let mut permit = Some(first);
         for group in groups(messages) {
             let p = match permit.take() {
