@@ -79,37 +79,10 @@ pub async fn process_with(
     update: &ProjectionUpdate,
     origin: &Origin,
 ) -> Result<UpdateSummary, StoreError> {
-    let handed_off = ctx
-        .handoff
-        .as_ref()
-        .map(|c| c.take(Duration::ZERO))
-        .unwrap_or_default();
-    let result = in_transaction!(ctx.pool, StoreError, |tx| process_in(
-        &tx,
-        ctx,
-        update,
-        origin,
-        &handed_off
-    )
-    .await?);
-    let (mut summary, mut to_recheck) = match (result, &ctx.handoff) {
-        (Ok(done), _) => done,
-        (Err(e), handoff) => {
-            // Nothing was taken: the handed-off metrics wait for the next update.
-            if let Some(handoff) = handoff {
-                handoff.add(handed_off);
-            }
-            return Err(e);
-        }
-    };
-    to_recheck.extend(handed_off);
-    to_recheck.sort();
-    to_recheck.dedup();
-    // The update is committed: a failure from here on loses nothing (the rows
-    // stay in the backlog for the sweep), so it is reported, not returned.
-    if let Err(e) = after_commit(ctx, to_recheck, &mut summary).await {
-        tracing::warn!(error = %e, "evaluating the backlog after the commit failed; the backlog sweep will");
-    }
+    let summary = process_batch(ctx, &[(update, origin)])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an update without a summary".into()))?;
     tracing::debug!(
         duplicate = summary.duplicate,
         dependent = summary.dependent_metrics,
@@ -152,6 +125,7 @@ pub async fn process_batch(
     let (mut summaries, mut to_recheck) = match result {
         Ok(done) => done,
         Err(e) => {
+            // Nothing was taken: the handed-off metrics wait for the next update.
             if let Some(handoff) = &ctx.handoff {
                 handoff.add(handed_off);
             }
@@ -161,6 +135,8 @@ pub async fn process_batch(
     to_recheck.extend(handed_off);
     to_recheck.sort();
     to_recheck.dedup();
+    // The updates are committed: a failure from here on loses nothing (the
+    // rows stay in the backlog for the sweep), so it is reported, not returned.
     if let Some(last) = summaries.last_mut() {
         if let Err(e) = after_commit(ctx, to_recheck, last).await {
             tracing::warn!(error = %e, "evaluating the backlog after the commit failed; the backlog sweep will");

@@ -196,12 +196,7 @@ async fn receive_loop<H: Handler>(
         // deadlock with another): at most `concurrency` messages in flight,
         // shared between the receive loops so that their batches overlap.
         let (want, extra) = if batching {
-            let share = shared
-                .config
-                .concurrency
-                .div_ceil(receivers(shared.config.concurrency))
-                .clamp(1, 10);
-            let free = slots.available_permits().min(share - 1) as u32;
+            let free = batch_extra(slots.available_permits(), shared.config.concurrency);
             let extra = match free {
                 0 => None,
                 n => slots.clone().try_acquire_many_owned(n).ok(),
@@ -290,6 +285,14 @@ fn receivers(concurrency: usize) -> usize {
 /// one handler's time, well inside their visibility timeout.
 fn receive_size(available: usize, concurrency: usize) -> i32 {
     (1 + available).max(concurrency).clamp(1, 10) as i32
+}
+
+/// How many slots a batching receive loop takes besides its first, from
+/// `available` free ones: at most its share of `concurrency` (the loops'
+/// batches overlap), and only free ones (it never waits while holding).
+fn batch_extra(available: usize, concurrency: usize) -> u32 {
+    let share = concurrency.div_ceil(receivers(concurrency)).clamp(1, 10);
+    available.min(share - 1) as u32
 }
 
 /// Messages of one FIFO group stay together, in order; others go alone.
@@ -612,6 +615,28 @@ mod tests {
         let cases = [(0, 1), (1, 1), (4, 1), (5, 2), (8, 2), (16, 4), (100, 4)];
         for (concurrency, loops) in cases {
             assert_eq!(receivers(concurrency), loops, "concurrency {concurrency}");
+        }
+    }
+
+    #[test]
+    fn a_batching_loop_takes_free_slots_up_to_its_share() {
+        // (free slots besides the one taken, concurrency, extra slots taken)
+        let cases = [
+            (0, 1, 0),
+            (3, 4, 3),
+            (1, 4, 1),
+            (7, 8, 3),
+            (2, 8, 2),
+            (15, 16, 3),
+            (99, 100, 9),
+            (0, 8, 0),
+        ];
+        for (available, concurrency, want) in cases {
+            assert_eq!(
+                batch_extra(available, concurrency),
+                want,
+                "{available} free of {concurrency}"
+            );
         }
     }
 
