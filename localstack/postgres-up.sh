@@ -33,6 +33,13 @@ if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION main"; the
   say "creating cluster $PG_VERSION/main"
   pg_createcluster "$PG_VERSION" main >/dev/null
 fi
+# pg_stat_statements loaded, so that `loadgen bench` and `bench-messaging`
+# can say how long the statements took per update (Debian's postgresql.conf
+# reads conf.d).
+conf_d=/etc/postgresql/$PG_VERSION/main/conf.d
+if [ -d "$conf_d" ] && [ ! -f "$conf_d/orchestrator.conf" ]; then
+  echo "shared_preload_libraries = 'pg_stat_statements'" > "$conf_d/orchestrator.conf"
+fi
 if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="main" {print $4}' | grep -q online; then
   say "starting cluster $PG_VERSION/main"
   pg_ctlcluster "$PG_VERSION" main start

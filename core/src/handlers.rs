@@ -77,12 +77,14 @@ impl ProjectionUpdateHandler {
     }
 
     /// The message's answer once its update is committed.
-    fn answer(&self, mut summary: UpdateSummary) -> Outcome {
+    fn answer(&self, mut summary: UpdateSummary, received_at: std::time::Instant) -> Outcome {
         if summary.duplicate {
             return Outcome::Ignored(Ignored::Duplicate);
         }
-        self.publish
-            .submit(std::mem::take(&mut summary.evaluated.outbox_ids));
+        self.publish.submit_received(
+            std::mem::take(&mut summary.evaluated.outbox_ids),
+            received_at,
+        );
         Outcome::processed(summary)
     }
 
@@ -90,18 +92,19 @@ impl ProjectionUpdateHandler {
         &self,
         update: &ProjectionUpdate,
         origin: &projection_update::Origin,
+        received_at: std::time::Instant,
     ) -> Result<Outcome, HandlerError> {
         let summary = projection_update::process_with(&self.ctx, update, origin)
             .await
             .map_err(store_failure)?;
-        Ok(self.answer(summary))
+        Ok(self.answer(summary, received_at))
     }
 }
 
 impl Handler for ProjectionUpdateHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
         let (update, origin) = Self::read(msg, &tracing::Span::current())?;
-        self.alone(&update, &origin).await
+        self.alone(&update, &origin, msg.received_at).await
     }
 
     fn batches(&self) -> bool {
@@ -137,7 +140,7 @@ impl Handler for ProjectionUpdateHandler {
         match batch {
             Ok(summaries) => {
                 for ((i, _), summary) in valid.iter().zip(summaries) {
-                    answers[*i] = Some(Ok(self.answer(summary)));
+                    answers[*i] = Some(Ok(self.answer(summary, msgs[*i].0.received_at)));
                 }
             }
             Err(failed) => {
@@ -146,8 +149,12 @@ impl Handler for ProjectionUpdateHandler {
                         "the batch's transaction failed; each update is processed alone");
                 }
                 for (i, (update, origin)) in &valid {
-                    let span = msgs[*i].1.clone();
-                    answers[*i] = Some(self.alone(update, origin).instrument(span).await);
+                    let (msg, span) = msgs[*i];
+                    answers[*i] = Some(
+                        self.alone(update, origin, msg.received_at)
+                            .instrument(span.clone())
+                            .await,
+                    );
                 }
             }
         }

@@ -16,6 +16,9 @@ pub const DEAD_LETTERED: &str = "orchestrator_messages_dead_lettered_total";
 pub const HANDLER_SECONDS: &str = "orchestrator_handler_duration_seconds";
 /// From SendMessage of a projection update to the publication of a run request it caused.
 pub const UPDATE_TO_REQUEST_SECONDS: &str = "orchestrator_update_to_request_seconds";
+/// From the worker's receipt of a projection update to the start of the
+/// publish call carrying its first run request: the worker's own part.
+pub const RECEIPT_TO_PUBLISH_SECONDS: &str = "orchestrator_receipt_to_publish_seconds";
 pub const PUBLISHED: &str = "orchestrator_run_requests_published_total";
 pub const PUBLISH_FAILURES: &str = "orchestrator_run_request_publish_failures_total";
 pub const OUTBOX_BACKLOG: &str = "orchestrator_outbox_backlog";
@@ -48,7 +51,7 @@ pub const API_REQUESTS: &str = "orchestrator_api_requests_total";
 pub const API_REQUEST_SECONDS: &str = "orchestrator_api_request_duration_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -139,6 +142,11 @@ fn describe() {
         UPDATE_TO_REQUEST_SECONDS,
         Unit::Seconds,
         "projection update SendMessage to run request published"
+    );
+    describe_histogram!(
+        RECEIPT_TO_PUBLISH_SECONDS,
+        Unit::Seconds,
+        "projection update received to the start of the publish call carrying its first run request"
     );
     describe_counter!(PUBLISHED, "run requests published to SNS");
     describe_counter!(API_REQUESTS, "operator API requests, by route and status");

@@ -4,7 +4,7 @@
 //! capped exponential backoff per row. No transaction is open while the
 //! publisher talks to the network: rows are leased, published, then marked.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
@@ -89,13 +89,33 @@ impl<P: Publisher> Relay<P> {
     }
 
     /// Publishes the given rows now (call right after their commit).
-    #[instrument(skip_all, fields(rows = ids.len()))]
     pub async fn publish_now(&self, ids: &[OutboxId]) -> Result<RelayReport, StoreError> {
+        self.publish_received(ids, &[]).await
+    }
+
+    /// [`Relay::publish_now`] for rows written by messages received at
+    /// `received`: the time from each receipt to the start of the publish
+    /// call carrying its first run request is recorded
+    /// (`orchestrator_receipt_to_publish_seconds`, the worker's own part of
+    /// the latency).
+    #[instrument(skip_all, fields(rows = ids.len()))]
+    pub async fn publish_received(
+        &self,
+        ids: &[OutboxId],
+        received: &[Instant],
+    ) -> Result<RelayReport, StoreError> {
         // A claim takes at most `batch` rows: more ids (a scenario with 150
         // dependent metrics) go in several rounds rather than to the sweeper.
         let mut total = RelayReport::default();
+        let mut received = received;
         for chunk in ids.chunks(self.config.batch.max(1) as usize) {
             let claimed = self.claim(Some(chunk)).await?;
+            if !claimed.is_empty() {
+                for at in std::mem::take(&mut received) {
+                    metrics::histogram!(crate::prometheus::RECEIPT_TO_PUBLISH_SECONDS)
+                        .record(at.elapsed().as_secs_f64());
+                }
+            }
             total += self.publish_claimed(claimed).await?;
         }
         Ok(total)
@@ -211,18 +231,27 @@ impl<P: Publisher> Relay<P> {
 /// fan-out-1 catalog is one id: publishing them together takes one claim, one
 /// PublishBatch call and one commit per ten of them instead of per one.
 async fn next_ids(
-    rx: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<OutboxId>>>,
+    rx: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Submission>>,
     max: i64,
-) -> Option<Vec<OutboxId>> {
+) -> Option<Submission> {
     let mut rx = rx.lock().await;
-    let mut ids = rx.recv().await?;
-    while (ids.len() as i64) < max {
+    let mut next = rx.recv().await?;
+    while (next.ids.len() as i64) < max {
         match rx.try_recv() {
-            Ok(more) => ids.extend(more),
+            Ok(more) => {
+                next.ids.extend(more.ids);
+                next.received.extend(more.received);
+            }
             Err(_) => break,
         }
     }
-    Some(ids)
+    Some(next)
+}
+
+/// Ids committed together, with the receipts of the messages that wrote them.
+struct Submission {
+    ids: Vec<OutboxId>,
+    received: Vec<Instant>,
 }
 
 /// Hands freshly committed outbox ids to a background publisher so that the
@@ -231,7 +260,7 @@ async fn next_ids(
 /// lost, the rows stay in the outbox).
 #[derive(Clone)]
 pub struct PublishQueue {
-    tx: tokio::sync::mpsc::Sender<Vec<OutboxId>>,
+    tx: tokio::sync::mpsc::Sender<Submission>,
     /// Counts the ids submitted and not yet published.
     waiting: Backpressure,
 }
@@ -246,7 +275,7 @@ impl PublishQueue {
         workers: usize,
         waiting: Backpressure,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<OutboxId>>(capacity.max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(capacity.max(1));
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         let counted = waiting.clone();
         let handle = tokio::spawn(async move {
@@ -255,14 +284,16 @@ impl PublishQueue {
                 let (relay, rx, waiting) = (relay.clone(), rx.clone(), counted.clone());
                 set.spawn(async move {
                     loop {
-                        let Some(ids) = next_ids(&rx, relay.config.batch).await else {
+                        let Some(Submission { ids, received }) =
+                            next_ids(&rx, relay.config.batch).await
+                        else {
                             return;
                         };
                         // Bounded so that a hung broker call cannot hold the
                         // consumer's backpressure gate shut: after the lease the
                         // rows are the sweeper's anyway.
                         let lease = relay.config.lease;
-                        match tokio::time::timeout(lease, relay.publish_now(&ids)).await {
+                        match tokio::time::timeout(lease, relay.publish_received(&ids, &received)).await {
                             Ok(Ok(_)) => {}
                             Ok(Err(e)) => {
                                 tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
@@ -290,13 +321,29 @@ impl PublishQueue {
     }
 
     pub fn submit(&self, ids: Vec<OutboxId>) {
-        if ids.is_empty() {
+        self.send(Submission {
+            ids,
+            received: Vec::new(),
+        });
+    }
+
+    /// [`PublishQueue::submit`] for the rows written by a message received
+    /// at `received_at`.
+    pub fn submit_received(&self, ids: Vec<OutboxId>, received_at: Instant) {
+        self.send(Submission {
+            ids,
+            received: vec![received_at],
+        });
+    }
+
+    fn send(&self, submission: Submission) {
+        if submission.ids.is_empty() {
             return;
         }
-        let n = ids.len();
+        let n = submission.ids.len();
         // Counted before the send: a publisher may finish them at once.
         self.waiting.add(n);
-        if self.tx.try_send(ids).is_err() {
+        if self.tx.try_send(submission).is_err() {
             self.waiting.done(n);
             tracing::debug!("publisher busy; leaving these run requests to the outbox sweeper");
         }
@@ -354,8 +401,8 @@ impl Publisher for RecordingPublisher {
 
 #[cfg(test)]
 mod tests {
-    use super::RelayConfig;
-    use std::time::Duration;
+    use super::{RelayConfig, Submission};
+    use std::time::{Duration, Instant};
 
     #[test]
     fn backoff_doubles_and_is_capped() {
@@ -372,17 +419,37 @@ mod tests {
         use crate::domain::ids::OutboxId;
         let ids =
             |raw: &[i64]| -> Vec<OutboxId> { raw.iter().copied().map(OutboxId::new).collect() };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<OutboxId>>(8);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(8);
         let rx = tokio::sync::Mutex::new(rx);
-        for batch in [&[1][..], &[2, 3], &[4], &[5, 6, 7]] {
-            tx.send(ids(batch)).await.unwrap();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // A submission with its message's receipt, one without (a sweep).
+        let sub = |raw: &[i64], received: Option<u64>| Submission {
+            ids: ids(raw),
+            received: received.map(at).into_iter().collect(),
+        };
+        for s in [
+            sub(&[1], Some(1)),
+            sub(&[2, 3], None),
+            sub(&[4], Some(4)),
+            sub(&[5, 6, 7], Some(5)),
+        ] {
+            tx.send(s).await.unwrap();
         }
-        // Joined until at least `max` ids, never splitting a submission.
-        assert_eq!(super::next_ids(&rx, 3).await, Some(ids(&[1, 2, 3])));
-        assert_eq!(super::next_ids(&rx, 100).await, Some(ids(&[4, 5, 6, 7])));
-        tx.send(ids(&[8])).await.unwrap();
-        assert_eq!(super::next_ids(&rx, 100).await, Some(ids(&[8])));
+        let next = |max| {
+            let rx = &rx;
+            async move { super::next_ids(rx, max).await.map(|s| (s.ids, s.received)) }
+        };
+        // Joined until at least `max` ids, never splitting a submission,
+        // with the receipts of the messages that wrote them.
+        assert_eq!(next(3).await, Some((ids(&[1, 2, 3]), vec![at(1)])));
+        assert_eq!(
+            next(100).await,
+            Some((ids(&[4, 5, 6, 7]), vec![at(4), at(5)]))
+        );
+        tx.send(sub(&[8], None)).await.unwrap();
+        assert_eq!(next(100).await, Some((ids(&[8]), vec![])));
         drop(tx);
-        assert_eq!(super::next_ids(&rx, 100).await, None);
+        assert_eq!(next(100).await, None);
     }
 }

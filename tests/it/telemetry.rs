@@ -186,6 +186,9 @@ async fn metrics_endpoint_counts_messages_by_outcome_and_reports_latency_outbox_
     .await;
     let latency = sample(&text, "orchestrator_update_to_request_seconds_sum", &[]).unwrap();
     assert!((0.0..30.0).contains(&latency), "{latency}");
+    // The worker's own part of it: from the receipt to the publish call.
+    let own = sample(&text, "orchestrator_receipt_to_publish_seconds_sum", &[]).unwrap();
+    assert!((0.0..latency).contains(&own), "{own} of {latency}");
     // Database gauges are set by a refresh that starts with the worker and
     // repeats every 15 s; the first one may end after the messages above.
     let text = eventually(WAIT, "the database gauges to be set", || async {

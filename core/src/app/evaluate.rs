@@ -3,8 +3,9 @@
 //! has one. Shared by an update's own transaction and the backlog drain.
 //!
 //! Round trips: (1) read the metrics' pending runs, sources, backlog and the
-//! newest evaluated update of each required dataset, (2) look up any older
-//! update a run kept (rare), (3) send all writes in one pipeline.
+//! newest evaluated update of each required dataset, (2) the updates earlier
+//! folded into a run under a policy (only then), (3) send all writes in one
+//! pipeline, the outbox rows as recipes (`app::request`).
 
 use std::collections::HashMap;
 
@@ -14,13 +15,13 @@ use super::{request, Context};
 use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
 use crate::domain::metric_evaluation::{self, Arrival, MetricState};
 use crate::domain::pending_run::{update_set_key, Received, Slot};
-use crate::domain::run_request::{RunRequest, TriggerNote, UsedUpdate};
+use crate::domain::run_request::{TriggerNote, UsedUpdate};
 use crate::domain::trigger::{Degraded, Timers};
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
 use crate::store::evaluation::EvaluationWrites;
-use crate::store::outbox::Origin;
+use crate::store::outbox::{NewMessage, Origin};
 use crate::store::runs::CreatedRun;
-use crate::store::{backlog, pending, runs, updates, StoreError, Transaction};
+use crate::store::{backlog, pending, runs, StoreError, Transaction};
 
 /// The transaction's own update (the projection update it handles),
 /// evaluated after the backlog.
@@ -173,10 +174,7 @@ async fn evaluate(
         .map(|d| &d.run_id)
         .collect();
     let folded_before = pending::folded_of(tx, &earlier).await?;
-    let mut requests = build_requests(tx, ctx, &complete, &reads, own.as_ref()).await?;
-    for ((request, _), d) in requests.iter_mut().zip(&complete) {
-        request.trigger = trigger_note(d, folded_before.get(&d.run_id));
-    }
+    let requests = recipes(ctx, &complete, &folded_before)?;
     let keys = update_set_keys(&decisions.runs);
     let degraded: Vec<Option<serde_json::Value>> = decisions
         .runs
@@ -184,7 +182,7 @@ async fn evaluate(
         .map(|d| d.degraded().map(degraded_json))
         .collect();
     let plan = EvaluationWrites {
-        requests: request::messages(&requests),
+        requests,
         ..plan(&decisions, &keys, &degraded)
     };
     let written = plan.execute(tx).await?;
@@ -341,67 +339,27 @@ fn state_of(m: &LockedMetric, open: Option<&pending::OpenPending>, reads: &Reads
     }
 }
 
-async fn build_requests<'m>(
-    tx: &Transaction<'_>,
+/// The outbox rows of the runs requested, with their trigger notes.
+fn recipes<'m>(
     ctx: &Context,
     complete: &[&'m Decided<'m>],
-    reads: &Reads,
-    own: Option<&OwnUpdate<'_>>,
-) -> Result<Vec<(RunRequest<'m>, &'m Origin)>, StoreError> {
-    let mut known: HashMap<&UpdateId, &UsedUpdate> =
-        reads.inputs.updates().map(|u| (&u.update_id, u)).collect();
-    if let Some(o) = own {
-        known.insert(&o.update.update_id, o.update);
-    }
-    let missing: Vec<UpdateId> = complete
-        .iter()
-        .flat_map(|d| d.slots.iter().filter_map(|s| s.received.as_ref()))
-        .map(|r| r.update_id.clone())
-        .filter(|id| !known.contains_key(id))
-        .collect();
-    // A run kept an older, still fresh update: look its details up.
-    let looked_up = if missing.is_empty() {
-        HashMap::new()
-    } else {
-        updates::by_ids(tx, &missing).await?
-    };
-    let lookup = |id: &UpdateId| known.get(id).copied().or_else(|| looked_up.get(id));
+    folded_before: &HashMap<RunId, Vec<UpdateId>>,
+) -> Result<Vec<NewMessage<'m>>, StoreError> {
     complete
         .iter()
         .map(|d| {
-            let used: Vec<UsedUpdate> = d
-                .slots
-                .iter()
-                .filter_map(|s| {
-                    s.received
-                        .as_ref()
-                        .and_then(|r| lookup(&r.update_id))
-                        .cloned()
-                })
-                .collect();
-            if used.len() != d.slots.iter().filter(|s| s.received.is_some()).count() {
-                return Err(StoreError::Corrupt(format!(
-                    "run {} uses an update that does not exist",
-                    d.run_id
-                )));
-            }
             let (requested_at, origin, _) = d
                 .requested
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt(format!("run {} is not complete", d.run_id)))?;
-            let run = request::RequestFor {
+            let r = request::RecipeFor {
                 run_id: &d.run_id,
-                metric_id: &d.metric.id,
                 metric_code: &d.metric.code,
-                expression_type: &d.metric.expression_type,
-                expression_json: &d.metric.expression_json,
-                attempt: 1,
                 requested_at: *requested_at,
+                trigger: trigger_note(d, folded_before.get(&d.run_id)),
+                origin,
             };
-            Ok((
-                request::build(&run, &reads.sources, &used, &ctx.settings),
-                *origin,
-            ))
+            Ok(request::recipe(r, &ctx.settings))
         })
         .collect()
 }

@@ -1,20 +1,46 @@
-//! Writing run requests to the outbox: shared by queued pending runs,
-//! retries and operator triggers.
-
-use std::collections::HashMap;
+//! Writing run requests to the outbox: shared by evaluations, queued pending
+//! runs, retries and operator triggers. An outbox row holds a request's
+//! recipe (what the relay cannot rebuild from the run, its inputs and the
+//! catalog); the relay assembles the request when it publishes
+//! (`store::requests`), so nothing here reads the inputs or the catalog.
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::{MetricId, OutboxId, RunId};
-use crate::domain::run_request::{self, RequestSettings, RunRequest, RunRequestInput, UsedUpdate};
-use crate::store::catalog::SeriesSources;
+use crate::domain::ids::{OutboxId, RunId};
+use crate::domain::run_request::{RequestSettings, TriggerNote};
 use crate::store::outbox::{self, NewMessage, Origin};
-use crate::store::requests::Reads;
 use crate::store::runs::NewRun;
-use crate::store::{StoreError, StoreResult, Transaction};
+use crate::store::{StoreResult, Transaction};
 
-/// Builds the request of each run from exactly the updates it uses
-/// (`run_inputs`) and writes its recipe to the outbox. Returns the outbox ids.
+/// What a recipe is made of, besides the deciding worker's settings.
+pub struct RecipeFor<'a> {
+    pub run_id: &'a RunId,
+    pub metric_code: &'a str,
+    pub requested_at: DateTime<Utc>,
+    /// Under a policy: the inputs it went without and the updates it folded.
+    pub trigger: Option<TriggerNote>,
+    /// What caused the request (trace context, send time).
+    pub origin: &'a Origin,
+}
+
+/// A run's outbox row. `settings` decide where its output goes and whether
+/// it carries a FIFO group, now rather than when the relay publishes.
+pub fn recipe<'a>(r: RecipeFor<'a>, settings: &RequestSettings) -> NewMessage<'a> {
+    NewMessage {
+        run_id: r.run_id,
+        metric_code: r.metric_code,
+        requested_at: r.requested_at,
+        output_base_path: settings.base_path(r.metric_code),
+        // A note is plain strings and booleans: it always serialises.
+        trigger_note: r.trigger.and_then(|t| serde_json::to_value(t).ok()),
+        // The group of a FIFO topic is the metric, as in `run_request::build`.
+        message_group_id: settings.fifo.then_some(r.metric_code),
+        origin: r.origin,
+    }
+}
+
+/// Writes the recipe of each new run (retries, triggers) to the outbox.
+/// Returns the outbox ids.
 pub async fn enqueue(
     tx: &Transaction<'_>,
     new_runs: &[NewRun],
@@ -22,112 +48,78 @@ pub async fn enqueue(
     settings: &RequestSettings,
     origin: &Origin,
 ) -> StoreResult<Vec<OutboxId>> {
-    if new_runs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let run_ids: Vec<RunId> = new_runs.iter().map(|r| r.id.clone()).collect();
-    let Reads {
-        used,
-        sources,
-        expressions,
-    } = Reads::of(tx, &run_ids, new_runs.iter().map(|r| &r.metric_id)).await?;
-    let mut payloads = Vec::with_capacity(new_runs.len());
-    for run in new_runs {
-        let (expression_type, expression_json) =
-            expressions.get(&run.metric_id).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "metric {} of run {} is missing",
-                    run.metric_id, run.id
-                ))
-            })?;
-        let updates = used.get(&run.id).map(Vec::as_slice).unwrap_or_default();
-        let request = build(
-            &RequestFor {
-                run_id: &run.id,
-                metric_id: &run.metric_id,
-                metric_code: &run.metric_code,
-                expression_type,
-                expression_json,
-                attempt: run.attempt,
-                requested_at,
-            },
-            &sources,
-            updates,
-            settings,
-        );
-        payloads.push((request, origin));
-    }
-    write(tx, &payloads).await
-}
-
-/// The run a request is built for.
-pub struct RequestFor<'a> {
-    pub run_id: &'a RunId,
-    pub metric_id: &'a MetricId,
-    pub metric_code: &'a str,
-    pub expression_type: &'a str,
-    pub expression_json: &'a serde_json::Value,
-    pub attempt: i32,
-    pub requested_at: DateTime<Utc>,
-}
-
-/// A run's request from the metric's series sources and exactly the
-/// updates it uses: the one assembly of a request's input, for new runs,
-/// retries and triggers alike.
-pub fn build<'e>(
-    run: &RequestFor<'e>,
-    sources: &HashMap<MetricId, SeriesSources>,
-    updates: &[UsedUpdate],
-    settings: &RequestSettings,
-) -> RunRequest<'e> {
-    let empty = SeriesSources::default();
-    let src = sources.get(run.metric_id).unwrap_or(&empty);
-    if !src.orphan_series.is_empty() {
-        tracing::debug!(run_id = %run.run_id, metric_code = %run.metric_code, series = ?src.orphan_series,
-            "metric references series that no dataset provides");
-    }
-    run_request::build(
-        &RunRequestInput {
-            run_id: run.run_id,
-            metric_code: run.metric_code,
-            expression_type: run.expression_type,
-            expression_json: run.expression_json,
-            attempt: run.attempt,
-            requested_at: run.requested_at,
-            series_datasets: &src.series_datasets,
-            updates,
-        },
-        settings,
-    )
-}
-
-/// The outbox rows of built requests, each with what caused it: the
-/// request's recipe, from which the relay assembles it again when it
-/// publishes (`store::requests`).
-pub fn messages<'a>(requests: &'a [(RunRequest<'_>, &'a Origin)]) -> Vec<NewMessage<'a>> {
-    requests
+    let rows: Vec<NewMessage> = new_runs
         .iter()
-        .map(|(r, origin)| NewMessage {
-            run_id: &r.run_id,
-            metric_code: &r.metric_code,
-            requested_at: r.requested,
-            output_base_path: &r.output.base_path,
-            // A note is plain strings and booleans: it always serialises.
-            trigger_note: r
-                .trigger
-                .as_ref()
-                .and_then(|t| serde_json::to_value(t).ok()),
-            message_group_id: r.message_group_id.as_deref(),
-            origin,
+        .map(|run| {
+            let r = RecipeFor {
+                run_id: &run.id,
+                metric_code: &run.metric_code,
+                requested_at,
+                trigger: None,
+                origin,
+            };
+            recipe(r, settings)
         })
-        .collect()
+        .collect();
+    outbox::insert(tx, &rows).await
 }
 
-/// Writes built requests, each with what caused it, to the outbox; returns
-/// the outbox ids.
-async fn write(
-    tx: &Transaction<'_>,
-    requests: &[(RunRequest<'_>, &Origin)],
-) -> StoreResult<Vec<OutboxId>> {
-    outbox::insert(tx, &messages(requests)).await
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::run_request::{build, RunRequestInput};
+
+    /// The recipe says what the full request would: the relay assembles the
+    /// request from it, so the two must not drift apart.
+    #[test]
+    fn a_recipe_keeps_what_the_request_would_say() {
+        let run_id = RunId::new("r1");
+        let origin = Origin::default();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let note = TriggerNote {
+            degraded: true,
+            stale: vec!["d2".into()],
+            missing: vec![],
+            folded: vec!["u1".into()],
+        };
+        for (fifo, trigger) in [(false, None), (true, None), (true, Some(note.clone()))] {
+            let settings = RequestSettings {
+                output_bucket: "out".into(),
+                output_prefix: "metrics/".into(),
+                output_path_style: Default::default(),
+                fifo,
+            };
+            let r = RecipeFor {
+                run_id: &run_id,
+                metric_code: "m.x",
+                requested_at: at,
+                trigger: trigger.clone(),
+                origin: &origin,
+            };
+            let row = recipe(r, &settings);
+            let expression = serde_json::json!({});
+            let full = build(
+                &RunRequestInput {
+                    run_id: &run_id,
+                    metric_code: "m.x",
+                    expression_type: "series_math",
+                    expression_json: &expression,
+                    attempt: 1,
+                    requested_at: at,
+                    series_datasets: &[],
+                    updates: &[],
+                },
+                &settings,
+            );
+            assert_eq!(row.output_base_path, full.output.base_path, "fifo {fifo}");
+            assert_eq!(row.message_group_id, full.message_group_id.as_deref());
+            assert_eq!(row.requested_at, at);
+            let back = row
+                .trigger_note
+                .map(|v| serde_json::from_value::<TriggerNote>(v).unwrap());
+            assert_eq!(back, trigger);
+        }
+    }
 }

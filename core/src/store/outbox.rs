@@ -26,7 +26,7 @@ pub struct NewMessage<'a> {
     pub run_id: &'a RunId,
     pub metric_code: &'a str,
     pub requested_at: chrono::DateTime<chrono::Utc>,
-    pub output_base_path: &'a str,
+    pub output_base_path: String,
     pub trigger_note: Option<serde_json::Value>,
     pub message_group_id: Option<&'a str>,
     pub origin: &'a Origin,
@@ -47,7 +47,7 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
     let runs: Vec<&RunId> = rows.iter().map(|r| r.run_id).collect();
     let codes: Vec<&str> = rows.iter().map(|r| r.metric_code).collect();
     let at: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.requested_at).collect();
-    let paths: Vec<&str> = rows.iter().map(|r| r.output_base_path).collect();
+    let paths: Vec<&str> = rows.iter().map(|r| r.output_base_path.as_str()).collect();
     let notes: Vec<Option<&serde_json::Value>> =
         rows.iter().map(|r| r.trigger_note.as_ref()).collect();
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.message_group_id).collect();

@@ -72,9 +72,11 @@ pub struct PublishLatency {
     pub to_published: (f64, f64),
 }
 
+/// Updates sent in `[since, until)`.
 pub async fn publish_latency(
     pool: &Pool,
     since: std::time::SystemTime,
+    until: std::time::SystemTime,
 ) -> StoreResult<PublishLatency> {
     let client = pool.get().await?;
     let row = client
@@ -82,7 +84,8 @@ pub async fn publish_latency(
             "WITH u AS (
                SELECT 1000 * extract(epoch FROM min(created_at) - source_sent_at) AS tx,
                       1000 * extract(epoch FROM min(published_at) - min(created_at)) AS pub
-                 FROM outbox WHERE source_sent_at >= $1 AND published_at IS NOT NULL
+                 FROM outbox WHERE source_sent_at >= $1 AND source_sent_at < $2
+                  AND published_at IS NOT NULL
                 GROUP BY source_sent_at)
              SELECT count(*),
                     percentile_cont(0.5) WITHIN GROUP (ORDER BY tx)::float8,
@@ -90,7 +93,7 @@ pub async fn publish_latency(
                     percentile_cont(0.5) WITHIN GROUP (ORDER BY pub)::float8,
                     percentile_cont(0.99) WITHIN GROUP (ORDER BY pub)::float8
                FROM u",
-            &[&since],
+            &[&since, &until],
         )
         .await?;
     let ms = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0);

@@ -7,10 +7,14 @@
 //! - (b) the worker's publish rate at scenario A's fan-out (~33 run requests
 //!   per update), as a share of (a);
 //! - (c) SendMessage → run-request arrival latency at a steady update rate
-//!   that offers 50% of (a);
+//!   that offers 25% of (a), in several consecutive runs, each starting with
+//!   the broker idle; and the worker's own part of it (receipt → start of the
+//!   publish call), read from its `/metrics`;
 //! - (d) a fan-out-1 catalog (each update completes one run) drained by the
-//!   worker, against a do-nothing consumer (the same SQS runtime, receive +
-//!   delete only) draining as many messages;
+//!   worker, against the broker's bound for the same path: a consumer on the
+//!   same SQS runtime, without a database, that receives, publishes one run
+//!   request per message (the worker's publisher, the same body and
+//!   attributes) and deletes; and a do-nothing consumer (receive + delete);
 //! - (e) the worker's peak RSS (VmHWM) over all of it.
 
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
 use orchestrator_core::messaging::AwsClients;
+use orchestrator_core::relay::Publisher;
 use orchestrator_core::store::outbox::{self, OutboxMessage};
 use orchestrator_core::store::stats;
 use orchestrator_tests::aws::{unique_suffix, Stack};
@@ -34,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bench_latency::{self, CeilingMessage};
 use crate::db_work;
+use crate::worker_metrics::Histogram;
 use crate::ServerArgs;
 
 #[derive(Args)]
@@ -43,11 +49,14 @@ pub struct BenchMessagingArgs {
     updates: usize,
     /// Share of the broker's ceiling that the latency measurement offers
     /// (its update rate is this × ceiling / run requests per update).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.25)]
     offered_share: f64,
-    /// Duration of the latency measurement.
+    /// Duration of each latency measurement.
     #[arg(long, default_value_t = 20)]
     latency_secs: u64,
+    /// Consecutive latency measurements, each starting with the broker idle.
+    #[arg(long, default_value_t = 3)]
+    latency_runs: usize,
     /// Messages for the broker-ceiling measurement.
     #[arg(long, default_value_t = 5000)]
     ceiling_messages: usize,
@@ -67,9 +76,60 @@ impl Handler for Nothing {
     }
 }
 
+/// The broker's bound for fan-out 1: receive, publish one run request per
+/// message through the worker's publisher (one PublishBatch per receive, as
+/// the worker's relay does), delete. No database.
+struct PublishOne {
+    publisher: SnsPublisher,
+    sample: OutboxMessage,
+}
+
+impl PublishOne {
+    async fn publish(&self, n: usize) -> Vec<Result<Outcome, HandlerError>> {
+        let batch: Vec<OutboxMessage> = (0..n)
+            .map(|i| OutboxMessage {
+                id: orchestrator_core::domain::ids::OutboxId::new(i as i64),
+                ..self.sample.clone()
+            })
+            .collect();
+        self.publisher
+            .publish(&batch)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(()) => Ok(Outcome::processed("")),
+                Err(e) => Err(HandlerError::Transient(e.0.into())),
+            })
+            .collect()
+    }
+}
+
+impl Handler for PublishOne {
+    async fn handle(&self, _: &InboundMessage) -> Result<Outcome, HandlerError> {
+        self.publish(1)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(HandlerError::Transient("no answer".into())))
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(
+        &self,
+        msgs: &[(&InboundMessage, &tracing::Span)],
+    ) -> Vec<Result<Outcome, HandlerError>> {
+        self.publish(msgs.len()).await
+    }
+}
+
 pub async fn run(args: BenchMessagingArgs) -> Result<()> {
-    if !(args.offered_share > 0.0 && args.offered_share <= 1.0) || args.updates == 0 {
-        bail!("--offered-share must be in (0, 1] and --updates at least 1");
+    if !(args.offered_share > 0.0 && args.offered_share <= 1.0)
+        || args.updates == 0
+        || args.latency_runs == 0
+    {
+        bail!("--offered-share must be in (0, 1], --updates and --latency-runs at least 1");
     }
     let aws = AwsClients::from_env().await;
     let id = &unique_suffix()[..12];
@@ -77,6 +137,8 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let stack = Stack::provision(aws.clone(), &format!("bench-{id}-"), &bucket, false).await?;
     let single = Stack::provision(aws.clone(), &format!("bench-one-{id}-"), &bucket, false).await?;
     let noop = Stack::provision(aws.clone(), &format!("bench-noop-{id}-"), &bucket, false).await?;
+    let bound =
+        Stack::provision(aws.clone(), &format!("bench-bound-{id}-"), &bucket, false).await?;
     let db_a = TestDb::create(&args.db.database_url, "bench_msg").await?;
     catalog_apply::apply(&db_a.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
     let db_one = TestDb::create(&args.db.database_url, "bench_msg_one").await?;
@@ -91,7 +153,12 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     // bodies of the size the worker publishes, and for run requests exactly
     // as the worker publishes them (the same body and message attributes,
     // through the worker's publisher).
-    let sample = sample_request(&args.db.database_url).await?;
+    let sample = sample_request(&args.db.database_url, synth::catalog(Shape::SCENARIO_A)).await?;
+    let sample_one = sample_request(
+        &args.db.database_url,
+        synth::fan_out_one_catalog(Shape::SCENARIO_A),
+    )
+    .await?;
     let body_len = sample.payload.len();
     let ceiling_of = |m: CeilingMessage| {
         bench_latency::broker_ceiling(
@@ -103,21 +170,34 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         )
     };
     let ceiling = ceiling_of(CeilingMessage::Body(sample.payload.clone())).await?;
-    let publisher = SnsPublisher {
+    let publisher = |topic: &str| SnsPublisher {
         sns: aws.sns.clone(),
         s3: aws.s3.clone(),
-        topic_arn: noop.names.run_requests_topic_arn.clone(),
+        topic_arn: topic.to_string(),
         alerts_topic_arn: None,
         large_payload_bucket: bucket.clone(),
     };
-    let ceiling_published =
-        ceiling_of(CeilingMessage::AsPublished(Arc::new(publisher), sample)).await?;
+    let ceiling_published = ceiling_of(CeilingMessage::AsPublished(
+        Arc::new(publisher(&noop.names.run_requests_topic_arn)),
+        sample,
+    ))
+    .await?;
 
-    // The do-nothing consumer's drain: the yardstick for (d).
+    // The yardsticks for (d): a do-nothing consumer, and the broker's bound
+    // for the worker's path (receive, publish one, delete).
     noop.send_all(&noop.names.projection_updates_queue_url, first)
         .await?;
-    let noop_secs = drain_with_nothing(&aws, &noop, args.concurrency).await?;
+    let noop_secs = drain(&aws, &noop, args.concurrency, Nothing).await?;
     let noop_rate = args.updates as f64 / noop_secs;
+    bound
+        .send_all(&bound.names.projection_updates_queue_url, first)
+        .await?;
+    let publish_one = PublishOne {
+        publisher: publisher(&bound.names.run_requests_topic_arn),
+        sample: sample_one,
+    };
+    let bound_secs = drain(&aws, &bound, args.concurrency, publish_one).await?;
+    let bound_rate = args.updates as f64 / bound_secs;
 
     // (b) The worker drains scenario-A updates; its publish rate is counted
     // from its start until every run request it published is on the
@@ -128,7 +208,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         .await?;
     let counters_a = orchestrator_core::store::pool::build_pool(&db_a.url, 1)?;
     let before_a = db_work::snapshot(&counters_a).await?;
-    let worker = start_worker(&stack, &db_a, args.concurrency)?;
+    let (worker, ops_port) = start_worker(&stack, &db_a, args.concurrency)?;
     let started = Instant::now();
     wait_processed(&db_a, args.updates).await?;
     let drain_secs = started.elapsed().as_secs_f64();
@@ -144,21 +224,35 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let publish_rate = published as f64 / publish_secs;
     let fan_out = published as f64 / args.updates as f64;
 
-    // (c) Latency at an update rate offering `offered_share` of the ceiling.
-    purge(&aws, &stack.names.run_requests_queue_url).await?;
-    let latency_from = std::time::SystemTime::now();
+    // (c) Latency at an update rate offering `offered_share` of the ceiling,
+    // in consecutive runs, each once the broker has delivered everything.
     let rate = args.offered_share * ceiling / fan_out.max(1.0);
     let total = ((rate * args.latency_secs as f64) as usize).max(1);
-    let l = bench_latency::latencies(
-        &aws,
-        &stack.names.projection_updates_queue_url,
-        &stack.names.run_requests_queue_url,
-        updates[args.updates..args.updates + total].to_vec(),
-        rate,
-        Duration::from_secs(args.latency_secs + 30),
-    )
-    .await?;
-    let split = stats::publish_latency(&db_a.pool, latency_from).await?;
+    if args.updates + total * args.latency_runs > updates.len() {
+        bail!("--latency-runs x --latency-secs ask for more updates than were generated");
+    }
+    let mut runs = Vec::new();
+    for k in 0..args.latency_runs {
+        wait_idle(&stack, &db_a).await?;
+        purge(&aws, &stack.names.run_requests_queue_url).await?;
+        let before = own_part(ops_port).await?;
+        let from = std::time::SystemTime::now();
+        let start = args.updates + k * total;
+        let l = bench_latency::latencies(
+            &aws,
+            &stack.names.projection_updates_queue_url,
+            &stack.names.run_requests_queue_url,
+            updates[start..start + total].to_vec(),
+            rate,
+            Duration::from_secs(args.latency_secs + 30),
+        )
+        .await?;
+        wait_outbox_empty(&db_a).await?;
+        let after = own_part(ops_port).await?;
+        let own = (after.0.since(&before.0), after.1.since(&before.1));
+        let split = stats::publish_latency(&db_a.pool, from, std::time::SystemTime::now()).await?;
+        runs.push((l, own, split));
+    }
     let rss_a = worker.peak_rss_kib();
     drop(worker);
 
@@ -169,7 +263,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         .await?;
     let counters_one = orchestrator_core::store::pool::build_pool(&db_one.url, 1)?;
     let before_one = db_work::snapshot(&counters_one).await?;
-    let worker = start_worker(&single, &db_one, args.concurrency)?;
+    let (worker, _) = start_worker(&single, &db_one, args.concurrency)?;
     let started = Instant::now();
     wait_processed(&db_one, args.updates).await?;
     let one_secs = started.elapsed().as_secs_f64();
@@ -184,13 +278,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let after_one = db_work::snapshot(&counters_one).await?;
     let work_one = db_work::difference(&counters_one, &before_one, &after_one, &cpu_one).await?;
 
-    let pct = |p: f64| {
-        l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
-            .as_secs_f64()
-            * 1e3
-    };
     let n = args.updates;
     println!(
         "bench-messaging: {n} updates, concurrency {}, LocalStack {}",
@@ -210,25 +297,52 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         publish_rate / ceiling_published
     );
     println!("(b) {}", work_a.per_message(n));
-    println!(
-        "(c) latency SendMessage -> run request at {rate:.1} updates/s ({:.0} msg/s offered, {:.0}% of the ceiling): \
-         {} of {total} updates seen; p50 {:.1} ms, p99 {:.1} ms (target p99 < 100 ms)",
-        rate * fan_out,
-        args.offered_share * 100.0,
-        l.len(),
-        pct(0.5),
-        pct(0.99)
-    );
-    println!(
-        "(c) where the time goes, per update ({} updates, outbox clock): SendMessage -> the handler's transaction \
-         p50 {:.1} / p99 {:.1} ms; transaction -> first run request published p50 {:.1} / p99 {:.1} ms; \
-         the rest is the broker's delivery to the queue",
-        split.updates,
-        split.to_transaction.0,
-        split.to_transaction.1,
-        split.to_published.0,
-        split.to_published.1
-    );
+    for (k, (l, own, split)) in runs.iter().enumerate() {
+        let pct = |p: f64| {
+            l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3
+        };
+        let (own, handler) = own;
+        let ms = |h: &Histogram, q: f64| h.quantile(q).map_or(f64::NAN, |s| s * 1e3);
+        println!(
+            "(c) run {}: latency SendMessage -> run request at {rate:.1} updates/s ({:.0} msg/s offered, {:.0}% of the \
+             ceiling), the broker idle at the start: {} of {total} updates seen; p50 {:.1} ms, p99 {:.1} ms \
+             (target p99 < 100 ms)",
+            k + 1,
+            rate * fan_out,
+            args.offered_share * 100.0,
+            l.len(),
+            pct(0.5),
+            pct(0.99)
+        );
+        println!(
+            "(c) run {}: the worker's own part, receipt -> start of the publish call ({:.0} updates, its \
+             /metrics histograms): p50 {:.1} ms, p99 {:.1} ms (interpolated in its bucket); {:.1}% within 20 ms \
+             (target p99 < 20 ms); of which the handler (receipt -> its transaction committed) p50 {:.1} / p99 {:.1} ms, \
+             the rest the relay's claim of the rows",
+            k + 1,
+            own.count(),
+            ms(own, 0.5),
+            ms(own, 0.99),
+            own.share_within(0.02).unwrap_or(f64::NAN) * 100.0,
+            ms(handler, 0.5),
+            ms(handler, 0.99),
+        );
+        println!(
+            "(c) run {}: where the time goes, per update ({} updates, outbox clock): SendMessage -> the handler's \
+             transaction p50 {:.1} / p99 {:.1} ms; transaction -> first run request published p50 {:.1} / p99 {:.1} ms; \
+             the rest is the broker's delivery to the queue",
+            k + 1,
+            split.updates,
+            split.to_transaction.0,
+            split.to_transaction.1,
+            split.to_published.0,
+            split.to_published.1
+        );
+    }
     println!(
         "(d) fan-out 1: worker drained {n} updates in {one_secs:.2}s = {:.0} updates/s ({one_published} run requests \
          published in {one_published_secs:.2}s); do-nothing consumer {n} in {noop_secs:.2}s = {noop_rate:.0} msg/s; \
@@ -237,14 +351,14 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         noop_secs / one_secs
     );
     println!("(d) {}", work_one.per_message(n));
-    // Each fan-out-1 update costs the broker what the do-nothing consumer's
-    // message costs (receive, delete) plus one published run request.
-    let broker_bound = 1.0 / (1.0 / noop_rate + 1.0 / ceiling_published);
     println!(
-        "(d) the broker's own bound for that path (receive + delete + one run request published and delivered): \
-         {broker_bound:.0} updates/s = ratio {:.2}; the worker reaches {:.2} of it",
-        broker_bound / noop_rate,
-        (n as f64 / one_secs) / broker_bound
+        "(d) the broker's own bound for that path, measured: a consumer without a database that receives, publishes \
+         one run request per message (the worker's publisher, one PublishBatch per receive) and deletes drained {n} \
+         in {bound_secs:.2}s = {bound_rate:.0} updates/s ({:.2} of the do-nothing consumer); the worker, processed \
+         and published, {:.0} updates/s = {:.2} of the bound (target >= 0.8)",
+        bound_rate / noop_rate,
+        n as f64 / one_published_secs,
+        (n as f64 / one_published_secs) / bound_rate
     );
     match rss_a.into_iter().chain(rss_one).max() {
         Some(kib) => println!(
@@ -256,16 +370,21 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs the do-nothing consumer until the stack's update queue is empty;
-/// returns the seconds it took.
-async fn drain_with_nothing(aws: &AwsClients, stack: &Stack, concurrency: usize) -> Result<f64> {
+/// Runs `handler` on the worker's SQS runtime until the stack's update queue
+/// is empty; returns the seconds it took.
+async fn drain<H: Handler + 'static>(
+    aws: &AwsClients,
+    stack: &Stack,
+    concurrency: usize,
+    handler: H,
+) -> Result<f64> {
     let queue = &stack.names.projection_updates_queue_url;
     let mut cfg = ConsumerConfig::new(queue);
     cfg.concurrency = concurrency;
     cfg.wait_time = Duration::from_secs(1);
     let stop = CancellationToken::new();
     let consumer = tokio::spawn(
-        Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, Nothing).run(stop.clone()),
+        Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, handler).run(stop.clone()),
     );
     let started = Instant::now();
     while stack.total_depth(queue).await? > 0 {
@@ -277,18 +396,58 @@ async fn drain_with_nothing(aws: &AwsClients, stack: &Stack, concurrency: usize)
     Ok(secs)
 }
 
-fn start_worker(stack: &Stack, db: &TestDb, concurrency: usize) -> Result<Process> {
+/// The worker, and the port of its ops endpoints.
+fn start_worker(stack: &Stack, db: &TestDb, concurrency: usize) -> Result<(Process, u16)> {
     // The stack's worker environment, then this benchmark's settings.
+    let port = orchestrator_tests::http::free_port();
     let mut env = stack.env(db);
     env.extend([
         ("WORKER_CONCURRENCY".into(), concurrency.to_string()),
-        ("OPS_ADDR".into(), "127.0.0.1:0".into()),
+        ("OPS_ADDR".into(), format!("127.0.0.1:{port}")),
         (
             "RUST_LOG".into(),
             std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
         ),
     ]);
-    Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))
+    let worker =
+        Process::try_spawn("projection-update-worker", &env, &[]).map_err(|e| anyhow!(e))?;
+    Ok((worker, port))
+}
+
+/// The worker's receipt → publish and handler histograms, from its
+/// `/metrics`.
+async fn own_part(port: u16) -> Result<(Histogram, Histogram)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(text) = orchestrator_tests::http::get(port, "/metrics").await {
+            use orchestrator_core::prometheus::{HANDLER_SECONDS, RECEIPT_TO_PUBLISH_SECONDS};
+            return Ok((
+                Histogram::parse(&text, RECEIPT_TO_PUBLISH_SECONDS)?,
+                Histogram::parse(&text, HANDLER_SECONDS)?,
+            ));
+        }
+        if Instant::now() > deadline {
+            bail!("the worker's /metrics on port {port}: no answer in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the broker has nothing left to deliver: the outbox is empty
+/// and the run-requests queue has stopped growing for a second.
+async fn wait_idle(stack: &Stack, db: &TestDb) -> Result<()> {
+    wait_outbox_empty(db).await?;
+    let queue = &stack.names.run_requests_queue_url;
+    let mut last = (stack.total_depth(queue).await?, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let depth = stack.total_depth(queue).await?;
+        if depth != last.0 {
+            last = (depth, Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(1) {
+            return Ok(());
+        }
+    }
 }
 
 /// Polls `done` every 50 ms until it holds; fails after `limit`, saying `what`.
@@ -338,9 +497,9 @@ async fn wait_delivered(stack: &Stack, n: i64) -> Result<()> {
 /// processed on a throwaway database.
 /// A run request the engine wrote for scenario A, as the worker's publisher
 /// receives it from the outbox, with a trace context as the worker's carry.
-async fn sample_request(server_url: &str) -> Result<OutboxMessage> {
+async fn sample_request(server_url: &str, catalog: serde_json::Value) -> Result<OutboxMessage> {
     let db = TestDb::create(server_url, "bench_msg_sample").await?;
-    catalog_apply::apply(&db.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
+    catalog_apply::apply(&db.pool, &catalog).await?;
     let ctx = db.ctx();
     for u in synth::updates(Shape::SCENARIO_A, Shape::SCENARIO_A.datasets) {
         projection_update::process(&ctx, &u).await?;

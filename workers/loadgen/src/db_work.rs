@@ -74,6 +74,12 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot> {
         .await?;
     let pids: Vec<i32> = row.get(2);
     let wal: Vec<i64> = row.get(3);
+    // The view exists once the extension is created (the benchmark's own
+    // database); it answers only when the library is loaded.
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .ok();
     let statement_ms = match client
         .query_one(
             "SELECT COALESCE(sum(total_exec_time), 0)::float8 FROM pg_stat_statements

@@ -15,6 +15,7 @@ mod db_work;
 mod generate;
 mod soak;
 mod wait_profile;
+mod worker_metrics;
 
 use clap::{Args, Parser, Subcommand};
 use orchestrator_core::telemetry;

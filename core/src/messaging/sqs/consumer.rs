@@ -401,7 +401,12 @@ impl<H: Handler> Shared<H> {
 
     /// The message fetched from S3 first when it is a pointer.
     /// `event` is moved in: the loop keeps only the raw body (for a dead letter).
-    async fn inbound(&self, r: &Received, event: String) -> Result<InboundMessage, HandlerError> {
+    async fn inbound(
+        &self,
+        r: &Received,
+        event: String,
+        received_at: std::time::Instant,
+    ) -> Result<InboundMessage, HandlerError> {
         let body = match &r.pointer {
             Some(p) => s3::fetch(&self.s3, p, MAX_BODY_BYTES)
                 .await
@@ -416,6 +421,7 @@ impl<H: Handler> Shared<H> {
             group_id: r.group_id.clone(),
             trace: r.trace.clone(),
             sent_at: r.sent_at,
+            received_at,
         })
     }
 
@@ -426,7 +432,7 @@ impl<H: Handler> Shared<H> {
         let started = std::time::Instant::now();
         let extender = self.keep_invisible(r.receipt.clone());
         let event = std::mem::take(&mut r.event);
-        let msg = self.inbound(&r, event).await;
+        let msg = self.inbound(&r, event, started).await;
         (
             InFlight {
                 r,

@@ -26,6 +26,9 @@ pub struct InboundMessage {
     pub trace: TraceContext,
     /// When the message was sent to the queue (SQS `SentTimestamp`).
     pub sent_at: Option<DateTime<Utc>>,
+    /// When this worker began on it, right after the receive that returned
+    /// it: the start of the worker's own part of its latency.
+    pub received_at: std::time::Instant,
 }
 
 /// Success: the message is deleted. Handlers record the message's subject
