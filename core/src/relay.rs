@@ -93,25 +93,26 @@ impl<P: Publisher> Relay<P> {
         self.publish_received(ids, &[]).await
     }
 
-    /// [`Relay::publish_now`] for rows written by messages received at
-    /// `received`: the time from each receipt to the start of the publish
-    /// call carrying its first run request is recorded
+    /// [`Relay::publish_now`] for rows written by received messages, each
+    /// given as (the index in `ids` of its first row, when it was received):
+    /// the time from each receipt to the start of the publish call carrying
+    /// its first run request is recorded
     /// (`orchestrator_receipt_to_publish_seconds`, the worker's own part of
-    /// the latency).
+    /// the latency). Rows another relay claimed first are not counted.
     #[instrument(skip_all, fields(rows = ids.len()))]
     pub async fn publish_received(
         &self,
         ids: &[OutboxId],
-        received: &[Instant],
+        received: &[(usize, Instant)],
     ) -> Result<RelayReport, StoreError> {
         // A claim takes at most `batch` rows: more ids (a scenario with 150
         // dependent metrics) go in several rounds rather than to the sweeper.
         let mut total = RelayReport::default();
-        let mut received = received;
-        for chunk in ids.chunks(self.config.batch.max(1) as usize) {
+        let size = self.config.batch.max(1) as usize;
+        for (k, chunk) in ids.chunks(size).enumerate() {
             let claimed = self.claim(Some(chunk)).await?;
             if !claimed.is_empty() {
-                for at in std::mem::take(&mut received) {
+                for (_, at) in received.iter().filter(|(first, _)| first / size == k) {
                     metrics::histogram!(crate::prometheus::RECEIPT_TO_PUBLISH_SECONDS)
                         .record(at.elapsed().as_secs_f64());
                 }
@@ -239,8 +240,10 @@ async fn next_ids(
     while (next.ids.len() as i64) < max {
         match rx.try_recv() {
             Ok(more) => {
+                let base = next.ids.len();
                 next.ids.extend(more.ids);
-                next.received.extend(more.received);
+                next.received
+                    .extend(more.received.into_iter().map(|(i, at)| (base + i, at)));
             }
             Err(_) => break,
         }
@@ -248,10 +251,11 @@ async fn next_ids(
     Some(next)
 }
 
-/// Ids committed together, with the receipts of the messages that wrote them.
+/// Ids committed together, with the receipts of the messages that wrote
+/// them: (the index in `ids` of a message's first row, when it arrived).
 struct Submission {
     ids: Vec<OutboxId>,
-    received: Vec<Instant>,
+    received: Vec<(usize, Instant)>,
 }
 
 /// Hands freshly committed outbox ids to a background publisher so that the
@@ -332,7 +336,7 @@ impl PublishQueue {
     pub fn submit_received(&self, ids: Vec<OutboxId>, received_at: Instant) {
         self.send(Submission {
             ids,
-            received: vec![received_at],
+            received: vec![(0, received_at)],
         });
     }
 
@@ -426,7 +430,7 @@ mod tests {
         // A submission with its message's receipt, one without (a sweep).
         let sub = |raw: &[i64], received: Option<u64>| Submission {
             ids: ids(raw),
-            received: received.map(at).into_iter().collect(),
+            received: received.map(|ms| (0, at(ms))).into_iter().collect(),
         };
         for s in [
             sub(&[1], Some(1)),
@@ -441,12 +445,11 @@ mod tests {
             async move { super::next_ids(rx, max).await.map(|s| (s.ids, s.received)) }
         };
         // Joined until at least `max` ids, never splitting a submission,
-        // with the receipts of the messages that wrote them.
-        assert_eq!(next(3).await, Some((ids(&[1, 2, 3]), vec![at(1)])));
-        assert_eq!(
-            next(100).await,
-            Some((ids(&[4, 5, 6, 7]), vec![at(4), at(5)]))
-        );
+        // with the receipts of the messages that wrote them, each at the
+        // index of its first row.
+        assert_eq!(next(3).await, Some((ids(&[1, 2, 3]), vec![(0, at(1))])));
+        let joined = (ids(&[4, 5, 6, 7]), vec![(0, at(4)), (1, at(5))]);
+        assert_eq!(next(100).await, Some(joined));
         tx.send(sub(&[8], None)).await.unwrap();
         assert_eq!(next(100).await, Some((ids(&[8]), vec![])));
         drop(tx);

@@ -73,14 +73,6 @@ impl Inputs {
             &self.shared
         }
     }
-
-    /// Every update this read returned.
-    pub fn updates(&self) -> impl Iterator<Item = &UsedUpdate> {
-        self.shared
-            .values()
-            .chain(self.own.values().flat_map(HashMap::values))
-            .chain(self.backlog.values().flatten().map(|e| &e.update))
-    }
 }
 
 // Three parts: backlog rows; the newest update of each dataset (one index

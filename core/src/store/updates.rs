@@ -99,18 +99,3 @@ pub async fn newest_for_metrics(
     let rows = tx.query(&stmt, &[&metric_ids]).await?;
     Ok(rows.iter().map(|r| (r.get(0), used_update(r))).collect())
 }
-
-/// Updates by id.
-pub async fn by_ids(
-    tx: &Transaction<'_>,
-    ids: &[UpdateId],
-) -> StoreResult<HashMap<UpdateId, UsedUpdate>> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT dataset_id, id, COALESCE(bucket, ''), version_manifest_path, projections_path, created_at
-               FROM dataset_updates WHERE id = ANY($1)",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(1), used_update(r))).collect())
-}

@@ -36,7 +36,6 @@ pub async fn latencies(
 ) -> Result<Vec<Duration>> {
     let total = bodies.len();
     let sent_at: Arc<Mutex<HashMap<String, i64>>> = Default::default();
-    let arrived: Arc<Mutex<HashMap<String, i64>>> = Default::default();
     let sender = {
         let (aws, queue, sent_at) = (aws.clone(), updates_queue.to_string(), sent_at.clone());
         let period = Duration::from_secs_f64(1.0 / rate);
@@ -63,14 +62,59 @@ pub async fn latencies(
             }
         })
     };
-    // Several readers; messages are left invisible rather than deleted, so
-    // reading costs one call per ten messages.
     let deadline = Instant::now() + window;
-    let readers: Vec<_> = (0..4)
+    let (readers, arrived) = spawn_readers(aws, requests_queue, manifests, total, deadline);
+    let _ = sender.await;
+    for r in readers {
+        let _ = r.await;
+    }
+    let sent = sent_at.lock().unwrap();
+    let arrived = arrived.lock().unwrap();
+    Ok(between(&sent, &arrived))
+}
+
+/// Per key sent and arrived, the time between, sorted.
+fn between(sent: &HashMap<String, i64>, arrived: &HashMap<String, i64>) -> Vec<Duration> {
+    let mut l: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(k, s)| arrived.get(k).map(|a| (a - s).max(0)))
+        .map(|ms| Duration::from_millis(ms as u64))
+        .collect();
+    l.sort();
+    l
+}
+
+/// The keys of a run request that uses updates: their manifest paths.
+fn manifests(v: &Value) -> Vec<String> {
+    v["catalog"]["datasets"]
+        .as_object()
+        .map(|ds| {
+            ds.values()
+                .filter_map(|d| d["manifestPath"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+type Arrivals = Arc<Mutex<HashMap<String, i64>>>;
+
+/// Readers of `queue` until `expected` keys arrived or `deadline`: per key
+/// (`keys_of` a message's body), the earliest `SentTimestamp`. Several
+/// readers; messages are left invisible rather than deleted, so reading
+/// costs one call per ten messages.
+fn spawn_readers(
+    aws: &AwsClients,
+    queue: &str,
+    keys_of: fn(&Value) -> Vec<String>,
+    expected: usize,
+    deadline: Instant,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arrivals) {
+    let arrived: Arrivals = Default::default();
+    let readers = (0..4)
         .map(|_| {
-            let (aws, queue, arrived) = (aws.clone(), requests_queue.to_string(), arrived.clone());
+            let (aws, queue, arrived) = (aws.clone(), queue.to_string(), arrived.clone());
             tokio::spawn(async move {
-                while Instant::now() < deadline && arrived.lock().unwrap().len() < total {
+                while Instant::now() < deadline && arrived.lock().unwrap().len() < expected {
                     let out = aws
                         .sqs
                         .receive_message()
@@ -89,12 +133,10 @@ pub async fn latencies(
                             .and_then(|v| v.parse::<i64>().ok());
                         let v = serde_json::from_str::<Value>(m.body().unwrap_or_default());
                         if let (Some(at), Ok(v)) = (at, v) {
-                            if let Some(ds) = v["catalog"]["datasets"].as_object() {
-                                let mut arrived = arrived.lock().unwrap();
-                                for p in ds.values().filter_map(|d| d["manifestPath"].as_str()) {
-                                    let e = arrived.entry(p.to_string()).or_insert(at);
-                                    *e = (*e).min(at);
-                                }
+                            let mut arrived = arrived.lock().unwrap();
+                            for k in keys_of(&v) {
+                                let e = arrived.entry(k).or_insert(at);
+                                *e = (*e).min(at);
                             }
                         }
                     }
@@ -102,19 +144,68 @@ pub async fn latencies(
             })
         })
         .collect();
-    let _ = sender.await;
+    (readers, arrived)
+}
+
+/// The broker's own latency at the worker's rate and fan-out: `count`
+/// groups of `per_update` copies of `sample` (each with its own `runId`),
+/// one group every 1/`rate` s, each published through `publisher` (the
+/// worker's, so the same body, attributes and PublishBatch calls) in a task
+/// of its own; per group, from the start of its publish call to the
+/// `SentTimestamp` of its first message on `queue`. No worker, no database.
+pub async fn broker_latencies(
+    aws: &AwsClients,
+    publisher: Arc<SnsPublisher>,
+    sample: &OutboxMessage,
+    queue: &str,
+    groups: (usize, usize),
+    rate: f64,
+    window: Duration,
+) -> Result<Vec<Duration>> {
+    let (count, per_update) = groups;
+    let body: Value = serde_json::from_str(&sample.payload)?;
+    let batches: Vec<Vec<OutboxMessage>> = (0..count)
+        .map(|i| {
+            (0..per_update.max(1))
+                .map(|j| {
+                    let mut v = body.clone();
+                    v["runId"] = Value::from(format!("lat-{i}-{j}"));
+                    OutboxMessage {
+                        id: orchestrator_core::domain::ids::OutboxId::new(j as i64),
+                        payload: v.to_string(),
+                        ..sample.clone()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let group_of = |v: &Value| -> Vec<String> {
+        v["runId"]
+            .as_str()
+            .and_then(|r| r.rsplit_once('-'))
+            .map(|(g, _)| vec![g.to_string()])
+            .unwrap_or_default()
+    };
+    let (readers, arrived) = spawn_readers(aws, queue, group_of, count, Instant::now() + window);
+    let mut sent = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut publishing = Vec::new();
+    for (i, batch) in batches.into_iter().enumerate() {
+        tick.tick().await;
+        sent.insert(format!("lat-{i}"), now_ms());
+        let publisher = publisher.clone();
+        publishing.push(tokio::spawn(async move {
+            publish_or_say(&publisher, &batch).await
+        }));
+    }
+    for p in publishing {
+        let _ = p.await;
+    }
     for r in readers {
         let _ = r.await;
     }
-    let sent = sent_at.lock().unwrap();
     let arrived = arrived.lock().unwrap();
-    let mut l: Vec<Duration> = sent
-        .iter()
-        .filter_map(|(k, s)| arrived.get(k).map(|a| (a - s).max(0)))
-        .map(|ms| Duration::from_millis(ms as u64))
-        .collect();
-    l.sort();
-    Ok(l)
+    Ok(between(&sent, &arrived))
 }
 
 /// What the ceiling measurement publishes.
@@ -159,16 +250,22 @@ impl CeilingMessage {
                         ..sample.clone()
                     })
                     .collect();
-                if let Some(Err(e)) = publisher
-                    .publish(&batch)
-                    .await
-                    .into_iter()
-                    .find(|r| r.is_err())
-                {
-                    eprintln!("bench: PublishBatch failed: {e}");
-                }
+                publish_or_say(publisher, &batch).await;
             }
         }
+    }
+}
+
+/// Publishes through the worker's publisher; a failure is said, not fatal
+/// (the measurement counts what arrives).
+async fn publish_or_say(publisher: &SnsPublisher, batch: &[OutboxMessage]) {
+    if let Some(Err(e)) = publisher
+        .publish(batch)
+        .await
+        .into_iter()
+        .find(|r| r.is_err())
+    {
+        eprintln!("bench: PublishBatch failed: {e}");
     }
 }
 

@@ -179,7 +179,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     };
     let ceiling_published = ceiling_of(CeilingMessage::AsPublished(
         Arc::new(publisher(&noop.names.run_requests_topic_arn)),
-        sample,
+        sample.clone(),
     ))
     .await?;
 
@@ -231,6 +231,19 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     if args.updates + total * args.latency_runs > updates.len() {
         bail!("--latency-runs x --latency-secs ask for more updates than were generated");
     }
+    // The broker's own latency for the same requests at the same rate, with
+    // no worker: the bound of (c) on this machine.
+    purge(&aws, &noop.names.run_requests_queue_url).await?;
+    let bare = bench_latency::broker_latencies(
+        &aws,
+        Arc::new(publisher(&noop.names.run_requests_topic_arn)),
+        &sample,
+        &noop.names.run_requests_queue_url,
+        (total, fan_out.round() as usize),
+        rate,
+        Duration::from_secs(args.latency_secs + 30),
+    )
+    .await?;
     let mut runs = Vec::new();
     for k in 0..args.latency_runs {
         wait_idle(&stack, &db_a).await?;
@@ -297,14 +310,25 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         publish_rate / ceiling_published
     );
     println!("(b) {}", work_a.per_message(n));
+    let pct = |l: &[Duration], p: f64| {
+        l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3
+    };
+    println!(
+        "(c) the broker's own latency at that rate, no worker: {} groups of {:.0} run requests published through the \
+         worker's publisher, each from the start of its publish call to its first arrival on the queue: p50 {:.1} ms, \
+         p99 {:.1} ms ({} of {total} seen)",
+        total,
+        fan_out.round(),
+        pct(&bare, 0.5),
+        pct(&bare, 0.99),
+        bare.len()
+    );
     for (k, (l, own, split)) in runs.iter().enumerate() {
-        let pct = |p: f64| {
-            l.get(((l.len().max(1) - 1) as f64 * p).round() as usize)
-                .copied()
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1e3
-        };
+        let pct = |p: f64| pct(l, p);
         let (own, handler) = own;
         let ms = |h: &Histogram, q: f64| h.quantile(q).map_or(f64::NAN, |s| s * 1e3);
         println!(
