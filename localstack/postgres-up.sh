@@ -35,10 +35,11 @@ if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION main"; the
 fi
 # pg_stat_statements loaded, so that `loadgen bench` and `bench-messaging`
 # can say how long the statements took per update (Debian's postgresql.conf
-# reads conf.d).
-conf_d=/etc/postgresql/$PG_VERSION/main/conf.d
-if [ -d "$conf_d" ] && [ ! -f "$conf_d/orchestrator.conf" ]; then
-  echo "shared_preload_libraries = 'pg_stat_statements'" > "$conf_d/orchestrator.conf"
+# reads conf.d). A cluster that preloads libraries of its own is left alone.
+conf_dir=/etc/postgresql/$PG_VERSION/main
+if [ -d "$conf_dir/conf.d" ] && [ ! -f "$conf_dir/conf.d/orchestrator.conf" ] &&
+  ! grep -rqsE '^[[:space:]]*shared_preload_libraries' "$conf_dir/postgresql.conf" "$conf_dir/conf.d"; then
+  echo "shared_preload_libraries = 'pg_stat_statements'" > "$conf_dir/conf.d/orchestrator.conf"
 fi
 if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="main" {print $4}' | grep -q online; then
   say "starting cluster $PG_VERSION/main"

@@ -248,7 +248,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     for k in 0..args.latency_runs {
         wait_idle(&stack, &db_a).await?;
         purge(&aws, &stack.names.run_requests_queue_url).await?;
-        let before = own_part(ops_port).await?;
+        let before = worker_histograms(ops_port).await?;
         let from = std::time::SystemTime::now();
         let start = args.updates + k * total;
         let l = bench_latency::latencies(
@@ -261,7 +261,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         )
         .await?;
         wait_outbox_empty(&db_a).await?;
-        let after = own_part(ops_port).await?;
+        let after = worker_histograms(ops_port).await?;
         let own = (after.0.since(&before.0), after.1.since(&before.1));
         let split = stats::publish_latency(&db_a.pool, from, std::time::SystemTime::now()).await?;
         runs.push((l, own, split));
@@ -440,7 +440,7 @@ fn start_worker(stack: &Stack, db: &TestDb, concurrency: usize) -> Result<(Proce
 
 /// The worker's receipt → publish and handler histograms, from its
 /// `/metrics`.
-async fn own_part(port: u16) -> Result<(Histogram, Histogram)> {
+async fn worker_histograms(port: u16) -> Result<(Histogram, Histogram)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(text) = orchestrator_tests::http::get(port, "/metrics").await {

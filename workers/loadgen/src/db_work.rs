@@ -77,7 +77,13 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot> {
     // The view exists once the extension is created (the benchmark's own
     // database); it answers only when the library is loaded.
     client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') THEN
+                 CREATE EXTENSION pg_stat_statements;
+               END IF;
+             END $$",
+        )
         .await
         .ok();
     let statement_ms = match client
