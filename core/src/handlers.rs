@@ -76,15 +76,19 @@ impl ProjectionUpdateHandler {
         Ok((update, origin))
     }
 
-    /// The message's answer once its update is committed.
-    fn answer(&self, mut summary: UpdateSummary, received_at: std::time::Instant) -> Outcome {
-        if summary.duplicate {
-            return Outcome::Ignored(Ignored::Duplicate);
-        }
+    /// Hands an update's run requests to the relay, at its commit.
+    fn submit(&self, summary: &mut UpdateSummary, received_at: std::time::Instant) {
         self.publish.submit_received(
             std::mem::take(&mut summary.evaluated.outbox_ids),
             received_at,
         );
+    }
+
+    /// The message's answer once its update is committed.
+    fn answer(summary: UpdateSummary) -> Outcome {
+        if summary.duplicate {
+            return Outcome::Ignored(Ignored::Duplicate);
+        }
         Outcome::processed(summary)
     }
 
@@ -94,10 +98,15 @@ impl ProjectionUpdateHandler {
         origin: &projection_update::Origin,
         received_at: std::time::Instant,
     ) -> Result<Outcome, HandlerError> {
-        let summary = projection_update::process_with(&self.ctx, update, origin)
+        let summary =
+            projection_update::process_with_then(&self.ctx, update, origin, |committed| {
+                for s in committed {
+                    self.submit(s, received_at);
+                }
+            })
             .await
             .map_err(store_failure)?;
-        Ok(self.answer(summary, received_at))
+        Ok(Self::answer(summary))
     }
 }
 
@@ -133,14 +142,18 @@ impl Handler for ProjectionUpdateHandler {
             valid.iter().map(|(_, (u, o))| (u, o)).collect();
         let batch = match together.len() {
             0 | 1 => Err(None),
-            _ => projection_update::process_batch(&self.ctx, &together)
-                .await
-                .map_err(Some),
+            _ => projection_update::process_batch_then(&self.ctx, &together, |committed| {
+                for ((i, _), s) in valid.iter().zip(committed) {
+                    self.submit(s, msgs[*i].0.received_at);
+                }
+            })
+            .await
+            .map_err(Some),
         };
         match batch {
             Ok(summaries) => {
                 for ((i, _), summary) in valid.iter().zip(summaries) {
-                    answers[*i] = Some(Ok(self.answer(summary, msgs[*i].0.received_at)));
+                    answers[*i] = Some(Ok(Self::answer(summary)));
                 }
             }
             Err(failed) => {

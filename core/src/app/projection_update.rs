@@ -73,13 +73,25 @@ pub async fn process(
 
 /// [`process`], with where the update came from (trace context, send time)
 /// recorded on the run requests it causes.
-#[instrument(skip_all, fields(dataset_id = %update.dataset_id, event_key = %update.event_key()))]
 pub async fn process_with(
     ctx: &Context,
     update: &ProjectionUpdate,
     origin: &Origin,
 ) -> Result<UpdateSummary, StoreError> {
-    let summary = process_batch(ctx, &[(update, origin)])
+    process_with_then(ctx, update, origin, |_| ()).await
+}
+
+/// [`process_with`], calling `committed` with the summary as soon as the
+/// update is committed (before the after-commit backlog check), so that a
+/// caller can hand its run requests to the relay without waiting for it.
+#[instrument(skip_all, fields(dataset_id = %update.dataset_id, event_key = %update.event_key()))]
+pub async fn process_with_then(
+    ctx: &Context,
+    update: &ProjectionUpdate,
+    origin: &Origin,
+    committed: impl FnOnce(&mut [UpdateSummary]),
+) -> Result<UpdateSummary, StoreError> {
+    let summary = process_batch_then(ctx, &[(update, origin)], committed)
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("an update without a summary".into()))?;
@@ -99,10 +111,21 @@ pub async fn process_with(
 /// all): what each did, in the same order. Any failure fails them all and
 /// commits nothing; the caller then processes each alone
 /// ([`process_with`]), so that one bad update never fails the others.
-#[instrument(skip_all, fields(updates = updates.len()))]
 pub async fn process_batch(
     ctx: &Context,
     updates: &[(&ProjectionUpdate, &Origin)],
+) -> Result<Vec<UpdateSummary>, StoreError> {
+    process_batch_then(ctx, updates, |_| ()).await
+}
+
+/// [`process_batch`], calling `committed` with the summaries (in the same
+/// order) as soon as the transaction is committed, before the after-commit
+/// backlog check: the worker hands the run requests to its relay there.
+#[instrument(skip_all, fields(updates = updates.len()))]
+pub async fn process_batch_then(
+    ctx: &Context,
+    updates: &[(&ProjectionUpdate, &Origin)],
+    committed: impl FnOnce(&mut [UpdateSummary]),
 ) -> Result<Vec<UpdateSummary>, StoreError> {
     let handed_off = ctx
         .handoff
@@ -132,6 +155,7 @@ pub async fn process_batch(
             return Err(e);
         }
     };
+    committed(&mut summaries);
     to_recheck.extend(handed_off);
     to_recheck.sort();
     to_recheck.dedup();

@@ -2,12 +2,14 @@
 //! transaction; the relay claims them with a time-limited lease (so no
 //! transaction stays open while it talks to SNS), publishes, and marks them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::requests::Recipe;
+use super::runs::RequestParts;
 use super::{StoreResult, Transaction};
 use crate::domain::alert::{Alert, AlertType};
-use crate::domain::ids::{OutboxId, RunId};
+use crate::domain::ids::{MetricId, OutboxId, RunId};
 use crate::domain::outgoing::Outgoing;
 use crate::domain::run_request::Destination;
 
@@ -112,30 +114,47 @@ pub async fn claim(
 ) -> StoreResult<Vec<OutboxMessage>> {
     let stmt = tx
         .prepare_cached(&format!(
-            "UPDATE outbox o
-                SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
-               FROM (SELECT id FROM outbox
-                      WHERE published_at IS NULL AND next_attempt_at <= now()
-                        AND ($1::bigint[] IS NULL OR id = ANY($1))
-                      ORDER BY id LIMIT $2
-                        FOR UPDATE SKIP LOCKED) c
-              WHERE o.id = c.id
-             RETURNING o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
-                       o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key, {BODY_COLUMNS}"
+            "WITH o AS (
+                UPDATE outbox u
+                   SET attempts = u.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
+                  FROM (SELECT id FROM outbox
+                         WHERE published_at IS NULL AND next_attempt_at <= now()
+                           AND ($1::bigint[] IS NULL OR id = ANY($1))
+                         ORDER BY id LIMIT $2
+                           FOR UPDATE SKIP LOCKED) c
+                 WHERE u.id = c.id
+                RETURNING u.*)
+             SELECT o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
+                    o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key, {BODY_COLUMNS},
+                    r.metric_id, r.metric_code, r.attempt
+               FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
     let lease_secs = lease.as_secs_f64();
     let rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
     let mut claimed = Vec::with_capacity(rows.len());
     let mut recipes = Vec::new();
+    // The runs' own parts come with the claim (one round trip fewer).
+    let mut parts = HashMap::new();
     for r in &rows {
         let body = body_of(r, 9)?;
         if let Body::Recipe(recipe) = &body {
+            if let Some(metric_id) = r.get::<_, Option<MetricId>>(15) {
+                let run = RequestParts {
+                    id: recipe.run_id.clone(),
+                    metric_id,
+                    metric_code: r.get(16),
+                    attempt: r.get(17),
+                };
+                parts.insert(run.id.clone(), run);
+            }
             recipes.push(recipe.clone());
         }
         claimed.push((r, body));
     }
-    let mut assembled = super::requests::assemble(tx, &recipes).await?.into_iter();
+    let mut assembled = super::requests::assemble_with(tx, &recipes, &parts)
+        .await?
+        .into_iter();
     let mut out = Vec::with_capacity(claimed.len());
     for (r, body) in claimed {
         let id: OutboxId = r.get(0);

@@ -64,6 +64,20 @@ pub async fn assemble(
     }
     let run_ids: Vec<RunId> = recipes.iter().map(|r| r.run_id.clone()).collect();
     let runs = runs::request_parts(tx, &run_ids).await?;
+    assemble_with(tx, recipes, &runs).await
+}
+
+/// [`assemble`] with the runs' own parts already read (the relay's claim
+/// reads them with the rows it leases).
+pub async fn assemble_with(
+    tx: &Transaction<'_>,
+    recipes: &[Recipe],
+    runs: &HashMap<RunId, runs::RequestParts>,
+) -> StoreResult<Vec<Result<String, String>>> {
+    if recipes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let run_ids: Vec<RunId> = recipes.iter().map(|r| r.run_id.clone()).collect();
     let Reads {
         used,
         sources,
