@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use orchestrator_core::app::projection_update::{process_batch, Origin};
+use orchestrator_core::app::projection_update::{process_batch, process_batch_then, Origin};
 use orchestrator_core::domain::events::ProjectionUpdate;
 use orchestrator_tests::aws::{attributes, Stack};
 use orchestrator_tests::fixtures::{db_with_catalog, request_of, update, update_body};
@@ -84,6 +84,49 @@ async fn a_batch_with_an_update_the_database_refuses_commits_nothing() {
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(db.count("SELECT count(*) FROM event_log").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM metric_runs").await, 0);
+}
+
+/// The worker hands run requests to its relay from this hook: it runs once,
+/// with every update's summary in order, only when the batch committed.
+#[tokio::test]
+async fn the_commit_hook_gets_each_summary_once_and_only_after_a_commit() {
+    let db = db_with_catalog("batch_hook").await;
+    let origin = Origin::default();
+    let (u1, u2) = (update("d1", "v1"), update("d1", "v2"));
+    let items = [(&u1, &origin), (&u2, &origin)];
+    let mut seen: Vec<Vec<i64>> = Vec::new();
+    let mut calls = 0;
+    let summaries = process_batch_then(&db.ctx(), &items, |committed| {
+        calls += 1;
+        for s in committed {
+            seen.push(
+                std::mem::take(&mut s.evaluated.outbox_ids)
+                    .iter()
+                    .map(|id| id.get())
+                    .collect(),
+            );
+        }
+    })
+    .await
+    .expect("the batch commits");
+    assert_eq!(calls, 1);
+    assert_eq!(seen.len(), 2, "one entry per update, in order: {seen:?}");
+    assert!(
+        summaries.iter().all(|s| s.evaluated.outbox_ids.is_empty()),
+        "what the hook took is not handed out twice"
+    );
+    // m.single ran for each update: the first update's request comes first.
+    let written = db.count("SELECT count(*) FROM outbox").await;
+    assert_eq!(seen.iter().map(Vec::len).sum::<usize>() as i64, written);
+    assert!(seen.iter().all(|ids| !ids.is_empty()), "{seen:?}");
+    assert!(seen[0].iter().max() < seen[1].iter().min(), "{seen:?}");
+
+    let mut called = false;
+    let bad = update("d\u{0}1", "v3");
+    let refused = [(&u1, &origin), (&bad, &origin)];
+    let failed = process_batch_then(&db.ctx(), &refused, |_| called = true).await;
+    assert!(failed.is_err());
+    assert!(!called, "nothing committed: the hook must not run");
 }
 
 /// The worker's JSON log lines about `ids`, once each has its final line.

@@ -14,6 +14,7 @@ use sha2::Digest;
 /// Room left under the limit for the message attributes.
 const ATTRIBUTE_ROOM: usize = 4 * 1024;
 
+#[derive(Clone)]
 pub struct SnsPublisher {
     pub sns: aws_sdk_sns::Client,
     pub s3: aws_sdk_s3::Client,
