@@ -3,7 +3,7 @@
 //! `SentTimestamp` (when SNS put the message there, so the reader's speed does
 //! not count), and the broker's ceiling for SNS → SQS fan-out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,12 @@ pub async fn latencies(
     rate: f64,
     window: Duration,
 ) -> Result<Vec<Duration>> {
-    let total = bodies.len();
+    let manifest_of = |body: &str| {
+        serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| v["version_manifest_path"].as_str().map(str::to_string))
+    };
+    let expected: HashSet<String> = bodies.iter().filter_map(|b| manifest_of(b)).collect();
     let sent_at: Arc<Mutex<HashMap<String, i64>>> = Default::default();
     let sender = {
         let (aws, queue, sent_at) = (aws.clone(), updates_queue.to_string(), sent_at.clone());
@@ -43,10 +48,7 @@ pub async fn latencies(
             let mut tick = tokio::time::interval(period);
             for body in bodies {
                 tick.tick().await;
-                let manifest = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["version_manifest_path"].as_str().map(str::to_string));
-                if let Some(m) = manifest {
+                if let Some(m) = manifest_of(&body) {
                     sent_at.lock().unwrap().insert(m, now_ms());
                 }
                 if let Err(e) = aws
@@ -63,7 +65,7 @@ pub async fn latencies(
         })
     };
     let deadline = Instant::now() + window;
-    let (readers, arrived) = spawn_readers(aws, requests_queue, manifests, total, deadline);
+    let (readers, arrived) = spawn_readers(aws, requests_queue, manifests, expected, deadline);
     let _ = sender.await;
     for r in readers {
         let _ = r.await;
@@ -98,23 +100,41 @@ fn manifests(v: &Value) -> Vec<String> {
 
 type Arrivals = Arc<Mutex<HashMap<String, i64>>>;
 
-/// Readers of `queue` until `expected` keys arrived or `deadline`: per key
-/// (`keys_of` a message's body), the earliest `SentTimestamp`. Several
+/// Records that a message carrying `keys` arrived at `at`: the earliest
+/// arrival of each key that is `expected`. Others (a run request also
+/// names older updates it uses, sent by an earlier stage) are not counted,
+/// or the readers would stop before the last expected keys arrived.
+fn note_arrival(
+    arrived: &mut HashMap<String, i64>,
+    expected: &HashSet<String>,
+    keys: Vec<String>,
+    at: i64,
+) {
+    for k in keys.into_iter().filter(|k| expected.contains(k)) {
+        let e = arrived.entry(k).or_insert(at);
+        *e = (*e).min(at);
+    }
+}
+
+/// Readers of `queue` until every `expected` key arrived or `deadline`: per
+/// key (`keys_of` a message's body), the earliest `SentTimestamp`. Several
 /// readers; messages are left invisible rather than deleted, so reading
 /// costs one call per ten messages.
 fn spawn_readers(
     aws: &AwsClients,
     queue: &str,
     keys_of: fn(&Value) -> Vec<String>,
-    expected: usize,
+    expected: HashSet<String>,
     deadline: Instant,
 ) -> (Vec<tokio::task::JoinHandle<()>>, Arrivals) {
     let arrived: Arrivals = Default::default();
+    let expected = Arc::new(expected);
     let readers = (0..4)
         .map(|_| {
             let (aws, queue, arrived) = (aws.clone(), queue.to_string(), arrived.clone());
+            let expected = expected.clone();
             tokio::spawn(async move {
-                while Instant::now() < deadline && arrived.lock().unwrap().len() < expected {
+                while Instant::now() < deadline && arrived.lock().unwrap().len() < expected.len() {
                     let out = aws
                         .sqs
                         .receive_message()
@@ -133,11 +153,7 @@ fn spawn_readers(
                             .and_then(|v| v.parse::<i64>().ok());
                         let v = serde_json::from_str::<Value>(m.body().unwrap_or_default());
                         if let (Some(at), Ok(v)) = (at, v) {
-                            let mut arrived = arrived.lock().unwrap();
-                            for k in keys_of(&v) {
-                                let e = arrived.entry(k).or_insert(at);
-                                *e = (*e).min(at);
-                            }
+                            note_arrival(&mut arrived.lock().unwrap(), &expected, keys_of(&v), at);
                         }
                     }
                 }
@@ -186,7 +202,8 @@ pub async fn broker_latencies(
             .map(|(g, _)| vec![g.to_string()])
             .unwrap_or_default()
     };
-    let (readers, arrived) = spawn_readers(aws, queue, group_of, count, Instant::now() + window);
+    let groups: HashSet<String> = (0..count).map(|i| format!("lat-{i}")).collect();
+    let (readers, arrived) = spawn_readers(aws, queue, group_of, groups, Instant::now() + window);
     let mut sent = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     let mut publishing = Vec::new();
@@ -301,4 +318,30 @@ pub async fn broker_ceiling(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_expected_keys_count_and_each_keeps_its_earliest_arrival() {
+        let expected: HashSet<String> = ["u1", "u2"].map(String::from).into();
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let mut arrived = HashMap::new();
+        // (keys of a message, its arrival, the arrivals recorded after it)
+        type Case<'a> = (&'a [&'a str], i64, &'a [(&'a str, i64)]);
+        let cases: [Case; 4] = [
+            (&["old", "u1"], 50, &[("u1", 50)]),
+            (&["u1"], 40, &[("u1", 40)]),
+            (&["u1", "u2"], 60, &[("u1", 40), ("u2", 60)]),
+            (&["older"], 10, &[("u1", 40), ("u2", 60)]),
+        ];
+        for (ks, at, want) in cases {
+            note_arrival(&mut arrived, &expected, keys(ks), at);
+            let want: HashMap<String, i64> =
+                want.iter().map(|(k, a)| (k.to_string(), *a)).collect();
+            assert_eq!(arrived, want, "after {ks:?} at {at}");
+        }
+    }
 }
