@@ -131,7 +131,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V9__trigger_policies",
             "V10__outbox_request_recipe",
             "V11__run_first_input_on_run",
-            "V12__update_set_key_as_uuid"
+            "V12__update_set_key_as_uuid",
+            "V13__run_second_input_on_run"
         ]
     );
     let text = report.to_string();
@@ -495,7 +496,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run applied"
         ),
         "{}",
         text(&done)

@@ -206,8 +206,8 @@ async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
         .string("SELECT id FROM metric_runs WHERE requested_at IS NOT NULL ORDER BY id LIMIT 1")
         .await;
     db.exec(&format!(
-        "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, update_set_key, input_update_id)
-           SELECT id || '-copy', metric_id, metric_code, 'canceled', requested_at, gen_random_uuid(), input_update_id
+        "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, update_set_key, input_update_id, second_input_update_id)
+           SELECT id || '-copy', metric_id, metric_code, 'canceled', requested_at, gen_random_uuid(), input_update_id, second_input_update_id
              FROM metric_runs WHERE id = '{run}';
          INSERT INTO outbox (run_id, metric_code, payload, requested_at, output_base_path, trigger_note)
            SELECT run_id || '-copy', metric_code, payload, requested_at, output_base_path, trigger_note

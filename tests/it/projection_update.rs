@@ -230,6 +230,46 @@ async fn run_request_catalog_names_exactly_the_updates_used() {
     );
 }
 
+/// Where a requested run's provenance is stored (migrations V11 and V13):
+/// its first two inputs by dataset id on the run row, only a third and later
+/// ones in `run_dataset_updates`; `run_inputs` is the whole of it.
+#[tokio::test]
+async fn a_run_keeps_its_first_two_inputs_on_its_row_and_only_the_rest_apart() {
+    let db = db_with_catalog("inputs_on_row").await;
+    let ctx = db.ctx();
+    for d in ["d1", "d2", "d3"] {
+        process(&ctx, &update(d, "v1")).await.unwrap();
+    }
+    let placed = |metric: &'static str| {
+        let db = &db;
+        async move {
+            let run_id = runs_of(db, metric).await[0].0.clone();
+            let row = db
+                .client()
+                .await
+                .query_one(
+                    "SELECT (SELECT dataset_id FROM dataset_updates WHERE id = r.input_update_id),
+                            (SELECT dataset_id FROM dataset_updates WHERE id = r.second_input_update_id),
+                            (SELECT count(*) FROM run_dataset_updates WHERE run_id = r.id),
+                            (SELECT count(*) FROM run_inputs WHERE run_id = r.id)
+                       FROM metric_runs r WHERE r.id = $1",
+                    &[&run_id],
+                )
+                .await
+                .unwrap();
+            (
+                row.get::<_, Option<String>>(0),
+                row.get::<_, Option<String>>(1),
+                row.get::<_, i64>(2),
+                row.get::<_, i64>(3),
+            )
+        }
+    };
+    let (d1, d2) = (Some("d1".to_string()), Some("d2".to_string()));
+    assert_eq!(placed("m.pair").await, (d1.clone(), d2.clone(), 0, 2));
+    assert_eq!(placed("m.triple").await, (d1, d2, 1, 3));
+}
+
 #[tokio::test]
 async fn run_request_has_the_wire_shape_of_the_contract() {
     let db = db_with_catalog("wire_shape").await;

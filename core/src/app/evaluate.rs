@@ -20,7 +20,7 @@ use crate::domain::trigger::{Degraded, Timers};
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
 use crate::store::evaluation::EvaluationWrites;
 use crate::store::outbox::{NewMessage, Origin};
-use crate::store::runs::CreatedRun;
+use crate::store::runs::{CreatedRun, RowInputs};
 use crate::store::{backlog, pending, runs, StoreError, Transaction};
 
 /// The transaction's own update (the projection update it handles),
@@ -398,9 +398,14 @@ fn inputs_of<'a>(d: &'a Decided<'a>) -> impl Iterator<Item = &'a UpdateId> + 'a 
         .filter_map(|s| s.received.as_ref().map(|r| &r.update_id))
 }
 
-/// A requested run's first input, kept on its row (migration V11).
-fn first_input<'a>(d: &'a Decided<'a>) -> Option<&'a UpdateId> {
-    inputs_of(d).next()
+/// A requested run's first two inputs, kept on its row (migrations V11
+/// and V13); the others go to `run_dataset_updates`.
+fn row_inputs<'a>(d: &'a Decided<'a>) -> RowInputs<'a> {
+    let mut inputs = inputs_of(d);
+    RowInputs {
+        first: inputs.next(),
+        second: inputs.next(),
+    }
 }
 
 /// The update-set key of each decided run that is requested.
@@ -437,7 +442,7 @@ fn plan<'a>(
                     run_id: &d.run_id,
                     update_set_key,
                     degraded,
-                    input: first_input(d),
+                    inputs: row_inputs(d),
                 })
             })
             .collect(),
@@ -449,12 +454,15 @@ fn plan<'a>(
                 metric_code: &d.metric.code,
                 queued_with_key: key,
                 degraded,
-                input: d.requested.as_ref().and(first_input(d)),
+                inputs: match d.requested {
+                    Some(_) => row_inputs(d),
+                    None => RowInputs::default(),
+                },
             })
             .collect(),
         // A run complete at creation never waits: it gets no pending rows
-        // (its inputs are recorded like every requested run's: the first on
-        // the run row, the others in run_dataset_updates).
+        // (its inputs are recorded like every requested run's: the first two
+        // on the run row, the others in run_dataset_updates).
         new_slots: runs
             .iter()
             .filter(|d| d.created && d.requested.is_none())
@@ -469,7 +477,7 @@ fn plan<'a>(
             .iter()
             .filter(|d| d.requested.is_some())
             .flat_map(|d| {
-                inputs_of(d).skip(1).map(move |update_id| runs::Use {
+                inputs_of(d).skip(2).map(move |update_id| runs::Use {
                     run_id: &d.run_id,
                     update_id,
                 })

@@ -22,18 +22,27 @@ pub struct CreatedRun<'a> {
     pub queued_with_key: Option<&'a str>,
     /// What it went without (docs/contracts.md, "degraded"), when requested so.
     pub degraded: Option<&'a serde_json::Value>,
-    /// Its first input, when requested (the others are [`Use`]s).
-    pub input: Option<&'a UpdateId>,
+    /// Its first two inputs, when requested (the others are [`Use`]s).
+    pub inputs: RowInputs<'a>,
 }
 
-pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key, degraded, input_update_id)
+/// The first two inputs of a requested run, kept on its row (migrations
+/// V11 and V13); a run's further inputs are [`Use`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowInputs<'a> {
+    pub first: Option<&'a UpdateId>,
+    pub second: Option<&'a UpdateId>,
+}
+
+pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key, degraded, input_update_id,
+                                     second_input_update_id)
              SELECT id, metric_id, code,
                     CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
-                    key::uuid, degraded, input
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
-                    AS u(id, metric_id, code, key, degraded, input)";
+                    key::uuid, degraded, input, second
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[])
+                    AS u(id, metric_id, code, key, degraded, input, second)";
 
 /// Inserts new runs: `queued` (requested now) when complete, else
 /// `pending_dependencies`. The caller holds the metrics' locks, so the
@@ -48,17 +57,24 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
     let codes: Vec<&str> = created.iter().map(|c| c.metric_code).collect();
     let keys: Vec<Option<&str>> = created.iter().map(|c| c.queued_with_key).collect();
     let degraded: Vec<Option<&serde_json::Value>> = created.iter().map(|c| c.degraded).collect();
-    let inputs: Vec<Option<&UpdateId>> = created.iter().map(|c| c.input).collect();
+    let (first, second): (Vec<_>, Vec<_>) = created
+        .iter()
+        .map(|c| (c.inputs.first, c.inputs.second))
+        .unzip();
     Ok(tx
-        .execute(&stmt, &[&ids, &metrics, &codes, &keys, &degraded, &inputs])
+        .execute(
+            &stmt,
+            &[&ids, &metrics, &codes, &keys, &degraded, &first, &second],
+        )
         .await?)
 }
 
 pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                 SET status = 'queued', requested_at = now(), last_contact_at = now(),
                     update_set_key = k.key::uuid, degraded = k.degraded, input_update_id = k.input,
-                    updated_at = now()
-               FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[]) AS k(id, key, degraded, input)
+                    second_input_update_id = k.second, updated_at = now()
+               FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[])
+                    AS k(id, key, degraded, input, second)
               WHERE r.id = k.id AND r.status = 'pending_dependencies'";
 
 /// A pending run that became complete, with the key of its update set.
@@ -67,8 +83,8 @@ pub struct Completed<'a> {
     pub run_id: &'a RunId,
     pub update_set_key: &'a str,
     pub degraded: Option<&'a serde_json::Value>,
-    /// Its first input (the others are [`Use`]s).
-    pub input: Option<&'a UpdateId>,
+    /// Its first two inputs (the others are [`Use`]s).
+    pub inputs: RowInputs<'a>,
 }
 
 /// `pending_dependencies → queued` for runs that became complete. A run that
@@ -81,9 +97,12 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[Completed<'_>]) -> Stor
     let ids: Vec<&RunId> = runs.iter().map(|c| c.run_id).collect();
     let keys: Vec<&str> = runs.iter().map(|c| c.update_set_key).collect();
     let degraded: Vec<Option<&serde_json::Value>> = runs.iter().map(|c| c.degraded).collect();
-    let inputs: Vec<Option<&UpdateId>> = runs.iter().map(|c| c.input).collect();
+    let (first, second): (Vec<_>, Vec<_>) = runs
+        .iter()
+        .map(|c| (c.inputs.first, c.inputs.second))
+        .unzip();
     let queued = tx
-        .execute(&queue, &[&ids, &keys, &degraded, &inputs])
+        .execute(&queue, &[&ids, &keys, &degraded, &first, &second])
         .await?;
     if queued as usize != runs.len() {
         return Err(StoreError::Conflict(format!(
@@ -98,8 +117,8 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[Completed<'_>]) -> Stor
 pub(super) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
              SELECT * FROM unnest($1::text[], $2::text[])";
 
-/// One dataset update a requested run uses, besides the first (kept on
-/// the run row: [`CreatedRun::input`], [`Completed::input`]).
+/// One dataset update a requested run uses, besides the first two (kept
+/// on the run row: [`RowInputs`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Use<'a> {
     pub run_id: &'a RunId,
@@ -117,8 +136,8 @@ pub async fn record_used(tx: &Transaction<'_>, uses: &[Use<'_>]) -> StoreResult<
     Ok(tx.execute(&stmt, &[&runs, &updates]).await?)
 }
 
-/// The updates each run uses (`run_inputs`: the run row's first input and
-/// `run_dataset_updates`).
+/// The updates each run uses (`run_inputs`: the run row's first two inputs
+/// and `run_dataset_updates`).
 pub async fn used_updates(
     tx: &Transaction<'_>,
     run_ids: &[RunId],
@@ -409,9 +428,10 @@ pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreRes
             "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[]) AS n(old_id, new_id)),
              created AS (
                  INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, retry_of,
-                                          requested_at, last_contact_at, degraded, input_update_id)
+                                          requested_at, last_contact_at, degraded, input_update_id,
+                                          second_input_update_id)
                  SELECT n.new_id, r.metric_id, r.metric_code, 'queued', r.attempt + 1, r.id, now(), now(),
-                        r.degraded, r.input_update_id
+                        r.degraded, r.input_update_id, r.second_input_update_id
                    FROM n
                    JOIN metric_runs r ON r.id = n.old_id
                    JOIN metrics m ON m.id = r.metric_id
