@@ -76,12 +76,14 @@ impl ProjectionUpdateHandler {
         Ok((update, origin))
     }
 
-    /// Hands an update's run requests to the relay, at its commit.
+    /// Hands an update's run requests to the relay, at its commit: born
+    /// leased to it when the context says so (the worker's), else to claim.
     fn submit(&self, summary: &mut UpdateSummary, received_at: std::time::Instant) {
-        self.publish.submit_received(
-            std::mem::take(&mut summary.evaluated.outbox_ids),
-            received_at,
-        );
+        let ids = std::mem::take(&mut summary.evaluated.outbox_ids);
+        match self.ctx.publish_lease {
+            Some(_) => self.publish.submit_handed(ids, received_at),
+            None => self.publish.submit(ids),
+        }
     }
 
     /// The message's answer once its update is committed.

@@ -105,12 +105,40 @@ impl<P: Publisher> Relay<P> {
         ids: &[OutboxId],
         received: &[(usize, Instant)],
     ) -> Result<RelayReport, StoreError> {
+        self.publish_rows(ids, received, false).await
+    }
+
+    /// [`Relay::publish_received`] for rows born leased to this relay
+    /// ([`crate::app::Context::publish_lease`]): they are read, not
+    /// claimed. Only rows with more than half their lease left are taken,
+    /// and a publish round is bounded by half the lease
+    /// ([`PublishQueue`]), so no sweeper can claim a row while it is
+    /// published here.
+    #[instrument(skip_all, fields(rows = ids.len()))]
+    pub async fn publish_handed(
+        &self,
+        ids: &[OutboxId],
+        received: &[(usize, Instant)],
+    ) -> Result<RelayReport, StoreError> {
+        self.publish_rows(ids, received, true).await
+    }
+
+    async fn publish_rows(
+        &self,
+        ids: &[OutboxId],
+        received: &[(usize, Instant)],
+        handed: bool,
+    ) -> Result<RelayReport, StoreError> {
         // A claim takes at most `batch` rows: more ids (a scenario with 150
         // dependent metrics) go in several rounds rather than to the sweeper.
         let mut total = RelayReport::default();
         let size = self.config.batch.max(1) as usize;
         for (k, chunk) in ids.chunks(size).enumerate() {
-            let claimed = self.claim(Some(chunk)).await?;
+            let claimed = if handed {
+                self.take_handed(chunk).await?
+            } else {
+                self.claim(Some(chunk)).await?
+            };
             if !claimed.is_empty() {
                 for (_, at) in received.iter().filter(|(first, _)| first / size == k) {
                     metrics::histogram!(crate::prometheus::RECEIPT_TO_PUBLISH_SECONDS)
@@ -160,6 +188,14 @@ impl<P: Publisher> Relay<P> {
         let (batch, lease) = (self.config.batch, self.config.lease);
         in_transaction!(self.pool, StoreError, |tx| outbox::claim(
             &tx, only, batch, lease
+        )
+        .await?)
+    }
+
+    async fn take_handed(&self, ids: &[OutboxId]) -> Result<Vec<OutboxMessage>, StoreError> {
+        let min_left = self.config.lease / 2;
+        in_transaction!(self.pool, StoreError, |tx| outbox::take_handed(
+            &tx, ids, min_left
         )
         .await?)
     }
@@ -237,11 +273,12 @@ async fn next_ids(
 ) -> Option<Submission> {
     let mut rx = rx.lock().await;
     let mut next = rx.recv().await?;
-    while (next.ids.len() as i64) < max {
+    while (next.len() as i64) < max {
         match rx.try_recv() {
             Ok(more) => {
-                let base = next.ids.len();
+                let base = next.handed.len();
                 next.ids.extend(more.ids);
+                next.handed.extend(more.handed);
                 next.received
                     .extend(more.received.into_iter().map(|(i, at)| (base + i, at)));
             }
@@ -251,11 +288,20 @@ async fn next_ids(
     Some(next)
 }
 
-/// Ids committed together, with the receipts of the messages that wrote
-/// them: (the index in `ids` of a message's first row, when it arrived).
+/// Ids committed together: rows to claim, rows born leased to this relay
+/// (handed), and the receipts of the messages that wrote the handed ones:
+/// (the index in `handed` of a message's first row, when it arrived).
+#[derive(Default)]
 struct Submission {
     ids: Vec<OutboxId>,
+    handed: Vec<OutboxId>,
     received: Vec<(usize, Instant)>,
+}
+
+impl Submission {
+    fn len(&self) -> usize {
+        self.ids.len() + self.handed.len()
+    }
 }
 
 /// Hands freshly committed outbox ids to a background publisher so that the
@@ -267,6 +313,9 @@ pub struct PublishQueue {
     tx: tokio::sync::mpsc::Sender<Submission>,
     /// Counts the ids submitted and not yet published.
     waiting: Backpressure,
+    /// Releases handed rows the queue cannot take.
+    pool: Pool,
+    lease: Duration,
 }
 
 impl PublishQueue {
@@ -280,6 +329,7 @@ impl PublishQueue {
         waiting: Backpressure,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(capacity.max(1));
+        let (pool, lease) = (relay.pool.clone(), relay.config.lease);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         let counted = waiting.clone();
         let handle = tokio::spawn(async move {
@@ -288,25 +338,29 @@ impl PublishQueue {
                 let (relay, rx, waiting) = (relay.clone(), rx.clone(), counted.clone());
                 set.spawn(async move {
                     loop {
-                        let Some(Submission { ids, received }) =
-                            next_ids(&rx, relay.config.batch).await
-                        else {
+                        let Some(next) = next_ids(&rx, relay.config.batch).await else {
                             return;
                         };
-                        // Bounded so that a hung broker call cannot hold the
-                        // consumer's backpressure gate shut: after the lease the
-                        // rows are the sweeper's anyway.
-                        let lease = relay.config.lease;
-                        match tokio::time::timeout(lease, relay.publish_received(&ids, &received)).await {
+                        // Bounded by half the lease, so that a hung broker call
+                        // cannot hold the consumer's backpressure gate shut, and
+                        // so that handed rows (taken with more than half their
+                        // lease left) are done with before any sweeper may
+                        // claim them: after that the rows are the sweeper's.
+                        let bound = relay.config.lease / 2;
+                        let round = async {
+                            relay.publish_handed(&next.handed, &next.received).await?;
+                            relay.publish_received(&next.ids, &[]).await
+                        };
+                        match tokio::time::timeout(bound, round).await {
                             Ok(Ok(_)) => {}
                             Ok(Err(e)) => {
                                 tracing::warn!(error = %e, "publishing after commit failed; the outbox sweeper will retry");
                             }
                             Err(_) => {
-                                tracing::warn!(lease_secs = lease.as_secs(), "publishing after commit outlasted the lease; the outbox sweeper will retry");
+                                tracing::warn!(bound_secs = bound.as_secs_f64(), "publishing after commit outlasted half the lease; the outbox sweeper will retry");
                             }
                         }
-                        waiting.done(ids.len());
+                        waiting.done(next.len());
                         report_waiting(&waiting);
                     }
                 });
@@ -321,38 +375,73 @@ impl PublishQueue {
                 }
             }
         });
-        (Self { tx, waiting }, handle)
+        (
+            Self {
+                tx,
+                waiting,
+                pool,
+                lease,
+            },
+            handle,
+        )
     }
 
     pub fn submit(&self, ids: Vec<OutboxId>) {
         self.send(Submission {
             ids,
-            received: Vec::new(),
+            ..Submission::default()
         });
     }
 
-    /// [`PublishQueue::submit`] for the rows written by a message received
-    /// at `received_at`.
-    pub fn submit_received(&self, ids: Vec<OutboxId>, received_at: Instant) {
+    /// How long rows handed to this queue are born leased
+    /// ([`crate::app::Context::with_publish_lease`]).
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Rows born leased to this queue's relay ([`Relay::publish_handed`]),
+    /// written by a message received at `received_at`.
+    pub fn submit_handed(&self, ids: Vec<OutboxId>, received_at: Instant) {
         self.send(Submission {
-            ids,
+            handed: ids,
             received: vec![(0, received_at)],
+            ..Submission::default()
         });
     }
 
     fn send(&self, submission: Submission) {
-        if submission.ids.is_empty() {
+        let n = submission.len();
+        if n == 0 {
             return;
         }
-        let n = submission.ids.len();
         // Counted before the send: a publisher may finish them at once.
         self.waiting.add(n);
-        if self.tx.try_send(submission).is_err() {
+        if let Err(e) = self.tx.try_send(submission) {
             self.waiting.done(n);
             tracing::debug!("publisher busy; leaving these run requests to the outbox sweeper");
+            let handed = match e {
+                tokio::sync::mpsc::error::TrySendError::Full(s)
+                | tokio::sync::mpsc::error::TrySendError::Closed(s) => s.handed,
+            };
+            if !handed.is_empty() {
+                release(self.pool.clone(), handed);
+            }
         }
         report_waiting(&self.waiting);
     }
+}
+
+/// Makes handed rows due now, for the sweeper, rather than at the end of
+/// their lease.
+fn release(pool: Pool, ids: Vec<OutboxId>) {
+    tokio::spawn(async move {
+        let released = in_transaction!(pool, StoreError, |tx| outbox::release_handed(&tx, &ids)
+            .await?);
+        if let Err(e) = released {
+            tracing::warn!(error = %e, rows = ids.len(),
+                "handed run requests could not be released; the outbox sweeper takes them when their lease ends");
+        }
+    });
 }
 
 fn report_waiting(waiting: &Backpressure) {
@@ -427,10 +516,17 @@ mod tests {
         let rx = tokio::sync::Mutex::new(rx);
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        // A submission with its message's receipt, one without (a sweep).
-        let sub = |raw: &[i64], received: Option<u64>| Submission {
-            ids: ids(raw),
-            received: received.map(|ms| (0, at(ms))).into_iter().collect(),
+        // Handed rows with their message's receipt; rows to claim without.
+        let sub = |raw: &[i64], received: Option<u64>| match received {
+            Some(ms) => Submission {
+                handed: ids(raw),
+                received: vec![(0, at(ms))],
+                ..Submission::default()
+            },
+            None => Submission {
+                ids: ids(raw),
+                ..Submission::default()
+            },
         };
         for s in [
             sub(&[1], Some(1)),
@@ -442,16 +538,21 @@ mod tests {
         }
         let next = |max| {
             let rx = &rx;
-            async move { super::next_ids(rx, max).await.map(|s| (s.ids, s.received)) }
+            async move {
+                super::next_ids(rx, max)
+                    .await
+                    .map(|s| (s.ids, s.handed, s.received))
+            }
         };
-        // Joined until at least `max` ids, never splitting a submission,
-        // with the receipts of the messages that wrote them, each at the
-        // index of its first row.
-        assert_eq!(next(3).await, Some((ids(&[1, 2, 3]), vec![(0, at(1))])));
-        let joined = (ids(&[4, 5, 6, 7]), vec![(0, at(4)), (1, at(5))]);
+        // Joined until at least `max` ids of either kind, never splitting a
+        // submission, with the receipts of the messages that wrote the
+        // handed rows, each at the index of its first row among them.
+        let first = (ids(&[2, 3]), ids(&[1]), vec![(0, at(1))]);
+        assert_eq!(next(3).await, Some(first));
+        let joined = (vec![], ids(&[4, 5, 6, 7]), vec![(0, at(4)), (1, at(5))]);
         assert_eq!(next(100).await, Some(joined));
         tx.send(sub(&[8], None)).await.unwrap();
-        assert_eq!(next(100).await, Some((ids(&[8]), vec![])));
+        assert_eq!(next(100).await, Some((ids(&[8]), vec![], vec![])));
         drop(tx);
         assert_eq!(next(100).await, None);
     }

@@ -262,7 +262,12 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
                     Box::pin(backlog::drain_handoff(ctx.clone(), publish.clone(), stop)),
                 ),
             ],
-            handler: ProjectionUpdateHandler { ctx, publish },
+            // The handler's relay publishes its run requests at the commit:
+            // they are written leased to it (nothing to claim).
+            handler: ProjectionUpdateHandler {
+                ctx: ctx.with_publish_lease(publish.lease()),
+                publish,
+            },
         },
         shutdown,
     )

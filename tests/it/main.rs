@@ -16,6 +16,7 @@ mod dlq;
 mod e2e;
 mod faults;
 mod freshness;
+mod handed;
 mod hostile;
 mod lifecycle;
 mod observability;

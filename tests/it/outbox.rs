@@ -182,7 +182,7 @@ impl Publisher for AnswersOne {
 }
 
 /// Never answers: a publish call that hangs.
-struct Hangs;
+pub(crate) struct Hangs;
 
 impl Publisher for Hangs {
     async fn publish(&self, _: &[OutboxMessage]) -> Vec<Result<(), PublishError>> {

@@ -183,6 +183,7 @@ async fn evaluate(
         .collect();
     let plan = EvaluationWrites {
         requests,
+        lease: ctx.publish_lease,
         ..plan(&decisions, &keys, &degraded)
     };
     let written = plan.execute(tx).await?;
@@ -484,6 +485,7 @@ fn plan<'a>(
             })
             .collect(),
         requests: Vec::new(),
+        lease: None,
         backlog_evaluated: decisions.backlog_evaluated.clone(),
         timers: runs
             .iter()

@@ -36,6 +36,12 @@ pub struct Context {
     /// The time trigger policies are decided at: the system clock, or the
     /// one a test drives.
     pub clock: Clock,
+    /// Set for the projection-update handler, whose relay publishes an
+    /// update's run requests right after its commit: their outbox rows are
+    /// born leased to that relay for this long, so that it publishes them
+    /// without claiming them first (one write and one commit fewer per
+    /// publish). Unset, rows are due at once for any relay.
+    pub publish_lease: Option<std::time::Duration>,
 }
 
 /// A source of the current time.
@@ -49,6 +55,7 @@ impl Context {
             handoff: None,
             alerts: false,
             clock: Arc::new(Utc::now),
+            publish_lease: None,
         }
     }
 
@@ -66,6 +73,14 @@ impl Context {
     /// ([`backlog::BacklogHandoff`]; run [`backlog::drain_handoff`] beside it).
     pub fn with_backlog_handoff(mut self) -> Self {
         self.handoff = Some(Arc::new(backlog::BacklogHandoff::default()));
+        self
+    }
+
+    /// This context, its evaluations' run requests born leased for `lease`
+    /// to a relay that publishes them at the commit
+    /// ([`crate::relay::PublishQueue::submit_handed`]).
+    pub fn with_publish_lease(mut self, lease: std::time::Duration) -> Self {
+        self.publish_lease = Some(lease);
         self
     }
 

@@ -183,7 +183,13 @@ async fn after_commit(
         handoff.add(backlog_rows::metrics_with_backlog(&ctx.pool, &to_recheck).await?);
         return Ok(());
     }
-    summary.evaluated += backlog::drain(ctx, to_recheck).await?;
+    // Written after the hook: no relay was handed these rows, so they are
+    // not born leased (the sweeper claims them).
+    let unleased = Context {
+        publish_lease: None,
+        ..ctx.clone()
+    };
+    summary.evaluated += backlog::drain(&unleased, to_recheck).await?;
     Ok(())
 }
 

@@ -27,6 +27,10 @@ pub struct EvaluationWrites<'a> {
     pub uses: Vec<Use<'a>>,
     /// The run requests, to the outbox.
     pub requests: Vec<outbox::NewMessage<'a>>,
+    /// Set when the caller's relay publishes the requests at the commit:
+    /// their rows are born leased to it for this long
+    /// ([`crate::app::Context::publish_lease`]).
+    pub lease: Option<std::time::Duration>,
     /// Backlog rows evaluated, to delete.
     pub backlog_evaluated: Vec<backlog::Evaluated<'a>>,
     /// Timers of runs left waiting under a policy or a hold.
@@ -59,6 +63,7 @@ impl EvaluationWrites<'_> {
             changed_slots,
             uses,
             requests,
+            lease,
             backlog_evaluated,
             timers,
             timers_done,
@@ -94,7 +99,7 @@ impl EvaluationWrites<'_> {
             pending::insert_rows(tx, new_slots),
             pending::update_rows(tx, changed_slots),
             runs::record_used(tx, uses),
-            outbox::insert(tx, requests),
+            outbox::insert_leased(tx, requests, *lease),
             backlog::remove(tx, backlog_evaluated),
         )?;
         // After the runs exist (the rows below point at them).

@@ -34,14 +34,30 @@ pub struct NewMessage<'a> {
     pub origin: &'a Origin,
 }
 
+/// Rows handed to a relay at their commit (`$9`, the lease in seconds) are
+/// born leased to it: one attempt, not due before the lease ends, so no
+/// sweeper claims them while that relay publishes them ([`take_handed`]).
 pub(super) const INSERT: &str =
     "INSERT INTO outbox (run_id, metric_code, requested_at, output_base_path, trigger_note,
-                         message_group_id, traceparent, source_sent_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[],
-                                  $6::text[], $7::text[], $8::timestamptz[])
+                         message_group_id, traceparent, source_sent_at, attempts, next_attempt_at)
+             SELECT *, CASE WHEN $9::float8 IS NULL THEN 0 ELSE 1 END,
+                    now() + make_interval(secs => COALESCE($9::float8, 0))
+               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[],
+                           $6::text[], $7::text[], $8::timestamptz[])
              RETURNING id";
 
+/// Writes run requests' rows, due at once (any relay claims them).
 pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<OutboxId>> {
+    insert_leased(tx, rows, None).await
+}
+
+/// [`insert`], the rows born leased for `lease` when given: for a caller
+/// whose relay publishes them right after the commit ([`take_handed`]).
+pub async fn insert_leased(
+    tx: &Transaction<'_>,
+    rows: &[NewMessage<'_>],
+    lease: Option<Duration>,
+) -> StoreResult<Vec<OutboxId>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -59,10 +75,21 @@ pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResul
         .collect();
     let sent: Vec<Option<chrono::DateTime<chrono::Utc>>> =
         rows.iter().map(|r| r.origin.source_sent_at).collect();
+    let lease_secs = lease.map(|l| l.as_secs_f64());
     let out = tx
         .query(
             &stmt,
-            &[&runs, &codes, &at, &paths, &notes, &groups, &traces, &sent],
+            &[
+                &runs,
+                &codes,
+                &at,
+                &paths,
+                &notes,
+                &groups,
+                &traces,
+                &sent,
+                &lease_secs,
+            ],
         )
         .await?;
     Ok(out.iter().map(|r| r.get(0)).collect())
@@ -124,19 +151,67 @@ pub async fn claim(
                            FOR UPDATE SKIP LOCKED) c
                  WHERE u.id = c.id
                 RETURNING u.*)
-             SELECT o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
-                    o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key, {BODY_COLUMNS},
-                    r.metric_id, r.metric_code, r.attempt
+             SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt
                FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
     let lease_secs = lease.as_secs_f64();
     let rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
+    messages_of(tx, &rows, lease).await
+}
+
+/// The columns a claim and a take read, in [`messages_of`]'s order.
+const MESSAGE_COLUMNS: &str = "o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
+                    o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key";
+
+/// Rows written by [`insert_leased`] for this relay, to publish now: those
+/// of `ids` still unpublished whose birth lease has more than `min_left`
+/// left (one that waited longer is left to the sweeper once its lease
+/// ends; a row a sweeper claimed since has a second attempt and is not
+/// taken). Nothing is written: the lease was taken with the rows.
+pub async fn take_handed(
+    tx: &Transaction<'_>,
+    ids: &[OutboxId],
+    min_left: Duration,
+) -> StoreResult<Vec<OutboxMessage>> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt
+               FROM outbox o LEFT JOIN metric_runs r ON r.id = o.run_id
+              WHERE o.id = ANY($1) AND o.published_at IS NULL AND o.attempts = 1
+                AND o.next_attempt_at > now() + make_interval(secs => $2)
+              ORDER BY o.id"
+        ))
+        .await?;
+    let rows = tx.query(&stmt, &[&ids, &min_left.as_secs_f64()]).await?;
+    messages_of(tx, &rows, min_left).await
+}
+
+/// Handed rows the relay could not take (its queue was full): due now, as
+/// if never leased, for the sweeper.
+pub async fn release_handed(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResult<u64> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE outbox SET attempts = 0, next_attempt_at = now()
+              WHERE id = ANY($1) AND published_at IS NULL AND attempts = 1 AND next_attempt_at > now()",
+        )
+        .await?;
+    Ok(tx.execute(&stmt, &[&ids]).await?)
+}
+
+/// Claimed or taken rows as messages, each request assembled from its
+/// recipe; a row that cannot be is recorded as a failed attempt (retried
+/// after `retry_in`) and left out.
+async fn messages_of(
+    tx: &Transaction<'_>,
+    rows: &[tokio_postgres::Row],
+    retry_in: Duration,
+) -> StoreResult<Vec<OutboxMessage>> {
     let mut claimed = Vec::with_capacity(rows.len());
     let mut recipes = Vec::new();
     // The runs' own parts come with the claim (one round trip fewer).
     let mut parts = HashMap::new();
-    for r in &rows {
+    for r in rows {
         let body = body_of(r, 9)?;
         if let Body::Recipe(recipe) = &body {
             if let Some(metric_id) = r.get::<_, Option<MetricId>>(15) {
@@ -164,7 +239,7 @@ pub async fn claim(
             Body::Recipe(_) => match assembled.next() {
                 Some(Ok(p)) => p,
                 Some(Err(why)) => {
-                    mark_failed(tx, id, &why, lease).await?;
+                    mark_failed(tx, id, &why, retry_in).await?;
                     tracing::warn!(outbox_id = %id, attempts, error = %why,
                         "a run request could not be assembled; it will be retried");
                     continue;

@@ -1,0 +1,125 @@
+//! Run requests handed to the relay at their commit: their outbox rows are
+//! born leased to it, so it publishes them without claiming them, and no
+//! sweeper takes them while it may (docs/semantics.md, "Publishing").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchestrator_core::app::projection_update::process;
+use orchestrator_core::backpressure::Backpressure;
+use orchestrator_core::relay::{PublishQueue, RecordingPublisher, Relay, RelayConfig};
+use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
+
+use crate::outbox::{fast, Hangs};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn leased() -> RelayConfig {
+    RelayConfig {
+        lease: LEASE,
+        ..fast()
+    }
+}
+
+#[tokio::test]
+async fn handed_rows_are_published_by_their_relay_and_by_no_sweeper() {
+    let db = db_with_catalog("handed").await;
+    let ctx = db.ctx().with_publish_lease(LEASE);
+    let s = process(&ctx, &update("d1", "v1")).await.unwrap();
+    let ids = s.evaluated.outbox_ids.clone();
+    assert_eq!(ids.len(), 1);
+    // Born leased: one attempt, not due before its lease ends.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM outbox
+              WHERE attempts = 1 AND next_attempt_at > now() + interval '25 seconds'"
+        )
+        .await,
+        1
+    );
+    let sweeper = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
+    assert_eq!(sweeper.sweep_once().await.unwrap().published, 0);
+    assert_eq!(sweeper.publish_now(&ids).await.unwrap().published, 0);
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
+    let report = relay
+        .publish_handed(&ids, &[(0, Instant::now())])
+        .await
+        .unwrap();
+    assert_eq!((report.published, report.dispatched), (1, 1));
+    let run = &s.evaluated.queued_run_ids[0];
+    assert_eq!(status_of(&db, run).await, "dispatched");
+    assert_eq!(relay.publisher().published()[0].run_id(), Some(run));
+    assert!(sweeper.publisher().published().is_empty());
+    // Published: handing it again sends nothing.
+    assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
+}
+
+#[tokio::test]
+async fn a_handed_row_short_of_its_lease_or_claimed_since_is_the_sweepers() {
+    let db = db_with_catalog("handed_late").await;
+    let ctx = db.ctx().with_publish_lease(LEASE);
+    let s = process(&ctx, &update("d1", "v1")).await.unwrap();
+    let ids = s.evaluated.outbox_ids.clone();
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
+    // Less than half its lease left (it waited): the relay does not take it.
+    db.exec("UPDATE outbox SET next_attempt_at = now() + interval '10 seconds'")
+        .await;
+    assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
+    // Its lease over, a sweeper claims it (a second attempt) with a new
+    // lease, which the handed path never takes.
+    db.exec("UPDATE outbox SET next_attempt_at = now()").await;
+    let sweeper = Relay::new(db.pool.clone(), Hangs, leased());
+    let sweeping = tokio::spawn(async move { sweeper.sweep_once().await });
+    orchestrator_tests::eventually(Duration::from_secs(10), "the sweeper's claim", || async {
+        (db.count("SELECT count(*) FROM outbox WHERE attempts = 2")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
+    assert!(relay.publisher().published().is_empty());
+    sweeping.abort();
+}
+
+#[tokio::test]
+async fn handed_rows_a_full_queue_cannot_take_are_released_to_the_sweeper() {
+    let db = db_with_catalog("handed_full").await;
+    let ctx = db.ctx().with_publish_lease(LEASE);
+    let mut handed = Vec::new();
+    for v in ["v1", "v2", "v3"] {
+        let s = process(&ctx, &update("d1", v)).await.unwrap();
+        assert_eq!(s.evaluated.outbox_ids.len(), 1, "{v}");
+        handed.push(s.evaluated.outbox_ids);
+    }
+    // One publishing task that hangs and room for one waiting submission:
+    // the third cannot be queued.
+    let relay = Arc::new(Relay::new(db.pool.clone(), Hangs, leased()));
+    let (queue, _task) = PublishQueue::start(relay, 1, 1, Backpressure::new(100));
+    let [first, second, third] = <[_; 3]>::try_from(handed).unwrap();
+    let third_id = third[0];
+    // Whether or not the task has taken the first yet, the channel is
+    // full when the third comes: its row is released.
+    queue.submit_handed(first, Instant::now());
+    queue.submit_handed(second, Instant::now());
+    queue.submit_handed(third, Instant::now());
+    let sql = format!(
+        "SELECT count(*) FROM outbox WHERE id = {} AND attempts = 0 AND next_attempt_at <= now()",
+        third_id
+    );
+    orchestrator_tests::eventually(
+        Duration::from_secs(10),
+        "the third submission's row released",
+        || async { (db.count(&sql).await == 1).then_some(()) },
+    )
+    .await;
+    let sweeper = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
+    assert!(sweeper.sweep_once().await.unwrap().published >= 1);
+    let swept: Vec<_> = sweeper
+        .publisher()
+        .published()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(swept.contains(&third_id), "{swept:?}");
+}
