@@ -25,9 +25,18 @@ fi
 
 mkdir -p "$state"
 say "starting LocalStack at $endpoint"
+# SQS_DISABLE_CLOUDWATCH_METRICS: LocalStack's SQS otherwise sends CloudWatch
+# a PutMetricData call of its own, through its own HTTP gateway, for every
+# message sent, received and deleted, queued to three threads without a
+# bound. After a load of ~66,000 run requests that backlog kept one of this
+# machine's two cores busy for more than half an hour with no client
+# connected (BENCHMARKS.md, "LocalStack's own CloudWatch backlog"), under
+# every test and benchmark that followed. Nothing here reads those metrics;
+# CloudWatch itself stays on for the Terraform module's alarms.
 (
   cd "$state"
   GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs,sns,s3,cloudwatch PERSISTENCE=0 \
+  SQS_DISABLE_CLOUDWATCH_METRICS=1 \
   SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
   SQS_ENDPOINT_STRATEGY=off LOCALSTACK_HOST=127.0.0.1:4566 \
   LOCALSTACK_VOLUME_DIR="$state/volume" \
