@@ -10,7 +10,8 @@
 //!   ([`domain::run_state`]), inbound events and the outbound run request.
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
 //!   the crate's SQL is there), run requests assembled from their outbox
-//!   recipes ([`store::requests`]), read-only statistics, migrations, the
+//!   recipes ([`store::requests`]), requests carried on their run rows
+//!   ([`store::run_outbox`]), read-only statistics, migrations, the
 //!   pool and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle

@@ -14,7 +14,7 @@ use crate::domain::ids::OutboxId;
 use crate::domain::outgoing::Outgoing;
 use crate::in_transaction;
 use crate::store::outbox::{self, OutboxMessage};
-use crate::store::{runs, Pool, StoreError};
+use crate::store::{Pool, StoreError};
 
 pub use crate::messaging::publisher::{PublishError, Publisher};
 
@@ -235,12 +235,19 @@ impl<P: Publisher> Relay<P> {
                 None => failures.push((msg, "publisher returned no result".to_string())),
             }
         }
+        let published: Vec<&OutboxMessage> =
+            claimed.iter().filter(|m| ok_ids.contains(&m.id)).collect();
         let dispatched = in_transaction!(self.pool, StoreError, |tx| {
-            let run_ids = outbox::mark_published(&tx, &ok_ids).await?;
+            let moved = outbox::mark_published(&tx, &published).await?;
             for (msg, err) in &failures {
-                outbox::mark_failed(&tx, msg.id, err, self.config.backoff(msg.attempts)).await?;
+                let run = match &msg.kind {
+                    Outgoing::RunRequest { run_id, .. } => Some(run_id),
+                    Outgoing::Alert { .. } => None,
+                };
+                let retry_in = self.config.backoff(msg.attempts);
+                outbox::mark_failed(&tx, msg.id, run, err, retry_in).await?;
             }
-            runs::mark_dispatched(&tx, &run_ids).await?
+            moved
         })?;
         for (msg, err) in &failures {
             tracing::warn!(message = %msg.kind, attempts = msg.attempts, error = %err,

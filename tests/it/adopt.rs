@@ -132,7 +132,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V10__outbox_request_recipe",
             "V11__run_first_input_on_run",
             "V12__update_set_key_as_uuid",
-            "V13__run_second_input_on_run"
+            "V13__run_second_input_on_run",
+            "V14__run_row_carries_its_request"
         ]
     );
     let text = report.to_string();
@@ -496,7 +497,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request applied"
         ),
         "{}",
         text(&done)

@@ -209,7 +209,7 @@ async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
         "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, update_set_key, input_update_id, second_input_update_id)
            SELECT id || '-copy', metric_id, metric_code, 'canceled', requested_at, gen_random_uuid(), input_update_id, second_input_update_id
              FROM metric_runs WHERE id = '{run}';
-         INSERT INTO outbox (run_id, metric_code, payload, requested_at, output_base_path, trigger_note)
+         INSERT INTO outbox_messages (run_id, metric_code, payload, requested_at, output_base_path, trigger_note)
            SELECT run_id || '-copy', metric_code, payload, requested_at, output_base_path, trigger_note
              FROM outbox WHERE run_id = '{run}';
          INSERT INTO run_dataset_updates (run_id, dataset_update_id)

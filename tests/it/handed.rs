@@ -62,12 +62,13 @@ async fn a_handed_row_short_of_its_lease_or_claimed_since_is_the_sweepers() {
     let ids = s.evaluated.outbox_ids.clone();
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
     // Less than half its lease left (it waited): the relay does not take it.
-    db.exec("UPDATE outbox SET next_attempt_at = now() + interval '10 seconds'")
+    db.exec("UPDATE metric_runs SET request_next_attempt_at = now() + interval '10 seconds' WHERE request_id IS NOT NULL")
         .await;
     assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
     // Its lease over, a sweeper claims it (a second attempt) with a new
     // lease, which the handed path never takes.
-    db.exec("UPDATE outbox SET next_attempt_at = now()").await;
+    db.exec("UPDATE metric_runs SET request_next_attempt_at = now() WHERE request_id IS NOT NULL")
+        .await;
     let sweeper = Relay::new(db.pool.clone(), Hangs, leased());
     let sweeping = tokio::spawn(async move { sweeper.sweep_once().await });
     orchestrator_tests::eventually(Duration::from_secs(10), "the sweeper's claim", || async {

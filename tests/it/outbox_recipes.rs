@@ -48,11 +48,13 @@ async fn a_row_written_whole_before_recipes_is_published_byte_for_byte() {
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let run = s.evaluated.queued_run_ids[0].to_string();
     // What a row written before migration V10 holds: the request itself,
-    // with a spacing no serializer of ours produces.
+    // with a spacing no serializer of ours produces, in a row of its own
+    // (before V14, every request had one), under the same message id.
     let legacy = r#"{"type": "metric_run_requested", "runId": "legacy"}"#;
     db.exec(&format!(
-        "UPDATE outbox SET payload = '{legacy}', requested_at = NULL, output_base_path = NULL
-          WHERE run_id = '{run}'"
+        "INSERT INTO outbox_messages (id, run_id, metric_code, payload) OVERRIDING SYSTEM VALUE
+           SELECT request_id, id, metric_code, '{legacy}' FROM metric_runs WHERE id = '{run}';
+         UPDATE metric_runs SET request_id = NULL WHERE id = '{run}'"
     ))
     .await;
     assert_eq!(request_text(&db, &run).await.as_deref(), Some(legacy));
@@ -71,7 +73,7 @@ async fn a_recipe_that_does_not_assemble_backs_off_without_holding_back_its_batc
     let bad = first.evaluated.queued_run_ids[0].to_string();
     // A note the relay cannot read (a hand edit, say).
     db.exec(&format!(
-        "UPDATE outbox SET trigger_note = '{{\"degraded\": \"perhaps\"}}' WHERE run_id = '{bad}'"
+        "UPDATE metric_runs SET request_trigger_note = '{{\"degraded\": \"perhaps\"}}' WHERE id = '{bad}'"
     ))
     .await;
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());

@@ -56,7 +56,7 @@ INSERT INTO run_dataset_updates (run_id, dataset_update_id)
 SELECT 'r-' || lpad(k::text, 4, '0') || '-' || lpad(r.m::text, 6, '0'),
        'u-' || lpad(r.d::text, 5, '0') || '-' || lpad((1 + k % {updates})::text, 5, '0')
   FROM seed_req r, generate_series(1, {runs}) k;
-INSERT INTO outbox (run_id, metric_code, payload, created_at, published_at)
+INSERT INTO outbox_messages (run_id, metric_code, payload, created_at, published_at)
 SELECT id, metric_code, jsonb_build_object('type', 'metric_run_requested', 'runId', id, 'metricCode', metric_code)::text,
        created_at, created_at
   FROM metric_runs;

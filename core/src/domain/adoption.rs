@@ -24,9 +24,10 @@ pub const REFERENCE_TABLES: [&str; 10] = [
     "event_log",
 ];
 
-/// Tables only this fleet has: their presence means the database is not a
-/// plain reference database.
-pub const OWN_TABLES: [&str; 2] = ["metric_required_datasets", "outbox"];
+/// Tables only this fleet has (`outbox` until V14, `outbox_messages`
+/// since): their presence means the database is not a plain reference
+/// database.
+pub const OWN_TABLES: [&str; 3] = ["metric_required_datasets", "outbox", "outbox_messages"];
 
 /// An adopted metric's dependencies as written by hand in the reference's
 /// `metric_dependencies`, compared with those its expression implies.

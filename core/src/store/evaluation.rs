@@ -76,7 +76,6 @@ impl EvaluationWrites<'_> {
             pending::INSERT_ROWS,
             pending::UPDATE_ROWS,
             runs::RECORD_USED,
-            outbox::INSERT,
             backlog::REMOVE,
         ] {
             tx.prepare_cached(sql).await?;
@@ -93,15 +92,51 @@ impl EvaluationWrites<'_> {
                 tx.prepare_cached(sql).await?;
             }
         }
-        let ((), runs_created, _new_rows, _changed_rows, _used_rows, outbox_ids, _removed) = futures::try_join!(
-            runs::queue_pending(tx, queue),
-            runs::insert_created(tx, create),
+        // A requested run carries its request on its row (V14); a request
+        // whose run this plan neither creates nor queues (none does today)
+        // still gets a row of its own, so that nothing is lost.
+        let on_rows = runs::RequestColumns::new(requests, *lease);
+        let planned: std::collections::HashSet<&RunId> = create
+            .iter()
+            .map(|c| c.id)
+            .chain(queue.iter().map(|q| q.run_id))
+            .collect();
+        let apart: Vec<outbox::NewMessage<'_>> = requests
+            .iter()
+            .filter(|r| !planned.contains(r.run_id))
+            .cloned()
+            .collect();
+        let (
+            queued,
+            (runs_created, created),
+            _new_rows,
+            _changed_rows,
+            _used_rows,
+            apart_ids,
+            _removed,
+        ) = futures::try_join!(
+            runs::queue_pending(tx, queue, &on_rows),
+            runs::insert_created(tx, create, &on_rows),
             pending::insert_rows(tx, new_slots),
             pending::update_rows(tx, changed_slots),
             runs::record_used(tx, uses),
-            outbox::insert_leased(tx, requests, *lease),
+            outbox::insert_leased(tx, &apart, *lease),
             backlog::remove(tx, backlog_evaluated),
         )?;
+        let mut by_run: std::collections::HashMap<RunId, OutboxId> =
+            queued.into_iter().chain(created).collect();
+        by_run.extend(apart.iter().map(|r| r.run_id.clone()).zip(apart_ids));
+        let outbox_ids = requests
+            .iter()
+            .map(|r| {
+                by_run.remove(r.run_id).ok_or_else(|| {
+                    super::StoreError::Corrupt(format!(
+                        "the request of run {} was not written",
+                        r.run_id
+                    ))
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         // After the runs exist (the rows below point at them).
         futures::try_join!(
             pending::upsert_timers(tx, timers),

@@ -24,6 +24,7 @@ pub struct Origin {
 
 /// A run request's row: its recipe (the relay assembles the request, see
 /// [`super::requests`]) and its FIFO group id.
+#[derive(Clone)]
 pub struct NewMessage<'a> {
     pub run_id: &'a RunId,
     pub metric_code: &'a str,
@@ -38,7 +39,7 @@ pub struct NewMessage<'a> {
 /// born leased to it: one attempt, not due before the lease ends, so no
 /// sweeper claims them while that relay publishes them ([`take_handed`]).
 pub(super) const INSERT: &str =
-    "INSERT INTO outbox (run_id, metric_code, requested_at, output_base_path, trigger_note,
+    "INSERT INTO outbox_messages (run_id, metric_code, requested_at, output_base_path, trigger_note,
                          message_group_id, traceparent, source_sent_at, attempts, next_attempt_at)
              SELECT *, CASE WHEN $9::float8 IS NULL THEN 0 ELSE 1 END,
                     now() + make_interval(secs => COALESCE($9::float8, 0))
@@ -142,9 +143,9 @@ pub async fn claim(
     let stmt = tx
         .prepare_cached(&format!(
             "WITH o AS (
-                UPDATE outbox u
+                UPDATE outbox_messages u
                    SET attempts = u.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
-                  FROM (SELECT id FROM outbox
+                  FROM (SELECT id FROM outbox_messages
                          WHERE published_at IS NULL AND next_attempt_at <= now()
                            AND ($1::bigint[] IS NULL OR id = ANY($1))
                          ORDER BY id LIMIT $2
@@ -155,8 +156,13 @@ pub async fn claim(
                FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
-    let lease_secs = lease.as_secs_f64();
-    let rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
+    // Requests on run rows first: they are most of the traffic.
+    let mut rows = super::run_outbox::claim(tx, only, limit, lease).await?;
+    let left = limit - rows.len() as i64;
+    if left > 0 {
+        let lease_secs = lease.as_secs_f64();
+        rows.extend(tx.query(&stmt, &[&only, &left, &lease_secs]).await?);
+    }
     messages_of(tx, &rows, lease).await
 }
 
@@ -177,13 +183,18 @@ pub async fn take_handed(
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt
-               FROM outbox o LEFT JOIN metric_runs r ON r.id = o.run_id
+               FROM outbox_messages o LEFT JOIN metric_runs r ON r.id = o.run_id
               WHERE o.id = ANY($1) AND o.published_at IS NULL AND o.attempts = 1
                 AND o.next_attempt_at > now() + make_interval(secs => $2)
               ORDER BY o.id"
         ))
         .await?;
-    let rows = tx.query(&stmt, &[&ids, &min_left.as_secs_f64()]).await?;
+    let min_left_secs = min_left.as_secs_f64();
+    let (mut rows, on_runs) = futures::try_join!(
+        async { Ok::<_, super::StoreError>(tx.query(&stmt, &[&ids, &min_left_secs]).await?) },
+        super::run_outbox::take_handed(tx, ids, min_left),
+    )?;
+    rows.extend(on_runs);
     messages_of(tx, &rows, min_left).await
 }
 
@@ -192,11 +203,15 @@ pub async fn take_handed(
 pub async fn release_handed(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResult<u64> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE outbox SET attempts = 0, next_attempt_at = now()
+            "UPDATE outbox_messages SET attempts = 0, next_attempt_at = now()
               WHERE id = ANY($1) AND published_at IS NULL AND attempts = 1 AND next_attempt_at > now()",
         )
         .await?;
-    Ok(tx.execute(&stmt, &[&ids]).await?)
+    let (released, on_runs) = futures::try_join!(
+        async { Ok::<_, super::StoreError>(tx.execute(&stmt, &[&ids]).await?) },
+        super::run_outbox::release_handed(tx, ids),
+    )?;
+    Ok(released + on_runs)
 }
 
 /// Claimed or taken rows as messages, each request assembled from its
@@ -239,7 +254,14 @@ async fn messages_of(
             Body::Recipe(_) => match assembled.next() {
                 Some(Ok(p)) => p,
                 Some(Err(why)) => {
-                    mark_failed(tx, id, &why, retry_in).await?;
+                    mark_failed(
+                        tx,
+                        id,
+                        r.get::<_, Option<RunId>>(1).as_ref(),
+                        &why,
+                        retry_in,
+                    )
+                    .await?;
                     tracing::warn!(outbox_id = %id, attempts, error = %why,
                         "a run request could not be assembled; it will be retried");
                     continue;
@@ -294,7 +316,7 @@ pub async fn insert_alerts(tx: &Transaction<'_>, alerts: &[Alert]) -> StoreResul
     }
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO outbox (alert_type, dedup_key, payload, traceparent)
+            "INSERT INTO outbox_messages (alert_type, dedup_key, payload, traceparent)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
              ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
              RETURNING id",
@@ -310,38 +332,73 @@ pub async fn insert_alerts(tx: &Transaction<'_>, alerts: &[Alert]) -> StoreResul
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Marks rows published; returns their run ids.
-pub async fn mark_published(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResult<Vec<RunId>> {
+/// Marks messages published, and moves the runs of the requests among
+/// them that are still `queued` to `dispatched`. Returns how many runs moved.
+pub async fn mark_published(
+    tx: &Transaction<'_>,
+    published: &[&OutboxMessage],
+) -> StoreResult<u64> {
+    if published.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<OutboxId> = published.iter().map(|m| m.id).collect();
+    let runs: Vec<&RunId> = published
+        .iter()
+        .filter_map(|m| match &m.kind {
+            Outgoing::RunRequest { run_id, .. } => Some(run_id),
+            Outgoing::Alert { .. } => None,
+        })
+        .collect();
     let stmt = tx
         .prepare_cached(
-            "UPDATE outbox SET published_at = now(), last_error = NULL
+            "UPDATE outbox_messages SET published_at = now(), last_error = NULL
               WHERE id = ANY($1) AND published_at IS NULL
              RETURNING run_id",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&ids]).await?;
+    let (rows, on_runs) = futures::try_join!(
+        async { Ok::<_, super::StoreError>(tx.query(&stmt, &[&ids]).await?) },
+        super::run_outbox::mark_published(tx, &ids, &runs),
+    )?;
     // Alerts have no run.
-    Ok(rows
+    let run_ids: Vec<RunId> = rows
         .iter()
         .filter_map(|r| r.get::<_, Option<RunId>>(0))
-        .collect())
+        .collect();
+    Ok(on_runs + super::runs::mark_dispatched(tx, &run_ids).await?)
 }
 
-/// Records a failed publish; the row becomes due again after `retry_in`.
+/// Records a failed publish of message `id` (of run `run`, for a run
+/// request); it becomes due again after `retry_in`.
 pub async fn mark_failed(
     tx: &Transaction<'_>,
     id: OutboxId,
+    run: Option<&RunId>,
     error: &str,
     retry_in: Duration,
 ) -> StoreResult<()> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE outbox SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
+            "UPDATE outbox_messages SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
               WHERE id = $1 AND published_at IS NULL",
         )
         .await?;
-    tx.execute(&stmt, &[&id, &error, &retry_in.as_secs_f64()])
-        .await?;
+    let retry_secs = retry_in.as_secs_f64();
+    match run {
+        Some(run) => {
+            futures::try_join!(
+                async {
+                    Ok::<_, super::StoreError>(
+                        tx.execute(&stmt, &[&id, &error, &retry_secs]).await?,
+                    )
+                },
+                super::run_outbox::mark_failed(tx, id, run, error, retry_in),
+            )?;
+        }
+        None => {
+            tx.execute(&stmt, &[&id, &error, &retry_secs]).await?;
+        }
+    }
     Ok(())
 }
 

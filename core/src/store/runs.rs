@@ -6,9 +6,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+pub use super::run_outbox::RequestColumns;
 use super::{StoreError, StoreResult, Transaction};
 use crate::domain::events::Completion;
-use crate::domain::ids::{MetricId, RunId, UpdateId};
+use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
 use crate::domain::run_request::UsedUpdate;
 use crate::domain::run_state::RunStatus;
 
@@ -35,21 +36,37 @@ pub struct RowInputs<'a> {
 }
 
 pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key, degraded, input_update_id,
-                                     second_input_update_id)
+                                     second_input_update_id, request_id, request_requested_at, request_base_path,
+                                     request_trigger_note, request_group_id, request_traceparent,
+                                     request_source_sent_at, request_attempts, request_next_attempt_at)
              SELECT id, metric_id, code,
                     CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
-                    key::uuid, degraded, input, second
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[])
-                    AS u(id, metric_id, code, key, degraded, input, second)";
+                    key::uuid, degraded, input, second,
+                    CASE WHEN req_at IS NULL THEN NULL ELSE nextval('outbox_messages_id_seq') END,
+                    req_at, base_path, note, grp, trace, sent,
+                    CASE WHEN req_at IS NULL THEN NULL WHEN $14::float8 IS NULL THEN 0 ELSE 1 END,
+                    CASE WHEN req_at IS NULL THEN NULL
+                         ELSE now() + make_interval(secs => COALESCE($14::float8, 0)) END
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
+                           $8::timestamptz[], $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::timestamptz[])
+                    AS u(id, metric_id, code, key, degraded, input, second,
+                         req_at, base_path, note, grp, trace, sent)
+             RETURNING id, request_id";
 
 /// Inserts new runs: `queued` (requested now) when complete, else
-/// `pending_dependencies`. The caller holds the metrics' locks, so the
-/// one-pending-run-per-metric index cannot be raced.
-pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) -> StoreResult<u64> {
+/// `pending_dependencies`; a requested run carries its request
+/// (`requests`, by run, [`RequestColumns`]). The caller holds the metrics'
+/// locks, so the one-pending-run-per-metric index cannot be raced. Returns
+/// the number of runs inserted and the message id of each request.
+pub async fn insert_created(
+    tx: &Transaction<'_>,
+    created: &[CreatedRun<'_>],
+    requests: &RequestColumns<'_>,
+) -> StoreResult<(u64, Vec<(RunId, OutboxId)>)> {
     if created.is_empty() {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
     let stmt = tx.prepare_cached(INSERT_CREATED).await?;
     let ids: Vec<&RunId> = created.iter().map(|c| c.id).collect();
@@ -61,21 +78,55 @@ pub async fn insert_created(tx: &Transaction<'_>, created: &[CreatedRun<'_>]) ->
         .iter()
         .map(|c| (c.inputs.first, c.inputs.second))
         .unzip();
-    Ok(tx
-        .execute(
+    let r = requests.for_runs(&ids);
+    let rows = tx
+        .query(
             &stmt,
-            &[&ids, &metrics, &codes, &keys, &degraded, &first, &second],
+            &[
+                &ids,
+                &metrics,
+                &codes,
+                &keys,
+                &degraded,
+                &first,
+                &second,
+                &r.requested_at,
+                &r.base_path,
+                &r.note,
+                &r.group,
+                &r.trace,
+                &r.sent,
+                &requests.lease_secs(),
+            ],
         )
-        .await?)
+        .await?;
+    Ok((rows.len() as u64, requested_ids(&rows)))
+}
+
+/// The `(run id, request id)` pairs of returned rows that carry a request.
+fn requested_ids(rows: &[tokio_postgres::Row]) -> Vec<(RunId, OutboxId)> {
+    rows.iter()
+        .filter_map(|r| Some((r.get(0), r.get::<_, Option<OutboxId>>(1)?)))
+        .collect()
 }
 
 pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                 SET status = 'queued', requested_at = now(), last_contact_at = now(),
                     update_set_key = k.key::uuid, degraded = k.degraded, input_update_id = k.input,
-                    second_input_update_id = k.second, updated_at = now()
-               FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[])
-                    AS k(id, key, degraded, input, second)
-              WHERE r.id = k.id AND r.status = 'pending_dependencies'";
+                    second_input_update_id = k.second, updated_at = now(),
+                    request_id = CASE WHEN k.req_at IS NULL THEN NULL ELSE nextval('outbox_messages_id_seq') END,
+                    request_requested_at = k.req_at, request_base_path = k.base_path,
+                    request_trigger_note = k.note, request_group_id = k.grp,
+                    request_traceparent = k.trace, request_source_sent_at = k.sent,
+                    request_attempts = CASE WHEN k.req_at IS NULL THEN NULL
+                                            WHEN $12::float8 IS NULL THEN 0 ELSE 1 END,
+                    request_next_attempt_at = CASE WHEN k.req_at IS NULL THEN NULL
+                                                   ELSE now() + make_interval(secs => COALESCE($12::float8, 0)) END
+               FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[],
+                           $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[])
+                    AS k(id, key, degraded, input, second, req_at, base_path, note, grp, trace, sent)
+              WHERE r.id = k.id AND r.status = 'pending_dependencies'
+             RETURNING r.id, r.request_id";
 
 /// A pending run that became complete, with the key of its update set.
 #[derive(Debug, Clone)]
@@ -87,11 +138,17 @@ pub struct Completed<'a> {
     pub inputs: RowInputs<'a>,
 }
 
-/// `pending_dependencies → queued` for runs that became complete. A run that
-/// is no longer pending is a conflict (the transaction is retried).
-pub async fn queue_pending(tx: &Transaction<'_>, runs: &[Completed<'_>]) -> StoreResult<()> {
+/// `pending_dependencies → queued` for runs that became complete, each
+/// carrying its request (`requests`, by run). A run that is no longer
+/// pending is a conflict (the transaction is retried). Returns the message
+/// id of each request.
+pub async fn queue_pending(
+    tx: &Transaction<'_>,
+    runs: &[Completed<'_>],
+    requests: &RequestColumns<'_>,
+) -> StoreResult<Vec<(RunId, OutboxId)>> {
     if runs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let queue = tx.prepare_cached(QUEUE_PENDING).await?;
     let ids: Vec<&RunId> = runs.iter().map(|c| c.run_id).collect();
@@ -101,17 +158,34 @@ pub async fn queue_pending(tx: &Transaction<'_>, runs: &[Completed<'_>]) -> Stor
         .iter()
         .map(|c| (c.inputs.first, c.inputs.second))
         .unzip();
+    let r = requests.for_runs(&ids);
     let queued = tx
-        .execute(&queue, &[&ids, &keys, &degraded, &first, &second])
+        .query(
+            &queue,
+            &[
+                &ids,
+                &keys,
+                &degraded,
+                &first,
+                &second,
+                &r.requested_at,
+                &r.base_path,
+                &r.note,
+                &r.group,
+                &r.trace,
+                &r.sent,
+                &requests.lease_secs(),
+            ],
+        )
         .await?;
-    if queued as usize != runs.len() {
+    if queued.len() != runs.len() {
         return Err(StoreError::Conflict(format!(
             "{} of {} pending runs changed status before they could be queued",
-            runs.len() - queued as usize,
+            runs.len() - queued.len(),
             runs.len()
         )));
     }
-    Ok(())
+    Ok(requested_ids(&queued))
 }
 
 pub(super) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
