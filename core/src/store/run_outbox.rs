@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
 use super::outbox::NewMessage;
 use super::{StoreResult, Transaction};
@@ -31,6 +32,23 @@ pub struct Arrays<'a> {
     pub group: Vec<Option<&'a str>>,
     pub trace: Vec<Option<&'a str>>,
     pub sent: Vec<Option<DateTime<Utc>>>,
+    pub lease_secs: Option<f64>,
+}
+
+impl Arrays<'_> {
+    /// The statement parameters, in the order the run statements take them
+    /// after their own (`runs::INSERT_CREATED`, `runs::QUEUE_PENDING`).
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.requested_at,
+            &self.base_path,
+            &self.note,
+            &self.group,
+            &self.trace,
+            &self.sent,
+            &self.lease_secs,
+        ]
+    }
 }
 
 impl<'a> RequestColumns<'a> {
@@ -41,16 +59,11 @@ impl<'a> RequestColumns<'a> {
         }
     }
 
-    pub fn has(&self, run: &RunId) -> bool {
-        self.by_run.contains_key(run)
-    }
-
-    pub fn lease_secs(&self) -> Option<f64> {
-        self.lease.map(|l| l.as_secs_f64())
-    }
-
     pub fn for_runs(&self, runs: &[&RunId]) -> Arrays<'a> {
-        let mut a = Arrays::default();
+        let mut a = Arrays {
+            lease_secs: self.lease.map(|l| l.as_secs_f64()),
+            ..Arrays::default()
+        };
         for run in runs {
             let r = self.by_run.get(run);
             a.requested_at.push(r.map(|r| r.requested_at));
@@ -161,7 +174,7 @@ pub(super) async fn mark_published(
                 AND status <> 'queued'",
         )
         .await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &runs];
+    let params: [&(dyn ToSql + Sync); 2] = [&ids, &runs];
     let (moved, _) = futures::try_join!(
         tx.execute(&dispatch, &params),
         tx.execute(&publish, &params),
@@ -189,4 +202,46 @@ pub(super) async fn mark_failed(
     tx.execute(&stmt, &[&id, &run, &error, &retry_in.as_secs_f64()])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::outbox::Origin;
+
+    /// The run statements take one array per column, aligned with their
+    /// runs: a run without a request gets NULLs, which write no request.
+    #[test]
+    fn request_columns_follow_the_order_of_the_runs_and_leave_the_others_null() {
+        let (a, b, c) = (RunId::new("a"), RunId::new("b"), RunId::new("c"));
+        let origin = Origin {
+            traceparent: Some("00-t-s-01".into()),
+            source_sent_at: None,
+        };
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let message = |run_id, code| NewMessage {
+            run_id,
+            metric_code: code,
+            requested_at: at,
+            output_base_path: format!("s3://out/{code}/"),
+            trigger_note: None,
+            message_group_id: None,
+            origin: &origin,
+        };
+        let requests = [message(&c, "m.c"), message(&a, "m.a")];
+        let cases: [(Option<Duration>, Option<f64>); 2] =
+            [(None, None), (Some(Duration::from_millis(1500)), Some(1.5))];
+        for (lease, secs) in cases {
+            let columns = RequestColumns::new(&requests, lease);
+            let got = columns.for_runs(&[&a, &b, &c]);
+            assert_eq!(got.requested_at, vec![Some(at), None, Some(at)]);
+            assert_eq!(
+                got.base_path,
+                vec![Some("s3://out/m.a/"), None, Some("s3://out/m.c/")]
+            );
+            assert_eq!(got.trace, vec![Some("00-t-s-01"), None, Some("00-t-s-01")]);
+            assert_eq!(got.lease_secs, secs);
+            assert_eq!(got.params().len(), 7);
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
 pub use super::run_outbox::RequestColumns;
 use super::{StoreError, StoreResult, Transaction};
@@ -79,27 +80,9 @@ pub async fn insert_created(
         .map(|c| (c.inputs.first, c.inputs.second))
         .unzip();
     let r = requests.for_runs(&ids);
-    let rows = tx
-        .query(
-            &stmt,
-            &[
-                &ids,
-                &metrics,
-                &codes,
-                &keys,
-                &degraded,
-                &first,
-                &second,
-                &r.requested_at,
-                &r.base_path,
-                &r.note,
-                &r.group,
-                &r.trace,
-                &r.sent,
-                &requests.lease_secs(),
-            ],
-        )
-        .await?;
+    let own: [&(dyn ToSql + Sync); 7] = [&ids, &metrics, &codes, &keys, &degraded, &first, &second];
+    let params: Vec<&(dyn ToSql + Sync)> = own.into_iter().chain(r.params()).collect();
+    let rows = tx.query(&stmt, &params).await?;
     Ok((rows.len() as u64, requested_ids(&rows)))
 }
 
@@ -159,25 +142,9 @@ pub async fn queue_pending(
         .map(|c| (c.inputs.first, c.inputs.second))
         .unzip();
     let r = requests.for_runs(&ids);
-    let queued = tx
-        .query(
-            &queue,
-            &[
-                &ids,
-                &keys,
-                &degraded,
-                &first,
-                &second,
-                &r.requested_at,
-                &r.base_path,
-                &r.note,
-                &r.group,
-                &r.trace,
-                &r.sent,
-                &requests.lease_secs(),
-            ],
-        )
-        .await?;
+    let own: [&(dyn ToSql + Sync); 5] = [&ids, &keys, &degraded, &first, &second];
+    let params: Vec<&(dyn ToSql + Sync)> = own.into_iter().chain(r.params()).collect();
+    let queued = tx.query(&queue, &params).await?;
     if queued.len() != runs.len() {
         return Err(StoreError::Conflict(format!(
             "{} of {} pending runs changed status before they could be queued",
