@@ -18,8 +18,6 @@ pub struct LockedMetric {
     pub id: MetricId,
     pub code: String,
     pub required_days: i32,
-    pub expression_type: String,
-    pub expression_json: Value,
     /// The default rule when the catalog gives none.
     pub policy: TriggerPolicy,
     pub timing: MetricTiming,
@@ -32,30 +30,30 @@ impl LockedMetric {
     }
 }
 
-/// A claimed metric from its row: columns 0 to 4 as selected, 6 to 9 the
-/// policy, the hold and the last request (for the cooldown).
+/// A claimed metric from its row: columns 0 to 2 as selected, 4 to 7 the
+/// policy, the hold and the last request (for the cooldown). Its expression
+/// is not read: deciding a run needs only its required datasets, and the
+/// relay reads the expression when it assembles the request.
 fn locked_metric(r: &tokio_postgres::Row) -> StoreResult<LockedMetric> {
     let id: MetricId = r.get(0);
-    let policy = match r.get::<_, Option<Value>>(6) {
+    let policy = match r.get::<_, Option<Value>>(4) {
         None => TriggerPolicy::default(),
         Some(v) => TriggerPolicy::from_json(&v).map_err(|e| {
             StoreError::Corrupt(format!("metric {id}'s stored trigger policy: {e}"))
         })?,
     };
     let hold = r
-        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
+        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(5)
         .map(|since| Hold {
             since,
-            by: r.get::<_, Option<String>>(8).unwrap_or_default(),
+            by: r.get::<_, Option<String>>(6).unwrap_or_default(),
         });
     Ok(LockedMetric {
         code: r.get(1),
         required_days: r.get(2),
-        expression_type: r.get(3),
-        expression_json: r.get(4),
         policy,
         timing: MetricTiming {
-            last_requested_at: r.get(9),
+            last_requested_at: r.get(7),
             hold,
         },
         id,
@@ -79,14 +77,14 @@ const CLAIM_DEPENDENT_METRICS: &str = "WITH dep AS MATERIALIZED (
                   WHERE m.id = ANY (ARRAY(SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1))
                     AND m.enabled
              ), got AS MATERIALIZED (
-                 SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json,
+                 SELECT m.id, m.code, m.required_days,
                         m.trigger_policy, m.held_at, m.held_by, m.last_auto_requested_at
                    FROM metrics m
                   WHERE m.id = ANY (ARRAY(SELECT id FROM dep)) AND m.enabled
                   ORDER BY m.id
                     FOR NO KEY UPDATE OF m SKIP LOCKED
              )
-             SELECT dep.id, got.code, got.required_days, got.expression_type, got.expression_json, got.id IS NOT NULL,
+             SELECT dep.id, got.code, got.required_days, got.id IS NOT NULL,
                     got.trigger_policy, got.held_at, got.held_by, got.last_auto_requested_at
                FROM dep LEFT JOIN got ON got.id = dep.id
               ORDER BY 1";
@@ -122,7 +120,7 @@ pub async fn claim_dependent_metrics(
     let rows = tx.query(&stmt, &[&dataset_id]).await?;
     let mut out = Claimed::default();
     for r in &rows {
-        if r.get::<_, bool>(5) {
+        if r.get::<_, bool>(3) {
             out.locked.push(locked_metric(r)?);
         } else {
             out.skipped.push(r.get(0));
@@ -140,7 +138,7 @@ pub async fn claim_metrics(
 ) -> StoreResult<(Vec<LockedMetric>, Vec<MetricId>)> {
     let stmt = tx
         .prepare_cached(
-            "SELECT m.id, m.code, m.required_days, m.expression_type, m.expression_json, m.enabled,
+            "SELECT m.id, m.code, m.required_days, m.enabled,
                     m.trigger_policy, m.held_at, m.held_by, m.last_auto_requested_at
                FROM metrics m WHERE m.id = ANY($1)
               ORDER BY m.id
@@ -148,7 +146,7 @@ pub async fn claim_metrics(
         )
         .await?;
     let rows = tx.query(&stmt, &[&ids]).await?;
-    let (enabled, disabled): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(5));
+    let (enabled, disabled): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(3));
     Ok((
         enabled
             .into_iter()
