@@ -240,12 +240,8 @@ impl<P: Publisher> Relay<P> {
         let dispatched = in_transaction!(self.pool, StoreError, |tx| {
             let moved = outbox::mark_published(&tx, &published).await?;
             for (msg, err) in &failures {
-                let run = match &msg.kind {
-                    Outgoing::RunRequest { run_id, .. } => Some(run_id),
-                    Outgoing::Alert { .. } => None,
-                };
                 let retry_in = self.config.backoff(msg.attempts);
-                outbox::mark_failed(&tx, msg.id, run, err, retry_in).await?;
+                outbox::mark_failed(&tx, msg.id, msg.run_id(), err, retry_in).await?;
             }
             moved
         })?;

@@ -156,12 +156,13 @@ pub async fn claim(
                FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
-    // Requests on run rows first: they are most of the traffic.
-    let mut rows = super::run_outbox::claim(tx, only, limit, lease).await?;
+    // The table's rows first: they are few (alerts, retries, triggers), and
+    // a backlog of run requests after an outage must not hold back alerts.
+    let lease_secs = lease.as_secs_f64();
+    let mut rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
     let left = limit - rows.len() as i64;
     if left > 0 {
-        let lease_secs = lease.as_secs_f64();
-        rows.extend(tx.query(&stmt, &[&only, &left, &lease_secs]).await?);
+        rows.extend(super::run_outbox::claim(tx, only, left, lease).await?);
     }
     messages_of(tx, &rows, lease).await
 }
@@ -342,13 +343,7 @@ pub async fn mark_published(
         return Ok(0);
     }
     let ids: Vec<OutboxId> = published.iter().map(|m| m.id).collect();
-    let runs: Vec<&RunId> = published
-        .iter()
-        .filter_map(|m| match &m.kind {
-            Outgoing::RunRequest { run_id, .. } => Some(run_id),
-            Outgoing::Alert { .. } => None,
-        })
-        .collect();
+    let runs: Vec<&RunId> = published.iter().filter_map(|m| m.run_id()).collect();
     let stmt = tx
         .prepare_cached(
             "UPDATE outbox_messages SET published_at = now(), last_error = NULL
