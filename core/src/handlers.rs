@@ -78,11 +78,12 @@ impl ProjectionUpdateHandler {
 
     /// Hands an update's run requests to the relay, at its commit: born
     /// leased to it when the context says so (the worker's), else to claim.
-    fn submit(&self, summary: &mut UpdateSummary, received_at: std::time::Instant) {
-        let ids = std::mem::take(&mut summary.evaluated.outbox_ids);
+    fn submit(&self, summary: &UpdateSummary, received_at: std::time::Instant) {
         match self.ctx.publish_lease {
-            Some(_) => self.publish.submit_handed(ids, received_at),
-            None => self.publish.submit(ids),
+            Some(_) => self
+                .publish
+                .submit_handed(summary.evaluated.handed(), received_at),
+            None => self.publish.submit(summary.evaluated.outbox_ids.clone()),
         }
     }
 

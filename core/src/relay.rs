@@ -13,7 +13,7 @@ use crate::backpressure::Backpressure;
 use crate::domain::ids::OutboxId;
 use crate::domain::outgoing::Outgoing;
 use crate::in_transaction;
-use crate::store::outbox::{self, OutboxMessage};
+use crate::store::outbox::{self, Handed, OutboxMessage};
 use crate::store::{Pool, StoreError};
 
 pub use crate::messaging::publisher::{PublishError, Publisher};
@@ -105,7 +105,7 @@ impl<P: Publisher> Relay<P> {
         ids: &[OutboxId],
         received: &[(usize, Instant)],
     ) -> Result<RelayReport, StoreError> {
-        self.publish_rows(ids, received, false).await
+        self.publish_rows(Rows::ToClaim(ids), received).await
     }
 
     /// [`Relay::publish_received`] for rows born leased to this relay
@@ -114,30 +114,29 @@ impl<P: Publisher> Relay<P> {
     /// and a publish round is bounded by half the lease
     /// ([`PublishQueue`]), so no sweeper can claim a row while it is
     /// published here.
-    #[instrument(skip_all, fields(rows = ids.len()))]
+    #[instrument(skip_all, fields(rows = handed.len()))]
     pub async fn publish_handed(
         &self,
-        ids: &[OutboxId],
+        handed: &[Handed],
         received: &[(usize, Instant)],
     ) -> Result<RelayReport, StoreError> {
-        self.publish_rows(ids, received, true).await
+        self.publish_rows(Rows::Handed(handed), received).await
     }
 
     async fn publish_rows(
         &self,
-        ids: &[OutboxId],
+        rows: Rows<'_>,
         received: &[(usize, Instant)],
-        handed: bool,
     ) -> Result<RelayReport, StoreError> {
         // A claim takes at most `batch` rows: more ids (a scenario with 150
         // dependent metrics) go in several rounds rather than to the sweeper.
         let mut total = RelayReport::default();
         let size = self.config.batch.max(1) as usize;
-        for (k, chunk) in ids.chunks(size).enumerate() {
-            let claimed = if handed {
-                self.take_handed(chunk).await?
-            } else {
-                self.claim(Some(chunk)).await?
+        for k in 0..rows.len().div_ceil(size) {
+            let range = k * size..rows.len().min((k + 1) * size);
+            let claimed = match rows {
+                Rows::ToClaim(ids) => self.claim(Some(&ids[range])).await?,
+                Rows::Handed(handed) => self.take_handed(&handed[range]).await?,
             };
             if !claimed.is_empty() {
                 for (_, at) in received.iter().filter(|(first, _)| first / size == k) {
@@ -192,10 +191,10 @@ impl<P: Publisher> Relay<P> {
         .await?)
     }
 
-    async fn take_handed(&self, ids: &[OutboxId]) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn take_handed(&self, handed: &[Handed]) -> Result<Vec<OutboxMessage>, StoreError> {
         let min_left = self.config.lease / 2;
         in_transaction!(self.pool, StoreError, |tx| outbox::take_handed(
-            &tx, ids, min_left
+            &tx, handed, min_left
         )
         .await?)
     }
@@ -291,13 +290,30 @@ async fn next_ids(
     Some(next)
 }
 
+/// Rows to publish in one round: ids to claim, or rows born leased to
+/// this relay.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    ToClaim(&'a [OutboxId]),
+    Handed(&'a [Handed]),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::ToClaim(ids) => ids.len(),
+            Self::Handed(handed) => handed.len(),
+        }
+    }
+}
+
 /// Ids committed together: rows to claim, rows born leased to this relay
 /// (handed), and the receipts of the messages that wrote the handed ones:
 /// (the index in `handed` of a message's first row, when it arrived).
 #[derive(Default)]
 struct Submission {
     ids: Vec<OutboxId>,
-    handed: Vec<OutboxId>,
+    handed: Vec<Handed>,
     received: Vec<(usize, Instant)>,
 }
 
@@ -404,9 +420,9 @@ impl PublishQueue {
 
     /// Rows born leased to this queue's relay ([`Relay::publish_handed`]),
     /// written by a message received at `received_at`.
-    pub fn submit_handed(&self, ids: Vec<OutboxId>, received_at: Instant) {
+    pub fn submit_handed(&self, handed: Vec<Handed>, received_at: Instant) {
         self.send(Submission {
-            handed: ids,
+            handed,
             received: vec![(0, received_at)],
             ..Submission::default()
         });
@@ -436,12 +452,12 @@ impl PublishQueue {
 
 /// Makes handed rows due now, for the sweeper, rather than at the end of
 /// their lease.
-fn release(pool: Pool, ids: Vec<OutboxId>) {
+fn release(pool: Pool, handed: Vec<Handed>) {
     tokio::spawn(async move {
-        let released = in_transaction!(pool, StoreError, |tx| outbox::release_handed(&tx, &ids)
+        let released = in_transaction!(pool, StoreError, |tx| outbox::release_handed(&tx, &handed)
             .await?);
         if let Err(e) = released {
-            tracing::warn!(error = %e, rows = ids.len(),
+            tracing::warn!(error = %e, rows = handed.len(),
                 "handed run requests could not be released; the outbox sweeper takes them when their lease ends");
         }
     });
@@ -497,7 +513,7 @@ impl Publisher for RecordingPublisher {
 
 #[cfg(test)]
 mod tests {
-    use super::{RelayConfig, Submission};
+    use super::{Handed, RelayConfig, Submission};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -515,6 +531,14 @@ mod tests {
         use crate::domain::ids::OutboxId;
         let ids =
             |raw: &[i64]| -> Vec<OutboxId> { raw.iter().copied().map(OutboxId::new).collect() };
+        let handed = |raw: &[i64]| -> Vec<Handed> {
+            raw.iter()
+                .map(|&i| Handed {
+                    id: OutboxId::new(i),
+                    run: crate::domain::ids::RunId::new(format!("run-{i}")),
+                })
+                .collect()
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<Submission>(8);
         let rx = tokio::sync::Mutex::new(rx);
         let t0 = Instant::now();
@@ -522,7 +546,7 @@ mod tests {
         // Handed rows with their message's receipt; rows to claim without.
         let sub = |raw: &[i64], received: Option<u64>| match received {
             Some(ms) => Submission {
-                handed: ids(raw),
+                handed: handed(raw),
                 received: vec![(0, at(ms))],
                 ..Submission::default()
             },
@@ -550,9 +574,9 @@ mod tests {
         // Joined until at least `max` ids of either kind, never splitting a
         // submission, with the receipts of the messages that wrote the
         // handed rows, each at the index of its first row among them.
-        let first = (ids(&[2, 3]), ids(&[1]), vec![(0, at(1))]);
+        let first = (ids(&[2, 3]), handed(&[1]), vec![(0, at(1))]);
         assert_eq!(next(3).await, Some(first));
-        let joined = (vec![], ids(&[4, 5, 6, 7]), vec![(0, at(4)), (1, at(5))]);
+        let joined = (vec![], handed(&[4, 5, 6, 7]), vec![(0, at(4)), (1, at(5))]);
         assert_eq!(next(100).await, Some(joined));
         tx.send(sub(&[8], None)).await.unwrap();
         assert_eq!(next(100).await, Some((ids(&[8]), vec![], vec![])));

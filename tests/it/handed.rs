@@ -26,7 +26,7 @@ async fn handed_rows_are_published_by_their_relay_and_by_no_sweeper() {
     let db = db_with_catalog("handed").await;
     let ctx = db.ctx().with_publish_lease(LEASE);
     let s = process(&ctx, &update("d1", "v1")).await.unwrap();
-    let ids = s.evaluated.outbox_ids.clone();
+    let (ids, handed) = (s.evaluated.outbox_ids.clone(), s.evaluated.handed());
     assert_eq!(ids.len(), 1);
     // Born leased: one attempt, not due before its lease ends.
     assert_eq!(
@@ -42,7 +42,7 @@ async fn handed_rows_are_published_by_their_relay_and_by_no_sweeper() {
     assert_eq!(sweeper.publish_now(&ids).await.unwrap().published, 0);
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
     let report = relay
-        .publish_handed(&ids, &[(0, Instant::now())])
+        .publish_handed(&handed, &[(0, Instant::now())])
         .await
         .unwrap();
     assert_eq!((report.published, report.dispatched), (1, 1));
@@ -51,7 +51,10 @@ async fn handed_rows_are_published_by_their_relay_and_by_no_sweeper() {
     assert_eq!(relay.publisher().published()[0].run_id(), Some(run));
     assert!(sweeper.publisher().published().is_empty());
     // Published: handing it again sends nothing.
-    assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
+    assert_eq!(
+        relay.publish_handed(&handed, &[]).await.unwrap().published,
+        0
+    );
 }
 
 #[tokio::test]
@@ -59,12 +62,15 @@ async fn a_handed_row_short_of_its_lease_or_claimed_since_is_the_sweepers() {
     let db = db_with_catalog("handed_late").await;
     let ctx = db.ctx().with_publish_lease(LEASE);
     let s = process(&ctx, &update("d1", "v1")).await.unwrap();
-    let ids = s.evaluated.outbox_ids.clone();
+    let handed = s.evaluated.handed();
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
     // Less than half its lease left (it waited): the relay does not take it.
     db.exec("UPDATE metric_runs SET request_next_attempt_at = now() + interval '10 seconds' WHERE request_id IS NOT NULL")
         .await;
-    assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
+    assert_eq!(
+        relay.publish_handed(&handed, &[]).await.unwrap().published,
+        0
+    );
     // Its lease over, a sweeper claims it (a second attempt) with a new
     // lease, which the handed path never takes.
     db.exec("UPDATE metric_runs SET request_next_attempt_at = now() WHERE request_id IS NOT NULL")
@@ -78,7 +84,10 @@ async fn a_handed_row_short_of_its_lease_or_claimed_since_is_the_sweepers() {
             .then_some(())
     })
     .await;
-    assert_eq!(relay.publish_handed(&ids, &[]).await.unwrap().published, 0);
+    assert_eq!(
+        relay.publish_handed(&handed, &[]).await.unwrap().published,
+        0
+    );
     assert!(relay.publisher().published().is_empty());
     sweeping.abort();
 }
@@ -91,14 +100,14 @@ async fn handed_rows_a_full_queue_cannot_take_are_released_to_the_sweeper() {
     for v in ["v1", "v2", "v3"] {
         let s = process(&ctx, &update("d1", v)).await.unwrap();
         assert_eq!(s.evaluated.outbox_ids.len(), 1, "{v}");
-        handed.push(s.evaluated.outbox_ids);
+        handed.push(s.evaluated.handed());
     }
     // One publishing task that hangs and room for one waiting submission:
     // the third cannot be queued.
     let relay = Arc::new(Relay::new(db.pool.clone(), Hangs, leased()));
     let (queue, _task) = PublishQueue::start(relay, 1, 1, Backpressure::new(100));
     let [first, second, third] = <[_; 3]>::try_from(handed).unwrap();
-    let third_id = third[0];
+    let third_id = third[0].id;
     // Whether or not the task has taken the first yet, the channel is
     // full when the third comes: its row is released.
     queue.submit_handed(first, Instant::now());
@@ -123,4 +132,30 @@ async fn handed_rows_a_full_queue_cannot_take_are_released_to_the_sweeper() {
         .map(|m| m.id)
         .collect();
     assert!(swept.contains(&third_id), "{swept:?}");
+}
+
+/// The relay finds a handed request by its run's primary key, so each
+/// request must be handed with its own run: three requests of one update,
+/// each checked against the row that carries it, all three published.
+#[tokio::test]
+async fn each_handed_request_is_handed_with_the_run_that_carries_it() {
+    let db = db_with_catalog("handed_runs").await;
+    let ctx = db.ctx().with_publish_lease(LEASE);
+    for d in ["d2", "d3"] {
+        process(&ctx, &update(d, "v1")).await.unwrap();
+    }
+    // d1 completes m.single, m.pair and m.triple.
+    let s = process(&ctx, &update("d1", "v1")).await.unwrap();
+    let handed = s.evaluated.handed();
+    assert_eq!(handed.len(), 3, "{handed:?}");
+    for h in &handed {
+        let sql = format!(
+            "SELECT count(*) FROM metric_runs WHERE id = '{}' AND request_id = {}",
+            h.run, h.id
+        );
+        assert_eq!(db.count(&sql).await, 1, "{h:?}");
+    }
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
+    let report = relay.publish_handed(&handed, &[]).await.unwrap();
+    assert_eq!((report.published, report.dispatched), (3, 3));
 }

@@ -19,6 +19,7 @@ use crate::domain::run_request::{TriggerNote, UsedUpdate};
 use crate::domain::trigger::{Degraded, Timers};
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
 use crate::store::evaluation::EvaluationWrites;
+use crate::store::outbox::Handed;
 use crate::store::outbox::{NewMessage, Origin};
 use crate::store::runs::{CreatedRun, RowInputs};
 use crate::store::{backlog, pending, runs, StoreError, Transaction};
@@ -39,6 +40,9 @@ pub struct Evaluated {
     /// Backlog rows evaluated (and deleted).
     pub backlog_evaluated: usize,
     pub outbox_ids: Vec<OutboxId>,
+    /// The run of each of `outbox_ids`, in the same order: the relay finds
+    /// a handed request by its run's primary key.
+    pub request_runs: Vec<RunId>,
     pub queued_run_ids: Vec<RunId>,
     /// Metrics the first evaluation left with a run waiting for other
     /// datasets (kept, not summed: later rounds see the same metrics).
@@ -50,9 +54,23 @@ crate::tally::tally!(Evaluated {
     runs_queued,
     backlog_evaluated,
     outbox_ids,
+    request_runs,
     queued_run_ids;
     keep: runs_pending
 });
+
+impl Evaluated {
+    /// The requests written, each with its run, as handed to the relay at
+    /// the commit ([`crate::relay::PublishQueue::submit_handed`]).
+    pub fn handed(&self) -> Vec<Handed> {
+        let runs = self.request_runs.iter().cloned();
+        self.outbox_ids
+            .iter()
+            .zip(runs)
+            .map(|(id, run)| Handed { id: *id, run })
+            .collect()
+    }
+}
 
 /// One run after the evaluation, before it is written.
 struct Decided<'m> {
@@ -193,6 +211,7 @@ async fn evaluate(
         runs_pending: decisions.runs_pending,
         backlog_evaluated: decisions.backlog_evaluated.len(),
         outbox_ids: written.outbox_ids,
+        request_runs: written.request_runs,
         queued_run_ids: complete.iter().map(|d| d.run_id.clone()).collect(),
     })
 }

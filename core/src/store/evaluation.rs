@@ -48,6 +48,8 @@ pub struct EvaluationWrites<'a> {
 pub struct Written {
     /// The outbox ids of the requests, in the order given.
     pub outbox_ids: Vec<OutboxId>,
+    /// The run of each request, in the same order.
+    pub request_runs: Vec<RunId>,
     pub runs_created: u64,
 }
 
@@ -137,6 +139,7 @@ impl EvaluationWrites<'_> {
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
+        let request_runs = requests.iter().map(|r| r.run_id.clone()).collect();
         // After the runs exist (the rows below point at them).
         futures::try_join!(
             pending::upsert_timers(tx, timers),
@@ -146,6 +149,7 @@ impl EvaluationWrites<'_> {
         )?;
         Ok(Written {
             outbox_ids,
+            request_runs,
             runs_created,
         })
     }

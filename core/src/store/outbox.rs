@@ -171,14 +171,23 @@ pub async fn claim(
 const MESSAGE_COLUMNS: &str = "o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
                     o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key";
 
+/// A request handed to its relay at the commit that wrote it
+/// ([`insert_leased`], or a run row born leased): its outbox id and its
+/// run, whose primary key finds a request carried on a run row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handed {
+    pub id: OutboxId,
+    pub run: RunId,
+}
+
 /// Rows written by [`insert_leased`] for this relay, to publish now: those
-/// of `ids` still unpublished whose birth lease has more than `min_left`
+/// of `handed` still unpublished whose birth lease has more than `min_left`
 /// left (one that waited longer is left to the sweeper once its lease
 /// ends; a row a sweeper claimed since has a second attempt and is not
 /// taken). Nothing is written: the lease was taken with the rows.
 pub async fn take_handed(
     tx: &Transaction<'_>,
-    ids: &[OutboxId],
+    handed: &[Handed],
     min_left: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
     let stmt = tx
@@ -190,27 +199,33 @@ pub async fn take_handed(
               ORDER BY o.id"
         ))
         .await?;
+    let (ids, runs) = split(handed);
     let min_left_secs = min_left.as_secs_f64();
     let (mut rows, on_runs) = futures::try_join!(
         async { Ok::<_, super::StoreError>(tx.query(&stmt, &[&ids, &min_left_secs]).await?) },
-        super::run_outbox::take_handed(tx, ids, min_left),
+        super::run_outbox::take_handed(tx, &ids, &runs, min_left),
     )?;
     rows.extend(on_runs);
     messages_of(tx, &rows, min_left).await
 }
 
+fn split(handed: &[Handed]) -> (Vec<OutboxId>, Vec<&RunId>) {
+    handed.iter().map(|h| (h.id, &h.run)).unzip()
+}
+
 /// Handed rows the relay could not take (its queue was full): due now, as
 /// if never leased, for the sweeper.
-pub async fn release_handed(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResult<u64> {
+pub async fn release_handed(tx: &Transaction<'_>, handed: &[Handed]) -> StoreResult<u64> {
     let stmt = tx
         .prepare_cached(
             "UPDATE outbox_messages SET attempts = 0, next_attempt_at = now()
               WHERE id = ANY($1) AND published_at IS NULL AND attempts = 1 AND next_attempt_at > now()",
         )
         .await?;
+    let (ids, runs) = split(handed);
     let (released, on_runs) = futures::try_join!(
         async { Ok::<_, super::StoreError>(tx.execute(&stmt, &[&ids]).await?) },
-        super::run_outbox::release_handed(tx, ids),
+        super::run_outbox::release_handed(tx, &ids, &runs),
     )?;
     Ok(released + on_runs)
 }

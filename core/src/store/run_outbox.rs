@@ -115,34 +115,44 @@ pub(super) async fn claim(
         .await?)
 }
 
-/// Requests born leased to this relay ([`super::outbox::take_handed`]).
+/// Requests born leased to this relay ([`super::outbox::take_handed`]),
+/// found by their runs' primary key: the unpublished-requests index leads
+/// with the due time, so finding them by `request_id` alone would read
+/// every request still leased (thousands under load, 4.5 ms a take).
 pub(super) async fn take_handed(
     tx: &Transaction<'_>,
     ids: &[OutboxId],
+    runs: &[&RunId],
     min_left: Duration,
 ) -> StoreResult<Vec<tokio_postgres::Row>> {
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT {MESSAGE_ROW} FROM metric_runs u
-              WHERE u.request_id IS NOT NULL AND u.request_published_at IS NULL
+              WHERE u.id = ANY($3) AND u.request_id = ANY($1)
+                AND u.request_published_at IS NULL
                 AND u.request_next_attempt_at > now() + make_interval(secs => $2)
-                AND u.request_id = ANY($1) AND u.request_attempts = 1"
+                AND u.request_attempts = 1"
         ))
         .await?;
-    Ok(tx.query(&stmt, &[&ids, &min_left.as_secs_f64()]).await?)
+    Ok(tx
+        .query(&stmt, &[&ids, &min_left.as_secs_f64(), &runs])
+        .await?)
 }
 
 /// Handed requests the relay could not take: due now, for the sweeper.
-pub(super) async fn release_handed(tx: &Transaction<'_>, ids: &[OutboxId]) -> StoreResult<u64> {
+pub(super) async fn release_handed(
+    tx: &Transaction<'_>,
+    ids: &[OutboxId],
+    runs: &[&RunId],
+) -> StoreResult<u64> {
     let stmt = tx
         .prepare_cached(
             "UPDATE metric_runs SET request_attempts = 0, request_next_attempt_at = now()
-              WHERE request_id IS NOT NULL AND request_published_at IS NULL
-                AND request_next_attempt_at > now() AND request_id = ANY($1)
-                AND request_attempts = 1",
+              WHERE id = ANY($2) AND request_id = ANY($1) AND request_published_at IS NULL
+                AND request_next_attempt_at > now() AND request_attempts = 1",
         )
         .await?;
-    Ok(tx.execute(&stmt, &[&ids]).await?)
+    Ok(tx.execute(&stmt, &[&ids, &runs]).await?)
 }
 
 /// Marks published the requests of `ids` carried by the runs `runs` (the
