@@ -10,11 +10,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use orchestrator_core::messaging::sns::SnsPublisher;
+use orchestrator_core::messaging::sqs::{
+    Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
+};
 use orchestrator_core::messaging::AwsClients;
 use orchestrator_core::relay::Publisher;
 use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_tests::aws::Stack;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -223,6 +227,87 @@ pub async fn broker_latencies(
     }
     let arrived = arrived.lock().unwrap();
     Ok(between(&sent, &arrived))
+}
+
+/// The bound of (c) for the worker's whole path, without a database: on
+/// the worker's SQS runtime (its default configuration, so the same long
+/// polls), each update received is forwarded as `per_update` run requests
+/// through the worker's publisher, then deleted. Each request is the
+/// sample's body naming the update's manifest, so that [`latencies`] keys
+/// it as it keys the worker's.
+#[derive(Clone)]
+pub struct Forward {
+    pub publisher: Arc<SnsPublisher>,
+    pub sample: OutboxMessage,
+    pub per_update: usize,
+}
+
+impl Forward {
+    fn requests(&self, update: &str) -> Option<Vec<OutboxMessage>> {
+        let manifest = serde_json::from_str::<Value>(update).ok()?["version_manifest_path"].clone();
+        let mut body: Value = serde_json::from_str(&self.sample.payload).ok()?;
+        for d in body["catalog"]["datasets"].as_object_mut()?.values_mut() {
+            d["manifestPath"] = manifest.clone();
+        }
+        Some(
+            (0..self.per_update.max(1))
+                .map(|j| {
+                    body["runId"] = Value::from(format!("fwd-{j}"));
+                    OutboxMessage {
+                        id: orchestrator_core::domain::ids::OutboxId::new(j as i64),
+                        payload: body.to_string(),
+                        ..self.sample.clone()
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Handler for Forward {
+    async fn handle(&self, msg: &InboundMessage) -> Result<Outcome, HandlerError> {
+        let batch = self
+            .requests(&msg.body)
+            .ok_or_else(|| HandlerError::Unprocessable("not a projection update".into()))?;
+        match self
+            .publisher
+            .publish(&batch)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+        {
+            None => Ok(Outcome::processed("")),
+            Some(e) => Err(HandlerError::Transient(e.0.into())),
+        }
+    }
+}
+
+/// [`latencies`] through `stack` with [`Forward`] in the worker's place.
+pub async fn forwarded_latencies(
+    aws: &AwsClients,
+    stack: &Stack,
+    forward: Forward,
+    bodies: Vec<String>,
+    rate: f64,
+    window: Duration,
+) -> Result<Vec<Duration>> {
+    let stop = CancellationToken::new();
+    let cfg = ConsumerConfig::new(&stack.names.projection_updates_queue_url);
+    let consumer = tokio::spawn(
+        Consumer::new(aws.sqs.clone(), aws.s3.clone(), cfg, forward).run(stop.clone()),
+    );
+    let measured = latencies(
+        aws,
+        &stack.names.projection_updates_queue_url,
+        &stack.names.run_requests_queue_url,
+        bodies,
+        rate,
+        window,
+    )
+    .await;
+    stop.cancel();
+    let _ = consumer.await;
+    measured
 }
 
 /// What the ceiling measurement publishes.

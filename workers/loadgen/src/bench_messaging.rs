@@ -9,7 +9,11 @@
 //! - (c) SendMessage → run-request arrival latency at a steady update rate
 //!   that offers 25% of (a), in several consecutive runs, each starting with
 //!   the broker idle; and the worker's own part of it (receipt → start of the
-//!   publish call), read from its `/metrics`;
+//!   publish call), read from its `/metrics`; with two bounds measured at
+//!   the same rate: the broker alone (publish → arrival), and, before each
+//!   run, the worker's whole path without a database (the same updates,
+//!   received and forwarded as run requests through the worker's
+//!   publisher);
 //! - (d) a fan-out-1 catalog (each update completes one run) drained by the
 //!   worker, against the broker's bound for the same path: a consumer on the
 //!   same SQS runtime, without a database, that receives, publishes one run
@@ -235,13 +239,34 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         Duration::from_secs(args.latency_secs + 30),
     )
     .await?;
+    // Before each run, the bound for the worker's whole path (SendMessage,
+    // receive, publish, arrival) at the same rate: the same updates
+    // forwarded by a consumer without a database.
+    let forward = bench_latency::Forward {
+        publisher: Arc::new(publisher(&bound.names.run_requests_topic_arn)),
+        sample: sample.clone(),
+        per_update: fan_out.round() as usize,
+    };
     let mut runs = Vec::new();
+    let mut forwarded = Vec::new();
     for k in 0..args.latency_runs {
+        let start = args.updates + k * total;
+        purge(&aws, &bound.names.run_requests_queue_url).await?;
+        forwarded.push(
+            bench_latency::forwarded_latencies(
+                &aws,
+                &bound,
+                forward.clone(),
+                updates[start..start + total].to_vec(),
+                rate,
+                Duration::from_secs(args.latency_secs + 30),
+            )
+            .await?,
+        );
         wait_idle(&stack, &db_a).await?;
         purge(&aws, &stack.names.run_requests_queue_url).await?;
         let before = worker_histograms(ops_port).await?;
         let from = std::time::SystemTime::now();
-        let start = args.updates + k * total;
         let l = bench_latency::latencies(
             &aws,
             &stack.names.projection_updates_queue_url,
@@ -327,7 +352,17 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         pct(&bare, 0.99),
         bare.len()
     );
-    for (k, (l, own, split)) in runs.iter().enumerate() {
+    for (k, ((l, own, split), bound)) in runs.iter().zip(&forwarded).enumerate() {
+        println!(
+            "(c) run {}, its bound: the same updates at the same rate through the worker's path without a database \
+             (a consumer on the worker's SQS runtime that forwards each as {:.0} run requests through its publisher): \
+             SendMessage -> run request p50 {:.1} ms, p99 {:.1} ms ({} of {total} seen)",
+            k + 1,
+            fan_out.round(),
+            pct(bound, 0.5),
+            pct(bound, 0.99),
+            bound.len()
+        );
         let pct = |p: f64| pct(l, p);
         let (own, handler) = own;
         let ms = |h: &Histogram, q: f64| h.quantile(q).map_or(f64::NAN, |s| s * 1e3);
