@@ -282,6 +282,9 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         let split = stats::publish_latency(&db_a.pool, from, std::time::SystemTime::now()).await?;
         runs.push((l, own, split));
     }
+    // The forwarded requests are not read again: the broker need not keep
+    // them through (d), which drains through the same stack.
+    purge(&aws, &bound.names.run_requests_queue_url).await?;
     let rss_a = worker.peak_rss_kib();
     drop(worker);
 
