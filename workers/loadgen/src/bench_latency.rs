@@ -237,15 +237,31 @@ pub async fn broker_latencies(
 /// it as it keys the worker's.
 #[derive(Clone)]
 pub struct Forward {
-    pub publisher: Arc<SnsPublisher>,
-    pub sample: OutboxMessage,
-    pub per_update: usize,
+    publisher: Arc<SnsPublisher>,
+    sample: OutboxMessage,
+    /// The sample's body, parsed once rather than per update.
+    body: Value,
+    per_update: usize,
 }
 
 impl Forward {
+    pub fn new(
+        publisher: Arc<SnsPublisher>,
+        sample: OutboxMessage,
+        per_update: usize,
+    ) -> Result<Self> {
+        let body = serde_json::from_str(&sample.payload)?;
+        Ok(Self {
+            publisher,
+            sample,
+            body,
+            per_update,
+        })
+    }
+
     fn requests(&self, update: &str) -> Option<Vec<OutboxMessage>> {
         let manifest = serde_json::from_str::<Value>(update).ok()?["version_manifest_path"].clone();
-        let mut body: Value = serde_json::from_str(&self.sample.payload).ok()?;
+        let mut body = self.body.clone();
         for d in body["catalog"]["datasets"].as_object_mut()?.values_mut() {
             d["manifestPath"] = manifest.clone();
         }

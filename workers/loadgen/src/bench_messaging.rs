@@ -242,11 +242,11 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     // Before each run, the bound for the worker's whole path (SendMessage,
     // receive, publish, arrival) at the same rate: the same updates
     // forwarded by a consumer without a database.
-    let forward = bench_latency::Forward {
-        publisher: Arc::new(publisher(&bound.names.run_requests_topic_arn)),
-        sample: sample.clone(),
-        per_update: fan_out.round() as usize,
-    };
+    let forward = bench_latency::Forward::new(
+        Arc::new(publisher(&bound.names.run_requests_topic_arn)),
+        sample.clone(),
+        fan_out.round() as usize,
+    )?;
     let mut runs = Vec::new();
     let mut forwarded = Vec::new();
     for k in 0..args.latency_runs {
