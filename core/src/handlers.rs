@@ -82,8 +82,10 @@ impl ProjectionUpdateHandler {
         match self.ctx.publish_lease {
             Some(_) => self
                 .publish
-                .submit_handed(summary.evaluated.handed(), received_at),
-            None => self.publish.submit(summary.evaluated.outbox_ids.clone()),
+                .submit_handed(summary.evaluated.requests.clone(), received_at),
+            None => self
+                .publish
+                .submit_requests(summary.evaluated.requests.clone()),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::backpressure::Backpressure;
 use crate::domain::ids::OutboxId;
 use crate::domain::outgoing::Outgoing;
 use crate::in_transaction;
-use crate::store::outbox::{self, Handed, OutboxMessage};
+use crate::store::outbox::{self, Claim, OutboxMessage, RequestKey};
 use crate::store::{Pool, StoreError};
 
 pub use crate::messaging::publisher::{PublishError, Publisher};
@@ -88,36 +88,37 @@ impl<P: Publisher> Relay<P> {
         &self.publisher
     }
 
-    /// Publishes the given rows now (call right after their commit).
-    pub async fn publish_now(&self, ids: &[OutboxId]) -> Result<RelayReport, StoreError> {
-        self.publish_received(ids, &[]).await
-    }
-
-    /// [`Relay::publish_now`] for rows written by received messages, each
-    /// given as (the index in `ids` of its first row, when it was received):
-    /// the time from each receipt to the start of the publish call carrying
-    /// its first run request is recorded
-    /// (`orchestrator_receipt_to_publish_seconds`, the worker's own part of
-    /// the latency). Rows another relay claimed first are not counted.
+    /// Publishes the given rows of the outbox table now (alerts, retries'
+    /// requests; call right after their commit).
     #[instrument(skip_all, fields(rows = ids.len()))]
-    pub async fn publish_received(
-        &self,
-        ids: &[OutboxId],
-        received: &[(usize, Instant)],
-    ) -> Result<RelayReport, StoreError> {
-        self.publish_rows(Rows::ToClaim(ids), received).await
+    pub async fn publish_now(&self, ids: &[OutboxId]) -> Result<RelayReport, StoreError> {
+        self.publish_rows(Rows::ToClaim(ids), &[]).await
     }
 
-    /// [`Relay::publish_received`] for rows born leased to this relay
+    /// Publishes now the run requests an evaluation wrote (call right after
+    /// their commit), found by their keys.
+    #[instrument(skip_all, fields(rows = requests.len()))]
+    pub async fn publish_requests(
+        &self,
+        requests: &[RequestKey],
+    ) -> Result<RelayReport, StoreError> {
+        self.publish_rows(Rows::Requests(requests), &[]).await
+    }
+
+    /// Publishes rows born leased to this relay
     /// ([`crate::app::Context::publish_lease`]): they are read, not
     /// claimed. Only rows with more than half their lease left are taken,
     /// and a publish round is bounded by half the lease
     /// ([`PublishQueue`]), so no sweeper can claim a row while it is
-    /// published here.
+    /// published here. `received` gives, for each message that wrote some,
+    /// (the index in `handed` of its first row, when it was received): the
+    /// time from each receipt to the start of the publish call carrying its
+    /// first run request is recorded (`orchestrator_receipt_to_publish_seconds`,
+    /// the worker's own part of the latency).
     #[instrument(skip_all, fields(rows = handed.len()))]
     pub async fn publish_handed(
         &self,
-        handed: &[Handed],
+        handed: &[RequestKey],
         received: &[(usize, Instant)],
     ) -> Result<RelayReport, StoreError> {
         self.publish_rows(Rows::Handed(handed), received).await
@@ -135,7 +136,8 @@ impl<P: Publisher> Relay<P> {
         for k in 0..rows.len().div_ceil(size) {
             let range = k * size..rows.len().min((k + 1) * size);
             let claimed = match rows {
-                Rows::ToClaim(ids) => self.claim(Some(&ids[range])).await?,
+                Rows::ToClaim(ids) => self.claim(Claim::Rows(&ids[range])).await?,
+                Rows::Requests(keys) => self.claim(Claim::Requests(&keys[range])).await?,
                 Rows::Handed(handed) => self.take_handed(&handed[range]).await?,
             };
             if !claimed.is_empty() {
@@ -153,7 +155,7 @@ impl<P: Publisher> Relay<P> {
     pub async fn sweep_once(&self) -> Result<RelayReport, StoreError> {
         let mut total = RelayReport::default();
         loop {
-            let claimed = self.claim(None).await?;
+            let claimed = self.claim(Claim::Due).await?;
             let full = claimed.len() as i64 >= self.config.batch;
             let report = self.publish_claimed(claimed).await?;
             total += report;
@@ -183,15 +185,15 @@ impl<P: Publisher> Relay<P> {
         in_transaction!(self.pool, StoreError, |tx| outbox::backlog(&tx).await?)
     }
 
-    async fn claim(&self, only: Option<&[OutboxId]>) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn claim(&self, which: Claim<'_>) -> Result<Vec<OutboxMessage>, StoreError> {
         let (batch, lease) = (self.config.batch, self.config.lease);
         in_transaction!(self.pool, StoreError, |tx| outbox::claim(
-            &tx, only, batch, lease
+            &tx, which, batch, lease
         )
         .await?)
     }
 
-    async fn take_handed(&self, handed: &[Handed]) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn take_handed(&self, handed: &[RequestKey]) -> Result<Vec<OutboxMessage>, StoreError> {
         let min_left = self.config.lease / 2;
         in_transaction!(self.pool, StoreError, |tx| outbox::take_handed(
             &tx, handed, min_left
@@ -280,6 +282,7 @@ async fn next_ids(
             Ok(more) => {
                 let base = next.handed.len();
                 next.ids.extend(more.ids);
+                next.requests.extend(more.requests);
                 next.handed.extend(more.handed);
                 next.received
                     .extend(more.received.into_iter().map(|(i, at)| (base + i, at)));
@@ -290,36 +293,39 @@ async fn next_ids(
     Some(next)
 }
 
-/// Rows to publish in one round: ids to claim, or rows born leased to
-/// this relay.
+/// Rows to publish in one round: the outbox table's rows or run requests
+/// to claim, or rows born leased to this relay.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
     ToClaim(&'a [OutboxId]),
-    Handed(&'a [Handed]),
+    Requests(&'a [RequestKey]),
+    Handed(&'a [RequestKey]),
 }
 
 impl Rows<'_> {
     fn len(&self) -> usize {
         match self {
             Self::ToClaim(ids) => ids.len(),
-            Self::Handed(handed) => handed.len(),
+            Self::Requests(keys) | Self::Handed(keys) => keys.len(),
         }
     }
 }
 
-/// Ids committed together: rows to claim, rows born leased to this relay
-/// (handed), and the receipts of the messages that wrote the handed ones:
-/// (the index in `handed` of a message's first row, when it arrived).
+/// Rows committed together: the outbox table's rows and run requests to
+/// claim, rows born leased to this relay (handed), and the receipts of the
+/// messages that wrote the handed ones: (the index in `handed` of a
+/// message's first row, when it arrived).
 #[derive(Default)]
 struct Submission {
     ids: Vec<OutboxId>,
-    handed: Vec<Handed>,
+    requests: Vec<RequestKey>,
+    handed: Vec<RequestKey>,
     received: Vec<(usize, Instant)>,
 }
 
 impl Submission {
     fn len(&self) -> usize {
-        self.ids.len() + self.handed.len()
+        self.ids.len() + self.requests.len() + self.handed.len()
     }
 }
 
@@ -368,7 +374,8 @@ impl PublishQueue {
                         let bound = relay.config.lease / 2;
                         let round = async {
                             relay.publish_handed(&next.handed, &next.received).await?;
-                            relay.publish_received(&next.ids, &[]).await
+                            relay.publish_requests(&next.requests).await?;
+                            relay.publish_now(&next.ids).await
                         };
                         match tokio::time::timeout(bound, round).await {
                             Ok(Ok(_)) => {}
@@ -405,9 +412,19 @@ impl PublishQueue {
         )
     }
 
+    /// Rows of the outbox table to claim and publish ([`Relay::publish_now`]).
     pub fn submit(&self, ids: Vec<OutboxId>) {
         self.send(Submission {
             ids,
+            ..Submission::default()
+        });
+    }
+
+    /// Run requests an evaluation wrote, to claim and publish
+    /// ([`Relay::publish_requests`]).
+    pub fn submit_requests(&self, requests: Vec<RequestKey>) {
+        self.send(Submission {
+            requests,
             ..Submission::default()
         });
     }
@@ -420,7 +437,7 @@ impl PublishQueue {
 
     /// Rows born leased to this queue's relay ([`Relay::publish_handed`]),
     /// written by a message received at `received_at`.
-    pub fn submit_handed(&self, handed: Vec<Handed>, received_at: Instant) {
+    pub fn submit_handed(&self, handed: Vec<RequestKey>, received_at: Instant) {
         self.send(Submission {
             handed,
             received: vec![(0, received_at)],
@@ -452,7 +469,7 @@ impl PublishQueue {
 
 /// Makes handed rows due now, for the sweeper, rather than at the end of
 /// their lease.
-fn release(pool: Pool, handed: Vec<Handed>) {
+fn release(pool: Pool, handed: Vec<RequestKey>) {
     tokio::spawn(async move {
         let released = in_transaction!(pool, StoreError, |tx| outbox::release_handed(&tx, &handed)
             .await?);
@@ -513,7 +530,7 @@ impl Publisher for RecordingPublisher {
 
 #[cfg(test)]
 mod tests {
-    use super::{Handed, RelayConfig, Submission};
+    use super::{RelayConfig, RequestKey, Submission};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -531,9 +548,9 @@ mod tests {
         use crate::domain::ids::OutboxId;
         let ids =
             |raw: &[i64]| -> Vec<OutboxId> { raw.iter().copied().map(OutboxId::new).collect() };
-        let handed = |raw: &[i64]| -> Vec<Handed> {
+        let keys = |raw: &[i64]| -> Vec<RequestKey> {
             raw.iter()
-                .map(|&i| Handed {
+                .map(|&i| RequestKey {
                     id: OutboxId::new(i),
                     run: crate::domain::ids::RunId::new(format!("run-{i}")),
                 })
@@ -543,23 +560,34 @@ mod tests {
         let rx = tokio::sync::Mutex::new(rx);
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        // Handed rows with their message's receipt; rows to claim without.
-        let sub = |raw: &[i64], received: Option<u64>| match received {
-            Some(ms) => Submission {
-                handed: handed(raw),
+        // Handed rows with their message's receipt; rows and requests to
+        // claim without.
+        enum Kind {
+            Handed(u64),
+            Rows,
+            Requests,
+        }
+        let sub = |raw: &[i64], kind: Kind| match kind {
+            Kind::Handed(ms) => Submission {
+                handed: keys(raw),
                 received: vec![(0, at(ms))],
                 ..Submission::default()
             },
-            None => Submission {
+            Kind::Rows => Submission {
                 ids: ids(raw),
+                ..Submission::default()
+            },
+            Kind::Requests => Submission {
+                requests: keys(raw),
                 ..Submission::default()
             },
         };
         for s in [
-            sub(&[1], Some(1)),
-            sub(&[2, 3], None),
-            sub(&[4], Some(4)),
-            sub(&[5, 6, 7], Some(5)),
+            sub(&[1], Kind::Handed(1)),
+            sub(&[2, 3], Kind::Rows),
+            sub(&[9], Kind::Requests),
+            sub(&[4], Kind::Handed(4)),
+            sub(&[5, 6, 7], Kind::Handed(5)),
         ] {
             tx.send(s).await.unwrap();
         }
@@ -568,18 +596,23 @@ mod tests {
             async move {
                 super::next_ids(rx, max)
                     .await
-                    .map(|s| (s.ids, s.handed, s.received))
+                    .map(|s| (s.ids, s.requests, s.handed, s.received))
             }
         };
         // Joined until at least `max` ids of either kind, never splitting a
         // submission, with the receipts of the messages that wrote the
         // handed rows, each at the index of its first row among them.
-        let first = (ids(&[2, 3]), handed(&[1]), vec![(0, at(1))]);
+        let first = (ids(&[2, 3]), vec![], keys(&[1]), vec![(0, at(1))]);
         assert_eq!(next(3).await, Some(first));
-        let joined = (vec![], handed(&[4, 5, 6, 7]), vec![(0, at(4)), (1, at(5))]);
+        let joined = (
+            vec![],
+            keys(&[9]),
+            keys(&[4, 5, 6, 7]),
+            vec![(0, at(4)), (1, at(5))],
+        );
         assert_eq!(next(100).await, Some(joined));
-        tx.send(sub(&[8], None)).await.unwrap();
-        assert_eq!(next(100).await, Some((ids(&[8]), vec![], vec![])));
+        tx.send(sub(&[8], Kind::Rows)).await.unwrap();
+        assert_eq!(next(100).await, Some((ids(&[8]), vec![], vec![], vec![])));
         drop(tx);
         assert_eq!(next(100).await, None);
     }

@@ -100,9 +100,9 @@ async fn the_commit_hook_gets_each_summary_once_and_only_after_a_commit() {
         calls += 1;
         for s in committed {
             seen.push(
-                std::mem::take(&mut s.evaluated.outbox_ids)
+                std::mem::take(&mut s.evaluated.requests)
                     .iter()
-                    .map(|id| id.get())
+                    .map(|r| r.id.get())
                     .collect(),
             );
         }
@@ -112,7 +112,7 @@ async fn the_commit_hook_gets_each_summary_once_and_only_after_a_commit() {
     assert_eq!(calls, 1);
     assert_eq!(seen.len(), 2, "one entry per update, in order: {seen:?}");
     assert!(
-        summaries.iter().all(|s| s.evaluated.outbox_ids.is_empty()),
+        summaries.iter().all(|s| s.evaluated.requests.is_empty()),
         "what the hook took is not handed out twice"
     );
     // m.single ran for each update: the first update's request comes first.

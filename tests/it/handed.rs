@@ -26,8 +26,8 @@ async fn handed_rows_are_published_by_their_relay_and_by_no_sweeper() {
     let db = db_with_catalog("handed").await;
     let ctx = db.ctx().with_publish_lease(LEASE);
     let s = process(&ctx, &update("d1", "v1")).await.unwrap();
-    let (ids, handed) = (s.evaluated.outbox_ids.clone(), s.evaluated.handed());
-    assert_eq!(ids.len(), 1);
+    let handed = s.evaluated.requests.clone();
+    assert_eq!(handed.len(), 1);
     // Born leased: one attempt, not due before its lease ends.
     assert_eq!(
         db.count(
@@ -39,7 +39,10 @@ async fn handed_rows_are_published_by_their_relay_and_by_no_sweeper() {
     );
     let sweeper = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
     assert_eq!(sweeper.sweep_once().await.unwrap().published, 0);
-    assert_eq!(sweeper.publish_now(&ids).await.unwrap().published, 0);
+    assert_eq!(
+        sweeper.publish_requests(&handed).await.unwrap().published,
+        0
+    );
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
     let report = relay
         .publish_handed(&handed, &[(0, Instant::now())])
@@ -62,7 +65,7 @@ async fn a_handed_row_short_of_its_lease_or_claimed_since_is_the_sweepers() {
     let db = db_with_catalog("handed_late").await;
     let ctx = db.ctx().with_publish_lease(LEASE);
     let s = process(&ctx, &update("d1", "v1")).await.unwrap();
-    let handed = s.evaluated.handed();
+    let handed = s.evaluated.requests.clone();
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), leased());
     // Less than half its lease left (it waited): the relay does not take it.
     db.exec("UPDATE metric_runs SET request_next_attempt_at = now() + interval '10 seconds' WHERE request_id IS NOT NULL")
@@ -99,8 +102,8 @@ async fn handed_rows_a_full_queue_cannot_take_are_released_to_the_sweeper() {
     let mut handed = Vec::new();
     for v in ["v1", "v2", "v3"] {
         let s = process(&ctx, &update("d1", v)).await.unwrap();
-        assert_eq!(s.evaluated.outbox_ids.len(), 1, "{v}");
-        handed.push(s.evaluated.handed());
+        assert_eq!(s.evaluated.requests.len(), 1, "{v}");
+        handed.push(s.evaluated.requests.clone());
     }
     // One publishing task that hangs and room for one waiting submission:
     // the third cannot be queued.
@@ -146,7 +149,7 @@ async fn each_handed_request_is_handed_with_the_run_that_carries_it() {
     }
     // d1 completes m.single, m.pair and m.triple.
     let s = process(&ctx, &update("d1", "v1")).await.unwrap();
-    let handed = s.evaluated.handed();
+    let handed = s.evaluated.requests.clone();
     assert_eq!(handed.len(), 3, "{handed:?}");
     for h in &handed {
         let sql = format!(

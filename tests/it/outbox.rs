@@ -23,7 +23,7 @@ async fn published_run_moves_from_queued_to_dispatched() {
     let db = db_with_catalog("outbox_dispatch").await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let report = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 1));
     let run = &s.evaluated.queued_run_ids[0];
     assert_eq!(status_of(&db, run).await, "dispatched");
@@ -43,7 +43,7 @@ async fn published_run_moves_from_queued_to_dispatched() {
     // Publishing the same ids again sends nothing: the row is already published.
     assert_eq!(
         relay
-            .publish_now(&s.evaluated.outbox_ids)
+            .publish_requests(&s.evaluated.requests)
             .await
             .unwrap()
             .published,
@@ -62,7 +62,7 @@ async fn a_run_that_moved_on_is_not_sent_back_to_dispatched() {
     ))
     .await;
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let report = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 0));
     assert_eq!(status_of(&db, run).await, "running");
 }
@@ -81,7 +81,7 @@ async fn failed_publish_backs_off_and_the_sweeper_recovers_it() {
         ..fast()
     };
     let relay = Relay::new(db.pool.clone(), publisher, config);
-    let first = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let first = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!((first.published, first.failed), (0, 1));
     assert_eq!(relay.backlog().await.unwrap().unpublished, 1);
     assert!(db
@@ -201,12 +201,12 @@ async fn messages_a_publisher_gives_no_result_for_are_failed_and_retried() {
                 .await
                 .unwrap()
                 .evaluated
-                .outbox_ids,
+                .requests,
         );
     }
     assert_eq!(ids.len(), 3);
     let relay = Relay::new(db.pool.clone(), AnswersOne, fast());
-    let report = relay.publish_now(&ids).await.unwrap();
+    let report = relay.publish_requests(&ids).await.unwrap();
     assert_eq!((report.published, report.failed), (1, 2));
     assert_eq!(
         db.count(
@@ -242,8 +242,8 @@ async fn a_claim_whose_publish_hangs_is_taken_by_another_relay_when_its_lease_ex
     };
     let stuck = Arc::new(Relay::new(db.pool.clone(), Hangs, lease));
     let hung = tokio::spawn({
-        let (stuck, ids) = (stuck.clone(), s.evaluated.outbox_ids.clone());
-        async move { stuck.publish_now(&ids).await }
+        let (stuck, ids) = (stuck.clone(), s.evaluated.requests.clone());
+        async move { stuck.publish_requests(&ids).await }
     });
     let other = Relay::new(db.pool.clone(), RecordingPublisher::default(), lease);
     // While the lease holds, the row is not the other relay's.

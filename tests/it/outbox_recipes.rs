@@ -23,7 +23,7 @@ async fn the_relay_publishes_the_request_the_api_shows_at_the_time_decided() {
         .await
         .expect("the run has a request");
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    relay.publish_requests(&s.evaluated.requests).await.unwrap();
     let sent = relay.publisher().published();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].payload, shown, "published byte for byte as shown");
@@ -59,7 +59,7 @@ async fn a_row_written_whole_before_recipes_is_published_byte_for_byte() {
     .await;
     assert_eq!(request_text(&db, &run).await.as_deref(), Some(legacy));
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let report = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!(report.published, 1);
     assert_eq!(relay.publisher().published()[0].payload, legacy);
 }
@@ -77,10 +77,10 @@ async fn a_recipe_that_does_not_assemble_backs_off_without_holding_back_its_batc
     ))
     .await;
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let mut ids = first.evaluated.outbox_ids.clone();
-    ids.extend(second.evaluated.outbox_ids.iter().copied());
-    let report = relay.publish_now(&ids).await.unwrap();
-    assert_eq!(report.published, second.evaluated.outbox_ids.len());
+    let mut ids = first.evaluated.requests.clone();
+    ids.extend(second.evaluated.requests.iter().cloned());
+    let report = relay.publish_requests(&ids).await.unwrap();
+    assert_eq!(report.published, second.evaluated.requests.len());
     let sent = relay.publisher().published();
     assert!(sent
         .iter()

@@ -22,7 +22,7 @@ async fn metric_whose_datasets_are_all_fresh_runs_at_once() {
     let single = runs_of(&db, "m.single").await;
     assert_eq!(single.len(), 1);
     assert_eq!(single[0].1, "queued");
-    assert_eq!(s.evaluated.outbox_ids.len(), 1);
+    assert_eq!(s.evaluated.requests.len(), 1);
     assert_eq!(runs_of(&db, "m.pair").await[0].1, "pending_dependencies");
 }
 

@@ -14,14 +14,14 @@ async fn an_evaluated_request_rides_on_its_run_and_is_published_by_one_update() 
     let db = db_with_catalog("run_outbox").await;
     let s = process(&db.ctx(), &update("d1", "v1")).await.unwrap();
     let run = s.evaluated.queued_run_ids[0].to_string();
-    assert_eq!(s.evaluated.outbox_ids.len(), 1);
+    assert_eq!(s.evaluated.requests.len(), 1);
     // On the run row, under the message id the caller was given; no row of
     // its own; the view shows it as one unpublished message.
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM metric_runs WHERE id = '{run}' AND request_id = {}
                 AND request_published_at IS NULL AND request_attempts = 0",
-            s.evaluated.outbox_ids[0]
+            s.evaluated.requests[0].id
         ))
         .await,
         1
@@ -35,7 +35,7 @@ async fn an_evaluated_request_rides_on_its_run_and_is_published_by_one_update() 
         1
     );
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let report = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 1));
     assert_eq!(status_of(&db, &run).await, "dispatched");
     // Published and dispatched in the same row version: one update.
@@ -48,7 +48,7 @@ async fn an_evaluated_request_rides_on_its_run_and_is_published_by_one_update() 
         1
     );
     // A second publish finds nothing to publish.
-    let again = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let again = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!(again.published, 0);
     assert_eq!(relay.publisher().published().len(), 1);
 }
@@ -63,7 +63,7 @@ async fn a_run_that_left_queued_before_its_request_was_published_keeps_its_statu
     ))
     .await;
     let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
-    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let report = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!((report.published, report.dispatched), (1, 0));
     assert_eq!(status_of(&db, &run).await, "canceled");
     // Published all the same: the sweeper will not send it again.
@@ -83,7 +83,7 @@ async fn a_failed_publish_of_a_carried_request_backs_off_and_the_sweeper_sends_i
     let publisher = RecordingPublisher::default();
     publisher.fail_next(1);
     let relay = Relay::new(db.pool.clone(), publisher, fast());
-    let report = relay.publish_now(&s.evaluated.outbox_ids).await.unwrap();
+    let report = relay.publish_requests(&s.evaluated.requests).await.unwrap();
     assert_eq!((report.published, report.failed), (0, 1));
     let error = db
         .string(&format!(
@@ -101,4 +101,45 @@ async fn a_failed_publish_of_a_carried_request_backs_off_and_the_sweeper_sends_i
     .await;
     assert_eq!(status_of(&db, &run).await, "dispatched");
     assert_eq!(relay.publisher().published().len(), 1);
+}
+
+/// A request left to claim (a backlog drain's, a trigger policy's) is
+/// claimed by its key, among other due ones: only the named ones go, and a
+/// key whose outbox id and run do not belong together names nothing.
+#[tokio::test]
+async fn a_claim_by_keys_takes_only_the_requests_named_with_their_runs() {
+    use orchestrator_core::store::outbox::RequestKey;
+    let db = db_with_catalog("run_outbox_keys").await;
+    let ctx = db.ctx();
+    let mut written = Vec::new();
+    for v in ["v1", "v2", "v3"] {
+        let s = process(&ctx, &update("d1", v)).await.unwrap();
+        assert_eq!(s.evaluated.requests.len(), 1);
+        written.push(s.evaluated.requests[0].clone());
+    }
+    let relay = Relay::new(db.pool.clone(), RecordingPublisher::default(), fast());
+    let crossed = RequestKey {
+        id: written[0].id,
+        run: written[2].run.clone(),
+    };
+    let report = relay.publish_requests(&[crossed]).await.unwrap();
+    assert_eq!(report.published, 0, "a crossed key names no request");
+    let report = relay
+        .publish_requests(std::slice::from_ref(&written[1]))
+        .await
+        .unwrap();
+    assert_eq!((report.published, report.dispatched), (1, 1));
+    let sent: Vec<String> = relay
+        .publisher()
+        .published()
+        .iter()
+        .filter_map(|m| m.run_id().map(ToString::to_string))
+        .collect();
+    assert_eq!(sent, vec![written[1].run.to_string()]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = 0")
+            .await,
+        2,
+        "the two requests not named are left due, unclaimed"
+    );
 }

@@ -109,7 +109,7 @@ pub async fn drain_handoff(
 ) {
     crate::shutdown::every(HANDOFF_WAIT, shutdown, || async {
         match drain_handoff_now(&ctx, HANDOFF_WAIT).await {
-            Ok(d) => publish.submit(d.outbox_ids),
+            Ok(d) => publish.submit_requests(d.requests),
             Err(e) => tracing::warn!(error = %e, "draining handed_off backlogs failed; will retry"),
         }
     })
@@ -153,7 +153,7 @@ pub async fn run(
                     queued = s.runs_queued,
                     "backlog sweep"
                 );
-                publish.submit(s.outbox_ids);
+                publish.submit_requests(s.requests);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "backlog sweep failed; will retry"),

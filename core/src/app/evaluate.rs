@@ -12,14 +12,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{request, Context};
-use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
+use crate::domain::ids::{MetricId, RunId, UpdateId};
 use crate::domain::metric_evaluation::{self, Arrival, MetricState};
 use crate::domain::pending_run::{update_set_key, Received, Slot};
 use crate::domain::run_request::{TriggerNote, UsedUpdate};
 use crate::domain::trigger::{Degraded, Timers};
 use crate::store::catalog::{self, LockedMetric, SeriesSources};
 use crate::store::evaluation::EvaluationWrites;
-use crate::store::outbox::Handed;
+use crate::store::outbox::RequestKey;
 use crate::store::outbox::{NewMessage, Origin};
 use crate::store::runs::{CreatedRun, RowInputs};
 use crate::store::{backlog, pending, runs, StoreError, Transaction};
@@ -39,10 +39,10 @@ pub struct Evaluated {
     pub runs_queued: usize,
     /// Backlog rows evaluated (and deleted).
     pub backlog_evaluated: usize,
-    pub outbox_ids: Vec<OutboxId>,
-    /// The run of each of `outbox_ids`, in the same order: the relay finds
-    /// a handed request by its run's primary key.
-    pub request_runs: Vec<RunId>,
+    /// The run requests written, each with what finds it
+    /// ([`crate::relay::PublishQueue::submit_requests`], or
+    /// [`crate::relay::PublishQueue::submit_handed`] when born leased).
+    pub requests: Vec<RequestKey>,
     pub queued_run_ids: Vec<RunId>,
     /// Metrics the first evaluation left with a run waiting for other
     /// datasets (kept, not summed: later rounds see the same metrics).
@@ -53,24 +53,10 @@ crate::tally::tally!(Evaluated {
     runs_created,
     runs_queued,
     backlog_evaluated,
-    outbox_ids,
-    request_runs,
+    requests,
     queued_run_ids;
     keep: runs_pending
 });
-
-impl Evaluated {
-    /// The requests written, each with its run, as handed to the relay at
-    /// the commit ([`crate::relay::PublishQueue::submit_handed`]).
-    pub fn handed(&self) -> Vec<Handed> {
-        let runs = self.request_runs.iter().cloned();
-        self.outbox_ids
-            .iter()
-            .zip(runs)
-            .map(|(id, run)| Handed { id: *id, run })
-            .collect()
-    }
-}
 
 /// One run after the evaluation, before it is written.
 struct Decided<'m> {
@@ -210,8 +196,7 @@ async fn evaluate(
         runs_queued: complete.len(),
         runs_pending: decisions.runs_pending,
         backlog_evaluated: decisions.backlog_evaluated.len(),
-        outbox_ids: written.outbox_ids,
-        request_runs: written.request_runs,
+        requests: written.requests,
         queued_run_ids: complete.iter().map(|d| d.run_id.clone()).collect(),
     })
 }

@@ -277,7 +277,7 @@ pub async fn run(
                         "trigger policy sweep"
                     );
                 }
-                publish.submit(r.evaluated.outbox_ids);
+                publish.submit_requests(r.evaluated.requests);
             }
             Err(e) => tracing::warn!(error = %e, "trigger policy sweep failed; will retry"),
         }

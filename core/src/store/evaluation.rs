@@ -46,10 +46,8 @@ pub struct EvaluationWrites<'a> {
 /// What the plan wrote that its caller needs.
 #[derive(Debug, Default)]
 pub struct Written {
-    /// The outbox ids of the requests, in the order given.
-    pub outbox_ids: Vec<OutboxId>,
-    /// The run of each request, in the same order.
-    pub request_runs: Vec<RunId>,
+    /// The requests' keys, in the order given.
+    pub requests: Vec<outbox::RequestKey>,
     pub runs_created: u64,
 }
 
@@ -128,18 +126,19 @@ impl EvaluationWrites<'_> {
         let mut by_run: std::collections::HashMap<RunId, OutboxId> =
             queued.into_iter().chain(created).collect();
         by_run.extend(apart.iter().map(|r| r.run_id.clone()).zip(apart_ids));
-        let outbox_ids = requests
+        let keys = requests
             .iter()
-            .map(|r| {
-                by_run.remove(r.run_id).ok_or_else(|| {
-                    super::StoreError::Corrupt(format!(
-                        "the request of run {} was not written",
-                        r.run_id
-                    ))
-                })
+            .map(|r| match by_run.remove(r.run_id) {
+                Some(id) => Ok(outbox::RequestKey {
+                    id,
+                    run: r.run_id.clone(),
+                }),
+                None => Err(super::StoreError::Corrupt(format!(
+                    "the request of run {} was not written",
+                    r.run_id
+                ))),
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let request_runs = requests.iter().map(|r| r.run_id.clone()).collect();
         // After the runs exist (the rows below point at them).
         futures::try_join!(
             pending::upsert_timers(tx, timers),
@@ -148,8 +147,7 @@ impl EvaluationWrites<'_> {
             trigger_policies::mark_requested(tx, cooled),
         )?;
         Ok(Written {
-            outbox_ids,
-            request_runs,
+            requests: keys,
             runs_created,
         })
     }

@@ -130,25 +130,70 @@ fn body_of(r: &tokio_postgres::Row, at: usize) -> StoreResult<Body> {
     }
 }
 
-/// Leases up to `limit` due, unpublished rows (only those in `only` when
-/// given) for `lease`; rows leased by another relay are skipped. Requests
-/// are assembled from their recipes here; a row that cannot be is recorded
-/// as a failed attempt (it backs off like a failed publish) and left out.
+/// Which due, unpublished rows a claim may lease.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// Any, oldest first: the sweep.
+    Due,
+    /// Rows of the outbox table, by id: alerts and the requests of retries.
+    Rows(&'a [OutboxId]),
+    /// Run requests an evaluation wrote, by their keys: those carried on run
+    /// rows are found by the run's primary key, not among every due request.
+    Requests(&'a [RequestKey]),
+}
+
+/// Leases up to `limit` of the due, unpublished rows `which` names for
+/// `lease`; rows leased by another relay are skipped. Requests are
+/// assembled from their recipes here; a row that cannot be is recorded as a
+/// failed attempt (it backs off like a failed publish) and left out.
 pub async fn claim(
     tx: &Transaction<'_>,
-    only: Option<&[OutboxId]>,
+    which: Claim<'_>,
     limit: i64,
     lease: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
+    let keys = match which {
+        Claim::Requests(keys) => Some(split(keys)),
+        Claim::Due | Claim::Rows(_) => None,
+    };
+    let ids = match which {
+        Claim::Due => None,
+        Claim::Rows(ids) => Some(ids),
+        Claim::Requests(_) => keys.as_ref().map(|(ids, _)| &ids[..]),
+    };
+    // The table's rows first: they are few (alerts, retries, triggers), and
+    // a backlog of run requests after an outage must not hold back alerts.
+    let mut rows = claim_rows(tx, ids, limit, lease).await?;
+    let left = limit - rows.len() as i64;
+    // Rows named by id are the table's own: no run carries them.
+    if left > 0 && !matches!(which, Claim::Rows(_)) {
+        let named = keys.as_ref().map(|(ids, runs)| (&ids[..], &runs[..]));
+        rows.extend(super::run_outbox::claim(tx, named, left, lease).await?);
+    }
+    messages_of(tx, &rows, lease).await
+}
+
+/// The outbox table's part of [`claim`]: every due row, or those of `ids`
+/// (found by the primary key).
+async fn claim_rows(
+    tx: &Transaction<'_>,
+    ids: Option<&[OutboxId]>,
+    limit: i64,
+    lease: Duration,
+) -> StoreResult<Vec<tokio_postgres::Row>> {
+    let named = if ids.is_some() {
+        "AND id = ANY($3)"
+    } else {
+        ""
+    };
     let stmt = tx
         .prepare_cached(&format!(
             "WITH o AS (
                 UPDATE outbox_messages u
-                   SET attempts = u.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
+                   SET attempts = u.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
                   FROM (SELECT id FROM outbox_messages
-                         WHERE published_at IS NULL AND next_attempt_at <= now()
-                           AND ($1::bigint[] IS NULL OR id = ANY($1))
-                         ORDER BY id LIMIT $2
+                         WHERE published_at IS NULL AND next_attempt_at <= now() {named}
+                         ORDER BY id LIMIT $1
                            FOR UPDATE SKIP LOCKED) c
                  WHERE u.id = c.id
                 RETURNING u.*)
@@ -156,26 +201,23 @@ pub async fn claim(
                FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
-    // The table's rows first: they are few (alerts, retries, triggers), and
-    // a backlog of run requests after an outage must not hold back alerts.
     let lease_secs = lease.as_secs_f64();
-    let mut rows = tx.query(&stmt, &[&only, &limit, &lease_secs]).await?;
-    let left = limit - rows.len() as i64;
-    if left > 0 {
-        rows.extend(super::run_outbox::claim(tx, only, left, lease).await?);
-    }
-    messages_of(tx, &rows, lease).await
+    Ok(match ids {
+        Some(ids) => tx.query(&stmt, &[&limit, &lease_secs, &ids]).await?,
+        None => tx.query(&stmt, &[&limit, &lease_secs]).await?,
+    })
 }
 
 /// The columns a claim and a take read, in [`messages_of`]'s order.
 const MESSAGE_COLUMNS: &str = "o.id, o.run_id, o.metric_code, o.message_group_id, o.attempts,
                     o.traceparent, o.source_sent_at, o.alert_type, o.dedup_key";
 
-/// A request handed to its relay at the commit that wrote it
-/// ([`insert_leased`], or a run row born leased): its outbox id and its
-/// run, whose primary key finds a request carried on a run row.
+/// What finds a run request written: its outbox id, and its run, whose
+/// primary key finds a request carried on the run's row. Evaluations
+/// return these, whether their requests are handed to the relay at the
+/// commit ([`take_handed`]) or left to claim ([`Claim::Requests`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handed {
+pub struct RequestKey {
     pub id: OutboxId,
     pub run: RunId,
 }
@@ -187,7 +229,7 @@ pub struct Handed {
 /// taken). Nothing is written: the lease was taken with the rows.
 pub async fn take_handed(
     tx: &Transaction<'_>,
-    handed: &[Handed],
+    handed: &[RequestKey],
     min_left: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
     let stmt = tx
@@ -209,13 +251,13 @@ pub async fn take_handed(
     messages_of(tx, &rows, min_left).await
 }
 
-fn split(handed: &[Handed]) -> (Vec<OutboxId>, Vec<&RunId>) {
+fn split(handed: &[RequestKey]) -> (Vec<OutboxId>, Vec<&RunId>) {
     handed.iter().map(|h| (h.id, &h.run)).unzip()
 }
 
 /// Handed rows the relay could not take (its queue was full): due now, as
 /// if never leased, for the sweeper.
-pub async fn release_handed(tx: &Transaction<'_>, handed: &[Handed]) -> StoreResult<u64> {
+pub async fn release_handed(tx: &Transaction<'_>, handed: &[RequestKey]) -> StoreResult<u64> {
     let stmt = tx
         .prepare_cached(
             "UPDATE outbox_messages SET attempts = 0, next_attempt_at = now()

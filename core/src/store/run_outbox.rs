@@ -87,32 +87,41 @@ pub(super) const MESSAGE_ROW: &str = "u.request_id, u.id, u.metric_code, u.reque
         NULL::text, u.id, u.request_requested_at, u.request_base_path, u.request_trigger_note,
         u.request_group_id, u.metric_id, u.metric_code, u.attempt";
 
-/// Leases up to `limit` due, unpublished requests (only those of `only`
-/// when given) for `lease`, skipping those another relay holds.
+/// Leases up to `limit` due, unpublished requests for `lease`, skipping
+/// those another relay holds: any, oldest first, or only those `named` by
+/// their ids and runs. Named ones are found by the runs' primary key: the
+/// unpublished-requests index leads with the due time, so a search by
+/// `request_id` alone would read every due request (a whole backlog after
+/// an outage) for each claim.
 pub(super) async fn claim(
     tx: &Transaction<'_>,
-    only: Option<&[OutboxId]>,
+    named: Option<(&[OutboxId], &[&RunId])>,
     limit: i64,
     lease: Duration,
 ) -> StoreResult<Vec<tokio_postgres::Row>> {
+    let filter = match named {
+        Some(_) => "AND id = ANY($4) AND request_id = ANY($3)",
+        None => "",
+    };
     let stmt = tx
         .prepare_cached(&format!(
             "UPDATE metric_runs u
                 SET request_attempts = u.request_attempts + 1,
-                    request_next_attempt_at = now() + make_interval(secs => $3)
+                    request_next_attempt_at = now() + make_interval(secs => $2)
                FROM (SELECT id FROM metric_runs
                       WHERE request_id IS NOT NULL AND request_published_at IS NULL
-                        AND request_next_attempt_at <= now()
-                        AND ($1::bigint[] IS NULL OR request_id = ANY($1))
-                      ORDER BY request_next_attempt_at, request_id LIMIT $2
+                        AND request_next_attempt_at <= now() {filter}
+                      ORDER BY request_next_attempt_at, request_id LIMIT $1
                         FOR UPDATE SKIP LOCKED) c
               WHERE u.id = c.id
              RETURNING {MESSAGE_ROW}"
         ))
         .await?;
-    Ok(tx
-        .query(&stmt, &[&only, &limit, &lease.as_secs_f64()])
-        .await?)
+    let lease_secs = lease.as_secs_f64();
+    Ok(match named {
+        Some((ids, runs)) => tx.query(&stmt, &[&limit, &lease_secs, &ids, &runs]).await?,
+        None => tx.query(&stmt, &[&limit, &lease_secs]).await?,
+    })
 }
 
 /// Requests born leased to this relay ([`super::outbox::take_handed`]),

@@ -584,7 +584,7 @@ async fn sample_request(server_url: &str, catalog: serde_json::Value) -> Result<
     }
     let mut client = db.pool.get().await?;
     let tx = client.transaction().await?;
-    let claimed = outbox::claim(&tx, None, 1, Duration::from_secs(60)).await?;
+    let claimed = outbox::claim(&tx, outbox::Claim::Due, 1, Duration::from_secs(60)).await?;
     tx.commit().await?;
     let mut m = claimed
         .into_iter()
