@@ -34,6 +34,13 @@ pub struct BenchArgs {
     /// Projection updates to process per scenario.
     #[arg(long, default_value_t = 2000)]
     updates: usize,
+    /// Updates processed before each run, untimed and not counted, then
+    /// `ANALYZE`, as autovacuum does within a minute in a running fleet: the
+    /// run then measures plans made for tables with rows in them. 0 (the
+    /// default) measures a cold start, planned from empty tables' estimates
+    /// until autovacuum first analyzes them, at some moment of the run.
+    #[arg(long, default_value_t = 0)]
+    warm_up: usize,
     /// Updates processed at once (like that many worker slots); a list
     /// (`1,2,4,8`) sweeps them, each on fresh databases.
     #[arg(long, value_delimiter = ',', default_value = "4")]
@@ -157,7 +164,12 @@ async fn measure(
     // As the worker runs: backlogs handed off to the next update, and drained
     // on their own after a short wait (app::backlog::BacklogHandoff).
     .with_backlog_handoff();
-    let updates = Arc::new(synth::updates(shape, args.updates));
+    let mut updates = synth::updates(shape, args.warm_up + args.updates);
+    let timed = updates.split_off(args.warm_up);
+    if !updates.is_empty() {
+        warm_up(name, &ctx, &pool, &updates).await?;
+    }
+    let updates = Arc::new(timed);
     let counters = pool::build_pool(url, 1)?;
     let before = db_work::snapshot(&counters).await?;
     let next = Arc::new(AtomicUsize::new(0));
@@ -261,6 +273,34 @@ async fn measure(
     m.db = db_work::difference(&counters, &before, &after, &cpu).await?;
     counters.close();
     Ok(m)
+}
+
+/// Processes `updates` one by one, drains what they handed off, and
+/// analyzes the database.
+async fn warm_up(
+    name: &str,
+    ctx: &AppContext,
+    pool: &orchestrator_core::store::Pool,
+    updates: &[orchestrator_core::domain::events::ProjectionUpdate],
+) -> Result<()> {
+    let started = Instant::now();
+    for u in updates {
+        projection_update::process(ctx, u)
+            .await
+            .context("Failed to process a warm-up update")?;
+    }
+    backlog::drain_handoff_now(ctx, Duration::ZERO).await?;
+    pool.get()
+        .await?
+        .batch_execute("ANALYZE")
+        .await
+        .context("Failed to analyze after the warm-up")?;
+    println!(
+        "scenario {name}: {} updates to warm up, then ANALYZE, in {:.2}s",
+        updates.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn pgbench_path() -> String {
@@ -404,8 +444,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         bail!("--concurrency takes one or more numbers of at least 1, e.g. 1,2,4,8");
     }
     println!(
-        "loadgen bench: {} updates per scenario, concurrency {:?}, {} run(s) each, server {}",
+        "loadgen bench: {} updates per scenario after {} to warm up, concurrency {:?}, {} run(s) each, server {}",
         args.updates,
+        args.warm_up,
         args.concurrency,
         args.repeat.max(1),
         pool::redact_url(&args.db.database_url)
