@@ -10,6 +10,9 @@
 -- random ones per round with each statement, as plpgsql statements: their
 -- plans are cached like the relay's prepared statements. Every claim is
 -- rolled back, so each round sees the same backlog.
+-- The two claims are written out in full, alike but for their filter: as
+-- static SQL their plans are cached (dynamic SQL would be planned afresh
+-- for each call, which the relay's statements are not).
 \set ON_ERROR_STOP on
 INSERT INTO metrics (id, code, expression_type, expression_json)
 VALUES ('bench-claim', 'bench.claim', 'series_math', '{}');
