@@ -1,7 +1,10 @@
-//! The outbox relay (docs/semantics.md): publishes run requests after their
-//! transaction committed. `publish_now` is called right after a commit (low
-//! latency); `run` sweeps whatever is left (crash recovery), forever, with
-//! capped exponential backoff per row. No transaction is open while the
+//! The outbox relay (docs/semantics.md): publishes run requests and alerts
+//! after their transaction committed. Right after a commit (low latency), a
+//! [`PublishQueue`] hands the relay what that commit wrote: rows born leased
+//! to it (`publish_handed`), run requests to claim by their keys
+//! (`publish_requests`), rows of the outbox table to claim by id
+//! (`publish_now`). `run` sweeps whatever is left (crash recovery), forever,
+//! with capped exponential backoff per row. No transaction is open while the
 //! publisher talks to the network: rows are leased, published, then marked.
 
 use std::time::{Duration, Instant};
