@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -191,16 +191,12 @@ async fn receive_loop<H: Handler>(
             _ = shutdown.cancelled() => break,
         };
         let batching = shared.handler.batches();
-        // A batch holds a slot per message, taken before the receive and
-        // without waiting (a loop that waited while holding slots could
-        // deadlock with another): at most `concurrency` messages in flight,
-        // shared between the receive loops so that their batches overlap.
+        // A batch holds a slot per message, taken before the receive: at
+        // most `concurrency` messages in flight, shared between the receive
+        // loops so that their batches overlap.
         let (want, extra) = if batching {
-            let free = batch_extra(slots.available_permits(), shared.config.concurrency);
-            let extra = match free {
-                0 => None,
-                n => slots.clone().try_acquire_many_owned(n).ok(),
-            };
+            let extra =
+                gather_slots(&slots, batch_extra(shared.config.concurrency), GATHER_WAIT).await;
             let held = extra.as_ref().map_or(0, |p| p.num_permits());
             ((1 + held) as i32, extra)
         } else {
@@ -287,12 +283,45 @@ fn receive_size(available: usize, concurrency: usize) -> i32 {
     (1 + available).max(concurrency).clamp(1, 10) as i32
 }
 
-/// How many slots a batching receive loop takes besides its first, from
-/// `available` free ones: at most its share of `concurrency` (the loops'
-/// batches overlap), and only free ones (it never waits while holding).
-fn batch_extra(available: usize, concurrency: usize) -> u32 {
+/// How many slots a batching receive loop takes besides its first: the
+/// rest of its share of `concurrency`, so that the loops' batches overlap.
+fn batch_extra(concurrency: usize) -> u32 {
     let share = concurrency.div_ceil(receivers(concurrency)).clamp(1, 10);
-    available.min(share - 1) as u32
+    (share - 1) as u32
+}
+
+/// How long a batching loop that found fewer free slots than its share
+/// waits for more before it receives with those it holds. Without the wait,
+/// a busy worker asked for one message per ReceiveMessage (one slot was
+/// free) and the broker spent its time on calls: at fan-out 1 the worker
+/// drained at 0.68x the rate of the one before batching (BENCHMARKS.md).
+/// Bounded, so two loops that each hold slots never wait for each other
+/// for long.
+const GATHER_WAIT: Duration = Duration::from_millis(10);
+
+/// Up to `extra` slots besides a loop's first: the free ones at once, then
+/// each as it frees up, until `wait` has passed.
+async fn gather_slots(
+    slots: &Arc<Semaphore>,
+    extra: u32,
+    wait: Duration,
+) -> Option<OwnedSemaphorePermit> {
+    let free = (slots.available_permits() as u32).min(extra);
+    let mut held = match free {
+        0 => None,
+        n => slots.clone().try_acquire_many_owned(n).ok(),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    while held.as_ref().map_or(0, |p| p.num_permits()) < extra as usize {
+        match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => match held.as_mut() {
+                Some(h) => h.merge(p),
+                None => held = Some(p),
+            },
+            _ => break,
+        }
+    }
+    held
 }
 
 /// Messages of one FIFO group stay together, in order; others go alone.
@@ -625,25 +654,39 @@ mod tests {
     }
 
     #[test]
-    fn a_batching_loop_takes_free_slots_up_to_its_share() {
-        // (free slots besides the one taken, concurrency, extra slots taken)
-        let cases = [
-            (0, 1, 0),
-            (3, 4, 3),
-            (1, 4, 1),
-            (7, 8, 3),
-            (2, 8, 2),
-            (15, 16, 3),
-            (99, 100, 9),
-            (0, 8, 0),
-        ];
-        for (available, concurrency, want) in cases {
-            assert_eq!(
-                batch_extra(available, concurrency),
-                want,
-                "{available} free of {concurrency}"
-            );
+    fn a_batching_loop_takes_up_to_its_share() {
+        // (concurrency, extra slots besides the first)
+        let cases = [(0, 0), (1, 0), (4, 3), (5, 2), (8, 3), (16, 3), (100, 9)];
+        for (concurrency, extra) in cases {
+            assert_eq!(batch_extra(concurrency), extra, "concurrency {concurrency}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batching_loop_gathers_slots_as_they_free_up_for_a_bounded_time() {
+        let wait = Duration::from_millis(10);
+        // All free: its share at once.
+        let slots = Arc::new(Semaphore::new(8));
+        let got = gather_slots(&slots, 3, wait).await;
+        assert_eq!(got.map(|p| p.num_permits()), Some(3));
+        // None free and none freed: nothing, once the wait is over.
+        let slots = Arc::new(Semaphore::new(2));
+        let busy = slots.clone().acquire_many_owned(2).await.expect("open");
+        let started = tokio::time::Instant::now();
+        assert!(gather_slots(&slots, 3, wait).await.is_none());
+        assert_eq!(started.elapsed(), wait);
+        // One free, one freed during the wait, one never: two.
+        let slots = Arc::new(Semaphore::new(3));
+        let mut busy2 = slots.clone().acquire_many_owned(2).await.expect("open");
+        let freed = busy2.split(1).expect("two held");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(4)).await;
+            drop(freed);
+        });
+        let got = gather_slots(&slots, 3, wait).await;
+        assert_eq!(got.map(|p| p.num_permits()), Some(2));
+        release.await.expect("released");
+        drop((busy, busy2));
     }
 
     #[test]
