@@ -161,8 +161,9 @@ fn worker_at(stack: &Stack, db: &TestDb, concurrency: usize) -> Process {
     Process::spawn("projection-update-worker", &env, &[])
 }
 
-/// Two receive loops (from `WORKER_CONCURRENCY=8`) each taking a receive of
-/// eight: a batch takes one slot, so neither waits for the other's.
+/// Two receive loops (from `WORKER_CONCURRENCY=8`) each asking for eight: a
+/// loop holds no slot while it receives and takes one per message once they
+/// are in, so the loops take turns and neither waits for the other for good.
 #[tokio::test]
 async fn two_receive_loops_with_full_receives_drain_the_queue() {
     let db = db_with_catalog("batch_loops").await;

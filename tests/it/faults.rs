@@ -216,6 +216,39 @@ async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
     assert!(left.is_empty(), "the processed message must not come back");
 }
 
+/// A receive loop receives while the batch before is handled, and its
+/// messages wait for slots: at `WORKER_CONCURRENCY=1` the second message is
+/// received (in flight) while the first is still in its handler. SIGTERM
+/// then must not drop it: it is handled once the first is done, within the
+/// grace period, and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_handles_the_messages_waiting_for_a_slot_then_exits_zero() {
+    let db = db_with_catalog("fault_sigterm_waiting").await;
+    let stack = Stack::new("waiting", false).await;
+    let proxy = TcpProxy::start(&host_port(&db.url)).await;
+    proxy.delay_new_connections(Duration::from_secs(3));
+    let env = env_via(&stack, &db, &proxy, &[("WORKER_CONCURRENCY", "1")]);
+    let mut worker = Process::spawn("projection-update-worker", &env, &[]);
+    let queue = &stack.names.projection_updates_queue_url;
+    stack.send(queue, &update_body("d1", "v1")).await;
+    stack.send(queue, &update_body("d2", "v1")).await;
+    eventually(WAIT, "both messages to be in flight", || async {
+        (stack.depth(queue).await == Some((0, 2))).then_some(())
+    })
+    .await;
+    let status = worker
+        .terminate(Duration::from_secs(20))
+        .expect("the worker exits within the grace period");
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM dataset_updates").await,
+        2,
+        "both received messages were processed"
+    );
+    let left = stack.receive(queue, 2, Duration::from_secs(3)).await;
+    assert!(left.is_empty(), "processed messages must not come back");
+}
+
 #[tokio::test]
 async fn sigterm_with_a_handler_outlasting_the_grace_leaves_its_message_for_redelivery() {
     let db = db_with_catalog("fault_sigterm_grace").await;

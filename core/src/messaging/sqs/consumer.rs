@@ -3,7 +3,7 @@
 //! parallel across groups), visibility extended while a handler works, and
 //! a drain within the grace period on shutdown. A handler that takes a
 //! receive's messages together ([`Handler::batches`]) gets them in one task,
-//! holding a slot per message (taken before the receive). Reading a message is
+//! holding a slot per message, taken once the messages are in. Reading a message is
 //! [`super::received`], deciding its fate `super::disposition`, deleting
 //! `super::deleter`.
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -186,24 +186,21 @@ async fn receive_loop<H: Handler>(
                 _ = shutdown.cancelled() => break,
             }
         }
-        let first = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
         let batching = shared.handler.batches();
-        // A batch holds a slot per message, taken before the receive: at
-        // most `concurrency` messages in flight, shared between the receive
-        // loops so that their batches overlap.
-        let (want, extra) = if batching {
-            let extra =
-                gather_slots(&slots, batch_extra(shared.config.concurrency), GATHER_WAIT).await;
-            let held = extra.as_ref().map_or(0, |p| p.num_permits());
-            ((1 + held) as i32, extra)
+        // A loop that hands messages out one by one receives once a slot is
+        // free, asking for more than that (`receive_size`). A batching loop
+        // asks for a full batch (`batch_size`) holding no slot while it
+        // waits on the broker, and takes a slot per message once they are
+        // in: its receive overlaps the batch being handled.
+        let (first, want) = if batching {
+            (None, batch_size(shared.config.concurrency))
         } else {
-            (
-                receive_size(slots.available_permits(), shared.config.concurrency),
-                None,
-            )
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.cancelled() => break,
+            };
+            let want = receive_size(slots.available_permits(), shared.config.concurrency);
+            (Some(first), want)
         };
         let received = tokio::select! {
             r = shared.receive(want) => r,
@@ -222,18 +219,47 @@ async fn receive_loop<H: Handler>(
                 continue;
             }
         };
+        let first = match (first, batching && !messages.is_empty()) {
+            (Some(p), _) => Some(p),
+            // A slot per message before any is handled: at most
+            // `concurrency` messages are handled at once. They wait in memory
+            // for about one batch's time, well inside their visibility
+            // timeout; a loop receives again only once they have started, so
+            // at most one receive per loop waits.
+            (None, true) => {
+                let n = messages.len() as u32;
+                tokio::select! {
+                    p = slots.clone().acquire_many_owned(n) => match p {
+                        Ok(p) => Some(p),
+                        Err(_) => break,
+                    },
+                    _ = shutdown.cancelled() => {
+                        // Still handled, by the drain and within its grace
+                        // period, once the batches in progress are done.
+                        let (shared, slots) = (shared.clone(), slots.clone());
+                        lock(&tasks).spawn(async move {
+                            if let Ok(held) = slots.acquire_many_owned(n).await {
+                                shared.process_batch(messages).await;
+                                drop(held);
+                            }
+                        });
+                        break;
+                    }
+                }
+            }
+            (None, false) => None,
+        };
         if batching && messages.len() > 1 {
             // The whole receive in one task and one transaction.
             let shared = shared.clone();
             lock(&tasks).spawn(async move {
                 shared.process_batch(messages).await;
-                drop((first, extra));
+                drop(first);
             });
             reap(&tasks);
             continue;
         }
-        drop(extra);
-        let mut permit = Some(first);
+        let mut permit = first;
         for group in groups(messages) {
             let p = match permit.take() {
                 Some(p) => p,
@@ -267,8 +293,10 @@ fn reap(tasks: &Mutex<JoinSet<()>>) {
 /// flight: one per four slots, at most four. With one loop, the worker
 /// stood idle during every ReceiveMessage round trip, which takes longer
 /// than handling a message; a second loop receives while the first batch
-/// is handled. Each loop holds a
-/// slot while it waits, so loops never take more than `concurrency`.
+/// is handled. A loop that hands messages out one by one holds a slot while
+/// it waits; a batching loop holds none, and takes a slot per message
+/// before they are handled. Either way at most `concurrency` messages are
+/// handled at once.
 fn receivers(concurrency: usize) -> usize {
     concurrency.div_ceil(4).clamp(1, 4)
 }
@@ -283,45 +311,15 @@ fn receive_size(available: usize, concurrency: usize) -> i32 {
     (1 + available).max(concurrency).clamp(1, 10) as i32
 }
 
-/// How many slots a batching receive loop takes besides its first: the
-/// rest of its share of `concurrency`, so that the loops' batches overlap.
-fn batch_extra(concurrency: usize) -> u32 {
-    let share = concurrency.div_ceil(receivers(concurrency)).clamp(1, 10);
-    (share - 1) as u32
-}
-
-/// How long a batching loop that found fewer free slots than its share
-/// waits for more before it receives with those it holds. Without the wait,
-/// a busy worker asked for one message per ReceiveMessage (one slot was
-/// free) and the broker spent its time on calls: at fan-out 1 the worker
-/// drained at 0.68x the rate of the one before batching (BENCHMARKS.md).
-/// Bounded, so two loops that each hold slots never wait for each other
-/// for long.
-const GATHER_WAIT: Duration = Duration::from_millis(10);
-
-/// Up to `extra` slots besides a loop's first: the free ones at once, then
-/// each as it frees up, until `wait` has passed.
-async fn gather_slots(
-    slots: &Arc<Semaphore>,
-    extra: u32,
-    wait: Duration,
-) -> Option<OwnedSemaphorePermit> {
-    let free = (slots.available_permits() as u32).min(extra);
-    let mut held = match free {
-        0 => None,
-        n => slots.clone().try_acquire_many_owned(n).ok(),
-    };
-    let deadline = tokio::time::Instant::now() + wait;
-    while held.as_ref().map_or(0, |p| p.num_permits()) < extra as usize {
-        match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => match held.as_mut() {
-                Some(h) => h.merge(p),
-                None => held = Some(p),
-            },
-            _ => break,
-        }
-    }
-    held
+/// How many messages a batching receive loop asks for: as many as the
+/// worker handles at once (at most SQS's ten), whatever is free at that
+/// moment, as [`receive_size`] does. Asking for as many slots as were free
+/// made a busy worker ask for one message per ReceiveMessage and the broker
+/// spent its time on calls; taking a loop's share of slots before the
+/// receive kept them idle for the broker's round trip (BENCHMARKS.md,
+/// fan-out 1).
+fn batch_size(concurrency: usize) -> i32 {
+    concurrency.clamp(1, 10) as i32
 }
 
 /// Messages of one FIFO group stay together, in order; others go alone.
@@ -654,39 +652,27 @@ mod tests {
     }
 
     #[test]
-    fn a_batching_loop_takes_up_to_its_share() {
-        // (concurrency, extra slots besides the first)
-        let cases = [(0, 0), (1, 0), (4, 3), (5, 2), (8, 3), (16, 3), (100, 9)];
-        for (concurrency, extra) in cases {
-            assert_eq!(batch_extra(concurrency), extra, "concurrency {concurrency}");
+    fn a_batching_loop_asks_for_the_concurrency_up_to_ten() {
+        // (concurrency, messages asked for)
+        let cases = [(0, 1), (1, 1), (4, 4), (5, 5), (8, 8), (16, 10), (100, 10)];
+        for (concurrency, want) in cases {
+            assert_eq!(batch_size(concurrency), want, "concurrency {concurrency}");
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_batching_loop_gathers_slots_as_they_free_up_for_a_bounded_time() {
-        let wait = Duration::from_millis(10);
-        // All free: its share at once.
-        let slots = Arc::new(Semaphore::new(8));
-        let got = gather_slots(&slots, 3, wait).await;
-        assert_eq!(got.map(|p| p.num_permits()), Some(3));
-        // None free and none freed: nothing, once the wait is over.
-        let slots = Arc::new(Semaphore::new(2));
-        let busy = slots.clone().acquire_many_owned(2).await.expect("open");
-        let started = tokio::time::Instant::now();
-        assert!(gather_slots(&slots, 3, wait).await.is_none());
-        assert_eq!(started.elapsed(), wait);
-        // One free, one freed during the wait, one never: two.
-        let slots = Arc::new(Semaphore::new(3));
-        let mut busy2 = slots.clone().acquire_many_owned(2).await.expect("open");
-        let freed = busy2.split(1).expect("two held");
-        let release = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(4)).await;
-            drop(freed);
-        });
-        let got = gather_slots(&slots, 3, wait).await;
-        assert_eq!(got.map(|p| p.num_permits()), Some(2));
-        release.await.expect("released");
-        drop((busy, busy2));
+    /// A batching loop waits for a slot per message it received, holding
+    /// none: it gets them once the batches in progress finish, as long as a
+    /// batch never wants more slots than there are.
+    #[test]
+    fn no_batch_wants_more_slots_than_there_are() {
+        for concurrency in 0..=512 {
+            let slots = concurrency.max(1);
+            let batch = batch_size(concurrency) as usize;
+            assert!(
+                batch <= slots,
+                "concurrency {concurrency}: batches of {batch}"
+            );
+        }
     }
 
     #[test]
