@@ -412,11 +412,15 @@ pub async fn mark_published(
         async { Ok::<_, super::StoreError>(tx.query(&stmt, &[&ids]).await?) },
         super::run_outbox::mark_published(tx, &ids, &runs),
     )?;
-    // Alerts have no run.
+    // Alerts have no run, and requests carried by their run rows have no
+    // row here: then no round trip for nothing.
     let run_ids: Vec<RunId> = rows
         .iter()
         .filter_map(|r| r.get::<_, Option<RunId>>(0))
         .collect();
+    if run_ids.is_empty() {
+        return Ok(on_runs);
+    }
     Ok(on_runs + super::runs::mark_dispatched(tx, &run_ids).await?)
 }
 
