@@ -173,27 +173,24 @@ async fn an_update_offloaded_to_s3_is_fetched_and_processed() {
     );
 }
 
-// Multi-threaded: the proxy's tasks must keep running while the test blocks
-// waiting for the process to exit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
-    let db = db_with_catalog("fault_sigterm_drain").await;
-    let stack = Stack::new("drain", false).await;
+/// Sends one update per dataset of `datasets` to a worker at `concurrency`
+/// whose first database connection takes 3 s, waits until all are in flight
+/// (received, invisible, not yet deleted), sends SIGTERM, and checks that it
+/// exits 0 having processed and deleted every one of them.
+async fn sigterm_drains(name: &str, concurrency: &str, datasets: &[&str]) {
+    let db = db_with_catalog(&format!("fault_sigterm_{name}")).await;
+    let stack = Stack::new(name, false).await;
     let proxy = TcpProxy::start(&host_port(&db.url)).await;
-    // The worker's first database connection takes 3 s: its first message is
-    // still in its handler when SIGTERM arrives.
     proxy.delay_new_connections(Duration::from_secs(3));
-    let env = env_via(&stack, &db, &proxy, &[]);
+    let env = env_via(&stack, &db, &proxy, &[("WORKER_CONCURRENCY", concurrency)]);
     let mut worker = Process::spawn("projection-update-worker", &env, &[]);
-    stack
-        .send(
-            &stack.names.projection_updates_queue_url,
-            &update_body("d1", "v1"),
-        )
-        .await;
-    // In flight: received by the worker (invisible), not yet deleted.
-    eventually(WAIT, "the message to be in flight", || async {
-        (stack.depth(&stack.names.projection_updates_queue_url).await == Some((0, 1))).then_some(())
+    let queue = &stack.names.projection_updates_queue_url;
+    for d in datasets {
+        stack.send(queue, &update_body(d, "v1")).await;
+    }
+    let n = datasets.len();
+    eventually(WAIT, &format!("{n} messages to be in flight"), || async {
+        (stack.depth(queue).await == Some((0, n as i64))).then_some(())
     })
     .await;
     let status = worker
@@ -202,18 +199,20 @@ async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(
         db.count("SELECT count(*) FROM dataset_updates").await,
-        1,
-        "the in-flight message was processed"
+        n as i64,
+        "every in-flight message was processed"
     );
     // ...and deleted, not left for redelivery.
-    let left = stack
-        .receive(
-            &stack.names.projection_updates_queue_url,
-            1,
-            Duration::from_secs(3),
-        )
-        .await;
-    assert!(left.is_empty(), "the processed message must not come back");
+    let left = stack.receive(queue, 10, Duration::from_secs(3)).await;
+    assert!(left.is_empty(), "processed messages must not come back");
+}
+
+// Multi-threaded: the proxy's tasks must keep running while the test blocks
+// waiting for the process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
+    // The first message is still in its handler when SIGTERM arrives.
+    sigterm_drains("drain", "4", &["d1"]).await;
 }
 
 /// A receive loop receives while the batch before is handled, and its
@@ -223,30 +222,7 @@ async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
 /// grace period, and deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_handles_the_messages_waiting_for_a_slot_then_exits_zero() {
-    let db = db_with_catalog("fault_sigterm_waiting").await;
-    let stack = Stack::new("waiting", false).await;
-    let proxy = TcpProxy::start(&host_port(&db.url)).await;
-    proxy.delay_new_connections(Duration::from_secs(3));
-    let env = env_via(&stack, &db, &proxy, &[("WORKER_CONCURRENCY", "1")]);
-    let mut worker = Process::spawn("projection-update-worker", &env, &[]);
-    let queue = &stack.names.projection_updates_queue_url;
-    stack.send(queue, &update_body("d1", "v1")).await;
-    stack.send(queue, &update_body("d2", "v1")).await;
-    eventually(WAIT, "both messages to be in flight", || async {
-        (stack.depth(queue).await == Some((0, 2))).then_some(())
-    })
-    .await;
-    let status = worker
-        .terminate(Duration::from_secs(20))
-        .expect("the worker exits within the grace period");
-    assert!(status.success(), "exit status {status:?}");
-    assert_eq!(
-        db.count("SELECT count(*) FROM dataset_updates").await,
-        2,
-        "both received messages were processed"
-    );
-    let left = stack.receive(queue, 2, Duration::from_secs(3)).await;
-    assert!(left.is_empty(), "processed messages must not come back");
+    sigterm_drains("waiting", "1", &["d1", "d2"]).await;
 }
 
 #[tokio::test]
