@@ -187,20 +187,23 @@ async fn receive_loop<H: Handler>(
             }
         }
         let batching = shared.handler.batches();
-        // A loop that hands messages out one by one receives once a slot is
-        // free, asking for more than that (`receive_size`). A batching loop
-        // asks for a full batch (`batch_size`) holding no slot while it
-        // waits on the broker, and takes a slot per message once they are
-        // in: its receive overlaps the batch being handled.
-        let (first, want) = if batching {
-            (None, batch_size(shared.config.concurrency))
+        // A batching loop asks for a full batch (`batch_size`) holding no
+        // slot while it waits on the broker, so that its receive overlaps
+        // the batch being handled; it takes a slot per message once they are
+        // in. A loop that hands messages out one by one receives once a slot
+        // is free, asking for more than that (`receive_size`).
+        let first = if batching {
+            None
         } else {
-            let first = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
                 _ = shutdown.cancelled() => break,
-            };
-            let want = receive_size(slots.available_permits(), shared.config.concurrency);
-            (Some(first), want)
+            }
+        };
+        let want = if batching {
+            batch_size(shared.config.concurrency)
+        } else {
+            receive_size(slots.available_permits(), shared.config.concurrency)
         };
         let received = tokio::select! {
             r = shared.receive(want) => r,
@@ -219,47 +222,43 @@ async fn receive_loop<H: Handler>(
                 continue;
             }
         };
-        let first = match (first, batching && !messages.is_empty()) {
-            (Some(p), _) => Some(p),
+        let Some(first) = first else {
+            if messages.is_empty() {
+                continue;
+            }
             // A slot per message before any is handled: at most
             // `concurrency` messages are handled at once. They wait in memory
             // for about one batch's time, well inside their visibility
             // timeout; a loop receives again only once they have started, so
-            // at most one receive per loop waits.
-            (None, true) => {
-                let n = messages.len() as u32;
-                tokio::select! {
-                    p = slots.clone().acquire_many_owned(n) => match p {
-                        Ok(p) => Some(p),
-                        Err(_) => break,
-                    },
-                    _ = shutdown.cancelled() => {
-                        // Still handled, by the drain and within its grace
-                        // period, once the batches in progress are done.
-                        let (shared, slots) = (shared.clone(), slots.clone());
-                        lock(&tasks).spawn(async move {
-                            if let Ok(held) = slots.acquire_many_owned(n).await {
-                                shared.process_batch(messages).await;
-                                drop(held);
-                            }
-                        });
-                        break;
-                    }
-                }
-            }
-            (None, false) => None,
-        };
-        if batching && messages.len() > 1 {
+            // at most one receive per loop waits. On a shutdown they are
+            // still handled, by the drain and within its grace period, once
+            // the batches in progress are done.
+            let n = messages.len() as u32;
+            let held = tokio::select! {
+                p = slots.clone().acquire_many_owned(n) => match p { Ok(p) => Some(p), Err(_) => break },
+                _ = shutdown.cancelled() => None,
+            };
+            let stopping = held.is_none();
+            let (batch_shared, slots) = (shared.clone(), slots.clone());
             // The whole receive in one task and one transaction.
-            let shared = shared.clone();
             lock(&tasks).spawn(async move {
-                shared.process_batch(messages).await;
-                drop(first);
+                let held = match held {
+                    Some(p) => p,
+                    None => match slots.acquire_many_owned(n).await {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                batch_shared.process_batch(messages).await;
+                drop(held);
             });
             reap(&tasks);
+            if stopping {
+                break;
+            }
             continue;
-        }
-        let mut permit = first;
+        };
+        let mut permit = Some(first);
         for group in groups(messages) {
             let p = match permit.take() {
                 Some(p) => p,
