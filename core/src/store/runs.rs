@@ -177,22 +177,27 @@ pub async fn record_used(tx: &Transaction<'_>, uses: &[Use<'_>]) -> StoreResult<
     Ok(tx.execute(&stmt, &[&runs, &updates]).await?)
 }
 
+const USED_UPDATES: &str =
+    "SELECT rdu.run_id, du.dataset_id, du.id, COALESCE(du.bucket, ''), du.version_manifest_path,
+        du.projections_path, du.created_at
+   FROM run_inputs rdu
+  CROSS JOIN LATERAL (
+        SELECT * FROM dataset_updates u WHERE u.id = rdu.dataset_update_id LIMIT 1) du
+  WHERE rdu.run_id = ANY($1)
+  ORDER BY rdu.run_id, du.dataset_id";
+
 /// The updates each run uses (`run_inputs`: the run row's first two inputs
 /// and `run_dataset_updates`).
+///
+/// Each input's update is looked up by its key (`LIMIT 1` keeps the lookup
+/// per input; the key is unique). Joined plainly, the planner hashes all of
+/// `dataset_updates` while it has a few thousand rows: 0.8 ms a call for
+/// the relay's eight runs, against 0.3 ms by key.
 pub async fn used_updates(
     tx: &Transaction<'_>,
     run_ids: &[RunId],
 ) -> StoreResult<HashMap<RunId, Vec<UsedUpdate>>> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT rdu.run_id, du.dataset_id, du.id, COALESCE(du.bucket, ''), du.version_manifest_path,
-                    du.projections_path, du.created_at
-               FROM run_inputs rdu
-               JOIN dataset_updates du ON du.id = rdu.dataset_update_id
-              WHERE rdu.run_id = ANY($1)
-              ORDER BY rdu.run_id, du.dataset_id",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(USED_UPDATES).await?;
     let rows = tx.query(&stmt, &[&run_ids]).await?;
     let mut out: HashMap<RunId, Vec<UsedUpdate>> = HashMap::new();
     for r in &rows {
@@ -206,6 +211,17 @@ pub async fn used_updates(
         });
     }
     Ok(out)
+}
+
+/// The plan of [`used_updates`] for these runs (tests check it).
+pub async fn explain_used_updates(
+    tx: &Transaction<'_>,
+    run_ids: &[RunId],
+) -> StoreResult<Vec<String>> {
+    let rows = tx
+        .query(&format!("EXPLAIN {USED_UPDATES}"), &[&run_ids])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// What a run's request says of the run itself.
