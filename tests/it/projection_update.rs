@@ -435,6 +435,24 @@ async fn the_evaluations_inputs_are_planned_once_per_connection_not_per_update()
         (12, 0),
         "12 updates: 12 executions of the generic plan, no custom plan"
     );
+    // The mode is the statement's alone: the transaction's next statements
+    // plan as the server is configured.
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let before: String = tx
+        .query_one("SHOW plan_cache_mode", &[])
+        .await
+        .unwrap()
+        .get(0);
+    orchestrator_core::store::backlog::inputs(&tx, &["m3".into()], None)
+        .await
+        .unwrap();
+    let after: String = tx
+        .query_one("SHOW plan_cache_mode", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, before);
 }
 
 #[tokio::test]

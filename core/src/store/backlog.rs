@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 
 use super::outbox::Origin;
+use super::tx::with_generic_plan;
 use super::updates::used_update;
 use super::{Pool, StoreResult, Transaction};
 use crate::domain::ids::{DatasetId, MetricId, UpdateId};
@@ -113,18 +114,8 @@ pub async fn inputs(
     except: Option<&UpdateId>,
 ) -> StoreResult<Inputs> {
     let stmt = tx.prepare_cached(INPUTS).await?;
-    // One pipelined round trip. With one or a few metrics, PostgreSQL's
-    // default plans this statement afresh at every call, its custom plan
-    // looking cheaper than the generic one: 0.29 ms of planning for 0.03 ms
-    // of execution a call in `bench-messaging` (d). The generic plan is the
-    // one it keeps with many metrics (scenario A) and takes the same time
-    // to run. Only this statement is affected: the mode is restored after it.
     let params: [&(dyn ToSql + Sync); 2] = [&metric_ids, &except];
-    let (_, rows, _) = futures::try_join!(
-        tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
-        tx.query(&stmt, &params),
-        tx.batch_execute("SET LOCAL plan_cache_mode = DEFAULT"),
-    )?;
+    let rows = with_generic_plan(tx, tx.query(&stmt, &params)).await?;
     let mut out = Inputs::default();
     for r in &rows {
         let update = used_update(r);
@@ -197,7 +188,8 @@ pub async fn held_with_backlog(
     metric_ids: &[MetricId],
 ) -> StoreResult<Vec<MetricId>> {
     let stmt = tx.prepare_cached(WITH_BACKLOG).await?;
-    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    let params: [&(dyn ToSql + Sync); 1] = [&metric_ids];
+    let rows = with_generic_plan(tx, tx.query(&stmt, &params)).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 

@@ -192,13 +192,15 @@ const USED_UPDATES: &str =
 /// Each input's update is looked up by its key (`LIMIT 1` keeps the lookup
 /// per input; the key is unique). Joined plainly, the planner hashes all of
 /// `dataset_updates` while it has a few thousand rows: 0.8 ms a call for
-/// the relay's eight runs, against 0.3 ms by key.
+/// the relay's eight runs, against 0.3 ms by key. Its generic plan is the
+/// same lookup, without planning at each call.
 pub async fn used_updates(
     tx: &Transaction<'_>,
     run_ids: &[RunId],
 ) -> StoreResult<HashMap<RunId, Vec<UsedUpdate>>> {
     let stmt = tx.prepare_cached(USED_UPDATES).await?;
-    let rows = tx.query(&stmt, &[&run_ids]).await?;
+    let params: [&(dyn ToSql + Sync); 1] = [&run_ids];
+    let rows = super::tx::with_generic_plan(tx, tx.query(&stmt, &params)).await?;
     let mut out: HashMap<RunId, Vec<UsedUpdate>> = HashMap::new();
     for r in &rows {
         out.entry(r.get(0)).or_default().push(UsedUpdate {
