@@ -1,5 +1,6 @@
 //! Retry policy for transactions that lost a race (serialization failure,
-//! deadlock, conditional update that found another state).
+//! deadlock, conditional update that found another state), and the plan
+//! mode of a single statement inside a transaction.
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,8 +34,9 @@ pub fn retry_delay(err: &StoreError, attempt: u32) -> Option<Duration> {
 /// than the generic one, and the planning can cost more than the run: the
 /// evaluation's inputs took 0.29 ms of planning for 0.03 ms of execution a
 /// call in `bench-messaging` (d). Only for statements whose generic plan is
-/// as good whatever the keys (no `$n IS NULL OR …` filter a custom plan
-/// would fold away).
+/// as good whatever the keys: no `$n IS NULL OR …` that a custom plan would
+/// turn into an index condition (the inputs read has one, but as a filter
+/// on rows its index already found).
 pub async fn with_generic_plan<T>(
     tx: &Transaction<'_>,
     query: impl Future<Output = Result<T, tokio_postgres::Error>>,
