@@ -212,3 +212,70 @@ async fn a_worker_hands_a_backlog_to_its_next_update_or_drains_it_on_its_own() {
     assert_eq!(runs_of(&db, "m.single").await.len(), 2);
     assert_invariants(&db).await;
 }
+
+#[tokio::test]
+async fn a_redelivered_update_holds_its_metrics_until_its_commit_then_takes_their_backlog() {
+    // An update's event key, its row and the claim of its dependent metrics
+    // go in one round trip, so a redelivered update claims d1's metrics
+    // before it learns it is a duplicate, and holds them until its
+    // transaction commits. An update that finds them held meanwhile leaves
+    // backlog rows; the duplicate's look after its commit must take them.
+    let db = db_with_catalog("duplicate_holder").await;
+    process_now(&db, "d1", "v1").await;
+    // The batch [d1 v1 again, d2 v1] stops at d2's event key, which this
+    // transaction has written and not committed, after the duplicate's claim.
+    let blocker = db.client().await;
+    blocker.batch_execute("BEGIN").await.expect("begin");
+    blocker
+        .execute(
+            "INSERT INTO event_log (event_key, event_type, event_payload, processed_at)
+             VALUES ($1, 'projection_update', '{}', now())",
+            &[&update("d2", "v1").event_key()],
+        )
+        .await
+        .expect("d2's key written");
+    let ctx = db.ctx();
+    let batch = tokio::spawn(async move {
+        let (again, blocked, origin) = (update("d1", "v1"), update("d2", "v1"), Origin::default());
+        orchestrator_core::app::projection_update::process_batch(
+            &ctx,
+            &[(&again, &origin), (&blocked, &origin)],
+        )
+        .await
+    });
+    orchestrator_tests::eventually(
+        Duration::from_secs(20),
+        "the batch to wait on d2's event key",
+        || async {
+            let waiting = db
+                .count(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO event_log%'",
+                )
+                .await;
+            (waiting == 1).then_some(())
+        },
+    )
+    .await;
+    let meanwhile = process_now(&db, "d1", "v2").await;
+    assert_eq!(
+        (meanwhile.dependent_metrics, meanwhile.deferred),
+        (3, 3),
+        "the duplicate holds m1, m2, m3: {meanwhile:?}"
+    );
+    assert_eq!(backlog_rows(&db).await, 3);
+    blocker.batch_execute("ROLLBACK").await.expect("rollback");
+    let done = tokio::time::timeout(Duration::from_secs(20), batch)
+        .await
+        .expect("the batch goes on once d2's key is free")
+        .expect("joined")
+        .expect("processed");
+    assert!(done[0].duplicate && !done[1].duplicate, "{done:?}");
+    // m2 and m3 took d1 v2 with d2 v1 in the batch's transaction; m1's row
+    // was taken by the look after its commit.
+    assert_eq!(backlog_rows(&db).await, 0);
+    let single = runs_of(&db, "m.single").await;
+    assert_eq!(single.len(), 2, "{single:?}");
+    assert!(single.iter().all(|r| r.1 == "queued"), "{single:?}");
+    assert_invariants(&db).await;
+}

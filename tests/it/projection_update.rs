@@ -486,3 +486,47 @@ async fn a_requests_inputs_are_read_by_key_not_by_hashing_every_update() {
         "each input's update is found by its key:\n{plan}"
     );
 }
+
+#[tokio::test]
+async fn an_update_is_committed_in_five_round_trips() {
+    // BEGIN; the event key, the update row and the claim of its dependent
+    // metrics, pipelined; the evaluation's reads; its writes, with the look
+    // for backlog rows committed meanwhile behind them; COMMIT. Each round
+    // trip more is one more wait for the database in every update's own
+    // part of the latency, and one more wake-up of a backend.
+    let db = db_with_catalog("five_round_trips").await;
+    let counter = orchestrator_tests::turns::TurnCounter::start(
+        &orchestrator_tests::proxy::host_port(&db.url),
+    )
+    .await;
+    let url = orchestrator_tests::proxy::via(&db.url, counter.port);
+    let pool = orchestrator_core::store::pool::build_pool(&url, 1).unwrap();
+    let ctx = orchestrator_core::app::Context { pool, ..db.ctx() };
+    // The connection opens and prepares its statements on first use.
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    counter.reset();
+    let at_commit = std::sync::atomic::AtomicUsize::new(0);
+    let summary = orchestrator_core::app::projection_update::process_with_then(
+        &ctx,
+        &update("d1", "v2"),
+        &Default::default(),
+        |_| at_commit.store(counter.turns(), std::sync::atomic::Ordering::SeqCst),
+    )
+    .await
+    .unwrap();
+    // d1 feeds m.single (a new run, requested), m.pair and m.triple (their
+    // pending runs take the update): every part of the evaluation wrote.
+    assert_eq!(
+        (
+            summary.dependent_metrics,
+            summary.evaluated.runs_created,
+            summary.evaluated.runs_queued
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(
+        at_commit.load(std::sync::atomic::Ordering::SeqCst),
+        5,
+        "round trips from the first statement to the commit's answer"
+    );
+}

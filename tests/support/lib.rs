@@ -2,7 +2,8 @@
 //! `migrations/` per test or run ([`db`]), uniquely named LocalStack stacks
 //! ([`aws`]), worker processes ([`process`]), the synthetic catalog generator
 //! ([`synth`]), the "nothing lost, nothing duplicated" checks ([`invariants`],
-//! [`fleet`]), and test fixtures. Never shipped.
+//! [`fleet`]), a proxy counting round trips ([`turns`]), and test fixtures.
+//! Never shipped.
 
 pub mod api;
 pub mod api_seed;
@@ -18,6 +19,7 @@ pub mod proxy;
 pub mod reference;
 pub mod synth;
 pub mod terraform;
+pub mod turns;
 
 pub use db::TestDb;
 

@@ -5,7 +5,8 @@
 //! Round trips: (1) read the metrics' pending runs, sources, backlog and the
 //! newest evaluated update of each required dataset, (2) the updates earlier
 //! folded into a run under a policy (only then), (3) send all writes in one
-//! pipeline, the outbox rows as recipes (`app::request`).
+//! pipeline, the outbox rows as recipes (`app::request`), and behind them
+//! the look for backlog rows committed meanwhile ([`settle`]).
 
 use std::collections::HashMap;
 
@@ -119,13 +120,9 @@ pub(super) async fn settle(
     metrics: &[LockedMetric],
     own: Option<OwnUpdate<'_>>,
 ) -> Result<Evaluated, StoreError> {
-    let mut total = evaluate(tx, ctx, metrics, own).await?;
-    if metrics.is_empty() {
-        return Ok(total);
-    }
     let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
-    for _ in 0..SETTLE_ROUNDS {
-        let more = backlog::held_with_backlog(tx, &ids).await?;
+    let (mut total, mut more) = evaluate(tx, ctx, metrics, own, &ids).await?;
+    for round in 1..=SETTLE_ROUNDS {
         if more.is_empty() {
             break;
         }
@@ -134,7 +131,11 @@ pub(super) async fn settle(
             .filter(|m| more.binary_search(&m.id).is_ok())
             .cloned()
             .collect();
-        total += evaluate(tx, ctx, &subset, None).await?;
+        // The last round's writes look no further.
+        let check: &[MetricId] = if round < SETTLE_ROUNDS { &ids } else { &[] };
+        let (done, next) = evaluate(tx, ctx, &subset, None, check).await?;
+        total += done;
+        more = next;
     }
     Ok(total)
 }
@@ -156,14 +157,18 @@ pub(super) async fn claim_and_settle(
     Ok((claimed, done))
 }
 
+/// Evaluates `metrics`, then looks which of `check` (metrics this
+/// transaction holds) have backlog rows committed meanwhile, in the round
+/// trip of the writes.
 async fn evaluate(
     tx: &Transaction<'_>,
     ctx: &Context,
     metrics: &[LockedMetric],
     own: Option<OwnUpdate<'_>>,
-) -> Result<Evaluated, StoreError> {
+    check: &[MetricId],
+) -> Result<(Evaluated, Vec<MetricId>), StoreError> {
     if metrics.is_empty() {
-        return Ok(Evaluated::default());
+        return Ok((Evaluated::default(), Vec::new()));
     }
     let reads = Reads::of(tx, metrics, own.as_ref()).await?;
     let decisions = decide(metrics, &reads, own.as_ref(), ctx.now());
@@ -188,17 +193,19 @@ async fn evaluate(
     let plan = EvaluationWrites {
         requests,
         lease: ctx.publish_lease,
+        check_backlog: check,
         ..plan(&decisions, &keys, &degraded)
     };
     let written = plan.execute(tx).await?;
-    Ok(Evaluated {
+    let done = Evaluated {
         runs_created: written.runs_created as usize,
         runs_queued: complete.len(),
         runs_pending: decisions.runs_pending,
         backlog_evaluated: decisions.backlog_evaluated.len(),
         requests: written.requests,
         queued_run_ids: complete.iter().map(|d| d.run_id.clone()).collect(),
-    })
+    };
+    Ok((done, written.with_backlog))
 }
 
 /// What one round trip reads for the metrics being evaluated.
@@ -529,5 +536,6 @@ fn plan<'a>(
             .filter(|d| d.metric.policy.cooldown.is_some())
             .filter_map(|d| d.requested.as_ref().map(|(at, _, _)| (&d.metric.id, *at)))
             .collect(),
+        check_backlog: &[],
     }
 }

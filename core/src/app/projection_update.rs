@@ -203,11 +203,14 @@ async fn process_in(
     handed_off: &[MetricId],
 ) -> Result<(UpdateSummary, Vec<MetricId>), StoreError> {
     // The key is recorded first, so that a concurrent duplicate waits on it
-    // and then sees it; all commits together or not at all.
+    // and then sees it; all commits together or not at all. The claim is
+    // pipelined behind them (one round trip for the three): the server runs
+    // them in this order.
     let key = update.event_key();
     let payload = update.to_json();
     let update_id = UpdateId::generate();
-    let (fresh, inserted) = futures::try_join!(
+    updates::prepare_receipt(tx).await?;
+    let (fresh, inserted, claimed) = futures::try_join!(
         event_log::record(
             tx,
             &key,
@@ -215,16 +218,20 @@ async fn process_in(
             &payload,
             None
         ),
-        updates::insert(tx, &update_id, update)
+        updates::insert(tx, &update_id, update),
+        catalog::claim_dependent_metrics(tx, &update.dataset_id)
     )?;
     let (true, Some(inserted)) = (fresh, inserted) else {
+        // A duplicate evaluates nothing, but it held the metrics it claimed
+        // until its commit: backlog rows written meanwhile are looked at
+        // after the commit, as an update's own dependents are.
         let duplicate = UpdateSummary {
             duplicate: true,
             ..UpdateSummary::default()
         };
-        return Ok((duplicate, Vec::new()));
+        let held = claimed.locked.into_iter().map(|m| m.id).collect();
+        return Ok((duplicate, held));
     };
-    let claimed = catalog::claim_dependent_metrics(tx, &update.dataset_id).await?;
     let (_, done) = futures::try_join!(
         backlog_rows::insert(tx, &claimed.skipped, &inserted.id, origin),
         evaluate::settle(

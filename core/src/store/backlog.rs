@@ -182,18 +182,22 @@ pub async fn discard(tx: &Transaction<'_>, metric_ids: &[MetricId]) -> StoreResu
 }
 
 /// Which of these metrics have a backlog, in this transaction's next
-/// snapshot: rows committed since its earlier statements included.
-pub async fn held_with_backlog(
+/// snapshot: rows committed since its earlier statements included. Sent
+/// behind an evaluation's writes ([`super::evaluation`]), in their round trip.
+pub(super) async fn held_with_backlog(
     tx: &Transaction<'_>,
     metric_ids: &[MetricId],
 ) -> StoreResult<Vec<MetricId>> {
+    if metric_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let stmt = tx.prepare_cached(WITH_BACKLOG).await?;
     let params: [&(dyn ToSql + Sync); 1] = [&metric_ids];
     let rows = with_generic_plan(tx, tx.query(&stmt, &params)).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-const WITH_BACKLOG: &str =
+pub(super) const WITH_BACKLOG: &str =
     "SELECT DISTINCT metric_id FROM metric_update_backlog WHERE metric_id = ANY($1) ORDER BY 1";
 
 /// Which of these metrics have a backlog now (outside any transaction).

@@ -72,7 +72,7 @@ pub struct Claimed {
 
 // `= ANY (ARRAY(…))` makes both reads primary-key probes; with
 // `IN (subquery)` the planner scanned all metrics (BENCHMARKS.md).
-const CLAIM_DEPENDENT_METRICS: &str = "WITH dep AS MATERIALIZED (
+pub(super) const CLAIM_DEPENDENT_METRICS: &str = "WITH dep AS MATERIALIZED (
                  SELECT m.id FROM metrics m
                   WHERE m.id = ANY (ARRAY(SELECT r.metric_id FROM metric_required_datasets r WHERE r.dataset_id = $1))
                     AND m.enabled

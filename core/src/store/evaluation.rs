@@ -4,7 +4,10 @@
 //! parts are pipelined in one round trip, in an order where each statement
 //! only needs rows of the ones before it: a metric's old pending run is
 //! queued before a new one is inserted (one pending run per metric), runs
-//! exist before their pending rows, uses and requests.
+//! exist before their pending rows, uses and requests. Behind them goes the
+//! look for backlog rows other transactions committed meanwhile for the
+//! metrics held (`app::evaluate::settle`), so that it costs no round trip
+//! of its own.
 
 use super::runs::{Completed, CreatedRun, Use};
 use chrono::{DateTime, Utc};
@@ -41,6 +44,9 @@ pub struct EvaluationWrites<'a> {
     pub folded: Vec<pending::FoldedRow<'a>>,
     /// Metrics with a cooldown that had a run requested, and when.
     pub cooled: Vec<(&'a MetricId, DateTime<Utc>)>,
+    /// Metrics the transaction holds whose backlog is looked at after these
+    /// writes ([`Written::with_backlog`]).
+    pub check_backlog: &'a [MetricId],
 }
 
 /// What the plan wrote that its caller needs.
@@ -49,6 +55,10 @@ pub struct Written {
     /// The requests' keys, in the order given.
     pub requests: Vec<outbox::RequestKey>,
     pub runs_created: u64,
+    /// Those of [`EvaluationWrites::check_backlog`] with a backlog row after
+    /// the writes, in id order: rows other transactions committed since the
+    /// evaluation read theirs.
+    pub with_backlog: Vec<MetricId>,
 }
 
 impl EvaluationWrites<'_> {
@@ -69,6 +79,7 @@ impl EvaluationWrites<'_> {
             timers_done,
             folded,
             cooled,
+            check_backlog,
         } = self;
         for sql in [
             runs::QUEUE_PENDING,
@@ -77,6 +88,7 @@ impl EvaluationWrites<'_> {
             pending::UPDATE_ROWS,
             runs::RECORD_USED,
             backlog::REMOVE,
+            backlog::WITH_BACKLOG,
         ] {
             tx.prepare_cached(sql).await?;
         }
@@ -114,6 +126,7 @@ impl EvaluationWrites<'_> {
             _used_rows,
             apart_ids,
             _removed,
+            with_backlog,
         ) = futures::try_join!(
             runs::queue_pending(tx, queue, &on_rows),
             runs::insert_created(tx, create, &on_rows),
@@ -122,6 +135,7 @@ impl EvaluationWrites<'_> {
             runs::record_used(tx, uses),
             outbox::insert_leased(tx, &apart, *lease),
             backlog::remove(tx, backlog_evaluated),
+            backlog::held_with_backlog(tx, check_backlog),
         )?;
         let mut by_run: std::collections::HashMap<RunId, OutboxId> =
             queued.into_iter().chain(created).collect();
@@ -149,6 +163,7 @@ impl EvaluationWrites<'_> {
         Ok(Written {
             requests: keys,
             runs_created,
+            with_backlog,
         })
     }
 }

@@ -8,6 +8,11 @@ use crate::domain::ids::RunId;
 /// Records an event as processed. Returns `false` when its key was already
 /// recorded (a duplicate). Concurrent transactions with the same key wait for
 /// each other on the primary key, so exactly one of them sees `true`.
+pub(super) const RECORD: &str =
+    "INSERT INTO event_log (event_key, event_type, event_payload, processed_at, run_id)
+     VALUES ($1, $2, $3, now(), $4)
+     ON CONFLICT (event_key) DO NOTHING";
+
 pub async fn record(
     tx: &Transaction<'_>,
     event_key: &str,
@@ -15,13 +20,7 @@ pub async fn record(
     payload: &Value,
     run_id: Option<&RunId>,
 ) -> StoreResult<bool> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO event_log (event_key, event_type, event_payload, processed_at, run_id)
-             VALUES ($1, $2, $3, now(), $4)
-             ON CONFLICT (event_key) DO NOTHING",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(RECORD).await?;
     let n = tx
         .execute(&stmt, &[&event_key, &event_type, payload, &run_id])
         .await?;

@@ -18,6 +18,31 @@ pub struct InsertedUpdate {
     pub used: UsedUpdate,
 }
 
+const REGISTER: &str = "INSERT INTO datasets (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
+
+const INSERT: &str = "INSERT INTO dataset_updates
+         (id, dataset_id, version_manifest_path, projections_path, bucket, event_key)
+     VALUES ($1, $2, $3, $4,
+             COALESCE($5, (SELECT bucket FROM datasets WHERE id = $2), ''), $6)
+     ON CONFLICT (event_key) DO NOTHING
+     RETURNING created_at, bucket";
+
+/// Prepares the statements of an update's receipt (its event key, its row,
+/// the claim of its dependent metrics) before the caller pipelines them: a
+/// statement prepared on first use would be sent once its preparation
+/// returns, after the later statements of the pipeline.
+pub async fn prepare_receipt(tx: &Transaction<'_>) -> StoreResult<()> {
+    for sql in [
+        super::event_log::RECORD,
+        REGISTER,
+        INSERT,
+        super::catalog::CLAIM_DEPENDENT_METRICS,
+    ] {
+        tx.prepare_cached(sql).await?;
+    }
+    Ok(())
+}
+
 /// Registers an unknown dataset (nothing is lost: a metric added later can
 /// use it) and inserts the update row; both statements are pipelined.
 /// Returns `None` when an update with the same idempotency key exists.
@@ -26,19 +51,8 @@ pub async fn insert(
     id: &UpdateId,
     u: &ProjectionUpdate,
 ) -> StoreResult<Option<InsertedUpdate>> {
-    let register = tx
-        .prepare_cached("INSERT INTO datasets (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-        .await?;
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO dataset_updates
-                 (id, dataset_id, version_manifest_path, projections_path, bucket, event_key)
-             VALUES ($1, $2, $3, $4,
-                     COALESCE($5, (SELECT bucket FROM datasets WHERE id = $2), ''), $6)
-             ON CONFLICT (event_key) DO NOTHING
-             RETURNING created_at, bucket",
-        )
-        .await?;
+    let register = tx.prepare_cached(REGISTER).await?;
+    let insert = tx.prepare_cached(INSERT).await?;
     let key = u.event_key();
     let register_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&u.dataset_id];
     let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
