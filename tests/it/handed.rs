@@ -162,3 +162,65 @@ async fn each_handed_request_is_handed_with_the_run_that_carries_it() {
     let report = relay.publish_handed(&handed, &[]).await.unwrap();
     assert_eq!((report.published, report.dispatched), (3, 3));
 }
+
+/// Records, at each publish call, how many round trips its relay's
+/// connection had made.
+struct TurnsAtPublish(
+    Arc<orchestrator_tests::turns::TurnCounter>,
+    std::sync::Mutex<Vec<usize>>,
+);
+
+impl orchestrator_core::relay::Publisher for TurnsAtPublish {
+    async fn publish(
+        &self,
+        batch: &[orchestrator_core::store::outbox::OutboxMessage],
+    ) -> Vec<Result<(), orchestrator_core::relay::PublishError>> {
+        self.1.lock().unwrap().push(self.0.turns());
+        batch.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_handed_request_is_read_and_assembled_in_two_round_trips() {
+    // Born leased, a handed row is only read: its row and run (one round
+    // trip), then the updates it uses, its series and its expression (one
+    // more). A transaction around those reads would add a BEGIN and a
+    // COMMIT to every update's way to SNS.
+    let db = db_with_catalog("handed_round_trips").await;
+    let ctx = db.ctx().with_publish_lease(LEASE);
+    let counter = Arc::new(
+        orchestrator_tests::turns::TurnCounter::start(&orchestrator_tests::proxy::host_port(
+            &db.url,
+        ))
+        .await,
+    );
+    let url = orchestrator_tests::proxy::via(&db.url, counter.port);
+    let pool = orchestrator_core::store::pool::build_pool(&url, 1).unwrap();
+    let relay = Relay::new(
+        pool,
+        TurnsAtPublish(counter.clone(), Default::default()),
+        leased(),
+    );
+    // The first round opens the connection and prepares the statements.
+    process(&ctx, &update("d2", "v1")).await.unwrap();
+    let first = process(&ctx, &update("d1", "v1")).await.unwrap();
+    relay
+        .publish_handed(&first.evaluated.requests, &[])
+        .await
+        .unwrap();
+    // m.single (d1) and m.pair (d1 and d2): a request with two inputs.
+    let second = process(&ctx, &update("d1", "v2")).await.unwrap();
+    assert_eq!(second.evaluated.requests.len(), 2, "{second:?}");
+    counter.reset();
+    let report = relay
+        .publish_handed(&second.evaluated.requests, &[])
+        .await
+        .unwrap();
+    assert_eq!((report.published, report.dispatched), (2, 2));
+    let turns = relay.publisher().1.lock().unwrap().clone();
+    assert_eq!(
+        turns.last(),
+        Some(&2),
+        "round trips before the publish call, rounds so far: {turns:?}"
+    );
+}

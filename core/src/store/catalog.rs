@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{StoreError, StoreResult, Transaction};
+use super::{GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::catalog::Catalog;
 use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::run_request::SeriesSource;
@@ -180,10 +180,10 @@ impl SeriesSources {
 }
 
 pub async fn series_sources(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     metric_ids: &[MetricId],
 ) -> StoreResult<HashMap<MetricId, SeriesSources>> {
-    let stmt = tx
+    let stmt = db
         .prepare_cached(
             "SELECT md.metric_id, md.series_code, ds.dataset_id
                FROM metric_dependencies md
@@ -191,7 +191,7 @@ pub async fn series_sources(
               WHERE md.metric_id = ANY($1)",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    let rows = db.query(&stmt, &[&metric_ids]).await?;
     let mut out: HashMap<MetricId, SeriesSources> = HashMap::new();
     for r in &rows {
         let entry = out.entry(r.get(0)).or_default();
@@ -208,15 +208,15 @@ pub async fn series_sources(
 
 /// A metric's expression, as stored.
 pub async fn expressions(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     metric_ids: &[MetricId],
 ) -> StoreResult<HashMap<MetricId, (String, Value)>> {
-    let stmt = tx
+    let stmt = db
         .prepare_cached(
             "SELECT id, expression_type, expression_json FROM metrics WHERE id = ANY($1)",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&metric_ids]).await?;
+    let rows = db.query(&stmt, &[&metric_ids]).await?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2))))

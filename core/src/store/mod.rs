@@ -25,7 +25,7 @@ pub mod trigger_policies;
 pub mod tx;
 pub mod updates;
 
-pub use deadpool_postgres::{Pool, Transaction};
+pub use deadpool_postgres::{GenericClient, Pool, Transaction};
 
 use tokio_postgres::error::SqlState;
 

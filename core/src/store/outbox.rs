@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::requests::Recipe;
 use super::runs::RequestParts;
-use super::{StoreResult, Transaction};
+use super::{GenericClient, StoreResult, Transaction};
 use crate::domain::alert::{Alert, AlertType};
 use crate::domain::ids::{MetricId, OutboxId, RunId};
 use crate::domain::outgoing::Outgoing;
@@ -228,11 +228,11 @@ pub struct RequestKey {
 /// ends; a row a sweeper claimed since has a second attempt and is not
 /// taken). Nothing is written: the lease was taken with the rows.
 pub async fn take_handed(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     handed: &[RequestKey],
     min_left: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
-    let stmt = tx
+    let stmt = db
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt
                FROM outbox_messages o LEFT JOIN metric_runs r ON r.id = o.run_id
@@ -244,11 +244,11 @@ pub async fn take_handed(
     let (ids, runs) = split(handed);
     let min_left_secs = min_left.as_secs_f64();
     let (mut rows, on_runs) = futures::try_join!(
-        async { Ok::<_, super::StoreError>(tx.query(&stmt, &[&ids, &min_left_secs]).await?) },
-        super::run_outbox::take_handed(tx, &ids, &runs, min_left),
+        async { Ok::<_, super::StoreError>(db.query(&stmt, &[&ids, &min_left_secs]).await?) },
+        super::run_outbox::take_handed(db, &ids, &runs, min_left),
     )?;
     rows.extend(on_runs);
-    messages_of(tx, &rows, min_left).await
+    messages_of(db, &rows, min_left).await
 }
 
 fn split(handed: &[RequestKey]) -> (Vec<OutboxId>, Vec<&RunId>) {
@@ -276,7 +276,7 @@ pub async fn release_handed(tx: &Transaction<'_>, handed: &[RequestKey]) -> Stor
 /// recipe; a row that cannot be is recorded as a failed attempt (retried
 /// after `retry_in`) and left out.
 async fn messages_of(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     rows: &[tokio_postgres::Row],
     retry_in: Duration,
 ) -> StoreResult<Vec<OutboxMessage>> {
@@ -300,7 +300,7 @@ async fn messages_of(
         }
         claimed.push((r, body));
     }
-    let mut assembled = super::requests::assemble_with(tx, &recipes, &parts)
+    let mut assembled = super::requests::assemble_with(db, &recipes, &parts)
         .await?
         .into_iter();
     let mut out = Vec::with_capacity(claimed.len());
@@ -313,7 +313,7 @@ async fn messages_of(
                 Some(Ok(p)) => p,
                 Some(Err(why)) => {
                     mark_failed(
-                        tx,
+                        db,
                         id,
                         r.get::<_, Option<RunId>>(1).as_ref(),
                         &why,
@@ -427,13 +427,13 @@ pub async fn mark_published(
 /// Records a failed publish of message `id` (of run `run`, for a run
 /// request); it becomes due again after `retry_in`.
 pub async fn mark_failed(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     id: OutboxId,
     run: Option<&RunId>,
     error: &str,
     retry_in: Duration,
 ) -> StoreResult<()> {
-    let stmt = tx
+    let stmt = db
         .prepare_cached(
             "UPDATE outbox_messages SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
               WHERE id = $1 AND published_at IS NULL",
@@ -445,14 +445,14 @@ pub async fn mark_failed(
             futures::try_join!(
                 async {
                     Ok::<_, super::StoreError>(
-                        tx.execute(&stmt, &[&id, &error, &retry_secs]).await?,
+                        db.execute(&stmt, &[&id, &error, &retry_secs]).await?,
                     )
                 },
-                super::run_outbox::mark_failed(tx, id, run, error, retry_in),
+                super::run_outbox::mark_failed(db, id, run, error, retry_in),
             )?;
         }
         None => {
-            tx.execute(&stmt, &[&id, &error, &retry_secs]).await?;
+            db.execute(&stmt, &[&id, &error, &retry_secs]).await?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{catalog, runs, StoreError, StoreResult, Transaction};
+use super::{catalog, runs, GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::ids::{MetricId, RunId};
 use crate::domain::run_request::{self, Destination, RunRequestInput, TriggerNote, UsedUpdate};
 
@@ -22,7 +22,7 @@ pub struct Reads {
 
 impl Reads {
     pub async fn of<'m>(
-        tx: &Transaction<'_>,
+        db: &impl GenericClient,
         run_ids: &[RunId],
         metric_ids: impl Iterator<Item = &'m MetricId>,
     ) -> StoreResult<Reads> {
@@ -31,9 +31,9 @@ impl Reads {
         metric_ids.dedup();
         let metric_ids: Vec<MetricId> = metric_ids.into_iter().cloned().collect();
         let (used, sources, expressions) = futures::try_join!(
-            runs::used_updates(tx, run_ids),
-            catalog::series_sources(tx, &metric_ids),
-            catalog::expressions(tx, &metric_ids)
+            runs::used_updates(db, run_ids),
+            catalog::series_sources(db, &metric_ids),
+            catalog::expressions(db, &metric_ids)
         )?;
         Ok(Reads {
             used,
@@ -70,7 +70,7 @@ pub async fn assemble(
 /// [`assemble`] with the runs' own parts already read (the relay's claim
 /// reads them with the rows it leases).
 pub async fn assemble_with(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     recipes: &[Recipe],
     runs: &HashMap<RunId, runs::RequestParts>,
 ) -> StoreResult<Vec<Result<String, String>>> {
@@ -82,7 +82,7 @@ pub async fn assemble_with(
         used,
         sources,
         expressions,
-    } = Reads::of(tx, &run_ids, runs.values().map(|r| &r.metric_id)).await?;
+    } = Reads::of(db, &run_ids, runs.values().map(|r| &r.metric_id)).await?;
     let empty = catalog::SeriesSources::default();
     Ok(recipes
         .iter()

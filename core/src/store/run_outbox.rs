@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 use super::outbox::NewMessage;
-use super::{StoreResult, Transaction};
+use super::{GenericClient, StoreResult, Transaction};
 use crate::domain::ids::{OutboxId, RunId};
 
 /// The requests of one evaluation's runs, by run, and the lease they are
@@ -129,12 +129,12 @@ pub(super) async fn claim(
 /// with the due time, so finding them by `request_id` alone would read
 /// every request still leased (thousands under load, 4.5 ms a take).
 pub(super) async fn take_handed(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     ids: &[OutboxId],
     runs: &[&RunId],
     min_left: Duration,
 ) -> StoreResult<Vec<tokio_postgres::Row>> {
-    let stmt = tx
+    let stmt = db
         .prepare_cached(&format!(
             "SELECT {MESSAGE_ROW} FROM metric_runs u
               WHERE u.id = ANY($3) AND u.request_id = ANY($1)
@@ -143,7 +143,7 @@ pub(super) async fn take_handed(
                 AND u.request_attempts = 1"
         ))
         .await?;
-    Ok(tx
+    Ok(db
         .query(&stmt, &[&ids, &min_left.as_secs_f64(), &runs])
         .await?)
 }
@@ -204,13 +204,13 @@ pub(super) async fn mark_published(
 /// Records a failed publish of the request `id` of run `run`; it becomes
 /// due again after `retry_in`.
 pub(super) async fn mark_failed(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     id: OutboxId,
     run: &RunId,
     error: &str,
     retry_in: Duration,
 ) -> StoreResult<()> {
-    let stmt = tx
+    let stmt = db
         .prepare_cached(
             "UPDATE metric_runs
                 SET request_last_error = $3,
@@ -218,7 +218,7 @@ pub(super) async fn mark_failed(
               WHERE id = $2 AND request_id = $1 AND request_published_at IS NULL",
         )
         .await?;
-    tx.execute(&stmt, &[&id, &run, &error, &retry_in.as_secs_f64()])
+    db.execute(&stmt, &[&id, &run, &error, &retry_in.as_secs_f64()])
         .await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 pub use super::run_outbox::RequestColumns;
-use super::{StoreError, StoreResult, Transaction};
+use super::{GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::events::Completion;
 use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
 use crate::domain::run_request::UsedUpdate;
@@ -195,12 +195,12 @@ const USED_UPDATES: &str =
 /// the relay's eight runs, against 0.3 ms by key. Its generic plan is the
 /// same lookup, without planning at each call.
 pub async fn used_updates(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     run_ids: &[RunId],
 ) -> StoreResult<HashMap<RunId, Vec<UsedUpdate>>> {
-    let stmt = tx.prepare_cached(USED_UPDATES).await?;
+    let stmt = db.prepare_cached(USED_UPDATES).await?;
     let params: [&(dyn ToSql + Sync); 1] = [&run_ids];
-    let rows = super::tx::with_generic_plan(tx, tx.query(&stmt, &params)).await?;
+    let rows = super::tx::with_generic_plan(db, db.query(&stmt, &params)).await?;
     let mut out: HashMap<RunId, Vec<UsedUpdate>> = HashMap::new();
     for r in &rows {
         out.entry(r.get(0)).or_default().push(UsedUpdate {

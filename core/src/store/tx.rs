@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{StoreError, Transaction};
+use super::{GenericClient, StoreError};
 
 /// How many times a use case runs its transaction before giving up.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -26,8 +26,12 @@ pub fn retry_delay(err: &StoreError, attempt: u32) -> Option<Duration> {
     Some(Duration::from_millis(base + jitter))
 }
 
-/// Runs `query`, a statement of `tx`, with its generic plan, in one
-/// pipelined round trip: the mode is set for it alone and restored after it.
+/// Runs `query`, a statement of `db` (a transaction or a connection), with
+/// its generic plan, in one pipelined round trip: the mode is set for it
+/// alone and reset after it. The three are queued together at the first
+/// poll, so the reset is sent whenever the setting is, even if the caller
+/// stops waiting; in a transaction that fails between them, the rollback
+/// undoes the setting.
 ///
 /// For statements read with one or a few keys, PostgreSQL's default plans
 /// the statement afresh at every call once its custom plan looks cheaper
@@ -38,13 +42,13 @@ pub fn retry_delay(err: &StoreError, attempt: u32) -> Option<Duration> {
 /// turn into an index condition (the inputs read has one, but as a filter
 /// on rows its index already found).
 pub async fn with_generic_plan<T>(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     query: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, tokio_postgres::Error> {
     let (_, out, _) = futures::try_join!(
-        tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
+        db.batch_execute("SET plan_cache_mode = force_generic_plan"),
         query,
-        tx.batch_execute("SET LOCAL plan_cache_mode = DEFAULT"),
+        db.batch_execute("RESET plan_cache_mode"),
     )?;
     Ok(out)
 }
