@@ -203,22 +203,11 @@ impl<P: Publisher> Relay<P> {
     /// transaction when the connection was lost.
     async fn take_handed(&self, handed: &[RequestKey]) -> Result<Vec<OutboxMessage>, StoreError> {
         let min_left = self.config.lease / 2;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let taken = async {
-                let client = self.pool.get().await?;
-                outbox::take_handed(&client, handed, min_left).await
-            }
-            .await;
-            match taken {
-                Err(e) => match crate::store::tx::retry_delay(&e, attempt) {
-                    Some(pause) => tokio::time::sleep(pause).await,
-                    None => return Err(e),
-                },
-                taken => return taken,
-            }
-        }
+        crate::store::tx::retrying(|| async {
+            let client = self.pool.get().await?;
+            outbox::take_handed(&client, handed, min_left).await
+        })
+        .await
     }
 
     async fn publish_claimed(

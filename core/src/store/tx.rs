@@ -1,6 +1,7 @@
 //! Retry policy for transactions that lost a race (serialization failure,
-//! deadlock, conditional update that found another state), and the plan
-//! mode of a single statement inside a transaction.
+//! deadlock, conditional update that found another state) and for reads
+//! made outside one ([`retrying`]), and the plan mode of a single statement
+//! ([`with_generic_plan`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,6 +25,30 @@ pub fn retry_delay(err: &StoreError, attempt: u32) -> Option<Duration> {
             .unwrap_or(0),
     ) % base.max(1);
     Some(Duration::from_millis(base + jitter))
+}
+
+/// Runs `work` (reads outside a transaction, on a connection of its own)
+/// again after the same pauses as [`crate::in_transaction!`] when it fails in a way
+/// worth retrying, such as a lost connection.
+pub async fn retrying<T, F, Fut>(mut work: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match work().await {
+            Err(e) => match retry_delay(&e, attempt) {
+                Some(pause) => {
+                    tracing::debug!(error = %e, attempt, "read failed; running it again");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(e),
+            },
+            done => return done,
+        }
+    }
 }
 
 /// Runs `query`, a statement of `db` (a transaction or a connection), with
@@ -98,4 +123,50 @@ macro_rules! in_transaction {
             }
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{retrying, StoreError, MAX_ATTEMPTS};
+    use std::cell::Cell;
+
+    /// Each case: the errors the work returns before it succeeds (`None`:
+    /// it never does), the result, and how many times it ran.
+    #[tokio::test(start_paused = true)]
+    async fn reads_are_run_again_only_when_the_failure_is_worth_it() {
+        let conflict = || StoreError::Conflict("lost a race".into());
+        let corrupt = || StoreError::Corrupt("bad row".into());
+        type Case = (&'static str, Vec<fn() -> StoreError>, bool, u32);
+        let cases: Vec<Case> = vec![
+            ("succeeds at once", vec![], true, 1),
+            (
+                "two lost races, then succeeds",
+                vec![conflict, conflict],
+                true,
+                3,
+            ),
+            ("a corrupt row is not retried", vec![corrupt], false, 1),
+            (
+                "gives up after MAX_ATTEMPTS",
+                vec![conflict; MAX_ATTEMPTS as usize + 2],
+                false,
+                MAX_ATTEMPTS,
+            ),
+        ];
+        for (name, failures, ok, runs) in cases {
+            let calls = Cell::new(0u32);
+            let result = retrying(|| {
+                let n = calls.get();
+                calls.set(n + 1);
+                let outcome = match failures.get(n as usize) {
+                    Some(fail) => Err(fail()),
+                    None => Ok(n),
+                };
+                async move { outcome }
+            })
+            .await;
+            assert_eq!(result.is_ok(), ok, "{name}: {result:?}");
+            assert_eq!(calls.get(), runs, "{name}");
+        }
+    }
 }
