@@ -67,6 +67,10 @@ pub struct BenchMessagingArgs {
     /// WORKER_CONCURRENCY of the worker and of the do-nothing consumer.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Only (d) and its worker's (e): the fan-out-1 drain against the
+    /// broker's bound, in about a minute instead of five.
+    #[arg(long)]
+    fan_out_one_only: bool,
     /// A server where the user may create databases.
     #[command(flatten)]
     db: ServerArgs,
@@ -160,17 +164,48 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         .map(|u| u.to_json().to_string())
         .collect();
     let first = &updates[..args.updates];
+    let publisher = |topic: &str| SnsPublisher {
+        sns: aws.sns.clone(),
+        s3: aws.s3.clone(),
+        topic_arn: topic.to_string(),
+        alerts_topic_arn: None,
+        large_payload_bucket: bucket.clone(),
+    };
+    let sample_one = sample_request(
+        &args.db.database_url,
+        synth::fan_out_one_catalog(Shape::SCENARIO_A),
+    )
+    .await?;
+    let fan_out_one = FanOutOne {
+        aws: &aws,
+        worker_stack: &single,
+        bound_stack: &bound_one,
+        db: &db_one,
+        concurrency: args.concurrency,
+        publish_one: PublishOne {
+            publisher: publisher(&bound_one.names.run_requests_topic_arn),
+            sample: sample_one,
+        },
+    };
+    if args.fan_out_one_only {
+        noop.send_all(&noop.names.projection_updates_queue_url, first)
+            .await?;
+        let noop_secs = drain(&aws, &noop, args.concurrency, Nothing).await?;
+        let one = fan_out_one.measure(first, noop_secs).await?;
+        println!(
+            "bench-messaging: (d) and (e) only, {} updates, concurrency {}",
+            args.updates, args.concurrency
+        );
+        one.print(args.updates);
+        print_rss(one.rss);
+        return Ok(());
+    }
 
     // (a) The broker's ceiling first, while nothing else loads it: for
     // bodies of the size the worker publishes, and for run requests exactly
     // as the worker publishes them (the same body and message attributes,
     // through the worker's publisher).
     let sample = sample_request(&args.db.database_url, synth::catalog(Shape::SCENARIO_A)).await?;
-    let sample_one = sample_request(
-        &args.db.database_url,
-        synth::fan_out_one_catalog(Shape::SCENARIO_A),
-    )
-    .await?;
     let body_len = sample.payload.len();
     let ceiling_of = |m: CeilingMessage| {
         bench_latency::broker_ceiling(
@@ -182,13 +217,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         )
     };
     let ceiling = ceiling_of(CeilingMessage::Body(sample.payload.clone())).await?;
-    let publisher = |topic: &str| SnsPublisher {
-        sns: aws.sns.clone(),
-        s3: aws.s3.clone(),
-        topic_arn: topic.to_string(),
-        alerts_topic_arn: None,
-        large_payload_bucket: bucket.clone(),
-    };
     let ceiling_published = ceiling_of(CeilingMessage::AsPublished(
         Arc::new(publisher(&noop.names.run_requests_topic_arn)),
         sample.clone(),
@@ -199,7 +227,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     noop.send_all(&noop.names.projection_updates_queue_url, first)
         .await?;
     let noop_secs = drain(&aws, &noop, args.concurrency, Nothing).await?;
-    let noop_rate = args.updates as f64 / noop_secs;
 
     // (b) The worker drains scenario-A updates; its publish rate is counted
     // from its start until every run request it published is on the
@@ -295,36 +322,7 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let rss_a = worker.peak_rss_kib();
     drop(worker);
 
-    // (d) Fan-out 1: the worker drains as many updates as the do-nothing
-    // consumer did, between two measures of the broker's bound for its path
-    // (receive, publish one, delete): the broker's rate drifts as LocalStack
-    // ages, so the worker is compared with the bound on either side of it.
-    let publish_one = PublishOne {
-        publisher: publisher(&bound_one.names.run_requests_topic_arn),
-        sample: sample_one,
-    };
-    let bound_before = bound_drain(&aws, &bound_one, first, args.concurrency, &publish_one).await?;
-    single
-        .send_all(&single.names.projection_updates_queue_url, first)
-        .await?;
-    let counters_one = orchestrator_core::store::pool::build_pool(&db_one.url, 1)?;
-    let before_one = db_work::snapshot(&counters_one).await?;
-    let (worker, _) = start_worker(&single, &db_one, args.concurrency)?;
-    let started = Instant::now();
-    wait_processed(&db_one, args.updates).await?;
-    let one_secs = started.elapsed().as_secs_f64();
-    wait_outbox_empty(&db_one).await?;
-    let one_published_secs = started.elapsed().as_secs_f64();
-    let one_published = stats::outbox_counts(&db_one.pool).await?.written;
-    let rss_one = worker.peak_rss_kib();
-    let cpu_one = db_work::backend_cpu(&counters_one).await?;
-    drop(worker);
-    // Backends flush their counters when they exit, idle ones after 10 s.
-    db_work::wait_for_backends_to_exit(&counters_one, Duration::from_secs(11)).await?;
-    let after_one = db_work::snapshot(&counters_one).await?;
-    let work_one = db_work::difference(&counters_one, &before_one, &after_one, &cpu_one).await?;
-    let bound_after = bound_drain(&aws, &bound_one, first, args.concurrency, &publish_one).await?;
-    let bound_rate = 2.0 * args.updates as f64 / (bound_before + bound_after);
+    let one = fan_out_one.measure(first, noop_secs).await?;
 
     let n = args.updates;
     println!(
@@ -412,47 +410,134 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
             split.to_published.1
         );
     }
-    println!(
-        "(d) fan-out 1: worker drained {n} updates in {one_secs:.2}s = {:.0} updates/s ({one_published} run requests \
-         published in {one_published_secs:.2}s); do-nothing consumer {n} in {noop_secs:.2}s = {noop_rate:.0} msg/s; \
-         ratio {:.2} (target >= 0.5)",
-        n as f64 / one_secs,
-        noop_secs / one_secs
-    );
-    println!("(d) {}", work_one.per_message(n));
-    println!(
-        "(d) the broker's own bound for that path, measured just before and just after the worker: a consumer \
-         without a database that receives, publishes one run request per message (the worker's publisher, one \
-         PublishBatch per receive) and deletes drained {n} in {bound_before:.2}s and {bound_after:.2}s = \
-         {bound_rate:.0} updates/s together ({:.2} of the do-nothing consumer); the worker, processed and \
-         published, {:.0} updates/s = {:.2} of the bound (target >= 0.8)",
-        bound_rate / noop_rate,
-        n as f64 / one_published_secs,
-        (n as f64 / one_published_secs) / bound_rate
-    );
-    match rss_a.into_iter().chain(rss_one).max() {
+    one.print(n);
+    print_rss(rss_a.into_iter().chain(one.rss).max());
+    Ok(())
+}
+
+/// (e): the larger of the workers' peak RSS.
+fn print_rss(kib: Option<u64>) {
+    match kib {
         Some(kib) => println!(
             "(e) worker peak RSS (VmHWM), the larger of the two workers: {:.1} MiB (target < 64 MiB)",
             kib as f64 / 1024.0
         ),
         None => println!("(e) worker peak RSS: not available (no /proc)"),
     }
-    Ok(())
 }
 
-/// Sends `updates` to the bound's stack and drains them with `publish_one`;
-/// returns the seconds the drain took.
-async fn bound_drain(
-    aws: &AwsClients,
-    bound: &Stack,
-    updates: &[String],
+/// (d)'s stage: its stacks, database and consumers.
+struct FanOutOne<'a> {
+    aws: &'a AwsClients,
+    worker_stack: &'a Stack,
+    bound_stack: &'a Stack,
+    db: &'a TestDb,
     concurrency: usize,
-    publish_one: &PublishOne,
-) -> Result<f64> {
-    bound
-        .send_all(&bound.names.projection_updates_queue_url, updates)
-        .await?;
-    drain(aws, bound, concurrency, publish_one.clone()).await
+    publish_one: PublishOne,
+}
+
+/// What (d) measured.
+struct FanOutOneResult {
+    noop_secs: f64,
+    one_secs: f64,
+    one_published_secs: f64,
+    one_published: i64,
+    work: db_work::DbWork,
+    bound_before: f64,
+    bound_after: f64,
+    rss: Option<u64>,
+}
+
+impl FanOutOne<'_> {
+    /// (d) Fan-out 1: the worker drains `updates` between two measures of
+    /// the broker's bound for its path (receive, publish one, delete): the
+    /// broker's rate drifts as LocalStack ages, so the worker is compared
+    /// with the bound on either side of it.
+    async fn measure(&self, updates: &[String], noop_secs: f64) -> Result<FanOutOneResult> {
+        let (db, n) = (self.db, updates.len());
+        let bound_before = self.bound_drain(updates).await?;
+        self.worker_stack
+            .send_all(
+                &self.worker_stack.names.projection_updates_queue_url,
+                updates,
+            )
+            .await?;
+        let counters = orchestrator_core::store::pool::build_pool(&db.url, 1)?;
+        let before = db_work::snapshot(&counters).await?;
+        let (worker, _) = start_worker(self.worker_stack, db, self.concurrency)?;
+        let started = Instant::now();
+        wait_processed(db, n).await?;
+        let one_secs = started.elapsed().as_secs_f64();
+        wait_outbox_empty(db).await?;
+        let one_published_secs = started.elapsed().as_secs_f64();
+        let one_published = stats::outbox_counts(&db.pool).await?.written;
+        let rss = worker.peak_rss_kib();
+        let cpu = db_work::backend_cpu(&counters).await?;
+        drop(worker);
+        // Backends flush their counters when they exit, idle ones after 10 s.
+        db_work::wait_for_backends_to_exit(&counters, Duration::from_secs(11)).await?;
+        let after = db_work::snapshot(&counters).await?;
+        let work = db_work::difference(&counters, &before, &after, &cpu).await?;
+        let bound_after = self.bound_drain(updates).await?;
+        Ok(FanOutOneResult {
+            noop_secs,
+            one_secs,
+            one_published_secs,
+            one_published,
+            work,
+            bound_before,
+            bound_after,
+            rss,
+        })
+    }
+
+    /// Sends `updates` to the bound's stack and drains them with the
+    /// publish-one consumer; returns the seconds the drain took.
+    async fn bound_drain(&self, updates: &[String]) -> Result<f64> {
+        let queue = &self.bound_stack.names.projection_updates_queue_url;
+        self.bound_stack.send_all(queue, updates).await?;
+        drain(
+            self.aws,
+            self.bound_stack,
+            self.concurrency,
+            self.publish_one.clone(),
+        )
+        .await
+    }
+}
+
+impl FanOutOneResult {
+    fn print(&self, n: usize) {
+        let Self {
+            noop_secs,
+            one_secs,
+            one_published_secs,
+            one_published,
+            bound_before,
+            bound_after,
+            ..
+        } = *self;
+        let noop_rate = n as f64 / noop_secs;
+        let bound_rate = 2.0 * n as f64 / (bound_before + bound_after);
+        println!(
+            "(d) fan-out 1: worker drained {n} updates in {one_secs:.2}s = {:.0} updates/s ({one_published} run requests \
+             published in {one_published_secs:.2}s); do-nothing consumer {n} in {noop_secs:.2}s = {noop_rate:.0} msg/s; \
+             ratio {:.2} (target >= 0.5)",
+            n as f64 / one_secs,
+            noop_secs / one_secs
+        );
+        println!("(d) {}", self.work.per_message(n));
+        println!(
+            "(d) the broker's own bound for that path, measured just before and just after the worker: a consumer \
+             without a database that receives, publishes one run request per message (the worker's publisher, one \
+             PublishBatch per receive) and deletes drained {n} in {bound_before:.2}s and {bound_after:.2}s = \
+             {bound_rate:.0} updates/s together ({:.2} of the do-nothing consumer); the worker, processed and \
+             published, {:.0} updates/s = {:.2} of the bound (target >= 0.8)",
+            bound_rate / noop_rate,
+            n as f64 / one_published_secs,
+            (n as f64 / one_published_secs) / bound_rate
+        );
+    }
 }
 
 /// Runs `handler` on the worker's SQS runtime until the stack's update queue
