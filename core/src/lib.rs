@@ -14,7 +14,9 @@
 //!   ([`store::run_outbox`]), read-only statistics, migrations, the
 //!   pool and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update (and the
-//!   metric backlog it leaves under contention, [`app::backlog`]), lifecycle
+//!   metric backlog it leaves under contention, [`app::backlog`]; the
+//!   guess of a dataset's dependents that puts their reads behind the claim,
+//!   [`app::dependents`]), lifecycle
 //!   events, timeout/retry sweep, freshness sweep ([`app::freshness`]),
 //!   trigger-policy timers, holds and resumes ([`app::policy`]), catalog
 //!   apply, operator run queries.

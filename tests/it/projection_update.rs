@@ -487,14 +487,15 @@ async fn a_requests_inputs_are_read_by_key_not_by_hashing_every_update() {
     );
 }
 
-#[tokio::test]
-async fn an_update_is_committed_in_five_round_trips() {
-    // BEGIN; the event key, the update row and the claim of its dependent
-    // metrics, pipelined; the evaluation's reads; its writes, with the look
-    // for backlog rows committed meanwhile behind them; COMMIT. Each round
-    // trip more is one more wait for the database in every update's own
-    // part of the latency, and one more wake-up of a backend.
-    let db = db_with_catalog("five_round_trips").await;
+/// A context whose connection is one pool of one through a round-trip
+/// counter, with the statements prepared and `d1`'s dependents learnt (by
+/// processing `d1 v1`).
+async fn counted_ctx(
+    db: &orchestrator_tests::TestDb,
+) -> (
+    orchestrator_core::app::Context,
+    orchestrator_tests::turns::TurnCounter,
+) {
     let counter = orchestrator_tests::turns::TurnCounter::start(
         &orchestrator_tests::proxy::host_port(&db.url),
     )
@@ -504,16 +505,43 @@ async fn an_update_is_committed_in_five_round_trips() {
     let ctx = orchestrator_core::app::Context { pool, ..db.ctx() };
     // The connection opens and prepares its statements on first use.
     process(&ctx, &update("d1", "v1")).await.unwrap();
+    (ctx, counter)
+}
+
+/// Processes `u` and returns its summary and the round trips from its first
+/// statement to the commit's answer.
+async fn round_trips_to_commit(
+    ctx: &orchestrator_core::app::Context,
+    counter: &orchestrator_tests::turns::TurnCounter,
+    u: &ProjectionUpdate,
+) -> (
+    orchestrator_core::app::projection_update::UpdateSummary,
+    usize,
+) {
     counter.reset();
     let at_commit = std::sync::atomic::AtomicUsize::new(0);
     let summary = orchestrator_core::app::projection_update::process_with_then(
-        &ctx,
-        &update("d1", "v2"),
+        ctx,
+        u,
         &Default::default(),
         |_| at_commit.store(counter.turns(), std::sync::atomic::Ordering::SeqCst),
     )
     .await
     .unwrap();
+    (summary, at_commit.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn an_update_is_committed_in_four_round_trips_once_its_dataset_was_seen() {
+    // BEGIN; the event key, the update row, the claim of its dependent
+    // metrics and, behind it, the reads of the metrics the dataset's last
+    // claim found, pipelined; the evaluation's writes, with the look for
+    // backlog rows committed meanwhile behind them; COMMIT. Each round trip
+    // more is one more wait for the database in every update's own part of
+    // the latency, and one more wake-up of a backend.
+    let db = db_with_catalog("four_round_trips").await;
+    let (ctx, counter) = counted_ctx(&db).await;
+    let (summary, turns) = round_trips_to_commit(&ctx, &counter, &update("d1", "v2")).await;
     // d1 feeds m.single (a new run, requested), m.pair and m.triple (their
     // pending runs take the update): every part of the evaluation wrote.
     assert_eq!(
@@ -525,8 +553,77 @@ async fn an_update_is_committed_in_five_round_trips() {
         (3, 1, 1)
     );
     assert_eq!(
-        at_commit.load(std::sync::atomic::Ordering::SeqCst),
-        5,
+        turns, 4,
         "round trips from the first statement to the commit's answer"
+    );
+    // A process that has not seen the dataset reads after its claim: one
+    // round trip more.
+    let unseen = orchestrator_core::app::Context {
+        dependents: Default::default(),
+        ..ctx.clone()
+    };
+    let (summary, turns) = round_trips_to_commit(&unseen, &counter, &update("d1", "v3")).await;
+    assert_eq!(
+        (summary.dependent_metrics, summary.evaluated.runs_queued),
+        (3, 1)
+    );
+    assert_eq!(turns, 5, "without a guess: the reads after the claim");
+}
+
+#[tokio::test]
+async fn a_metric_added_since_the_datasets_last_claim_is_evaluated_after_one_more_read() {
+    // The guess of d1's dependents (m.single, m.pair, m.triple) misses a
+    // metric added since: the reads made for the guess do not cover it, so
+    // the evaluation reads again, and the new metric gets its run.
+    let db = db_with_catalog("guess_misses").await;
+    let (ctx, counter) = counted_ctx(&db).await;
+    let mut cat = orchestrator_tests::fixtures::base_catalog();
+    cat["metrics"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "m5", "code": "m.new", "expression_type": "composite",
+            "expression_json": {"op": "sum", "operands": [{"seriesCode": "S2"}, {"seriesCode": "S1"}]}}));
+    orchestrator_tests::fixtures::apply(&db, &cat).await;
+    let (summary, turns) = round_trips_to_commit(&ctx, &counter, &update("d1", "v2")).await;
+    assert_eq!(summary.dependent_metrics, 4);
+    assert_eq!(
+        runs_of(&db, "m.new").await.len(),
+        1,
+        "the new metric is evaluated"
+    );
+    assert_eq!(runs_of(&db, "m.single").await.len(), 2);
+    assert_eq!(turns, 5, "one read more than with a guess that holds");
+    // Learnt: the next update of d1 reads in the claim's round trip again.
+    let (_, turns) = round_trips_to_commit(&ctx, &counter, &update("d1", "v3")).await;
+    assert_eq!(turns, 4);
+    assert_eq!(runs_of(&db, "m.new").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_metric_disabled_since_the_datasets_last_claim_is_read_and_left_aside() {
+    // The guess names m.single, disabled since: it is read with the others
+    // and gets no run; the rest are evaluated from the same reads.
+    let db = db_with_catalog("guess_too_wide").await;
+    let (ctx, counter) = counted_ctx(&db).await;
+    let mut cat = orchestrator_tests::fixtures::base_catalog();
+    cat["metrics"][0]["enabled"] = json!(false);
+    orchestrator_tests::fixtures::apply(&db, &cat).await;
+    let (summary, turns) = round_trips_to_commit(&ctx, &counter, &update("d1", "v2")).await;
+    assert_eq!(summary.dependent_metrics, 2);
+    assert_eq!(
+        runs_of(&db, "m.single").await.len(),
+        1,
+        "no run after it was disabled"
+    );
+    // m.pair and m.triple each still wait, on one pending run that took v2.
+    for code in ["m.pair", "m.triple"] {
+        let runs = runs_of(&db, code).await;
+        assert_eq!(runs.len(), 1, "{code}");
+        assert_eq!(runs[0].1, "pending_dependencies", "{code}");
+    }
+    assert_eq!(summary.evaluated.runs_pending, 2);
+    assert_eq!(
+        turns, 4,
+        "the wider guess still covers what the claim locked"
     );
 }

@@ -3,7 +3,9 @@
 //! has one. Shared by an update's own transaction and the backlog drain.
 //!
 //! Round trips: (1) read the metrics' pending runs, sources, backlog and the
-//! newest evaluated update of each required dataset, (2) the updates earlier
+//! newest evaluated update of each required dataset (for an update's own
+//! metrics, in the round trip of its claim when the guess of them holds:
+//! [`Reads::of_guess`]), (2) the updates earlier
 //! folded into a run under a policy (only then), (3) send all writes in one
 //! pipeline, the outbox rows as recipes (`app::request`), and behind them
 //! the look for backlog rows committed meanwhile ([`settle`]).
@@ -12,7 +14,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{request, Context};
+use super::{dependents, request, Context};
 use crate::domain::ids::{MetricId, RunId, UpdateId};
 use crate::domain::metric_evaluation::{self, Arrival, MetricState};
 use crate::domain::pending_run::{update_set_key, Received, Slot};
@@ -114,14 +116,20 @@ const SETTLE_ROUNDS: usize = 3;
 /// before it starts), so that they are taken now rather than by a separate
 /// transaction after the commit. Rows committed after the last look are
 /// taken by the look after the commit ([`super::backlog::drain`]).
+///
+/// `read` are reads made in the round trip of the claim
+/// ([`Reads::of_guess`]); the first round uses them when they cover every
+/// one of `metrics`, and reads again otherwise.
 pub(super) async fn settle(
     tx: &Transaction<'_>,
     ctx: &Context,
     metrics: &[LockedMetric],
     own: Option<OwnUpdate<'_>>,
+    read: Option<Reads>,
 ) -> Result<Evaluated, StoreError> {
     let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
-    let (mut total, mut more) = evaluate(tx, ctx, metrics, own, &ids).await?;
+    let read = read.filter(|r| dependents::covers(&r.metrics, &ids));
+    let (mut total, mut more) = evaluate(tx, ctx, metrics, own, &ids, read).await?;
     for round in 1..=SETTLE_ROUNDS {
         if more.is_empty() {
             break;
@@ -133,7 +141,7 @@ pub(super) async fn settle(
             .collect();
         // The last round's writes look no further.
         let check: &[MetricId] = if round < SETTLE_ROUNDS { &ids } else { &[] };
-        let (done, next) = evaluate(tx, ctx, &subset, None, check).await?;
+        let (done, next) = evaluate(tx, ctx, &subset, None, check, None).await?;
         total += done;
         more = next;
     }
@@ -151,26 +159,33 @@ pub(super) async fn claim_and_settle(
 ) -> Result<(Vec<MetricId>, Evaluated), StoreError> {
     let (locked, disabled) = catalog::claim_metrics(tx, ids).await?;
     backlog::discard(tx, &disabled).await?;
-    let done = settle(tx, ctx, &locked, None).await?;
+    let done = settle(tx, ctx, &locked, None, None).await?;
     let mut claimed: Vec<MetricId> = locked.into_iter().map(|m| m.id).collect();
     claimed.extend(disabled);
     Ok((claimed, done))
 }
 
-/// Evaluates `metrics`, then looks which of `check` (metrics this
-/// transaction holds) have backlog rows committed meanwhile, in the round
-/// trip of the writes.
+/// Evaluates `metrics` (from `read` when given, which covers them), then
+/// looks which of `check` (metrics this transaction holds) have backlog rows
+/// committed meanwhile, in the round trip of the writes.
 async fn evaluate(
     tx: &Transaction<'_>,
     ctx: &Context,
     metrics: &[LockedMetric],
     own: Option<OwnUpdate<'_>>,
     check: &[MetricId],
+    read: Option<Reads>,
 ) -> Result<(Evaluated, Vec<MetricId>), StoreError> {
     if metrics.is_empty() {
         return Ok((Evaluated::default(), Vec::new()));
     }
-    let reads = Reads::of(tx, metrics, own.as_ref()).await?;
+    let reads = match read {
+        Some(r) => r,
+        None => {
+            let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
+            Reads::of(tx, ids, own.as_ref().map(|o| &o.update.update_id)).await?
+        }
+    };
     let decisions = decide(metrics, &reads, own.as_ref(), ctx.now());
     let complete: Vec<&Decided> = decisions
         .runs
@@ -208,31 +223,48 @@ async fn evaluate(
     Ok((done, written.with_backlog))
 }
 
-/// What one round trip reads for the metrics being evaluated.
-struct Reads {
+/// What one round trip reads for the metrics being evaluated: valid for
+/// metrics this transaction held before the reads ran.
+pub(super) struct Reads {
+    /// The metrics read, sorted.
+    metrics: Vec<MetricId>,
     open: HashMap<MetricId, pending::OpenPending>,
     sources: HashMap<MetricId, SeriesSources>,
     inputs: backlog::Inputs,
 }
 
 impl Reads {
+    /// Reads `metrics`, the update `except` (the transaction's own) left out
+    /// of their inputs.
     async fn of(
         tx: &Transaction<'_>,
-        metrics: &[LockedMetric],
-        own: Option<&OwnUpdate<'_>>,
+        mut metrics: Vec<MetricId>,
+        except: Option<&UpdateId>,
     ) -> Result<Reads, StoreError> {
-        let ids: Vec<MetricId> = metrics.iter().map(|m| m.id.clone()).collect();
-        let except = own.map(|o| &o.update.update_id);
+        metrics.sort();
         let (open, sources, inputs) = futures::try_join!(
-            pending::open_runs(tx, &ids),
-            catalog::series_sources(tx, &ids),
-            backlog::inputs(tx, &ids, except)
+            pending::open_runs(tx, &metrics),
+            catalog::series_sources(tx, &metrics),
+            backlog::inputs(tx, &metrics, except)
         )?;
         Ok(Reads {
+            metrics,
             open: open.into_iter().map(|o| (o.metric_id.clone(), o)).collect(),
             sources,
             inputs,
         })
+    }
+
+    /// [`Reads::of`] the metrics an update's claim is guessed to lock,
+    /// pipelined behind that claim (the server runs them after it, so the
+    /// metrics it locks are held when they are read); [`settle`] uses them
+    /// only if they cover what it locked.
+    pub(super) async fn of_guess(
+        tx: &Transaction<'_>,
+        guessed: &[MetricId],
+        own: &UpdateId,
+    ) -> Result<Reads, StoreError> {
+        Reads::of(tx, guessed.to_vec(), Some(own)).await
     }
 }
 

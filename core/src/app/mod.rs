@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod backlog;
 pub mod catalog_apply;
+pub mod dependents;
 mod evaluate;
 pub mod freshness;
 pub use evaluate::Evaluated;
@@ -42,6 +43,10 @@ pub struct Context {
     /// without claiming them first (one write and one commit fewer per
     /// publish). Unset, rows are due at once for any relay.
     pub publish_lease: Option<std::time::Duration>,
+    /// Each dataset's dependent metrics as its last update's claim found
+    /// them, shared by the clones of this context: the next update of the
+    /// dataset reads their state in the round trip of its claim.
+    pub dependents: Arc<dependents::DependentsGuess>,
 }
 
 /// A source of the current time.
@@ -56,6 +61,7 @@ impl Context {
             alerts: false,
             clock: Arc::new(Utc::now),
             publish_lease: None,
+            dependents: Arc::default(),
         }
     }
 

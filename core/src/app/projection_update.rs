@@ -206,11 +206,14 @@ async fn process_in(
     // and then sees it; all commits together or not at all. The claim is
     // pipelined behind them (one round trip for the three): the server runs
     // them in this order.
+    // When this process has seen the dataset's dependents before, their
+    // state is read behind the claim, in the same round trip.
     let key = update.event_key();
     let payload = update.to_json();
     let update_id = UpdateId::generate();
+    let guessed = ctx.dependents.guess(&update.dataset_id);
     updates::prepare_receipt(tx).await?;
-    let (fresh, inserted, claimed) = futures::try_join!(
+    let (fresh, inserted, claimed, read) = futures::try_join!(
         event_log::record(
             tx,
             &key,
@@ -219,8 +222,20 @@ async fn process_in(
             None
         ),
         updates::insert(tx, &update_id, update),
-        catalog::claim_dependent_metrics(tx, &update.dataset_id)
+        catalog::claim_dependent_metrics(tx, &update.dataset_id),
+        async {
+            match &guessed {
+                Some(ids) => evaluate::Reads::of_guess(tx, ids, &update_id)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        }
     )?;
+    ctx.dependents.learn(
+        &update.dataset_id,
+        claimed.locked.iter().map(|m| &m.id).chain(&claimed.skipped),
+    );
     let (true, Some(inserted)) = (fresh, inserted) else {
         // A duplicate evaluates nothing, but it held the metrics it claimed
         // until its commit: backlog rows written meanwhile are looked at
@@ -242,6 +257,7 @@ async fn process_in(
                 update: &inserted.used,
                 origin,
             }),
+            read,
         )
     )?;
     let handed_off = take_handed_off(tx, ctx, handed_off, &claimed).await?;
