@@ -71,6 +71,11 @@ pub struct BenchMessagingArgs {
     /// broker's bound, in about a minute instead of five.
     #[arg(long)]
     fan_out_one_only: bool,
+    /// (d)'s worker drains, each on a fresh database and between two drains
+    /// of its bound (B W B W … B): each ratio is taken against the bounds
+    /// on either side, and the median is printed with them.
+    #[arg(long, default_value_t = 1)]
+    fan_out_one_repeats: usize,
     /// A server where the user may create databases.
     #[command(flatten)]
     db: ServerArgs,
@@ -144,7 +149,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let id = &unique_suffix()[..12];
     let bucket = format!("bench-out-{id}");
     let stack = Stack::provision(aws.clone(), &format!("bench-{id}-"), &bucket, false).await?;
-    let single = Stack::provision(aws.clone(), &format!("bench-one-{id}-"), &bucket, false).await?;
     let noop = Stack::provision(aws.clone(), &format!("bench-noop-{id}-"), &bucket, false).await?;
     let bound =
         Stack::provision(aws.clone(), &format!("bench-bound-{id}-"), &bucket, false).await?;
@@ -157,8 +161,6 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         Stack::provision(aws.clone(), &format!("bench-bound1-{id}-"), &bucket, false).await?;
     let db_a = TestDb::create(&args.db.database_url, "bench_msg").await?;
     catalog_apply::apply(&db_a.pool, &synth::catalog(Shape::SCENARIO_A)).await?;
-    let db_one = TestDb::create(&args.db.database_url, "bench_msg_one").await?;
-    catalog_apply::apply(&db_one.pool, &synth::fan_out_one_catalog(Shape::SCENARIO_A)).await?;
     let updates: Vec<String> = synth::updates(Shape::SCENARIO_A, args.updates + 100_000)
         .iter()
         .map(|u| u.to_json().to_string())
@@ -178,9 +180,10 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     .await?;
     let fan_out_one = FanOutOne {
         aws: &aws,
-        worker_stack: &single,
+        worker_prefix: format!("bench-one-{id}-"),
+        bucket: &bucket,
         bound_stack: &bound_one,
-        db: &db_one,
+        server_url: &args.db.database_url,
         concurrency: args.concurrency,
         publish_one: PublishOne {
             publisher: publisher(&bound_one.names.run_requests_topic_arn),
@@ -191,13 +194,15 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
         noop.send_all(&noop.names.projection_updates_queue_url, first)
             .await?;
         let noop_secs = drain(&aws, &noop, args.concurrency, Nothing).await?;
-        let one = fan_out_one.measure(first, noop_secs).await?;
+        let one = fan_out_one
+            .measure(first, noop_secs, args.fan_out_one_repeats)
+            .await?;
         println!(
             "bench-messaging: (d) and (e) only, {} updates, concurrency {}",
             args.updates, args.concurrency
         );
-        one.print(args.updates);
-        print_rss(one.rss);
+        FanOutOneResult::print_all(&one, args.updates);
+        print_rss(one.iter().filter_map(|r| r.rss).max());
         return Ok(());
     }
 
@@ -322,7 +327,9 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
     let rss_a = worker.peak_rss_kib();
     drop(worker);
 
-    let one = fan_out_one.measure(first, noop_secs).await?;
+    let one = fan_out_one
+        .measure(first, noop_secs, args.fan_out_one_repeats)
+        .await?;
 
     let n = args.updates;
     println!(
@@ -410,8 +417,13 @@ pub async fn run(args: BenchMessagingArgs) -> Result<()> {
             split.to_published.1
         );
     }
-    one.print(n);
-    print_rss(rss_a.into_iter().chain(one.rss).max());
+    FanOutOneResult::print_all(&one, n);
+    print_rss(
+        rss_a
+            .into_iter()
+            .chain(one.iter().filter_map(|r| r.rss))
+            .max(),
+    );
     Ok(())
 }
 
@@ -429,9 +441,14 @@ fn print_rss(kib: Option<u64>) {
 /// (d)'s stage: its stacks, database and consumers.
 struct FanOutOne<'a> {
     aws: &'a AwsClients,
-    worker_stack: &'a Stack,
+    /// Each worker drain gets queues of its own: a worker's long polls stay
+    /// open at the broker for up to 20 s after it stops, and take messages
+    /// sent meanwhile out of sight for the visibility timeout.
+    worker_prefix: String,
+    bucket: &'a str,
     bound_stack: &'a Stack,
-    db: &'a TestDb,
+    /// Where each worker drain gets a fresh database.
+    server_url: &'a str,
     concurrency: usize,
     publish_one: PublishOne,
 }
@@ -449,26 +466,50 @@ struct FanOutOneResult {
 }
 
 impl FanOutOne<'_> {
-    /// (d) Fan-out 1: the worker drains `updates` between two measures of
-    /// the broker's bound for its path (receive, publish one, delete): the
-    /// broker's rate drifts as LocalStack ages, so the worker is compared
-    /// with the bound on either side of it.
-    async fn measure(&self, updates: &[String], noop_secs: f64) -> Result<FanOutOneResult> {
-        let (db, n) = (self.db, updates.len());
-        let bound_before = self.bound_drain(updates).await?;
-        self.worker_stack
-            .send_all(
-                &self.worker_stack.names.projection_updates_queue_url,
-                updates,
-            )
+    /// (d) Fan-out 1: the worker drains `updates` `repeats` times, each
+    /// between two measures of the broker's bound for its path (receive,
+    /// publish one, delete): the broker's rate drifts as LocalStack ages, so
+    /// each worker drain is compared with the bound on either side of it.
+    async fn measure(
+        &self,
+        updates: &[String],
+        noop_secs: f64,
+        repeats: usize,
+    ) -> Result<Vec<FanOutOneResult>> {
+        let mut before = self.bound_drain(updates).await?;
+        let mut out = Vec::new();
+        for k in 0..repeats.max(1) {
+            let drained = self.worker_drain(updates, k).await?;
+            let after = self.bound_drain(updates).await?;
+            out.push(FanOutOneResult {
+                noop_secs,
+                bound_before: before,
+                bound_after: after,
+                ..drained
+            });
+            before = after;
+        }
+        Ok(out)
+    }
+
+    /// The worker drains `updates` on a fresh database with the fan-out-1
+    /// catalog and fresh queues (the `k`th); the bounds are left at zero.
+    async fn worker_drain(&self, updates: &[String], k: usize) -> Result<FanOutOneResult> {
+        let n = updates.len();
+        let prefix = format!("{}{k}-", self.worker_prefix);
+        let stack = Stack::provision(self.aws.clone(), &prefix, self.bucket, false).await?;
+        let db = TestDb::create(self.server_url, "bench_msg_one").await?;
+        catalog_apply::apply(&db.pool, &synth::fan_out_one_catalog(Shape::SCENARIO_A)).await?;
+        stack
+            .send_all(&stack.names.projection_updates_queue_url, updates)
             .await?;
         let counters = orchestrator_core::store::pool::build_pool(&db.url, 1)?;
         let before = db_work::snapshot(&counters).await?;
-        let (worker, _) = start_worker(self.worker_stack, db, self.concurrency)?;
+        let (worker, _) = start_worker(&stack, &db, self.concurrency)?;
         let started = Instant::now();
-        wait_processed(db, n).await?;
+        wait_processed(&db, n).await?;
         let one_secs = started.elapsed().as_secs_f64();
-        wait_outbox_empty(db).await?;
+        wait_outbox_empty(&db).await?;
         let one_published_secs = started.elapsed().as_secs_f64();
         let one_published = stats::outbox_counts(&db.pool).await?.written;
         let rss = worker.peak_rss_kib();
@@ -478,15 +519,14 @@ impl FanOutOne<'_> {
         db_work::wait_for_backends_to_exit(&counters, Duration::from_secs(11)).await?;
         let after = db_work::snapshot(&counters).await?;
         let work = db_work::difference(&counters, &before, &after, &cpu).await?;
-        let bound_after = self.bound_drain(updates).await?;
         Ok(FanOutOneResult {
-            noop_secs,
+            noop_secs: 0.0,
             one_secs,
             one_published_secs,
             one_published,
             work,
-            bound_before,
-            bound_after,
+            bound_before: 0.0,
+            bound_after: 0.0,
             rss,
         })
     }
@@ -507,6 +547,48 @@ impl FanOutOne<'_> {
 }
 
 impl FanOutOneResult {
+    /// The worker's drain, processed and published, over its bound.
+    fn ratio(&self, n: usize) -> f64 {
+        let bound_rate = 2.0 * n as f64 / (self.bound_before + self.bound_after);
+        (n as f64 / self.one_published_secs) / bound_rate
+    }
+
+    /// Each alternation, then (when there are several) the medians.
+    fn print_all(all: &[FanOutOneResult], n: usize) {
+        for (k, one) in all.iter().enumerate() {
+            if all.len() > 1 {
+                println!("(d) alternation {} of {}:", k + 1, all.len());
+            }
+            one.print(n);
+        }
+        if all.len() > 1 {
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                let m = v.len() / 2;
+                if v.len() % 2 == 1 {
+                    v[m]
+                } else {
+                    (v[m - 1] + v[m]) / 2.0
+                }
+            };
+            let ratios: Vec<f64> = all.iter().map(|r| r.ratio(n)).collect();
+            let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "(d) {} alternations: worker / its bound {} ; median {:.2} (target >= 0.8); median worker {:.0} \
+                 updates/s, median bound {:.0} updates/s",
+                all.len(),
+                shown.join(" "),
+                median(ratios.clone()),
+                median(all.iter().map(|r| n as f64 / r.one_published_secs).collect()),
+                median(
+                    all.iter()
+                        .map(|r| 2.0 * n as f64 / (r.bound_before + r.bound_after))
+                        .collect()
+                ),
+            );
+        }
+    }
+
     fn print(&self, n: usize) {
         let Self {
             noop_secs,
