@@ -5,7 +5,7 @@
 //! Round trips: (1) read the metrics' pending runs, sources, backlog and the
 //! newest evaluated update of each required dataset (for an update's own
 //! metrics, in the round trip of its claim when the guess of them holds:
-//! [`Reads::of_guess`]), (2) the updates earlier
+//! [`settle`]'s `read`), (2) the updates earlier
 //! folded into a run under a policy (only then), (3) send all writes in one
 //! pipeline, the outbox rows as recipes (`app::request`), and behind them
 //! the look for backlog rows committed meanwhile ([`settle`]).
@@ -118,7 +118,7 @@ const SETTLE_ROUNDS: usize = 3;
 /// taken by the look after the commit ([`super::backlog::drain`]).
 ///
 /// `read` are reads made in the round trip of the claim
-/// ([`Reads::of_guess`]); the first round uses them when they cover every
+/// ([`Reads::of`] behind the claim); the first round uses them when they cover every
 /// one of `metrics`, and reads again otherwise.
 pub(super) async fn settle(
     tx: &Transaction<'_>,
@@ -235,8 +235,10 @@ pub(super) struct Reads {
 
 impl Reads {
     /// Reads `metrics`, the update `except` (the transaction's own) left out
-    /// of their inputs.
-    async fn of(
+    /// of their inputs. An update's receipt pipelines it behind its claim,
+    /// for the metrics the claim is guessed to lock: the server runs it
+    /// after the claim, so what the claim locks is held when it is read.
+    pub(super) async fn of(
         tx: &Transaction<'_>,
         mut metrics: Vec<MetricId>,
         except: Option<&UpdateId>,
@@ -253,18 +255,6 @@ impl Reads {
             sources,
             inputs,
         })
-    }
-
-    /// [`Reads::of`] the metrics an update's claim is guessed to lock,
-    /// pipelined behind that claim (the server runs them after it, so the
-    /// metrics it locks are held when they are read); [`settle`] uses them
-    /// only if they cover what it locked.
-    pub(super) async fn of_guess(
-        tx: &Transaction<'_>,
-        guessed: &[MetricId],
-        own: &UpdateId,
-    ) -> Result<Reads, StoreError> {
-        Reads::of(tx, guessed.to_vec(), Some(own)).await
     }
 }
 

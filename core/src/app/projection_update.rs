@@ -205,9 +205,9 @@ async fn process_in(
     // The key is recorded first, so that a concurrent duplicate waits on it
     // and then sees it; all commits together or not at all. The claim is
     // pipelined behind them (one round trip for the three): the server runs
-    // them in this order.
-    // When this process has seen the dataset's dependents before, their
-    // state is read behind the claim, in the same round trip.
+    // them in this order. When this process has seen the dataset before, the
+    // state of the metrics its last claim found is read behind the claim, in
+    // the same round trip.
     let key = update.event_key();
     let payload = update.to_json();
     let update_id = UpdateId::generate();
@@ -225,7 +225,7 @@ async fn process_in(
         catalog::claim_dependent_metrics(tx, &update.dataset_id),
         async {
             match &guessed {
-                Some(ids) => evaluate::Reads::of_guess(tx, ids, &update_id)
+                Some(ids) => evaluate::Reads::of(tx, ids.to_vec(), Some(&update_id))
                     .await
                     .map(Some),
                 None => Ok(None),

@@ -617,7 +617,7 @@ impl FanOutOneResult {
              published, {:.0} updates/s = {:.2} of the bound (target >= 0.8)",
             bound_rate / noop_rate,
             n as f64 / one_published_secs,
-            (n as f64 / one_published_secs) / bound_rate
+            self.ratio(n)
         );
     }
 }
