@@ -8,6 +8,7 @@ use crate::app::sweeper::Timeouts;
 use crate::domain::events::ProgressScale;
 use crate::domain::run_request::RequestSettings;
 use crate::messaging::sqs::ConsumerConfig;
+use crate::store::pool::PoolOptions;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +71,14 @@ impl FromStr for AuthScope {
             other => Err(format!("{other:?} is not actions or all")),
         }
     }
+}
+
+/// A process kind's pool defaults (docs/operations.md, "Database").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolDefaults {
+    pub size: u32,
+    pub statement_timeout_secs: u64,
+    pub idle_in_transaction_timeout_secs: u64,
 }
 
 /// Reads variables through `lookup` (the process environment in production,
@@ -271,6 +280,25 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// `DATABASE_POOL_SIZE`: connections per process, at most.
     pub fn pool_size(&self, default: u32) -> Result<usize, ConfigError> {
         Ok(self.count("DATABASE_POOL_SIZE", default, 1000)? as usize)
+    }
+
+    /// A process's pool: `DATABASE_POOL_SIZE`, `DATABASE_PASSWORD` (replaces
+    /// the URL's), and the server-side bounds
+    /// `DATABASE_STATEMENT_TIMEOUT_SECS` and
+    /// `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECS` (`0` leaves the server's).
+    pub fn pool_options(&self, defaults: PoolDefaults) -> Result<PoolOptions, ConfigError> {
+        Ok(PoolOptions {
+            max_size: self.pool_size(defaults.size)?,
+            password: self.get("DATABASE_PASSWORD"),
+            statement_timeout: self.secs_or_off(
+                "DATABASE_STATEMENT_TIMEOUT_SECS",
+                defaults.statement_timeout_secs,
+            )?,
+            idle_in_transaction_timeout: self.secs_or_off(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECS",
+                defaults.idle_in_transaction_timeout_secs,
+            )?,
+        })
     }
 
     /// `API_TOKEN` and `API_AUTH`; `all` needs a token, or every read would

@@ -12,7 +12,8 @@
 //!   the crate's SQL is there), run requests assembled from their outbox
 //!   recipes ([`store::requests`]), requests carried on their run rows
 //!   ([`store::run_outbox`]), read-only statistics, migrations, the
-//!   pool and the transaction retry policy.
+//!   pool (libpq-style `sslmode` / `sslrootcert` over rustls:
+//!   `conninfo`, `tls`) and the transaction retry policy.
 //! - [`app`]: use cases, one transaction each: projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]; the
 //!   guess of a dataset's dependents that puts their reads behind the claim,

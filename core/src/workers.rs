@@ -84,10 +84,19 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Pool(#[from] crate::store::pool::PoolConfigError),
+    #[error(transparent)]
+    Database(#[from] crate::store::pool::ConnectError),
 }
 
 /// A worker's default connection pool (`DATABASE_POOL_SIZE`).
 pub const WORKER_POOL_SIZE: u32 = 16;
+
+/// A worker's pool: statements bounded well above the slowest sweep's.
+pub const WORKER_POOL_DEFAULTS: crate::config::PoolDefaults = crate::config::PoolDefaults {
+    size: WORKER_POOL_SIZE,
+    statement_timeout_secs: 60,
+    idle_in_transaction_timeout_secs: 60,
+};
 
 /// What a queue-consuming worker needs.
 pub struct ConsumerDeps<P> {
@@ -112,8 +121,10 @@ impl ConsumerDeps<SnsPublisher> {
         env: &Env<F>,
         kind: WorkerKind,
     ) -> Result<Self, StartError> {
-        let pool_size = env.pool_size(WORKER_POOL_SIZE)?;
-        let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
+        let target = crate::store::pool::Target::parse(&env.database_url()?)?;
+        let pool =
+            crate::store::pool::pool_for(target.clone(), &env.pool_options(WORKER_POOL_DEFAULTS)?)?;
+        crate::store::pool::check_at_start(&pool, &target).await?;
         let alerts_topic_arn = env.alerts_topic_arn();
         if alerts_topic_arn.is_none() {
             tracing::info!("ALERTS_TOPIC_ARN is not set: no alerts are written or published");

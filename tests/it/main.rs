@@ -29,5 +29,6 @@ mod run_outbox;
 mod supervision;
 mod telemetry;
 mod terraform;
+mod tls;
 mod views;
 mod wiring;

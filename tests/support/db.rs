@@ -6,7 +6,6 @@ use deadpool_postgres::Pool;
 use orchestrator_core::app::Context;
 use orchestrator_core::domain::run_request::RequestSettings;
 use orchestrator_core::store::{migrate, pool};
-use tokio_postgres::NoTls;
 
 /// The server tests create their databases on.
 pub fn admin_url() -> String {
@@ -20,13 +19,15 @@ pub struct TestDb {
     pub name: String,
     /// URL of this test's database (for child processes).
     pub url: String,
-    admin: Arc<tokio_postgres::Config>,
+    admin: Arc<pool::Target>,
     /// Left in place when dropped ([`TestDb::keep`]).
     kept: bool,
 }
 
-async fn admin_client(cfg: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+async fn admin_client(target: &pool::Target) -> anyhow::Result<tokio_postgres::Client> {
+    let cfg = &target.pg;
+    let tls = orchestrator_core::store::tls::connector(&target.info)?;
+    let (client, conn) = cfg.connect(tls).await.map_err(|e| {
         anyhow::anyhow!(
             "PostgreSQL is not reachable at {} ({e}). Start it with `localstack/postgres-up.sh` \
              or point TEST_DATABASE_URL (DATABASE_URL for loadgen) at a server where the user may create databases.",
@@ -39,8 +40,8 @@ async fn admin_client(cfg: &tokio_postgres::Config) -> anyhow::Result<tokio_post
     Ok(client)
 }
 
-fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    url.parse()
+fn parse_url(url: &str) -> anyhow::Result<pool::Target> {
+    pool::Target::parse(url)
         .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))
 }
 
@@ -97,16 +98,9 @@ impl TestDb {
     }
 
     /// The value for database `name` on the server `admin` / `admin_url`.
-    fn on(
-        admin: tokio_postgres::Config,
-        admin_url: &str,
-        name: &str,
-        kept: bool,
-    ) -> anyhow::Result<TestDb> {
-        let mut cfg = admin.clone();
-        cfg.dbname(name);
+    fn on(admin: pool::Target, admin_url: &str, name: &str, kept: bool) -> anyhow::Result<TestDb> {
         Ok(TestDb {
-            pool: pool::pool_from_config(cfg, 16)?,
+            pool: pool::build_pool(&pool::url_with_dbname(admin_url, name), 16)?,
             name: name.to_string(),
             url: pool::url_with_dbname(admin_url, name),
             admin: Arc::new(admin),
@@ -236,7 +230,8 @@ impl Drop for TestDb {
                 .build()
                 .ok()?;
             rt.block_on(async move {
-                let (client, conn) = admin.connect(NoTls).await.ok()?;
+                let tls = orchestrator_core::store::tls::connector(&admin.info).ok()?;
+                let (client, conn) = admin.pg.connect(tls).await.ok()?;
                 tokio::spawn(conn);
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

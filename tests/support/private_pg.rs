@@ -11,6 +11,8 @@ pub struct PrivatePg {
     pub dir: PathBuf,
     pub port: u16,
     bin: PathBuf,
+    /// Further `-c name=value` server settings, e.g. `ssl=on`.
+    options: String,
 }
 
 fn as_postgres(cmd: &str) -> Command {
@@ -36,6 +38,13 @@ fn is_root() -> bool {
 
 impl PrivatePg {
     pub fn start() -> PrivatePg {
+        Self::start_with(&[], "")
+    }
+
+    /// Starts a server with `files` (name, contents) written into its
+    /// directory first, readable by the server alone (TLS keys), and
+    /// `options` added to its command line (e.g. `-c ssl=on`).
+    pub fn start_with(files: &[(&str, &str)], options: &str) -> PrivatePg {
         let bin = PathBuf::from(
             std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
         );
@@ -46,14 +55,25 @@ impl PrivatePg {
         );
         let dir = std::env::temp_dir().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
+        for (name, contents) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
         if is_root() {
             let ok = Command::new("chown")
-                .args(["postgres:postgres", dir.to_str().unwrap()])
+                .args(["-R", "postgres:postgres", dir.to_str().unwrap()])
                 .status()
                 .unwrap();
             assert!(ok.success(), "chown {} to postgres", dir.display());
         }
-        let mut pg = PrivatePg { dir, port: 0, bin };
+        let mut pg = PrivatePg {
+            dir,
+            port: 0,
+            bin,
+            options: options.to_string(),
+        };
         pg.run(&format!(
             "{}/initdb -D {}/data -U postgres --auth=trust -E UTF8 --no-sync >/dev/null",
             pg.bin.display(),
@@ -109,11 +129,19 @@ impl PrivatePg {
 
     fn try_ctl(&self, action: &str) -> Result<(), String> {
         self.try_run(&format!(
-            "{}/pg_ctl -D {d}/data -l {d}/log -w -m fast -o '-p {} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off' {action} >/dev/null",
+            "{}/pg_ctl -D {d}/data -l {d}/log -w -m fast -o '-p {} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off {}' {action} >/dev/null",
             self.bin.display(),
             self.port,
+            self.options,
             d = self.dir.display()
         ))
+    }
+
+    /// Restarts the server with other `options` (same data, same port).
+    pub fn restart_with(&mut self, options: &str) {
+        self.ctl("stop");
+        self.options = options.to_string();
+        self.ctl("start");
     }
 
     pub fn admin_url(&self) -> String {

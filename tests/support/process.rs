@@ -140,6 +140,23 @@ impl Process {
         None
     }
 
+    /// Waits until the process exits by itself, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// What it wrote to standard error so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Peak resident memory (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         memory_kib(self.pid(), "VmHWM")

@@ -169,6 +169,14 @@ async fn record(
 /// database CPU.
 pub const API_POOL_SIZE: u32 = 4;
 
+/// `serve`'s pool: few connections, statements bounded below the request
+/// timeout's default (15 s).
+pub const API_POOL_DEFAULTS: crate::config::PoolDefaults = crate::config::PoolDefaults {
+    size: API_POOL_SIZE,
+    statement_timeout_secs: 10,
+    idle_in_transaction_timeout_secs: 10,
+};
+
 /// What `orchestrator serve` runs with.
 pub struct ServeDeps {
     pub addr: SocketAddr,
@@ -182,10 +190,30 @@ impl ServeDeps {
     /// (`API_REQUEST_TIMEOUT_SECS`, `API_MAX_BODY_BYTES`, `API_MAX_IN_FLIGHT`),
     /// and (for trigger) `OUTPUT_BUCKET`, `OUTPUT_PREFIX`,
     /// `OUTPUT_PATH_STYLE`, `RUN_REQUESTS_TOPIC_ARN`.
-    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ServeStartError> {
+    pub async fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<Self, ServeStartError> {
         let addr = env.socket_addr("API_ADDR", "127.0.0.1:8080")?;
-        let pool_size = env.pool_size(API_POOL_SIZE)?;
-        let pool = crate::store::pool::build_pool(&env.database_url()?, pool_size)?;
+        let limits = env.api_limits()?;
+        let pool_options = env.pool_options(API_POOL_DEFAULTS)?;
+        // A statement the API has stopped waiting for must not go on
+        // running in the database.
+        if pool_options
+            .statement_timeout
+            .is_none_or(|t| t >= limits.request_timeout)
+        {
+            return Err(crate::config::ConfigError::Invalid {
+                name: "DATABASE_STATEMENT_TIMEOUT_SECS",
+                value: pool_options
+                    .statement_timeout
+                    .map_or("0".into(), |t| t.as_secs().to_string()),
+                expected: "for orchestrator serve, fewer seconds than API_REQUEST_TIMEOUT_SECS (and not 0)",
+            }
+            .into());
+        }
+        let target = crate::store::pool::Target::parse(&env.database_url()?)?;
+        let pool = crate::store::pool::pool_for(target.clone(), &pool_options)?;
+        crate::store::pool::check_at_start(&pool, &target).await?;
         let ctx = match env.optional("OUTPUT_BUCKET") {
             Some(_) => Some(Context::new(pool.clone(), env.request_settings()?)),
             None => None,
@@ -200,7 +228,7 @@ impl ServeDeps {
                 auth,
                 metrics: crate::prometheus::install(),
             },
-            limits: env.api_limits()?,
+            limits,
         })
     }
 }
@@ -212,6 +240,8 @@ pub enum ServeStartError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Pool(#[from] crate::store::pool::PoolConfigError),
+    #[error(transparent)]
+    Database(#[from] crate::store::pool::ConnectError),
 }
 
 #[derive(Debug, thiserror::Error)]

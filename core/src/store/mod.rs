@@ -5,6 +5,7 @@
 pub(crate) mod adopt;
 pub mod backlog;
 pub mod catalog;
+pub mod conninfo;
 pub(crate) mod dataset_views;
 pub(crate) mod evaluation;
 pub(crate) mod event_log;
@@ -21,6 +22,7 @@ pub mod run_outbox;
 pub(crate) mod run_views;
 pub mod runs;
 pub mod stats;
+pub mod tls;
 pub mod trigger_policies;
 pub mod tx;
 pub mod updates;

@@ -10,19 +10,24 @@ pub struct DbArgs {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// Replaces the URL's password (e.g. injected from Secrets Manager).
+    #[arg(long, env = "DATABASE_PASSWORD", hide_env_values = true)]
+    pub database_password: Option<String>,
 }
 
 impl DbArgs {
     pub async fn pool(&self) -> Result<Pool> {
-        let pool = pool::build_pool(&self.database_url, 8)
+        let target = pool::Target::parse(&self.database_url)
             .context("Failed to configure the database pool")?;
-        // Connect once now so that a wrong URL fails here, clearly.
-        let _probe = pool.get().await.with_context(|| {
-            format!(
-                "Failed to connect to {}",
-                pool::redact_url(&self.database_url)
-            )
-        })?;
+        let options = pool::PoolOptions {
+            password: self.database_password.clone(),
+            ..pool::PoolOptions::sized(8)
+        };
+        let pool = pool::pool_for(target.clone(), &options)
+            .context("Failed to configure the database pool")?;
+        // Connect once now so that a wrong URL or a refused certificate
+        // fails here, clearly.
+        pool::check_connection(&pool, &target).await?;
         Ok(pool)
     }
 }

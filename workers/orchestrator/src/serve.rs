@@ -7,8 +7,9 @@ use orchestrator_core::config::Env;
 use orchestrator_core::shutdown;
 
 pub async fn run() -> Result<()> {
-    let deps =
-        ServeDeps::from_env(&Env::process()).context("Failed to configure the API server")?;
+    let deps = ServeDeps::from_env(&Env::process())
+        .await
+        .context("Failed to configure the API server")?;
     serve(deps, shutdown::on_signals())
         .await
         .context("Failed to serve the operator API")

@@ -1,0 +1,248 @@
+//! TLS to PostgreSQL on rustls (the stack the AWS SDK's HTTPS client uses
+//! too): the client configuration each `sslmode` asks for, and what a
+//! refused handshake means in words an operator can act on.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::conninfo::{ConnInfo, RootCert, SslMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("DATABASE_URL sslrootcert={path}: cannot read the certificate bundle")]
+    ReadRootCert {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("DATABASE_URL sslrootcert={path}: the file holds no usable PEM certificate")]
+    EmptyRootCert { path: String },
+    #[error("DATABASE_URL sslmode={mode}: the system trust store has no certificate; name a bundle with sslrootcert=/path.pem")]
+    NoSystemRoots { mode: SslMode },
+    #[error("cannot set up TLS to PostgreSQL")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn root_store(info: &ConnInfo) -> Result<RootCertStore, TlsSetupError> {
+    let mut store = RootCertStore::empty();
+    match info.root_cert() {
+        RootCert::File(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|source| TlsSetupError::ReadRootCert {
+                    path: path.clone(),
+                    source,
+                })?;
+            let (added, _) = store.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(TlsSetupError::EmptyRootCert { path });
+            }
+        }
+        RootCert::System => {
+            let found = rustls_native_certs::load_native_certs();
+            store.add_parsable_certificates(found.certs);
+            if store.is_empty() {
+                return Err(TlsSetupError::NoSystemRoots { mode: info.sslmode });
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// What a server's certificate is held to under `info`'s `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Any certificate: the channel is encrypted, not authenticated.
+    Encryption,
+    /// The chain ends in a trusted root; any host name.
+    Chain,
+    /// The chain and the host name.
+    ChainAndName,
+}
+
+fn check(info: &ConnInfo) -> Check {
+    match (info.sslmode, &info.sslrootcert) {
+        (SslMode::VerifyFull, _) => Check::ChainAndName,
+        (SslMode::VerifyCa, _) => Check::Chain,
+        // libpq: with a root certificate file, `require` checks the chain.
+        (SslMode::Require, Some(RootCert::File(_))) => Check::Chain,
+        _ => Check::Encryption,
+    }
+}
+
+/// The connector for tokio-postgres; with `sslmode=disable` it is never used.
+pub fn connector(info: &ConnInfo) -> Result<MakeRustlsConnect, TlsSetupError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let verifier: Arc<dyn ServerCertVerifier> = match check(info) {
+        Check::Encryption => Arc::new(EncryptionOnly(provider)),
+        c => {
+            let roots = Arc::new(root_store(info)?);
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            if c == Check::Chain {
+                Arc::new(ChainOnly(webpki))
+            } else {
+                webpki
+            }
+        }
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// `verify-ca`: the chain is checked, a certificate issued for another name is
+/// accepted (libpq's meaning).
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer` / `require` without a root file: any certificate (libpq's
+/// meaning), but the handshake's signatures are still checked.
+#[derive(Debug)]
+struct EncryptionOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptionOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Why a connection failed in TLS, in an operator's words, or `None` when the
+/// failure is not TLS's (the database is down, a password is wrong).
+pub fn explain_tls_failure(info: &ConnInfo, err: &tokio_postgres::Error) -> Option<String> {
+    let text = err.to_string();
+    // tokio-postgres reports every TLS failure, its own "server does not
+    // support TLS" included, as this kind of error.
+    if !text.starts_with("error performing TLS handshake") {
+        return None;
+    }
+    let cause = std::error::Error::source(err)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let mode = info.sslmode;
+    let why = if cause.contains("server does not support TLS") {
+        format!(
+            "the server does not offer TLS, and sslmode={mode} refuses a plaintext connection \
+             (turn on ssl on the server; sslmode=disable is only for a server on this machine)"
+        )
+    } else if cause.contains("NotValidForName") || cause.contains("not valid for name") {
+        format!(
+            "the server's certificate does not name the host in DATABASE_URL ({cause}); \
+             sslmode={mode} checks the host name: connect by the name the certificate carries \
+             (on RDS, the instance's endpoint)"
+        )
+    } else if cause.contains("UnknownIssuer") || cause.contains("unknown issuer") {
+        let root = match info.root_cert() {
+            RootCert::File(p) => format!("sslrootcert={p}"),
+            RootCert::System => "the system trust store (no sslrootcert)".to_string(),
+        };
+        format!(
+            "the server's certificate was not issued by a CA in {root} ({cause}); \
+             sslmode={mode} checks the chain: name the right bundle with sslrootcert= \
+             (on RDS, the global bundle shipped in the image)"
+        )
+    } else {
+        format!("sslmode={mode}: {cause}")
+    };
+    Some(format!("TLS to PostgreSQL was refused: {why}"))
+}
