@@ -54,13 +54,13 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 case "$tier" in
-  all) cargo test --workspace --locked "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
-  fast) cargo test --workspace --locked --lib --bins "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
-  long) cargo test --locked -p orchestrator-tests --test it "${cargo_args[@]}" -- "${test_args[@]}" "${long[@]}" 2>&1 | tee "$log" || status=$? ;;
+  all) cargo test --workspace --locked --no-fail-fast "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
+  fast) cargo test --workspace --locked --no-fail-fast --lib --bins "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
+  long) cargo test --locked --no-fail-fast -p orchestrator-tests --test it "${cargo_args[@]}" -- "${test_args[@]}" "${long[@]}" 2>&1 | tee "$log" || status=$? ;;
   not-long)
     skips=()
     for f in "${long[@]}"; do skips+=(--skip "$f"); done
-    cargo test --workspace --locked "${cargo_args[@]}" -- "${test_args[@]}" "${skips[@]}" 2>&1 | tee "$log" || status=$? ;;
+    cargo test --workspace --locked --no-fail-fast "${cargo_args[@]}" -- "${test_args[@]}" "${skips[@]}" 2>&1 | tee "$log" || status=$? ;;
 esac
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .*; ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')

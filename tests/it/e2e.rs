@@ -430,7 +430,26 @@ async fn ops_endpoints_report_health_and_readiness() {
             .filter(|r| r.starts_with("HTTP/1.1 503"))
     })
     .await;
-    assert!(not_ready.contains(r#""queue":"error"#), "{not_ready}");
+    assert!(
+        not_ready.contains(r#""queue":"unavailable""#),
+        "{not_ready}"
+    );
+    // The cause is for the operator's log, not for whoever asked.
+    let queue_name = stack
+        .names
+        .projection_updates_queue_url
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert!(
+        !not_ready.contains(queue_name) && !not_ready.contains("NonExistentQueue"),
+        "{not_ready}"
+    );
+    let log = worker.output();
+    assert!(
+        log.contains("readiness check failed") && log.contains("\"check\":\"queue\""),
+        "the worker's log lacks the cause: {log}"
+    );
 }
 
 #[tokio::test]

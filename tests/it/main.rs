@@ -25,6 +25,7 @@ mod outbox_recipes;
 mod policies;
 mod policies_e2e;
 mod projection_update;
+mod roles;
 mod run_outbox;
 mod supervision;
 mod telemetry;

@@ -61,11 +61,11 @@ async fn ready(State(s): State<ApiState>) -> Result<Json<dto::Health>, error::Ap
             status: "ready".into(),
             timestamp: chrono::Utc::now(),
         })),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
-            Err(error::ApiError::unavailable(format!(
-                "the database does not answer: {e}"
-            )))
+        result @ Err(_) => {
+            crate::ops::readiness_word("database", &result);
+            Err(error::ApiError::unavailable(
+                "the database does not answer; the server's log says why".to_string(),
+            ))
         }
     }
 }
@@ -139,6 +139,51 @@ pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
     layers::outer(routes, limits).layer(axum::middleware::from_fn(record))
 }
 
+/// The `method` label: the methods HTTP defines, and `other` for any made-up
+/// one, so that a client cannot grow `/metrics` without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod method_tests {
+    use super::method_label;
+    use axum::http::Method;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"GET", "GET"),
+            (b"POST", "POST"),
+            (b"PATCH", "PATCH"),
+            (b"FOO", "other"),
+            (b"get", "other"),
+            (b"X-RANDOM-1234", "other"),
+        ];
+        for (raw, wanted) in cases {
+            let m = Method::from_bytes(raw).unwrap();
+            assert_eq!(
+                method_label(&m),
+                *wanted,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}
+
 /// Counts and times every request, labelled by its route pattern (not the
 /// raw path: ids would make unbounded label sets).
 async fn record(
@@ -150,7 +195,7 @@ async fn record(
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();

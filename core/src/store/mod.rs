@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod pending;
 pub mod pool;
 pub mod requests;
+pub mod roles;
 pub mod run_outbox;
 pub(crate) mod run_views;
 pub mod runs;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use orchestrator_core::store::migrate::{self as store_migrate, Adoption};
+use orchestrator_core::store::roles::{self as store_roles, RoleName, RoleSpec, Roles};
 use orchestrator_core::store::{pool, Pool};
 
 #[derive(Args, Clone)]
@@ -27,7 +28,14 @@ impl DbArgs {
             .context("Failed to configure the database pool")?;
         // Connect once now so that a wrong URL or a refused certificate
         // fails here, clearly.
-        pool::check_connection(&pool, &target).await?;
+        pool::check_connection(&pool, &target)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to connect to {}",
+                    pool::redact_url(&self.database_url)
+                )
+            })?;
         Ok(pool)
     }
 }
@@ -44,17 +52,92 @@ pub struct MigrateArgs {
     /// With --adopt: print what adoption would change, and change nothing.
     #[arg(long, requires = "adopt")]
     pub dry_run: bool,
+    /// The workers' role: read and write on every table, no DDL. Created
+    /// when missing (with LOGIN when its password is given).
+    #[arg(long, env = "DATABASE_WORKER_ROLE", value_parser = clap::value_parser!(RoleNameArg))]
+    pub worker_role: Option<RoleNameArg>,
+    /// The worker role's password (set on every run: rotation is a re-run).
+    #[arg(
+        long,
+        env = "DATABASE_WORKER_PASSWORD",
+        hide_env_values = true,
+        requires = "worker_role"
+    )]
+    pub worker_password: Option<String>,
+    /// The API's role (`orchestrator serve`): reads, and writes only what its
+    /// actions write.
+    #[arg(long, env = "DATABASE_API_ROLE", value_parser = clap::value_parser!(RoleNameArg))]
+    pub api_role: Option<RoleNameArg>,
+    /// The API role's password.
+    #[arg(
+        long,
+        env = "DATABASE_API_PASSWORD",
+        hide_env_values = true,
+        requires = "api_role"
+    )]
+    pub api_password: Option<String>,
+}
+
+/// A role name checked where it is written.
+#[derive(Clone, Debug)]
+pub struct RoleNameArg(RoleName);
+
+impl std::str::FromStr for RoleNameArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(RoleNameArg)
+    }
+}
+
+impl MigrateArgs {
+    fn roles(&self) -> Roles {
+        let spec = |name: &Option<RoleNameArg>, password: &Option<String>| {
+            name.as_ref().map(|n| RoleSpec {
+                name: n.0.clone(),
+                password: password.clone(),
+            })
+        };
+        Roles {
+            worker: spec(&self.worker_role, &self.worker_password),
+            api: spec(&self.api_role, &self.api_password),
+        }
+    }
 }
 
 pub async fn migrate(args: &MigrateArgs) -> Result<()> {
     let pool = args.db.pool().await?;
     if args.adopt {
-        return adopt(&pool, args.dry_run).await;
+        adopt(&pool, args.dry_run).await?;
+        if args.dry_run {
+            return Ok(());
+        }
+    } else {
+        let applied = store_migrate::migrate(&pool)
+            .await
+            .context("Failed to migrate the schema")?;
+        print_applied(&applied);
     }
-    let applied = store_migrate::migrate(&pool)
+    grant(&pool, &args.roles()).await
+}
+
+async fn grant(pool: &Pool, roles: &Roles) -> Result<()> {
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let granted = store_roles::apply(pool, roles)
         .await
-        .context("Failed to migrate the schema")?;
-    print_applied(&applied);
+        .context("Failed to grant the database roles")?;
+    for g in granted {
+        let what = match (g.created, g.login) {
+            (true, true) => "created (LOGIN)",
+            (true, false) => {
+                "created NOLOGIN: grant it to the login roles that use it, or give its password"
+            }
+            (false, _) => "exists",
+        };
+        println!("role {}: {what}; privileges granted", g.role);
+    }
     Ok(())
 }
 
