@@ -238,7 +238,55 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         c.visibility_timeout = self
             .secs("VISIBILITY_TIMEOUT_SECS", 30)?
             .max(Duration::from_secs(2));
+        c.inflight_bytes = self.count(
+            "WORKER_INFLIGHT_BYTES",
+            crate::messaging::sqs::config::DEFAULT_INFLIGHT_BYTES as u32,
+            u32::MAX,
+        )? as usize;
+        if c.inflight_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                name: "WORKER_INFLIGHT_BYTES",
+                value: c.inflight_bytes.to_string(),
+                expected: "at least 1048576 (1 MiB): a message body alone may be 1 MiB",
+            });
+        }
+        c.pointers = self.pointer_policy()?;
         Ok(c)
+    }
+
+    /// `S3_POINTER_BUCKETS` (comma-separated; default: the large-payload
+    /// bucket) and `S3_EXPECTED_BUCKET_OWNER` (a 12-digit account id).
+    pub fn pointer_policy(&self) -> Result<crate::messaging::s3::PointerPolicy, ConfigError> {
+        let buckets: Vec<String> = match self.get("S3_POINTER_BUCKETS") {
+            Some(v) => v.split(',').map(|b| b.trim().to_string()).collect(),
+            None => vec![self.large_payload_bucket()?],
+        };
+        for b in &buckets {
+            let ok = (3..=63).contains(&b.len())
+                && b.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    name: "S3_POINTER_BUCKETS",
+                    value: b.clone(),
+                    expected: "comma-separated S3 bucket names (3-63 lower-case letters, digits, '-' and '.')",
+                });
+            }
+        }
+        let expected_owner = self.get("S3_EXPECTED_BUCKET_OWNER");
+        if let Some(o) = &expected_owner {
+            if o.len() != 12 || !o.chars().all(|c| c.is_ascii_digit()) {
+                return Err(ConfigError::Invalid {
+                    name: "S3_EXPECTED_BUCKET_OWNER",
+                    value: o.clone(),
+                    expected: "a 12-digit AWS account id",
+                });
+            }
+        }
+        Ok(crate::messaging::s3::PointerPolicy {
+            buckets,
+            expected_owner,
+        })
     }
 
     /// Address of the ops endpoints (`OPS_ADDR`).

@@ -513,9 +513,14 @@ async fn a_run_request_over_the_sns_limit_is_offloaded_to_s3_and_points_there() 
         .expect("an Extended Client S3 pointer");
     assert_eq!(pointer.bucket, stack.names.output_bucket);
     let attrs = attributes(&got[0]);
-    let payload = orchestrator_core::messaging::s3::fetch(&stack.aws.s3, &pointer, 8 << 20)
-        .await
-        .expect("the pointed-to payload");
+    let policy = orchestrator_core::messaging::s3::PointerPolicy {
+        buckets: vec![stack.names.output_bucket.clone()],
+        expected_owner: None,
+    };
+    let payload =
+        orchestrator_core::messaging::s3::fetch(&stack.aws.s3, &policy, &pointer, 8 << 20)
+            .await
+            .expect("the pointed-to payload");
     assert!(payload.len() > 256 * 1024);
     assert_eq!(attrs["ExtendedPayloadSize"], payload.len().to_string());
     assert_eq!(attrs["metric_code"], "m.big");

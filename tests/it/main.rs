@@ -22,6 +22,7 @@ mod lifecycle;
 mod observability;
 mod outbox;
 mod outbox_recipes;
+mod payload_budget;
 mod policies;
 mod policies_e2e;
 mod projection_update;

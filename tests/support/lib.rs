@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod fleet;
 pub mod http;
 pub mod invariants;
+pub mod memory_limit;
 pub mod private_pg;
 pub mod process;
 pub mod proxy;

@@ -27,10 +27,26 @@ impl AwsClients {
     }
 }
 
+/// Bounds on every AWS call: an endpoint that accepts the connection and
+/// never answers must not hold a message, a slot or a shutdown forever. One
+/// attempt may take the longest long poll (20 s) and some; the SDK's retries
+/// of a call share the operation's bound.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Builds the AWS configuration from the environment (`AWS_REGION`,
-/// `AWS_ENDPOINT_URL` for LocalStack, credentials).
+/// `AWS_ENDPOINT_URL` for LocalStack, credentials), with the timeouts above.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::load_from_env().await
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
 }
 
 /// S3 clients against LocalStack need path-style addressing (no bucket DNS).

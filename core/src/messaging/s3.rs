@@ -45,10 +45,13 @@ pub enum S3Error {
     Get {
         bucket: String,
         key: String,
+        /// The bucket refused (403: access denied, or not the expected
+        /// owner's): no retry changes that.
+        denied: bool,
         #[source]
         source: BoxError,
     },
-    #[error("s3://{bucket}/{key} is larger than {limit} bytes")]
+    #[error("s3://{bucket}/{key} is larger than {limit} bytes (the message's declared size, or the limit of a message body)")]
     TooLarge {
         bucket: String,
         key: String,
@@ -56,6 +59,8 @@ pub enum S3Error {
     },
     #[error("s3://{bucket}/{key} is not UTF-8")]
     NotText { bucket: String, key: String },
+    #[error("s3://{bucket}/{key}: bucket {bucket} is not one this worker reads pointers from (S3_POINTER_BUCKETS)")]
+    BucketNotAllowed { bucket: String, key: String },
     #[error("writing s3://{bucket}/{key} failed")]
     Put {
         bucket: String,
@@ -65,45 +70,98 @@ pub enum S3Error {
     },
 }
 
-/// Fetches a pointed-to payload, refusing more than `limit` bytes.
+impl S3Error {
+    /// Whether reading again cannot succeed: the message is dead-lettered
+    /// at once instead of being retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            S3Error::Get { denied, .. } => *denied,
+            S3Error::TooLarge { .. }
+            | S3Error::NotText { .. }
+            | S3Error::BucketNotAllowed { .. } => true,
+            S3Error::Put { .. } => false,
+        }
+    }
+}
+
+/// Which pointers a worker follows (`S3_POINTER_BUCKETS`,
+/// `S3_EXPECTED_BUCKET_OWNER`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PointerPolicy {
+    /// The buckets pointers may name; any other is refused unread.
+    pub buckets: Vec<String>,
+    /// The account that must own them (S3's `ExpectedBucketOwner`).
+    pub expected_owner: Option<String>,
+}
+
+impl PointerPolicy {
+    pub fn check(&self, p: &Pointer) -> Result<(), S3Error> {
+        if self.buckets.iter().any(|b| b == &p.bucket) {
+            Ok(())
+        } else {
+            Err(S3Error::BucketNotAllowed {
+                bucket: p.bucket.clone(),
+                key: p.key.clone(),
+            })
+        }
+    }
+}
+
+/// Fetches a pointed-to payload, refusing more than `limit` bytes: at once
+/// when `Content-Length` says so, else as soon as the bytes read pass it.
 pub async fn fetch(
     client: &aws_sdk_s3::Client,
+    policy: &PointerPolicy,
     p: &Pointer,
     limit: usize,
 ) -> Result<String, S3Error> {
-    let err = |source: BoxError| S3Error::Get {
+    policy.check(p)?;
+    let err = |denied: bool, source: BoxError| S3Error::Get {
         bucket: p.bucket.clone(),
         key: p.key.clone(),
+        denied,
         source,
     };
-    let out = client
+    let too_large = || S3Error::TooLarge {
+        bucket: p.bucket.clone(),
+        key: p.key.clone(),
+        limit,
+    };
+    let mut out = client
         .get_object()
         .bucket(&p.bucket)
         .key(&p.key)
+        .set_expected_bucket_owner(policy.expected_owner.clone())
         .send()
         .await
-        .map_err(|e| err(Box::new(e)))?;
+        .map_err(|e| {
+            let denied = e.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+            err(denied, Box::new(e))
+        })?;
     if out.content_length().unwrap_or(0) as usize > limit {
-        return Err(S3Error::TooLarge {
-            bucket: p.bucket.clone(),
-            key: p.key.clone(),
-            limit,
-        });
+        return Err(too_large());
     }
-    let bytes = out
-        .body
-        .collect()
+    let mut bytes = Vec::with_capacity(out.content_length().unwrap_or(0).max(0) as usize);
+    let read = async {
+        while let Some(chunk) = out
+            .body
+            .try_next()
+            .await
+            .map_err(|e| err(false, Box::new(e)))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    // The SDK's operation timeout ends when the headers arrive; the body
+    // gets the same bound of its own.
+    tokio::time::timeout(super::OPERATION_TIMEOUT, read)
         .await
-        .map_err(|e| err(Box::new(e)))?
-        .into_bytes();
-    if bytes.len() > limit {
-        return Err(S3Error::TooLarge {
-            bucket: p.bucket.clone(),
-            key: p.key.clone(),
-            limit,
-        });
-    }
-    String::from_utf8(bytes.to_vec()).map_err(|_| S3Error::NotText {
+        .map_err(|_| err(false, "the object's body did not arrive in time".into()))??;
+    String::from_utf8(bytes).map_err(|_| S3Error::NotText {
         bucket: p.bucket.clone(),
         key: p.key.clone(),
     })
@@ -158,6 +216,40 @@ mod tests {
             parse_pointer(r#"["other", {"s3BucketName": "b", "s3Key": "k"}]"#),
             None
         );
+    }
+
+    #[test]
+    fn only_configured_buckets_are_read_and_refusals_are_permanent() {
+        let policy = PointerPolicy {
+            buckets: vec!["payloads".into()],
+            expected_owner: None,
+        };
+        let at = |bucket: &str| Pointer {
+            bucket: bucket.into(),
+            key: "k".into(),
+        };
+        assert!(policy.check(&at("payloads")).is_ok());
+        let refused = policy.check(&at("someone-elses")).unwrap_err();
+        assert!(refused.is_permanent());
+        assert!(
+            refused.to_string().contains("S3_POINTER_BUCKETS"),
+            "{refused}"
+        );
+        assert!(PointerPolicy::default().check(&at("payloads")).is_err());
+        let transient = S3Error::Get {
+            bucket: "b".into(),
+            key: "k".into(),
+            denied: false,
+            source: "timeout".into(),
+        };
+        assert!(!transient.is_permanent());
+        let denied = S3Error::Get {
+            bucket: "b".into(),
+            key: "k".into(),
+            denied: true,
+            source: "403".into(),
+        };
+        assert!(denied.is_permanent());
     }
 
     proptest! {

@@ -207,42 +207,61 @@ impl ServerCertVerifier for EncryptionOnly {
     }
 }
 
-/// Why a connection failed in TLS, in an operator's words, or `None` when the
-/// failure is not TLS's (the database is down, a password is wrong).
-pub fn explain_tls_failure(info: &ConnInfo, err: &tokio_postgres::Error) -> Option<String> {
-    let text = err.to_string();
-    // tokio-postgres reports every TLS failure, its own "server does not
-    // support TLS" included, as this kind of error.
-    if !text.starts_with("error performing TLS handshake") {
-        return None;
+/// The rustls error somewhere in `err`'s causes: a certificate refused, a
+/// protocol the server does not speak. A connection cut mid-handshake has
+/// none (it is an I/O error), and a database that is down is no TLS matter.
+fn rustls_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause: Option<&'a (dyn std::error::Error + 'static)> = Some(err);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(r);
+            }
+        }
+        cause = c.source();
     }
-    let cause = std::error::Error::source(err)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    None
+}
+
+/// Why a connection was refused in TLS, in an operator's words naming the
+/// setting, or `None` when the failure is not a refusal that retrying cannot
+/// mend (the database is down, the connection was cut, a password is wrong).
+pub fn explain_tls_failure(info: &ConnInfo, err: &tokio_postgres::Error) -> Option<String> {
     let mode = info.sslmode;
-    let why = if cause.contains("server does not support TLS") {
+    // tokio-postgres's own words when the server answers "no TLS here".
+    let no_tls = std::error::Error::source(err)
+        .is_some_and(|s| s.to_string().contains("server does not support TLS"));
+    let why = if no_tls {
         format!(
             "the server does not offer TLS, and sslmode={mode} refuses a plaintext connection \
              (turn on ssl on the server; sslmode=disable is only for a server on this machine)"
         )
-    } else if cause.contains("NotValidForName") || cause.contains("not valid for name") {
-        format!(
-            "the server's certificate does not name the host in DATABASE_URL ({cause}); \
-             sslmode={mode} checks the host name: connect by the name the certificate carries \
-             (on RDS, the instance's endpoint)"
-        )
-    } else if cause.contains("UnknownIssuer") || cause.contains("unknown issuer") {
-        let root = match info.root_cert() {
-            RootCert::File(p) => format!("sslrootcert={p}"),
-            RootCert::System => "the system trust store (no sslrootcert)".to_string(),
-        };
-        format!(
-            "the server's certificate was not issued by a CA in {root} ({cause}); \
-             sslmode={mode} checks the chain: name the right bundle with sslrootcert= \
-             (on RDS, the global bundle shipped in the image)"
-        )
     } else {
-        format!("sslmode={mode}: {cause}")
+        let cause = rustls_cause(err)?;
+        match cause {
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => format!(
+                "the server's certificate does not name the host in DATABASE_URL ({cause}); \
+                 sslmode={mode} checks the host name: connect by the name the certificate carries \
+                 (on RDS, the instance's endpoint)"
+            ),
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                let root = match info.root_cert() {
+                    RootCert::File(p) => format!("sslrootcert={p}"),
+                    RootCert::System => "the system trust store (no sslrootcert)".to_string(),
+                };
+                format!(
+                    "the server's certificate was not issued by a CA in {root} ({cause}); \
+                     sslmode={mode} checks the chain: name the right bundle with sslrootcert= \
+                     (on RDS, the global bundle shipped in the image)"
+                )
+            }
+            other => format!("sslmode={mode}: {other}"),
+        }
     };
     Some(format!("TLS to PostgreSQL was refused: {why}"))
 }

@@ -6,8 +6,9 @@
 # PagerDuty's SNS integration subscribe to the same topic).
 
 resource "aws_sns_topic" "alerts" {
-  name = "${var.prefix}alerts"
-  tags = var.tags
+  name              = "${var.prefix}alerts"
+  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+  tags              = var.tags
 }
 
 resource "aws_sns_topic_subscription" "alert_email" {

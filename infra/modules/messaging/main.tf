@@ -44,6 +44,9 @@ resource "aws_sqs_queue" "dlq" {
   fifo_queue                  = local.queue_fifo[each.key]
   message_retention_seconds   = var.message_retention_seconds
   content_based_deduplication = local.queue_fifo[each.key] ? false : null
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
+  sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
   tags                        = var.tags
 }
 
@@ -58,6 +61,9 @@ resource "aws_sqs_queue" "inbound" {
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
     maxReceiveCount     = var.max_receive_count
   })
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
+  sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
   tags = var.tags
 
   lifecycle {
@@ -68,29 +74,88 @@ resource "aws_sqs_queue" "inbound" {
   }
 }
 
-# On AWS a queue accepts messages from a topic only if its policy says so.
-data "aws_iam_policy_document" "inbound" {
-  for_each = { for k, topics in local.inbound_topics : k => topics if length(topics) > 0 }
+# Every queue's policy refuses requests not made over TLS; a queue that
+# topics deliver to also lets exactly those topics send to it (on AWS a queue
+# accepts messages from a topic only if its policy says so).
+locals {
+  queue_arns = {
+    projection_updates     = aws_sqs_queue.inbound["projection_updates"].arn
+    run_lifecycle          = aws_sqs_queue.inbound["run_lifecycle"].arn
+    projection_updates_dlq = aws_sqs_queue.dlq["projection_updates"].arn
+    run_lifecycle_dlq      = aws_sqs_queue.dlq["run_lifecycle"].arn
+    run_requests           = aws_sqs_queue.run_requests.arn
+    run_requests_dlq       = aws_sqs_queue.run_requests_dlq.arn
+  }
+  queue_urls = {
+    projection_updates     = aws_sqs_queue.inbound["projection_updates"].id
+    run_lifecycle          = aws_sqs_queue.inbound["run_lifecycle"].id
+    projection_updates_dlq = aws_sqs_queue.dlq["projection_updates"].id
+    run_lifecycle_dlq      = aws_sqs_queue.dlq["run_lifecycle"].id
+    run_requests           = aws_sqs_queue.run_requests.id
+    run_requests_dlq       = aws_sqs_queue.run_requests_dlq.id
+  }
+  queue_senders = {
+    projection_updates = var.projection_updates_topic_arns
+    run_lifecycle      = var.run_lifecycle_topic_arns
+    run_requests       = [local.run_requests_topic_arn]
+  }
+}
+
+data "aws_iam_policy_document" "queue" {
+  for_each = local.queue_arns
   statement {
-    sid       = "FromSubscribedTopics"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.inbound[each.key].arn]
+    sid       = "DenyWithoutTLS"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [each.value]
     principals {
-      type        = "Service"
-      identifiers = ["sns.amazonaws.com"]
+      type        = "*"
+      identifiers = ["*"]
     }
     condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = each.value
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+  dynamic "statement" {
+    for_each = length(lookup(local.queue_senders, each.key, [])) > 0 ? [local.queue_senders[each.key]] : []
+    content {
+      sid       = "FromSubscribedTopics"
+      actions   = ["sqs:SendMessage"]
+      resources = [each.value]
+      principals {
+        type        = "Service"
+        identifiers = ["sns.amazonaws.com"]
+      }
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = statement.value
+      }
     }
   }
 }
 
-resource "aws_sqs_queue_policy" "inbound" {
-  for_each  = data.aws_iam_policy_document.inbound
-  queue_url = aws_sqs_queue.inbound[each.key].id
-  policy    = each.value.json
+resource "aws_sqs_queue_policy" "queue" {
+  for_each  = local.queue_urls
+  queue_url = each.value
+  policy    = data.aws_iam_policy_document.queue[each.key].json
+}
+
+moved {
+  from = aws_sqs_queue_policy.inbound["projection_updates"]
+  to   = aws_sqs_queue_policy.queue["projection_updates"]
+}
+
+moved {
+  from = aws_sqs_queue_policy.inbound["run_lifecycle"]
+  to   = aws_sqs_queue_policy.queue["run_lifecycle"]
+}
+
+moved {
+  from = aws_sqs_queue_policy.run_requests
+  to   = aws_sqs_queue_policy.queue["run_requests"]
 }
 
 resource "aws_sns_topic_subscription" "inbound" {
@@ -99,13 +164,14 @@ resource "aws_sns_topic_subscription" "inbound" {
   protocol             = "sqs"
   endpoint             = aws_sqs_queue.inbound[each.value.queue].arn
   raw_message_delivery = var.raw_message_delivery[each.value.queue]
-  depends_on           = [aws_sqs_queue_policy.inbound]
+  depends_on           = [aws_sqs_queue_policy.queue]
 }
 
 resource "aws_sns_topic" "run_requests" {
   count      = var.run_requests_topic_arn == null ? 1 : 0
   name       = "${var.prefix}run-requests${local.run_requests_fifo ? ".fifo" : ""}"
   fifo_topic = local.run_requests_fifo
+  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
   tags       = var.tags
 }
 
@@ -115,6 +181,9 @@ resource "aws_sqs_queue" "run_requests_dlq" {
   fifo_queue                  = local.run_requests_fifo
   content_based_deduplication = local.run_requests_fifo ? false : null
   message_retention_seconds   = var.message_retention_seconds
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
+  sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
   tags                        = var.tags
 }
 
@@ -127,29 +196,10 @@ resource "aws_sqs_queue" "run_requests" {
     deadLetterTargetArn = aws_sqs_queue.run_requests_dlq.arn
     maxReceiveCount     = var.max_receive_count
   })
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
+  sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
   tags = var.tags
-}
-
-data "aws_iam_policy_document" "topic_to_queue" {
-  statement {
-    sid       = "RunRequestsTopicOnly"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.run_requests.arn]
-    principals {
-      type        = "Service"
-      identifiers = ["sns.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [local.run_requests_topic_arn]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "run_requests" {
-  queue_url = aws_sqs_queue.run_requests.id
-  policy    = data.aws_iam_policy_document.topic_to_queue.json
 }
 
 resource "aws_sns_topic_subscription" "run_requests" {
@@ -157,7 +207,7 @@ resource "aws_sns_topic_subscription" "run_requests" {
   protocol             = "sqs"
   endpoint             = aws_sqs_queue.run_requests.arn
   raw_message_delivery = var.raw_message_delivery.run_requests
-  depends_on           = [aws_sqs_queue_policy.run_requests]
+  depends_on           = [aws_sqs_queue_policy.queue]
 }
 
 resource "aws_s3_bucket" "outputs" {
@@ -174,4 +224,70 @@ resource "aws_s3_bucket_public_access_block" "outputs" {
   block_public_policy     = true
   ignore_public_acls      = true
   restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "outputs" {
+  count  = var.existing_output_bucket == null ? 1 : 0
+  bucket = aws_s3_bucket.outputs[0].id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = var.kms_key_arn == null ? "AES256" : "aws:kms"
+      kms_master_key_id = var.kms_key_arn
+    }
+    # One data key per bucket, not per object: fewer KMS calls, same key.
+    bucket_key_enabled = var.kms_key_arn != null
+  }
+}
+
+# Versions keep what a runner overwrote or deleted by mistake, for a while.
+resource "aws_s3_bucket_versioning" "outputs" {
+  count  = var.existing_output_bucket == null ? 1 : 0
+  bucket = aws_s3_bucket.outputs[0].id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "outputs" {
+  count  = var.existing_output_bucket == null ? 1 : 0
+  bucket = aws_s3_bucket.outputs[0].id
+  rule {
+    id     = "old-versions-and-uploads"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = var.noncurrent_version_days
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.outputs]
+}
+
+data "aws_iam_policy_document" "outputs_tls_only" {
+  count = var.existing_output_bucket == null ? 1 : 0
+  statement {
+    sid       = "DenyWithoutTLS"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.outputs[0].arn, "${aws_s3_bucket.outputs[0].arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "outputs" {
+  count  = var.existing_output_bucket == null ? 1 : 0
+  bucket = aws_s3_bucket.outputs[0].id
+  policy = data.aws_iam_policy_document.outputs_tls_only[0].json
+  # The public access block first: a policy is never briefly public.
+  depends_on = [aws_s3_bucket_public_access_block.outputs]
 }

@@ -106,3 +106,15 @@ variable "max_message_age_seconds" {
   type        = number
   default     = 900
 }
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for the queues, topics and bucket (the AWS root creates one). null: SQS-managed encryption, the AWS-managed SNS key, and SSE-S3 (LocalStack)."
+  type        = string
+  default     = null
+}
+
+variable "noncurrent_version_days" {
+  description = "Days an overwritten or deleted object's old version is kept in the output bucket."
+  type        = number
+  default     = 30
+}

@@ -55,7 +55,39 @@ fn warn(file: &std::path::Path, doc: &Value, strict: bool) -> Result<()> {
     Ok(())
 }
 
-fn read(file: &PathBuf) -> Result<Value> {
+/// The catalog's text: a local file, or `s3://bucket/key` (a one-off ECS
+/// task reads the catalog the deploy put in S3; docs/deploy.md).
+async fn read(file: &PathBuf) -> Result<Value> {
+    let name = file.to_string_lossy();
+    if let Some(rest) = name.strip_prefix("s3://") {
+        let (bucket, key) = rest
+            .split_once('/')
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .with_context(|| format!("{name}: an S3 location is s3://BUCKET/KEY"))?;
+        let aws = orchestrator_core::messaging::AwsClients::from_env().await;
+        let pointer = orchestrator_core::messaging::s3::Pointer {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+        let policy = orchestrator_core::messaging::s3::PointerPolicy {
+            buckets: vec![bucket.to_string()],
+            expected_owner: None,
+        };
+        let text = orchestrator_core::messaging::s3::fetch(
+            &aws.s3,
+            &policy,
+            &pointer,
+            MAX_CATALOG_BYTES as usize,
+        )
+        .await
+        .with_context(|| format!("Failed to read {name}"))?;
+        return parse_document(&text, Format::detect(&name, &text))
+            .map_err(|p| anyhow::anyhow!("{name}: {p}"));
+    }
+    read_local(file)
+}
+
+fn read_local(file: &PathBuf) -> Result<Value> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("Failed to read {}", file.display()))?
         .len();
@@ -103,7 +135,7 @@ fn print_report(file: &std::path::Path, r: &catalog_apply::ApplyReport) {
 pub async fn run(cmd: CatalogCommand) -> Result<()> {
     match cmd {
         CatalogCommand::Validate { file, strict } => {
-            let doc = read(&file)?;
+            let doc = read(&file).await?;
             warn(&file, &doc, strict)?;
             match catalog_apply::validate_standalone(&doc) {
                 Ok(c) => {
@@ -132,7 +164,7 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
             dry_run,
             db,
         } => {
-            let doc = read(&file)?;
+            let doc = read(&file).await?;
             warn(&file, &doc, strict)?;
             let pool = db.pool().await?;
             let result = if dry_run {

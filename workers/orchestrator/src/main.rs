@@ -8,6 +8,7 @@ mod catalog;
 mod db;
 mod dlq;
 mod metrics;
+mod probe;
 mod provision;
 mod replay;
 mod runs;
@@ -56,6 +57,10 @@ enum Command {
     /// The operator HTTP API and web console on API_ADDR (default 127.0.0.1:8080);
     /// actions need API_TOKEN. JSON logs, like the workers.
     Serve,
+    /// Exit 0 when URL (plain HTTP on this host, e.g. a worker's
+    /// http://127.0.0.1:9090/healthz) answers 200 within 3 s: the container
+    /// health check of an image that has no shell or curl.
+    Probe { url: String },
 }
 
 #[tokio::main]
@@ -90,5 +95,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::SimulateRunner(args) => simulate::run(args).await,
         Command::Serve => serve::run().await,
+        Command::Probe { url } => probe::run(&url),
     }
 }

@@ -175,9 +175,19 @@ async fn read_loop(
         for m in messages {
             let body = m.body().unwrap_or_default().to_string();
             let body = match s3::parse_pointer(&body) {
-                Some(p) => s3::fetch(&aws.s3, &p, 64 * 1024 * 1024)
-                    .await
-                    .context("Failed to fetch an offloaded request")?,
+                // The simulated runner follows the pointers the fleet sends:
+                // it reads whichever bucket a pointer names.
+                Some(p) => s3::fetch(
+                    &aws.s3,
+                    &s3::PointerPolicy {
+                        buckets: vec![p.bucket.clone()],
+                        expected_owner: None,
+                    },
+                    &p,
+                    64 * 1024 * 1024,
+                )
+                .await
+                .context("Failed to fetch an offloaded request")?,
                 None => body,
             };
             match parse_body(&body) {

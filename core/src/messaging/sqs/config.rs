@@ -21,7 +21,17 @@ pub struct ConsumerConfig {
     /// First visibility back-off after a transient failure; doubles per receive.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Bytes of message bodies and S3 payloads held at once
+    /// (`WORKER_INFLIGHT_BYTES`): a message that would pass it waits for
+    /// room, still invisible to other consumers.
+    pub inflight_bytes: usize,
+    /// Which S3 pointers are followed (`S3_POINTER_BUCKETS`,
+    /// `S3_EXPECTED_BUCKET_OWNER`).
+    pub pointers: crate::messaging::s3::PointerPolicy,
 }
+
+/// `WORKER_INFLIGHT_BYTES` when unset: four largest bodies at once.
+pub const DEFAULT_INFLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 impl ConsumerConfig {
     pub fn new(queue_url: impl Into<String>) -> Self {
@@ -35,6 +45,8 @@ impl ConsumerConfig {
             shutdown_grace: Duration::from_secs(30),
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(300),
+            inflight_bytes: DEFAULT_INFLIGHT_BYTES,
+            pointers: Default::default(),
         }
     }
 

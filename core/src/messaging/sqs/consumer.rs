@@ -59,6 +59,8 @@ struct Shared<H> {
     queue: String,
     /// No receive while this is at its limit.
     gate: Option<Backpressure>,
+    /// Bytes of bodies and payloads in flight ([`ConsumerConfig::inflight_bytes`]).
+    room: Arc<Semaphore>,
 }
 
 fn sqs_err<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> String
@@ -111,6 +113,7 @@ impl<H: Handler> Consumer<H> {
         let dlq_url = self.resolve_dlq().await?;
         let (deleter, deleting) = Deleter::start(self.sqs.clone(), self.config.queue_url.clone());
         let queue = crate::prometheus::queue_label(&self.config.queue_url);
+        let room = self.config.inflight_bytes.min(u32::MAX as usize);
         let shared = Arc::new(Shared {
             sqs: self.sqs,
             s3: self.s3,
@@ -120,6 +123,7 @@ impl<H: Handler> Consumer<H> {
             deleter,
             queue,
             gate: self.gate,
+            room: Arc::new(Semaphore::new(room)),
         });
         tracing::info!(queue = %shared.config.queue_url, dlq = %shared.dlq_url,
             concurrency = shared.config.concurrency, "consumer started");
@@ -163,6 +167,49 @@ struct InFlight {
     started: std::time::Instant,
     /// Renews its visibility until it is finished.
     extender: tokio::task::JoinHandle<()>,
+    /// Its share of the in-flight bytes, given back when it is finished.
+    _room: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The bytes a message may hold while handled: its body, and for a pointer
+/// the payload's declared size (at most a body's limit; the limit itself
+/// when undeclared), never more than the whole budget.
+fn bytes_of(r: &Received, budget: usize) -> usize {
+    let payload = r
+        .pointer
+        .as_ref()
+        .map_or(0, |_| declared_size(r).unwrap_or(MAX_BODY_BYTES));
+    (r.raw.len() + payload).min(budget).max(1)
+}
+
+/// Consecutive parts of `sizes` (each at most `budget`), as few as can be:
+/// a part's sizes add up to at most `budget`, one size alone excepted (it
+/// is already clamped to the budget).
+fn parts_within(sizes: &[usize], budget: usize) -> Vec<Vec<usize>> {
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    let mut sum = 0;
+    for &size in sizes {
+        match parts.last_mut() {
+            Some(part) if sum + size <= budget => {
+                part.push(size);
+                sum += size;
+            }
+            _ => {
+                parts.push(vec![size]);
+                sum = size;
+            }
+        }
+    }
+    parts
+}
+
+/// The payload size an Extended Client sender declared, at most a body's limit.
+fn declared_size(r: &Received) -> Option<usize> {
+    [s3::SIZE_ATTRIBUTE, s3::LEGACY_SIZE_ATTRIBUTE]
+        .iter()
+        .find_map(|a| r.attributes.get(*a))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(|n| n.min(MAX_BODY_BYTES))
 }
 
 fn lock(tasks: &Mutex<JoinSet<()>>) -> std::sync::MutexGuard<'_, JoinSet<()>> {
@@ -381,7 +428,9 @@ impl<H: Handler> Shared<H> {
         };
         let span = Self::span_of(&r);
         async {
-            let (flight, msg) = self.start(r).await;
+            let extender = self.keep_invisible(r.receipt.clone());
+            let room = self.take_room(bytes_of(&r, self.budget())).await;
+            let (flight, msg) = self.start(r, extender, room).await;
             let result = match msg {
                 Ok(msg) => self.handler.handle(&msg).await,
                 Err(e) => Err(e),
@@ -394,21 +443,54 @@ impl<H: Handler> Shared<H> {
 
     /// The messages of one receive, handed to the handler together
     /// ([`Handler::handle_batch`]); each still ends in its own disposition
-    /// and its own log line, in its own span.
+    /// and its own log line, in its own span. Messages that together would
+    /// pass the byte budget are handed over in consecutive parts (in order,
+    /// so FIFO groups keep theirs), each part taking its room at once: a
+    /// part never holds room while waiting for more.
     async fn process_batch(&self, messages: Vec<Message>) {
-        let mut flights = Vec::with_capacity(messages.len());
+        let budget = self.budget();
+        let mut waiting = Vec::with_capacity(messages.len());
         for m in &messages {
             match Received::parse(m) {
                 Ok(r) => {
-                    let span = Self::span_of(&r);
-                    let (flight, msg) = self.start(r).instrument(span.clone()).await;
-                    flights.push((span, flight, msg));
+                    // Kept invisible from now on, while earlier parts are handled.
+                    let extender = self.keep_invisible(r.receipt.clone());
+                    waiting.push((r, extender));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot acknowledge a message; it will reappear")
                 }
             }
         }
+        let sizes: Vec<usize> = waiting.iter().map(|(r, _)| bytes_of(r, budget)).collect();
+        let mut waiting = waiting.into_iter();
+        for part in parts_within(&sizes, budget) {
+            let mut room = self.take_room(part.iter().sum()).await;
+            let mut flights = Vec::with_capacity(part.len());
+            for size in part {
+                let (r, extender) = waiting.next().expect("one size per message");
+                let share = room
+                    .split(size)
+                    .expect("the part's room covers its messages");
+                let span = Self::span_of(&r);
+                let (flight, msg) = self
+                    .start(r, extender, share)
+                    .instrument(span.clone())
+                    .await;
+                flights.push((span, flight, msg));
+            }
+            self.handle_part(flights).await;
+        }
+    }
+
+    async fn handle_part(
+        &self,
+        flights: Vec<(
+            tracing::Span,
+            InFlight,
+            Result<InboundMessage, HandlerError>,
+        )>,
+    ) {
         let ready: Vec<(&InboundMessage, &tracing::Span)> = flights
             .iter()
             .filter_map(|(span, _, msg)| msg.as_ref().ok().map(|m| (m, span)))
@@ -425,6 +507,20 @@ impl<H: Handler> Shared<H> {
         }
     }
 
+    /// The whole byte budget ([`ConsumerConfig::inflight_bytes`]).
+    fn budget(&self) -> usize {
+        self.config.inflight_bytes.min(u32::MAX as usize)
+    }
+
+    /// Waits until `bytes` (at most the budget) are free, and takes them.
+    async fn take_room(&self, bytes: usize) -> tokio::sync::OwnedSemaphorePermit {
+        self.room
+            .clone()
+            .acquire_many_owned(bytes.min(self.budget()) as u32)
+            .await
+            .expect("the in-flight byte budget is never closed")
+    }
+
     /// The message fetched from S3 first when it is a pointer.
     /// `event` is moved in: the loop keeps only the raw body (for a dead letter).
     async fn inbound(
@@ -434,9 +530,18 @@ impl<H: Handler> Shared<H> {
         received_at: std::time::Instant,
     ) -> Result<InboundMessage, HandlerError> {
         let body = match &r.pointer {
-            Some(p) => s3::fetch(&self.s3, p, MAX_BODY_BYTES)
-                .await
-                .map_err(|e| HandlerError::Transient(Box::new(e)))?,
+            Some(p) => {
+                let limit = declared_size(r).unwrap_or(MAX_BODY_BYTES);
+                s3::fetch(&self.s3, &self.config.pointers, p, limit)
+                    .await
+                    .map_err(|e| {
+                        if e.is_permanent() {
+                            HandlerError::Unprocessable(Box::new(e))
+                        } else {
+                            HandlerError::Transient(Box::new(e))
+                        }
+                    })?
+            }
             None => event,
         };
         Ok(InboundMessage {
@@ -453,10 +558,14 @@ impl<H: Handler> Shared<H> {
 
     /// Counts the message, keeps it invisible while it is worked on, and
     /// reads it.
-    async fn start(&self, mut r: Received) -> (InFlight, Result<InboundMessage, HandlerError>) {
+    async fn start(
+        &self,
+        mut r: Received,
+        extender: tokio::task::JoinHandle<()>,
+        room: tokio::sync::OwnedSemaphorePermit,
+    ) -> (InFlight, Result<InboundMessage, HandlerError>) {
         metrics::counter!(crate::prometheus::RECEIVED, "queue" => self.queue.clone()).increment(1);
         let started = std::time::Instant::now();
-        let extender = self.keep_invisible(r.receipt.clone());
         let event = std::mem::take(&mut r.event);
         let msg = self.inbound(&r, event, started).await;
         (
@@ -464,6 +573,7 @@ impl<H: Handler> Shared<H> {
                 r,
                 started,
                 extender,
+                _room: room,
             },
             msg,
         )
@@ -476,6 +586,7 @@ impl<H: Handler> Shared<H> {
             r,
             started,
             extender,
+            _room,
         } = flight;
         extender.abort();
         let elapsed = started.elapsed();
@@ -602,6 +713,43 @@ mod tests {
             None => b,
         }
         .build()
+    }
+
+    #[test]
+    fn a_receive_is_cut_into_parts_that_fit_the_byte_budget_in_order() {
+        let mib = 1 << 20;
+        // (message sizes, budget, the parts they are handled in)
+        type Case<'a> = (&'a [usize], usize, &'a [&'a [usize]]);
+        let cases: &[Case] = &[
+            (&[], 48, &[]),
+            (&[1, 1, 1], 48, &[&[1, 1, 1]]),
+            (
+                &[16, 16, 16, 16, 16, 16, 16, 16],
+                48,
+                &[&[16, 16, 16], &[16, 16, 16], &[16, 16]],
+            ),
+            (&[48, 1, 47, 2], 48, &[&[48], &[1, 47], &[2]]),
+            (&[30, 30, 10], 48, &[&[30], &[30, 10]]),
+        ];
+        for (sizes, budget, wanted) in cases {
+            let got = parts_within(sizes, *budget);
+            let wanted: Vec<Vec<usize>> = wanted.iter().map(|p| p.to_vec()).collect();
+            assert_eq!(got, wanted, "{sizes:?} within {budget}");
+            assert!(got.iter().all(|p| p.iter().sum::<usize>() <= *budget));
+        }
+        // A pointer without a declared size reserves a whole body's limit;
+        // nothing reserves more than the budget.
+        let m = Message::builder()
+            .message_id("m")
+            .receipt_handle("r")
+            .body(s3::pointer_body(&s3::Pointer {
+                bucket: "b".into(),
+                key: "k".into(),
+            }))
+            .build();
+        let r = Received::parse(&m).unwrap();
+        assert_eq!(bytes_of(&r, 64 * mib), r.raw.len() + MAX_BODY_BYTES);
+        assert_eq!(bytes_of(&r, 8 * mib), 8 * mib);
     }
 
     #[test]
