@@ -25,22 +25,104 @@ variable "output_bucket" {
   default     = null
 }
 
-variable "image" {
-  description = "Workers' image, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/metric-orchestrator:1.0.0."
+variable "image_tag" {
+  description = "The tag pushed to the stack's ECR repository (docs/deploy.md); the image is <repository_url>:<image_tag>."
   type        = string
+  default     = "latest"
+}
+
+variable "image" {
+  description = "A full image reference instead of the stack's repository and image_tag."
+  type        = string
+  default     = null
+}
+
+variable "create_vpc" {
+  description = "Create a VPC with two private subnets and VPC endpoints instead of using vpc_id and subnet_ids."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_cidr" {
+  description = "The new VPC's range, with create_vpc."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "vpc_id" {
+  description = "The existing VPC (without create_vpc)."
+  type        = string
+  default     = null
 }
 
 variable "subnet_ids" {
-  type = list(string)
+  description = "Private subnets in two Availability Zones at least, for the tasks and the database (without create_vpc). They reach the AWS APIs through a NAT gateway or VPC endpoints."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = length(var.subnet_ids) == 0 || length(var.subnet_ids) >= 2
+    error_message = "subnet_ids needs two subnets at least (in two Availability Zones): RDS requires it."
+  }
 }
 
-variable "security_group_ids" {
-  type = list(string)
+variable "vpc_endpoints" {
+  description = "Interface endpoints for SQS, SNS, Logs, ECR, Secrets Manager and KMS in an existing VPC (always on with create_vpc)."
+  type        = bool
+  default     = false
 }
 
-variable "database_url_secret_arn" {
-  description = "Secrets Manager secret holding DATABASE_URL."
-  type        = string
+variable "ops_port" {
+  description = "The workers' ops endpoints (/healthz, /readyz, /metrics), reachable from inside the VPC only."
+  type        = number
+  default     = 9090
+}
+
+variable "api_port" {
+  type    = number
+  default = 8080
+}
+
+variable "console_cidrs" {
+  description = "Networks allowed to reach the console's load balancer on 443 (your VPN, office or bastion ranges)."
+  type        = list(string)
+  default     = []
+}
+
+variable "kms_key_users" {
+  description = "IAM principals (the metric runner's and the producer's roles) that read or write the encrypted queues, topic and bucket."
+  type        = list(string)
+  default     = []
+}
+
+variable "database" {
+  description = "The RDS instance: size, engine, availability and backups (docs/deploy.md, \"What it costs\")."
+  type = object({
+    engine_version        = optional(string, "16")
+    instance_class        = optional(string, "db.t4g.medium")
+    allocated_storage_gb  = optional(number, 20)
+    multi_az              = optional(bool, true)
+    deletion_protection   = optional(bool, true)
+    backup_retention_days = optional(number, 14)
+    role_password_version = optional(number, 1)
+  })
+  default = {}
+}
+
+variable "existing_database" {
+  description = "Use this PostgreSQL (for example the database metrics-engine-cp ran on, adopted in place) instead of creating one: host, port, name, sslrootcert (a path in the image), owner_user and owner_secret_arn (JSON with a password key), worker_user / worker_secret_arn, api_user / api_secret_arn (the passwords alone)."
+  type = object({
+    host              = string
+    port              = number
+    name              = string
+    sslrootcert       = optional(string, "/etc/ssl/certs/rds-global-bundle.pem")
+    owner_user        = string
+    owner_secret_arn  = string
+    worker_user       = string
+    worker_secret_arn = string
+    api_user          = string
+    api_secret_arn    = string
+  })
+  default = null
 }
 
 variable "inbound_payload_bucket_arns" {
@@ -124,7 +206,7 @@ variable "existing_output_bucket" {
 }
 
 variable "api" {
-  description = "The operator API and console as an internal ECS service: { enabled, port, cpu, memory, desired_count, token_secret_arn, security_group_ids, auth (actions | all), load_balancer ({ subnet_ids, security_group_ids, certificate_arn, cognito | oidc }) }; off by default. Its shape, defaults and checks are declared once, by modules/workers (variable \"api\"). See docs/operations.md, \"Exposing the API\"."
+  description = "The operator API and console as an internal ECS service: { enabled, cpu, memory, desired_count, token_secret_arn, auth (actions | all), load_balancer ({ subnet_ids (default: the stack's), certificate_arn, cognito | oidc }) }; off by default. Its security groups are the stack's. Its shape, defaults and checks are declared once, by modules/workers (variable \"api\"). See docs/operations.md, \"Exposing the API\"."
   type        = any
   default     = {}
 }

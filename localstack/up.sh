@@ -35,7 +35,7 @@ say "starting LocalStack at $endpoint"
 # CloudWatch itself stays on for the Terraform module's alarms.
 (
   cd "$state"
-  GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs,sns,s3,cloudwatch PERSISTENCE=0 \
+  GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs,sns,s3,cloudwatch,secretsmanager PERSISTENCE=0 \
   SQS_DISABLE_CLOUDWATCH_METRICS=1 \
   SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
   SQS_ENDPOINT_STRATEGY=off LOCALSTACK_HOST=127.0.0.1:4566 \

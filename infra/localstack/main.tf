@@ -78,12 +78,13 @@ provider "aws" {
   skip_requesting_account_id  = true
   s3_use_path_style           = true
   endpoints {
-    sqs        = var.endpoint
-    sns        = var.endpoint
-    s3         = var.endpoint
-    sts        = var.endpoint
-    iam        = var.endpoint
-    cloudwatch = var.endpoint
+    sqs            = var.endpoint
+    sns            = var.endpoint
+    s3             = var.endpoint
+    sts            = var.endpoint
+    iam            = var.endpoint
+    cloudwatch     = var.endpoint
+    secretsmanager = var.endpoint
   }
 }
 
@@ -100,6 +101,17 @@ module "messaging" {
   projection_updates_topic_arns = var.projection_updates_topic_arns
   raw_message_delivery          = var.raw_message_delivery
   existing_output_bucket        = var.existing_output_bucket
+}
+
+# The least-privilege roles' passwords, generated and written write-only as
+# on AWS (tests/it/terraform.rs checks the state holds none of them).
+module "role_passwords" {
+  source = "../modules/role_passwords"
+  prefix = var.prefix
+}
+
+output "role_password_secret_arns" {
+  value = module.role_passwords.secret_arns
 }
 
 output "worker_environment" {

@@ -39,15 +39,15 @@ locals {
 }
 
 resource "aws_sqs_queue" "dlq" {
-  for_each                    = local.inbound
-  name                        = "${each.value}-dlq${local.queue_fifo[each.key] ? ".fifo" : ""}"
-  fifo_queue                  = local.queue_fifo[each.key]
-  message_retention_seconds   = var.message_retention_seconds
-  content_based_deduplication = local.queue_fifo[each.key] ? false : null
+  for_each                          = local.inbound
+  name                              = "${each.value}-dlq${local.queue_fifo[each.key] ? ".fifo" : ""}"
+  fifo_queue                        = local.queue_fifo[each.key]
+  message_retention_seconds         = var.message_retention_seconds
+  content_based_deduplication       = local.queue_fifo[each.key] ? false : null
   kms_master_key_id                 = var.kms_key_arn
   kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
   sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
-  tags                        = var.tags
+  tags                              = var.tags
 }
 
 resource "aws_sqs_queue" "inbound" {
@@ -64,7 +64,7 @@ resource "aws_sqs_queue" "inbound" {
   kms_master_key_id                 = var.kms_key_arn
   kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
   sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
-  tags = var.tags
+  tags                              = var.tags
 
   lifecycle {
     precondition {
@@ -168,23 +168,23 @@ resource "aws_sns_topic_subscription" "inbound" {
 }
 
 resource "aws_sns_topic" "run_requests" {
-  count      = var.run_requests_topic_arn == null ? 1 : 0
-  name       = "${var.prefix}run-requests${local.run_requests_fifo ? ".fifo" : ""}"
-  fifo_topic = local.run_requests_fifo
+  count             = var.run_requests_topic_arn == null ? 1 : 0
+  name              = "${var.prefix}run-requests${local.run_requests_fifo ? ".fifo" : ""}"
+  fifo_topic        = local.run_requests_fifo
   kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
-  tags       = var.tags
+  tags              = var.tags
 }
 
 # What a metric runner reads: the topic's messages (raw by default).
 resource "aws_sqs_queue" "run_requests_dlq" {
-  name                        = "${var.prefix}run-requests-dlq${local.run_requests_fifo ? ".fifo" : ""}"
-  fifo_queue                  = local.run_requests_fifo
-  content_based_deduplication = local.run_requests_fifo ? false : null
-  message_retention_seconds   = var.message_retention_seconds
+  name                              = "${var.prefix}run-requests-dlq${local.run_requests_fifo ? ".fifo" : ""}"
+  fifo_queue                        = local.run_requests_fifo
+  content_based_deduplication       = local.run_requests_fifo ? false : null
+  message_retention_seconds         = var.message_retention_seconds
   kms_master_key_id                 = var.kms_key_arn
   kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
   sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
-  tags                        = var.tags
+  tags                              = var.tags
 }
 
 resource "aws_sqs_queue" "run_requests" {
@@ -199,7 +199,7 @@ resource "aws_sqs_queue" "run_requests" {
   kms_master_key_id                 = var.kms_key_arn
   kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600
   sqs_managed_sse_enabled           = var.kms_key_arn == null ? true : null
-  tags = var.tags
+  tags                              = var.tags
 }
 
 resource "aws_sns_topic_subscription" "run_requests" {

@@ -16,11 +16,12 @@ locals {
       LOG_FORMAT             = "json"
       RUST_LOG               = "info"
       AWS_REGION             = var.region
+      DATABASE_URL           = local.database_url.api
     },
     var.settings,
   )
   api_secrets = concat(
-    [{ name = "DATABASE_URL", valueFrom = var.database_url_secret_arn }],
+    [{ name = "DATABASE_PASSWORD", valueFrom = local.password_secret.api }],
     var.api.token_secret_arn == null ? [] : [{ name = "API_TOKEN", valueFrom = var.api.token_secret_arn }],
   )
 }
@@ -29,6 +30,7 @@ resource "aws_cloudwatch_log_group" "api" {
   count             = local.api_enabled ? 1 : 0
   name              = "/ecs/${var.prefix}orchestrator-serve"
   retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
   tags              = var.tags
 }
 
@@ -73,6 +75,11 @@ resource "aws_ecs_task_definition" "api" {
     portMappings = [{ containerPort = var.api.port, protocol = "tcp" }]
     environment  = [for k in sort(keys(local.api_environment)) : { name = k, value = local.api_environment[k] }]
     secrets      = local.api_secrets
+    healthCheck = merge(local.health_check, {
+      command = ["CMD", "orchestrator", "probe", "http://127.0.0.1:${var.api.port}/health"]
+    })
+    readonlyRootFilesystem = true
+    user                   = "65532"
     logConfiguration = {
       logDriver = "awslogs"
       options = {
@@ -106,7 +113,11 @@ resource "aws_ecs_service" "api" {
     }
   }
   health_check_grace_period_seconds = local.api_lb ? 30 : null
-  tags                              = var.tags
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+  tags = var.tags
 }
 
 # ---- the load balancer that signs people in ----

@@ -64,6 +64,11 @@ data "aws_iam_policy_document" "worker" {
     actions   = ["s3:GetObject"]
     resources = [for b in concat([var.messaging.output_bucket_arn], var.inbound_payload_bucket_arns) : "${b}/*"]
   }
+  statement {
+    sid       = "UseTheStackKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
 }
 
 resource "aws_iam_role" "task" {
@@ -92,15 +97,20 @@ resource "aws_iam_role_policy_attachment" "execution" {
   policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
+# Each process's database password, injected by ECS at start.
 data "aws_iam_policy_document" "read_database_secret" {
   statement {
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.database_url_secret_arn]
+    resources = [local.db.owner_secret_arn, local.db.worker_secret_arn, local.db.api_secret_arn]
+  }
+  statement {
+    actions   = ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
   }
 }
 
 resource "aws_iam_role_policy" "read_database_secret" {
-  name   = "${var.prefix}read-database-url"
+  name   = "${var.prefix}read-database-passwords"
   role   = aws_iam_role.execution.id
   policy = data.aws_iam_policy_document.read_database_secret.json
 }

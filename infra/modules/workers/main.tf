@@ -19,9 +19,30 @@ locals {
       LOG_FORMAT                   = "json"
       RUST_LOG                     = "info"
       AWS_REGION                   = var.region
+      DATABASE_URL                 = local.database_url.worker
     },
     var.settings,
   )
+  db = var.database
+  database_url = {
+    for role, user in { owner = local.db.owner_user, worker = local.db.worker_user, api = local.db.api_user } :
+    role => "postgres://${user}@${local.db.host}:${local.db.port}/${local.db.name}?sslmode=verify-full&sslrootcert=${local.db.sslrootcert}"
+  }
+  # ECS reads a JSON key of a secret with "<arn>:<key>::".
+  password_secret = {
+    owner  = "${local.db.owner_secret_arn}:password::"
+    worker = local.db.worker_secret_arn
+    api    = local.db.api_secret_arn
+  }
+  # The container health check: the image has no shell, so the CLI asks the
+  # process's /healthz over loopback.
+  health_check = {
+    command     = ["CMD", "orchestrator", "probe", "http://127.0.0.1:${var.ops_port}/healthz"]
+    interval    = 15
+    timeout     = 5
+    retries     = 3
+    startPeriod = 30
+  }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -37,6 +58,7 @@ resource "aws_cloudwatch_log_group" "worker" {
   for_each          = var.workers
   name              = "/ecs/${var.prefix}${each.key}"
   retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
   tags              = var.tags
 }
 
@@ -57,7 +79,11 @@ resource "aws_ecs_task_definition" "worker" {
     stopTimeout  = 60 # > SHUTDOWN_GRACE_SECS: in-flight messages finish
     portMappings = [{ containerPort = var.ops_port, protocol = "tcp" }]
     environment  = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
-    secrets      = [{ name = "DATABASE_URL", valueFrom = var.database_url_secret_arn }]
+    secrets      = [{ name = "DATABASE_PASSWORD", valueFrom = local.password_secret.worker }]
+    healthCheck  = local.health_check
+    # Nothing is written to disk: logs go to stdout.
+    readonlyRootFilesystem = true
+    user                   = "65532"
     logConfiguration = {
       logDriver = "awslogs"
       options = {
@@ -80,6 +106,11 @@ resource "aws_ecs_service" "worker" {
   # Rolling deploys: new tasks start before old ones drain (SIGTERM → drain).
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
+  # A release whose tasks never become healthy is rolled back by ECS.
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
   network_configuration {
     subnets          = var.subnet_ids
     security_groups  = var.security_group_ids

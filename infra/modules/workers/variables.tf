@@ -25,9 +25,31 @@ variable "assign_public_ip" {
   default = false
 }
 
-variable "database_url_secret_arn" {
-  description = "Secrets Manager secret whose value is DATABASE_URL (never a plain variable: it holds the password)."
+variable "database" {
+  description = "Where PostgreSQL is and which role each process connects as; passwords come from Secrets Manager (owner_secret_arn: JSON with a password key, as RDS keeps its master secret; the roles' secrets: the password alone). Connections are TLS with verify-full against sslrootcert, a path in the image."
+  type = object({
+    host              = string
+    port              = number
+    name              = string
+    sslrootcert       = optional(string, "/etc/ssl/certs/rds-global-bundle.pem")
+    owner_user        = string
+    owner_secret_arn  = string
+    worker_user       = string
+    worker_secret_arn = string
+    api_user          = string
+    api_secret_arn    = string
+  })
+}
+
+variable "kms_key_arn" {
+  description = "The stack's key: log groups are encrypted with it, and the tasks use it for the encrypted queues, topics, bucket and secrets."
   type        = string
+}
+
+variable "catalog_key" {
+  description = "Where the catalog-apply task reads the catalog: this key of the output bucket (docs/deploy.md)."
+  type        = string
+  default     = "catalog/catalog.yaml"
 }
 
 variable "messaging" {
@@ -85,7 +107,7 @@ variable "workers" {
 
 variable "log_retention_days" {
   type    = number
-  default = 30
+  default = 365
 }
 
 variable "tags" {
