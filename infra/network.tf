@@ -132,12 +132,14 @@ resource "aws_security_group" "tasks" {
 }
 
 resource "aws_security_group" "api" {
+  #checkov:skip=CKV2_AWS_5:Attached to the API service by modules/workers when api.enabled; it exists unattached otherwise so that the database rule can name it.
   name        = "${var.prefix}orchestrator-api"
   description = "orchestrator serve: in from the load balancer (or the VPC without one); out to PostgreSQL and the AWS APIs"
   vpc_id      = local.vpc_id
 }
 
 resource "aws_security_group" "lb" {
+  #checkov:skip=CKV2_AWS_5:Attached to the console load balancer by modules/workers when api.load_balancer is set.
   name        = "${var.prefix}orchestrator-lb"
   description = "The console's load balancer: HTTPS in from the allowed networks; out to the API and the identity provider"
   vpc_id      = local.vpc_id

@@ -42,6 +42,12 @@ if [ "$tier" != fast ]; then
     echo "installing prometheus (Debian package) for promtool, which checks the alert rules"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi
+  # checkov, the Terraform scanner (tests/it/terraform.rs runs it over infra/).
+  if [ ! -x .venv-checkov/bin/checkov ]; then
+    echo "installing checkov (PyPI, infra/checkov-requirements.txt) into .venv-checkov"
+    python3 -m venv .venv-checkov
+    .venv-checkov/bin/pip install -q -r infra/checkov-requirements.txt
+  fi
   cargo build --workspace --bins --locked
 fi
 cargo_args=()

@@ -25,6 +25,7 @@ mod outbox_recipes;
 mod payload_budget;
 mod policies;
 mod policies_e2e;
+mod pool_settings;
 mod projection_update;
 mod roles;
 mod run_outbox;

@@ -40,6 +40,57 @@ fn terraform_test_asserts_the_security_properties_with_a_mock_provider() {
     assert!(out.contains("Success! 5 passed, 0 failed."), "{out}");
 }
 
+/// checkov, the scanner the field uses, over infra/: no failed check, and
+/// every suppression carries its reason next to its resource.
+/// tests/run.sh installs it (infra/checkov-requirements.txt) into
+/// .venv-checkov; CHECKOV names another binary.
+#[test]
+fn checkov_finds_no_unsuppressed_problem_in_infra() {
+    let bin = std::env::var("CHECKOV").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-checkov/bin/checkov").to_string()
+    });
+    assert!(
+        std::path::Path::new(&bin).is_file(),
+        "checkov is not installed at {bin}: tests/run.sh installs it (or set CHECKOV)"
+    );
+    let tf = Terraform::new("");
+    let out = std::process::Command::new(&bin)
+        .args(["-d", ".", "--framework", "terraform", "-o", "json"])
+        .current_dir(&tf.workdir)
+        .output()
+        .expect("checkov runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("checkov's report is not JSON ({e}): {text}"));
+    let summary = &report["summary"];
+    eprintln!("checkov {}: {summary}", summary["checkov_version"]);
+    let failed: Vec<String> = report["results"]["failed_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {} ({})", c["check_id"], c["resource"], c["file_path"]))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "checkov findings:\n{}",
+        failed.join("\n")
+    );
+    assert_eq!(summary["parsing_errors"], 0, "{summary}");
+    for c in report["results"]["skipped_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let reason = c["check_result"]["suppress_comment"].as_str().unwrap_or("");
+        assert!(
+            reason.len() > 20,
+            "{} on {} is suppressed without a reason",
+            c["check_id"],
+            c["resource"]
+        );
+    }
+}
+
 /// The secret LocalStack holds, read as Secrets Manager answers it.
 async fn secret_value(arn: &str) -> String {
     let answer: Value = reqwest::Client::new()

@@ -127,6 +127,7 @@ locals {
 }
 
 resource "aws_lb" "api" {
+  #checkov:skip=CKV_AWS_91:The API logs every request (route, status, actor) to CloudWatch Logs; ALB access logs need a bucket with the ELB account allowed, left to the operator (docs/deploy.md).
   count              = local.api_lb ? 1 : 0
   name               = substr("${var.prefix}orchestrator-api", 0, 32)
   internal           = true
@@ -135,6 +136,7 @@ resource "aws_lb" "api" {
   security_groups    = var.api.load_balancer.security_group_ids
   # Headers that HTTP does not allow are dropped here, not passed on.
   drop_invalid_header_fields = true
+  enable_deletion_protection = true
   tags                       = var.tags
 }
 
