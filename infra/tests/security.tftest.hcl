@@ -79,6 +79,10 @@ run "root_in_an_existing_vpc" {
     error_message = "the workers connect as their own role, TLS verified against the RDS bundle"
   }
   assert {
+    condition     = output.api_url != null
+    error_message = "the console is behind its load balancer"
+  }
+  assert {
     condition     = strcontains(output.migrate_command, "aws ecs run-task") && strcontains(output.migrate_command, "--task-definition prod-orchestrator-migrate") && strcontains(output.migrate_command, "assignPublicIp=DISABLED")
     error_message = "the migrate command is complete"
   }

@@ -424,6 +424,7 @@ async fn actions_are_off_without_a_token_and_need_the_right_one() {
         token: Some(orchestrator_core::api::auth::Token::new(TOKEN)),
         auth: Default::default(),
         metrics: None,
+        actors: Default::default(),
     })
     .await;
     let (st, body) = no_bucket

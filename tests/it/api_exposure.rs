@@ -23,6 +23,7 @@ fn state(db: &TestDb, pool: orchestrator_core::store::Pool, auth: AuthScope) -> 
         token: Some(Token::new(TOKEN)),
         auth,
         metrics: None,
+        actors: Default::default(),
     }
 }
 

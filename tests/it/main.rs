@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL (see `localstack/postgres-up.sh`).
 //! Each test creates its own database migrated from `migrations/`.
 
+mod actors;
 mod adopt;
 mod alerts;
 mod api;

@@ -144,6 +144,7 @@ async fn the_worker_role_works_and_changes_no_schema_and_the_api_role_writes_onl
         token: Some(orchestrator_core::api::auth::Token::new(TOKEN)),
         auth: Default::default(),
         metrics: None,
+        actors: Default::default(),
     })
     .await;
     let (st, body) = server

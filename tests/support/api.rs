@@ -93,6 +93,7 @@ impl ApiServer {
                 token: token.map(orchestrator_core::api::auth::Token::new),
                 auth: Default::default(),
                 metrics: None,
+                actors: Default::default(),
             },
             limits,
         )

@@ -5,8 +5,9 @@
 //! logged with what it changed.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 
+use super::actor::Actor;
 use super::dto::{self, Canceled, HoldChanged, Triggered, UsedUpdateRef};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathParam, QueryParams};
@@ -24,11 +25,16 @@ use crate::domain::run_state::RunStatus;
     responses((status = 200, body = Canceled), (status = 401, body = dto::ErrorBody),
               (status = 403, body = dto::ErrorBody), (status = 404, body = dto::ErrorBody),
               (status = 409, body = dto::ErrorBody)))]
-pub async fn cancel(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResult<Canceled> {
+pub async fn cancel(
+    State(s): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    PathParam(id): PathParam,
+) -> ApiResult<Canceled> {
     let run_id = RunId::from(id.as_str());
-    match runs_admin::cancel(&s.pool, &run_id, "canceled through the operator API").await {
+    let reason = format!("canceled through the operator API by {actor}");
+    match runs_admin::cancel(&s.pool, &run_id, &reason).await {
         Ok(previous) => {
-            tracing::info!(action = "cancel", run_id = %run_id, from = %previous, to = %RunStatus::Canceled, "run canceled through the API");
+            tracing::info!(action = "cancel", %actor, run_id = %run_id, from = %previous, to = %RunStatus::Canceled, "run canceled through the API");
             Ok(Json(Canceled {
                 run_id: id,
                 previous_status: previous.as_str().into(),
@@ -49,6 +55,7 @@ pub async fn cancel(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiR
               (status = 409, body = dto::ErrorBody), (status = 503, body = dto::ErrorBody)))]
 pub async fn trigger(
     State(s): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     PathParam(code): PathParam,
 ) -> ApiResult<Triggered> {
     let Some(ctx) = &s.ctx else {
@@ -58,7 +65,7 @@ pub async fn trigger(
     };
     match trigger::trigger(ctx, &code).await {
         Ok(t) => {
-            tracing::info!(action = "trigger", run_id = %t.run_id, metric_code = %t.metric_code, to = %RunStatus::Queued, "run triggered through the API");
+            tracing::info!(action = "trigger", %actor, run_id = %t.run_id, metric_code = %t.metric_code, to = %RunStatus::Queued, "run triggered through the API");
             Ok(Json(Triggered {
                 run_id: t.run_id.to_string(),
                 metric_code: t.metric_code,
@@ -88,18 +95,23 @@ const MAX_HOLDER: usize = 200;
 
 #[utoipa::path(post, path = "/api/v1/metrics/{code}/hold", tag = "actions",
     params(("code" = String, Path, description = "metric code"),
-           ("by" = Option<String>, Query, description = "who holds it (default: api)")),
+           ("by" = Option<String>, Query, description = "who holds it, when the load balancer has not signed someone in (default: api); a signed-in person is recorded as themselves")),
     security(("bearer" = [])),
     responses((status = 200, body = HoldChanged), (status = 400, body = dto::ErrorBody),
               (status = 401, body = dto::ErrorBody), (status = 403, body = dto::ErrorBody),
               (status = 404, body = dto::ErrorBody), (status = 503, body = dto::ErrorBody)))]
 pub async fn hold(
     State(s): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     PathParam(code): PathParam,
     query: QueryParams,
 ) -> ApiResult<HoldChanged> {
     let params = Params::new(query, &["by"])?;
-    let by = params.text("by")?.unwrap_or_else(|| "api".into());
+    let stated = params.text("by")?;
+    let by = match actor.holder() {
+        Some(person) => person.to_string(),
+        None => stated.clone().unwrap_or_else(|| "api".into()),
+    };
     if by.chars().count() > MAX_HOLDER {
         return Err(ApiError::bad_request(format!(
             "by must be at most {MAX_HOLDER} characters"
@@ -107,7 +119,7 @@ pub async fn hold(
     }
     let ctx = policy_context(&s)?;
     let outcome = policy::hold(ctx, &code, &by).await?;
-    tracing::info!(action = "hold", metric_code = %code, by = %by, outcome = ?outcome, "metric hold through the API");
+    tracing::info!(action = "hold", %actor, metric_code = %code, by = %by, stated_by = ?stated, outcome = ?outcome, "metric hold through the API");
     changed(&code, outcome)
 }
 
@@ -120,6 +132,7 @@ pub async fn hold(
               (status = 404, body = dto::ErrorBody), (status = 503, body = dto::ErrorBody)))]
 pub async fn resume(
     State(s): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     PathParam(code): PathParam,
     query: QueryParams,
 ) -> ApiResult<HoldChanged> {
@@ -127,7 +140,7 @@ pub async fn resume(
     let drop = params.parsed::<bool>("drop")?.unwrap_or(false);
     let ctx = policy_context(&s)?;
     let outcome = policy::resume(ctx, &code, drop).await?;
-    tracing::info!(action = "resume", metric_code = %code, drop, outcome = ?outcome, "metric resumed through the API");
+    tracing::info!(action = "resume", %actor, metric_code = %code, drop, outcome = ?outcome, "metric resumed through the API");
     changed(&code, outcome)
 }
 

@@ -83,6 +83,8 @@ impl<B> ValidateRequest<B> for RequireToken {
         match refusal(self.0.as_ref(), given) {
             None => Ok(()),
             Some(e) => {
+                tracing::warn!(client = %client_of(request), path = %request.uri().path(),
+                    reason = %e.message, "refused a request: no valid API token");
                 let unauthorized = e.status == axum::http::StatusCode::UNAUTHORIZED;
                 let mut response = e.into_response();
                 if unauthorized {
@@ -94,6 +96,26 @@ impl<B> ValidateRequest<B> for RequireToken {
                 Err(response)
             }
         }
+    }
+}
+
+/// Where a request came from, for the log: the peer address, and what a
+/// proxy says in `X-Forwarded-For` (as stated, unverified).
+pub fn client_of<B>(request: &Request<B>) -> String {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
+    match request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(fwd) => format!(
+            "{peer} (forwarded for {})",
+            fwd.chars().take(200).collect::<String>()
+        ),
+        None => peer,
     }
 }
 

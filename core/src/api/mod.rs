@@ -6,6 +6,7 @@
 //! shedding, the error shape) and, where [`auth`] says so, the token check.
 
 mod actions;
+pub mod actor;
 pub mod auth;
 mod console;
 mod datasets;
@@ -42,6 +43,8 @@ pub struct ApiState {
     /// `API_AUTH`: whether reads need the token too.
     pub auth: auth::AuthScope,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Who takes an action (`API_TOKEN_NAME`, `API_OIDC_SIGNER_ARN`).
+    pub actors: actor::Actors,
 }
 
 #[utoipa::path(get, path = "/health", tag = "health",
@@ -126,6 +129,10 @@ pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
         .route("/api/v1/metrics/{code}/hold", post(actions::hold))
         .route("/api/v1/metrics/{code}/resume", post(actions::resume))
         .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            actor::identify,
+        ))
         .route_layer(auth::require(state.token.clone()));
     let api = layers::shed_load(reads.merge(actions), limits.max_in_flight);
     let routes = Router::new()
@@ -264,6 +271,7 @@ impl ServeDeps {
             None => None,
         };
         let (token, auth) = env.api_auth()?;
+        let actors = actor::Actors::from_env(env)?;
         Ok(Self {
             addr,
             state: ApiState {
@@ -272,6 +280,7 @@ impl ServeDeps {
                 token: token.as_deref().map(auth::Token::new),
                 auth,
                 metrics: crate::prometheus::install(),
+                actors,
             },
             limits,
         })
@@ -325,7 +334,8 @@ pub async fn serve_on(
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(addr = %local, actions = state.token.is_some(), auth = state.auth.as_str(),
         max_in_flight = limits.max_in_flight, "operator API and console at http://{local}/");
-    axum::serve(listener, router(state, limits))
+    let app = router(state, limits).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(ServeError::Serve)

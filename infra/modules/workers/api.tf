@@ -18,6 +18,9 @@ locals {
       AWS_REGION             = var.region
       DATABASE_URL           = local.database_url.api
     },
+    # Behind the signing-in load balancer, actions are recorded as the
+    # person it signed in (its signed identity is verified against it).
+    local.api_lb ? { API_OIDC_SIGNER_ARN = aws_lb.api[0].arn } : {},
     var.settings,
   )
   api_secrets = concat(
