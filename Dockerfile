@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1.7
 # One image for the three shipped binaries: projection-update-worker,
 # run-lifecycle-worker and the orchestrator CLI (loadgen, the benchmark and
 # load tool, is a workspace member but is never built into the image). The container's command picks
@@ -46,6 +47,10 @@ COPY --from=build /symbols/ /
 # shell, no package manager; "nonroot" is uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
+# Amazon RDS's CA bundle (every region's roots), which the Terraform's
+# DATABASE_URL names: sslmode=verify-full&sslrootcert=<this path>
+# (docs/operations.md, "TLS to PostgreSQL").
+ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 USER nonroot:nonroot
 ENV LOG_FORMAT=json OPS_ADDR=0.0.0.0:9090
 EXPOSE 9090

@@ -34,7 +34,9 @@
 //! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, the
 //!   publisher port and its SNS implementation, S3 pointers, provisioning.
 //! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
-//!   and the web console built into the binary.
+//!   and the web console built into the binary; who takes an action
+//!   ([`api::actor`]: the load balancer's signed identity, verified, or the
+//!   token's name).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
 //!   gauges; [`prometheus`]: the Prometheus metric names and exporter.
 //! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop; [`errors`]:
