@@ -1,8 +1,8 @@
 //! Large inbound payloads: a burst of 16 MiB S3 pointers at full
 //! concurrency waits for room in the worker's byte budget and does not kill
 //! it at its container's memory limit; pointers to a bucket the worker was
-//! not given, and payloads over their declared size, are dead-lettered at
-//! once.
+//! not given, payloads over their declared size and payloads that are not
+//! text are dead-lettered at once.
 
 use std::time::Duration;
 
@@ -146,8 +146,8 @@ async fn a_burst_of_16_mib_pointers_waits_for_room_and_stays_under_the_memory_li
 }
 
 #[tokio::test]
-async fn pointers_outside_the_configured_buckets_or_over_their_declared_size_are_dead_lettered_at_once(
-) {
+async fn pointers_to_other_buckets_payloads_over_their_size_or_not_text_are_dead_lettered_at_once()
+{
     let db = db_with_catalog("payload_refused").await;
     let stack = Stack::new("ptrrefuse", false).await;
     let small = json!({"event": "projection_update", "dataset_id": "d1",
@@ -168,6 +168,20 @@ async fn pointers_outside_the_configured_buckets_or_over_their_declared_size_are
     send_pointer(&stack, &other, "elsewhere.json", None).await;
     // A payload larger than the size its sender declared.
     send_pointer(&stack, &stack.names.output_bucket, "ok.json", Some(10)).await;
+    // A payload that is not text.
+    stack
+        .aws
+        .s3
+        .put_object()
+        .bucket(&stack.names.output_bucket)
+        .key("binary.bin")
+        .body(aws_sdk_s3::primitives::ByteStream::from(vec![
+            0xff, 0xfe, 0x00, 0x80,
+        ]))
+        .send()
+        .await
+        .expect("PutObject to LocalStack");
+    send_pointer(&stack, &stack.names.output_bucket, "binary.bin", None).await;
     let mut env = stack.env(&db);
     env.push(("MAX_RECEIVE_COUNT".into(), "5".into()));
     let worker = Process::spawn("projection-update-worker", &env, &[]);

@@ -56,3 +56,17 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn every_aws_call_is_bounded_in_time() {
+        let config = super::aws_config().await;
+        let t = config.timeout_config().expect("timeouts are set");
+        assert_eq!(t.connect_timeout(), Some(super::CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(super::ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(super::OPERATION_TIMEOUT));
+        // An attempt outlasts the longest long poll (20 s) it must wait through.
+        assert!(super::ATTEMPT_TIMEOUT > std::time::Duration::from_secs(20));
+    }
+}

@@ -296,6 +296,7 @@ fn help_lists_only_operator_commands() {
             "dlq",
             "simulate-runner",
             "serve",
+            "probe",
             "help"
         ],
         "{out}"
