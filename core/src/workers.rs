@@ -83,9 +83,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Pool(#[from] crate::store::pool::PoolConfigError),
-    #[error(transparent)]
-    Database(#[from] crate::store::pool::ConnectError),
+    Pool(#[from] crate::store::pool::StartPoolError),
 }
 
 /// A worker's default connection pool (`DATABASE_POOL_SIZE`).
@@ -121,10 +119,11 @@ impl ConsumerDeps<SnsPublisher> {
         env: &Env<F>,
         kind: WorkerKind,
     ) -> Result<Self, StartError> {
-        let target = crate::store::pool::Target::parse(&env.database_url()?)?;
-        let pool =
-            crate::store::pool::pool_for(target.clone(), &env.pool_options(WORKER_POOL_DEFAULTS)?)?;
-        crate::store::pool::check_at_start(&pool, &target).await?;
+        let pool = crate::store::pool::start_pool(
+            &env.database_url()?,
+            &env.pool_options(WORKER_POOL_DEFAULTS)?,
+        )
+        .await?;
         let alerts_topic_arn = env.alerts_topic_arn();
         if alerts_topic_arn.is_none() {
             tracing::info!("ALERTS_TOPIC_ARN is not set: no alerts are written or published");

@@ -31,7 +31,7 @@ async fn admin_client(target: &pool::Target) -> anyhow::Result<tokio_postgres::C
         anyhow::anyhow!(
             "PostgreSQL is not reachable at {} ({e}). Start it with `localstack/postgres-up.sh` \
              or point TEST_DATABASE_URL (DATABASE_URL for loadgen) at a server where the user may create databases.",
-            pool::redact_url(&cfg_url(cfg))
+            target.describe()
         )
     })?;
     tokio::spawn(async move {
@@ -43,16 +43,6 @@ async fn admin_client(target: &pool::Target) -> anyhow::Result<tokio_postgres::C
 fn parse_url(url: &str) -> anyhow::Result<pool::Target> {
     pool::Target::parse(url)
         .map_err(|e| anyhow::anyhow!("the database URL is not a PostgreSQL URL: {e}"))
-}
-
-/// Host, port and user of a config, for messages (no password).
-fn cfg_url(cfg: &tokio_postgres::Config) -> String {
-    let host = match cfg.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "localhost".into(),
-    };
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    format!("postgres://{}@{host}:{port}", cfg.get_user().unwrap_or(""))
 }
 
 impl TestDb {

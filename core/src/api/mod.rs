@@ -263,9 +263,7 @@ impl ServeDeps {
             }
             .into());
         }
-        let target = crate::store::pool::Target::parse(&env.database_url()?)?;
-        let pool = crate::store::pool::pool_for(target.clone(), &pool_options)?;
-        crate::store::pool::check_at_start(&pool, &target).await?;
+        let pool = crate::store::pool::start_pool(&env.database_url()?, &pool_options).await?;
         let ctx = match env.optional("OUTPUT_BUCKET") {
             Some(_) => Some(Context::new(pool.clone(), env.request_settings()?)),
             None => None,
@@ -293,9 +291,7 @@ pub enum ServeStartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Pool(#[from] crate::store::pool::PoolConfigError),
-    #[error(transparent)]
-    Database(#[from] crate::store::pool::ConnectError),
+    Pool(#[from] crate::store::pool::StartPoolError),
 }
 
 #[derive(Debug, thiserror::Error)]

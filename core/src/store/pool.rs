@@ -189,18 +189,30 @@ pub async fn check_connection(pool: &Pool, target: &Target) -> Result<(), Connec
     }
 }
 
-/// Connects once at start-up: TLS settings the server refuses stop the
-/// process with the setting named; a database that is down is only logged
-/// (it may come up, and `/readyz` says so meanwhile).
-pub async fn check_at_start(pool: &Pool, target: &Target) -> Result<(), ConnectError> {
-    match check_connection(pool, target).await {
-        Err(e) if e.is_tls() => Err(e),
+/// Why a long-running process cannot open its pool at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartPoolError {
+    #[error(transparent)]
+    Config(#[from] PoolConfigError),
+    #[error(transparent)]
+    Refused(#[from] ConnectError),
+}
+
+/// The pool of a long-running process (a worker, `serve`), connected once
+/// at start-up: TLS settings the server refuses stop the process with the
+/// setting named; a database that is down is only logged (it may come up,
+/// and readiness says so meanwhile).
+pub async fn start_pool(url: &str, options: &PoolOptions) -> Result<Pool, StartPoolError> {
+    let target = Target::parse(url)?;
+    let pool = pool_for(target.clone(), options)?;
+    match check_connection(&pool, &target).await {
+        Err(e) if e.is_tls() => return Err(e.into()),
         Err(e) => {
-            tracing::warn!(error = %crate::errors::chain(&e), "the database does not answer yet");
-            Ok(())
+            tracing::warn!(error = %crate::errors::chain(&e), "the database does not answer yet")
         }
-        Ok(()) => Ok(()),
+        Ok(()) => {}
     }
+    Ok(pool)
 }
 
 /// The same URL pointing at another database on the same server.
