@@ -133,7 +133,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V11__run_first_input_on_run",
             "V12__update_set_key_as_uuid",
             "V13__run_second_input_on_run",
-            "V14__run_row_carries_its_request"
+            "V14__run_row_carries_its_request",
+            "V15__run_dataset_updates_lists_every_input"
         ]
     );
     let text = report.to_string();
@@ -375,15 +376,22 @@ async fn after_adoption_the_fleet_carries_on_with_the_history() {
         ))
         .await;
     assert!(linked.contains(&upd("d102")), "{linked:?}");
+    // Requested once: the request on its row is not rewritten by the
+    // duplicate, and no second request is written anywhere.
+    let request_id = format!(
+        "SELECT request_id::text FROM metric_runs WHERE id = '{}'",
+        run("a6")
+    );
+    let first_request = db.string(&request_id).await;
     let again = process(&ctx, &update("d2", "v2")).await.unwrap();
     assert!(again.duplicate);
+    assert_eq!(db.string(&request_id).await, first_request);
     assert_eq!(
-        db.count(&format!(
-            "SELECT count(*) FROM outbox WHERE run_id = '{}'",
-            run("a6")
-        ))
-        .await,
-        1
+        orchestrator_core::store::stats::invariants(&db.pool)
+            .await
+            .unwrap()
+            .runs_requested_twice,
+        0
     );
 
     // Runs the reference had requested are never requested again; their
@@ -497,7 +505,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input applied"
         ),
         "{}",
         text(&done)

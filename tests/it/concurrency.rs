@@ -212,8 +212,8 @@ async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
          INSERT INTO outbox_messages (run_id, metric_code, payload, requested_at, output_base_path, trigger_note)
            SELECT run_id || '-copy', metric_code, payload, requested_at, output_base_path, trigger_note
              FROM outbox WHERE run_id = '{run}';
-         INSERT INTO run_dataset_updates (run_id, dataset_update_id)
-           SELECT run_id || '-copy', dataset_update_id FROM run_dataset_updates WHERE run_id = '{run}';"
+         INSERT INTO run_extra_inputs (run_id, dataset_update_id)
+           SELECT run_id || '-copy', dataset_update_id FROM run_extra_inputs WHERE run_id = '{run}';"
     ))
     .await;
     let checks = orchestrator_tests::invariants::invariant_checks(&db.pool)
@@ -226,4 +226,28 @@ async fn the_invariant_checks_catch_two_runs_with_one_update_set() {
         "{failed:?}"
     );
     assert_eq!(failed[0].got, 1);
+}
+
+/// A run whose request is written twice (its own row and an outbox message)
+/// is counted as requested twice.
+#[tokio::test]
+async fn the_invariant_checks_catch_a_run_requested_twice() {
+    let db = orchestrator_tests::fixtures::db_with_catalog("invariants_twice").await;
+    process(&db.ctx(), &update("d1", "v1")).await.unwrap();
+    let run = db
+        .string("SELECT id FROM metric_runs WHERE request_id IS NOT NULL ORDER BY id LIMIT 1")
+        .await;
+    let twice = || async {
+        orchestrator_core::store::stats::invariants(&db.pool)
+            .await
+            .unwrap()
+            .runs_requested_twice
+    };
+    assert_eq!(twice().await, 0);
+    db.exec(&format!(
+        "INSERT INTO outbox_messages (run_id, metric_code, requested_at, output_base_path)
+           SELECT id, metric_code, requested_at, request_base_path FROM metric_runs WHERE id = '{run}'"
+    ))
+    .await;
+    assert_eq!(twice().await, 1);
 }

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use orchestrator_core::app::catalog_apply::{self, ApplyError};
+use orchestrator_core::app::lifecycle::{self, LifecycleOutcome};
 use orchestrator_core::app::policy::{self, HoldOutcome};
 use orchestrator_core::app::projection_update::process;
 use orchestrator_core::app::Context;
+use orchestrator_core::domain::events::{Completion, CompletionStatus, LifecycleEvent};
 use orchestrator_tests::api::ApiServer;
 use orchestrator_tests::fixtures::{apply, base_catalog, request_of, runs_of, update};
 use orchestrator_tests::invariants::assert_invariants;
@@ -161,6 +163,51 @@ async fn an_optional_input_is_not_waited_for_and_its_absence_is_recorded() {
     let runs = runs_of(&db, "m.pair").await;
     assert_eq!(statuses(&runs), ["queued", "queued"]);
     assert_eq!(used(&request_of(&db, &runs[1].0).await), ["d1", "d2"]);
+    assert_invariants(&db).await;
+}
+
+/// A retry uses its first attempt's inputs, so its request says the same of
+/// them (docs/contracts.md, `trigger`): a degraded run's retry, and that
+/// retry's retry, are requested with the first attempt's note.
+#[tokio::test]
+async fn a_degraded_runs_retries_carry_its_trigger_note() {
+    let db = TestDb::new("policy_degraded_retry").await;
+    let mut cat = with_policy("m.pair", json!({"inputs": {"d2": "optional"}}));
+    for m in cat["metrics"].as_array_mut().unwrap() {
+        if m["code"] == "m.pair" {
+            m["max_attempts"] = json!(3);
+        }
+    }
+    apply(&db, &cat).await;
+    let ctx = db.ctx();
+    process(&ctx, &update("d1", "v1")).await.unwrap();
+    let first = runs_of(&db, "m.pair").await[0].0.clone();
+    let note = request_of(&db, &first).await["trigger"].clone();
+    assert_eq!(note["missing"], json!(["d2"]), "{note}");
+    let mut run = first;
+    for attempt in [2, 3] {
+        let failed = LifecycleEvent::Completed(Completion {
+            run_id: run.as_str().into(),
+            status: CompletionStatus::Failure,
+            metric_code: Some("m.pair".into()),
+            version_ts: None,
+            output_manifest: None,
+            row_count: None,
+            error: Some("boom".into()),
+        });
+        let raw = json!({"type": "metric_run_completed", "runId": run, "attempt": attempt});
+        let LifecycleOutcome::Applied {
+            retry_run_id: Some(retry),
+            ..
+        } = lifecycle::handle(&ctx, &failed, &raw).await.unwrap()
+        else {
+            panic!("attempt {attempt}: a failed run with attempts left is retried")
+        };
+        let req = request_of(&db, &retry).await;
+        assert_eq!(req["attempt"], json!(attempt));
+        assert_eq!(req["trigger"], note, "attempt {attempt}");
+        run = retry.to_string();
+    }
     assert_invariants(&db).await;
 }
 

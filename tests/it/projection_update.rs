@@ -230,9 +230,10 @@ async fn run_request_catalog_names_exactly_the_updates_used() {
     );
 }
 
-/// Where a requested run's provenance is stored (migrations V11 and V13):
+/// Where a requested run's provenance is stored (migrations V11, V13, V15):
 /// its first two inputs by dataset id on the run row, only a third and later
-/// ones in `run_dataset_updates`; `run_inputs` is the whole of it.
+/// ones in `run_extra_inputs`; the views `run_dataset_updates` (the
+/// reference's name) and `run_inputs` are the whole of it.
 #[tokio::test]
 async fn a_run_keeps_its_first_two_inputs_on_its_row_and_only_the_rest_apart() {
     let db = db_with_catalog("inputs_on_row").await;
@@ -250,8 +251,9 @@ async fn a_run_keeps_its_first_two_inputs_on_its_row_and_only_the_rest_apart() {
                 .query_one(
                     "SELECT (SELECT dataset_id FROM dataset_updates WHERE id = r.input_update_id),
                             (SELECT dataset_id FROM dataset_updates WHERE id = r.second_input_update_id),
-                            (SELECT count(*) FROM run_dataset_updates WHERE run_id = r.id),
-                            (SELECT count(*) FROM run_inputs WHERE run_id = r.id)
+                            (SELECT count(*) FROM run_extra_inputs WHERE run_id = r.id),
+                            (SELECT count(*) FROM run_inputs WHERE run_id = r.id),
+                            (SELECT count(*) FROM run_dataset_updates WHERE run_id = r.id)
                        FROM metric_runs r WHERE r.id = $1",
                     &[&run_id],
                 )
@@ -262,12 +264,61 @@ async fn a_run_keeps_its_first_two_inputs_on_its_row_and_only_the_rest_apart() {
                 row.get::<_, Option<String>>(1),
                 row.get::<_, i64>(2),
                 row.get::<_, i64>(3),
+                row.get::<_, i64>(4),
             )
         }
     };
     let (d1, d2) = (Some("d1".to_string()), Some("d2".to_string()));
-    assert_eq!(placed("m.pair").await, (d1.clone(), d2.clone(), 0, 2));
-    assert_eq!(placed("m.triple").await, (d1, d2, 1, 3));
+    assert_eq!(placed("m.pair").await, (d1.clone(), d2.clone(), 0, 2, 2));
+    assert_eq!(placed("m.triple").await, (d1, d2, 1, 3, 3));
+}
+
+/// Provenance queries written for metrics-engine-cp read its table
+/// `run_dataset_updates` (run_id, dataset_update_id, created_at): what a run
+/// was computed from, and which runs used an update. They keep their answer,
+/// every input of every run, wherever the input is stored.
+#[tokio::test]
+async fn reference_provenance_queries_see_every_input_of_every_run() {
+    let db = db_with_catalog("reference_provenance").await;
+    let ctx = db.ctx();
+    for d in ["d1", "d2", "d3"] {
+        process(&ctx, &update(d, "v1")).await.unwrap();
+    }
+    let client = db.client().await;
+    for (metric, want) in [
+        ("m.pair", vec!["d1", "d2"]),
+        ("m.triple", vec!["d1", "d2", "d3"]),
+    ] {
+        let run_id = runs_of(&db, metric).await[0].0.clone();
+        let datasets: Vec<String> = client
+            .query(
+                "SELECT du.dataset_id FROM run_dataset_updates rdu
+                   JOIN dataset_updates du ON du.id = rdu.dataset_update_id
+                  WHERE rdu.run_id = $1 AND rdu.created_at IS NOT NULL
+                  ORDER BY du.dataset_id",
+                &[&run_id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(datasets, want, "{metric}");
+    }
+    let users: Vec<String> = client
+        .query(
+            "SELECT r.metric_code FROM run_dataset_updates rdu
+               JOIN metric_runs r ON r.id = rdu.run_id
+               JOIN dataset_updates du ON du.id = rdu.dataset_update_id
+              WHERE du.dataset_id = 'd1' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, ["m.pair", "m.single", "m.triple"]);
 }
 
 #[tokio::test]

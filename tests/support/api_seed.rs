@@ -52,7 +52,7 @@ SELECT 'r-' || lpad(k::text, 4, '0') || '-' || lpad(m::text, 6, '0'), 'mid' || l
        CASE WHEN (m + k) % 10 = 0 THEN 'boom' END, 1000
   FROM generate_series(1, {metrics}) m, generate_series(1, {runs}) k,
        LATERAL (SELECT now() - make_interval(mins => ({runs} - k) * 60 + (m % 60))) AS x(t);
-INSERT INTO run_dataset_updates (run_id, dataset_update_id)
+INSERT INTO run_extra_inputs (run_id, dataset_update_id)
 SELECT 'r-' || lpad(k::text, 4, '0') || '-' || lpad(r.m::text, 6, '0'),
        'u-' || lpad(r.d::text, 5, '0') || '-' || lpad((1 + k % {updates})::text, 5, '0')
   FROM seed_req r, generate_series(1, {runs}) k;

@@ -433,7 +433,7 @@ fn inputs_of<'a>(d: &'a Decided<'a>) -> impl Iterator<Item = &'a UpdateId> + 'a 
 }
 
 /// A requested run's first two inputs, kept on its row (migrations V11
-/// and V13); the others go to `run_dataset_updates`.
+/// and V13); the others go to `run_extra_inputs`.
 fn row_inputs<'a>(d: &'a Decided<'a>) -> RowInputs<'a> {
     let mut inputs = inputs_of(d);
     RowInputs {
@@ -496,7 +496,7 @@ fn plan<'a>(
             .collect(),
         // A run complete at creation never waits: it gets no pending rows
         // (its inputs are recorded like every requested run's: the first two
-        // on the run row, the others in run_dataset_updates).
+        // on the run row, the others in run_extra_inputs).
         new_slots: runs
             .iter()
             .filter(|d| d.created && d.requested.is_none())

@@ -39,7 +39,8 @@ pub fn recipe<'a>(r: RecipeFor<'a>, settings: &RequestSettings) -> NewMessage<'a
     }
 }
 
-/// Writes the recipe of each new run (retries, triggers) to the outbox.
+/// Writes the recipe of each new run (retries, triggers) to the outbox,
+/// with the trigger note each carries.
 /// Returns the outbox ids.
 pub async fn enqueue(
     tx: &Transaction<'_>,
@@ -55,7 +56,7 @@ pub async fn enqueue(
                 run_id: &run.id,
                 metric_code: &run.metric_code,
                 requested_at,
-                trigger: None,
+                trigger: run.trigger.clone(),
                 origin,
             };
             recipe(r, settings)

@@ -93,6 +93,7 @@ async fn trigger_in(
         metric_id: metric.id,
         metric_code: metric.code,
         attempt: 1,
+        trigger: None,
     };
     let update_ids: Vec<UpdateId> = used.iter().map(|(_, u)| u.clone()).collect();
     runs::insert_triggered(tx, &run, &update_ids).await?;

@@ -92,7 +92,7 @@ impl Roles {
 /// update would). Everything else it only reads.
 pub const API_WRITES: &[&str] = &[
     "metric_runs",
-    "run_dataset_updates",
+    "run_extra_inputs",
     "metric_run_pending_datasets",
     "metric_run_timers",
     "metric_run_folded_updates",

@@ -1,17 +1,17 @@
-//! The run aggregate: `metric_runs` and `run_dataset_updates`. Every status
+//! The run aggregate: `metric_runs` and `run_extra_inputs`. Every status
 //! change is a conditional `UPDATE … WHERE status = <expected>`; a row count
 //! of zero is returned as `false` or a typed conflict, never ignored.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 
 pub use super::run_outbox::RequestColumns;
 use super::{GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::events::Completion;
 use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
-use crate::domain::run_request::UsedUpdate;
+use crate::domain::run_request::{TriggerNote, UsedUpdate};
 use crate::domain::run_state::RunStatus;
 
 /// A run created by a projection update, in its decided status.
@@ -155,7 +155,7 @@ pub async fn queue_pending(
     Ok(requested_ids(&queued))
 }
 
-pub(super) const RECORD_USED: &str = "INSERT INTO run_dataset_updates (run_id, dataset_update_id)
+pub(super) const RECORD_USED: &str = "INSERT INTO run_extra_inputs (run_id, dataset_update_id)
              SELECT * FROM unnest($1::text[], $2::text[])";
 
 /// One dataset update a requested run uses, besides the first two (kept
@@ -187,7 +187,7 @@ const USED_UPDATES: &str =
   ORDER BY rdu.run_id, du.dataset_id";
 
 /// The updates each run uses (`run_inputs`: the run row's first two inputs
-/// and `run_dataset_updates`).
+/// and `run_extra_inputs`).
 ///
 /// Each input's update is looked up by its key (`LIMIT 1` keeps the lookup
 /// per input; the key is unique). Joined plainly, the planner hashes all of
@@ -468,6 +468,9 @@ pub struct NewRun {
     pub metric_id: MetricId,
     pub metric_code: String,
     pub attempt: i32,
+    /// What the request says of its trigger: a retry repeats its first
+    /// attempt's (the same inputs, the same record of what it went without).
+    pub trigger: Option<TriggerNote>,
 }
 
 /// A retry to create: the ended run and the new run's id.
@@ -498,24 +501,34 @@ pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreRes
                  ON CONFLICT (retry_of) WHERE retry_of IS NOT NULL DO NOTHING
                  RETURNING id, metric_id, metric_code, attempt, retry_of
              ), copied AS (
-                 INSERT INTO run_dataset_updates (run_id, dataset_update_id)
+                 INSERT INTO run_extra_inputs (run_id, dataset_update_id)
                  SELECT c.id, rdu.dataset_update_id
-                   FROM created c JOIN run_dataset_updates rdu ON rdu.run_id = c.retry_of
+                   FROM created c JOIN run_extra_inputs rdu ON rdu.run_id = c.retry_of
              )
-             SELECT id, metric_id, metric_code, attempt FROM created",
+             -- The ended run's note is on its row, or on its outbox row when
+             -- it was itself a retry or requested before V14.
+             SELECT c.id, c.metric_id, c.metric_code, c.attempt,
+                    COALESCE(o.request_trigger_note,
+                             (SELECT m.trigger_note FROM outbox_messages m
+                               WHERE m.run_id = o.id AND m.alert_type IS NULL
+                               ORDER BY m.id LIMIT 1))
+               FROM created c JOIN metric_runs o ON o.id = c.retry_of",
         )
         .await?;
     let (old, new): (Vec<&RunId>, Vec<&RunId>) = retries.iter().map(|r| (&r.of, &r.id)).unzip();
     let rows = tx.query(&stmt, &[&old, &new]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| NewRun {
-            id: r.get(0),
-            metric_id: r.get(1),
-            metric_code: r.get(2),
-            attempt: r.get(3),
+    rows.iter()
+        .map(|r| {
+            let trigger: Option<Json<TriggerNote>> = r.try_get(4)?;
+            Ok(NewRun {
+                id: r.get(0),
+                metric_id: r.get(1),
+                metric_code: r.get(2),
+                attempt: r.get(3),
+                trigger: trigger.map(|Json(t)| t),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Inserts an operator-triggered run, already `queued`, using `updates`.
@@ -531,7 +544,7 @@ pub async fn insert_triggered(
     )
     .await?;
     tx.execute(
-        "INSERT INTO run_dataset_updates (run_id, dataset_update_id) SELECT $1, unnest($2::text[])",
+        "INSERT INTO run_extra_inputs (run_id, dataset_update_id) SELECT $1, unnest($2::text[])",
         &[&run.id, &update_ids],
     )
     .await?;

@@ -152,7 +152,9 @@ pub async fn requested_runs(pool: &Pool) -> StoreResult<Vec<(String, String)>> {
 pub struct Invariants {
     /// Metrics with more than one `pending_dependencies` run.
     pub metrics_with_two_pending_runs: i64,
-    /// Runs with more than one outbox row (requested twice).
+    /// Runs with more than one request written: on the run row and in
+    /// `outbox_messages` together, or twice in `outbox_messages` (whose
+    /// rows with a run are requests; alerts have none).
     pub runs_requested_twice: i64,
     /// Requested runs without an outbox row.
     pub requested_runs_without_request: i64,
@@ -196,8 +198,12 @@ pub async fn invariants(pool: &Pool) -> StoreResult<Invariants> {
             "SELECT
                (SELECT count(*) FROM (SELECT metric_id FROM metric_runs
                    WHERE status = 'pending_dependencies' GROUP BY metric_id HAVING count(*) > 1) x),
-               (SELECT count(*) FROM (SELECT run_id FROM outbox WHERE run_id IS NOT NULL
-                                        GROUP BY run_id HAVING count(*) > 1) x),
+               (SELECT count(*) FROM (
+                   SELECT run_id FROM (
+                       SELECT run_id FROM outbox_messages WHERE run_id IS NOT NULL
+                       UNION ALL
+                       SELECT id FROM metric_runs WHERE request_id IS NOT NULL) requests
+                    GROUP BY run_id HAVING count(*) > 1) x),
                (SELECT count(*) FROM metric_runs r WHERE r.requested_at IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.run_id = r.id)),
                (SELECT count(*) FROM (
