@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, in tiers (README, "Tests"):
 #   tests/run.sh             everything, as CI runs it
-#   tests/run.sh --fast      unit and property tests: no service, no browser
+#   tests/run.sh --fast      unit, property and layer tests: no service, no browser
 #   tests/run.sh --long      the long suites alone: chaos, Terraform, browser
 #   tests/run.sh --not-long  everything but the long suites
 # Further arguments go to `cargo test`; those after `--` to the test binaries
@@ -61,7 +61,7 @@ trap 'rm -f "$log"' EXIT
 status=0
 case "$tier" in
   all) cargo test --workspace --locked --no-fail-fast "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
-  fast) cargo test --workspace --locked --no-fail-fast --lib --bins "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
+  fast) cargo test --workspace --locked --no-fail-fast --lib --bins --test layers "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$? ;;
   long) cargo test --locked --no-fail-fast -p orchestrator-tests --test it "${cargo_args[@]}" -- "${test_args[@]}" "${long[@]}" 2>&1 | tee "$log" || status=$? ;;
   not-long)
     skips=()
