@@ -111,7 +111,7 @@ struct Scan {
 
 impl Scan {
     fn use_tree(&mut self, tree: &syn::UseTree, prefix: Vec<String>, public: bool) {
-        let mut named = |prefix: Vec<String>, name: String, s: &mut Scan| {
+        let named = |prefix: Vec<String>, name: String, s: &mut Scan| {
             if let Some(abs) = resolve(&s.here, &prefix) {
                 if public {
                     let mut made = s.here.clone();
