@@ -45,16 +45,14 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<D
     let limit = p.limit()?;
     let cursor = p.text("cursor")?;
     let freshness: Option<DatasetState> = p.parsed("freshness")?;
-    let mut rows = dataset_views::list(&s.pool, cursor.as_deref(), freshness, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|d| d.id.to_string()))
-        .flatten();
-    Ok(Json(Page {
-        items: rows.into_iter().map(dataset_dto).collect(),
-        next_cursor,
-    }))
+    let read = Page::<Dataset>::rows_to_read(limit);
+    let rows = dataset_views::list(&s.pool, cursor.as_deref(), freshness, read).await?;
+    Ok(Json(Page::keyset(
+        rows,
+        limit,
+        |d| d.id.to_string(),
+        dataset_dto,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/datasets/{id}", tag = "datasets",

@@ -113,6 +113,38 @@ pub struct Page<T: ToSchema> {
     pub next_cursor: Option<String>,
 }
 
+/// Keyset paging: a page of `limit` rows is read as `limit + 1`
+/// ([`Page::rows_to_read`]) in cursor order; the extra row only says that a
+/// next page exists, and the last kept row's key is its cursor.
+impl<T: ToSchema> Page<T> {
+    pub fn rows_to_read(limit: i64) -> i64 {
+        limit + 1
+    }
+
+    /// The page of `rows` (read in cursor order, at most `limit + 1` of them
+    /// wanted), each made an item by `item`.
+    pub fn keyset<R>(
+        mut rows: Vec<R>,
+        limit: i64,
+        key: impl Fn(&R) -> String,
+        item: impl FnMut(R) -> T,
+    ) -> Self {
+        let keep = usize::try_from(limit).unwrap_or(0);
+        let next_cursor = (rows.len() > keep)
+            .then(|| {
+                keep.checked_sub(1)
+                    .and_then(|last| rows.get(last))
+                    .map(&key)
+            })
+            .flatten();
+        rows.truncate(keep);
+        Page {
+            items: rows.into_iter().map(item).collect(),
+            next_cursor,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeriesSource {
@@ -335,4 +367,34 @@ pub struct HoldChanged {
 pub struct UsedUpdateRef {
     pub dataset_id: String,
     pub update_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Page;
+
+    /// Rows read, limit, items kept, next cursor.
+    type Case = (&'static [i32], i64, &'static [i32], Option<&'static str>);
+
+    #[test]
+    fn a_keyset_page_keeps_limit_rows_and_points_past_the_last() {
+        let cases: &[Case] = &[
+            (&[], 3, &[], None),
+            (&[1, 2], 3, &[1, 2], None),
+            (&[1, 2, 3], 3, &[1, 2, 3], None),
+            (&[1, 2, 3, 4], 3, &[1, 2, 3], Some("3")),
+            (&[1, 2, 3, 4, 5], 3, &[1, 2, 3], Some("3")),
+            (&[1, 2], 1, &[1], Some("1")),
+        ];
+        for (rows, limit, items, cursor) in cases {
+            let page: Page<i32> = Page::keyset(rows.to_vec(), *limit, |r| r.to_string(), |r| r);
+            assert_eq!(page.items, *items, "{rows:?} limit {limit}");
+            assert_eq!(
+                page.next_cursor.as_deref(),
+                *cursor,
+                "{rows:?} limit {limit}"
+            );
+            assert_eq!(Page::<i32>::rows_to_read(*limit), limit + 1);
+        }
+    }
 }

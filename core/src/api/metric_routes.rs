@@ -136,34 +136,32 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<M
         // Pre-filtered in SQL (or unfiltered): one page is enough; otherwise
         // batches, filtered here.
         limit: match wanted {
-            None | Some(MetricStatus::Pending | MetricStatus::Disabled) => limit + 1,
-            Some(_) => BATCH.max(limit + 1),
+            None | Some(MetricStatus::Pending | MetricStatus::Disabled) => {
+                Page::<Metric>::rows_to_read(limit)
+            }
+            Some(_) => BATCH.max(Page::<Metric>::rows_to_read(limit)),
         },
     };
-    let mut items = Vec::new();
-    let mut more = false;
+    let mut rows = Vec::new();
     loop {
         let batch = metric_views::list(&s.pool, &query).await?;
         let exhausted = (batch.len() as i64) < query.limit;
         query.after_code = batch.last().map(|m| m.code.clone());
-        for m in batch {
-            if wanted.is_some_and(|w| status(m.facts()) != w) {
-                continue;
-            }
-            if items.len() as i64 == limit {
-                more = true;
-                break;
-            }
-            items.push(metric_dto(m));
-        }
-        if more || exhausted {
+        rows.extend(
+            batch
+                .into_iter()
+                .filter(|m| wanted.is_none_or(|w| status(m.facts()) == w)),
+        );
+        if rows.len() as i64 > limit || exhausted {
             break;
         }
     }
-    let next_cursor = more
-        .then(|| items.last().map(|m: &Metric| m.code.clone()))
-        .flatten();
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::keyset(
+        rows,
+        limit,
+        |m| m.code.clone(),
+        metric_dto,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/metrics/{code}", tag = "metrics",

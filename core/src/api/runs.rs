@@ -55,18 +55,15 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<R
         metric_code: p.text("metric")?,
         since: p.time("since")?,
         before: p.text("cursor")?.map(RunId::from),
-        limit: limit + 1,
+        limit: Page::<Run>::rows_to_read(limit),
     };
-    let mut rows = run_views::list(&s.pool, &filter).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
-    Ok(Json(Page {
-        items: rows.into_iter().map(run_dto).collect(),
-        next_cursor,
-    }))
+    let rows = run_views::list(&s.pool, &filter).await?;
+    Ok(Json(Page::keyset(
+        rows,
+        limit,
+        |r| r.id.to_string(),
+        run_dto,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
