@@ -21,7 +21,7 @@ use crate::messaging::sqs::outcome::BoxError;
 use crate::messaging::sqs::{
     DeadLetterNote, Handler, HandlerError, Ignored, InboundMessage, Outcome,
 };
-use crate::relay::PublishQueue;
+use crate::outbox::PublishQueue;
 use crate::store::StoreError;
 
 /// Queues the `message_dead_lettered` alert of a message and publishes it.

@@ -14,7 +14,8 @@
 //!   ([`store::run_outbox`]), read-only statistics, migrations, the
 //!   pool (libpq-style `sslmode` / `sslrootcert` over rustls:
 //!   `conninfo`, `tls`) and the transaction retry policy.
-//! - [`app`]: use cases, one transaction each: projection update (and the
+//! - [`app`]: use cases, one transaction each, returning what they
+//!   committed (no loops, no publishing): projection update (and the
 //!   metric backlog it leaves under contention, [`app::backlog`]; the
 //!   guess of a dataset's dependents that puts their reads behind the claim,
 //!   [`app::dependents`]), lifecycle
@@ -24,13 +25,14 @@
 //! - [`handlers`]: the SQS handlers, adapters from the consumer runtime to
 //!   the use cases (a receive's projection updates in one transaction,
 //!   each alone when it fails).
-//! - [`relay`]: the transactional outbox relay (publishing through
-//!   [`messaging::publisher::Publisher`]);
-//!   [`backpressure`]: the consumer pauses while too many committed run
-//!   requests wait for it.
+//! - [`outbox`]: publishing what a transaction committed after the commit:
+//!   its three paths (handed, submitted, swept) and the lease rule in one
+//!   place, the relay and the worker's publish queue (publishing through
+//!   [`messaging::publisher::Publisher`]); [`backpressure`]: the consumer
+//!   pauses while too many committed run requests wait for it.
 //! - [`workers`]: the two queue-consuming workers, wired from their
-//!   dependencies; [`supervise`]: their background tasks, whose failure
-//!   stops the worker.
+//!   dependencies, and every periodic task they run ([`workers::tasks`]);
+//!   [`supervise`]: their background tasks, whose failure stops the worker.
 //! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, the
 //!   publisher port and its SNS implementation, S3 pointers, provisioning.
 //! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
@@ -55,8 +57,8 @@ pub mod errors;
 pub mod handlers;
 pub mod messaging;
 pub mod ops;
+pub mod outbox;
 pub mod prometheus;
-pub mod relay;
 pub mod shutdown;
 pub mod store;
 pub mod supervise;

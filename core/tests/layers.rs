@@ -308,8 +308,8 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 fn the_scanner_sees_paths_in_use_lines_and_code_but_not_in_comments() {
     assert_eq!(named("use crate::store::{self, Pool};"), ["store"]);
     assert_eq!(
-        named("let x = crate::relay::run(crate::in_transaction!(p));"),
-        ["relay", "in_transaction"]
+        named("let x = crate::outbox::run(crate::in_transaction!(p));"),
+        ["outbox", "in_transaction"]
     );
     assert!(named("// see crate::api").is_empty());
     assert!(named("use other_crate::x;").is_empty());
@@ -323,9 +323,9 @@ fn the_scanner_sees_paths_in_use_lines_and_code_but_not_in_comments() {
     assert_eq!(
         tops(
             &["app", "x"],
-            "fn f() { tokio::join!(crate::relay::go()); }"
+            "fn f() { tokio::join!(crate::outbox::go()); }"
         ),
-        set(&["relay"])
+        set(&["outbox"])
     );
 }
 
@@ -334,9 +334,9 @@ fn the_scanner_reads_grouped_imports_relative_paths_and_re_exports() {
     assert_eq!(
         tops(
             &["app", "x"],
-            "use crate::{store::{self, Pool}, relay::Relay};"
+            "use crate::{store::{self, Pool}, outbox::Relay};"
         ),
-        set(&["store", "relay"])
+        set(&["store", "outbox"])
     );
     // `super::` climbs from the file's module, then from inline modules.
     assert_eq!(tops(&["app", "x"], "use super::lifecycle;"), set(&["app"]));
@@ -356,12 +356,12 @@ fn the_scanner_reads_grouped_imports_relative_paths_and_re_exports() {
             .reexports
     };
     let mut reexports = scan_of("m", "pub use crate::store::Pool;");
-    reexports.extend(scan_of("g", "pub(crate) use crate::relay::*;"));
+    reexports.extend(scan_of("g", "pub(crate) use crate::outbox::*;"));
     let reached = |p: &str| -> BTreeSet<String> {
         let path: Vec<String> = p.split("::").map(str::to_string).collect();
         tops_reached(&path, &reexports).into_iter().collect()
     };
     assert_eq!(reached("domain::m::Pool"), set(&["domain", "store"]));
-    assert_eq!(reached("domain::g::Relay"), set(&["domain", "relay"]));
+    assert_eq!(reached("domain::g::Relay"), set(&["domain", "outbox"]));
     assert_eq!(reached("domain::other::Pool"), set(&["domain"]));
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator_core::app::projection_update::process;
 use orchestrator_core::backpressure::Backpressure;
-use orchestrator_core::relay::{PublishQueue, RecordingPublisher, Relay, RelayConfig};
+use orchestrator_core::outbox::{PublishQueue, RecordingPublisher, Relay, RelayConfig};
 use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
 
 use crate::outbox::{fast, Hangs};
@@ -170,11 +170,11 @@ struct TurnsAtPublish(
     std::sync::Mutex<Vec<usize>>,
 );
 
-impl orchestrator_core::relay::Publisher for TurnsAtPublish {
+impl orchestrator_core::outbox::Publisher for TurnsAtPublish {
     async fn publish(
         &self,
         batch: &[orchestrator_core::store::outbox::OutboxMessage],
-    ) -> Vec<Result<(), orchestrator_core::relay::PublishError>> {
+    ) -> Vec<Result<(), orchestrator_core::outbox::PublishError>> {
         self.1.lock().unwrap().push(self.0.turns());
         batch.iter().map(|_| Ok(())).collect()
     }

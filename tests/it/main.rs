@@ -11,6 +11,7 @@ mod backpressure;
 mod batches;
 mod catalog;
 mod chaos;
+mod claim_order;
 mod concurrency;
 mod console;
 mod dlq;

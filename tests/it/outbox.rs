@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::app::projection_update::process;
-use orchestrator_core::relay::{PublishError, Publisher, RecordingPublisher, Relay, RelayConfig};
+use orchestrator_core::outbox::{PublishError, Publisher, RecordingPublisher, Relay, RelayConfig};
 use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
 

@@ -4,7 +4,7 @@
 
 use crate::outbox::fast;
 use orchestrator_core::app::projection_update::process;
-use orchestrator_core::relay::{RecordingPublisher, Relay};
+use orchestrator_core::outbox::{RecordingPublisher, Relay};
 use orchestrator_tests::fixtures::{db_with_catalog, request_text, update};
 use serde_json::Value;
 

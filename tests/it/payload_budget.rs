@@ -186,9 +186,9 @@ async fn pointers_to_other_buckets_payloads_over_their_size_or_not_text_are_dead
     env.push(("MAX_RECEIVE_COUNT".into(), "5".into()));
     let worker = Process::spawn("projection-update-worker", &env, &[]);
     let letters = stack
-        .receive(&stack.names.projection_updates_dlq_url, 2, WAIT)
+        .receive(&stack.names.projection_updates_dlq_url, 3, WAIT)
         .await;
-    assert_eq!(letters.len(), 2, "{}", worker.output());
+    assert_eq!(letters.len(), 3, "{}", worker.output());
     let mut reasons: Vec<String> = letters
         .iter()
         .map(|m| {
@@ -212,6 +212,12 @@ async fn pointers_to_other_buckets_payloads_over_their_size_or_not_text_are_dead
         reasons
             .iter()
             .any(|r| r.contains("is larger than 10 bytes")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("binary.bin is not UTF-8")),
         "{reasons:?}"
     );
     assert_eq!(db.count("SELECT count(*) FROM dataset_updates").await, 0);

@@ -4,7 +4,7 @@
 //! shows every message.
 
 use orchestrator_core::app::projection_update::process;
-use orchestrator_core::relay::{RecordingPublisher, Relay};
+use orchestrator_core::outbox::{RecordingPublisher, Relay};
 use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
 
 use crate::outbox::fast;

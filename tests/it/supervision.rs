@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::config::Env;
-use orchestrator_core::relay::{PublishError, Publisher, Relay, RelayConfig};
+use orchestrator_core::outbox::{PublishError, Publisher, Relay, RelayConfig};
 use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_core::workers::{run_projection_updates, ConsumerDeps, WorkerError, WorkerKind};
 use orchestrator_tests::aws::Stack;

@@ -19,7 +19,6 @@ use super::evaluate::{self, Evaluated};
 use super::Context;
 use crate::domain::ids::MetricId;
 use crate::in_transaction;
-use crate::relay::PublishQueue;
 use crate::store::{backlog, StoreError};
 
 /// Evaluates the backlog of these metrics, one transaction per round, until
@@ -47,7 +46,8 @@ pub async fn drain(ctx: &Context, metrics: Vec<MetricId>) -> Result<Evaluated, S
 /// own transaction instead of a separate one after each commit: under
 /// contention most updates leave a few backlog rows, and a transaction of
 /// their own per update doubled the commits (BENCHMARKS.md). A metric no
-/// update takes within [`HANDOFF_WAIT`] is drained by [`drain_handoff`].
+/// update takes within [`HANDOFF_WAIT`] is drained by [`drain_handoff_now`] (the worker's
+/// handoff drain task).
 #[derive(Debug, Default)]
 pub struct BacklogHandoff {
     since: Mutex<BTreeMap<MetricId, Instant>>,
@@ -98,24 +98,6 @@ pub async fn drain_handoff_now(ctx: &Context, age: Duration) -> Result<Evaluated
         .inspect_err(|_| handoff.add(due))
 }
 
-/// Drains the handed off metrics no update took in time, every [`HANDOFF_WAIT`]
-/// until `shutdown` (what is left then is in the database: the sweep, of
-/// this or any replica, takes it), handing what they queue to the worker's
-/// publisher (so the consumer's backpressure counts it too).
-pub async fn drain_handoff(
-    ctx: Context,
-    publish: PublishQueue,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    crate::shutdown::every(HANDOFF_WAIT, shutdown, || async {
-        match drain_handoff_now(&ctx, HANDOFF_WAIT).await {
-            Ok(d) => publish.submit_requests(d.requests),
-            Err(e) => tracing::warn!(error = %e, "draining handed_off backlogs failed; will retry"),
-        }
-    })
-    .await
-}
-
 /// Metrics taken per sweep round.
 const SWEEP_BATCH: i64 = 500;
 
@@ -134,32 +116,6 @@ pub async fn sweep(ctx: &Context, older_than: Duration) -> Result<Evaluated, Sto
         }
         total += done;
     }
-}
-
-/// Sweeps every `interval` until `shutdown`, taking rows older than
-/// `interval`, and hands the requests it queues to the worker's publisher
-/// (the relay's own sweep catches any it could not take).
-pub async fn run(
-    ctx: Context,
-    publish: PublishQueue,
-    interval: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    crate::shutdown::every(interval, shutdown, || async {
-        match sweep(&ctx, interval).await {
-            Ok(s) if s.backlog_evaluated > 0 => {
-                tracing::info!(
-                    evaluated = s.backlog_evaluated,
-                    queued = s.runs_queued,
-                    "backlog sweep"
-                );
-                publish.submit_requests(s.requests);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "backlog sweep failed; will retry"),
-        }
-    })
-    .await
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! database's, or the one a caller passes (tests).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::instrument;
@@ -17,7 +16,6 @@ use crate::domain::freshness_state::{
 };
 use crate::domain::ids::{DatasetId, OutboxId};
 use crate::in_transaction;
-use crate::relay::PublishQueue;
 use crate::store::freshness::{self, DatasetFacts, MetricFacts, StateWrite};
 use crate::store::{db_now, outbox, StoreError, Transaction};
 
@@ -240,47 +238,4 @@ fn judge_metrics<'a>(
         alerts,
         failing,
     }
-}
-
-/// Sweeps every `interval` until `shutdown`, handing the alerts it queues to
-/// the worker's publisher (the outbox sweep catches any it could not take).
-pub async fn run(
-    ctx: Context,
-    publish: PublishQueue,
-    interval: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    crate::shutdown::every(interval, shutdown, || async {
-        match sweep(&ctx, None).await {
-            Ok(r) => {
-                if r.changed > 0 {
-                    tracing::info!(
-                        changed = r.changed,
-                        alerts = r.outbox_ids.len(),
-                        late_datasets = r.late_datasets,
-                        failing_metrics = r.failing_metrics,
-                        "freshness sweep"
-                    );
-                }
-                publish.submit(r.outbox_ids);
-            }
-            Err(e) => tracing::warn!(error = %e, "freshness sweep failed; will retry"),
-        }
-        // Trigger policies' timers ride on the same periodic sweep.
-        match super::policy::sweep(&ctx).await {
-            Ok(r) => {
-                if r.due > 0 {
-                    tracing::info!(
-                        due = r.due,
-                        claimed = r.claimed,
-                        runs_queued = r.evaluated.runs_queued,
-                        "trigger policy sweep"
-                    );
-                }
-                publish.submit_requests(r.evaluated.requests);
-            }
-            Err(e) => tracing::warn!(error = %e, "trigger policy sweep failed; will retry"),
-        }
-    })
-    .await
 }

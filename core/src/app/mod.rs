@@ -5,7 +5,7 @@ pub mod alerts;
 pub mod backlog;
 pub mod catalog_apply;
 pub mod dependents;
-mod evaluate;
+pub mod evaluate;
 pub mod freshness;
 pub use evaluate::Evaluated;
 pub mod lifecycle;
@@ -76,7 +76,7 @@ impl Context {
     }
 
     /// This context, with backlogs handed off to the next update
-    /// ([`backlog::BacklogHandoff`]; run [`backlog::drain_handoff`] beside it).
+    /// ([`backlog::BacklogHandoff`]; the worker's handoff drain task, `workers::tasks::handoff_drain`, beside it).
     pub fn with_backlog_handoff(mut self) -> Self {
         self.handoff = Some(Arc::new(backlog::BacklogHandoff::default()));
         self
@@ -84,7 +84,7 @@ impl Context {
 
     /// This context, its evaluations' run requests born leased for `lease`
     /// to a relay that publishes them at the commit
-    /// ([`crate::relay::PublishQueue::submit_handed`]).
+    /// ([`crate::outbox::PublishQueue::submit_handed`]).
     pub fn with_publish_lease(mut self, lease: std::time::Duration) -> Self {
         self.publish_lease = Some(lease);
         self

@@ -20,7 +20,7 @@ use crate::domain::events::ProjectionUpdate;
 use crate::domain::ids::{MetricId, UpdateId};
 use crate::in_transaction;
 use crate::store::catalog;
-pub use crate::store::outbox::Origin;
+pub use crate::store::requests::Origin;
 use crate::store::{backlog as backlog_rows, event_log, updates, StoreError, Transaction};
 
 /// What processing one update did.
@@ -213,7 +213,7 @@ async fn process_in(
     let update_id = UpdateId::generate();
     let guessed = ctx.dependents.guess(&update.dataset_id);
     updates::prepare_receipt(tx).await?;
-    let (fresh, inserted, claimed, read) = futures::try_join!(
+    let (fresh, inserted, (claimed, read)) = futures::try_join!(
         event_log::record(
             tx,
             &key,
@@ -222,15 +222,7 @@ async fn process_in(
             None
         ),
         updates::insert(tx, &update_id, update),
-        catalog::claim_dependent_metrics(tx, &update.dataset_id),
-        async {
-            match &guessed {
-                Some(ids) => evaluate::Reads::of(tx, ids.to_vec(), Some(&update_id))
-                    .await
-                    .map(Some),
-                None => Ok(None),
-            }
-        }
+        evaluate::claim_then_read(tx, &update.dataset_id, guessed.as_deref(), Some(&update_id)),
     )?;
     ctx.dependents.learn(
         &update.dataset_id,

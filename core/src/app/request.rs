@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::ids::{OutboxId, RunId};
 use crate::domain::run_request::{RequestSettings, TriggerNote};
-use crate::store::outbox::{self, NewMessage, Origin};
+use crate::store::outbox;
+use crate::store::requests::{NewMessage, Origin};
 use crate::store::runs::NewRun;
 use crate::store::{StoreResult, Transaction};
 

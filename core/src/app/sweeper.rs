@@ -119,32 +119,3 @@ async fn sweep_batch(
         outbox_ids,
     })
 }
-
-/// Sweeps every `interval` until `shutdown`, handing the retries it queues to
-/// the worker's publisher (the relay's own sweep catches any it could not take).
-pub async fn run(
-    ctx: Context,
-    publish: crate::relay::PublishQueue,
-    timeouts: Timeouts,
-    interval: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    crate::shutdown::every(interval, shutdown, || async {
-        match sweep(&ctx, timeouts).await {
-            Ok(s) if !s.timed_out.is_empty() => {
-                metrics::counter!(crate::prometheus::RUN_TIMEOUTS)
-                    .increment(s.timed_out.len() as u64);
-                metrics::counter!(crate::prometheus::RUN_RETRIES).increment(s.retries.len() as u64);
-                tracing::info!(
-                    timed_out = s.timed_out.len(),
-                    retries = s.retries.len(),
-                    "timeout sweep"
-                );
-                publish.submit(s.outbox_ids);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "timeout sweep failed; will retry"),
-        }
-    })
-    .await
-}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::types::ToSql;
 
-use super::outbox::Origin;
+use super::requests::Origin;
 use super::tx::with_generic_plan;
 use super::updates::used_update;
 use super::{Pool, StoreResult, Transaction};

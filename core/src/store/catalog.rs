@@ -105,6 +105,14 @@ pub async fn explain_claim_dependent_metrics(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Prepares the claim of [`claim_dependent_metrics`] (a lookup once
+/// cached): a caller pipelining other statements behind the claim prepares
+/// it first, else its preparation's round trip would let them overtake it.
+pub async fn prepare_claim(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.prepare_cached(CLAIM_DEPENDENT_METRICS).await?;
+    Ok(())
+}
+
 /// Claims every enabled metric that depends on `dataset_id` without waiting
 /// for any: one indexed statement (`metric_required_datasets` by dataset).
 /// The lock serialises all work on a metric's pending run across workers;

@@ -29,7 +29,7 @@ pub struct EvaluationWrites<'a> {
     /// The updates each requested run uses.
     pub uses: Vec<Use<'a>>,
     /// The run requests, to the outbox.
-    pub requests: Vec<outbox::NewMessage<'a>>,
+    pub requests: Vec<super::requests::NewMessage<'a>>,
     /// Set when the caller's relay publishes the requests at the commit:
     /// their rows are born leased to it for this long
     /// ([`crate::app::Context::publish_lease`]).
@@ -104,27 +104,16 @@ impl EvaluationWrites<'_> {
                 tx.prepare_cached(sql).await?;
             }
         }
-        // A requested run carries its request on its row (V14); a request
-        // whose run this plan neither creates nor queues (none does today)
-        // still gets a row of its own, so that nothing is lost.
+        // A requested run carries its request on its row (V14): a request
+        // of a run the plan neither creates nor queues is a bug, refused
+        // below before anything commits.
         let on_rows = runs::RequestColumns::new(requests, *lease);
-        let planned: std::collections::HashSet<&RunId> = create
-            .iter()
-            .map(|c| c.id)
-            .chain(queue.iter().map(|q| q.run_id))
-            .collect();
-        let apart: Vec<outbox::NewMessage<'_>> = requests
-            .iter()
-            .filter(|r| !planned.contains(r.run_id))
-            .cloned()
-            .collect();
         let (
             queued,
             (runs_created, created),
             _new_rows,
             _changed_rows,
             _used_rows,
-            apart_ids,
             _removed,
             with_backlog,
         ) = futures::try_join!(
@@ -133,13 +122,11 @@ impl EvaluationWrites<'_> {
             pending::insert_rows(tx, new_slots),
             pending::update_rows(tx, changed_slots),
             runs::record_used(tx, uses),
-            outbox::insert_leased(tx, &apart, *lease),
             backlog::remove(tx, backlog_evaluated),
             backlog::held_with_backlog(tx, check_backlog),
         )?;
         let mut by_run: std::collections::HashMap<RunId, OutboxId> =
             queued.into_iter().chain(created).collect();
-        by_run.extend(apart.iter().map(|r| r.run_id.clone()).zip(apart_ids));
         let keys = requests
             .iter()
             .map(|r| match by_run.remove(r.run_id) {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::requests::Recipe;
+use super::requests::{NewMessage, Recipe};
 use super::runs::RequestParts;
 use super::{GenericClient, StoreResult, Transaction};
 use crate::domain::alert::{Alert, AlertType};
@@ -14,26 +14,6 @@ use crate::domain::outgoing::Outgoing;
 use crate::domain::run_request::Destination;
 
 pub use crate::domain::outgoing::OutboxMessage;
-
-/// What caused a row being written.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub traceparent: Option<String>,
-    pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// A run request's row: its recipe (the relay assembles the request, see
-/// [`super::requests`]) and its FIFO group id.
-#[derive(Clone)]
-pub struct NewMessage<'a> {
-    pub run_id: &'a RunId,
-    pub metric_code: &'a str,
-    pub requested_at: chrono::DateTime<chrono::Utc>,
-    pub output_base_path: String,
-    pub trigger_note: Option<serde_json::Value>,
-    pub message_group_id: Option<&'a str>,
-    pub origin: &'a Origin,
-}
 
 /// Rows handed to a relay at their commit (`$9`, the lease in seconds) are
 /// born leased to it: one attempt, not due before the lease ends, so no

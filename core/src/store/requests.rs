@@ -12,6 +12,26 @@ use super::{catalog, runs, GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::ids::{MetricId, RunId};
 use crate::domain::run_request::{self, Destination, RunRequestInput, TriggerNote, UsedUpdate};
 
+/// What caused a row being written.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub traceparent: Option<String>,
+    pub source_sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A run request's row: its recipe (the relay assembles the request, see
+/// this module's [`assemble_with`]) and its FIFO group id.
+#[derive(Clone)]
+pub struct NewMessage<'a> {
+    pub run_id: &'a RunId,
+    pub metric_code: &'a str,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    pub output_base_path: String,
+    pub trigger_note: Option<serde_json::Value>,
+    pub message_group_id: Option<&'a str>,
+    pub origin: &'a Origin,
+}
+
 /// What a request says besides its run: the updates each run uses, and
 /// its metric's series sources and expression.
 pub struct Reads {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
-use super::outbox::NewMessage;
+use super::requests::NewMessage;
 use super::{GenericClient, StoreResult, Transaction};
 use crate::domain::ids::{OutboxId, RunId};
 
@@ -226,7 +226,7 @@ pub(super) async fn mark_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::outbox::Origin;
+    use crate::store::requests::Origin;
 
     /// The run statements take one array per column, aligned with their
     /// runs: a run without a request gets NULLs, which write no request.

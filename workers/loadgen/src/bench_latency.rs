@@ -14,7 +14,7 @@ use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
 use orchestrator_core::messaging::AwsClients;
-use orchestrator_core::relay::Publisher;
+use orchestrator_core::outbox::Publisher;
 use orchestrator_core::store::outbox::OutboxMessage;
 use orchestrator_tests::aws::Stack;
 use serde_json::Value;

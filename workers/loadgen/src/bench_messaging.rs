@@ -32,7 +32,7 @@ use orchestrator_core::messaging::sqs::{
     Consumer, ConsumerConfig, Handler, HandlerError, InboundMessage, Outcome,
 };
 use orchestrator_core::messaging::AwsClients;
-use orchestrator_core::relay::Publisher;
+use orchestrator_core::outbox::Publisher;
 use orchestrator_core::store::outbox::{self, OutboxMessage};
 use orchestrator_core::store::stats;
 use orchestrator_tests::aws::{unique_suffix, Stack};

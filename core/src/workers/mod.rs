@@ -1,15 +1,18 @@
 //! The two queue-consuming workers, wired from what their `main` builds:
-//! each serves the ops endpoints, consumes its queue, publishes the run
-//! requests it commits and sweeps the outbox; the run-lifecycle worker also
-//! runs the timeout/retry sweep.
+//! each serves the ops endpoints, consumes its queue, publishes what it
+//! commits, and runs its periodic tasks ([`tasks`]), every one named and
+//! supervised here: on both workers the outbox, freshness and trigger-policy
+//! sweeps; on the projection-update worker the backlog sweep and the handoff
+//! drain; on the run-lifecycle worker the timeout/retry sweep.
+
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::backlog;
-use crate::app::sweeper::{self, Timeouts};
+use crate::app::sweeper::Timeouts;
 use crate::app::Context;
 use crate::backpressure::Backpressure;
 use crate::config::{ConfigError, Env};
@@ -18,8 +21,9 @@ use crate::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use crate::messaging::sns::SnsPublisher;
 use crate::messaging::sqs::{Consumer, ConsumerConfig, Handler};
 use crate::messaging::AwsClients;
-use crate::relay::{PublishQueue, Publisher, Relay};
+use crate::outbox::{PublishQueue, Publisher, Relay};
 use crate::supervise::{Supervisor, TaskFailure};
+use tasks::Task;
 
 /// Which worker a process is: it names the environment variables it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +145,7 @@ impl ConsumerDeps<SnsPublisher> {
         let relay = Arc::new(Relay::new(
             pool,
             publisher,
-            crate::relay::RelayConfig::default(),
+            crate::outbox::RelayConfig::default(),
         ));
         Ok(Self {
             kind,
@@ -159,12 +163,6 @@ impl ConsumerDeps<SnsPublisher> {
         })
     }
 }
-
-/// A background task of a worker: its name (in logs) and what it runs.
-type Task = (
-    &'static str,
-    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-);
 
 /// What a worker runs besides its consumer: the handler, and background tasks
 /// that publish through the same queue (so that the consumer's backpressure
@@ -204,22 +202,29 @@ where
         deps.kind.publishers(),
         waiting.clone(),
     );
-    let freshness = crate::app::freshness::run(
-        deps.ctx.clone(),
-        publish.clone(),
-        deps.freshness_interval,
-        shutdown.clone(),
-    );
+    let interval = deps.freshness_interval;
+    let common = [
+        tasks::outbox_sweep(deps.relay.clone(), shutdown.clone()),
+        tasks::freshness_sweep(
+            deps.ctx.clone(),
+            publish.clone(),
+            interval,
+            shutdown.clone(),
+        ),
+        tasks::policy_sweep(
+            deps.ctx.clone(),
+            publish.clone(),
+            interval,
+            shutdown.clone(),
+        ),
+    ];
     let served = make(deps.ctx, publish);
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, served.handler)
         .with_backpressure(waiting);
     let mut tasks = Supervisor::new(shutdown.clone());
     tasks.adopt("ops endpoints", ops);
     tasks.adopt("publisher", publisher);
-    let (relay, stop) = (deps.relay.clone(), shutdown.clone());
-    tasks.spawn_infallible("outbox sweep", async move { relay.run(stop).await });
-    tasks.spawn_infallible("freshness sweep", freshness);
-    for (name, task) in served.tasks {
+    for (name, task) in common.into_iter().chain(served.tasks) {
         tasks.spawn_infallible(name, task);
     }
     let consuming = consumer.run(shutdown.clone());
@@ -258,19 +263,13 @@ pub async fn run_projection_updates<P: Publisher + 'static>(
         deps,
         |ctx, publish| WorkerParts {
             tasks: vec![
-                (
-                    "backlog sweep",
-                    Box::pin(backlog::run(
-                        ctx.clone(),
-                        publish.clone(),
-                        BACKLOG_SWEEP_INTERVAL,
-                        stop.clone(),
-                    )),
+                tasks::backlog_sweep(
+                    ctx.clone(),
+                    publish.clone(),
+                    BACKLOG_SWEEP_INTERVAL,
+                    stop.clone(),
                 ),
-                (
-                    "handed_off backlog",
-                    Box::pin(backlog::drain_handoff(ctx.clone(), publish.clone(), stop)),
-                ),
+                tasks::handoff_drain(ctx.clone(), publish.clone(), stop),
             ],
             // The handler's relay publishes its run requests at the commit:
             // they are written leased to it (nothing to claim).
@@ -325,15 +324,12 @@ pub async fn run_lifecycle<P: Publisher + 'static>(
     serve_queue(
         queue,
         |ctx, publish| WorkerParts {
-            tasks: vec![(
-                "timeout/retry sweep",
-                Box::pin(sweeper::run(
-                    ctx.clone(),
-                    publish.clone(),
-                    timeouts,
-                    reaper_interval,
-                    stop,
-                )),
+            tasks: vec![tasks::timeout_sweep(
+                ctx.clone(),
+                publish.clone(),
+                timeouts,
+                reaper_interval,
+                stop,
             )],
             handler: LifecycleHandler {
                 ctx,

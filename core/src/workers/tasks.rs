@@ -1,0 +1,217 @@
+//! A worker's periodic tasks, each a named task the worker's supervisor runs
+//! (its failure stops the worker) on one loop, [`periodic`]: the tick runs at
+//! once, then every interval after it ends, until shutdown; a failed tick is
+//! logged here, once, and the next tick is the retry. Whatever a tick
+//! commits is handed to the worker's [`PublishQueue`], so that the
+//! consumer's backpressure counts it; what the queue cannot take, the outbox
+//! sweep publishes. The use cases each tick calls live in `app`, without
+//! loops.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::sweeper::Timeouts;
+use crate::app::{backlog, freshness, policy, sweeper, Context};
+use crate::outbox::{PublishQueue, Publisher, Relay};
+use crate::store::StoreError;
+
+/// A task of a worker: its name (in logs and in a failure) and what it runs.
+pub type Task = (&'static str, Pin<Box<dyn Future<Output = ()> + Send>>);
+
+/// Runs `tick` every `interval` until `shutdown` as the task `name`.
+pub fn periodic<F, Fut>(
+    name: &'static str,
+    interval: Duration,
+    shutdown: CancellationToken,
+    mut tick: F,
+) -> Task
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let every = crate::shutdown::every(interval, shutdown, move || {
+        let ticked = tick();
+        async move {
+            if let Err(e) = ticked.await {
+                tracing::warn!(task = name, error = %crate::errors::chain(&e), "periodic task failed; it runs again at its next tick");
+            }
+        }
+    });
+    (name, Box::pin(every))
+}
+
+/// Publishes every outbox row that is due (crash recovery, failed
+/// publishes, what no queue took), every `RelayConfig::sweep_interval`.
+pub fn outbox_sweep<P: Publisher + 'static>(
+    relay: Arc<Relay<P>>,
+    shutdown: CancellationToken,
+) -> Task {
+    let interval = relay.config().sweep_interval;
+    periodic("outbox sweep", interval, shutdown, move || {
+        let relay = relay.clone();
+        async move {
+            let r = relay.sweep_once().await?;
+            if r.published + r.failed > 0 {
+                tracing::info!(published = r.published, failed = r.failed, "outbox sweep");
+            }
+            Ok(())
+        }
+    })
+}
+
+/// Judges the freshness expectations (`FRESHNESS_SWEEP_SECS`) and queues the
+/// alerts of the transitions.
+pub fn freshness_sweep(
+    ctx: Context,
+    publish: PublishQueue,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Task {
+    periodic("freshness sweep", interval, shutdown, move || {
+        let (ctx, publish) = (ctx.clone(), publish.clone());
+        async move {
+            let r = freshness::sweep(&ctx, None).await?;
+            if r.changed > 0 {
+                tracing::info!(
+                    changed = r.changed,
+                    alerts = r.outbox_ids.len(),
+                    late_datasets = r.late_datasets,
+                    failing_metrics = r.failing_metrics,
+                    "freshness sweep"
+                );
+            }
+            publish.submit(r.outbox_ids);
+            Ok(())
+        }
+    })
+}
+
+/// Evaluates the metrics whose trigger-policy timer (grace, settle,
+/// cooldown) is due, at the freshness sweep's interval.
+pub fn policy_sweep(
+    ctx: Context,
+    publish: PublishQueue,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Task {
+    periodic("trigger policy sweep", interval, shutdown, move || {
+        let (ctx, publish) = (ctx.clone(), publish.clone());
+        async move {
+            let r = policy::sweep(&ctx).await?;
+            if r.due > 0 {
+                tracing::info!(
+                    due = r.due,
+                    claimed = r.claimed,
+                    runs_queued = r.evaluated.runs_queued,
+                    "trigger policy sweep"
+                );
+            }
+            publish.submit_requests(r.evaluated.requests);
+            Ok(())
+        }
+    })
+}
+
+/// Evaluates the metric backlog rows older than `interval` (left by a
+/// handler that stopped after its commit, or behind a trigger or apply).
+pub fn backlog_sweep(
+    ctx: Context,
+    publish: PublishQueue,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Task {
+    periodic("backlog sweep", interval, shutdown, move || {
+        let (ctx, publish) = (ctx.clone(), publish.clone());
+        async move {
+            let s = backlog::sweep(&ctx, interval).await?;
+            if s.backlog_evaluated > 0 {
+                tracing::info!(
+                    evaluated = s.backlog_evaluated,
+                    queued = s.runs_queued,
+                    "backlog sweep"
+                );
+            }
+            publish.submit_requests(s.requests);
+            Ok(())
+        }
+    })
+}
+
+/// Drains the metrics handed off by this worker's handlers that no update
+/// took within [`backlog::HANDOFF_WAIT`]; what is left at shutdown is in the
+/// database, for the backlog sweep of any replica.
+pub fn handoff_drain(ctx: Context, publish: PublishQueue, shutdown: CancellationToken) -> Task {
+    let wait = backlog::HANDOFF_WAIT;
+    periodic("handed_off backlog", wait, shutdown, move || {
+        let (ctx, publish) = (ctx.clone(), publish.clone());
+        async move {
+            let d = backlog::drain_handoff_now(&ctx, wait).await?;
+            publish.submit_requests(d.requests);
+            Ok(())
+        }
+    })
+}
+
+/// Times out runs past their deadlines and queues their retries.
+pub fn timeout_sweep(
+    ctx: Context,
+    publish: PublishQueue,
+    timeouts: Timeouts,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Task {
+    periodic("timeout/retry sweep", interval, shutdown, move || {
+        let (ctx, publish) = (ctx.clone(), publish.clone());
+        async move {
+            let s = sweeper::sweep(&ctx, timeouts).await?;
+            if !s.timed_out.is_empty() {
+                metrics::counter!(crate::prometheus::RUN_TIMEOUTS)
+                    .increment(s.timed_out.len() as u64);
+                metrics::counter!(crate::prometheus::RUN_RETRIES).increment(s.retries.len() as u64);
+                tracing::info!(
+                    timed_out = s.timed_out.len(),
+                    retries = s.retries.len(),
+                    "timeout sweep"
+                );
+            }
+            publish.submit(s.outbox_ids);
+            Ok(())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A failing tick is retried at the next tick, and the task ends with
+    /// shutdown, not with the failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_tick_is_retried_at_the_next_and_shutdown_ends_the_task() {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let counted = ticks.clone();
+        let (name, task) = periodic("probe", Duration::from_secs(5), stop.clone(), move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n % 2 == 0 {
+                    Err(StoreError::Corrupt("tick failed".into()))
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        assert_eq!(name, "probe");
+        let running = tokio::spawn(task);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 3, "at 0 s, 5 s and 10 s");
+        stop.cancel();
+        running.await.unwrap();
+    }
+}
