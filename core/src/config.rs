@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::app::sweeper::Timeouts;
 use crate::domain::events::ProgressScale;
 use crate::domain::run_request::RequestSettings;
+use crate::ground::telemetry::LogFormat;
 use crate::messaging::sqs::ConsumerConfig;
 use crate::store::pool::PoolOptions;
-use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

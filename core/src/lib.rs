@@ -21,18 +21,17 @@
 //!   [`app::dependents`]), lifecycle
 //!   events, timeout/retry sweep, freshness sweep ([`app::freshness`]),
 //!   trigger-policy timers, holds and resumes ([`app::policy`]), catalog
-//!   apply, operator run queries.
-//! - [`handlers`]: the SQS handlers, adapters from the consumer runtime to
-//!   the use cases (a receive's projection updates in one transaction,
-//!   each alone when it fails).
+//!   apply, operator run queries; the evaluation every update passes
+//!   through, a pure core and a thin shell ([`app::evaluate`]).
 //! - [`outbox`]: publishing what a transaction committed after the commit:
 //!   its three paths (handed, submitted, swept) and the lease rule in one
 //!   place, the relay and the worker's publish queue (publishing through
-//!   [`messaging::publisher::Publisher`]); [`backpressure`]: the consumer
-//!   pauses while too many committed run requests wait for it.
+//!   [`messaging::publisher::Publisher`]).
 //! - [`workers`]: the two queue-consuming workers, wired from their
-//!   dependencies, and every periodic task they run ([`workers::tasks`]);
-//!   [`supervise`]: their background tasks, whose failure stops the worker.
+//!   dependencies: their SQS handlers ([`workers::handlers`], adapters from
+//!   the consumer runtime to the use cases: a receive's projection updates
+//!   in one transaction, each alone when it fails) and every periodic task
+//!   they run ([`workers::tasks`]).
 //! - [`messaging`]: AWS clients, SQS consumer runtime, DLQ admin, the
 //!   publisher port and its SNS implementation, S3 pointers, provisioning.
 //! - [`api`]: `orchestrator serve`, the operator HTTP API (JSON, OpenAPI)
@@ -40,28 +39,21 @@
 //!   ([`api::actor`]: the load balancer's signed identity, verified, or the
 //!   token's name).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics` and the database-state
-//!   gauges; [`prometheus`]: the Prometheus metric names and exporter.
-//! - [`shutdown`]: SIGTERM/SIGINT and the periodic-task loop; [`errors`]:
-//!   writing an error with its causes; `tally`: summaries that add up
-//!   field by field.
-//! - [`config`]: settings from the environment; [`telemetry`]: logging.
+//!   gauges.
+//! - [`config`]: settings from the environment.
+//! - [`ground`]: the helpers every layer may use: errors with their causes,
+//!   summaries that add up, shutdown and the periodic-task loop,
+//!   supervision, backpressure, the Prometheus names, logging.
 
 pub mod api;
 pub mod app;
-pub mod backpressure;
 pub mod config;
 #[cfg(test)]
 mod doc_tables;
 pub mod domain;
-pub mod errors;
-pub mod handlers;
+pub mod ground;
 pub mod messaging;
 pub mod ops;
 pub mod outbox;
-pub mod prometheus;
-pub mod shutdown;
 pub mod store;
-pub mod supervise;
-mod tally;
-pub mod telemetry;
 pub mod workers;

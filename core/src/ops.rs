@@ -1,6 +1,6 @@
 //! The operations endpoints on `OPS_ADDR`: `/healthz` (the process is up),
 //! `/readyz` (the database and the consumed queue answer) and `/metrics`
-//! (Prometheus text, see [`crate::prometheus`]).
+//! (Prometheus text, see [`crate::ground::prometheus`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub fn render_metrics(
     match handle {
         Some(h) => (
             StatusCode::OK,
-            h.render() + &crate::prometheus::overdue_text(),
+            h.render() + &crate::ground::prometheus::overdue_text(),
         ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -50,7 +50,7 @@ pub async fn database(pool: &Pool) -> Result<(), String> {
     let check = async {
         crate::store::ping(pool)
             .await
-            .map_err(|e| crate::errors::chain(&e))
+            .map_err(|e| crate::ground::errors::chain(&e))
     };
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await
@@ -129,7 +129,7 @@ pub async fn start(
     state: OpsState,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    tokio::spawn(crate::shutdown::every(
+    tokio::spawn(crate::ground::shutdown::every(
         Duration::from_secs(15),
         shutdown.clone(),
         {
@@ -148,13 +148,14 @@ async fn refresh_state_gauges(pool: Pool) {
     });
     match backlog {
         Ok(b) => {
-            metrics::gauge!(crate::prometheus::OUTBOX_BACKLOG).set(b.unpublished as f64);
-            metrics::gauge!(crate::prometheus::OUTBOX_OLDEST_AGE_SECONDS).set(b.oldest_age_secs);
+            metrics::gauge!(crate::ground::prometheus::OUTBOX_BACKLOG).set(b.unpublished as f64);
+            metrics::gauge!(crate::ground::prometheus::OUTBOX_OLDEST_AGE_SECONDS)
+                .set(b.oldest_age_secs);
         }
         Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
     }
     let freshness = crate::in_transaction!(pool, crate::store::StoreError, |tx| {
-        crate::store::freshness::overview(&tx, crate::prometheus::OVERDUE_SERIES).await?
+        crate::store::freshness::overview(&tx, crate::ground::prometheus::OVERDUE_SERIES).await?
     });
     match freshness {
         Ok(o) => {
@@ -165,7 +166,7 @@ async fn refresh_state_gauges(pool: Pool) {
                     .iter()
                     .find(|(s, _)| s == state)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!(crate::prometheus::DATASETS_FRESHNESS, "state" => state.as_str())
+                metrics::gauge!(crate::ground::prometheus::DATASETS_FRESHNESS, "state" => state.as_str())
                     .set(n as f64);
             }
             for state in MetricState::ALL {
@@ -174,10 +175,10 @@ async fn refresh_state_gauges(pool: Pool) {
                     .iter()
                     .find(|(s, _)| s == state)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!(crate::prometheus::METRICS_FRESHNESS, "state" => state.as_str())
+                metrics::gauge!(crate::ground::prometheus::METRICS_FRESHNESS, "state" => state.as_str())
                     .set(n as f64);
             }
-            crate::prometheus::set_overdue(&o.overdue_datasets, &o.overdue_metrics);
+            crate::ground::prometheus::set_overdue(&o.overdue_datasets, &o.overdue_metrics);
         }
         Err(e) => tracing::debug!(error = %e, "could not read the freshness states"),
     }
@@ -188,7 +189,8 @@ async fn refresh_state_gauges(pool: Pool) {
                     .iter()
                     .find(|(s, _)| *s == status)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!(crate::prometheus::RUNS, "status" => status.as_str()).set(n as f64);
+                metrics::gauge!(crate::ground::prometheus::RUNS, "status" => status.as_str())
+                    .set(n as f64);
             }
         }
         Err(e) => tracing::debug!(error = %e, "could not count runs"),

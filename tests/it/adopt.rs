@@ -534,7 +534,7 @@ async fn an_adoption_that_fails_half_way_changes_nothing() {
         .await;
     let before = snapshot(&db).await;
     let err = migrate::adopt(&db.pool, false).await.unwrap_err();
-    let text = orchestrator_core::errors::chain(&err);
+    let text = orchestrator_core::ground::errors::chain(&err);
     assert!(
         text.contains("my_report"),
         "the error names the view: {text}"

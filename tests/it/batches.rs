@@ -155,7 +155,7 @@ fn worker_at(stack: &Stack, db: &TestDb, concurrency: usize) -> Process {
     env.retain(|(k, _)| k != "RUST_LOG" && k != "WORKER_CONCURRENCY");
     env.push((
         "RUST_LOG".into(),
-        "info,orchestrator_core::handlers=debug".into(),
+        "info,orchestrator_core::workers::handlers=debug".into(),
     ));
     env.push(("WORKER_CONCURRENCY".into(), concurrency.to_string()));
     Process::spawn("projection-update-worker", &env, &[])

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::app::projection_update::process;
-use orchestrator_core::backpressure::Backpressure;
+use orchestrator_core::ground::backpressure::Backpressure;
 use orchestrator_core::outbox::{PublishQueue, RecordingPublisher, Relay, RelayConfig};
 use orchestrator_tests::fixtures::{db_with_catalog, status_of, update};
 

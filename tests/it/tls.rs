@@ -46,12 +46,12 @@ const SSL_ON: &str = "-c ssl=on -c ssl_cert_file=../server.crt -c ssl_key_file=.
 
 /// What one connection attempt came to: `Ok(ssl in use)` or the message.
 async fn attempt(url: &str) -> Result<bool, String> {
-    let target = Target::parse(url).map_err(|e| orchestrator_core::errors::chain(&e))?;
+    let target = Target::parse(url).map_err(|e| orchestrator_core::ground::errors::chain(&e))?;
     let pool = pool::pool_for(target.clone(), &pool::PoolOptions::sized(1))
-        .map_err(|e| orchestrator_core::errors::chain(&e))?;
+        .map_err(|e| orchestrator_core::ground::errors::chain(&e))?;
     pool::check_connection(&pool, &target)
         .await
-        .map_err(|e| orchestrator_core::errors::chain(&e))?;
+        .map_err(|e| orchestrator_core::ground::errors::chain(&e))?;
     let client = pool.get().await.map_err(|e| e.to_string())?;
     let row = client
         .query_one(
@@ -95,7 +95,7 @@ async fn check_matrix(server: &str, cases: &[(String, Want)]) {
 
 #[tokio::test]
 async fn every_sslmode_against_a_tls_server_and_a_plaintext_one() {
-    orchestrator_core::telemetry::init_for_tests();
+    orchestrator_core::ground::telemetry::init_for_tests();
     let pki = pki();
     let mut pg = PrivatePg::start_with(
         &[

@@ -36,7 +36,7 @@ impl ApiServer {
             if let Err(e) = serve_on(listener, state, &limits, s).await {
                 panic!(
                     "the API server failed: {}",
-                    orchestrator_core::errors::chain(&e)
+                    orchestrator_core::ground::errors::chain(&e)
                 );
             }
         });

@@ -53,7 +53,7 @@ impl TestDb {
 
     /// [`TestDb::new`] on the server at `admin_url`.
     pub async fn new_on(admin_url: &str, label: &str) -> TestDb {
-        orchestrator_core::telemetry::init_for_tests();
+        orchestrator_core::ground::telemetry::init_for_tests();
         Self::create(admin_url, label)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))
@@ -120,7 +120,7 @@ impl TestDb {
 
     /// A database with no schema at all (to build another system's schema in).
     pub async fn empty(label: &str) -> TestDb {
-        orchestrator_core::telemetry::init_for_tests();
+        orchestrator_core::ground::telemetry::init_for_tests();
         Self::create_empty(&admin_url(), label)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))

@@ -106,7 +106,7 @@ impl StoreFailure {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let cause = crate::errors::chain(&e);
+        let cause = crate::ground::errors::chain(&e);
         match StoreFailure::of(&e) {
             StoreFailure::BadData => {
                 tracing::debug!(error = %cause, "the database refused the request's values");

@@ -206,9 +206,9 @@ async fn record(
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    ::metrics::counter!(crate::prometheus::API_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+    ::metrics::counter!(crate::ground::prometheus::API_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
-    ::metrics::histogram!(crate::prometheus::API_REQUEST_SECONDS, "route" => route)
+    ::metrics::histogram!(crate::ground::prometheus::API_REQUEST_SECONDS, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
 }
@@ -277,7 +277,7 @@ impl ServeDeps {
                 ctx,
                 token: token.as_deref().map(auth::Token::new),
                 auth,
-                metrics: crate::prometheus::install(),
+                metrics: crate::ground::prometheus::install(),
                 actors,
             },
             limits,

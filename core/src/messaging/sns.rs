@@ -109,7 +109,7 @@ impl SnsPublisher {
             let key = format!("run-requests/{run_id}.json");
             let pointer = s3::offload(&self.s3, &self.large_payload_bucket, &key, &m.payload)
                 .await
-                .map_err(|e| PublishError(crate::errors::chain(&e)))?;
+                .map_err(|e| PublishError(crate::ground::errors::chain(&e)))?;
             extra = Some(m.payload.len().to_string());
             body = s3::pointer_body(&pointer);
         }

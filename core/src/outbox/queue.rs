@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::{half_lease, Publisher, Relay};
-use crate::backpressure::Backpressure;
 use crate::domain::ids::OutboxId;
+use crate::ground::backpressure::Backpressure;
 use crate::in_transaction;
 use crate::store::outbox::{self, RequestKey};
 use crate::store::{Pool, StoreError};
@@ -178,7 +178,7 @@ fn release(pool: Pool, handed: Vec<RequestKey>) {
 }
 
 fn report_waiting(waiting: &Backpressure) {
-    metrics::gauge!(crate::prometheus::PUBLISH_WAITING).set(waiting.pending() as f64);
+    metrics::gauge!(crate::ground::prometheus::PUBLISH_WAITING).set(waiting.pending() as f64);
 }
 
 /// The next ids to publish: the next submission, joined by whatever other

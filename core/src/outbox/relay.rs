@@ -57,7 +57,7 @@ pub struct RelayReport {
     pub dispatched: u64,
 }
 
-crate::tally::tally!(RelayReport {
+crate::ground::tally::tally!(RelayReport {
     published,
     failed,
     dispatched
@@ -134,7 +134,7 @@ impl<P: Publisher> Relay<P> {
             };
             if !claimed.is_empty() {
                 for (_, at) in received.iter().filter(|(first, _)| first / size == k) {
-                    metrics::histogram!(crate::prometheus::RECEIPT_TO_PUBLISH_SECONDS)
+                    metrics::histogram!(crate::ground::prometheus::RECEIPT_TO_PUBLISH_SECONDS)
                         .record(at.elapsed().as_secs_f64());
                 }
             }
@@ -208,7 +208,7 @@ impl<P: Publisher> Relay<P> {
                         tracing::info_span!("publish alert", %dedup_key, trace_id = %parent.trace_id)
                     }
                 };
-                crate::telemetry::continue_trace(&span, &parent);
+                crate::ground::telemetry::continue_trace(&span, &parent);
                 Some(span)
             })
             .collect();
@@ -237,13 +237,15 @@ impl<P: Publisher> Relay<P> {
             tracing::warn!(message = %msg.kind, attempts = msg.attempts, error = %err,
                 "publishing failed; it will be retried");
         }
-        metrics::counter!(crate::prometheus::PUBLISHED).increment(ok_ids.len() as u64);
-        metrics::counter!(crate::prometheus::PUBLISH_FAILURES).increment(failures.len() as u64);
+        metrics::counter!(crate::ground::prometheus::PUBLISHED).increment(ok_ids.len() as u64);
+        metrics::counter!(crate::ground::prometheus::PUBLISH_FAILURES)
+            .increment(failures.len() as u64);
         let now = chrono::Utc::now();
         for msg in claimed.iter().filter(|m| ok_ids.contains(&m.id)) {
             if let Some(sent) = msg.source_sent_at {
                 let secs = (now - sent).num_milliseconds().max(0) as f64 / 1e3;
-                metrics::histogram!(crate::prometheus::UPDATE_TO_REQUEST_SECONDS).record(secs);
+                metrics::histogram!(crate::ground::prometheus::UPDATE_TO_REQUEST_SECONDS)
+                    .record(secs);
             }
         }
         Ok(RelayReport {

@@ -208,7 +208,7 @@ pub async fn start_pool(url: &str, options: &PoolOptions) -> Result<Pool, StartP
     match check_connection(&pool, &target).await {
         Err(e) if e.is_tls() => return Err(e.into()),
         Err(e) => {
-            tracing::warn!(error = %crate::errors::chain(&e), "the database does not answer yet")
+            tracing::warn!(error = %crate::ground::errors::chain(&e), "the database does not answer yet")
         }
         Ok(()) => {}
     }

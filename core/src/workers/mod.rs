@@ -5,6 +5,7 @@
 //! sweeps; on the projection-update worker the backlog sweep and the handoff
 //! drain; on the run-lifecycle worker the timeout/retry sweep.
 
+pub mod handlers;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -14,15 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::sweeper::Timeouts;
 use crate::app::Context;
-use crate::backpressure::Backpressure;
 use crate::config::{ConfigError, Env};
 use crate::domain::events::ProgressScale;
-use crate::handlers::{LifecycleHandler, ProjectionUpdateHandler};
+use crate::ground::backpressure::Backpressure;
+use crate::ground::supervise::{Supervisor, TaskFailure};
 use crate::messaging::sns::SnsPublisher;
 use crate::messaging::sqs::{Consumer, ConsumerConfig, Handler};
 use crate::messaging::AwsClients;
 use crate::outbox::{PublishQueue, Publisher, Relay};
-use crate::supervise::{Supervisor, TaskFailure};
+use crate::workers::handlers::{LifecycleHandler, ProjectionUpdateHandler};
 use tasks::Task;
 
 /// Which worker a process is: it names the environment variables it reads.
@@ -156,7 +157,7 @@ impl ConsumerDeps<SnsPublisher> {
             relay,
             publish_backlog_limit: env.count(
                 "PUBLISH_BACKLOG_LIMIT",
-                crate::backpressure::DEFAULT_LIMIT as u32,
+                crate::ground::backpressure::DEFAULT_LIMIT as u32,
                 10_000_000,
             )? as usize,
             freshness_interval: env.freshness_sweep_interval()?,
@@ -188,14 +189,15 @@ where
         pool: deps.ctx.pool.clone(),
         sqs: deps.aws.sqs.clone(),
         queue_url: deps.consumer.queue_url.clone(),
-        metrics: crate::prometheus::install(),
+        metrics: crate::ground::prometheus::install(),
     };
     let addr = deps.ops_addr;
     let ops = crate::ops::start(addr, state, shutdown.clone())
         .await
         .map_err(|source| WorkerError::Ops { addr, source })?;
     let waiting = Backpressure::new(deps.publish_backlog_limit);
-    metrics::gauge!(crate::prometheus::PUBLISH_LIMIT).set(deps.publish_backlog_limit as f64);
+    metrics::gauge!(crate::ground::prometheus::PUBLISH_LIMIT)
+        .set(deps.publish_backlog_limit as f64);
     let (publish, publisher) = PublishQueue::start(
         deps.relay.clone(),
         1024,

@@ -33,11 +33,11 @@ where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
 {
-    let every = crate::shutdown::every(interval, shutdown, move || {
+    let every = crate::ground::shutdown::every(interval, shutdown, move || {
         let ticked = tick();
         async move {
             if let Err(e) = ticked.await {
-                tracing::warn!(task = name, error = %crate::errors::chain(&e), "periodic task failed; it runs again at its next tick");
+                tracing::warn!(task = name, error = %crate::ground::errors::chain(&e), "periodic task failed; it runs again at its next tick");
             }
         }
     });
@@ -169,9 +169,10 @@ pub fn timeout_sweep(
         async move {
             let s = sweeper::sweep(&ctx, timeouts).await?;
             if !s.timed_out.is_empty() {
-                metrics::counter!(crate::prometheus::RUN_TIMEOUTS)
+                metrics::counter!(crate::ground::prometheus::RUN_TIMEOUTS)
                     .increment(s.timed_out.len() as u64);
-                metrics::counter!(crate::prometheus::RUN_RETRIES).increment(s.retries.len() as u64);
+                metrics::counter!(crate::ground::prometheus::RUN_RETRIES)
+                    .increment(s.retries.len() as u64);
                 tracing::info!(
                     timed_out = s.timed_out.len(),
                     retries = s.retries.len(),

@@ -672,7 +672,9 @@ async fn worker_histograms(port: u16) -> Result<(Histogram, Histogram)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(text) = orchestrator_tests::http::get(port, "/metrics").await {
-            use orchestrator_core::prometheus::{HANDLER_SECONDS, RECEIPT_TO_PUBLISH_SECONDS};
+            use orchestrator_core::ground::prometheus::{
+                HANDLER_SECONDS, RECEIPT_TO_PUBLISH_SECONDS,
+            };
             return Ok((
                 Histogram::parse(&text, RECEIPT_TO_PUBLISH_SECONDS)?,
                 Histogram::parse(&text, HANDLER_SECONDS)?,

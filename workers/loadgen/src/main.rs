@@ -18,7 +18,7 @@ mod wait_profile;
 mod worker_metrics;
 
 use clap::{Args, Parser, Subcommand};
-use orchestrator_core::telemetry;
+use orchestrator_core::ground::telemetry;
 
 #[derive(Parser)]
 #[command(

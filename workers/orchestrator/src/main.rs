@@ -18,7 +18,7 @@ mod simulate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use orchestrator_core::telemetry;
+use orchestrator_core::ground::telemetry;
 
 #[derive(Parser)]
 #[command(

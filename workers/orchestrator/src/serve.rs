@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use orchestrator_core::api::{serve, ServeDeps};
 use orchestrator_core::config::Env;
-use orchestrator_core::shutdown;
+use orchestrator_core::ground::shutdown;
 
 pub async fn run() -> Result<()> {
     let deps = ServeDeps::from_env(&Env::process())

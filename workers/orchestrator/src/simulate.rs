@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use orchestrator_core::domain::events::parse_body;
+use orchestrator_core::ground::shutdown;
 use orchestrator_core::messaging::s3;
 use orchestrator_core::messaging::AwsClients;
-use orchestrator_core::shutdown;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

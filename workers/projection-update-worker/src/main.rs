@@ -6,8 +6,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, Result};
 use orchestrator_core::config::Env;
+use orchestrator_core::ground::{shutdown, telemetry};
 use orchestrator_core::workers::{run_projection_updates, ConsumerDeps, WorkerKind};
-use orchestrator_core::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {

@@ -55,7 +55,7 @@ pub struct Evaluated {
     pub runs_pending: usize,
 }
 
-crate::tally::tally!(Evaluated {
+crate::ground::tally::tally!(Evaluated {
     runs_created,
     runs_queued,
     backlog_evaluated,

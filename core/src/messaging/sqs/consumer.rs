@@ -1,15 +1,14 @@
-//! The receive loop: long-poll batches of up to ten, at most `concurrency`
+//! The consumer: long-poll batches of up to ten, at most `concurrency`
 //! messages in flight, FIFO message groups processed in order (in
 //! parallel across groups), visibility extended while a handler works, and
-//! a drain within the grace period on shutdown. A handler that takes a
-//! receive's messages together ([`Handler::batches`]) gets them in one task,
-//! holding a slot per message, taken once the messages are in. Reading a message is
+//! a drain within the grace period on shutdown. Receiving and starting the
+//! messages' tasks is `super::receive_loops` (one loop for handlers that
+//! take messages one by one, another for those that take a receive's
+//! messages together, [`Handler::batches`]); reading a message is
 //! [`super::received`], deciding its fate `super::disposition`, deleting
 //! `super::deleter`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use tokio::sync::Semaphore;
@@ -22,10 +21,11 @@ use super::deleter::{Delete, Deleter};
 use super::disposition::{decide, Disposition};
 use super::dlq::{self, DeadLetter};
 use super::outcome::{DeadLetterNote, Handled, Handler, HandlerError, InboundMessage, Outcome};
+use super::receive_loops::{batching_loop, lock, one_by_one_loop, receivers};
 use super::received::Received;
 use super::SqsError;
-use crate::backpressure::Backpressure;
 use crate::domain::events::MAX_BODY_BYTES;
+use crate::ground::backpressure::Backpressure;
 use crate::messaging::s3;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,17 +48,17 @@ pub struct Consumer<H> {
     gate: Option<Backpressure>,
 }
 
-struct Shared<H> {
+pub(super) struct Shared<H> {
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
-    config: ConsumerConfig,
+    pub(super) config: ConsumerConfig,
     handler: Arc<H>,
     dlq_url: String,
     deleter: Deleter,
     /// The queue's name, for metric labels.
     queue: String,
     /// No receive while this is at its limit.
-    gate: Option<Backpressure>,
+    pub(super) gate: Option<Backpressure>,
     /// Bytes of bodies and payloads in flight ([`ConsumerConfig::inflight_bytes`]).
     room: Arc<Semaphore>,
 }
@@ -68,7 +68,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    crate::errors::chain(&e)
+    crate::ground::errors::chain(&e)
 }
 
 impl<H: Handler> Consumer<H> {
@@ -88,7 +88,7 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Receives nothing while `gate` is at its limit (run requests waiting
-    /// to be published, [`crate::backpressure`]).
+    /// to be published, [`crate::ground::backpressure`]).
     pub fn with_backpressure(mut self, gate: Backpressure) -> Self {
         self.gate = Some(gate);
         self
@@ -112,7 +112,7 @@ impl<H: Handler> Consumer<H> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let dlq_url = self.resolve_dlq().await?;
         let (deleter, deleting) = Deleter::start(self.sqs.clone(), self.config.queue_url.clone());
-        let queue = crate::prometheus::queue_label(&self.config.queue_url);
+        let queue = crate::ground::prometheus::queue_label(&self.config.queue_url);
         let room = self.config.inflight_bytes.min(u32::MAX as usize);
         let shared = Arc::new(Shared {
             sqs: self.sqs,
@@ -129,13 +129,21 @@ impl<H: Handler> Consumer<H> {
             concurrency = shared.config.concurrency, "consumer started");
         let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
+        let batching = shared.handler.batches();
         let loops = (0..receivers(shared.config.concurrency)).map(|_| {
-            receive_loop(
+            let (shared, slots, tasks, stop) = (
                 shared.clone(),
                 slots.clone(),
                 tasks.clone(),
                 shutdown.clone(),
-            )
+            );
+            async move {
+                if batching {
+                    batching_loop(shared, slots, tasks, stop).await
+                } else {
+                    one_by_one_loop(shared, slots, tasks, stop).await
+                }
+            }
         });
         futures::future::join_all(loops).await;
         let mut tasks = std::mem::take(&mut *lock(&tasks));
@@ -212,187 +220,8 @@ fn declared_size(r: &Received) -> Option<usize> {
         .map(|n| n.min(MAX_BODY_BYTES))
 }
 
-fn lock(tasks: &Mutex<JoinSet<()>>) -> std::sync::MutexGuard<'_, JoinSet<()>> {
-    // A panic while the lock is held cannot leave the set half-changed.
-    tasks.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One receive loop: waits for a free slot, receives, and starts a task per
-/// message (per FIFO group). Several run at once ([`receivers`]).
-async fn receive_loop<H: Handler>(
-    shared: Arc<Shared<H>>,
-    slots: Arc<Semaphore>,
-    tasks: Arc<Mutex<JoinSet<()>>>,
-    shutdown: CancellationToken,
-) {
-    let mut failures = 0u32;
-    loop {
-        if let Some(gate) = &shared.gate {
-            tokio::select! {
-                _ = gate.wait_below_limit() => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
-        let batching = shared.handler.batches();
-        // A batching loop asks for a full batch (`batch_size`) holding no
-        // slot while it waits on the broker, so that its receive overlaps
-        // the batch being handled; it takes a slot per message once they are
-        // in. A loop that hands messages out one by one receives once a slot
-        // is free, asking for more than that (`receive_size`).
-        let first = if batching {
-            None
-        } else {
-            tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
-                _ = shutdown.cancelled() => break,
-            }
-        };
-        let want = if batching {
-            batch_size(shared.config.concurrency)
-        } else {
-            receive_size(slots.available_permits(), shared.config.concurrency)
-        };
-        let received = tokio::select! {
-            r = shared.receive(want) => r,
-            _ = shutdown.cancelled() => break,
-        };
-        let messages = match received {
-            Ok(m) => {
-                failures = 0;
-                m
-            }
-            Err(e) => {
-                failures += 1;
-                let pause = Duration::from_millis(200u64 << failures.min(7));
-                tracing::warn!(error = %crate::errors::chain(&e), retry_in_ms = pause.as_millis() as u64, "receiving from SQS failed");
-                tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.cancelled() => break }
-                continue;
-            }
-        };
-        let Some(first) = first else {
-            if messages.is_empty() {
-                continue;
-            }
-            // A slot per message before any is handled: at most
-            // `concurrency` messages are handled at once. They wait in memory
-            // for about one batch's time, well inside their visibility
-            // timeout; a loop receives again only once they have started, so
-            // at most one receive per loop waits. On a shutdown they are
-            // still handled, by the drain and within its grace period, once
-            // the batches in progress are done.
-            let n = messages.len() as u32;
-            let held = tokio::select! {
-                p = slots.clone().acquire_many_owned(n) => match p { Ok(p) => Some(p), Err(_) => break },
-                _ = shutdown.cancelled() => None,
-            };
-            let stopping = held.is_none();
-            let (batch_shared, slots) = (shared.clone(), slots.clone());
-            // The whole receive in one task and one transaction.
-            lock(&tasks).spawn(async move {
-                let held = match held {
-                    Some(p) => p,
-                    None => match slots.acquire_many_owned(n).await {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    },
-                };
-                batch_shared.process_batch(messages).await;
-                drop(held);
-            });
-            reap(&tasks);
-            if stopping {
-                break;
-            }
-            continue;
-        };
-        let mut permit = Some(first);
-        for group in groups(messages) {
-            let p = match permit.take() {
-                Some(p) => p,
-                None => match slots.clone().acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let shared = shared.clone();
-            lock(&tasks).spawn(async move {
-                for m in group {
-                    shared.process(m).await;
-                }
-                drop(p);
-            });
-        }
-        reap(&tasks);
-    }
-}
-
-/// Collects the tasks that finished.
-fn reap(tasks: &Mutex<JoinSet<()>>) {
-    while let Some(done) = lock(tasks).try_join_next() {
-        if let Err(e) = done {
-            tracing::error!(error = %e, "a message task failed; its message will be redelivered");
-        }
-    }
-}
-
-/// How many receive loops a worker runs for `concurrency` messages in
-/// flight: one per four slots, at most four. With one loop, the worker
-/// stood idle during every ReceiveMessage round trip, which takes longer
-/// than handling a message; a second loop receives while the first batch
-/// is handled. A loop that hands messages out one by one holds a slot while
-/// it waits; a batching loop holds none, and takes a slot per message
-/// before they are handled. Either way at most `concurrency` messages are
-/// handled at once.
-fn receivers(concurrency: usize) -> usize {
-    concurrency.div_ceil(4).clamp(1, 4)
-}
-
-/// How many messages to ask for when a slot is free and `available` more
-/// are: as many as the worker runs at once (at most SQS's 10), even when
-/// most slots are busy. A busy worker asking for one message per call spent
-/// the broker's time on calls (LocalStack served ~1 message per
-/// ReceiveMessage); the extra messages wait in memory for a slot, for about
-/// one handler's time, well inside their visibility timeout.
-fn receive_size(available: usize, concurrency: usize) -> i32 {
-    (1 + available).max(concurrency).clamp(1, 10) as i32
-}
-
-/// How many messages a batching receive loop asks for: as many as the
-/// worker handles at once (at most SQS's ten), whatever is free at that
-/// moment, as [`receive_size`] does. Asking for as many slots as were free
-/// made a busy worker ask for one message per ReceiveMessage and the broker
-/// spent its time on calls; taking a loop's share of slots before the
-/// receive kept them idle for the broker's round trip (BENCHMARKS.md,
-/// fan-out 1).
-fn batch_size(concurrency: usize) -> i32 {
-    concurrency.clamp(1, 10) as i32
-}
-
-/// Messages of one FIFO group stay together, in order; others go alone.
-fn groups(messages: Vec<Message>) -> Vec<Vec<Message>> {
-    let mut out: Vec<Vec<Message>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for m in messages {
-        match m
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-            .cloned()
-        {
-            Some(g) => match index.get(&g) {
-                Some(&i) => out[i].push(m),
-                None => {
-                    index.insert(g, out.len());
-                    out.push(vec![m]);
-                }
-            },
-            None => out.push(vec![m]),
-        }
-    }
-    out
-}
-
 impl<H: Handler> Shared<H> {
-    async fn receive(&self, max: i32) -> Result<Vec<Message>, SqsError> {
+    pub(super) async fn receive(&self, max: i32) -> Result<Vec<Message>, SqsError> {
         let out = self
             .sqs
             .receive_message()
@@ -414,11 +243,11 @@ impl<H: Handler> Shared<H> {
         let span = tracing::info_span!("message", message_id = %r.message_id,
             trace_id = %r.trace.trace_id, dataset_id = tracing::field::Empty,
             run_id = tracing::field::Empty);
-        crate::telemetry::continue_trace(&span, &r.trace);
+        crate::ground::telemetry::continue_trace(&span, &r.trace);
         span
     }
 
-    async fn process(&self, m: Message) {
+    pub(super) async fn process(&self, m: Message) {
         let r = match Received::parse(&m) {
             Ok(r) => r,
             Err(e) => {
@@ -447,7 +276,7 @@ impl<H: Handler> Shared<H> {
     /// pass the byte budget are handed over in consecutive parts (in order,
     /// so FIFO groups keep theirs), each part taking its room at once: a
     /// part never holds room while waiting for more.
-    async fn process_batch(&self, messages: Vec<Message>) {
+    pub(super) async fn process_batch(&self, messages: Vec<Message>) {
         let budget = self.budget();
         let mut waiting = Vec::with_capacity(messages.len());
         for m in &messages {
@@ -564,7 +393,8 @@ impl<H: Handler> Shared<H> {
         extender: tokio::task::JoinHandle<()>,
         room: tokio::sync::OwnedSemaphorePermit,
     ) -> (InFlight, Result<InboundMessage, HandlerError>) {
-        metrics::counter!(crate::prometheus::RECEIVED, "queue" => self.queue.clone()).increment(1);
+        metrics::counter!(crate::ground::prometheus::RECEIVED, "queue" => self.queue.clone())
+            .increment(1);
         let started = std::time::Instant::now();
         let event = std::mem::take(&mut r.event);
         let msg = self.inbound(&r, event, started).await;
@@ -590,7 +420,7 @@ impl<H: Handler> Shared<H> {
         } = flight;
         extender.abort();
         let elapsed = started.elapsed();
-        metrics::histogram!(crate::prometheus::HANDLER_SECONDS, "queue" => self.queue.clone())
+        metrics::histogram!(crate::ground::prometheus::HANDLER_SECONDS, "queue" => self.queue.clone())
             .record(elapsed.as_secs_f64());
         let ms = elapsed.as_millis() as u64;
         let (message_id, trace_id) = (&r.message_id, &r.trace.trace_id);
@@ -655,14 +485,14 @@ impl<H: Handler> Shared<H> {
                             tracing::warn!(%message_id, error = %e, "could not queue the dead-letter alert; the DLQ holds the message");
                         }
                         self.count(Handled::DeadLettered);
-                        metrics::counter!(crate::prometheus::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
+                        metrics::counter!(crate::ground::prometheus::DEAD_LETTERED, "queue" => self.queue.clone(), "reason" => reason.as_str())
                             .increment(1);
                         tracing::warn!(%message_id, %trace_id, outcome = %Handled::DeadLettered,
                             error_type = reason.as_str(), error = %message, ms, "message dead-lettered");
                         self.deleter.delete(delete);
                     }
                     Err(e) => {
-                        let e = crate::errors::chain(&e);
+                        let e = crate::ground::errors::chain(&e);
                         tracing::error!(%message_id, %trace_id, outcome = %Handled::DeadLetterFailed,
                             error_type = reason.as_str(), error = %e, ms,
                             "could not dead-letter the message; it stays on the queue for redelivery");
@@ -673,7 +503,7 @@ impl<H: Handler> Shared<H> {
     }
 
     fn count(&self, outcome: Handled) {
-        metrics::counter!(crate::prometheus::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome.as_str())
+        metrics::counter!(crate::ground::prometheus::HANDLED, "queue" => self.queue.clone(), "outcome" => outcome.as_str())
             .increment(1);
     }
 
@@ -705,15 +535,6 @@ impl<H: Handler> Shared<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(id: &str, group: Option<&str>) -> Message {
-        let b = Message::builder().message_id(id);
-        match group {
-            Some(g) => b.attributes(MessageSystemAttributeName::MessageGroupId, g),
-            None => b,
-        }
-        .build()
-    }
 
     #[test]
     fn a_receive_is_cut_into_parts_that_fit_the_byte_budget_in_order() {
@@ -750,97 +571,5 @@ mod tests {
         let r = Received::parse(&m).unwrap();
         assert_eq!(bytes_of(&r, 64 * mib), r.raw.len() + MAX_BODY_BYTES);
         assert_eq!(bytes_of(&r, 8 * mib), 8 * mib);
-    }
-
-    #[test]
-    fn fifo_groups_stay_together_in_order_and_others_go_alone() {
-        // (messages as (id, group), expected groups of ids)
-        type Case = (
-            Vec<(&'static str, Option<&'static str>)>,
-            Vec<Vec<&'static str>>,
-        );
-        let cases: Vec<Case> = vec![
-            (vec![], vec![]),
-            (vec![("a", None), ("b", None)], vec![vec!["a"], vec!["b"]]),
-            (
-                vec![("a", Some("g")), ("b", Some("h")), ("c", Some("g"))],
-                vec![vec!["a", "c"], vec!["b"]],
-            ),
-            (
-                vec![("a", None), ("b", Some("g")), ("c", None), ("d", Some("g"))],
-                vec![vec!["a"], vec!["b", "d"], vec!["c"]],
-            ),
-        ];
-        for (input, want) in cases {
-            let msgs = input.iter().map(|(id, g)| message(id, *g)).collect();
-            let got: Vec<Vec<String>> = groups(msgs)
-                .iter()
-                .map(|g| {
-                    g.iter()
-                        .map(|m| m.message_id().unwrap().to_string())
-                        .collect()
-                })
-                .collect();
-            let want: Vec<Vec<String>> = want
-                .into_iter()
-                .map(|g| g.into_iter().map(str::to_string).collect())
-                .collect();
-            assert_eq!(got, want, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn one_receive_loop_per_four_slots_at_most_four() {
-        // (concurrency, receive loops)
-        let cases = [(0, 1), (1, 1), (4, 1), (5, 2), (8, 2), (16, 4), (100, 4)];
-        for (concurrency, loops) in cases {
-            assert_eq!(receivers(concurrency), loops, "concurrency {concurrency}");
-        }
-    }
-
-    #[test]
-    fn a_batching_loop_asks_for_the_concurrency_up_to_ten() {
-        // (concurrency, messages asked for)
-        let cases = [(0, 1), (1, 1), (4, 4), (5, 5), (8, 8), (16, 10), (100, 10)];
-        for (concurrency, want) in cases {
-            assert_eq!(batch_size(concurrency), want, "concurrency {concurrency}");
-        }
-    }
-
-    /// A batching loop waits for a slot per message it received, holding
-    /// none: it gets them once the batches in progress finish, as long as a
-    /// batch never wants more slots than there are.
-    #[test]
-    fn no_batch_wants_more_slots_than_there_are() {
-        for concurrency in 0..=512 {
-            let slots = concurrency.max(1);
-            let batch = batch_size(concurrency) as usize;
-            assert!(
-                batch <= slots,
-                "concurrency {concurrency}: batches of {batch}"
-            );
-        }
-    }
-
-    #[test]
-    fn receive_size_is_the_concurrency_up_to_ten() {
-        // (free slots besides the one taken, concurrency, messages asked for)
-        let cases = [
-            (0, 1, 1),
-            (0, 8, 8),
-            (7, 8, 8),
-            (3, 8, 8),
-            (0, 16, 10),
-            (15, 16, 10),
-            (0, 0, 1),
-            (9, 4, 10),
-        ];
-        for (available, concurrency, want) in cases {
-            assert_eq!(
-                receive_size(available, concurrency),
-                want,
-                "{available} free of {concurrency}"
-            );
-        }
     }
 }

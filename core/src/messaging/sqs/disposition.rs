@@ -4,7 +4,7 @@
 
 use super::outcome::{HandlerError, Outcome};
 pub use crate::domain::events::DeadLetterReason;
-use crate::errors::chain as error_chain;
+use crate::ground::errors::chain as error_chain;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {

@@ -14,7 +14,7 @@ use super::SqsError;
 /// A failure written into a report line.
 fn err(e: impl Into<aws_sdk_sqs::Error>) -> String {
     let e: aws_sdk_sqs::Error = e.into();
-    crate::errors::chain(&e)
+    crate::ground::errors::chain(&e)
 }
 
 /// A dead letter as an operator sees it.

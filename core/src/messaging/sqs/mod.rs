@@ -2,7 +2,7 @@
 //! received message once: SNS envelope, trace context, S3 pointer),
 //! [`outcome`] (the handler trait and its result), `disposition` (what a
 //! result means for the message: delete, dead-letter, back off), `deleter`
-//! (batched deletes), [`consumer`] (the loop: receive, dispatch, carry out,
+//! (batched deletes), `receive_loops` (the two receive loops), [`consumer`] (receive, dispatch, carry out,
 //! drain on shutdown), [`dlq`] (dead-letter copies with their error
 //! attributes) and [`dlq_admin`] (listing and redriving dead letters).
 
@@ -13,6 +13,7 @@ pub(crate) mod disposition;
 pub mod dlq;
 pub mod dlq_admin;
 pub mod outcome;
+mod receive_loops;
 pub mod received;
 
 pub use config::ConsumerConfig;

@@ -70,7 +70,7 @@ impl ProjectionUpdateHandler {
         let update = parse_projection_update(&parse_body(&msg.body)?)?;
         span.record("dataset_id", update.dataset_id.as_str());
         let origin = projection_update::Origin {
-            traceparent: Some(crate::telemetry::downstream(span, &msg.trace).to_string()),
+            traceparent: Some(crate::ground::telemetry::downstream(span, &msg.trace).to_string()),
             source_sent_at: msg.sent_at,
         };
         Ok((update, origin))
@@ -210,7 +210,7 @@ impl Handler for LifecycleHandler {
                 outbox_ids,
             } => {
                 // A completion with FAILURE and attempts left queues a retry.
-                metrics::counter!(crate::prometheus::RUN_RETRIES)
+                metrics::counter!(crate::ground::prometheus::RUN_RETRIES)
                     .increment(u64::from(retry_run_id.is_some()));
                 self.publish.submit(outbox_ids);
                 Ok(Outcome::processed(Transition {

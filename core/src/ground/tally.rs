@@ -33,7 +33,7 @@ macro_rules! tally {
         impl std::ops::AddAssign for $ty {
             fn add_assign(&mut self, other: Self) {
                 let $ty { $($sum,)* $($($keep: _,)*)? } = other;
-                $( $crate::tally::Tally::tally(&mut self.$sum, $sum); )*
+                $( $crate::ground::tally::Tally::tally(&mut self.$sum, $sum); )*
             }
         }
     };
