@@ -184,13 +184,17 @@ async fn an_alert_committed_by_a_worker_killed_before_publishing_is_published_on
 }
 
 #[tokio::test]
-async fn a_dead_lettered_message_and_a_last_failed_attempt_each_alert_once() {
+async fn a_dead_lettered_message_and_a_last_failed_attempt_each_alert_once_with_two_lifecycle_replicas(
+) {
     let stack = Stack::new("alerts-dlq", false).await;
     let db = TestDb::new("alerts_dlq").await;
     apply(&db, &base_catalog()).await;
     let env = sweeping_env(&stack, &db);
     let _updates = Process::spawn("projection-update-worker", &env, &[]);
+    // Two replicas of the lifecycle worker (ops on ephemeral ports): each
+    // sweeps, and either may take each copy of the completion below.
     let _lifecycle = Process::spawn("run-lifecycle-worker", &env, &[]);
+    let _lifecycle_2 = Process::spawn("run-lifecycle-worker", &env, &[]);
     stack
         .send(&stack.names.projection_updates_queue_url, "not json")
         .await;
@@ -244,12 +248,24 @@ async fn a_dead_lettered_message_and_a_last_failed_attempt_each_alert_once() {
         (Some(1), Some(1))
     );
     assert!(failed[0]["traceId"].is_string(), "{got:#?}");
+    // Drained afterwards: nothing more arrives while both replicas go on
+    // sweeping, and the outbox holds no alert left to publish.
     let more = receive(
         &stack.aws.sqs,
         &stack.names.alerts_queue_url,
         10,
-        Duration::from_secs(3),
+        Duration::from_secs(5),
     )
     .await;
     assert!(more.is_empty(), "more alerts: {more:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox_messages WHERE alert_type IS NOT NULL AND published_at IS NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox_messages WHERE alert_type = 'run_failed'")
+            .await,
+        1
+    );
 }

@@ -594,3 +594,54 @@ async fn a_policy_taken_away_leaves_no_timer_behind() {
         ["pending_dependencies"]
     );
 }
+
+/// Holds, resumes and drops race updates in flight: each round runs one of
+/// them at the same time as an update of m.single's input. Whatever the
+/// interleaving, the invariants hold after every round, and at the end
+/// every update is accounted for: used by a run, folded into one, or held
+/// by a run's pending row (a dropped run's included).
+#[tokio::test]
+async fn holds_resumes_and_drops_racing_updates_lose_nothing() {
+    let db = TestDb::new("policy_hold_races").await;
+    apply(&db, &base_catalog()).await;
+    let ctx = db.ctx();
+    for round in 0..24 {
+        let version = format!("v{round}");
+        let u = update("d1", &version);
+        let operator = async {
+            match round % 4 {
+                0 | 2 => policy::hold(&ctx, "m.single", "ops").await.map(|_| ()),
+                1 => policy::resume(&ctx, "m.single", false).await.map(|_| ()),
+                _ => policy::resume(&ctx, "m.single", true).await.map(|_| ()),
+            }
+        };
+        let (processed, operated) = tokio::join!(process(&ctx, &u), operator);
+        processed.unwrap_or_else(|e| panic!("round {round}: update: {e}"));
+        operated.unwrap_or_else(|e| panic!("round {round}: operator: {e}"));
+        assert_invariants(&db).await;
+    }
+    policy::resume(&ctx, "m.single", false).await.unwrap();
+    let lost = db
+        .strings(
+            "SELECT u.id FROM dataset_updates u
+              WHERE u.dataset_id = 'd1'
+                AND NOT EXISTS (SELECT 1 FROM run_inputs i WHERE i.dataset_update_id = u.id)
+                AND NOT EXISTS (SELECT 1 FROM metric_run_folded_updates f WHERE f.update_id = u.id)
+                AND NOT EXISTS (SELECT 1 FROM metric_run_pending_datasets p
+                                 WHERE p.received_update_id = u.id)
+              ORDER BY 1",
+        )
+        .await;
+    assert!(lost.is_empty(), "updates no run accounts for: {lost:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM dataset_updates WHERE dataset_id = 'd1'")
+            .await,
+        24
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_runs WHERE metric_code = 'm.single' AND status = 'pending_dependencies'")
+            .await,
+        0,
+        "resumed: nothing of m.single waits"
+    );
+}

@@ -603,6 +603,9 @@ mod tests {
             Tick(i64),
             Hold,
             Resume,
+            /// `resume --drop`: the hold ends and the waiting run is
+            /// canceled, with what it held.
+            Drop,
         }
 
         const DATASETS: [&str; 3] = ["a", "b", "c"];
@@ -613,6 +616,7 @@ mod tests {
                 3 => (1i64..90).prop_map(Step::Tick),
                 1 => Just(Step::Hold),
                 1 => Just(Step::Resume),
+                1 => Just(Step::Drop),
             ]
         }
 
@@ -626,14 +630,17 @@ mod tests {
                 any::<bool>(),
                 role.clone(),
                 role,
-                prop::option::of(10u64..120),
+                prop::option::of(prop_oneof![
+                    (10u64..120).prop_map(|m| Grace::After(minutes(m))),
+                    (0u32..60).prop_map(|m| Grace::At(format!("{m} * * * *").parse().unwrap())),
+                ]),
                 prop::option::of((1u64..20, 0u64..40)),
                 prop::option::of(5u64..60),
             )
                 .prop_map(|(any_mode, rb, rc, grace, settle, cooldown)| {
                     let mut p = TriggerPolicy {
                         mode: if any_mode { Mode::Any } else { Mode::All },
-                        grace: grace.map(|m| Grace::After(minutes(m))),
+                        grace,
                         settle: settle.map(|(q, extra)| Settle {
                             quiet: minutes(q),
                             max_wait: minutes(q + extra),
@@ -656,11 +663,21 @@ mod tests {
             #[test]
             fn every_rule_holds_after_every_step(
                 policy in arb_policy(),
+                required_days in 0i32..3,
                 steps in prop::collection::vec(arb_step(), 1..40),
             ) {
                 let mut state = state(&DATASETS, None);
-                state.required_days = 1;
+                state.required_days = required_days;
                 state.policy = policy.clone();
+                // Each arrival, until a request uses it (or a newer update
+                // of its dataset), it is folded into a requested run, or
+                // its run is dropped.
+                let mut unaccounted: Vec<(String, DatasetId, DateTime<Utc>)> = Vec::new();
+                // Steps end with a resume and a long tick: the liveness
+                // check runs after them.
+                let mut steps = steps.clone();
+                steps.push(Step::Resume);
+                steps.push(Step::Tick(3 * 24 * 60));
                 // b had an update long ago: stale, but something to go with.
                 let mut arrived: HashMap<String, (DatasetId, DateTime<Utc>)> = HashMap::new();
                 let old = Received { update_id: "b-old".into(), at: t("2026-11-01T00:00:00Z") };
@@ -677,6 +694,7 @@ mod tests {
                             n += 1;
                             let id = format!("{}{n}", DATASETS[*d]);
                             arrived.insert(id.clone(), (DATASETS[*d].into(), now));
+                            unaccounted.push((id.clone(), DATASETS[*d].into(), now));
                             arrivals.push(Arrival {
                                 dataset_id: DATASETS[*d].into(),
                                 update: Received { update_id: id.as_str().into(), at: now },
@@ -687,6 +705,16 @@ mod tests {
                             state.timing.hold.get_or_insert(Hold { since: now, by: "p".into() });
                         }
                         Step::Resume => state.timing.hold = None,
+                        Step::Drop => {
+                            state.timing.hold = None;
+                            // The dropped run takes with it what it held and
+                            // what it had replaced with a newer update.
+                            if let Some(open) = state.open.take() {
+                                unaccounted.retain(|(_, d, at)| !open.iter().any(|s| &s.dataset_id == d
+                                    && s.received.as_ref().is_some_and(|r| r.at >= *at)));
+                                state.open_timers = Timers::default();
+                            }
+                        }
                     }
                     let held = state.timing.hold.is_some();
                     let runs = evaluate(state.clone(), &arrivals, now);
@@ -714,6 +742,35 @@ mod tests {
                         }
                         set.sort();
                         prop_assert!(sets.insert(set.clone()), "two runs with the update set {set:?}");
+                        // Stale inputs are only gone with past a grace
+                        // deadline, and each is named in `degraded.stale`.
+                        for slot in &run.slots {
+                            let Some(got) = &slot.received else { continue };
+                            let role = policy.role(&slot.dataset_id);
+                            let stale = role != Role::Context
+                                && !crate::domain::freshness::is_fresh(got.at, req.at, required_days);
+                            prop_assert_eq!(stale, req.degraded.stale.contains(&slot.dataset_id),
+                                "{:?} at {} (required_days {}), stale listed: {:?}",
+                                slot, req.at, required_days, req.degraded.stale);
+                        }
+                        // A stale input is gone with only in mode `any`, past
+                        // a grace deadline, or when the run waited with its
+                        // condition holding (settle, cooldown, hold) and the
+                        // input aged meanwhile.
+                        let waited = run.timers.ready_at.is_some_and(|at| at < req.at);
+                        prop_assert!(req.degraded.stale.is_empty()
+                            || policy.mode == Mode::Any || policy.grace.is_some() || waited,
+                            "a stale input without a reason: {:?}", run);
+                        // What this run uses, or folded, is accounted for, and
+                        // so is every older arrival of a dataset it uses.
+                        let folded: Vec<String> = run.folded.iter()
+                            .map(|&i| arrivals[i].update.update_id.to_string())
+                            .collect();
+                        unaccounted.retain(|(id, d, at)| {
+                            let used_newer = run.slots.iter().any(|s| &s.dataset_id == d
+                                && s.received.as_ref().is_some_and(|r| r.at >= *at));
+                            !(used_newer || folded.contains(id))
+                        });
                         if let Some(c) = policy.cooldown {
                             if let Some(last) = state.timing.last_requested_at {
                                 prop_assert!(req.at >= last + chrono::Duration::from_std(c).unwrap(),
@@ -736,6 +793,22 @@ mod tests {
                             state.open_timers = Timers::default();
                         }
                     }
+                }
+                // Liveness: after the resume and the long tick, an arrival
+                // not yet accounted for is in the run still waiting (it, or
+                // a newer update of its dataset), and that run waits only
+                // because its condition does not hold: a required input has
+                // no fresh update.
+                for (id, d, at) in &unaccounted {
+                    let open = state.open.as_ref();
+                    let kept = open.is_some_and(|slots| slots.iter().any(|s| &s.dataset_id == d
+                        && s.received.as_ref().is_some_and(|r| r.at >= *at)));
+                    let context = policy.role(d) == Role::Context;
+                    prop_assert!(kept || context, "arrival {id} of {d} was lost");
+                }
+                if let Some(slots) = &state.open {
+                    prop_assert!(!crate::domain::trigger::condition_holds(&policy, slots),
+                        "a run still waits with its condition holding: {slots:?}");
                 }
             }
         }
