@@ -50,6 +50,10 @@ if [ "$tier" != fast ]; then
   fi
   cargo build --workspace --bins --locked
 fi
+# Most integration tests wait on LocalStack, PostgreSQL or a worker process
+# rather than compute: three at a time on two cores keeps the long ones from
+# holding every slot while the short ones queue behind them.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-3}
 cargo_args=()
 test_args=()
 while [ $# -gt 0 ]; do

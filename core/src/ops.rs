@@ -122,27 +122,20 @@ pub async fn serve(
     }))
 }
 
-/// Serves the ops endpoints and refreshes the database-state gauges until
-/// `shutdown`; fails at once when `addr` cannot be bound.
+/// Serves the ops endpoints until `shutdown`; fails at once when `addr`
+/// cannot be bound. The database-state gauges are refreshed by the worker's
+/// own task ([`refresh_state_gauges`]).
 pub async fn start(
     addr: SocketAddr,
     state: OpsState,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    tokio::spawn(crate::ground::shutdown::every(
-        Duration::from_secs(15),
-        shutdown.clone(),
-        {
-            let pool = state.pool.clone();
-            move || refresh_state_gauges(pool.clone())
-        },
-    ));
     serve(addr, state, shutdown).await
 }
 
 /// Sets the gauges read from the database (outbox backlog, runs by status);
 /// every replica reports the same values.
-async fn refresh_state_gauges(pool: Pool) {
+pub async fn refresh_state_gauges(pool: Pool) {
     let backlog = crate::in_transaction!(pool, crate::store::StoreError, |tx| {
         crate::store::outbox::backlog(&tx).await?
     });

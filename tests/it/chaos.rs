@@ -114,12 +114,15 @@ async fn every_message_delivered_three_times_is_processed_once() {
     .await;
 }
 
-/// Length of the mixed-load scenario (`CHAOS_SECS`, default 120).
+/// Length of the mixed-load scenario (`CHAOS_SECS`, default 60: 600
+/// updates, every dataset's many times over, with both replicas of each
+/// worker and the runner's failures and retries well past their first
+/// minute; set it higher for a soak).
 fn chaos_secs() -> u64 {
     std::env::var("CHAOS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(120)
+        .unwrap_or(60)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

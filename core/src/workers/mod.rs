@@ -1,8 +1,8 @@
 //! The two queue-consuming workers, wired from what their `main` builds:
 //! each serves the ops endpoints, consumes its queue, publishes what it
 //! commits, and runs its periodic tasks ([`tasks`]), every one named and
-//! supervised here: on both workers the outbox, freshness and trigger-policy
-//! sweeps; on the projection-update worker the backlog sweep and the handoff
+//! supervised here: on both workers the state gauges and the outbox,
+//! freshness and trigger-policy sweeps; on the projection-update worker the backlog sweep and the handoff
 //! drain; on the run-lifecycle worker the timeout/retry sweep.
 
 pub mod handlers;
@@ -206,6 +206,7 @@ where
     );
     let interval = deps.freshness_interval;
     let common = [
+        tasks::state_gauges(deps.ctx.pool.clone(), shutdown.clone()),
         tasks::outbox_sweep(deps.relay.clone(), shutdown.clone()),
         tasks::freshness_sweep(
             deps.ctx.clone(),

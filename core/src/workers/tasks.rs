@@ -1,4 +1,5 @@
-//! A worker's periodic tasks, each a named task the worker's supervisor runs
+//! A worker's periodic tasks (the outbox, freshness, trigger-policy, backlog
+//! and timeout sweeps, the handoff drain, the state gauges), each a named task the worker's supervisor runs
 //! (its failure stops the worker) on one loop, [`periodic`]: the tick runs at
 //! once, then every interval after it ends, until shutdown; a failed tick is
 //! logged here, once, and the next tick is the retry. Whatever a tick
@@ -62,6 +63,22 @@ pub fn outbox_sweep<P: Publisher + 'static>(
         }
     })
 }
+
+/// Refreshes the database-state gauges of `/metrics` (outbox backlog,
+/// freshness states, runs by status) every 15 s; a failed read keeps the
+/// gauge's last value (logged at debug by [`crate::ops::refresh_state_gauges`]).
+pub fn state_gauges(pool: crate::store::Pool, shutdown: CancellationToken) -> Task {
+    periodic("state gauges", STATE_GAUGES_INTERVAL, shutdown, move || {
+        let pool = pool.clone();
+        async move {
+            crate::ops::refresh_state_gauges(pool).await;
+            Ok(())
+        }
+    })
+}
+
+/// How often the database-state gauges are read.
+const STATE_GAUGES_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Judges the freshness expectations (`FRESHNESS_SWEEP_SECS`) and queues the
 /// alerts of the transitions.

@@ -280,6 +280,23 @@ pub(super) mod tests {
         pub own: Option<UsedUpdate>,
     }
 
+    /// A case of one own update and no backlog.
+    pub fn with_own(
+        roles: &'static [(&'static str, Role)],
+        newest: Vec<UsedUpdate>,
+        open: Option<OpenPending>,
+        own: UsedUpdate,
+    ) -> Case {
+        Case {
+            name: "",
+            roles,
+            newest,
+            open,
+            backlog: vec![],
+            own: Some(own),
+        }
+    }
+
     /// A run as the table states it: opened (not the open run), requested,
     /// the inputs it uses, its stored shortfall.
     #[derive(Debug, PartialEq)]

@@ -197,7 +197,7 @@ pub fn plan<'a>(decisions: &'a Decisions<'a>, parts: PlanParts<'a>) -> Evaluatio
 
 #[cfg(test)]
 mod tests {
-    use super::super::decide::tests::{decided, open, update, Case};
+    use super::super::decide::tests::{decided, open, update, with_own};
     use super::*;
     use crate::domain::trigger_policy::Role;
 
@@ -232,38 +232,27 @@ mod tests {
         let cases = [
             (
                 "a run complete at creation: created queued, no pending rows, its request",
-                Case {
-                    name: "",
-                    roles: &[],
-                    newest: vec![update("d2", "u2", 1)],
-                    open: None,
-                    backlog: vec![],
-                    own: Some(update("d1", "u1", 0)),
-                },
+                with_own(
+                    &[],
+                    vec![update("d2", "u2", 1)],
+                    None,
+                    update("d1", "u1", 0),
+                ),
                 [0, 1, 1, 0, 0, 0, 1],
             ),
             (
                 "a new run that waits: created pending with a row per dataset, no request",
-                Case {
-                    name: "",
-                    roles: &[],
-                    newest: vec![],
-                    open: None,
-                    backlog: vec![],
-                    own: Some(update("d1", "u1", 0)),
-                },
+                with_own(&[], vec![], None, update("d1", "u1", 0)),
                 [0, 1, 0, 2, 0, 0, 0],
             ),
             (
                 "the open run completed: queued, its changed row, its request",
-                Case {
-                    name: "",
-                    roles: &[],
-                    newest: vec![update("d1", "u1", 0)],
-                    open: Some(open(&[("d1", Some("u1")), ("d2", None)])),
-                    backlog: vec![],
-                    own: Some(update("d2", "u2", 0)),
-                },
+                with_own(
+                    &[],
+                    vec![update("d1", "u1", 0)],
+                    Some(open(&[("d1", Some("u1")), ("d2", None)])),
+                    update("d2", "u2", 0),
+                ),
                 [1, 0, 0, 0, 1, 0, 1],
             ),
         ];
@@ -288,14 +277,12 @@ mod tests {
 
     #[test]
     fn a_trigger_note_says_what_was_gone_without_and_what_was_folded() {
-        let optional = Case {
-            name: "",
-            roles: &[("d2", Role::Optional)],
-            newest: vec![],
-            open: None,
-            backlog: vec![],
-            own: Some(update("d1", "u1", 0)),
-        };
+        let optional = with_own(
+            &[("d2", Role::Optional)],
+            vec![],
+            None,
+            update("d1", "u1", 0),
+        );
         decided(&optional, |d| {
             let run = &d.runs[0];
             let note = trigger_note(run, None).expect("degraded: a note");
@@ -306,14 +293,12 @@ mod tests {
             let note = trigger_note(run, Some(&before)).unwrap();
             assert_eq!(note.folded, ["u0"], "earlier folded updates are listed");
         });
-        let plain = Case {
-            name: "",
-            roles: &[],
-            newest: vec![update("d2", "u2", 1)],
-            open: None,
-            backlog: vec![],
-            own: Some(update("d1", "u1", 0)),
-        };
+        let plain = with_own(
+            &[],
+            vec![update("d2", "u2", 1)],
+            None,
+            update("d1", "u1", 0),
+        );
         decided(&plain, |d| {
             assert_eq!(trigger_note(&d.runs[0], None), None, "nothing to say");
             assert!(folded_before_wanted(d).is_empty());

@@ -21,7 +21,7 @@ use super::deleter::{Delete, Deleter};
 use super::disposition::{decide, Disposition};
 use super::dlq::{self, DeadLetter};
 use super::outcome::{DeadLetterNote, Handled, Handler, HandlerError, InboundMessage, Outcome};
-use super::receive_loops::{batching_loop, lock, one_by_one_loop, receivers};
+use super::receive_loops::{batching_loop, lock, one_by_one_loop, receivers, LoopParts};
 use super::received::Received;
 use super::SqsError;
 use crate::domain::events::MAX_BODY_BYTES;
@@ -131,17 +131,17 @@ impl<H: Handler> Consumer<H> {
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
         let batching = shared.handler.batches();
         let loops = (0..receivers(shared.config.concurrency)).map(|_| {
-            let (shared, slots, tasks, stop) = (
-                shared.clone(),
-                slots.clone(),
-                tasks.clone(),
-                shutdown.clone(),
-            );
+            let parts = LoopParts {
+                shared: shared.clone(),
+                slots: slots.clone(),
+                tasks: tasks.clone(),
+                shutdown: shutdown.clone(),
+            };
             async move {
                 if batching {
-                    batching_loop(shared, slots, tasks, stop).await
+                    batching_loop(parts).await
                 } else {
-                    one_by_one_loop(shared, slots, tasks, stop).await
+                    one_by_one_loop(parts).await
                 }
             }
         });

@@ -22,6 +22,16 @@ pub(super) fn lock(tasks: &Mutex<JoinSet<()>>) -> std::sync::MutexGuard<'_, Join
     tasks.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a receive loop works with: the consumer's shared state, the slots
+/// of messages in flight (`concurrency`), the set of message tasks, and the
+/// shutdown signal.
+pub(super) struct LoopParts<H> {
+    pub shared: Arc<Shared<H>>,
+    pub slots: Arc<Semaphore>,
+    pub tasks: Arc<Mutex<JoinSet<()>>>,
+    pub shutdown: CancellationToken,
+}
+
 /// What a receive gave a loop.
 enum Receipt {
     Messages(Vec<Message>),
@@ -75,12 +85,13 @@ async fn receive<H: Handler>(
 /// a free slot, receives more than that ([`receive_size`]: the extra ones
 /// wait in memory for a slot), and starts a task per message, or per FIFO
 /// group with its messages in order. Several run at once ([`receivers`]).
-pub(super) async fn one_by_one_loop<H: Handler>(
-    shared: Arc<Shared<H>>,
-    slots: Arc<Semaphore>,
-    tasks: Arc<Mutex<JoinSet<()>>>,
-    shutdown: CancellationToken,
-) {
+pub(super) async fn one_by_one_loop<H: Handler>(parts: LoopParts<H>) {
+    let LoopParts {
+        shared,
+        slots,
+        tasks,
+        shutdown,
+    } = parts;
     let mut failures = 0u32;
     while gate_open(&shared, &shutdown).await {
         let first = tokio::select! {
@@ -119,12 +130,13 @@ pub(super) async fn one_by_one_loop<H: Handler>(
 /// its receive overlaps the batch being handled, then takes a slot per
 /// message and hands the whole receive to one task (one transaction).
 /// Several run at once ([`receivers`]).
-pub(super) async fn batching_loop<H: Handler>(
-    shared: Arc<Shared<H>>,
-    slots: Arc<Semaphore>,
-    tasks: Arc<Mutex<JoinSet<()>>>,
-    shutdown: CancellationToken,
-) {
+pub(super) async fn batching_loop<H: Handler>(parts: LoopParts<H>) {
+    let LoopParts {
+        shared,
+        slots,
+        tasks,
+        shutdown,
+    } = parts;
     let mut failures = 0u32;
     while gate_open(&shared, &shutdown).await {
         let want = batch_size(shared.config.concurrency);
