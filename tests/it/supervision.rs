@@ -69,3 +69,28 @@ async fn a_background_task_that_panics_stops_the_worker_with_its_name_and_cause(
         other => panic!("expected a task failure, got {other:?}"),
     }
 }
+
+/// The same, end to end: a real worker process whose background task dies
+/// (a test build's injected fault, `workers::tasks::injected_fault`) logs
+/// the task's name and cause and exits non-zero, which is what makes ECS
+/// start a new one. Both workers, as their binaries.
+#[tokio::test]
+async fn a_worker_process_whose_background_task_dies_exits_non_zero_naming_it() {
+    let db = db_with_catalog("supervise_exit").await;
+    let stack = Stack::new("supervise-exit", false).await;
+    for binary in ["projection-update-worker", "run-lifecycle-worker"] {
+        let mut env = stack.env(&db);
+        env.push(("ORCHESTRATOR_TEST_PANIC_AFTER_MS".into(), "1500".into()));
+        let mut worker = orchestrator_tests::process::Process::spawn(binary, &env, &[]);
+        let status = worker
+            .wait_exit(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{binary} still running: {}", worker.output()));
+        let out = worker.output();
+        assert!(!status.success(), "{binary} exited {status}: {out}");
+        assert!(out.contains("injected fault"), "{binary}: {out}");
+        assert!(
+            out.contains("a background task stopped; stopping the worker"),
+            "{binary}: {out}"
+        );
+    }
+}

@@ -227,6 +227,8 @@ where
     let mut tasks = Supervisor::new(shutdown.clone());
     tasks.adopt("ops endpoints", ops);
     tasks.adopt("publisher", publisher);
+    #[cfg(feature = "test-support")]
+    let common = common.into_iter().chain(tasks::injected_fault());
     for (name, task) in common.into_iter().chain(served.tasks) {
         tasks.spawn_infallible(name, task);
     }

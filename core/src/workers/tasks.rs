@@ -202,6 +202,23 @@ pub fn timeout_sweep(
     })
 }
 
+/// Test builds only (`test-support`, never in the shipped binaries, which
+/// CI checks): with `ORCHESTRATOR_TEST_PANIC_AFTER_MS` set, a task that
+/// panics after that long, so that a test can see a real worker process stop
+/// with the task's name and exit non-zero when a background task dies.
+#[cfg(feature = "test-support")]
+pub fn injected_fault() -> Option<Task> {
+    let ms: u64 = std::env::var("ORCHESTRATOR_TEST_PANIC_AFTER_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    let fault = async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        panic!("injected fault: ORCHESTRATOR_TEST_PANIC_AFTER_MS={ms}");
+    };
+    Some(("injected fault", Box::pin(fault)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
