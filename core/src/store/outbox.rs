@@ -15,30 +15,18 @@ use crate::domain::run_request::Destination;
 
 pub use crate::domain::outgoing::OutboxMessage;
 
-/// Rows handed to a relay at their commit (`$9`, the lease in seconds) are
-/// born leased to it: one attempt, not due before the lease ends, so no
-/// sweeper claims them while that relay publishes them ([`take_handed`]).
 pub(super) const INSERT: &str =
     "INSERT INTO outbox_messages (run_id, metric_code, requested_at, output_base_path, trigger_note,
                          message_group_id, traceparent, source_sent_at, attempts, next_attempt_at)
-             SELECT *, CASE WHEN $9::float8 IS NULL THEN 0 ELSE 1 END,
-                    now() + make_interval(secs => COALESCE($9::float8, 0))
+             SELECT *, 0, now()
                FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[],
                            $6::text[], $7::text[], $8::timestamptz[])
              RETURNING id";
 
-/// Writes run requests' rows, due at once (any relay claims them).
+/// Writes run requests' rows (retries', operator triggers'), due at once:
+/// any relay claims them. A request an evaluation writes is carried on its
+/// run row instead (`super::run_outbox`).
 pub async fn insert(tx: &Transaction<'_>, rows: &[NewMessage<'_>]) -> StoreResult<Vec<OutboxId>> {
-    insert_leased(tx, rows, None).await
-}
-
-/// [`insert`], the rows born leased for `lease` when given: for a caller
-/// whose relay publishes them right after the commit ([`take_handed`]).
-pub async fn insert_leased(
-    tx: &Transaction<'_>,
-    rows: &[NewMessage<'_>],
-    lease: Option<Duration>,
-) -> StoreResult<Vec<OutboxId>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -56,21 +44,10 @@ pub async fn insert_leased(
         .collect();
     let sent: Vec<Option<chrono::DateTime<chrono::Utc>>> =
         rows.iter().map(|r| r.origin.source_sent_at).collect();
-    let lease_secs = lease.map(|l| l.as_secs_f64());
     let out = tx
         .query(
             &stmt,
-            &[
-                &runs,
-                &codes,
-                &at,
-                &paths,
-                &notes,
-                &groups,
-                &traces,
-                &sent,
-                &lease_secs,
-            ],
+            &[&runs, &codes, &at, &paths, &notes, &groups, &traces, &sent],
         )
         .await?;
     Ok(out.iter().map(|r| r.get(0)).collect())
@@ -202,7 +179,7 @@ pub struct RequestKey {
     pub run: RunId,
 }
 
-/// Rows written by [`insert_leased`] for this relay, to publish now: those
+/// Rows born leased to this relay, to publish now: those
 /// of `handed` still unpublished whose birth lease has more than `min_left`
 /// left (one that waited longer is left to the sweeper once its lease
 /// ends; a row a sweeper claimed since has a second attempt and is not
