@@ -133,6 +133,22 @@ pub async fn start(
     serve(addr, state, shutdown).await
 }
 
+/// Sets the stale-output gauges (metrics by staleness reason, and stale in
+/// all); a failed read keeps their last values.
+pub async fn refresh_staleness_gauges(pool: &Pool) {
+    match crate::app::staleness::counts(pool).await {
+        Ok((by, total)) => {
+            for (kind, n) in by {
+                metrics::gauge!(crate::ground::prometheus::STALE_METRICS, "reason" => kind.as_str())
+                    .set(n as f64);
+            }
+            metrics::gauge!(crate::ground::prometheus::STALE_METRICS, "reason" => "any")
+                .set(total as f64);
+        }
+        Err(e) => tracing::debug!(error = %e, "could not count the stale outputs"),
+    }
+}
+
 /// Sets the gauges read from the database (outbox backlog, runs by status);
 /// every replica reports the same values.
 pub async fn refresh_state_gauges(pool: Pool) {

@@ -134,7 +134,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V12__update_set_key_as_uuid",
             "V13__run_second_input_on_run",
             "V14__run_row_carries_its_request",
-            "V15__run_dataset_updates_lists_every_input"
+            "V15__run_dataset_updates_lists_every_input",
+            "V16__metric_definition_versions"
         ]
     );
     let text = report.to_string();
@@ -322,6 +323,7 @@ async fn an_adopted_schema_is_the_migrated_schema_and_adoption_is_idempotent() {
 
 fn completed(run_id: &str) -> LifecycleEvent {
     LifecycleEvent::Completed(Completion {
+        code_version: None,
         run_id: run_id.into(),
         status: CompletionStatus::Success,
         metric_code: None,
@@ -505,7 +507,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input, V16__metric_definition_versions applied"
         ),
         "{}",
         text(&done)

@@ -13,6 +13,7 @@ const TOKEN: &str = "a-test-token-of-32-characters-xx";
 
 async fn complete(db: &TestDb, run: &str, ok: bool) {
     let ev = LifecycleEvent::Completed(Completion {
+        code_version: None,
         run_id: run.into(),
         status: if ok {
             CompletionStatus::Success

@@ -150,6 +150,7 @@ async fn concurrent_completions_of_one_run_leave_a_single_terminal_state() {
             let (ctx, run) = (ctx.clone(), run.clone());
             tokio::spawn(async move {
                 let ev = LifecycleEvent::Completed(Completion {
+                    code_version: None,
                     run_id: run.clone(),
                     status: if i % 2 == 0 {
                         CompletionStatus::Success

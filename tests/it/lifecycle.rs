@@ -34,6 +34,7 @@ fn heartbeat(run: &str, ts: Option<&str>, progress: Option<f64>) -> LifecycleEve
 
 fn completed(run: impl AsRef<str>, ok: bool) -> LifecycleEvent {
     LifecycleEvent::Completed(Completion {
+        code_version: None,
         run_id: run.as_ref().into(),
         status: if ok {
             CompletionStatus::Success

@@ -14,6 +14,7 @@ mod chaos;
 mod claim_order;
 mod concurrency;
 mod console;
+mod definitions;
 mod dlq;
 mod e2e;
 mod faults;

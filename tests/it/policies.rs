@@ -187,6 +187,7 @@ async fn a_degraded_runs_retries_carry_its_trigger_note() {
     let mut run = first;
     for attempt in [2, 3] {
         let failed = LifecycleEvent::Completed(Completion {
+            code_version: None,
             run_id: run.as_str().into(),
             status: CompletionStatus::Failure,
             metric_code: Some("m.pair".into()),

@@ -341,6 +341,18 @@ async fn run_request_has_the_wire_shape_of_the_contract() {
         .await
         .unwrap()
         .get(0);
+    // The version's hash is the sha256 of its canonical definition
+    // (domain::definition); the relay copies it from the version's row.
+    let hash: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT hash FROM metric_definition_versions WHERE metric_id = 'm2' AND version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(
         r,
         json!({
@@ -353,7 +365,9 @@ async fn run_request_has_the_wire_shape_of_the_contract() {
               "d2": {"bucket": "bucket-2", "manifestPath": "d2/v1/manifest.json", "projectionsPath": "d2/v1/projections/"}}},
           "output": {"basePath": "s3://out-bucket/metrics/m.pair/"},
           "attempt": 1,
-          "requestedAt": orchestrator_core::domain::run_request::format_timestamp(requested_at)
+          "requestedAt": orchestrator_core::domain::run_request::format_timestamp(requested_at),
+          "definitionVersion": 1,
+          "definitionHash": hash
         })
     );
     assert!(

@@ -46,6 +46,7 @@ async fn a_background_task_that_panics_stops_the_worker_with_its_name_and_cause(
         consumer: sns.consumer,
         publish_backlog_limit: sns.publish_backlog_limit,
         freshness_interval: sns.freshness_interval,
+        definition_changes_per_sec: sns.definition_changes_per_sec,
     };
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(run_projection_updates(deps, shutdown.clone()));

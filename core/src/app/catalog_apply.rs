@@ -2,14 +2,16 @@
 //! in one transaction, and cancel pending runs the change invalidates.
 
 use crate::domain::ids::{MetricId, RunId};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use tracing::instrument;
 
 use crate::domain::catalog::{validate, Catalog};
+use crate::domain::definition::{self, OnChange};
 use crate::domain::problem::{Problem, Problems};
 use crate::in_transaction;
+use crate::store::definitions::{self, Action, Current, NewVersion};
 use crate::store::expectations::{self, ExpectationChange};
 use crate::store::tx::TxError;
 use crate::store::{catalog, runs, trigger_policies, Pool, StoreError, Transaction};
@@ -43,8 +45,38 @@ pub struct ApplyReport {
     pub expectations: Vec<ExpectationChange>,
     /// Trigger policies set, changed or removed.
     pub policies: Vec<ExpectationChange>,
+    /// Metrics whose definition changed: a new version each.
+    pub definitions: Vec<DefinitionChange>,
+    /// Metrics given their first version (new metrics).
+    pub first_versions: usize,
     /// Nothing was written ([`dry_run`]).
     pub dry_run: bool,
+}
+
+/// One metric's new definition version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionChange {
+    pub metric_code: String,
+    pub from: i32,
+    pub to: i32,
+    /// What changed, for people ([`definition::summary`]).
+    pub summary: String,
+    /// What the metric's `on_change` does about it.
+    pub action: OnChange,
+}
+
+impl std::fmt::Display for DefinitionChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: definition v{} → v{} ({}); on_change: {}",
+            self.metric_code,
+            self.from,
+            self.to,
+            self.summary,
+            self.action.as_str()
+        )
+    }
 }
 
 /// Validates without a store: series must be defined in the file itself.
@@ -52,17 +84,37 @@ pub fn validate_standalone(doc: &Value) -> Result<Catalog, Problems> {
     validate(doc, &HashSet::new())
 }
 
-#[instrument(skip_all)]
+/// [`apply_as`] recording the database user as who applied it.
 pub async fn apply(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError> {
-    in_transaction!(pool, ApplyError, |tx| apply_in(&tx, doc).await?)
+    apply_as(pool, doc, None).await
 }
 
-/// What [`apply`] would do, reported from a transaction that is rolled back.
+/// Applies the catalog; new definition versions record `by` as who applied
+/// them (`None`: the database user).
 #[instrument(skip_all)]
+pub async fn apply_as(
+    pool: &Pool,
+    doc: &Value,
+    by: Option<&str>,
+) -> Result<ApplyReport, ApplyError> {
+    in_transaction!(pool, ApplyError, |tx| apply_in(&tx, doc, by).await?)
+}
+
+/// [`dry_run_as`] for the database user.
 pub async fn dry_run(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError> {
+    dry_run_as(pool, doc, None).await
+}
+
+/// What [`apply_as`] would do, reported from a transaction that is rolled back.
+#[instrument(skip_all)]
+pub async fn dry_run_as(
+    pool: &Pool,
+    doc: &Value,
+    by: Option<&str>,
+) -> Result<ApplyReport, ApplyError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
-    let report = apply_in(&tx, doc).await?;
+    let report = apply_in(&tx, doc, by).await?;
     tx.rollback().await.map_err(StoreError::from)?;
     Ok(ApplyReport {
         dry_run: true,
@@ -70,8 +122,13 @@ pub async fn dry_run(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError
     })
 }
 
-async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, ApplyError> {
+async fn apply_in(
+    tx: &Transaction<'_>,
+    doc: &Value,
+    by: Option<&str>,
+) -> Result<ApplyReport, ApplyError> {
     catalog::lock_for_apply(tx).await?;
+    definitions::stamp_unversioned(tx, Action::Adopted).await?;
     let known = catalog::known_series(tx).await?;
     let cat = validate(doc, &known).map_err(ApplyError::Invalid)?;
 
@@ -99,6 +156,8 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         .map(|m| MetricId::new(m.id.as_str()))
         .collect();
     let before = catalog::dependencies(tx, &ids).await?;
+    let id_strs: Vec<&str> = cat.metrics.iter().map(|m| m.id.as_str()).collect();
+    let current = definitions::current(tx, &id_strs).await?;
     catalog::upsert(tx, &cat).await?;
     let expectations = expectations::write(tx, &cat).await?;
     let policies = match trigger_policies::write(tx, &cat).await? {
@@ -128,7 +187,40 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         .await?,
     );
     crate::store::pending::sync_required_days(tx).await?;
+    let on_change: Vec<&str> = cat.metrics.iter().map(|m| m.on_change.as_str()).collect();
+    definitions::set_on_change(tx, &id_strs, &on_change).await?;
+    let versions = new_versions(&cat, &current);
+    definitions::record(tx, &versions, by).await?;
+    let codes: HashMap<&str, &str> = cat
+        .metrics
+        .iter()
+        .map(|m| (m.id.as_str(), m.code.as_str()))
+        .collect();
+    let changes: Vec<DefinitionChange> = versions
+        .iter()
+        .filter(|v| v.action != Action::Created)
+        .map(|v| DefinitionChange {
+            metric_code: codes
+                .get(v.metric_id)
+                .copied()
+                .unwrap_or(v.metric_id)
+                .to_string(),
+            from: v.version - 1,
+            to: v.version,
+            summary: definition::summary(&v.changes),
+            action: if v.action == Action::Rerun {
+                OnChange::Rerun
+            } else {
+                OnChange::None
+            },
+        })
+        .collect();
     Ok(ApplyReport {
+        definitions: changes,
+        first_versions: versions
+            .iter()
+            .filter(|v| v.action == Action::Created)
+            .count(),
         datasets: cat.datasets.len(),
         series: cat.series.len(),
         metrics: cat.metrics.len(),
@@ -137,4 +229,39 @@ async fn apply_in(tx: &Transaction<'_>, doc: &Value) -> Result<ApplyReport, Appl
         policies,
         dry_run: false,
     })
+}
+
+/// The version each metric of the catalog gets: none when its definition is
+/// unchanged, its first when it has none, else the next with what changed.
+fn new_versions<'c>(cat: &'c Catalog, current: &HashMap<String, Current>) -> Vec<NewVersion<'c>> {
+    cat.metrics
+        .iter()
+        .filter_map(|m| {
+            let d = m.definition();
+            let hashes = d.hashes();
+            let canonical = d.canonical();
+            let (version, changes, action) = match current.get(&m.id) {
+                Some(c) if c.hash == hashes.hash => return None,
+                Some(c) => (
+                    c.version + 1,
+                    definition::diff(&c.definition, &canonical),
+                    match m.on_change {
+                        OnChange::Rerun => Action::Rerun,
+                        OnChange::None => Action::None,
+                    },
+                ),
+                None => (1, Vec::new(), Action::Created),
+            };
+            Some(NewVersion {
+                metric_id: m.id.as_str(),
+                version,
+                hashes,
+                definition: canonical,
+                expression_type: m.expression_type.as_str(),
+                expression_json: &m.expression_json,
+                changes,
+                action,
+            })
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod backlog;
 pub mod catalog_apply;
+pub mod definition_changes;
 pub mod dependents;
 pub mod evaluate;
 pub mod freshness;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod projection_update;
 pub mod request;
 pub mod runs_admin;
+pub mod staleness;
 pub mod sweeper;
 pub mod trigger;
 

@@ -7,8 +7,14 @@
 use serde::Serialize;
 
 use crate::app::{request, Context};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::definition_change::Inputs;
 use crate::domain::freshness;
-use crate::domain::ids::{DatasetId, RunId, UpdateId};
+use crate::domain::ids::{DatasetId, MetricId, OutboxId, RunId, UpdateId};
+use crate::domain::run_request::UsedUpdate;
 use crate::in_transaction;
 use crate::store::runs::{self, NewRun};
 use crate::store::tx::TxError;
@@ -70,34 +76,70 @@ async fn trigger_in(
     }
     let now = db_now(tx).await?;
     let newest = updates::newest_for_metrics(tx, std::slice::from_ref(&metric.id)).await?;
-    let (mut missing, mut stale, mut used) = (Vec::new(), Vec::new(), Vec::new());
-    for d in &metric.required_datasets {
+    let (used, inputs) = newest_inputs(
+        &metric.required_datasets,
+        &newest,
+        now,
+        metric.required_days,
+    );
+    if !inputs.ready() {
+        return Err(TriggerError::NotReady {
+            metric: metric.code,
+            required_days: metric.required_days,
+            missing: inputs.missing,
+            stale: inputs.stale,
+        });
+    }
+    let (run, _) = request_now(tx, ctx, &metric.id, &metric.code, &used, now).await?;
+    Ok(Triggered {
+        run_id: run,
+        metric_code: metric.code,
+        updates: used,
+    })
+}
+
+/// The newest update of each required dataset when all are fresh enough to
+/// run on at `now`, and which are missing or stale.
+pub(crate) fn newest_inputs(
+    required: &[DatasetId],
+    newest: &HashMap<DatasetId, UsedUpdate>,
+    now: DateTime<Utc>,
+    required_days: i32,
+) -> (Vec<(DatasetId, UpdateId)>, Inputs) {
+    let (mut inputs, mut used) = (Inputs::default(), Vec::new());
+    for d in required {
         match newest.get(d) {
-            None => missing.push(d.clone()),
-            Some(u) if !freshness::is_fresh(u.created_at, now, metric.required_days) => {
-                stale.push(d.clone())
+            None => inputs.missing.push(d.clone()),
+            Some(u) if !freshness::is_fresh(u.created_at, now, required_days) => {
+                inputs.stale.push(d.clone())
             }
             Some(u) => used.push((d.clone(), u.update_id.clone())),
         }
     }
-    if !missing.is_empty() || !stale.is_empty() {
-        return Err(TriggerError::NotReady {
-            metric: metric.code,
-            required_days: metric.required_days,
-            missing,
-            stale,
-        });
-    }
+    (used, inputs)
+}
+
+/// Writes a run of the metric, `queued` with these updates, and its request
+/// in the outbox (the caller holds the metric's lock). A deliberate re-run:
+/// it has no update-set key, so it may repeat an earlier run's inputs.
+pub(crate) async fn request_now(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    metric_id: &MetricId,
+    metric_code: &str,
+    used: &[(DatasetId, UpdateId)],
+    now: DateTime<Utc>,
+) -> Result<(RunId, Vec<OutboxId>), StoreError> {
     let run = NewRun {
         id: RunId::generate(),
-        metric_id: metric.id,
-        metric_code: metric.code,
+        metric_id: metric_id.clone(),
+        metric_code: metric_code.to_string(),
         attempt: 1,
         trigger: None,
     };
     let update_ids: Vec<UpdateId> = used.iter().map(|(_, u)| u.clone()).collect();
     runs::insert_triggered(tx, &run, &update_ids).await?;
-    request::enqueue(
+    let outbox_ids = request::enqueue(
         tx,
         std::slice::from_ref(&run),
         now,
@@ -105,9 +147,5 @@ async fn trigger_in(
         &Default::default(),
     )
     .await?;
-    Ok(Triggered {
-        run_id: run.id,
-        metric_code: run.metric_code,
-        updates: used,
-    })
+    Ok((run.id, outbox_ids))
 }

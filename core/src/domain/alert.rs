@@ -22,15 +22,17 @@ pub enum AlertType {
     MetricFreshnessChanged,
     RunFailed,
     MessageDeadLettered,
+    MetricDefinitionChanged,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 5] = [
+    pub const ALL: [AlertType; 6] = [
         Self::DatasetLate,
         Self::DatasetOnTime,
         Self::MetricFreshnessChanged,
         Self::RunFailed,
         Self::MessageDeadLettered,
+        Self::MetricDefinitionChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl AlertType {
             Self::MetricFreshnessChanged => "metric_freshness_changed",
             Self::RunFailed => "run_failed",
             Self::MessageDeadLettered => "message_dead_lettered",
+            Self::MetricDefinitionChanged => "metric_definition_changed",
         }
     }
 
@@ -234,6 +237,65 @@ pub fn run_failed(c: &RunFailure<'_>) -> Alert {
             max_attempts: c.max_attempts,
             status: c.status,
             error: c.error,
+        },
+    )
+}
+
+/// A metric's definition changed (`catalog apply`): who, from which version
+/// to which, what changed, and what was done about it.
+pub struct DefinitionChanged<'a> {
+    pub metric_id: &'a MetricId,
+    pub metric_code: &'a str,
+    pub from_version: Option<i32>,
+    pub to_version: i32,
+    pub applied_by: &'a str,
+    pub applied_at: DateTime<Utc>,
+    /// What changed, for people.
+    pub summary: &'a str,
+    /// `[{section, path, from, to}]`.
+    pub changes: &'a serde_json::Value,
+    /// The metric's `on_change`: `rerun` or `none`.
+    pub action: &'a str,
+    /// What became of it.
+    pub outcome: &'a str,
+    pub run_id: Option<&'a RunId>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DefinitionDetails<'a> {
+    metric_code: &'a str,
+    from_version: Option<i32>,
+    to_version: i32,
+    applied_by: &'a str,
+    applied_at: String,
+    summary: &'a str,
+    changes: &'a serde_json::Value,
+    action: &'a str,
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+}
+
+pub fn definition_changed(c: &DefinitionChanged<'_>) -> Alert {
+    let t = AlertType::MetricDefinitionChanged;
+    alert(
+        t,
+        format!("{t}:{}:v{}", c.metric_id, c.to_version),
+        c.at,
+        None,
+        DefinitionDetails {
+            metric_code: c.metric_code,
+            from_version: c.from_version,
+            to_version: c.to_version,
+            applied_by: c.applied_by,
+            applied_at: time(c.applied_at),
+            summary: c.summary,
+            changes: c.changes,
+            action: c.action,
+            outcome: c.outcome,
+            run_id: c.run_id.map(RunId::as_str),
         },
     )
 }

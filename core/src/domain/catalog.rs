@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use super::definition::{on_change, Definition, OnChange};
 use super::expectation::{
     dataset_expectation, metric_expectation, DatasetExpectation, MetricExpectation,
 };
@@ -51,6 +52,7 @@ const METRIC_KEYS: &[&str] = &[
     "expected_by",
     "grace",
     "trigger",
+    "on_change",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,11 +96,24 @@ pub struct MetricDef {
     pub expectation: Option<MetricExpectation>,
     /// When its runs are requested; `None`: the default rule.
     pub trigger: Option<TriggerPolicy>,
+    /// What a change of its definition does.
+    pub on_change: OnChange,
 }
 
 impl MetricDef {
     pub fn series(&self) -> BTreeSet<String> {
         self.expression.referenced_series()
+    }
+
+    /// What its outputs depend on besides their inputs' data.
+    pub fn definition(&self) -> Definition<'_> {
+        Definition {
+            expression_type: self.expression_type.as_str(),
+            expression_json: &self.expression_json,
+            inputs: self.series().into_iter().collect(),
+            required_days: self.required_days,
+            trigger: self.trigger.as_ref().map(TriggerPolicy::to_json),
+        }
     }
 }
 
@@ -462,6 +477,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
         None | Some(Value::Null) => Some(None),
         Some(v) => trigger_policy(v, &format!("{path}.trigger"), p).map(Some),
     };
+    let on_change = on_change(obj, path, p);
     Some(MetricDef {
         id: id?,
         code: code?,
@@ -477,6 +493,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
         description,
         expectation: expectation.ok()?,
         trigger: trigger?,
+        on_change: on_change?,
     })
 }
 

@@ -131,7 +131,14 @@ pub struct Completion {
     pub output_manifest: Option<String>,
     pub row_count: Option<i64>,
     pub error: Option<String>,
+    /// What the runner says it executed (its own code version); stored
+    /// beside the definition version the run was requested with, never
+    /// in its place.
+    pub code_version: Option<String>,
 }
+
+/// Longer code versions are refused: a version is a short label or hash.
+pub const MAX_CODE_VERSION_CHARS: usize = 200;
 
 impl LifecycleEvent {
     pub fn run_id(&self) -> &RunId {
@@ -394,11 +401,24 @@ pub fn parse_lifecycle_scaled(
                 output_manifest: optional_str(o, key("outputManifest", "output_manifest"))?,
                 row_count,
                 error: optional_str(o, "error")?,
+                code_version: code_version(o, key("codeVersion", "code_version"))?,
             }))
         }
         Some(EventType::ProjectionUpdate | EventType::MetricRunRequested) | None => {
             Err(EventError::InvalidEvent(format!("unknown type {kind:?}")))
         }
+    }
+}
+
+fn code_version(o: &Map<String, Value>, key: &str) -> Result<Option<String>, EventError> {
+    let v = optional_str(o, key)?;
+    match v {
+        Some(s) if s.trim().is_empty() || s.chars().count() > MAX_CODE_VERSION_CHARS => {
+            Err(EventError::InvalidEvent(format!(
+                "{key} must be a non-empty string of at most {MAX_CODE_VERSION_CHARS} characters"
+            )))
+        }
+        other => Ok(other),
     }
 }
 
@@ -594,8 +614,32 @@ mod tests {
             json!({"type": "metric_run_exploded", "runId": "r"}),
             json!({"type": "metric_run_completed", "runId": "r", "status": "OK"}),
             json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS", "rowCount": -1}),
+            json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS", "codeVersion": ""}),
+            json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS", "codeVersion": 7}),
+            json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS",
+                   "codeVersion": "x".repeat(MAX_CODE_VERSION_CHARS + 1)}),
         ] {
             assert!(parse_lifecycle(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_completion_may_say_what_code_ran() {
+        for (body, want) in [
+            (json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS"}), None),
+            (
+                json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS", "codeVersion": "git:abc"}),
+                Some("git:abc"),
+            ),
+            (
+                json!({"event_type": "metric_run_completed", "run_id": "r", "status": "SUCCESS", "code_version": "1.2"}),
+                Some("1.2"),
+            ),
+        ] {
+            let Ok(LifecycleEvent::Completed(c)) = parse_lifecycle(&body) else {
+                panic!("{body}")
+            };
+            assert_eq!(c.code_version.as_deref(), want, "{body}");
         }
     }
 

@@ -3,6 +3,8 @@
 pub mod adoption;
 pub mod alert;
 pub mod catalog;
+pub mod definition;
+pub mod definition_change;
 pub mod events;
 pub(crate) mod expectation;
 pub(crate) mod expression;
@@ -17,6 +19,7 @@ pub(crate) mod problem;
 pub mod run_request;
 pub mod run_state;
 pub mod runner_compat;
+pub mod staleness;
 pub mod trace;
 pub(crate) mod trigger;
 pub(crate) mod trigger_policy;

@@ -112,6 +112,12 @@ pub struct RunRequest<'a> {
     /// (docs/contracts.md, "trigger"); the reference runner ignores it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<TriggerNote>,
+    /// The version of the metric's definition the run was requested with
+    /// (docs/contracts.md); absent for runs requested before versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition_version: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition_hash: Option<String>,
 }
 
 /// What a run requested under a trigger policy went without, and the
@@ -244,6 +250,8 @@ pub fn build_for<'e>(input: &RunRequestInput<'_, 'e>, to: &Destination) -> RunRe
         message_group_id: to.fifo.then(|| input.metric_code.to_string()),
         message_deduplication_id: to.fifo.then(|| input.run_id.to_string()),
         trigger: None,
+        definition_version: None,
+        definition_hash: None,
     }
 }
 

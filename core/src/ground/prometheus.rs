@@ -47,6 +47,9 @@ pub const METRIC_OVERDUE_SECONDS: &str = "orchestrator_metric_overdue_seconds";
 /// The most overdue datasets and metrics given a series each.
 pub const OVERDUE_SERIES: i64 = 200;
 /// `orchestrator serve`: requests by route pattern, method and status.
+/// Metrics whose newest succeeded output is stale, by `reason`
+/// (`definition_changed`, `input_updated`, `policy_changed`, and `any`).
+pub const STALE_METRICS: &str = "orchestrator_stale_metrics";
 pub const API_REQUESTS: &str = "orchestrator_api_requests_total";
 pub const API_REQUEST_SECONDS: &str = "orchestrator_api_request_duration_seconds";
 
@@ -175,6 +178,10 @@ fn describe() {
         "age of the oldest unpublished outbox row"
     );
     describe_gauge!(RUNS, "runs by status");
+    describe_gauge!(
+        STALE_METRICS,
+        "metrics whose newest succeeded output is stale, by reason (a metric counts under each of its reasons; any: stale at all)"
+    );
     describe_counter!(RUN_TIMEOUTS, "runs timed out by the sweep");
     describe_counter!(RUN_RETRIES, "retry runs queued");
 }

@@ -164,6 +164,25 @@ pub async fn claim_metrics(
     ))
 }
 
+/// Each metric's required datasets, sorted.
+pub async fn required_datasets(
+    tx: &Transaction<'_>,
+    metric_ids: &[MetricId],
+) -> StoreResult<HashMap<MetricId, Vec<DatasetId>>> {
+    let rows = tx
+        .query(
+            "SELECT metric_id, dataset_id FROM metric_required_datasets
+              WHERE metric_id = ANY($1) ORDER BY metric_id, dataset_id",
+            &[&metric_ids],
+        )
+        .await?;
+    let mut out: HashMap<MetricId, Vec<DatasetId>> = HashMap::new();
+    for r in &rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(out)
+}
+
 /// Which datasets provide each series a metric references.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesSources {

@@ -146,6 +146,11 @@ async fn run_migrations(
         .set_abort_divergent(true)
         .run_async(&mut ***client)
         .await?;
+    // Metrics that predate definition versions (an upgrade, an adoption)
+    // get their version 1 from what is stored.
+    let tx = client.transaction().await?;
+    super::definitions::stamp_unversioned(&tx, super::definitions::Action::Adopted).await?;
+    tx.commit().await?;
     Ok(report.applied_migrations().iter().map(name).collect())
 }
 

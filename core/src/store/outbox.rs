@@ -154,7 +154,7 @@ async fn claim_rows(
                            FOR UPDATE SKIP LOCKED) c
                  WHERE u.id = c.id
                 RETURNING u.*)
-             SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt
+             SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt, r.definition_version
                FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
@@ -191,7 +191,7 @@ pub async fn take_handed(
 ) -> StoreResult<Vec<OutboxMessage>> {
     let stmt = db
         .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt
+            "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt, r.definition_version
                FROM outbox_messages o LEFT JOIN metric_runs r ON r.id = o.run_id
               WHERE o.id = ANY($1) AND o.published_at IS NULL AND o.attempts = 1
                 AND o.next_attempt_at > now() + make_interval(secs => $2)
@@ -250,6 +250,7 @@ async fn messages_of(
                     metric_id,
                     metric_code: r.get(16),
                     attempt: r.get(17),
+                    definition_version: r.get(18),
                 };
                 parts.insert(run.id.clone(), run);
             }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::definitions::{self, ExpressionKey, VersionedExpression};
 use super::{catalog, runs, GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::ids::{MetricId, RunId};
 use crate::domain::run_request::{self, Destination, RunRequestInput, TriggerNote, UsedUpdate};
@@ -33,27 +34,31 @@ pub struct NewMessage<'a> {
 }
 
 /// What a request says besides its run: the updates each run uses, and
-/// its metric's series sources and expression.
+/// its metric's series sources and the expression of the definition
+/// version it was requested with.
 pub struct Reads {
     pub used: HashMap<RunId, Vec<UsedUpdate>>,
     pub sources: HashMap<MetricId, catalog::SeriesSources>,
-    pub expressions: HashMap<MetricId, (String, serde_json::Value)>,
+    pub expressions: HashMap<ExpressionKey, VersionedExpression>,
 }
 
 impl Reads {
     pub async fn of<'m>(
         db: &impl GenericClient,
         run_ids: &[RunId],
-        metric_ids: impl Iterator<Item = &'m MetricId>,
+        runs: impl Iterator<Item = &'m runs::RequestParts>,
     ) -> StoreResult<Reads> {
-        let mut metric_ids: Vec<&MetricId> = metric_ids.collect();
-        metric_ids.sort();
+        let mut keys: Vec<ExpressionKey> = runs
+            .map(|r| (r.metric_id.clone(), r.definition_version))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut metric_ids: Vec<MetricId> = keys.iter().map(|(m, _)| m.clone()).collect();
         metric_ids.dedup();
-        let metric_ids: Vec<MetricId> = metric_ids.into_iter().cloned().collect();
         let (used, sources, expressions) = futures::try_join!(
             runs::used_updates(db, run_ids),
             catalog::series_sources(db, &metric_ids),
-            catalog::expressions(db, &metric_ids)
+            definitions::expressions(db, &keys)
         )?;
         Ok(Reads {
             used,
@@ -102,7 +107,7 @@ pub async fn assemble_with(
         used,
         sources,
         expressions,
-    } = Reads::of(db, &run_ids, runs.values().map(|r| &r.metric_id)).await?;
+    } = Reads::of(db, &run_ids, runs.values()).await?;
     let empty = catalog::SeriesSources::default();
     Ok(recipes
         .iter()
@@ -110,15 +115,15 @@ pub async fn assemble_with(
             let run = runs
                 .get(&recipe.run_id)
                 .ok_or_else(|| format!("run {} is missing", recipe.run_id))?;
-            let (expression_type, expression_json) = expressions
-                .get(&run.metric_id)
+            let expression = expressions
+                .get(&(run.metric_id.clone(), run.definition_version))
                 .ok_or_else(|| format!("metric {} of run {} is missing", run.metric_id, run.id))?;
             let mut request = run_request::build_for(
                 &RunRequestInput {
                     run_id: &run.id,
                     metric_code: &run.metric_code,
-                    expression_type,
-                    expression_json,
+                    expression_type: &expression.expression_type,
+                    expression_json: &expression.expression_json,
                     attempt: run.attempt,
                     requested_at: recipe.requested_at,
                     series_datasets: &sources
@@ -129,6 +134,10 @@ pub async fn assemble_with(
                 },
                 &recipe.to,
             );
+            if let Some(hash) = &expression.hash {
+                request.definition_version = run.definition_version;
+                request.definition_hash = Some(hash.clone());
+            }
             request.trigger = match &recipe.trigger_note {
                 None => None,
                 Some(v) => Some(

@@ -39,7 +39,8 @@ pub struct RowInputs<'a> {
 pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id, metric_code, status, requested_at, last_contact_at, update_set_key, degraded, input_update_id,
                                      second_input_update_id, request_id, request_requested_at, request_base_path,
                                      request_trigger_note, request_group_id, request_traceparent,
-                                     request_source_sent_at, request_attempts, request_next_attempt_at)
+                                     request_source_sent_at, request_attempts, request_next_attempt_at,
+                                     definition_version)
              SELECT id, metric_id, code,
                     CASE WHEN key IS NULL THEN 'pending_dependencies' ELSE 'queued' END,
                     CASE WHEN key IS NULL THEN NULL ELSE now() END,
@@ -49,7 +50,10 @@ pub(super) const INSERT_CREATED: &str = "INSERT INTO metric_runs (id, metric_id,
                     req_at, base_path, note, grp, trace, sent,
                     CASE WHEN req_at IS NULL THEN NULL WHEN $14::float8 IS NULL THEN 0 ELSE 1 END,
                     CASE WHEN req_at IS NULL THEN NULL
-                         ELSE now() + make_interval(secs => COALESCE($14::float8, 0)) END
+                         ELSE now() + make_interval(secs => COALESCE($14::float8, 0)) END,
+                    -- A requested run records its metric's definition now.
+                    CASE WHEN key IS NULL THEN NULL
+                         ELSE (SELECT m.definition_version FROM metrics m WHERE m.id = u.metric_id) END
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
                            $8::timestamptz[], $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::timestamptz[])
                     AS u(id, metric_id, code, key, degraded, input, second,
@@ -104,7 +108,8 @@ pub(super) const QUEUE_PENDING: &str = "UPDATE metric_runs r
                     request_attempts = CASE WHEN k.req_at IS NULL THEN NULL
                                             WHEN $12::float8 IS NULL THEN 0 ELSE 1 END,
                     request_next_attempt_at = CASE WHEN k.req_at IS NULL THEN NULL
-                                                   ELSE now() + make_interval(secs => COALESCE($12::float8, 0)) END
+                                                   ELSE now() + make_interval(secs => COALESCE($12::float8, 0)) END,
+                    definition_version = (SELECT m.definition_version FROM metrics m WHERE m.id = r.metric_id)
                FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[],
                            $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[])
                     AS k(id, key, degraded, input, second, req_at, base_path, note, grp, trace, sent)
@@ -233,6 +238,9 @@ pub struct RequestParts {
     pub metric_id: MetricId,
     pub metric_code: String,
     pub attempt: i32,
+    /// The version of its metric's definition it was requested with;
+    /// `None` for runs requested before versions existed.
+    pub definition_version: Option<i32>,
 }
 
 pub async fn request_parts(
@@ -241,7 +249,7 @@ pub async fn request_parts(
 ) -> StoreResult<HashMap<RunId, RequestParts>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT id, metric_id, metric_code, attempt FROM metric_runs WHERE id = ANY($1)",
+            "SELECT id, metric_id, metric_code, attempt, definition_version FROM metric_runs WHERE id = ANY($1)",
         )
         .await?;
     let rows = tx.query(&stmt, &[&run_ids]).await?;
@@ -253,6 +261,7 @@ pub async fn request_parts(
                 metric_id: r.get(1),
                 metric_code: r.get(2),
                 attempt: r.get(3),
+                definition_version: r.get(4),
             };
             (parts.id.clone(), parts)
         })
@@ -368,7 +377,7 @@ pub async fn mark_completed(
         .prepare_cached(
             "UPDATE metric_runs
                 SET status = $3, finished_at = now(), version_ts = $4, manifest_path = $5,
-                    row_count = $6, error = $7, updated_at = now()
+                    row_count = $6, error = $7, code_version = $8, updated_at = now()
               WHERE id = $1 AND status = $2",
         )
         .await?;
@@ -383,6 +392,7 @@ pub async fn mark_completed(
                 &c.output_manifest,
                 &c.row_count,
                 &c.error,
+                &c.code_version,
             ],
         )
         .await?;
@@ -480,7 +490,7 @@ pub struct Retry {
     pub id: RunId,
 }
 
-/// Queues a retry (attempt + 1, same dataset updates, same record of what
+/// Queues a retry (attempt + 1, same dataset updates, same definition version, same record of what
 /// it went without) of each ended run
 /// whose metric allows another attempt. A run is retried at most once,
 /// whatever reports its end.
@@ -491,9 +501,9 @@ pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreRes
              created AS (
                  INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, retry_of,
                                           requested_at, last_contact_at, degraded, input_update_id,
-                                          second_input_update_id)
+                                          second_input_update_id, definition_version)
                  SELECT n.new_id, r.metric_id, r.metric_code, 'queued', r.attempt + 1, r.id, now(), now(),
-                        r.degraded, r.input_update_id, r.second_input_update_id
+                        r.degraded, r.input_update_id, r.second_input_update_id, r.definition_version
                    FROM n
                    JOIN metric_runs r ON r.id = n.old_id
                    JOIN metrics m ON m.id = r.metric_id
@@ -538,8 +548,10 @@ pub async fn insert_triggered(
     update_ids: &[UpdateId],
 ) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, requested_at, last_contact_at)
-         VALUES ($1, $2, $3, 'queued', $4, now(), now())",
+        "INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, requested_at, last_contact_at,
+                                  definition_version)
+         VALUES ($1, $2, $3, 'queued', $4, now(), now(),
+                 (SELECT m.definition_version FROM metrics m WHERE m.id = $2))",
         &[&run.id, &run.metric_id, &run.metric_code, &run.attempt],
     )
     .await?;

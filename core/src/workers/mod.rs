@@ -116,7 +116,15 @@ pub struct ConsumerDeps<P> {
     /// (`FRESHNESS_SWEEP_SECS`; one replica of either worker at a time does)
     /// and the trigger policies' timers are looked at (every replica).
     pub freshness_interval: Duration,
+    /// Definition changes acted on per second at most
+    /// (`DEFINITION_CHANGES_PER_SEC`): the bound that keeps a change applied
+    /// to many metrics from starving projection updates.
+    pub definition_changes_per_sec: u32,
 }
+
+/// Definition changes acted on per second by default: a change to 10,000
+/// metrics is acted on in under two minutes (BENCHMARKS.md).
+pub const DEFINITION_CHANGES_PER_SEC: u32 = 100;
 
 impl ConsumerDeps<SnsPublisher> {
     /// Everything worker `kind` builds at start-up from the environment.
@@ -161,6 +169,11 @@ impl ConsumerDeps<SnsPublisher> {
                 10_000_000,
             )? as usize,
             freshness_interval: env.freshness_sweep_interval()?,
+            definition_changes_per_sec: env.count(
+                "DEFINITION_CHANGES_PER_SEC",
+                DEFINITION_CHANGES_PER_SEC,
+                10_000,
+            )?,
         })
     }
 }
@@ -220,6 +233,13 @@ where
             interval,
             shutdown.clone(),
         ),
+        tasks::definition_changes(
+            deps.ctx.clone(),
+            publish.clone(),
+            deps.definition_changes_per_sec,
+            shutdown.clone(),
+        ),
+        tasks::staleness_gauges(deps.ctx.pool.clone(), shutdown.clone()),
     ];
     let served = make(deps.ctx, publish);
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, served.handler)

@@ -1,5 +1,6 @@
 //! A worker's periodic tasks (the outbox, freshness, trigger-policy, backlog
-//! and timeout sweeps, the handoff drain, the state gauges), each a named task the worker's supervisor runs
+//! and timeout sweeps, the handoff drain, definition changes, the state and
+//! staleness gauges), each a named task the worker's supervisor runs
 //! (its failure stops the worker) on one loop, [`periodic`]: the tick runs at
 //! once, then every interval after it ends, until shutdown; a failed tick is
 //! logged here, once, and the next tick is the retry. Whatever a tick
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::sweeper::Timeouts;
-use crate::app::{backlog, freshness, policy, sweeper, Context};
+use crate::app::{backlog, definition_changes, freshness, policy, sweeper, Context};
 use crate::outbox::{PublishQueue, Publisher, Relay};
 use crate::store::StoreError;
 
@@ -131,6 +132,54 @@ pub fn policy_sweep(
             Ok(())
         }
     })
+}
+
+/// Acts on catalog definition changes (alerts, re-runs), at most
+/// `per_sec` a second: one batch a second.
+pub fn definition_changes(
+    ctx: Context,
+    publish: PublishQueue,
+    per_sec: u32,
+    shutdown: CancellationToken,
+) -> Task {
+    periodic(
+        "definition changes",
+        Duration::from_secs(1),
+        shutdown,
+        move || {
+            let (ctx, publish) = (ctx.clone(), publish.clone());
+            async move {
+                let r = definition_changes::drain(&ctx, i64::from(per_sec)).await?;
+                if r.done + r.later > 0 {
+                    tracing::info!(
+                        done = r.done,
+                        later = r.later,
+                        runs_requested = r.requested.len(),
+                        "definition changes"
+                    );
+                }
+                publish.submit(r.outbox_ids);
+                Ok(())
+            }
+        },
+    )
+}
+
+/// Counts the metrics whose outputs are stale, by reason, every minute (it
+/// reads every metric, so less often than the other gauges).
+pub fn staleness_gauges(pool: crate::store::Pool, shutdown: CancellationToken) -> Task {
+    periodic(
+        "staleness gauges",
+        Duration::from_secs(60),
+        shutdown,
+        move || {
+            let pool = pool.clone();
+            async move {
+                crate::ops::refresh_staleness_gauges(&pool).await;
+                Ok(())
+            }
+        },
+    )
 }
 
 /// Evaluates the metric backlog rows older than `interval` (left by a

@@ -34,9 +34,20 @@ pub enum CatalogCommand {
         /// change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Who applies it, recorded with each new definition version
+        /// (default: the OS user).
+        #[arg(long)]
+        by: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+/// The OS user running the CLI, as the shell knows it.
+fn os_user() -> Option<String> {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
 }
 
 /// Prints the warnings on standard error; with `strict`, they are errors.
@@ -130,6 +141,12 @@ fn print_report(file: &std::path::Path, r: &catalog_apply::ApplyReport) {
     for change in &r.policies {
         println!("  trigger policy of {change}");
     }
+    if r.first_versions > 0 {
+        println!("  {} new metric(s) at definition v1", r.first_versions);
+    }
+    for change in &r.definitions {
+        println!("  {change}");
+    }
 }
 
 pub async fn run(cmd: CatalogCommand) -> Result<()> {
@@ -162,15 +179,23 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
             file,
             strict,
             dry_run,
+            by,
             db,
         } => {
             let doc = read(&file).await?;
             warn(&file, &doc, strict)?;
+            let by = by.or_else(os_user);
+            if by
+                .as_deref()
+                .is_some_and(|b| b.trim().is_empty() || b.len() > 200)
+            {
+                bail!("--by must be a non-empty name of at most 200 bytes");
+            }
             let pool = db.pool().await?;
             let result = if dry_run {
-                catalog_apply::dry_run(&pool, &doc).await
+                catalog_apply::dry_run_as(&pool, &doc, by.as_deref()).await
             } else {
-                catalog_apply::apply(&pool, &doc).await
+                catalog_apply::apply_as(&pool, &doc, by.as_deref()).await
             };
             match result {
                 Ok(r) => {
