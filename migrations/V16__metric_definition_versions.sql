@@ -47,3 +47,32 @@ CREATE TABLE metric_definition_changes (
     FOREIGN KEY (metric_id, version) REFERENCES metric_definition_versions (metric_id, version) ON DELETE CASCADE
 );
 CREATE INDEX metric_definition_changes_due_idx ON metric_definition_changes (due_at);
+
+-- Operators see each run's definition version and reported code version.
+CREATE OR REPLACE VIEW run_status AS
+SELECT r.id                                   AS run_id,
+       r.metric_id,
+       r.metric_code,
+       r.status,
+       r.attempt,
+       r.retry_of,
+       r.created_at,
+       r.requested_at,
+       r.dispatched_at,
+       r.started_at,
+       r.last_heartbeat_at,
+       r.finished_at,
+       r.progress,
+       r.error,
+       r.version_ts,
+       r.manifest_path,
+       r.row_count,
+       r.requested_at - r.created_at          AS waited_for_dependencies,
+       r.started_at - r.requested_at          AS queued_for,
+       r.finished_at - r.started_at           AS ran_for,
+       now() - r.created_at                   AS age,
+       r.status IN ('pending_dependencies', 'queued', 'dispatched', 'running') AS is_open,
+       r.degraded,
+       r.definition_version,
+       r.code_version
+  FROM metric_runs r;

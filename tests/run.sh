@@ -48,6 +48,13 @@ if [ "$tier" != fast ]; then
     python3 -m venv .venv-checkov
     .venv-checkov/bin/pip install -q -r infra/checkov-requirements.txt
   fi
+  # pydantic, with which tests/fixtures/reference_runner/parse_request.py
+  # reads run requests as the reference runner does (tests/it/definitions_e2e.rs).
+  if [ ! -x .venv-runner/bin/python ] || ! .venv-runner/bin/python -c 'import pydantic' 2>/dev/null; then
+    echo "installing pydantic (PyPI, tests/fixtures/reference_runner/requirements.txt) into .venv-runner"
+    python3 -m venv .venv-runner
+    .venv-runner/bin/pip install -q -r tests/fixtures/reference_runner/requirements.txt
+  fi
   cargo build --workspace --bins --locked
 fi
 # Most integration tests wait on LocalStack, PostgreSQL or a worker process

@@ -288,6 +288,59 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     text_of(&c, "[data-testid='trigger-policy']", "default: all inputs").await;
     shot(&c, &dir, "07-held.png").await;
 
+    // A definition change: m.pair's output says it is stale and why; its
+    // runs show the version each was requested with.
+    let pair_run = orchestrator_tests::fixtures::runs_of(&db, "m.pair").await[0]
+        .0
+        .clone();
+    let done = orchestrator_core::domain::events::LifecycleEvent::Completed(
+        orchestrator_core::domain::events::Completion {
+            run_id: pair_run.as_str().into(),
+            status: orchestrator_core::domain::events::CompletionStatus::Success,
+            metric_code: None,
+            version_ts: None,
+            output_manifest: None,
+            row_count: None,
+            error: None,
+            code_version: Some("runner-1.4".into()),
+        },
+    );
+    orchestrator_core::app::lifecycle::handle(&db.ctx(), &done, &json!({"runId": pair_run}))
+        .await
+        .unwrap();
+    c.goto(&format!("{}/#/metrics/m.pair", api.base))
+        .await
+        .unwrap();
+    // d1 v2 came after the update the run used (above).
+    text_of(&c, "[data-testid='output-status']", "output stale").await;
+    text_of(
+        &c,
+        "[data-testid='stale-reason-input_updated']",
+        "d1: 1 newer since",
+    )
+    .await;
+    catalog["metrics"][1]["expression_json"]["scale"] = json!(1000);
+    orchestrator_tests::fixtures::apply(&db, &catalog).await;
+    c.goto(&format!("{}/#/runs", api.base)).await.unwrap();
+    c.goto(&format!("{}/#/metrics/m.pair", api.base))
+        .await
+        .unwrap();
+    text_of(&c, "[data-testid='output-status']", "output stale").await;
+    text_of(
+        &c,
+        "[data-testid='stale-reason-definition_changed']",
+        "definition_changed (v1 → v2)",
+    )
+    .await;
+    text_of(&c, &format!("[data-testid='run-version-{pair_run}']"), "v1").await;
+    text_of(
+        &c,
+        &format!("[data-testid='run-version-{pair_run}']"),
+        "runner-1.4",
+    )
+    .await;
+    shot(&c, &dir, "08-definition-changed.png").await;
+
     // Every page above rendered under the server's Content-Security-Policy
     // without one violation; a violation made on purpose shows that they
     // are seen.

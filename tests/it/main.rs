@@ -15,6 +15,7 @@ mod claim_order;
 mod concurrency;
 mod console;
 mod definitions;
+mod definitions_e2e;
 mod dlq;
 mod e2e;
 mod faults;

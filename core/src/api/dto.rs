@@ -65,6 +65,50 @@ pub struct Metric {
     pub trigger_policy: Option<String>,
     /// Set while an operator holds the metric.
     pub held: Option<Held>,
+    /// Its definition's current version; absent before its first apply.
+    pub definition_version: Option<i32>,
+    /// Whether its newest succeeded output is current, and why not.
+    pub output: Output,
+}
+
+/// A metric's newest succeeded output against the present
+/// (docs/semantics.md, "Staleness").
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// `current`, `stale` or `no_output` (no run has succeeded).
+    pub status: String,
+    /// The run that made it.
+    pub run_id: Option<String>,
+    /// The definition version that run was requested with.
+    pub definition_version: Option<i32>,
+    /// Why it is stale; empty when it is not.
+    pub reasons: Vec<StaleReason>,
+}
+
+/// One reason an output is stale.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleReason {
+    /// `definition_changed`, `input_updated` or `policy_changed`.
+    pub reason: String,
+    /// Readable: `definition_changed (v1 → v2)`.
+    pub text: String,
+    /// For version changes: from the output's version to the current one.
+    pub from_version: Option<i32>,
+    pub to_version: Option<i32>,
+    /// For `input_updated`: each input with newer updates.
+    pub inputs: Vec<NewerInput>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewerInput {
+    pub dataset_id: String,
+    /// Updates received after the one the output used.
+    pub newer_updates: i64,
+    /// When the first of them was received.
+    pub since: DateTime<Utc>,
 }
 
 /// Who holds a metric, since when.
@@ -198,6 +242,11 @@ pub struct Run {
     pub error: Option<String>,
     /// Set when its trigger policy requested it without some inputs fresh.
     pub degraded: Option<Degraded>,
+    /// The version of its metric's definition it was requested with;
+    /// absent before it is requested, or for runs from before versions.
+    pub definition_version: Option<i32>,
+    /// What its runner reported executing (`codeVersion`), if it did.
+    pub code_version: Option<String>,
 }
 
 /// The inputs a run went without (docs/semantics.md, "Trigger policies").
@@ -251,6 +300,10 @@ pub struct RunDetail {
     pub progress: Option<f64>,
     pub error: Option<String>,
     pub degraded: Option<Degraded>,
+    /// The version of its metric's definition it was requested with.
+    pub definition_version: Option<i32>,
+    /// What its runner reported executing (`codeVersion`).
+    pub code_version: Option<String>,
     pub result: RunResult,
     pub inputs: Vec<UsedInput>,
     /// For a pending run: the datasets it still waits for.

@@ -12,14 +12,52 @@ use super::params::Params;
 use super::runs::run_dto;
 use super::ApiState;
 use crate::domain::freshness_state::MetricState;
-use crate::domain::ids::DatasetId;
+use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::metric_status::{status, waiting_text, MetricStatus};
 use crate::domain::pending_run::Received;
+use crate::domain::staleness::{judge, OutputFacts, OutputStatus, Reason, ReasonKind};
 use crate::domain::trigger;
 use crate::store::metric_views::{self, Freshness, MetricQuery, MetricSummary};
 use crate::store::run_views::{self, RunFilter};
+use crate::store::staleness;
 
-pub fn metric_dto(m: MetricSummary) -> Metric {
+/// A metric's output as the API shows it.
+fn output_dto(f: &OutputFacts) -> dto::Output {
+    let s = judge(f);
+    dto::Output {
+        status: s.as_str().to_string(),
+        run_id: f.run.as_ref().map(ToString::to_string),
+        definition_version: f.run.as_ref().map(|_| f.run_version),
+        reasons: s
+            .reasons()
+            .iter()
+            .map(|r| {
+                let (from, to, inputs) = match r {
+                    Reason::DefinitionChanged { from, to } | Reason::PolicyChanged { from, to } => {
+                        (Some(*from), Some(*to), Vec::new())
+                    }
+                    Reason::InputUpdated { inputs } => (None, None, inputs.clone()),
+                };
+                dto::StaleReason {
+                    reason: r.kind().as_str().to_string(),
+                    text: r.to_string(),
+                    from_version: from,
+                    to_version: to,
+                    inputs: inputs
+                        .into_iter()
+                        .map(|i| dto::NewerInput {
+                            dataset_id: i.dataset_id.to_string(),
+                            newer_updates: i.updates,
+                            since: i.since,
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn metric_dto(m: MetricSummary, output: &OutputFacts) -> Metric {
     let st = status(m.facts());
     let pending_run = m.pending_run.clone().map(|id| {
         let waiting: Vec<String> = m.waiting_for.iter().map(|d| d.to_string()).collect();
@@ -53,6 +91,8 @@ pub fn metric_dto(m: MetricSummary) -> Metric {
             since: h.since,
             by: h.by,
         }),
+        definition_version: output.current_version,
+        output: output_dto(output),
     }
 }
 
@@ -116,6 +156,8 @@ const BATCH: i64 = 500;
         ("dataset" = Option<String>, Query, description = "only metrics that require this dataset"),
         ("status" = Option<String>, Query, description = "ok | pending | stale | failing | disabled"),
         ("freshness" = Option<String>, Query, description = "pass | warn | fail | unknown: metrics with an expectation in this freshness state"),
+        ("output" = Option<String>, Query, description = "current | stale | no_output: metrics whose newest succeeded output is in this state"),
+        ("stale_reason" = Option<String>, Query, description = "definition_changed | input_updated | policy_changed: metrics whose output is stale for this reason"),
         ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
     ),
@@ -123,10 +165,24 @@ const BATCH: i64 = 500;
               (status = 401, body = dto::ErrorBody, description = "API_AUTH=all and no valid bearer token"),
               (status = 503, body = dto::ErrorBody, description = "the database is unreachable, or the server is past API_MAX_IN_FLIGHT or API_REQUEST_TIMEOUT_SECS; see Retry-After")))]
 pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<Metric>> {
-    let p = Params::new(q, &["dataset", "status", "freshness", "limit", "cursor"])?;
+    let p = Params::new(
+        q,
+        &[
+            "dataset",
+            "status",
+            "freshness",
+            "output",
+            "stale_reason",
+            "limit",
+            "cursor",
+        ],
+    )?;
     let wanted: Option<MetricStatus> = p.parsed("status")?;
     let freshness: Option<MetricState> = p.parsed("freshness")?;
+    let output: Option<OutputStatus> = p.parsed("output")?;
+    let reason: Option<ReasonKind> = p.parsed("stale_reason")?;
     let limit = p.limit()?;
+    let by_output = output.is_some() || reason.is_some();
     let mut query = MetricQuery {
         dataset: p.text("dataset")?.map(Into::into),
         only_pending: wanted == Some(MetricStatus::Pending),
@@ -136,10 +192,10 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<M
         // Pre-filtered in SQL (or unfiltered): one page is enough; otherwise
         // batches, filtered here.
         limit: match wanted {
-            None | Some(MetricStatus::Pending | MetricStatus::Disabled) => {
+            None | Some(MetricStatus::Pending | MetricStatus::Disabled) if !by_output => {
                 Page::<Metric>::rows_to_read(limit)
             }
-            Some(_) => BATCH.max(Page::<Metric>::rows_to_read(limit)),
+            _ => BATCH.max(Page::<Metric>::rows_to_read(limit)),
         },
     };
     let mut rows = Vec::new();
@@ -147,11 +203,16 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<M
         let batch = metric_views::list(&s.pool, &query).await?;
         let exhausted = (batch.len() as i64) < query.limit;
         query.after_code = batch.last().map(|m| m.code.clone());
-        rows.extend(
-            batch
-                .into_iter()
-                .filter(|m| wanted.is_none_or(|w| status(m.facts()) == w)),
-        );
+        let ids: Vec<MetricId> = batch.iter().map(|m| m.id.clone()).collect();
+        let mut facts = staleness::of_metrics(&s.pool, &ids).await?;
+        rows.extend(batch.into_iter().filter_map(|m| {
+            let f = facts.remove(&m.id).unwrap_or_default();
+            let judged = judge(&f);
+            let keep = wanted.is_none_or(|w| status(m.facts()) == w)
+                && output.is_none_or(|o| judged.status() == o)
+                && reason.is_none_or(|k| judged.has(k));
+            keep.then_some((m, f))
+        }));
         if rows.len() as i64 > limit || exhausted {
             break;
         }
@@ -159,8 +220,8 @@ pub async fn list(State(s): State<ApiState>, q: QueryParams) -> ApiResult<Page<M
     Ok(Json(Page::keyset(
         rows,
         limit,
-        |m| m.code.clone(),
-        metric_dto,
+        |(m, _)| m.code.clone(),
+        |(m, f)| metric_dto(m, &f),
     )))
 }
 
@@ -183,16 +244,18 @@ pub async fn get(State(s): State<ApiState>, PathParam(code): PathParam) -> ApiRe
         limit: 20,
         ..RunFilter::default()
     };
-    let (def, inputs, runs) = futures::try_join!(
+    let ids = [id.clone()];
+    let (def, inputs, runs, mut output) = futures::try_join!(
         metric_views::definition(&s.pool, &id),
         metric_views::inputs(&s.pool, &id),
-        run_views::list(&s.pool, &recent)
+        run_views::list(&s.pool, &recent),
+        staleness::of_metrics(&s.pool, &ids)
     )?;
     let def = def.ok_or_else(|| ApiError::not_found(format!("no metric with code {code:?}")))?;
     let next = pending.map(|p| next_decision(&m, &p, &inputs));
     Ok(Json(MetricDetail {
         next,
-        metric: metric_dto(m),
+        metric: metric_dto(m, &output.remove(&id).unwrap_or_default()),
         expression_json: def.expression_json,
         frequency: def.frequency,
         unit: def.unit,

@@ -27,6 +27,8 @@ pub fn run_dto(r: RunRow) -> Run {
         progress: r.progress,
         error: r.error,
         degraded: degraded(r.degraded),
+        definition_version: r.definition_version,
+        code_version: r.code_version,
     }
 }
 
@@ -95,6 +97,8 @@ pub async fn get(State(s): State<ApiState>, PathParam(id): PathParam) -> ApiResu
         progress: r.progress,
         error: r.error,
         degraded: degraded(r.degraded),
+        definition_version: r.definition_version,
+        code_version: r.code_version.clone(),
         result: RunResult {
             version_ts: r.version_ts,
             output_manifest: r.manifest_path,

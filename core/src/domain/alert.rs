@@ -265,6 +265,7 @@ pub struct DefinitionChanged<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DefinitionDetails<'a> {
+    metric_id: &'a str,
     metric_code: &'a str,
     from_version: Option<i32>,
     to_version: i32,
@@ -286,6 +287,7 @@ pub fn definition_changed(c: &DefinitionChanged<'_>) -> Alert {
         c.at,
         None,
         DefinitionDetails {
+            metric_id: c.metric_id.as_str(),
             metric_code: c.metric_code,
             from_version: c.from_version,
             to_version: c.to_version,

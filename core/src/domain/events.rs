@@ -626,7 +626,10 @@ mod tests {
     #[test]
     fn a_completion_may_say_what_code_ran() {
         for (body, want) in [
-            (json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS"}), None),
+            (
+                json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS"}),
+                None,
+            ),
             (
                 json!({"type": "metric_run_completed", "runId": "r", "status": "SUCCESS", "codeVersion": "git:abc"}),
                 Some("git:abc"),

@@ -114,6 +114,28 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// The three states of [`Staleness`], as filters name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStatus {
+    NoOutput,
+    Current,
+    Stale,
+}
+
+impl std::str::FromStr for OutputStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "no_output" => Ok(OutputStatus::NoOutput),
+            "current" => Ok(OutputStatus::Current),
+            "stale" => Ok(OutputStatus::Stale),
+            _ => Err(format!(
+                "unknown output status {s:?}: one of current, stale, no_output"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Staleness {
     /// No run of the metric has succeeded.
@@ -129,6 +151,14 @@ impl Staleness {
             Staleness::NoOutput => "no_output",
             Staleness::Current => "current",
             Staleness::Stale(_) => "stale",
+        }
+    }
+
+    pub fn status(&self) -> OutputStatus {
+        match self {
+            Staleness::NoOutput => OutputStatus::NoOutput,
+            Staleness::Current => OutputStatus::Current,
+            Staleness::Stale(_) => OutputStatus::Stale,
         }
     }
 

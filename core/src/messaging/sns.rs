@@ -130,13 +130,14 @@ impl SnsPublisher {
 }
 
 /// The alert's subject for the `subject` attribute: the dataset, metric or
-/// run it is about, or the queue.
+/// run it is about, or the queue; failing those its type (SNS refuses an
+/// empty attribute, and an alert must not be stuck on one).
 fn alert_subject(payload: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-    ["datasetId", "metricId", "runId", "queue"]
+    ["datasetId", "metricId", "runId", "queue", "type"]
         .iter()
-        .find_map(|k| v.get(*k).and_then(|s| s.as_str()))
-        .unwrap_or_default()
+        .find_map(|k| v.get(*k).and_then(|s| s.as_str()).filter(|s| !s.is_empty()))
+        .unwrap_or("alert")
         .to_string()
 }
 
@@ -258,5 +259,30 @@ impl Publisher for SnsPublisher {
             results[*i] = r;
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alert_subject;
+
+    #[test]
+    fn every_alert_has_a_subject_sns_accepts() {
+        for (payload, want) in [
+            (r#"{"type": "dataset_late", "datasetId": "d1"}"#, "d1"),
+            (
+                r#"{"type": "metric_definition_changed", "metricId": "m1", "runId": "r"}"#,
+                "m1",
+            ),
+            (r#"{"type": "run_failed", "runId": "r1"}"#, "r1"),
+            (r#"{"type": "message_dead_lettered", "queue": "q"}"#, "q"),
+            (
+                r#"{"type": "some_new_alert", "metricId": ""}"#,
+                "some_new_alert",
+            ),
+            ("not json", "alert"),
+        ] {
+            assert_eq!(alert_subject(payload), want, "{payload}");
+        }
     }
 }

@@ -41,11 +41,17 @@ pub struct RunRow {
     /// What a run requested under a trigger policy went without
     /// (`{"stale": [...], "missing": [...]}`).
     pub degraded: Option<serde_json::Value>,
+    /// The definition version it was requested with (`None`: requested
+    /// before versions existed, or not requested yet).
+    pub definition_version: Option<i32>,
+    /// What its runner said it executed.
+    pub code_version: Option<String>,
 }
 
 // Read through the `run_status` view (migrations/V2), which operators query too.
 const RUN_COLUMNS: &str = "run_id, metric_code, status, attempt, retry_of, created_at, requested_at, dispatched_at,
-    started_at, finished_at, last_heartbeat_at, progress, error, version_ts, manifest_path, row_count, degraded";
+    started_at, finished_at, last_heartbeat_at, progress, error, version_ts, manifest_path, row_count, degraded,
+    definition_version, code_version";
 
 fn run_row(r: &tokio_postgres::Row) -> StoreResult<RunRow> {
     Ok(RunRow {
@@ -66,6 +72,8 @@ fn run_row(r: &tokio_postgres::Row) -> StoreResult<RunRow> {
         manifest_path: r.get(14),
         row_count: r.get(15),
         degraded: r.get(16),
+        definition_version: r.get(17),
+        code_version: r.get(18),
     })
 }
 

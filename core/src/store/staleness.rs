@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{GenericClient, StoreResult};
+use super::{GenericClient, Pool, StoreResult};
 use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::staleness::{NewerInput, OutputFacts};
 
@@ -68,9 +68,10 @@ fn facts_of(r: &tokio_postgres::Row) -> (MetricId, String, OutputFacts) {
 
 /// The facts of each of these metrics.
 pub async fn of_metrics(
-    db: &impl GenericClient,
+    pool: &Pool,
     ids: &[MetricId],
 ) -> StoreResult<HashMap<MetricId, OutputFacts>> {
+    let db = pool.get().await?;
     let stmt = db
         .prepare_cached(&format!("{FACTS} WHERE m.id = ANY($1)"))
         .await?;

@@ -1,9 +1,12 @@
 //! `orchestrator metrics hold|resume`: stop a metric's runs while its
-//! updates keep being recorded, and let them go again.
+//! updates keep being recorded, and let them go again. `orchestrator
+//! metrics stale`: the metrics whose newest output is stale, and why.
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use orchestrator_core::app::policy::{self, HoldOutcome};
+use orchestrator_core::app::staleness;
+use orchestrator_core::domain::staleness::ReasonKind;
 
 use crate::db::DbArgs;
 
@@ -25,6 +28,18 @@ pub enum MetricsCommand {
         /// Cancel the waiting run instead of requesting it.
         #[arg(long)]
         drop: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the metrics whose newest succeeded output is stale, with the
+    /// reasons (definition_changed, input_updated, policy_changed).
+    Stale {
+        /// Only those stale for this reason.
+        #[arg(long)]
+        reason: Option<ReasonKind>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -65,6 +80,20 @@ pub async fn run(cmd: MetricsCommand) -> Result<()> {
                 HoldOutcome::NotFound => bail!("no metric with code {code:?}"),
                 other => bail!("unexpected outcome of a resume: {other:?}"),
             }
+        }
+        MetricsCommand::Stale { reason, limit, db } => {
+            let pool = db.pool().await?;
+            let stale = staleness::stale(&pool, reason, None, limit.max(1))
+                .await
+                .context("Failed to read the metrics' outputs")?;
+            for (code, s) in &stale {
+                let reasons: Vec<String> = s.reasons().iter().map(ToString::to_string).collect();
+                println!("{code}\t{}", reasons.join("; "));
+            }
+            let filter = reason
+                .map(|r| format!(" ({})", r.as_str()))
+                .unwrap_or_default();
+            println!("{} stale metric(s){filter}", stale.len());
         }
     }
     Ok(())

@@ -157,10 +157,25 @@ function runRows(items) {
       <td><a class="mono" href="#/runs/${enc(r.id)}">${esc(r.id)}</a></td>
       <td><a href="#/metrics/${enc(r.metricCode)}">${esc(r.metricCode)}</a></td>
       <td>${badge(r.status)}${r.error ? `<div class="why">${esc(r.error)}</div>` : ""}</td>
-      <td>${r.attempt}</td><td>${ago(r.createdAt)}</td><td>${ago(r.finishedAt)}</td>
+      <td>${r.attempt}</td>
+      <td data-testid="run-version-${esc(r.id)}">${r.definitionVersion ? "v" + r.definitionVersion : '<span class="muted">—</span>'}${r.codeVersion ? `<div class="why mono">${esc(r.codeVersion)}</div>` : ""}</td>
+      <td>${ago(r.createdAt)}</td><td>${ago(r.finishedAt)}</td>
     </tr>`).join("");
 }
-const RUN_HEAD = "<tr><th>Run</th><th>Metric</th><th>Status</th><th>Attempt</th><th>Created</th><th>Finished</th></tr>";
+const RUN_HEAD = "<tr><th>Run</th><th>Metric</th><th>Status</th><th>Attempt</th><th>Definition</th><th>Created</th><th>Finished</th></tr>";
+
+// The output badge (current, stale, no output) and why it is stale.
+function outputBadge(o, id) {
+  const label = { current: "output current", stale: "output stale", no_output: "no output yet" }[o.status] ?? o.status;
+  return `<span class="badge output-${esc(o.status)}" data-testid="${esc(id)}">${esc(label)}</span>`;
+}
+function outputPanel(m) {
+  const o = m.output;
+  const reasons = o.reasons.map((r) => `<li data-testid="stale-reason-${esc(r.reason)}">${esc(r.text)}</li>`).join("");
+  const made = o.runId ? `made by <a class="mono" href="#/runs/${enc(o.runId)}">${esc(o.runId)}</a> with definition v${o.definitionVersion}` : "no run has succeeded";
+  return `<div class="panel" data-testid="output-panel">Newest output ${outputBadge(o, "output-status")}: ${made}; the definition is at v${m.definitionVersion ?? "—"}.
+    ${reasons ? `<ul class="reasons">${reasons}</ul>` : ""}</div>`;
+}
 
 async function metricPage(code) {
   setNav("metrics");
@@ -178,7 +193,7 @@ async function metricPage(code) {
   app.innerHTML = `
     <h1>${esc(m.code)} ${badge(m.status, "metric-status")}</h1>
     <div class="sub">${esc(m.description ?? "")} ${m.enabled ? "" : "· disabled in the catalog"}</div>
-    ${held}${pending}
+    ${outputPanel(m)}${held}${pending}
     <h2>Lineage</h2>${lineageSvg(lineage, `metric:${m.code}`)}
     <div class="grid2">
       <div><h2>Inputs (newest update of each required dataset)</h2>
@@ -192,7 +207,7 @@ async function metricPage(code) {
       </div><pre>${esc(JSON.stringify(m.expressionJson, null, 2))}</pre></div>
     </div>
     <h2>Recent runs</h2>
-    <table><thead>${RUN_HEAD}</thead><tbody>${runRows(m.runs) || '<tr><td colspan="6" class="muted">No run yet.</td></tr>'}</tbody></table>
+    <table><thead>${RUN_HEAD}</thead><tbody>${runRows(m.runs) || '<tr><td colspan="7" class="muted">No run yet.</td></tr>'}</tbody></table>
     <div class="more"><a href="#/runs?metric=${enc(m.code)}">All runs of ${esc(m.code)} →</a></div>`;
 }
 
@@ -211,7 +226,7 @@ async function runsPage(q) {
       <input id="r-since" placeholder="since (RFC 3339)" value="${esc(q.get("since") ?? "")}">
       <button id="r-apply">Filter</button>
     </div>
-    <table><thead>${RUN_HEAD}</thead><tbody id="run-body">${runRows(page.items.concat(runsExtra)) || '<tr><td colspan="6" class="muted">No run matches.</td></tr>'}</tbody></table>
+    <table><thead>${RUN_HEAD}</thead><tbody id="run-body">${runRows(page.items.concat(runsExtra)) || '<tr><td colspan="7" class="muted">No run matches.</td></tr>'}</tbody></table>
     <div class="more">${page.nextCursor ? `<button id="r-more" data-cursor="${esc(page.nextCursor)}">Load more</button>` : ""}</div>`;
   document.getElementById("r-apply").onclick = () => {
     const p = new URLSearchParams();
@@ -240,6 +255,7 @@ async function runPage(id) {
   app.innerHTML = `
     <h1><span class="mono">${esc(r.id)}</span> ${badge(r.status, "run-status")}</h1>
     <div class="sub">Run of <a href="#/metrics/${enc(r.metricCode)}" data-testid="run-metric-link">${esc(r.metricCode)}</a> · attempt ${r.attempt}
+      ${r.definitionVersion ? ` · <span data-testid="run-definition">definition v${r.definitionVersion}</span>` : ""}${r.codeVersion ? ` · code <span class="mono">${esc(r.codeVersion)}</span>` : ""}
       ${r.retryOf ? ` · retry of <a class="mono" href="#/runs/${enc(r.retryOf)}">${esc(r.retryOf)}</a>` : ""}
       ${r.retries.length ? ` · retried as ${r.retries.map((x) => `<a class="mono" href="#/runs/${enc(x)}">${esc(x)}</a>`).join(", ")}` : ""}</div>
     ${r.waitingFor.length ? `<div class="panel" data-testid="waiting-for">Waiting for an update of <strong>${r.waitingFor.map(esc).join(", ")}</strong></div>` : ""}
