@@ -5,7 +5,9 @@
 #   the simulated metric runner started, the example events replayed, and the
 #   outcome shown (pending runs and what they wait for, the run-status table, a
 #   sample run request, the dead letter), then a dataset made late and the
-#   alerts as they arrive on a queue subscribed to the alerts topic.
+#   alerts as they arrive on a queue subscribed to the alerts topic, then a
+#   metric's definition changed: the dry run's diff, the re-run, its output
+#   going from stale to current.
 #
 #   localstack/demo.sh               run the demo, leave the stack running
 #   localstack/demo.sh --down-after  run the demo, then stop everything it started
@@ -137,9 +139,10 @@ say "Alerts: the exchange-rate dataset is now expected every 5 s, and nothing mo
 "$bin/orchestrator" catalog apply localstack/examples/late.yaml
 # What a subscriber of the alerts topic receives (here a queue subscribed to
 # it; email, Slack through AWS Chatbot or PagerDuty subscribe the same way).
-python3 - "$AWS_ENDPOINT_URL" "$ALERTS_QUEUE_URL" <<'PY'
+# Prints the alerts that arrive until one of the type given.
+wait_alert_py=$(cat <<'PY'
 import json, sys, time, urllib.parse, urllib.request
-endpoint, queue = sys.argv[1], sys.argv[2]
+endpoint, queue, wanted = sys.argv[1], sys.argv[2], sys.argv[3]
 def receive():
     data = urllib.parse.urlencode({"Action": "ReceiveMessage", "QueueUrl": queue,
                                    "WaitTimeSeconds": 2, "MaxNumberOfMessages": 10}).encode()
@@ -153,11 +156,39 @@ while time.time() < deadline:
         alert = json.loads(m["Body"])
         print(f"alert from the alerts topic: {alert['type']}")
         print(json.dumps(alert, indent=2))
-        if alert["type"] == "dataset_late":
+        if alert["type"] == wanted:
             sys.exit(0)
-sys.exit("no dataset_late alert arrived on the alerts queue within 90 s")
+sys.exit(f"no {wanted} alert arrived on the alerts queue within 90 s")
 PY
+)
+python3 -c "$wait_alert_py" "$AWS_ENDPOINT_URL" "$ALERTS_QUEUE_URL" dataset_late
 echo "late datasets through the API: $(curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/api/v1/datasets?freshness=late" | python3 -c 'import json,sys; print([(d["id"], d["freshness"]["state"]) for d in json.load(sys.stdin)["items"]])')"
+
+say "A definition change: ratio.reserves_to_base's scale 100 → 1000, with on_change: rerun"
+echo "What would change (--dry-run writes nothing):"
+"$bin/orchestrator" catalog apply localstack/examples/definition-change.yaml --dry-run --by demo
+"$bin/orchestrator" catalog apply localstack/examples/definition-change.yaml --by demo
+metric_output() {
+  curl -fsS "http://${API_ADDR:-127.0.0.1:8080}/api/v1/metrics/ratio.reserves_to_base" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+o = m["output"]
+reasons = "; ".join(r["text"] for r in o["reasons"])
+line = "definition v%s; newest output: %s, made by a run of v%s" % (m["definitionVersion"], o["status"], o["definitionVersion"])
+print(line + (" (" + reasons + ")" if reasons else ""))'
+}
+echo "Right after the apply: $(metric_output)"
+python3 -c "$wait_alert_py" "$AWS_ENDPOINT_URL" "$ALERTS_QUEUE_URL" metric_definition_changed
+for _ in $(seq 1 120); do
+  metric_output | grep -q "newest output: current" && break; sleep 0.5
+done
+after=$(metric_output)
+echo "After the re-run:       $after"
+case "$after" in *"newest output: current"*) ;; *) echo "the re-run did not make the output current within 60 s" >&2; exit 1 ;; esac
+rerun=$(psql "$DATABASE_URL" -Atc "select run_id from run_status where metric_code = 'ratio.reserves_to_base' and definition_version = 2 order by created_at desc limit 1")
+echo "The re-run's request carries: $("$bin/orchestrator" runs show "$rerun" --request | python3 -c 'import json,sys; r = json.load(sys.stdin); print({k: r[k] for k in ("definitionVersion", "definitionHash")}, "scale", r["expressionJson"]["scale"])')"
+echo "Stale metrics now (orchestrator metrics stale):"
+"$bin/orchestrator" metrics stale --limit 5
 
 say "The operator API and console"
 api="http://${API_ADDR:-127.0.0.1:8080}"

@@ -7,7 +7,11 @@
 //!   ([`domain::ids`]), pending-run decisions and their evaluation in order
 //!   (`domain::metric_evaluation`), trigger policies and what they decide at
 //!   a time (`domain::trigger_policy`, `domain::trigger`), the run state machine
-//!   ([`domain::run_state`]), inbound events and the outbound run request.
+//!   ([`domain::run_state`]), inbound events and the outbound run request;
+//!   a metric's definition, its canonical form and hash and what a change
+//!   changed ([`domain::definition`]), what a worker does with a change
+//!   ([`domain::definition_change`]), and whether an output is stale and
+//!   why ([`domain::staleness`]).
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
 //!   the crate's SQL is there), run requests assembled from their outbox
 //!   recipes ([`store::requests`]), requests carried on their run rows
@@ -21,7 +25,9 @@
 //!   [`app::dependents`]), lifecycle
 //!   events, timeout/retry sweep, freshness sweep ([`app::freshness`]),
 //!   trigger-policy timers, holds and resumes ([`app::policy`]), catalog
-//!   apply, operator run queries; the evaluation every update passes
+//!   apply (which versions definitions), acting on definition changes
+//!   ([`app::definition_changes`]), stale outputs ([`app::staleness`]),
+//!   operator run queries; the evaluation every update passes
 //!   through, a pure core and a thin shell ([`app::evaluate`]).
 //! - [`outbox`]: publishing what a transaction committed after the commit:
 //!   its three paths (handed, submitted, swept) and the lease rule in one

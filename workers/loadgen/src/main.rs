@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_api;
+mod bench_definitions;
 mod bench_freshness;
 mod bench_latency;
 mod bench_messaging;
@@ -45,6 +46,9 @@ enum Command {
     BenchApi(bench_api::BenchApiArgs),
     /// The freshness sweep's time and a worker's memory at 50,000 metrics.
     BenchFreshness(bench_freshness::BenchFreshnessArgs),
+    /// A definition change to every metric at once: apply, re-runs, and
+    /// projection-update latency meanwhile.
+    BenchDefinitions(bench_definitions::BenchDefinitionsArgs),
 }
 
 /// The server where loadgen creates (and drops) its scratch databases.
@@ -65,6 +69,7 @@ async fn main() {
         Command::Generate(args) => generate::run(args),
         Command::BenchApi(args) => bench_api::run(args).await,
         Command::BenchFreshness(args) => bench_freshness::run(args).await,
+        Command::BenchDefinitions(args) => bench_definitions::run(args).await,
     };
     if let Err(e) = result {
         drop(telemetry);

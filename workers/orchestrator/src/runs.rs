@@ -85,6 +85,7 @@ pub(crate) fn table(rows: &[RunRow]) -> Table {
         "metric",
         "status",
         "attempt",
+        "definition",
         "requested",
         "started",
         "finished",
@@ -97,6 +98,9 @@ pub(crate) fn table(rows: &[RunRow]) -> Table {
             r.metric_code.clone(),
             r.status.to_string(),
             r.attempt.to_string(),
+            r.definition_version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_default(),
             ts(r.requested_at),
             ts(r.started_at),
             ts(r.finished_at),
@@ -180,6 +184,9 @@ async fn show(db: &DbArgs, run_id: &RunId, json: bool, request: bool) -> Result<
     println!("{}", table(std::slice::from_ref(&detail.run)));
     if let Some(r) = &detail.run.retry_of {
         println!("retry of {r}");
+    }
+    if let Some(v) = &detail.run.code_version {
+        println!("the runner reported code version {v}");
     }
     if !detail.pending_datasets.is_empty() {
         let waiting = detail.waiting_for();
