@@ -363,6 +363,18 @@ async fn after_adoption_the_fleet_carries_on_with_the_history() {
     );
     assert_eq!(status_of(&db, run("a6")).await, "queued");
     let request = request_of(&db, run("a6")).await;
+    // Adopted metrics are at definition version 1, made from what was stored.
+    assert_eq!(request["definitionVersion"], 1, "{request}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM metrics WHERE definition_version IS DISTINCT FROM 1")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM metric_definition_versions WHERE action <> 'adopted'")
+            .await,
+        0
+    );
     assert_eq!(
         request["catalog"]["datasets"]["d1"]["manifestPath"],
         "d1/u2/manifest.json"

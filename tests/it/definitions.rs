@@ -440,3 +440,93 @@ async fn metrics_without_a_version_get_version_1_from_what_is_stored() {
         .unwrap();
     assert!(again.definitions.is_empty(), "{again:?}");
 }
+
+#[tokio::test]
+async fn a_retry_after_a_change_carries_its_first_attempt_s_version_and_expression() {
+    let db = TestDb::new("defs_retry").await;
+    let mut c = with_pair(100, "none");
+    c["metrics"][1]["max_attempts"] = json!(2);
+    apply(&db, &c).await;
+    let first = pair_output(&db).await;
+    c["metrics"][1]["expression_json"]["scale"] = json!(1000);
+    apply(&db, &c).await;
+    let failed = LifecycleEvent::Completed(Completion {
+        run_id: first.as_str().into(),
+        status: CompletionStatus::Failure,
+        metric_code: None,
+        version_ts: None,
+        output_manifest: None,
+        row_count: None,
+        error: Some("boom".into()),
+        code_version: None,
+    });
+    handle(&db.ctx(), &failed, &json!({"runId": first, "n": 1}))
+        .await
+        .unwrap();
+    let runs = runs_of_pair(&db).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(run_version(&db, &runs[1]).await.0, Some(1));
+    let req = request_of(&db, &runs[1]).await;
+    assert_eq!(
+        (
+            req["definitionVersion"].clone(),
+            req["expressionJson"]["scale"].clone()
+        ),
+        (json!(1), json!(100))
+    );
+}
+
+#[tokio::test]
+async fn the_api_lists_outputs_by_status_and_reason() {
+    let db = TestDb::new("defs_api").await;
+    apply(&db, &with_pair(100, "none")).await;
+    let old = pair_output(&db).await;
+    complete(&db, &old, None).await;
+    apply(&db, &with_pair(1000, "none")).await;
+    let api = orchestrator_tests::api::ApiServer::for_db(&db, None).await;
+    let (st, page) = api
+        .get("/api/v1/metrics?stale_reason=definition_changed")
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let codes: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["m.pair"]);
+    let m = &page["items"][0];
+    assert_eq!(m["definitionVersion"], 2);
+    assert_eq!(m["output"]["status"], "stale");
+    assert_eq!(m["output"]["definitionVersion"], 1);
+    assert_eq!(m["output"]["reasons"][0]["reason"], "definition_changed");
+    assert_eq!(
+        (
+            m["output"]["reasons"][0]["fromVersion"].clone(),
+            m["output"]["reasons"][0]["toVersion"].clone()
+        ),
+        (json!(1), json!(2))
+    );
+    let (_, none) = api.get("/api/v1/metrics?output=no_output").await;
+    let codes: Vec<&str> = none["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["m.nodays", "m.single", "m.triple"]);
+    let (st, bad) = api.get("/api/v1/metrics?stale_reason=late").await;
+    assert_eq!(st, 400, "{bad}");
+    assert!(
+        bad.to_string().contains("one of definition_changed"),
+        "{bad}"
+    );
+    let (_, run) = api.get(&format!("/api/v1/runs/{old}")).await;
+    assert_eq!(run["definitionVersion"], 1);
+    let (_, doc) = api.get("/api/v1/openapi.json").await;
+    let params = doc["paths"]["/api/v1/metrics"]["get"]["parameters"].to_string();
+    assert!(
+        params.contains("stale_reason") && params.contains("\"output\""),
+        "{params}"
+    );
+}

@@ -200,6 +200,23 @@ async fn metrics_endpoint_counts_messages_by_outcome_and_reports_latency_outbox_
     .await;
     assert!(sample(&text, "orchestrator_outbox_oldest_age_seconds", &[]).is_some());
     assert!(sample(&text, "orchestrator_runs", &["status=\"queued\""]).is_some());
+    // The staleness gauges are counted when the worker starts, then every
+    // minute: nothing has succeeded here, so nothing is stale.
+    let text = eventually(WAIT, "the staleness gauges to be set", || async {
+        let t = get(port, "/metrics").await?;
+        sample(&t, "orchestrator_stale_metrics", &["reason=\"any\""])
+            .is_some()
+            .then_some(t)
+    })
+    .await;
+    for reason in ["definition_changed", "input_updated", "policy_changed"] {
+        let label = format!("reason=\"{reason}\"");
+        assert_eq!(
+            sample(&text, "orchestrator_stale_metrics", &[&label]),
+            Some(0.0),
+            "{reason}"
+        );
+    }
 }
 
 /// A stand-in OTLP/HTTP collector: answers 200 to every request and keeps
