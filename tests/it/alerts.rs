@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orchestrator_core::app::freshness::sweep;
 use orchestrator_core::app::projection_update::process;
-use orchestrator_tests::aws::{attributes, receive, Stack};
+use orchestrator_tests::aws::{alerts_until, receive, Stack};
 use orchestrator_tests::fixtures::{apply, base_catalog, update};
 use orchestrator_tests::process::Process;
 use orchestrator_tests::TestDb;
@@ -19,40 +19,6 @@ fn expecting(every: &str) -> Value {
     let mut c = base_catalog();
     c["datasets"][0]["expected_every"] = json!(every);
     c
-}
-
-/// Alerts received on the stack's alerts queue within `timeout`, until
-/// `enough` holds for them, with their `alert_type` attribute checked.
-async fn alerts_until(
-    stack: &Stack,
-    timeout: Duration,
-    enough: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut got: Vec<Value> = Vec::new();
-    while !enough(&got) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alerts received within {timeout:?}: {got:#?}"
-        );
-        for m in receive(
-            &stack.aws.sqs,
-            &stack.names.alerts_queue_url,
-            10,
-            Duration::from_secs(1),
-        )
-        .await
-        {
-            let body: Value =
-                serde_json::from_str(m.body().unwrap_or_default()).expect("an alert body is JSON");
-            assert_eq!(
-                attributes(&m).get("alert_type").map(String::as_str),
-                body["type"].as_str()
-            );
-            got.push(body);
-        }
-    }
-    got
 }
 
 fn of_type<'a>(alerts: &'a [Value], t: &str) -> Vec<&'a Value> {

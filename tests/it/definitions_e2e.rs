@@ -8,9 +8,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use orchestrator_tests::aws::{receive, Stack};
+use orchestrator_tests::aws::{alerts_until, receive, Stack};
 use orchestrator_tests::fixtures::{apply, base_catalog, request_text, update_body};
-use orchestrator_tests::process::{binary, Process};
+use orchestrator_tests::process::{cli, Process};
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::{json, Value};
 
@@ -24,27 +24,6 @@ fn catalog(scale: i64, single_op: &str) -> Value {
     c["metrics"][1]["expression_json"]["scale"] = json!(scale);
     c["metrics"][1]["on_change"] = json!("rerun");
     c
-}
-
-fn cli(env: &[(String, String)], args: &[&str]) -> std::process::Child {
-    std::process::Command::new(binary("orchestrator"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("orchestrator runs")
-}
-
-fn output(child: std::process::Child, what: &str) -> String {
-    let out = child.wait_with_output().expect("orchestrator ends");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{what}: {text}");
-    text
 }
 
 /// (id, status, definition version) of a metric's runs, oldest first.
@@ -127,10 +106,7 @@ async fn a_definition_change_reruns_once_alerts_and_the_unchanged_runner_reads_e
         std::env::temp_dir().join(format!("defs-e2e-{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&file, catalog(1000, "avg").to_string()).unwrap();
     let path = file.to_str().unwrap();
-    let dry = output(
-        cli(&env, &["catalog", "apply", path, "--dry-run"]),
-        "the dry run",
-    );
+    let dry = cli(&env, &["catalog", "apply", path, "--dry-run"]);
     assert!(
         dry.contains(
             "m.pair: definition v1 → v2 (expression changed: scale 100 → 1000); on_change: rerun"
@@ -142,11 +118,12 @@ async fn a_definition_change_reruns_once_alerts_and_the_unchanged_runner_reads_e
         "{dry}"
     );
     // Two operators apply the same change at once.
-    let (a, b) = (
-        cli(&env, &["catalog", "apply", path, "--by", "ana"]),
-        cli(&env, &["catalog", "apply", path, "--by", "ana"]),
-    );
-    let (a, b) = (output(a, "apply a"), output(b, "apply b"));
+    let apply_as_ana = || cli(&env, &["catalog", "apply", path, "--by", "ana"]);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(apply_as_ana);
+        let b = s.spawn(apply_as_ana);
+        (a.join().unwrap(), b.join().unwrap())
+    });
     let reported = [&a, &b]
         .iter()
         .filter(|t| t.contains("m.pair: definition v1 → v2"))
@@ -163,24 +140,16 @@ async fn a_definition_change_reruns_once_alerts_and_the_unchanged_runner_reads_e
         "on_change none requests nothing: {single:?}"
     );
 
-    let mut alerts: Vec<Value> = Vec::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    while alerts.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "alerts: {alerts:#?}");
-        for m in receive(
-            &stack.aws.sqs,
-            &stack.names.alerts_queue_url,
-            10,
-            Duration::from_secs(1),
-        )
-        .await
-        {
-            let a: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            if a["type"] == "metric_definition_changed" {
-                alerts.push(a);
-            }
-        }
-    }
+    let mut alerts: Vec<Value> = alerts_until(&stack, WAIT, |a| {
+        a.iter()
+            .filter(|x| x["type"] == "metric_definition_changed")
+            .count()
+            >= 2
+    })
+    .await
+    .into_iter()
+    .filter(|x| x["type"] == "metric_definition_changed")
+    .collect();
     alerts.sort_by_key(|a| a["metricCode"].as_str().unwrap().to_string());
     assert_eq!(alerts[0]["metricCode"], "m.pair");
     assert_eq!(alerts[0]["outcome"], "run requested with v2");
@@ -206,12 +175,9 @@ async fn a_definition_change_reruns_once_alerts_and_the_unchanged_runner_reads_e
         "a change alerted twice"
     );
 
-    let stale = output(
-        cli(
-            &env,
-            &["metrics", "stale", "--reason", "definition_changed"],
-        ),
-        "metrics stale",
+    let stale = cli(
+        &env,
+        &["metrics", "stale", "--reason", "definition_changed"],
     );
     assert!(
         stale.contains("m.single\tdefinition_changed (v1 → v2)"),

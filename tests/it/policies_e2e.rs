@@ -9,7 +9,7 @@ use orchestrator_core::store::stats;
 use orchestrator_tests::aws::Stack;
 use orchestrator_tests::fixtures::{apply, base_catalog, update_body};
 use orchestrator_tests::invariants::assert_invariants;
-use orchestrator_tests::process::{binary, Process};
+use orchestrator_tests::process::{cli, Process};
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::{json, Value};
 
@@ -53,21 +53,6 @@ async fn fleet(
         ),
     ];
     (db, stack, env, processes)
-}
-
-fn orchestrator(env: &[(String, String)], args: &[&str]) -> String {
-    let out = std::process::Command::new(binary("orchestrator"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("orchestrator runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "orchestrator {args:?}: {text}");
-    text
 }
 
 async fn send(stack: &Stack, bodies: &[String]) {
@@ -200,7 +185,7 @@ async fn an_optional_input_runs_without_waiting() {
 #[tokio::test]
 async fn hold_then_resume_gives_exactly_one_run() {
     let (db, stack, env, _fleet) = fleet("hold", &base_catalog()).await;
-    let out = orchestrator(&env, &["metrics", "hold", "m.single", "--by", "alice"]);
+    let out = cli(&env, &["metrics", "hold", "m.single", "--by", "alice"]);
     assert!(out.contains("held metric m.single"), "{out}");
     send(&stack, &["v1", "v2", "v3"].map(|v| update_body("d1", v))).await;
     processed(&db, 3).await;
@@ -210,7 +195,7 @@ async fn hold_then_resume_gives_exactly_one_run() {
         0,
         "held: nothing requested"
     );
-    let out = orchestrator(&env, &["metrics", "resume", "m.single"]);
+    let out = cli(&env, &["metrics", "resume", "m.single"]);
     assert!(out.contains("queued run"), "{out}");
     let requests = succeeded(&db, "m.single", 1).await;
     assert_eq!(requests.len(), 1);
@@ -218,7 +203,7 @@ async fn hold_then_resume_gives_exactly_one_run() {
         requests[0]["trigger"]["folded"].as_array().unwrap().len(),
         3
     );
-    let out = orchestrator(&env, &["metrics", "resume", "m.single"]);
+    let out = cli(&env, &["metrics", "resume", "m.single"]);
     assert!(out.contains("was not held"), "{out}");
     assert_invariants(&db).await;
 }

@@ -338,3 +338,37 @@ pub fn output_env(outputs: &serde_json::Value) -> Vec<(String, String)> {
 pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
+
+/// Alerts received on the stack's alerts queue within `timeout`, until
+/// `enough` holds for them, with their `alert_type` attribute checked.
+pub async fn alerts_until(
+    stack: &Stack,
+    timeout: Duration,
+    enough: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got: Vec<serde_json::Value> = Vec::new();
+    while !enough(&got) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alerts received within {timeout:?}: {got:#?}"
+        );
+        for m in receive(
+            &stack.aws.sqs,
+            &stack.names.alerts_queue_url,
+            10,
+            Duration::from_secs(1),
+        )
+        .await
+        {
+            let body: serde_json::Value =
+                serde_json::from_str(m.body().unwrap_or_default()).expect("an alert body is JSON");
+            assert_eq!(
+                attributes(&m).get("alert_type").map(String::as_str),
+                body["type"].as_str()
+            );
+            got.push(body);
+        }
+    }
+    got
+}

@@ -190,6 +190,23 @@ fn memory_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Runs `orchestrator` with `args` to its end; its output (standard output,
+/// then standard error). A failure fails the test with that output.
+pub fn cli(env: &[(String, String)], args: &[&str]) -> String {
+    let out = std::process::Command::new(binary("orchestrator"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("orchestrator runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "orchestrator {args:?}: {text}");
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
