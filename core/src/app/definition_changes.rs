@@ -5,7 +5,7 @@
 //! (`metric_definition_changed`, when alerts are on) and, with
 //! `on_change: rerun`, one run requested now (`domain::definition_change`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,9 @@ use crate::domain::definition_change::{decide, ChangeFacts, Outcome, Step};
 use crate::domain::ids::{MetricId, OutboxId, RunId};
 use crate::in_transaction;
 use crate::store::definitions::{self, DueChange};
-use crate::store::{catalog, db_now, outbox, trigger_policies, updates, StoreError, Transaction};
+use crate::store::{
+    catalog, db_now, outbox, pending, trigger_policies, updates, StoreError, Transaction,
+};
 
 /// What one batch did.
 #[derive(Debug, Default, Clone)]
@@ -48,6 +50,14 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
     let (locked, disabled) = catalog::claim_metrics(tx, &ids).await?;
     let locked: HashMap<&MetricId, &catalog::LockedMetric> =
         locked.iter().map(|m| (&m.id, m)).collect();
+    // Read under the metrics' locks: no update can open a pending run of
+    // one of them before this transaction ends.
+    let held: Vec<MetricId> = locked.keys().map(|id| (*id).clone()).collect();
+    let waiting: HashSet<MetricId> = pending::open_runs(tx, &held)
+        .await?
+        .into_iter()
+        .map(|o| o.metric_id)
+        .collect();
     let required = catalog::required_datasets(tx, &ids).await?;
     let newest = updates::newest_for_metrics(tx, &ids).await?;
     let now = db_now(tx).await?;
@@ -72,7 +82,7 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
                         current_version: change.current_version,
                         enabled: change.enabled,
                         rerun: change.action == "rerun",
-                        has_pending_run: change.has_pending_run,
+                        has_pending_run: waiting.contains(&m.id),
                         held: m.timing.hold.is_some(),
                         cooldown_until: m.policy.cooldown.zip(m.timing.last_requested_at).map(
                             |(c, last)| last + chrono::Duration::from_std(c).unwrap_or_default(),

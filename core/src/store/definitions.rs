@@ -286,8 +286,6 @@ pub struct DueChange {
     pub changes: Value,
     pub applied_by: String,
     pub applied_at: DateTime<Utc>,
-    /// An open run that is still waiting for its inputs.
-    pub has_pending_run: bool,
 }
 
 /// Takes up to `limit` due changes, oldest first, skipping those another
@@ -303,9 +301,7 @@ pub async fn take_due(tx: &Transaction<'_>, limit: i64) -> StoreResult<Vec<DueCh
              SELECT c.metric_id, m.code,
                     (SELECT max(p.version) FROM metric_definition_versions p
                       WHERE p.metric_id = c.metric_id AND p.version < c.version),
-                    c.version, m.definition_version, m.enabled, v.action, v.changes, v.applied_by, v.applied_at,
-                    EXISTS (SELECT 1 FROM metric_runs r
-                             WHERE r.metric_id = c.metric_id AND r.status = 'pending_dependencies')
+                    c.version, m.definition_version, m.enabled, v.action, v.changes, v.applied_by, v.applied_at
                FROM c JOIN metrics m ON m.id = c.metric_id
                JOIN metric_definition_versions v ON v.metric_id = c.metric_id AND v.version = c.version
               ORDER BY c.metric_id, c.version",
@@ -325,7 +321,6 @@ pub async fn take_due(tx: &Transaction<'_>, limit: i64) -> StoreResult<Vec<DueCh
             changes: r.get(7),
             applied_by: r.get(8),
             applied_at: r.get(9),
-            has_pending_run: r.get(10),
         })
         .collect())
 }
