@@ -174,15 +174,22 @@ async fn an_update_offloaded_to_s3_is_fetched_and_processed() {
 }
 
 /// Sends one update per dataset of `datasets` to a worker at `concurrency`
-/// whose first database connection takes 3 s, waits until all are in flight
-/// (received, invisible, not yet deleted), sends SIGTERM, and checks that it
-/// exits 0 having processed and deleted every one of them.
+/// whose first handler waits on a lock the test holds, waits until all are
+/// in flight (received, invisible, not yet deleted), sends SIGTERM, lets the
+/// lock go, and checks that it exits 0 having processed and deleted every
+/// one of them.
 async fn sigterm_drains(name: &str, concurrency: &str, datasets: &[&str]) {
     let db = db_with_catalog(&format!("fault_sigterm_{name}")).await;
     let stack = Stack::new(name, false).await;
-    let proxy = TcpProxy::start(&host_port(&db.url)).await;
-    proxy.delay_new_connections(Duration::from_secs(3));
-    let env = env_via(&stack, &db, &proxy, &[("WORKER_CONCURRENCY", concurrency)]);
+    let mut env = stack.env(&db);
+    env.push(("WORKER_CONCURRENCY".into(), concurrency.into()));
+    // A lock held by the test keeps the first handler in its transaction
+    // until after SIGTERM, whatever else the worker does meanwhile.
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE event_log IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
     let mut worker = Process::spawn("projection-update-worker", &env, &[]);
     let queue = &stack.names.projection_updates_queue_url;
     for d in datasets {
@@ -193,8 +200,12 @@ async fn sigterm_drains(name: &str, concurrency: &str, datasets: &[&str]) {
         (stack.depth(queue).await == Some((0, n as i64))).then_some(())
     })
     .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &worker.pid().to_string()])
+        .status();
+    locker.batch_execute("COMMIT").await.unwrap();
     let status = worker
-        .terminate(Duration::from_secs(20))
+        .wait_exit(Duration::from_secs(20))
         .expect("the worker exits within the grace period");
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(
@@ -207,8 +218,8 @@ async fn sigterm_drains(name: &str, concurrency: &str, datasets: &[&str]) {
     assert!(left.is_empty(), "processed messages must not come back");
 }
 
-// Multi-threaded: the proxy's tasks must keep running while the test blocks
-// waiting for the process to exit.
+// Multi-threaded: the lock holder's connection must keep running while the
+// test blocks waiting for the process to exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_message_finish_then_exits_zero() {
     // The first message is still in its handler when SIGTERM arrives.

@@ -46,6 +46,21 @@ where
     (name, Box::pin(every))
 }
 
+/// `work`, dropped if shutdown comes first (`None`). Only for ticks whose
+/// work may be cut at any point: a transaction dropped before its commit is
+/// rolled back, and what one committed is in the outbox for the next sweep.
+/// The other ticks finish, so that a sweep in the middle of publishing
+/// marks what it sent.
+async fn until_shutdown<T>(
+    shutdown: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        out = work => Some(out),
+    }
+}
+
 /// Publishes every outbox row that is due (crash recovery, failed
 /// publishes, what no queue took), every `RelayConfig::sweep_interval`.
 pub fn outbox_sweep<P: Publisher + 'static>(
@@ -142,14 +157,19 @@ pub fn definition_changes(
     per_sec: u32,
     shutdown: CancellationToken,
 ) -> Task {
+    let stop = shutdown.clone();
     periodic(
         "definition changes",
         Duration::from_secs(1),
         shutdown,
         move || {
-            let (ctx, publish) = (ctx.clone(), publish.clone());
+            let (ctx, publish, stop) = (ctx.clone(), publish.clone(), stop.clone());
             async move {
-                let r = definition_changes::drain(&ctx, i64::from(per_sec)).await?;
+                let drained =
+                    until_shutdown(&stop, definition_changes::drain(&ctx, i64::from(per_sec)));
+                let Some(r) = drained.await.transpose()? else {
+                    return Ok(());
+                };
                 if r.done + r.later > 0 {
                     tracing::info!(
                         done = r.done,
@@ -168,14 +188,15 @@ pub fn definition_changes(
 /// Counts the metrics whose outputs are stale, by reason, every minute (it
 /// reads every metric, so less often than the other gauges).
 pub fn staleness_gauges(pool: crate::store::Pool, shutdown: CancellationToken) -> Task {
+    let stop = shutdown.clone();
     periodic(
         "staleness gauges",
         Duration::from_secs(60),
         shutdown,
         move || {
-            let pool = pool.clone();
+            let (pool, stop) = (pool.clone(), stop.clone());
             async move {
-                crate::ops::refresh_staleness_gauges(&pool).await;
+                until_shutdown(&stop, crate::ops::refresh_staleness_gauges(&pool)).await;
                 Ok(())
             }
         },
@@ -297,5 +318,22 @@ mod tests {
         assert_eq!(ticks.load(Ordering::SeqCst), 3, "at 0 s, 5 s and 10 s");
         stop.cancel();
         running.await.unwrap();
+    }
+
+    /// Work that may be cut is dropped at shutdown instead of holding the
+    /// worker's exit (a tick waiting on an unreachable database would hold
+    /// it for the pool's whole wait); work that ends first is returned.
+    #[tokio::test(start_paused = true)]
+    async fn cuttable_work_is_dropped_at_shutdown() {
+        let stop = CancellationToken::new();
+        let quick = until_shutdown(&stop, async { 7 }).await;
+        assert_eq!(quick, Some(7));
+        let waiting = tokio::spawn({
+            let stop = stop.clone();
+            async move { until_shutdown(&stop, tokio::time::sleep(Duration::from_secs(3600))).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.cancel();
+        assert_eq!(waiting.await.unwrap(), None);
     }
 }
