@@ -187,8 +187,6 @@ async fn apply_in(
         .await?,
     );
     crate::store::pending::sync_required_days(tx).await?;
-    let on_change: Vec<&str> = cat.metrics.iter().map(|m| m.on_change.as_str()).collect();
-    definitions::set_on_change(tx, &id_strs, &on_change).await?;
     let versions = new_versions(&cat, &current);
     definitions::record(tx, &versions, by).await?;
     let codes: HashMap<&str, &str> = cat

@@ -68,36 +68,32 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
             out.later += 1;
             continue;
         }
-        let facts =
-            match metric {
-                Some(m) => {
-                    let (_, inputs) = trigger::newest_inputs(
-                        required.get(&m.id).map(Vec::as_slice).unwrap_or_default(),
-                        &newest,
-                        now,
-                        m.required_days,
-                    );
-                    ChangeFacts {
-                        version: change.version,
-                        current_version: change.current_version,
-                        enabled: change.enabled,
-                        rerun: change.action == "rerun",
-                        has_pending_run: waiting.contains(&m.id),
-                        held: m.timing.hold.is_some(),
-                        cooldown_until: m.policy.cooldown.zip(m.timing.last_requested_at).map(
-                            |(c, last)| last + chrono::Duration::from_std(c).unwrap_or_default(),
-                        ),
-                        inputs,
-                    }
-                }
-                None => ChangeFacts {
-                    version: change.version,
-                    current_version: change.current_version,
-                    enabled: false,
-                    rerun: change.action == "rerun",
-                    ..ChangeFacts::default()
-                },
-            };
+        // The newest update of each input: what decides whether it can
+        // run, and what the run uses if it is requested.
+        let (used, inputs) = match metric {
+            Some(m) => trigger::newest_inputs(
+                required.get(&m.id).map(Vec::as_slice).unwrap_or_default(),
+                &newest,
+                now,
+                m.required_days,
+            ),
+            None => Default::default(),
+        };
+        let facts = ChangeFacts {
+            version: change.version,
+            current_version: change.current_version,
+            enabled: metric.is_some() && change.enabled,
+            rerun: change.action == "rerun",
+            has_pending_run: waiting.contains(&change.metric_id),
+            held: metric.is_some_and(|m| m.timing.hold.is_some()),
+            cooldown_until: metric.and_then(|m| {
+                m.policy
+                    .cooldown
+                    .zip(m.timing.last_requested_at)
+                    .map(|(c, last)| last + chrono::Duration::from_std(c).unwrap_or_default())
+            }),
+            inputs,
+        };
         let outcome = match decide(&facts, now) {
             Step::Later(at, why) => {
                 tracing::debug!(metric = %change.metric_id, version = change.version, %at, why, "definition change put off");
@@ -109,15 +105,6 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
         };
         let mut run = None;
         if outcome == Outcome::Request {
-            let (used, _) = trigger::newest_inputs(
-                required
-                    .get(&change.metric_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-                &newest,
-                now,
-                metric.map_or(0, |m| m.required_days),
-            );
             let (id, ids) =
                 trigger::request_now(tx, ctx, &change.metric_id, &change.metric_code, &used, now)
                     .await?;

@@ -380,18 +380,19 @@ async fn upsert_metrics(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let freqs: Vec<Option<&str>> = metrics.iter().map(|m| m.frequency.as_deref()).collect();
     let units: Vec<Option<&str>> = metrics.iter().map(|m| m.unit.as_deref()).collect();
     let descs: Vec<Option<&str>> = metrics.iter().map(|m| m.description.as_deref()).collect();
+    let on_change: Vec<&str> = metrics.iter().map(|m| m.on_change.as_str()).collect();
     tx.execute(
         "INSERT INTO metrics (id, code, expression_type, expression_json, required_days, max_attempts,
-                              enabled, frequency, unit, description, run_timeout_secs)
+                              enabled, frequency, unit, description, run_timeout_secs, on_change)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
-                              $7::bool[], $8::text[], $9::text[], $10::text[], $11::int[])
+                              $7::bool[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[])
          ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, expression_type = EXCLUDED.expression_type,
              expression_json = EXCLUDED.expression_json, required_days = EXCLUDED.required_days,
              max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
-             run_timeout_secs = EXCLUDED.run_timeout_secs,
+             run_timeout_secs = EXCLUDED.run_timeout_secs, on_change = EXCLUDED.on_change,
              frequency = EXCLUDED.frequency, unit = EXCLUDED.unit,
              description = EXCLUDED.description, updated_at = now()",
-        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts],
+        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts, &on_change],
     )
     .await?;
     let (dep_metric, dep_series): (Vec<&str>, Vec<String>) = metrics

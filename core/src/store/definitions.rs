@@ -1,6 +1,7 @@
 //! The definition-version aggregate: `metric_definition_versions`, each
-//! metric's `definition_version` and `on_change`, and the changes workers
-//! have yet to act on (`metric_definition_changes`).
+//! metric's `definition_version` (its `on_change` is a catalog column,
+//! written with the rest of the metric), and the changes workers have yet
+//! to act on (`metric_definition_changes`).
 
 use std::collections::HashMap;
 
@@ -208,22 +209,6 @@ pub async fn stamp_unversioned(tx: &Transaction<'_>, action: Action) -> StoreRes
         .collect();
     record(tx, &versions, None).await?;
     Ok(versions.len())
-}
-
-/// Writes each metric's `on_change`.
-pub async fn set_on_change(
-    tx: &Transaction<'_>,
-    ids: &[&str],
-    on_change: &[&str],
-) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE metrics m SET on_change = u.on_change
-           FROM unnest($1::text[], $2::text[]) AS u(id, on_change)
-          WHERE m.id = u.id AND m.on_change IS DISTINCT FROM u.on_change",
-        &[&ids, &on_change],
-    )
-    .await?;
-    Ok(())
 }
 
 /// The expression a run of `(metric, version)` carries, and the version's
