@@ -149,6 +149,36 @@ pub async fn refresh_staleness_gauges(pool: &Pool) {
     }
 }
 
+/// Replaces the backfill gauges: the points of each running or paused
+/// backfill (the oldest [`crate::ground::prometheus::BACKFILL_SERIES`]) by
+/// state; a failed read keeps the last ones.
+pub async fn refresh_backfill_gauges(pool: &Pool) {
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => return tracing::debug!(error = %e, "could not count backfill points"),
+    };
+    let limit = crate::ground::prometheus::BACKFILL_SERIES;
+    match crate::store::backfills::active_counts(&client, limit).await {
+        Ok(rows) => {
+            let rows: Vec<(String, Vec<(&str, i64)>)> = rows
+                .into_iter()
+                .map(|(id, c)| {
+                    let states = vec![
+                        ("done", c.done),
+                        ("running", c.running),
+                        ("failed", c.failed),
+                        ("left", c.left),
+                        ("canceled", c.canceled),
+                    ];
+                    (id.into_string(), states)
+                })
+                .collect();
+            crate::ground::prometheus::set_backfills(&rows);
+        }
+        Err(e) => tracing::debug!(error = %e, "could not count backfill points"),
+    }
+}
+
 /// Sets the gauges read from the database (outbox backlog, runs by status);
 /// every replica reports the same values.
 pub async fn refresh_state_gauges(pool: Pool) {

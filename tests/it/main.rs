@@ -6,6 +6,7 @@ mod adopt;
 mod alerts;
 mod api;
 mod api_exposure;
+mod backfills;
 mod backlog;
 mod backpressure;
 mod batches;

@@ -70,11 +70,7 @@ impl std::fmt::Display for DefinitionChange {
         write!(
             f,
             "{}: definition v{} → v{} ({}); on_change: {}",
-            self.metric_code,
-            self.from,
-            self.to,
-            self.summary,
-            self.action.as_str()
+            self.metric_code, self.from, self.to, self.summary, self.action
         )
     }
 }
@@ -206,10 +202,14 @@ async fn apply_in(
             from: v.version - 1,
             to: v.version,
             summary: definition::summary(&v.changes),
-            action: if v.action == Action::Rerun {
-                OnChange::Rerun
-            } else {
-                OnChange::None
+            action: match v.action {
+                Action::Rerun => OnChange::Rerun,
+                Action::Backfill => cat
+                    .metrics
+                    .iter()
+                    .find(|m| m.id == v.metric_id)
+                    .map_or(OnChange::None, |m| m.on_change),
+                _ => OnChange::None,
             },
         })
         .collect();
@@ -245,6 +245,7 @@ fn new_versions<'c>(cat: &'c Catalog, current: &HashMap<String, Current>) -> Vec
                     definition::diff(&c.definition, &canonical),
                     match m.on_change {
                         OnChange::Rerun => Action::Rerun,
+                        OnChange::Backfill { .. } => Action::Backfill,
                         OnChange::None => Action::None,
                     },
                 ),

@@ -3,17 +3,20 @@
 //! applied to many metrics at once is spread over time instead of
 //! starving projection updates. Each change gets its alert
 //! (`metric_definition_changed`, when alerts are on) and, with
-//! `on_change: rerun`, one run requested now (`domain::definition_change`).
+//! `on_change: rerun`, one run requested now (`domain::definition_change`);
+//! with `on_change: {backfill: {since}}`, a backfill (`app::backfill`).
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::app::backfill::{self, BackfillError};
 use crate::app::{trigger, Context};
 use crate::domain::alert::{self, Alert, DefinitionChanged};
+use crate::domain::backfill::{PointSpec, Reprocess, Request, DEFAULT_MAX_IN_FLIGHT};
 use crate::domain::definition::{self, Change};
 use crate::domain::definition_change::{decide, ChangeFacts, Outcome, Step};
-use crate::domain::ids::{MetricId, OutboxId, RunId};
+use crate::domain::ids::{BackfillId, MetricId, OutboxId, RunId};
 use crate::in_transaction;
 use crate::store::definitions::{self, DueChange};
 use crate::store::{
@@ -104,6 +107,13 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
             Step::Done(outcome) => outcome,
         };
         let mut run = None;
+        let mut backfill = None;
+        let mut described = outcome.describe(change.version);
+        if change.action == "backfill" && outcome == Outcome::MarkedStale {
+            let (id, said) = backfill_of(tx, change, now).await?;
+            backfill = id;
+            described = said;
+        }
         if outcome == Outcome::Request {
             let (id, ids) =
                 trigger::request_now(tx, ctx, &change.metric_id, &change.metric_code, &used, now)
@@ -115,11 +125,17 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
         }
         definitions::done(tx, &change.metric_id, change.version).await?;
         out.done += 1;
-        let described = outcome.describe(change.version);
         tracing::info!(metric = %change.metric_code, from = ?change.from_version, to = change.version,
-            action = %change.action, outcome = %described, run_id = ?run, "definition change");
+            action = %change.action, outcome = %described, run_id = ?run, backfill_id = ?backfill,
+            "definition change");
         if ctx.alerts {
-            alerts.push(alert_of(change, &described, run.as_ref(), now));
+            alerts.push(alert_of(
+                change,
+                &described,
+                run.as_ref(),
+                backfill.as_ref(),
+                now,
+            ));
         }
     }
     out.outbox_ids
@@ -127,7 +143,67 @@ async fn drain_in(tx: &Transaction<'_>, ctx: &Context, limit: i64) -> Result<Dra
     Ok(out)
 }
 
-fn alert_of(c: &DueChange, outcome: &str, run: Option<&RunId>, now: DateTime<Utc>) -> Alert {
+/// `on_change: {backfill: {since}}`: a backfill of the metric over its runs
+/// of the last `since` (reprocess stale), made once per change (its key),
+/// and what to say of it.
+async fn backfill_of(
+    tx: &Transaction<'_>,
+    c: &DueChange,
+    now: DateTime<Utc>,
+) -> Result<(Option<BackfillId>, String), StoreError> {
+    let since = c
+        .backfill_since_secs
+        .and_then(|s| u64::try_from(s).ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(90 * 86_400));
+    let from = now - chrono::Duration::from_std(since).unwrap_or_default();
+    let key = format!("definition-change:{}:v{}", c.metric_id, c.version);
+    let request = Request {
+        spelled: key.clone(),
+        metrics: vec![c.metric_code.clone()],
+        downstream: false,
+        from,
+        to: now,
+        points: PointSpec::Runs,
+        reprocess: Reprocess::Stale,
+        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+    };
+    let reason = format!("definition of {} changed to v{}", c.metric_code, c.version);
+    let made = backfill::create_in(
+        tx,
+        &backfill::Create {
+            request,
+            key: Some(&key),
+            by: Some(&c.applied_by),
+            reason: Some(&reason),
+            dry_run: false,
+        },
+    )
+    .await;
+    match made {
+        Ok(created) => {
+            let id = created.id;
+            let said = format!(
+                "backfill {} over the last {}: {} of {} point(s) to recompute",
+                id.as_ref().map(BackfillId::as_str).unwrap_or_default(),
+                humantime::format_duration(since),
+                created.plan.selected,
+                created.plan.points.len()
+            );
+            Ok((id, said))
+        }
+        Err(BackfillError::Store(e)) => Err(e),
+        Err(e) => Ok((None, format!("no backfill made: {e}"))),
+    }
+}
+
+fn alert_of(
+    c: &DueChange,
+    outcome: &str,
+    run: Option<&RunId>,
+    backfill: Option<&BackfillId>,
+    now: DateTime<Utc>,
+) -> Alert {
     let changes: Vec<Change> = serde_json::from_value(c.changes.clone()).unwrap_or_default();
     alert::definition_changed(&DefinitionChanged {
         metric_id: &c.metric_id,
@@ -141,6 +217,7 @@ fn alert_of(c: &DueChange, outcome: &str, run: Option<&RunId>, now: DateTime<Utc
         action: &c.action,
         outcome,
         run_id: run,
+        backfill_id: backfill,
         at: now,
     })
 }

@@ -2,6 +2,8 @@
 //! the result into a typed outcome.
 
 pub mod alerts;
+pub mod backfill;
+pub mod backfill_run;
 pub mod backlog;
 pub mod catalog_apply;
 pub mod definition_changes;

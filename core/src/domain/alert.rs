@@ -8,8 +8,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use super::backfill::Counts;
 use super::freshness_state::{DatasetState, MetricState};
-use super::ids::{DatasetId, MetricId, RunId};
+use super::ids::{BackfillId, DatasetId, MetricId, RunId};
 
 /// The version of every alert body; a change that is not an addition
 /// raises it.
@@ -23,16 +24,20 @@ pub enum AlertType {
     RunFailed,
     MessageDeadLettered,
     MetricDefinitionChanged,
+    BackfillCompleted,
+    BackfillFailed,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 6] = [
+    pub const ALL: [AlertType; 8] = [
         Self::DatasetLate,
         Self::DatasetOnTime,
         Self::MetricFreshnessChanged,
         Self::RunFailed,
         Self::MessageDeadLettered,
         Self::MetricDefinitionChanged,
+        Self::BackfillCompleted,
+        Self::BackfillFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,8 @@ impl AlertType {
             Self::RunFailed => "run_failed",
             Self::MessageDeadLettered => "message_dead_lettered",
             Self::MetricDefinitionChanged => "metric_definition_changed",
+            Self::BackfillCompleted => "backfill_completed",
+            Self::BackfillFailed => "backfill_failed",
         }
     }
 
@@ -259,6 +266,8 @@ pub struct DefinitionChanged<'a> {
     /// What became of it.
     pub outcome: &'a str,
     pub run_id: Option<&'a RunId>,
+    /// The backfill it made (`on_change: {backfill: …}`).
+    pub backfill_id: Option<&'a BackfillId>,
     pub at: DateTime<Utc>,
 }
 
@@ -277,6 +286,8 @@ struct DefinitionDetails<'a> {
     outcome: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     run_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backfill_id: Option<&'a str>,
 }
 
 pub fn definition_changed(c: &DefinitionChanged<'_>) -> Alert {
@@ -298,8 +309,69 @@ pub fn definition_changed(c: &DefinitionChanged<'_>) -> Alert {
             action: c.action,
             outcome: c.outcome,
             run_id: c.run_id.map(RunId::as_str),
+            backfill_id: c.backfill_id.map(BackfillId::as_str),
         },
     )
+}
+
+/// A backfill finished with every point computed, or a point of it failed
+/// its last attempt (once per backfill: the first such point).
+pub struct BackfillEvent<'a> {
+    pub backfill_id: &'a BackfillId,
+    pub metrics: &'a [String],
+    pub counts: Counts,
+    /// The backfill's status now (`running` when a point failed and the
+    /// others go on).
+    pub status: &'a str,
+    /// The point that failed: metric code, moment, run, error.
+    pub failed: Option<FailedPoint<'a>>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedPoint<'a> {
+    pub metric_code: &'a str,
+    pub as_of: String,
+    pub run_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BackfillDetails<'a> {
+    backfill_id: &'a str,
+    metric_codes: &'a [String],
+    status: &'a str,
+    points: Counts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_point: Option<&'a FailedPoint<'a>>,
+}
+
+pub fn backfill(c: &BackfillEvent<'_>) -> Alert {
+    let t = if c.failed.is_some() || c.status == "failed" {
+        AlertType::BackfillFailed
+    } else {
+        AlertType::BackfillCompleted
+    };
+    alert(
+        t,
+        format!("{t}:{}", c.backfill_id),
+        c.at,
+        None,
+        BackfillDetails {
+            backfill_id: c.backfill_id.as_str(),
+            metric_codes: c.metrics,
+            status: c.status,
+            points: c.counts,
+            failed_point: c.failed.as_ref(),
+        },
+    )
+}
+
+/// A moment as alerts write it.
+pub fn moment(t: DateTime<Utc>) -> String {
+    time(t)
 }
 
 /// A message was copied to a dead-letter queue.
@@ -425,6 +497,48 @@ mod tests {
             "message_dead_lettered:projection-updates:abc"
         );
         assert!(body(&dead).get("traceId").is_none());
+    }
+
+    #[test]
+    fn a_backfill_alert_says_which_point_failed_once_per_backfill() {
+        let id = BackfillId::new("bf-1");
+        let metrics = vec!["m.one".to_string()];
+        let counts = Counts {
+            done: 3,
+            failed: 1,
+            left: 2,
+            ..Default::default()
+        };
+        let failed = backfill(&BackfillEvent {
+            backfill_id: &id,
+            metrics: &metrics,
+            counts,
+            status: "running",
+            failed: Some(FailedPoint {
+                metric_code: "m.one",
+                as_of: "2026-09-01T00:00:00.000Z".into(),
+                run_id: Some("r9"),
+                error: Some("boom"),
+            }),
+            at: t("2026-12-02T10:00:05Z"),
+        });
+        assert_eq!(failed.dedup_key, "backfill_failed:bf-1");
+        let v = body(&failed);
+        assert_eq!(v["failedPoint"]["asOf"], "2026-09-01T00:00:00.000Z");
+        assert_eq!(v["points"]["failed"], 1);
+        let ended = |status| {
+            backfill(&BackfillEvent {
+                backfill_id: &id,
+                metrics: &metrics,
+                counts,
+                status,
+                failed: None,
+                at: t("2026-12-02T10:00:05Z"),
+            })
+        };
+        assert_eq!(ended("completed").dedup_key, "backfill_completed:bf-1");
+        assert_eq!(ended("failed").alert_type, AlertType::BackfillFailed);
+        assert!(body(&ended("completed")).get("failedPoint").is_none());
     }
 
     /// The alert types docs/contracts.md lists are the ones the code raises.

@@ -291,6 +291,9 @@ pub enum OnChange {
     /// Request one run now with the newest inputs, through the pending-run
     /// rules.
     Rerun,
+    /// Make a backfill of the metric over the last `since` (points: its
+    /// past runs; reprocess: stale).
+    Backfill { since: std::time::Duration },
 }
 
 impl OnChange {
@@ -298,39 +301,93 @@ impl OnChange {
         match self {
             OnChange::None => "none",
             OnChange::Rerun => "rerun",
+            OnChange::Backfill { .. } => "backfill",
         }
     }
 
-    pub fn parse(s: &str) -> Option<OnChange> {
-        match s {
-            "none" => Some(OnChange::None),
-            "rerun" => Some(OnChange::Rerun),
+    /// From the stored column and, for a backfill, its `since` in seconds.
+    pub fn parse(s: &str, since_secs: Option<i64>) -> Option<OnChange> {
+        match (s, since_secs) {
+            ("none", _) => Some(OnChange::None),
+            ("rerun", _) => Some(OnChange::Rerun),
+            ("backfill", Some(secs)) => Some(OnChange::Backfill {
+                since: std::time::Duration::from_secs(u64::try_from(secs).ok()?),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `since` in seconds, for the store.
+    pub fn since_secs(self) -> Option<i64> {
+        match self {
+            OnChange::Backfill { since } => i64::try_from(since.as_secs()).ok(),
             _ => None,
         }
     }
 }
 
-const BACKFILL_REFUSED: &str = "backfill is not available yet: this release cannot compute a metric over its history; use \"rerun\" (one run now with the newest inputs) or \"none\" (mark stale)";
+impl std::fmt::Display for OnChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnChange::Backfill { since } => {
+                write!(f, "backfill since {}", humantime::format_duration(*since))
+            }
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+const ON_CHANGE_FORMS: &str =
+    "must be \"none\", \"rerun\" or {backfill: {since: DURATION}} (e.g. {backfill: {since: 90d}})";
+
+fn backfill_since(o: &Map<String, Value>, at: &str, p: &mut Vec<Problem>) -> Option<OnChange> {
+    if let Some(k) = o.keys().find(|k| *k != "backfill") {
+        p.push(Problem::new(
+            format!("{at}.{k}"),
+            format!("unknown key: {ON_CHANGE_FORMS}"),
+        ));
+        return None;
+    }
+    let at = format!("{at}.backfill");
+    let Some(Value::Object(b)) = o.get("backfill") else {
+        p.push(Problem::new(
+            at,
+            "must be {since: DURATION}, e.g. {since: 90d}",
+        ));
+        return None;
+    };
+    if let Some(k) = b.keys().find(|k| *k != "since") {
+        p.push(Problem::new(
+            format!("{at}.{k}"),
+            "unknown key: the one key is since",
+        ));
+        return None;
+    }
+    let Some(v) = b.get("since") else {
+        p.push(Problem::new(
+            format!("{at}.since"),
+            "is required: how far back, e.g. 90d",
+        ));
+        return None;
+    };
+    match super::expectation::parse_period(v) {
+        Ok(since) => Some(OnChange::Backfill { since }),
+        Err(e) => {
+            p.push(Problem::new(format!("{at}.since"), e));
+            None
+        }
+    }
+}
 
 /// Reads a metric entry's `on_change` (absent: [`OnChange::None`]).
 pub fn on_change(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> Option<OnChange> {
     let at = format!("{path}.on_change");
     match obj.get("on_change") {
         None | Some(Value::Null) => Some(OnChange::None),
-        Some(Value::String(s)) if s == "backfill" => {
-            p.push(Problem::new(at, BACKFILL_REFUSED));
-            None
-        }
-        Some(Value::Object(o)) if o.contains_key("backfill") => {
-            p.push(Problem::new(at, BACKFILL_REFUSED));
-            None
-        }
-        Some(Value::String(s)) if OnChange::parse(s).is_some() => OnChange::parse(s),
+        Some(Value::Object(o)) => backfill_since(o, &at, p),
+        Some(Value::String(s)) if s == "none" || s == "rerun" => OnChange::parse(s, None),
         Some(other) => {
-            p.push(Problem::new(
-                at,
-                format!("must be \"none\" or \"rerun\", got {other}"),
-            ));
+            p.push(Problem::new(at, format!("{ON_CHANGE_FORMS}, got {other}")));
             None
         }
     }
@@ -500,21 +557,33 @@ mod tests {
             (json!({"on_change": "rerun"}), Ok(OnChange::Rerun)),
             (json!({"on_change": "none"}), Ok(OnChange::None)),
             (
-                json!({"on_change": "backfill"}),
-                Err("backfill is not available yet"),
+                json!({"on_change": {"backfill": {"since": "90d"}}}),
+                Ok(OnChange::Backfill {
+                    since: std::time::Duration::from_secs(90 * 86_400),
+                }),
             ),
             (
-                json!({"on_change": {"backfill": {"since": "90d"}}}),
-                Err("backfill is not available yet"),
+                json!({"on_change": "backfill"}),
+                Err("must be \"none\", \"rerun\" or {backfill: {since: DURATION}}"),
             ),
+            (
+                json!({"on_change": {"backfill": {}}}),
+                Err("is required: how far back"),
+            ),
+            (
+                json!({"on_change": {"backfill": {"since": "soon"}}}),
+                Err("must be a duration"),
+            ),
+            (
+                json!({"on_change": {"backfill": {"since": "90d", "points": "daily"}}}),
+                Err("unknown key"),
+            ),
+            (json!({"on_change": {"rerun": true}}), Err("unknown key")),
             (
                 json!({"on_change": "later"}),
-                Err("must be \"none\" or \"rerun\""),
+                Err("must be \"none\", \"rerun\""),
             ),
-            (
-                json!({"on_change": 3}),
-                Err("must be \"none\" or \"rerun\""),
-            ),
+            (json!({"on_change": 3}), Err("must be \"none\", \"rerun\"")),
         ];
         for (doc, want) in cases {
             let mut p = Vec::new();
@@ -523,7 +592,11 @@ mod tests {
                 Ok(w) => assert_eq!((got, p.len()), (Some(w), 0), "{doc}"),
                 Err(msg) => {
                     assert_eq!(got, None, "{doc}");
-                    assert_eq!(p[0].path, "metrics[0].on_change");
+                    assert!(
+                        p[0].path.starts_with("metrics[0].on_change"),
+                        "{}",
+                        p[0].path
+                    );
                     assert!(p[0].message.contains(msg), "{doc}: {}", p[0].message);
                 }
             }

@@ -107,6 +107,10 @@ id!(
     /// `dataset_updates.id`.
     UpdateId
 );
+id!(
+    /// `backfills.id`.
+    BackfillId
+);
 
 /// `outbox.id`: a run request committed and waiting to be published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,6 +136,13 @@ impl RunId {
     /// A new time-ordered run id.
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+impl BackfillId {
+    /// A new backfill id: `bf-` and a time-ordered UUID.
+    pub fn generate() -> Self {
+        Self(format!("bf-{}", uuid::Uuid::now_v7().simple()))
     }
 }
 

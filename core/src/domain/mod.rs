@@ -2,6 +2,8 @@
 
 pub mod adoption;
 pub mod alert;
+pub mod backfill;
+pub mod backfill_plan;
 pub mod catalog;
 pub mod definition;
 pub mod definition_change;

@@ -118,6 +118,12 @@ pub struct RunRequest<'a> {
     pub definition_version: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub definition_hash: Option<String>,
+    /// A backfill's run: its backfill and the moment whose inputs it was
+    /// given (docs/contracts.md); absent for live runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
 /// What a run requested under a trigger policy went without, and the
@@ -252,6 +258,8 @@ pub fn build_for<'e>(input: &RunRequestInput<'_, 'e>, to: &Destination) -> RunRe
         trigger: None,
         definition_version: None,
         definition_hash: None,
+        backfill_id: None,
+        as_of: None,
     }
 }
 

@@ -50,6 +50,12 @@ pub const OVERDUE_SERIES: i64 = 200;
 /// Metrics whose newest succeeded output is stale, by `reason`
 /// (`definition_changed`, `input_updated`, `policy_changed`, and `any`).
 pub const STALE_METRICS: &str = "orchestrator_stale_metrics";
+/// Points of each running or paused backfill, by `backfill` and `state`
+/// (`done`, `running`, `failed`, `left`, `canceled`): at most
+/// [`BACKFILL_SERIES`] backfills, replaced whole at each refresh.
+pub const BACKFILL_POINTS: &str = "orchestrator_backfill_points";
+/// Backfills given series at most (the oldest active ones).
+pub const BACKFILL_SERIES: i64 = 20;
 pub const API_REQUESTS: &str = "orchestrator_api_requests_total";
 pub const API_REQUEST_SECONDS: &str = "orchestrator_api_request_duration_seconds";
 
@@ -104,9 +110,35 @@ pub fn set_overdue(datasets: &[(String, f64)], metrics: &[(String, f64)]) {
     }
 }
 
-/// The overdue gauges' text (empty until the first refresh).
+static BACKFILLS: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+/// Replaces the backfill gauges with these: (backfill id, [(state, points)]).
+pub fn set_backfills(backfills: &[(String, Vec<(&str, i64)>)]) {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# HELP {BACKFILL_POINTS} points of a running or paused backfill by state"
+    );
+    let _ = writeln!(text, "# TYPE {BACKFILL_POINTS} gauge");
+    for (id, states) in backfills {
+        for (state, n) in states {
+            let _ = writeln!(
+                text,
+                "{BACKFILL_POINTS}{{backfill=\"{}\",state=\"{state}\"}} {n}",
+                label(id)
+            );
+        }
+    }
+    if let Ok(mut g) = BACKFILLS.write() {
+        *g = text;
+    }
+}
+
+/// The overdue and backfill gauges' text (empty until the first refresh).
 pub fn overdue_text() -> String {
-    OVERDUE.read().map(|g| g.clone()).unwrap_or_default()
+    let overdue = OVERDUE.read().map(|g| g.clone()).unwrap_or_default();
+    overdue + &BACKFILLS.read().map(|g| g.clone()).unwrap_or_default()
 }
 
 /// Installs the process-wide recorder once; `None` if another recorder was

@@ -130,15 +130,22 @@ impl SnsPublisher {
 }
 
 /// The alert's subject for the `subject` attribute: the dataset, metric or
-/// run it is about, or the queue; failing those its type (SNS refuses an
+/// run it is about, the backfill, or the queue; failing those its type (SNS refuses an
 /// empty attribute, and an alert must not be stuck on one).
 fn alert_subject(payload: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-    ["datasetId", "metricId", "runId", "queue", "type"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(|s| s.as_str()).filter(|s| !s.is_empty()))
-        .unwrap_or("alert")
-        .to_string()
+    [
+        "datasetId",
+        "metricId",
+        "backfillId",
+        "runId",
+        "queue",
+        "type",
+    ]
+    .iter()
+    .find_map(|k| v.get(*k).and_then(|s| s.as_str()).filter(|s| !s.is_empty()))
+    .unwrap_or("alert")
+    .to_string()
 }
 
 impl SnsPublisher {
@@ -275,6 +282,10 @@ mod tests {
                 "m1",
             ),
             (r#"{"type": "run_failed", "runId": "r1"}"#, "r1"),
+            (
+                r#"{"type": "backfill_failed", "backfillId": "bf-1", "failedPoint": {"runId": "r"}}"#,
+                "bf-1",
+            ),
             (r#"{"type": "message_dead_lettered", "queue": "q"}"#, "q"),
             (
                 r#"{"type": "some_new_alert", "metricId": ""}"#,

@@ -381,18 +381,21 @@ async fn upsert_metrics(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let units: Vec<Option<&str>> = metrics.iter().map(|m| m.unit.as_deref()).collect();
     let descs: Vec<Option<&str>> = metrics.iter().map(|m| m.description.as_deref()).collect();
     let on_change: Vec<&str> = metrics.iter().map(|m| m.on_change.as_str()).collect();
+    let since: Vec<Option<i64>> = metrics.iter().map(|m| m.on_change.since_secs()).collect();
     tx.execute(
         "INSERT INTO metrics (id, code, expression_type, expression_json, required_days, max_attempts,
-                              enabled, frequency, unit, description, run_timeout_secs, on_change)
+                              enabled, frequency, unit, description, run_timeout_secs, on_change,
+                              on_change_since_secs)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
-                              $7::bool[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[])
+                              $7::bool[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
+                              $13::int8[])
          ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, expression_type = EXCLUDED.expression_type,
              expression_json = EXCLUDED.expression_json, required_days = EXCLUDED.required_days,
              max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
              run_timeout_secs = EXCLUDED.run_timeout_secs, on_change = EXCLUDED.on_change,
-             frequency = EXCLUDED.frequency, unit = EXCLUDED.unit,
+             on_change_since_secs = EXCLUDED.on_change_since_secs, frequency = EXCLUDED.frequency, unit = EXCLUDED.unit,
              description = EXCLUDED.description, updated_at = now()",
-        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts, &on_change],
+        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts, &on_change, &since],
     )
     .await?;
     let (dep_metric, dep_series): (Vec<&str>, Vec<String>) = metrics

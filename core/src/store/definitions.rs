@@ -57,6 +57,7 @@ pub enum Action {
     Adopted,
     /// A change; what the metric's `on_change` asked for.
     Rerun,
+    Backfill,
     None,
 }
 
@@ -66,13 +67,14 @@ impl Action {
             Action::Created => "created",
             Action::Adopted => "adopted",
             Action::Rerun => "rerun",
+            Action::Backfill => "backfill",
             Action::None => "none",
         }
     }
 
     /// A change of an existing definition, which workers act on.
     fn is_change(self) -> bool {
-        matches!(self, Action::Rerun | Action::None)
+        matches!(self, Action::Rerun | Action::Backfill | Action::None)
     }
 }
 
@@ -271,6 +273,8 @@ pub struct DueChange {
     pub changes: Value,
     pub applied_by: String,
     pub applied_at: DateTime<Utc>,
+    /// The metric's `on_change: {backfill: {since}}` now, in seconds.
+    pub backfill_since_secs: Option<i64>,
 }
 
 /// Takes up to `limit` due changes, oldest first, skipping those another
@@ -286,7 +290,8 @@ pub async fn take_due(tx: &Transaction<'_>, limit: i64) -> StoreResult<Vec<DueCh
              SELECT c.metric_id, m.code,
                     (SELECT max(p.version) FROM metric_definition_versions p
                       WHERE p.metric_id = c.metric_id AND p.version < c.version),
-                    c.version, m.definition_version, m.enabled, v.action, v.changes, v.applied_by, v.applied_at
+                    c.version, m.definition_version, m.enabled, v.action, v.changes, v.applied_by, v.applied_at,
+                    m.on_change_since_secs
                FROM c JOIN metrics m ON m.id = c.metric_id
                JOIN metric_definition_versions v ON v.metric_id = c.metric_id AND v.version = c.version
               ORDER BY c.metric_id, c.version",
@@ -306,6 +311,7 @@ pub async fn take_due(tx: &Transaction<'_>, limit: i64) -> StoreResult<Vec<DueCh
             changes: r.get(7),
             applied_by: r.get(8),
             applied_at: r.get(9),
+            backfill_since_secs: r.get(10),
         })
         .collect())
 }

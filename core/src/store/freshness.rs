@@ -121,7 +121,7 @@ pub async fn metrics(
             "SELECT m.id, m.code, m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by,
                     m.expectation_grace_secs, COALESCE(m.expectation_set_at, m.updated_at),
                     (SELECT s.finished_at FROM metric_runs s
-                      WHERE s.metric_code = m.code AND s.status = 'succeeded'
+                      WHERE s.metric_code = m.code AND s.status = 'succeeded' AND s.backfill_id IS NULL
                       ORDER BY s.created_at DESC LIMIT 1),
                     ARRAY(SELECT r.dataset_id FROM metric_required_datasets r
                            WHERE r.metric_id = m.id ORDER BY 1),

@@ -3,7 +3,7 @@
 
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
-use crate::domain::ids::{DatasetId, MetricId, OutboxId, RunId, UpdateId};
+use crate::domain::ids::{BackfillId, DatasetId, MetricId, OutboxId, RunId, UpdateId};
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
@@ -38,6 +38,7 @@ macro_rules! text_column {
 }
 
 text_column!(RunId);
+text_column!(BackfillId);
 text_column!(MetricId);
 text_column!(DatasetId);
 text_column!(UpdateId);

@@ -3,6 +3,7 @@
 //! ends (see [`tx`]).
 
 pub(crate) mod adopt;
+pub mod backfills;
 pub mod backlog;
 pub mod catalog;
 pub mod conninfo;

@@ -154,7 +154,8 @@ async fn claim_rows(
                            FOR UPDATE SKIP LOCKED) c
                  WHERE u.id = c.id
                 RETURNING u.*)
-             SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt, r.definition_version
+             SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt, r.definition_version,
+                    r.backfill_id, r.as_of
                FROM o LEFT JOIN metric_runs r ON r.id = o.run_id"
         ))
         .await?;
@@ -191,7 +192,8 @@ pub async fn take_handed(
 ) -> StoreResult<Vec<OutboxMessage>> {
     let stmt = db
         .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt, r.definition_version
+            "SELECT {MESSAGE_COLUMNS}, {BODY_COLUMNS}, r.metric_id, r.metric_code, r.attempt, r.definition_version,
+                    r.backfill_id, r.as_of
                FROM outbox_messages o LEFT JOIN metric_runs r ON r.id = o.run_id
               WHERE o.id = ANY($1) AND o.published_at IS NULL AND o.attempts = 1
                 AND o.next_attempt_at > now() + make_interval(secs => $2)
@@ -251,6 +253,9 @@ async fn messages_of(
                     metric_code: r.get(16),
                     attempt: r.get(17),
                     definition_version: r.get(18),
+                    backfill: r
+                        .get::<_, Option<crate::domain::ids::BackfillId>>(19)
+                        .zip(r.get(20)),
                 };
                 parts.insert(run.id.clone(), run);
             }

@@ -138,6 +138,10 @@ pub async fn assemble_with(
                 request.definition_version = run.definition_version;
                 request.definition_hash = Some(hash.clone());
             }
+            if let Some((backfill, as_of)) = &run.backfill {
+                request.backfill_id = Some(backfill.to_string());
+                request.as_of = Some(as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            }
             request.trigger = match &recipe.trigger_note {
                 None => None,
                 Some(v) => Some(

@@ -100,6 +100,9 @@ pub const API_WRITES: &[&str] = &[
     "outbox_messages",
     "event_log",
     "metrics",
+    "backfills",
+    "backfill_points",
+    "backfill_edges",
 ];
 
 /// The migration history: the owner's alone to write.

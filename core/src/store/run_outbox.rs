@@ -81,11 +81,13 @@ impl<'a> RequestColumns<'a> {
 /// A run row read as an outbox row: the columns of `outbox`'s claim and
 /// take (id, run, code, group, attempts, trace, sent time, alert type, dedup
 /// key), then its body (payload, run, requested at, base path, note, group),
-/// then the run's own parts (metric, code, attempt, definition version).
+/// then the run's own parts (metric, code, attempt, definition version,
+/// backfill and moment).
 pub(super) const MESSAGE_ROW: &str = "u.request_id, u.id, u.metric_code, u.request_group_id,
         u.request_attempts, u.request_traceparent, u.request_source_sent_at, NULL::text, NULL::text,
         NULL::text, u.id, u.request_requested_at, u.request_base_path, u.request_trigger_note,
-        u.request_group_id, u.metric_id, u.metric_code, u.attempt, u.definition_version";
+        u.request_group_id, u.metric_id, u.metric_code, u.attempt, u.definition_version,
+        u.backfill_id, u.as_of";
 
 /// Leases up to `limit` due, unpublished requests for `lease`, skipping
 /// those another relay holds: any, oldest first, or only those `named` by

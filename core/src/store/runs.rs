@@ -10,7 +10,7 @@ use tokio_postgres::types::{Json, ToSql};
 pub use super::run_outbox::RequestColumns;
 use super::{GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::events::Completion;
-use crate::domain::ids::{MetricId, OutboxId, RunId, UpdateId};
+use crate::domain::ids::{BackfillId, MetricId, OutboxId, RunId, UpdateId};
 use crate::domain::run_request::{TriggerNote, UsedUpdate};
 use crate::domain::run_state::RunStatus;
 
@@ -241,6 +241,8 @@ pub struct RequestParts {
     /// The version of its metric's definition it was requested with;
     /// `None` for runs requested before versions existed.
     pub definition_version: Option<i32>,
+    /// A backfill's run: the backfill and the moment it computes.
+    pub backfill: Option<(BackfillId, DateTime<Utc>)>,
 }
 
 pub async fn request_parts(
@@ -249,7 +251,8 @@ pub async fn request_parts(
 ) -> StoreResult<HashMap<RunId, RequestParts>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT id, metric_id, metric_code, attempt, definition_version FROM metric_runs WHERE id = ANY($1)",
+            "SELECT id, metric_id, metric_code, attempt, definition_version, backfill_id, as_of
+               FROM metric_runs WHERE id = ANY($1)",
         )
         .await?;
     let rows = tx.query(&stmt, &[&run_ids]).await?;
@@ -262,6 +265,7 @@ pub async fn request_parts(
                 metric_code: r.get(2),
                 attempt: r.get(3),
                 definition_version: r.get(4),
+                backfill: r.get::<_, Option<BackfillId>>(5).zip(r.get(6)),
             };
             (parts.id.clone(), parts)
         })
@@ -490,7 +494,8 @@ pub struct Retry {
     pub id: RunId,
 }
 
-/// Queues a retry (attempt + 1, same dataset updates, same definition version, same record of what
+/// Queues a retry (attempt + 1, same dataset updates, same definition version, same backfill
+/// point, same record of what
 /// it went without) of each ended run
 /// whose metric allows another attempt. A run is retried at most once,
 /// whatever reports its end.
@@ -501,9 +506,10 @@ pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreRes
              created AS (
                  INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, retry_of,
                                           requested_at, last_contact_at, degraded, input_update_id,
-                                          second_input_update_id, definition_version)
+                                          second_input_update_id, definition_version, backfill_id, as_of)
                  SELECT n.new_id, r.metric_id, r.metric_code, 'queued', r.attempt + 1, r.id, now(), now(),
-                        r.degraded, r.input_update_id, r.second_input_update_id, r.definition_version
+                        r.degraded, r.input_update_id, r.second_input_update_id, r.definition_version,
+                        r.backfill_id, r.as_of
                    FROM n
                    JOIN metric_runs r ON r.id = n.old_id
                    JOIN metrics m ON m.id = r.metric_id
@@ -561,6 +567,66 @@ pub async fn insert_triggered(
     )
     .await?;
     Ok(())
+}
+
+/// A backfill point's first attempt: `queued` with the inputs pinned at its
+/// moment.
+#[derive(Debug, Clone)]
+pub struct BackfillRun<'a> {
+    pub run: &'a NewRun,
+    pub backfill_id: &'a BackfillId,
+    pub as_of: DateTime<Utc>,
+    pub inputs: &'a [UpdateId],
+}
+
+/// Inserts backfill runs, `queued`, each recording its metric's definition
+/// version now. A point's first attempt exists once (a unique index): a
+/// second is a conflict.
+pub async fn insert_backfill_runs(
+    tx: &Transaction<'_>,
+    runs: &[BackfillRun<'_>],
+) -> StoreResult<()> {
+    let ids: Vec<&RunId> = runs.iter().map(|r| &r.run.id).collect();
+    let metrics: Vec<&MetricId> = runs.iter().map(|r| &r.run.metric_id).collect();
+    let codes: Vec<&str> = runs.iter().map(|r| r.run.metric_code.as_str()).collect();
+    let backfills: Vec<&BackfillId> = runs.iter().map(|r| r.backfill_id).collect();
+    let as_of: Vec<DateTime<Utc>> = runs.iter().map(|r| r.as_of).collect();
+    let (run_of, input): (Vec<&RunId>, Vec<&UpdateId>) = runs
+        .iter()
+        .flat_map(|r| r.inputs.iter().map(|i| (&r.run.id, i)))
+        .unzip();
+    tx.execute(
+        "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                        AS n(id, metric_id, code, backfill_id, as_of))
+         INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, requested_at, last_contact_at,
+                                  definition_version, backfill_id, as_of)
+         SELECT n.id, n.metric_id, n.code, 'queued', 1, now(), now(), m.definition_version, n.backfill_id, n.as_of
+           FROM n JOIN metrics m ON m.id = n.metric_id",
+        &[&ids, &metrics, &codes, &backfills, &as_of],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO run_extra_inputs (run_id, dataset_update_id) SELECT * FROM unnest($1::text[], $2::text[])",
+        &[&run_of, &input],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `queued → canceled` for these runs (a backfill canceled before they were
+/// published); runs that moved on are left as they are.
+pub async fn cancel_queued(
+    tx: &Transaction<'_>,
+    run_ids: &[RunId],
+    reason: &str,
+) -> StoreResult<u64> {
+    Ok(tx
+        .execute(
+            "UPDATE metric_runs SET status = 'canceled', finished_at = now(), error = $2, updated_at = now()
+              WHERE id = ANY($1) AND status = 'queued'",
+            &[&run_ids, &reason],
+        )
+        .await?)
 }
 
 /// `from → canceled` by an operator; `false`: the run left `from` meanwhile.

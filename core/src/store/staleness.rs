@@ -13,7 +13,8 @@ use crate::domain::staleness::{NewerInput, OutputFacts};
 
 /// Per metric (`m`, chosen by the caller's `WHERE`): the facts, in the
 /// columns [`facts_of`] reads. The newest success is found on the
-/// succeeded-runs index; runs without a version count as version 1.
+/// succeeded-runs index; runs without a version count as version 1. A
+/// backfill's runs compute the past: they are not the newest output.
 const FACTS: &str = "SELECT m.id, m.code, s.id, COALESCE(s.definition_version, 1), m.definition_version,
         (rv.core_hash IS DISTINCT FROM cv.core_hash) AND cv.version IS NOT NULL,
         (rv.policy_hash IS DISTINCT FROM cv.policy_hash) AND cv.version IS NOT NULL,
@@ -21,7 +22,7 @@ const FACTS: &str = "SELECT m.id, m.code, s.id, COALESCE(s.definition_version, 1
    FROM metrics m
    LEFT JOIN LATERAL (
         SELECT r.id, r.definition_version FROM metric_runs r
-         WHERE r.metric_code = m.code AND r.status = 'succeeded'
+         WHERE r.metric_code = m.code AND r.status = 'succeeded' AND r.backfill_id IS NULL
          ORDER BY r.created_at DESC LIMIT 1) s ON true
    LEFT JOIN metric_definition_versions cv ON cv.metric_id = m.id AND cv.version = m.definition_version
    LEFT JOIN metric_definition_versions rv

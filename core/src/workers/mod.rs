@@ -240,6 +240,7 @@ where
             shutdown.clone(),
         ),
         tasks::staleness_gauges(deps.ctx.pool.clone(), shutdown.clone()),
+        tasks::backfills(deps.ctx.clone(), publish.clone(), shutdown.clone()),
     ];
     let served = make(deps.ctx, publish);
     let consumer = Consumer::new(deps.aws.sqs, deps.aws.s3, deps.consumer, served.handler)

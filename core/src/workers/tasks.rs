@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::sweeper::Timeouts;
-use crate::app::{backlog, definition_changes, freshness, policy, sweeper, Context};
+use crate::app::{backfill_run, backlog, definition_changes, freshness, policy, sweeper, Context};
 use crate::outbox::{PublishQueue, Publisher, Relay};
 use crate::store::StoreError;
 
@@ -87,6 +87,7 @@ pub fn state_gauges(pool: crate::store::Pool, shutdown: CancellationToken) -> Ta
     periodic("state gauges", STATE_GAUGES_INTERVAL, shutdown, move || {
         let pool = pool.clone();
         async move {
+            crate::ops::refresh_backfill_gauges(&pool).await;
             crate::ops::refresh_state_gauges(pool).await;
             Ok(())
         }
@@ -184,6 +185,35 @@ pub fn definition_changes(
         },
     )
 }
+
+/// Advances the running backfills: settles the points whose runs ended and
+/// requests the next ones (`app::backfill_run`), twice a second.
+pub fn backfills(ctx: Context, publish: PublishQueue, shutdown: CancellationToken) -> Task {
+    let stop = shutdown.clone();
+    periodic("backfills", BACKFILL_TICK, shutdown, move || {
+        let (ctx, publish, stop) = (ctx.clone(), publish.clone(), stop.clone());
+        async move {
+            let advanced =
+                until_shutdown(&stop, backfill_run::advance(&ctx, backfill_run::PER_TICK));
+            let Some(r) = advanced.await.transpose()? else {
+                return Ok(());
+            };
+            if !r.requested.is_empty() || r.settled > 0 {
+                tracing::info!(
+                    backfills = r.backfills,
+                    settled = r.settled,
+                    runs_requested = r.requested.len(),
+                    "backfills"
+                );
+            }
+            publish.submit(r.outbox_ids);
+            Ok(())
+        }
+    })
+}
+
+/// How often running backfills are advanced.
+const BACKFILL_TICK: Duration = Duration::from_millis(500);
 
 /// Counts the metrics whose outputs are stale, by reason, every minute (it
 /// reads every metric, so less often than the other gauges).

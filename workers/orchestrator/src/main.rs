@@ -4,6 +4,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod backfill;
 mod catalog;
 mod db;
 mod dlq;
@@ -46,6 +47,9 @@ enum Command {
     /// Inspect and act on metric runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Compute metrics over a past range with the inputs of each moment.
+    #[command(subcommand)]
+    Backfill(backfill::BackfillCommand),
     /// Hold or resume a metric's runs.
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
@@ -89,6 +93,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate(args) => db::migrate(&args).await,
         Command::Catalog(cmd) => catalog::run(cmd).await,
         Command::Runs(cmd) => runs::run(cmd).await,
+        Command::Backfill(cmd) => backfill::run(cmd).await,
         Command::Metrics(cmd) => metrics::run(cmd).await,
         Command::Dlq(cmd) => dlq::run(cmd).await,
         Command::Provision(args) => provision::run(args).await,
