@@ -355,6 +355,9 @@ async fn health_ready_openapi_and_unknown_routes() {
         "/api/v1/datasets",
         "/api/v1/datasets/{id}",
         "/api/v1/lineage",
+        "/api/v1/backfills",
+        "/api/v1/backfills/{id}",
+        "/api/v1/backfills/{id}/{action}",
         "/health",
         "/ready",
     ] {

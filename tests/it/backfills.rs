@@ -496,3 +496,94 @@ async fn a_definition_change_with_on_change_backfill_makes_one_backfill_named_in
     let req = request_of(&db, &runs[0].3).await;
     assert_eq!(req["definitionVersion"], 2);
 }
+
+#[tokio::test]
+async fn the_api_creates_plans_lists_shows_and_steers_backfills_behind_the_token() {
+    use orchestrator_tests::api::ApiServer;
+    let db = TestDb::new("bf_api").await;
+    apply(&db, &base_catalog()).await;
+    history(&db).await;
+    let api = ApiServer::for_db(&db, Some("t0k")).await;
+    let body = json!({"metrics": ["m.pair"], "from": "11d", "points": "updates", "maxInFlight": 2});
+    let (st, _) = api.post_json("/api/v1/backfills", None, &body).await;
+    assert_eq!(st, 401);
+    let mut dry = body.clone();
+    dry["dryRun"] = json!(true);
+    let (st, plan) = api.post_json("/api/v1/backfills", Some("t0k"), &dry).await;
+    assert_eq!(st, 200, "{plan}");
+    assert_eq!(
+        (plan["id"].is_null(), plan["total"].as_u64()),
+        (true, Some(5))
+    );
+    assert_eq!(plan["found"], json!({"missing": 4, "unready": 1}));
+    assert_eq!(db.count("SELECT count(*) FROM backfills").await, 0);
+    let (st, made) = api.post_json("/api/v1/backfills", Some("t0k"), &body).await;
+    assert_eq!(
+        (st, made["existing"].as_bool()),
+        (200, Some(false)),
+        "{made}"
+    );
+    let id = made["id"].as_str().unwrap().to_string();
+    let (_, again) = api.post_json("/api/v1/backfills", Some("t0k"), &body).await;
+    assert_eq!(
+        (again["id"].as_str(), again["existing"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    let mut typo = body.clone();
+    typo["maxInFlite"] = json!(3);
+    let (st, e) = api.post_json("/api/v1/backfills", Some("t0k"), &typo).await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `maxInFlite`"),
+        "{e}"
+    );
+    let (st, e) = api
+        .post_json(
+            "/api/v1/backfills",
+            Some("t0k"),
+            &json!({"metrics": ["m.pair"], "from": "soon"}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("from: \"soon\" is not a moment"),
+        "{e}"
+    );
+
+    let (st, list) = api.get("/api/v1/backfills").await;
+    assert_eq!(st, 200);
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    assert_eq!(list["items"][0]["progress"]["left"], 4);
+    let (st, one) = api
+        .get(&format!("/api/v1/backfills/{id}?limit=2&offset=1"))
+        .await;
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(one["pointsPage"].as_array().unwrap().len(), 2);
+    assert_eq!(one["pointsPage"][0]["status"], "waiting");
+    assert_eq!(one["createdBy"], "token api-token");
+    let (st, _) = api.get("/api/v1/backfills/bf-none").await;
+    assert_eq!(st, 404);
+
+    let (st, p) = api
+        .post(&format!("/api/v1/backfills/{id}/pause"), Some("t0k"))
+        .await;
+    assert_eq!((st, p["status"].as_str()), (200, Some("paused")));
+    let (st, _) = api
+        .post(&format!("/api/v1/backfills/{id}/pause"), Some("t0k"))
+        .await;
+    assert_eq!(st, 409);
+    let (st, _) = api
+        .post(&format!("/api/v1/backfills/{id}/explode"), Some("t0k"))
+        .await;
+    assert_eq!(st, 404);
+    let (st, c) = api
+        .post(&format!("/api/v1/backfills/{id}/cancel"), Some("t0k"))
+        .await;
+    assert_eq!((st, c["status"].as_str()), (200, Some("canceled")));
+}

@@ -1,6 +1,7 @@
 //! The web console in a real headless Chromium (Debian's `chromium`, driven
 //! through `chromedriver` over WebDriver): from the metrics overview to a
-//! pending metric, the dataset it waits for, its run and its lineage.
+//! pending metric, the dataset it waits for, its run and its lineage, and a
+//! backfill's progress bar and points.
 //! Screenshots go to `CONSOLE_SCREENSHOTS` (default
 //! `target/console-screenshots`), which CI prints.
 
@@ -340,6 +341,97 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     )
     .await;
     shot(&c, &dir, "08-definition-changed.png").await;
+
+    // A backfill of m.pair over its inputs' three updates (the first before
+    // d2 had one: unready), one point computed: the list and its page show
+    // the progress bar and each point.
+    let request = orchestrator_core::domain::backfill::request(
+        &orchestrator_core::domain::backfill::Asked {
+            metrics: vec!["m.pair"],
+            from: "1h",
+            to: "now",
+            points: Some("updates"),
+            reprocess: Some("all"),
+            max_in_flight: Some(1),
+            ..Default::default()
+        },
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let made = orchestrator_core::app::backfill::create(
+        &db.pool,
+        &orchestrator_core::app::backfill::Create {
+            request,
+            key: None,
+            by: Some("ana"),
+            reason: None,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    let bf = made.id.unwrap();
+    let ctx = db.ctx();
+    let tick = || orchestrator_core::app::backfill_run::advance(&ctx, 16);
+    let first = tick().await.unwrap().requested[0].clone();
+    let done = orchestrator_core::domain::events::LifecycleEvent::Completed(
+        orchestrator_core::domain::events::Completion {
+            run_id: first.clone(),
+            status: orchestrator_core::domain::events::CompletionStatus::Success,
+            metric_code: None,
+            version_ts: None,
+            output_manifest: None,
+            row_count: None,
+            error: None,
+            code_version: None,
+        },
+    );
+    orchestrator_core::app::lifecycle::handle(&db.ctx(), &done, &json!({"runId": first.as_str()}))
+        .await
+        .unwrap();
+    tick().await.unwrap();
+    c.goto(&format!("{}/#/backfills", api.base)).await.unwrap();
+    let bar = format!("[data-testid='backfill-progress-{bf}']");
+    text_of(&c, &bar, "2 / 3 done · 1 running · 0 failed · 0 left").await;
+    let value = c
+        .find(Locator::Css(&format!("{bar} progress")))
+        .await
+        .expect("a progress bar")
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("2"));
+    text_of(
+        &c,
+        &format!("[data-testid='backfill-status-{bf}']"),
+        "running",
+    )
+    .await;
+    shot(&c, &dir, "09-backfills.png").await;
+    c.find(Locator::Css(&format!(
+        "[data-testid='backfill-row-{bf}'] a"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    text_of(&c, "[data-testid='backfill-status']", "running").await;
+    let statuses =
+        orchestrator_tests::eventually(Duration::from_secs(20), "the points table", || async {
+            let cells = c
+                .find_all(Locator::Css("[data-testid^='point-status-m.pair']"))
+                .await
+                .ok()?;
+            let mut out = Vec::new();
+            for cell in cells {
+                out.push(cell.text().await.ok()?);
+            }
+            (out.len() == 3).then_some(out)
+        })
+        .await;
+    assert_eq!(statuses, ["skipped", "succeeded", "requested"]);
+    shot(&c, &dir, "10-backfill.png").await;
 
     // Every page above rendered under the server's Content-Security-Policy
     // without one violation; a violation made on purpose shows that they

@@ -127,6 +127,22 @@ impl ApiServer {
     }
 }
 
+impl ApiServer {
+    /// POST a JSON body with an optional bearer token: status and JSON body.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop.cancel();

@@ -8,6 +8,7 @@
 mod actions;
 pub mod actor;
 pub mod auth;
+mod backfills;
 mod console;
 mod datasets;
 pub(crate) mod dto;
@@ -92,9 +93,10 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Metric orchestrator operator API", version = "1",
-         description = "What is pending and why, lineage, run history, and actions behind a token (cancel, trigger, hold, resume)."),
+         description = "What is pending and why, lineage, run history, backfills, and actions behind a token (cancel, trigger, hold, resume, backfills)."),
     paths(metric_routes::list, metric_routes::get, runs::list, runs::get, datasets::list, datasets::get,
           datasets::lineage, actions::cancel, actions::trigger, actions::hold, actions::resume,
+          backfills::list, backfills::get, backfills::create, backfills::control,
           health, ready),
     modifiers(&BearerScheme)
 )]
@@ -120,7 +122,9 @@ pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
         .route("/api/v1/runs/{id}", get(runs::get))
         .route("/api/v1/datasets", get(datasets::list))
         .route("/api/v1/datasets/{id}", get(datasets::get))
-        .route("/api/v1/lineage", get(datasets::lineage));
+        .route("/api/v1/lineage", get(datasets::lineage))
+        .route("/api/v1/backfills", get(backfills::list))
+        .route("/api/v1/backfills/{id}", get(backfills::get));
     if state.auth == auth::AuthScope::All {
         reads = reads.route_layer(auth::require(state.token.clone()));
     }
@@ -129,6 +133,8 @@ pub fn router(state: ApiState, limits: &layers::ApiLimits) -> Router {
         .route("/api/v1/metrics/{code}/hold", post(actions::hold))
         .route("/api/v1/metrics/{code}/resume", post(actions::resume))
         .route("/api/v1/runs/{id}/cancel", post(actions::cancel))
+        .route("/api/v1/backfills", post(backfills::create))
+        .route("/api/v1/backfills/{id}/{action}", post(backfills::control))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             actor::identify,

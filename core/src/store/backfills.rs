@@ -508,13 +508,14 @@ pub struct Ready {
 }
 
 /// The next `limit` waiting points in order (moment, then depth) whose
-/// upstream points at or before their moment are all done.
+/// upstream points at or before their moment are all done. A held
+/// metric's points wait for its resume, as its live runs do.
 pub async fn ready(tx: &Transaction<'_>, id: &BackfillId, limit: i64) -> StoreResult<Vec<Ready>> {
     let rows = tx
         .query(
             "SELECT p.metric_id, m.code, p.as_of, p.inputs
                FROM backfill_points p JOIN metrics m ON m.id = p.metric_id
-              WHERE p.backfill_id = $1 AND p.status = 'waiting'
+              WHERE p.backfill_id = $1 AND p.status = 'waiting' AND m.held_at IS NULL
                 AND NOT EXISTS (SELECT 1 FROM backfill_edges e
                                   JOIN backfill_points u ON u.backfill_id = e.backfill_id AND u.metric_id = e.upstream_id
                                  WHERE e.backfill_id = p.backfill_id AND e.metric_id = p.metric_id

@@ -287,6 +287,48 @@ async function datasetsPage() {
 }
 
 // What needs attention: late datasets, failing and warning metrics.
+// A backfill's progress: a bar and its counts.
+function backfillBar(b) {
+  const p = b.progress;
+  const eta = p.etaSeconds != null ? ` · about ${age(p.etaSeconds)} left` : "";
+  return `<div class="bfbar" data-testid="backfill-progress-${esc(b.id)}">
+    <progress max="${p.total}" value="${p.done + p.failed + p.canceled}" aria-label="points settled"></progress>
+    <span>${p.done} / ${p.total} done · ${p.running} running · ${p.failed} failed · ${p.left} left
+      · ${p.perMinute.toFixed(1)} runs/min${eta}</span></div>`;
+}
+
+async function backfillsPage() {
+  setNav("backfills");
+  const page = await api("/api/v1/backfills?limit=100");
+  const rows = page.items.map((b) => `<tr data-testid="backfill-row-${esc(b.id)}">
+      <td><a href="#/backfills/${enc(b.id)}" class="mono">${esc(b.id)}</a><div class="muted">${ago(b.createdAt)} by ${esc(b.createdBy)}</div></td>
+      <td>${badge(b.status, `backfill-status-${b.id}`)}</td>
+      <td>${b.metricCodes.map((m) => `<a href="#/metrics/${enc(m)}">${esc(m)}</a>`).join(", ")}${b.downstream ? ' <span class="muted">and downstream</span>' : ""}
+          <div class="muted">${esc(b.points)} · reprocess ${esc(b.reprocess)}</div></td>
+      <td>${backfillBar(b)}</td></tr>`).join("");
+  app.innerHTML = `<h1>Backfills</h1><div class="sub">Metrics computed over a past range, each point with the inputs of its moment (orchestrator backfill create).</div>
+    <table><thead><tr><th>Backfill</th><th>Status</th><th>Metrics</th><th>Progress</th></tr></thead>
+    <tbody>${rows || '<tr><td colspan="4" class="muted" data-testid="no-backfills">No backfill yet.</td></tr>'}</tbody></table>`;
+}
+
+async function backfillPage(id) {
+  setNav("backfills");
+  const b = await api(`/api/v1/backfills/${enc(id)}?limit=500`);
+  const points = b.pointsPage.map((p) => `<tr data-testid="point-${esc(p.metricCode)}-${esc(p.asOf)}">
+      <td><a href="#/metrics/${enc(p.metricCode)}">${esc(p.metricCode)}</a></td>
+      <td title="${esc(p.asOf)}">${esc(new Date(p.asOf).toISOString().replace(".000Z", "Z"))}</td>
+      <td>${badge(p.found)}</td><td>${badge(p.status, `point-status-${p.metricCode}-${p.asOf}`)}</td>
+      <td>${p.runId ? `<a href="#/runs/${enc(p.runId)}" class="mono">${esc(p.runId.slice(0, 13))}…</a>` : '<span class="muted">—</span>'}</td>
+      <td class="muted">${esc(p.detail ?? "")}</td></tr>`).join("");
+  app.innerHTML = `<h1>Backfill <span class="mono">${esc(b.id)}</span> ${badge(b.status, "backfill-status")}</h1>
+    <div class="sub">${b.metricCodes.map(esc).join(", ")}${b.downstream ? " and downstream" : ""} · ${esc(b.from)} → ${esc(b.to)}
+      · points ${esc(b.points)} · reprocess ${esc(b.reprocess)} · at most ${b.maxInFlight} at once · by ${esc(b.createdBy)}${b.reason ? ` · ${esc(b.reason)}` : ""}</div>
+    <div class="panel">${backfillBar(b)}</div>
+    <h2>Points${b.progress.total > b.pointsPage.length ? ` (first ${b.pointsPage.length} of ${b.progress.total})` : ""}</h2>
+    <table><thead><tr><th>Metric</th><th>As of</th><th>Plan found</th><th>Status</th><th>Run</th><th>Detail</th></tr></thead>
+    <tbody>${points || '<tr><td colspan="6" class="muted">No point in the range.</td></tr>'}</tbody></table>`;
+}
+
 async function attentionPage() {
   setNav("attention");
   const [late, fail, warn] = await Promise.all([
@@ -366,6 +408,8 @@ async function render() {
     else if (parts[0] === "datasets") await datasetsPage();
     else if (parts[0] === "lineage") await lineagePage(query);
     else if (parts[0] === "attention") await attentionPage();
+    else if (parts[0] === "backfills" && parts[1]) await backfillPage(parts[1]);
+    else if (parts[0] === "backfills") await backfillsPage();
     else await metricsPage(query);
     document.getElementById("live").classList.remove("stale");
     document.body.dataset.loaded = location.hash || "#/metrics";
