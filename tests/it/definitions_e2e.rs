@@ -5,12 +5,12 @@
 //! the alerts queue, the stale list, and every request read as the
 //! reference runner reads it.
 
-use std::io::Write;
 use std::time::Duration;
 
 use orchestrator_tests::aws::{alerts_until, receive, Stack};
 use orchestrator_tests::fixtures::{apply, base_catalog, request_text, update_body};
 use orchestrator_tests::process::{cli, Process};
+use orchestrator_tests::reference::as_the_runner_reads;
 use orchestrator_tests::{eventually, TestDb};
 use serde_json::{json, Value};
 
@@ -47,35 +47,6 @@ async fn succeeded(db: &TestDb, code: &str, n: usize) -> Vec<(String, String, Op
         (r.iter().filter(|x| x.1 == "succeeded").count() >= n).then_some(r)
     })
     .await
-}
-
-/// Reads each body as the reference runner does; the fixture's verdicts.
-fn as_the_runner_reads(bodies: &[String]) -> (bool, String) {
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-runner/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: tests/run.sh installs it (pydantic, tests/fixtures/reference_runner/requirements.txt)",
-        python.display()
-    );
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/reference_runner/parse_request.py");
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the runner's reading runs");
-    let mut stdin = child.stdin.take().unwrap();
-    for b in bodies {
-        writeln!(stdin, "{b}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod alerts;
 mod api;
 mod api_exposure;
 mod backfills;
+mod backfills_e2e;
 mod backlog;
 mod backpressure;
 mod batches;

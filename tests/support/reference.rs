@@ -15,6 +15,7 @@
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::{json, Value};
+use std::io::Write;
 
 use crate::aws::{clients, unique_suffix};
 
@@ -220,4 +221,33 @@ pub async fn drive_one_run(
         s.starts_with("succeeded:") && s.ends_with(":12")
     })
     .await;
+}
+
+/// Reads each body as the reference runner does; the fixture's verdicts.
+pub fn as_the_runner_reads(bodies: &[String]) -> (bool, String) {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-runner/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: tests/run.sh installs it (pydantic, tests/fixtures/reference_runner/requirements.txt)",
+        python.display()
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/reference_runner/parse_request.py");
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the runner's reading runs");
+    let mut stdin = child.stdin.take().unwrap();
+    for b in bodies {
+        writeln!(stdin, "{b}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
