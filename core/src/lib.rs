@@ -11,7 +11,9 @@
 //!   a metric's definition, its canonical form and hash and what a change
 //!   changed ([`domain::definition`]), what a worker does with a change
 //!   ([`domain::definition_change`]), and whether an output is stale and
-//!   why ([`domain::staleness`]).
+//!   why ([`domain::staleness`]); what a backfill asks for, its status and
+//!   progress ([`domain::backfill`]) and its plan, each point's inputs
+//!   pinned from the update log ([`domain::backfill_plan`]).
 //! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
 //!   the crate's SQL is there), run requests assembled from their outbox
 //!   recipes ([`store::requests`]), requests carried on their run rows
@@ -27,6 +29,8 @@
 //!   trigger-policy timers, holds and resumes ([`app::policy`]), catalog
 //!   apply (which versions definitions), acting on definition changes
 //!   ([`app::definition_changes`]), stale outputs ([`app::staleness`]),
+//!   backfills made and steered ([`app::backfill`]) and their points
+//!   requested by the workers ([`app::backfill_run`]),
 //!   operator run queries; the evaluation every update passes
 //!   through, a pure core and a thin shell ([`app::evaluate`]).
 //! - [`outbox`]: publishing what a transaction committed after the commit:
