@@ -193,7 +193,21 @@ echo "Stale metrics now (orchestrator metrics stale):"
 say "The operator API and console"
 api="http://${API_ADDR:-127.0.0.1:8080}"
 echo "succeeded runs through the API: $(curl -fsS "$api/api/v1/runs?status=succeeded&limit=500" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')"
-echo "console: $api/  (metrics, runs, datasets, lineage; refreshes itself)"
+echo "console: $api/  (metrics, runs, datasets, lineage, backfills; refreshes itself)"
+
+say "A backfill: ratio.reserves_to_base over its history, each past run's moment recomputed with v2 on the inputs of that moment"
+echo "The plan (--dry-run writes nothing):"
+"$bin/orchestrator" backfill create --metric ratio.reserves_to_base --from 1d --points runs --reprocess stale --dry-run --by demo
+created=$("$bin/orchestrator" backfill create --metric ratio.reserves_to_base --from 1d --points runs --reprocess stale --max-in-flight 2 --by demo)
+echo "$created"
+backfill_id=$(printf '%s\n' "$created" | grep -o 'bf-[0-9a-f]*' | head -1)
+for _ in $(seq 1 120); do
+  "$bin/orchestrator" backfill show "$backfill_id" | head -1 | grep -q " completed " && break; sleep 0.5
+done
+echo "Finished (orchestrator backfill show $backfill_id):"
+"$bin/orchestrator" backfill show "$backfill_id"
+"$bin/orchestrator" backfill show "$backfill_id" | head -1 | grep -q " completed " \
+  || { echo "the backfill did not complete within 60 s" >&2; exit 1; }
 
 if [ "$down_after" = 1 ]; then
   say "Tearing down (--down-after)"

@@ -9,8 +9,30 @@ use clap::{Args, Subcommand};
 use orchestrator_core::app::backfill::{self, Create, Plan, Shown};
 use orchestrator_core::domain::backfill::{self as rules, Asked, Control};
 use orchestrator_core::domain::ids::BackfillId;
+use orchestrator_core::store::backfills::PointRow;
 
 use crate::db::DbArgs;
+
+/// A line into the command's output buffer.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Writes the output; a reader that went away (`| head`) ends it quietly.
+fn emit(out: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
 
 #[derive(Subcommand)]
 pub enum BackfillCommand {
@@ -105,25 +127,28 @@ pub async fn run(cmd: BackfillCommand) -> Result<()> {
             let pool = db.pool().await?;
             let id = BackfillId::new(id);
             loop {
+                let mut out = String::new();
                 let shown = backfill::show(&pool, &id).await?;
-                print_shown(&shown);
+                print_shown(&mut out, &shown);
                 let done = shown.backfill.status != "running" && shown.backfill.status != "paused";
                 if !follow || done {
                     let all = backfill::points(&pool, &id, 0, 100_000).await?;
-                    print_points(&all, points);
-                    return Ok(());
+                    print_points(&mut out, &all, points);
+                    return emit(&out);
                 }
+                emit(&out)?;
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
         BackfillCommand::List { limit, db } => {
             let pool = db.pool().await?;
             let all = backfill::list(&pool, limit.clamp(1, 1000)).await?;
+            let mut out = String::new();
             for s in &all {
-                print_shown(s);
+                print_shown(&mut out, s);
             }
-            println!("{} backfill(s)", all.len());
-            Ok(())
+            outln!(out, "{} backfill(s)", all.len());
+            emit(&out)
         }
         BackfillCommand::Pause { id, db } => control(id, db, Control::Pause).await,
         BackfillCommand::Resume { id, db } => control(id, db, Control::Resume).await,
@@ -134,8 +159,9 @@ pub async fn run(cmd: BackfillCommand) -> Result<()> {
 async fn control(id: String, db: DbArgs, c: Control) -> Result<()> {
     let pool = db.pool().await?;
     let status = backfill::control(&pool, &BackfillId::new(id.clone()), c).await?;
-    println!("backfill {id}: {}", status.as_str());
-    Ok(())
+    let mut out = String::new();
+    outln!(out, "backfill {id}: {}", status.as_str());
+    emit(&out)
 }
 
 async fn create(a: CreateArgs) -> Result<()> {
@@ -152,7 +178,7 @@ async fn create(a: CreateArgs) -> Result<()> {
     };
     let request = rules::request(&asked, now).map_err(anyhow::Error::msg)?;
     eprintln!(
-        "planning {} point(s) of {} …",
+        "planning the points ({}) of {} …",
         a.points,
         request.metrics.join(", ")
     );
@@ -168,32 +194,39 @@ async fn create(a: CreateArgs) -> Result<()> {
     )
     .await
     .context("Failed to create the backfill")?;
-    print_plan(&created.plan, a.dry_run);
+    let mut out = String::new();
+    print_plan(&mut out, &created.plan, a.dry_run);
     match (created.id, created.existing) {
-        (None, _) => println!("dry run: nothing written"),
+        (None, _) => outln!(out, "dry run: nothing written"),
         (Some(id), true) => {
-            println!("backfill {id} already exists for this request: nothing new written")
+            outln!(
+                out,
+                "backfill {id} already exists for this request: nothing new written"
+            )
         }
-        (Some(id), false) => println!(
+        (Some(id), false) => outln!(
+            out,
             "backfill {id} created: {} point(s) to compute, at most {} at once",
-            created.plan.selected, a.max_in_flight
+            created.plan.selected,
+            a.max_in_flight
         ),
     }
-    Ok(())
+    emit(&out)
 }
 
 /// The plan as a table (at most 200 rows) and a count per status.
-fn print_plan(plan: &Plan, dry_run: bool) {
+fn print_plan(out: &mut String, plan: &Plan, dry_run: bool) {
     const SHOWN: usize = 200;
     if dry_run {
-        println!("METRIC\tAS OF\tFOUND\tACTION\tINPUTS");
+        outln!(out, "METRIC\tAS OF\tFOUND\tACTION\tINPUTS");
         for p in plan.points.iter().take(SHOWN) {
             let action = if p.selected { "compute" } else { "keep" };
             let inputs = match &p.why {
                 Some(why) => why.clone(),
                 None => p.inputs.join(","),
             };
-            println!(
+            outln!(
+                out,
                 "{}\t{}\t{}\t{action}\t{inputs}",
                 p.metric_code,
                 p.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -201,11 +234,12 @@ fn print_plan(plan: &Plan, dry_run: bool) {
             );
         }
         if plan.points.len() > SHOWN {
-            println!("… and {} more point(s)", plan.points.len() - SHOWN);
+            outln!(out, "… and {} more point(s)", plan.points.len() - SHOWN);
         }
     }
     let counts: Vec<String> = plan.found.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
+    outln!(
+        out,
         "plan: {} point(s) of {}: {}; {} to compute",
         plan.points.len(),
         plan.metrics.join(", "),
@@ -218,16 +252,26 @@ fn print_plan(plan: &Plan, dry_run: bool) {
     );
 }
 
-fn print_shown(s: &Shown) {
+fn print_shown(out: &mut String, s: &Shown) {
     let b = &s.backfill;
     let p = &s.progress;
     let c = &p.counts;
-    let eta = p
-        .eta_secs
-        .map(|s| humantime::format_duration(Duration::from_secs(s)).to_string())
-        .unwrap_or_else(|| "-".into());
-    println!(
-        "{} {} {} {:.0}% {} done / {} running / {} failed / {} left{} · {:.1} runs/min · eta {eta}",
+    let secs = |s: u64| humantime::format_duration(Duration::from_secs(s)).to_string();
+    // A finished backfill says how long it took; a running one its pace.
+    let pace = match b.finished_at {
+        Some(end) => format!(
+            "took {}",
+            secs((end - b.created_at).num_seconds().max(0) as u64)
+        ),
+        None => format!(
+            "{:.1} runs/min · eta {}",
+            p.per_minute,
+            p.eta_secs.map(secs).unwrap_or_else(|| "-".into())
+        ),
+    };
+    outln!(
+        out,
+        "{} {} {} {:.0}% {} done / {} running / {} failed / {} left{} · {pace}",
         b.id,
         b.status,
         rules::bar(p.percent, 30),
@@ -240,10 +284,10 @@ fn print_shown(s: &Shown) {
             format!(" / {} canceled", c.canceled)
         } else {
             String::new()
-        },
-        p.per_minute
+        }
     );
-    println!(
+    outln!(
+        out,
         "  metrics {} · {} → {} · points {} · reprocess {} · max in flight {} · by {}{}",
         b.metrics.join(","),
         b.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -259,22 +303,26 @@ fn print_shown(s: &Shown) {
     );
 }
 
-fn print_points(points: &[orchestrator_core::store::backfills::PointRow], all: bool) {
-    let show = |p: &orchestrator_core::store::backfills::PointRow| {
-        println!(
-            "  {}\t{}\t{}\t{}\t{}",
-            p.metric_code,
-            p.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            p.status,
-            p.run_id.as_deref().unwrap_or("-"),
-            p.detail.as_deref().unwrap_or(p.found.as_str())
-        )
-    };
+fn print_points(out: &mut String, points: &[PointRow], all: bool) {
     if all || points.len() <= 10 {
-        points.iter().for_each(show);
+        points.iter().for_each(|p| point_line(out, p));
     } else {
-        points[..5].iter().for_each(show);
-        println!("  … {} more (--points shows all)", points.len() - 10);
-        points[points.len() - 5..].iter().for_each(show);
+        points[..5].iter().for_each(|p| point_line(out, p));
+        outln!(out, "  … {} more (--points shows all)", points.len() - 10);
+        points[points.len() - 5..]
+            .iter()
+            .for_each(|p| point_line(out, p));
     }
+}
+
+fn point_line(out: &mut String, p: &PointRow) {
+    outln!(
+        out,
+        "  {}\t{}\t{}\t{}\t{}",
+        p.metric_code,
+        p.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        p.status,
+        p.run_id.as_deref().unwrap_or("-"),
+        p.detail.as_deref().unwrap_or(p.found.as_str())
+    );
 }
