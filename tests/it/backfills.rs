@@ -302,6 +302,23 @@ async fn a_downstream_point_waits_for_its_upstream_points_and_fails_with_them() 
         logged(&db, "d9", days(ago)).await;
     }
     let ctx = db.ctx().with_alerts(true);
+    // A live update now: m.down's live run waits for a fresh d9.
+    orchestrator_core::app::projection_update::process(
+        &ctx,
+        &orchestrator_tests::fixtures::update("d1", "live"),
+    )
+    .await
+    .unwrap();
+    let pending = db
+        .client()
+        .await
+        .query_one(
+            "SELECT id, updated_at FROM metric_runs WHERE metric_code = 'm.down' AND status = 'pending_dependencies'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (pending_id, pending_at): (String, DateTime<Utc>) = (pending.get(0), pending.get(1));
     // Four midnights, all within required_days of the updates.
     let (from, to) = (
         (Utc::now() - days(7)).to_rfc3339(),

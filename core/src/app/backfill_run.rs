@@ -20,6 +20,11 @@ use crate::store::{db_now, outbox, StoreError, Transaction};
 /// Backfills one tick looks at, at most.
 pub const PER_TICK: i64 = 16;
 
+/// How often a worker advances the running backfills: a point's run that
+/// ends is settled, and the next requested, within one tick (an idle tick
+/// is one indexed read).
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What one tick did.
 #[derive(Debug, Default, Clone)]
 pub struct Advanced {
@@ -60,7 +65,9 @@ async fn advance_in(
             tracing::debug!(backfill = %b.id, metric = %e.metric_code, as_of = %e.as_of, run_id = %e.run_id,
                 status = %e.status, "backfill point ended");
         }
-        backfills::fail_downstream_of_failed(tx, &b.id).await?;
+        if backfills::has_edges(tx, &b.id).await? {
+            backfills::fail_downstream_of_failed(tx, &b.id).await?;
+        }
         let failed = ended.iter().find(|e| e.status == "failed");
         if let Some(f) = failed {
             if backfills::first_failure(tx, &b.id).await? && ctx.alerts {

@@ -647,6 +647,49 @@ mod tests {
         assert_eq!(bar(-3.0, 2), "[--]");
     }
 
+    proptest::proptest! {
+        /// Whatever is written, a request is checked or refused with a
+        /// message naming its field; nothing panics.
+        #[test]
+        fn any_request_text_is_checked_or_refused(
+            metric in "\\PC{0,12}",
+            from in "\\PC{0,24}",
+            to in "\\PC{0,24}",
+            points in "\\PC{0,24}",
+            reprocess in "\\PC{0,8}",
+            max in proptest::prelude::any::<i64>(),
+        ) {
+            let now = t("2026-12-01T00:00:00Z");
+            let asked = Asked {
+                metrics: vec![&metric],
+                downstream: false,
+                from: &from,
+                to: &to,
+                points: Some(&points),
+                reprocess: Some(&reprocess),
+                max_in_flight: Some(max),
+            };
+            match request(&asked, now) {
+                Ok(r) => {
+                    proptest::prop_assert!(r.from <= r.to && r.to <= now);
+                    proptest::prop_assert!((1..=MAX_IN_FLIGHT).contains(&r.max_in_flight));
+                }
+                Err(e) => {
+                    let field = ["metric:", "from:", "to:", "points:", "reprocess:", "max-in-flight:"];
+                    proptest::prop_assert!(field.iter().any(|f| e.starts_with(f)), "{}", e);
+                }
+            }
+        }
+
+        /// Moments near the edges of time are refused, not overflowed.
+        #[test]
+        fn ages_and_dates_never_overflow(n in proptest::prelude::any::<u64>(), unit in "[smhdwy]") {
+            let now = t("2026-12-01T00:00:00Z");
+            let _ = moment(&format!("{n}{unit}"), now);
+            let _ = moment(&format!("{}-01-01", n % 400_000), now);
+        }
+    }
+
     #[test]
     fn points_are_runs_updates_daily_or_a_cron() {
         assert_eq!("runs".parse::<PointSpec>().unwrap(), PointSpec::Runs);

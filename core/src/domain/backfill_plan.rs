@@ -115,34 +115,42 @@ pub fn moments(runs: &[PastRun]) -> HashMap<&RunId, DateTime<Utc>> {
     out
 }
 
-/// The run a reader saw at `at`: of the runs that stand at or before it,
-/// the latest-standing, its latest attempt.
-fn seen<'r>(
-    runs: &'r [PastRun],
-    moments: &HashMap<&RunId, DateTime<Utc>>,
-    at: DateTime<Utc>,
-) -> Option<&'r PastRun> {
-    runs.iter()
-        .filter(|r| {
-            !matches!(
-                r.status,
-                RunStatus::PendingDependencies | RunStatus::Canceled
-            )
-        })
-        .filter_map(|r| moments.get(&r.id).map(|m| (m, r)))
-        .filter(|(m, _)| **m <= at)
-        .max_by_key(|(m, r)| (**m, r.attempt, r.as_of.is_some()))
-        .map(|(_, r)| r)
+/// The runs that are outputs (not pending, not canceled), in the order a
+/// reader ranks them: by the moment they stand at, then attempt, a
+/// backfill's run after a live one at the same moment.
+pub struct Standing<'r> {
+    ranked: Vec<(DateTime<Utc>, &'r PastRun)>,
+}
+
+impl<'r> Standing<'r> {
+    pub fn new(runs: &'r [PastRun]) -> Standing<'r> {
+        let at = moments(runs);
+        let mut ranked: Vec<(DateTime<Utc>, &PastRun)> = runs
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r.status,
+                    RunStatus::PendingDependencies | RunStatus::Canceled
+                )
+            })
+            .filter_map(|r| at.get(&r.id).map(|m| (*m, r)))
+            .collect();
+        ranked.sort_by_key(|(m, r)| (*m, r.attempt, r.as_of.is_some()));
+        Standing { ranked }
+    }
+
+    /// The run a reader saw at `at`: of those standing at or before it,
+    /// the latest-ranked.
+    fn seen(&self, at: DateTime<Utc>) -> Option<&'r PastRun> {
+        let n = self.ranked.partition_point(|(m, _)| *m <= at);
+        n.checked_sub(1).map(|i| self.ranked[i].1)
+    }
 }
 
 /// What the plan finds at `at`.
-pub fn judge(
-    h: &History<'_>,
-    moments: &HashMap<&RunId, DateTime<Utc>>,
-    at: DateTime<Utc>,
-) -> Point {
+pub fn judge(h: &History<'_>, standing: &Standing<'_>, at: DateTime<Utc>) -> Point {
     let pinned = pin(h, at);
-    let run = seen(h.runs, moments, at);
+    let run = standing.seen(at);
     let found = if !pinned.ready() {
         Found::Unready
     } else {
@@ -227,10 +235,10 @@ pub fn plan(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Point>, String> {
-    let m = moments(h.runs);
+    let standing = Standing::new(h.runs);
     Ok(moments_in(spec, h, from, to)?
         .into_iter()
-        .map(|at| judge(h, &m, at))
+        .map(|at| judge(h, &standing, at))
         .collect())
 }
 
@@ -378,7 +386,7 @@ mod tests {
             runs: &runs,
             current_version: 2,
         };
-        let m = moments(&runs);
+        let m = Standing::new(&runs);
         let cases = [
             ("01T11:00", Found::Unready, None),
             ("02T09:00", Found::Unready, None),

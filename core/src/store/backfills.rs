@@ -463,6 +463,17 @@ pub async fn settle(tx: &Transaction<'_>, id: &BackfillId) -> StoreResult<Vec<En
         .collect())
 }
 
+/// Whether any of the backfill's metrics reads another of them.
+pub async fn has_edges(tx: &Transaction<'_>, id: &BackfillId) -> StoreResult<bool> {
+    Ok(tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM backfill_edges WHERE backfill_id = $1)",
+            &[&id],
+        )
+        .await?
+        .get(0))
+}
+
 /// Fails the waiting points whose upstream point at or before their moment
 /// failed (they cannot be computed); returns how many.
 pub async fn fail_downstream_of_failed(tx: &Transaction<'_>, id: &BackfillId) -> StoreResult<u64> {
@@ -471,13 +482,17 @@ pub async fn fail_downstream_of_failed(tx: &Transaction<'_>, id: &BackfillId) ->
     loop {
         let n = tx
             .execute(
-                "UPDATE backfill_points p SET status = 'failed', finished_at = now(),
+                "WITH failed AS (
+                     SELECT e.metric_id, min(u.as_of) AS since
+                       FROM backfill_edges e
+                       JOIN backfill_points u ON u.backfill_id = e.backfill_id AND u.metric_id = e.upstream_id
+                      WHERE e.backfill_id = $1 AND u.status IN ('failed', 'canceled')
+                      GROUP BY e.metric_id)
+                 UPDATE backfill_points p SET status = 'failed', finished_at = now(),
                         detail = 'an upstream point at or before this moment failed'
-                  WHERE p.backfill_id = $1 AND p.status = 'waiting'
-                    AND EXISTS (SELECT 1 FROM backfill_edges e
-                                  JOIN backfill_points u ON u.backfill_id = e.backfill_id AND u.metric_id = e.upstream_id
-                                 WHERE e.backfill_id = p.backfill_id AND e.metric_id = p.metric_id
-                                   AND u.as_of <= p.as_of AND u.status IN ('failed', 'canceled'))",
+                   FROM failed f
+                  WHERE p.backfill_id = $1 AND p.metric_id = f.metric_id AND p.status = 'waiting'
+                    AND p.as_of >= f.since",
                 &[&id],
             )
             .await?;
@@ -508,18 +523,24 @@ pub struct Ready {
 }
 
 /// The next `limit` waiting points in order (moment, then depth) whose
-/// upstream points at or before their moment are all done. A held
-/// metric's points wait for its resume, as its live runs do.
+/// upstream points at or before their moment are all done: a metric's
+/// points wait until the earliest open point of its upstream metrics. A
+/// held metric's points wait for its resume, as its live runs do.
 pub async fn ready(tx: &Transaction<'_>, id: &BackfillId, limit: i64) -> StoreResult<Vec<Ready>> {
     let rows = tx
         .query(
-            "SELECT p.metric_id, m.code, p.as_of, p.inputs
-               FROM backfill_points p JOIN metrics m ON m.id = p.metric_id
+            "WITH blocked AS (
+                 SELECT e.metric_id, min(u.as_of) AS until
+                   FROM backfill_edges e
+                   JOIN backfill_points u ON u.backfill_id = e.backfill_id AND u.metric_id = e.upstream_id
+                  WHERE e.backfill_id = $1 AND u.status IN ('waiting', 'requested')
+                  GROUP BY e.metric_id)
+             SELECT p.metric_id, m.code, p.as_of, p.inputs
+               FROM backfill_points p
+               JOIN metrics m ON m.id = p.metric_id
+               LEFT JOIN blocked b ON b.metric_id = p.metric_id
               WHERE p.backfill_id = $1 AND p.status = 'waiting' AND m.held_at IS NULL
-                AND NOT EXISTS (SELECT 1 FROM backfill_edges e
-                                  JOIN backfill_points u ON u.backfill_id = e.backfill_id AND u.metric_id = e.upstream_id
-                                 WHERE e.backfill_id = p.backfill_id AND e.metric_id = p.metric_id
-                                   AND u.as_of <= p.as_of AND u.status IN ('waiting', 'requested'))
+                AND (b.until IS NULL OR p.as_of < b.until)
               ORDER BY p.as_of, p.depth, p.metric_id LIMIT $2",
             &[&id, &limit],
         )

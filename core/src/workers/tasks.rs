@@ -187,10 +187,11 @@ pub fn definition_changes(
 }
 
 /// Advances the running backfills: settles the points whose runs ended and
-/// requests the next ones (`app::backfill_run`), twice a second.
+/// requests the next ones (`app::backfill_run`), every
+/// [`backfill_run::TICK`].
 pub fn backfills(ctx: Context, publish: PublishQueue, shutdown: CancellationToken) -> Task {
     let stop = shutdown.clone();
-    periodic("backfills", BACKFILL_TICK, shutdown, move || {
+    periodic("backfills", backfill_run::TICK, shutdown, move || {
         let (ctx, publish, stop) = (ctx.clone(), publish.clone(), stop.clone());
         async move {
             let advanced =
@@ -211,9 +212,6 @@ pub fn backfills(ctx: Context, publish: PublishQueue, shutdown: CancellationToke
         }
     })
 }
-
-/// How often running backfills are advanced.
-const BACKFILL_TICK: Duration = Duration::from_millis(500);
 
 /// Counts the metrics whose outputs are stale, by reason, every minute (it
 /// reads every metric, so less often than the other gauges).

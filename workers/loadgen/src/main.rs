@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_api;
+mod bench_backfill;
 mod bench_definitions;
 mod bench_freshness;
 mod bench_latency;
@@ -49,6 +50,8 @@ enum Command {
     /// A definition change to every metric at once: apply, re-runs, and
     /// projection-update latency meanwhile.
     BenchDefinitions(bench_definitions::BenchDefinitionsArgs),
+    /// A 10,000-point backfill: plan time, execution rate, live updates beside it.
+    BenchBackfill(bench_backfill::BenchBackfillArgs),
 }
 
 /// The server where loadgen creates (and drops) its scratch databases.
@@ -70,6 +73,7 @@ async fn main() {
         Command::BenchApi(args) => bench_api::run(args).await,
         Command::BenchFreshness(args) => bench_freshness::run(args).await,
         Command::BenchDefinitions(args) => bench_definitions::run(args).await,
+        Command::BenchBackfill(args) => bench_backfill::run(args).await,
     };
     if let Err(e) = result {
         drop(telemetry);
