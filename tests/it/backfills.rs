@@ -391,6 +391,20 @@ async fn a_downstream_point_waits_for_its_upstream_points_and_fails_with_them() 
         ["backfill_failed"],
         "one alert, at the first failure"
     );
+    // The live pending run was never touched.
+    let after = db
+        .client()
+        .await
+        .query_one(
+            "SELECT status, updated_at FROM metric_runs WHERE id = $1",
+            &[&pending_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.get::<_, &str>(0), after.get::<_, DateTime<Utc>>(1)),
+        ("pending_dependencies", pending_at)
+    );
 }
 
 #[tokio::test]
