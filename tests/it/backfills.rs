@@ -10,9 +10,8 @@ use orchestrator_core::app::backfill_run::advance;
 use orchestrator_core::app::definition_changes::drain;
 use orchestrator_core::app::lifecycle::handle;
 use orchestrator_core::domain::backfill::{self as rules, Asked, Control, Status};
-use orchestrator_core::domain::events::{Completion, CompletionStatus, LifecycleEvent};
 use orchestrator_core::domain::ids::BackfillId;
-use orchestrator_tests::fixtures::{apply, base_catalog, request_of, status_of};
+use orchestrator_tests::fixtures::{apply, base_catalog, completed_event, request_of, status_of};
 use orchestrator_tests::TestDb;
 use serde_json::{json, Value};
 
@@ -62,22 +61,25 @@ fn asked<'a>(metric: &'a str, from: &'a str, points: &'a str) -> Asked<'a> {
 }
 
 async fn complete(db: &TestDb, run: &str, ok: bool) {
-    let ev = LifecycleEvent::Completed(Completion {
-        run_id: run.into(),
-        status: if ok {
-            CompletionStatus::Success
-        } else {
-            CompletionStatus::Failure
-        },
-        metric_code: None,
-        version_ts: None,
-        output_manifest: None,
-        row_count: Some(1),
-        error: (!ok).then(|| "boom".to_string()),
-        code_version: None,
-    });
     let raw = json!({"type": "metric_run_completed", "runId": run, "n": uuid::Uuid::new_v4().to_string()});
-    handle(&db.ctx(), &ev, &raw).await.unwrap();
+    handle(&db.ctx(), &completed_event(run, ok, None), &raw)
+        .await
+        .unwrap();
+}
+
+/// A backfill alert's body, by type.
+async fn alert_body(db: &TestDb, alert_type: &str) -> Value {
+    let payload: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT payload FROM outbox_messages WHERE alert_type = $1",
+            &[&alert_type],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&payload).unwrap()
 }
 
 /// (metric code, as_of, status, run id) of a backfill's runs' points, in
@@ -253,17 +255,7 @@ async fn points_are_requested_in_order_within_max_in_flight_each_once_with_their
         (5, 0)
     );
     assert_eq!(shown.progress.percent, 100.0);
-    let alert: String = db
-        .client()
-        .await
-        .query_one(
-            "SELECT payload FROM outbox_messages WHERE alert_type = 'backfill_completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let alert: Value = serde_json::from_str(&alert).unwrap();
+    let alert = alert_body(&db, "backfill_completed").await;
     assert_eq!(alert["backfillId"], id.as_str());
     assert_eq!(alert["points"]["done"], 5);
     // The live output is not a backfill's: the newest live run is none.
@@ -501,17 +493,7 @@ async fn a_definition_change_with_on_change_backfill_makes_one_backfill_named_in
         rows[0].get::<_, &str>(3),
         "definition of m.single changed to v2"
     );
-    let alert: String = db
-        .client()
-        .await
-        .query_one(
-            "SELECT payload FROM outbox_messages WHERE alert_type = 'metric_definition_changed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let alert: Value = serde_json::from_str(&alert).unwrap();
+    let alert = alert_body(&db, "metric_definition_changed").await;
     assert_eq!(alert["backfillId"], id.as_str());
     assert!(
         alert["outcome"]

@@ -294,18 +294,8 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     let pair_run = orchestrator_tests::fixtures::runs_of(&db, "m.pair").await[0]
         .0
         .clone();
-    let done = orchestrator_core::domain::events::LifecycleEvent::Completed(
-        orchestrator_core::domain::events::Completion {
-            run_id: pair_run.as_str().into(),
-            status: orchestrator_core::domain::events::CompletionStatus::Success,
-            metric_code: None,
-            version_ts: None,
-            output_manifest: None,
-            row_count: None,
-            error: None,
-            code_version: Some("runner-1.4".into()),
-        },
-    );
+    let done =
+        orchestrator_tests::fixtures::completed_event(pair_run.as_str(), true, Some("runner-1.4"));
     orchestrator_core::app::lifecycle::handle(&db.ctx(), &done, &json!({"runId": pair_run}))
         .await
         .unwrap();
@@ -374,18 +364,7 @@ async fn the_console_leads_from_a_pending_metric_to_what_it_waits_for_its_run_an
     let ctx = db.ctx();
     let tick = || orchestrator_core::app::backfill_run::advance(&ctx, 16);
     let first = tick().await.unwrap().requested[0].clone();
-    let done = orchestrator_core::domain::events::LifecycleEvent::Completed(
-        orchestrator_core::domain::events::Completion {
-            run_id: first.clone(),
-            status: orchestrator_core::domain::events::CompletionStatus::Success,
-            metric_code: None,
-            version_ts: None,
-            output_manifest: None,
-            row_count: None,
-            error: None,
-            code_version: None,
-        },
-    );
+    let done = orchestrator_tests::fixtures::completed_event(first.as_str(), true, None);
     orchestrator_core::app::lifecycle::handle(&db.ctx(), &done, &json!({"runId": first.as_str()}))
         .await
         .unwrap();

@@ -114,23 +114,24 @@ impl ApiServer {
 
     /// POST with an optional bearer token: status and JSON body.
     pub async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.send_post(path, token, None).await
     }
-}
 
-impl ApiServer {
     /// POST a JSON body with an optional bearer token: status and JSON body.
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        self.send_post(path, token, Some(body)).await
+    }
+
+    async fn send_post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -108,3 +108,27 @@ pub async fn request_text(db: &TestDb, run_id: &str) -> Option<String> {
     tx.commit().await.expect("commit");
     payload
 }
+
+/// A runner's `completed` for `run_id`: success (with the code version it
+/// reports, if any) or failure with an error.
+pub fn completed_event(
+    run_id: &str,
+    ok: bool,
+    code_version: Option<&str>,
+) -> orchestrator_core::domain::events::LifecycleEvent {
+    use orchestrator_core::domain::events::{Completion, CompletionStatus, LifecycleEvent};
+    LifecycleEvent::Completed(Completion {
+        run_id: run_id.into(),
+        status: if ok {
+            CompletionStatus::Success
+        } else {
+            CompletionStatus::Failure
+        },
+        metric_code: None,
+        version_ts: None,
+        output_manifest: None,
+        row_count: Some(1),
+        error: (!ok).then(|| "boom".to_string()),
+        code_version: code_version.map(str::to_string),
+    })
+}

@@ -431,15 +431,18 @@ pub struct Ended {
 
 /// Moves each requested point whose run chain has ended (its latest attempt
 /// succeeded, failed or timed out with no retry to come, or was canceled).
+/// Each point in flight is one probe of the backfill-point index of runs.
 pub async fn settle(tx: &Transaction<'_>, id: &BackfillId) -> StoreResult<Vec<Ended>> {
     let rows = tx
         .query(
             "WITH last AS (
-                 SELECT DISTINCT ON (p.metric_id, p.as_of) p.metric_id, p.as_of, r.id, r.status, r.error
+                 SELECT p.metric_id, p.as_of, r.id, r.status, r.error
                    FROM backfill_points p
-                   JOIN metric_runs r ON r.backfill_id = p.backfill_id AND r.metric_id = p.metric_id AND r.as_of = p.as_of
+                   CROSS JOIN LATERAL (
+                        SELECT r.id, r.status, r.error FROM metric_runs r
+                         WHERE r.backfill_id = p.backfill_id AND r.metric_id = p.metric_id AND r.as_of = p.as_of
+                         ORDER BY r.attempt DESC LIMIT 1) r
                   WHERE p.backfill_id = $1 AND p.status = 'requested'
-                  ORDER BY p.metric_id, p.as_of, r.attempt DESC
              )
              UPDATE backfill_points p
                 SET status = CASE l.status WHEN 'succeeded' THEN 'succeeded' WHEN 'canceled' THEN 'canceled' ELSE 'failed' END,

@@ -18,13 +18,11 @@ use orchestrator_core::app::backfill::{self, Create};
 use orchestrator_core::app::backfill_run::advance;
 use orchestrator_core::app::{catalog_apply, lifecycle, projection_update, Context};
 use orchestrator_core::domain::backfill::{self as rules, Asked};
-use orchestrator_core::domain::events::{
-    Completion, CompletionStatus, LifecycleEvent, ProjectionUpdate,
-};
 use orchestrator_tests::synth::{self, Shape};
 use orchestrator_tests::TestDb;
 use serde_json::json;
 
+use crate::live_stream::{pct, update, updates_at};
 use crate::ServerArgs;
 
 #[derive(Args)]
@@ -50,57 +48,6 @@ pub struct BenchBackfillArgs {
     baseline_secs: u64,
     #[command(flatten)]
     db: ServerArgs,
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn update(d: usize, version: usize) -> ProjectionUpdate {
-    let id = synth::dataset_id(d);
-    ProjectionUpdate {
-        dataset_id: id.clone().into(),
-        bucket: None,
-        version_manifest_path: format!("{id}/v{version}/manifest.json"),
-        projections_path: format!("{id}/v{version}/projections/"),
-    }
-}
-
-/// Updates at `rate` a second (open loop: latency from each one's slot)
-/// until `until` says stop; each one's latency in ms.
-async fn updates_at(
-    ctx: &Context,
-    rate: u32,
-    datasets: usize,
-    first_version: usize,
-    until: impl Fn() -> bool,
-) -> Result<Vec<f64>> {
-    let start = Instant::now();
-    let mut out = Vec::new();
-    for i in 0.. {
-        if until() {
-            break;
-        }
-        let slot = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
-        tokio::time::sleep_until(slot.into()).await;
-        let u = update((i as usize * 7) % datasets, first_version + i as usize);
-        projection_update::process(ctx, &u).await?;
-        out.push(slot.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(out)
-}
-
-fn say(v: &mut [f64]) -> String {
-    format!(
-        "p50 {:.1} ms, p99 {:.1} ms over {} updates",
-        pct(v, 0.5),
-        pct(v, 0.99),
-        v.len()
-    )
 }
 
 /// Two datasets updated at :10 every hour for `hours`; a live run of the
@@ -143,16 +90,7 @@ async fn runner(ctx: &Context, after: Duration) -> Result<usize> {
         .map(|r| r.get(0))
         .collect();
     for id in &due {
-        let ev = LifecycleEvent::Completed(Completion {
-            run_id: id.as_str().into(),
-            status: CompletionStatus::Success,
-            metric_code: None,
-            version_ts: None,
-            output_manifest: None,
-            row_count: Some(1),
-            error: None,
-            code_version: None,
-        });
+        let ev = orchestrator_tests::fixtures::completed_event(id, true, None);
         lifecycle::handle(ctx, &ev, &json!({"runId": id})).await?;
     }
     Ok(due.len())
@@ -247,6 +185,12 @@ pub async fn run(args: BenchBackfillArgs) -> Result<()> {
     .await?;
 
     let (made, create_ms) = make(&db.pool, &asked, false).await?;
+    let client = db.pool.get().await?;
+    client
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        )
+        .await?;
     let id = made.id.ok_or_else(|| anyhow!("no backfill written"))?;
     println!("create (plan and write): {create_ms:.0} ms, backfill {id}");
 
@@ -300,15 +244,35 @@ pub async fn run(args: BenchBackfillArgs) -> Result<()> {
         pct(&mut tick_ms, 0.5),
         pct(&mut tick_ms, 1.0)
     );
+    // Where the database's time went meanwhile: the busiest statements.
+    let top = client
+        .query(
+            "SELECT calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+               FROM pg_stat_statements
+              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              ORDER BY total_exec_time DESC LIMIT 8",
+            &[],
+        )
+        .await?;
+    println!("busiest statements during the execution (pg_stat_statements):");
+    for r in &top {
+        println!(
+            "  {:>8} calls {:>9.0} ms total {:>7.2} ms mean  {}",
+            r.get::<_, i64>(0),
+            r.get::<_, f64>(1),
+            r.get::<_, f64>(2),
+            r.get::<_, String>(3)
+        );
+    }
     println!(
         "projection updates at {}/s without a backfill: {}",
         args.update_rate,
-        say(&mut before)
+        before.latency()
     );
     println!(
         "projection updates at {}/s during it: {}",
         args.update_rate,
-        say(&mut during)
+        during.latency()
     );
     Ok(())
 }

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use orchestrator_core::app::definition_changes::drain;
-use orchestrator_core::app::{catalog_apply, projection_update, Context};
-use orchestrator_core::domain::events::ProjectionUpdate;
+use orchestrator_core::app::{catalog_apply, projection_update};
 use orchestrator_core::store::definitions;
 use orchestrator_tests::synth::{self, Shape};
 use orchestrator_tests::TestDb;
 use serde_json::{json, Value};
 
+use crate::live_stream::{update, updates_at, Stream};
 use crate::ServerArgs;
 
 #[derive(Args)]
@@ -46,24 +46,6 @@ pub struct BenchDefinitionsArgs {
     db: ServerArgs,
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn update(d: usize, version: usize) -> ProjectionUpdate {
-    let id = synth::dataset_id(d);
-    ProjectionUpdate {
-        dataset_id: id.clone().into(),
-        bucket: None,
-        version_manifest_path: format!("{id}/v{version}/manifest.json"),
-        projections_path: format!("{id}/v{version}/projections/"),
-    }
-}
-
 /// Every metric's expression with a `scale` it did not have (or another).
 fn changed(catalog: &Value, scale: i64) -> Result<Value> {
     let mut c = catalog.clone();
@@ -76,54 +58,14 @@ fn changed(catalog: &Value, scale: i64) -> Result<Value> {
     Ok(c)
 }
 
-/// What a stream of updates saw.
-#[derive(Default)]
-struct Stream {
-    /// Each update's latency from its slot, in ms.
-    latencies: Vec<f64>,
-    /// Dependent metrics the updates reached, and those another
-    /// transaction held (deferred to their backlog).
-    dependents: usize,
-    deferred: usize,
-}
-
-impl Stream {
-    fn say(&mut self) -> String {
-        format!(
-            "p50 {:.1} ms, p99 {:.1} ms over {} updates; {} of {} dependent metrics deferred to the backlog (held by another transaction)",
-            pct(&mut self.latencies, 0.5),
-            pct(&mut self.latencies, 0.99),
-            self.latencies.len(),
-            self.deferred,
-            self.dependents
-        )
-    }
-}
-
-/// Updates at `rate` a second (open loop: latency from each one's slot)
-/// until `until` says stop.
-async fn updates_at(
-    ctx: &Context,
-    rate: u32,
-    datasets: usize,
-    first_version: usize,
-    until: impl Fn() -> bool,
-) -> Result<Stream> {
-    let start = Instant::now();
-    let mut out = Stream::default();
-    for i in 0.. {
-        if until() {
-            break;
-        }
-        let slot = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
-        tokio::time::sleep_until(slot.into()).await;
-        let u = update((i as usize * 7) % datasets, first_version + i as usize);
-        let s = projection_update::process(ctx, &u).await?;
-        out.latencies.push(slot.elapsed().as_secs_f64() * 1e3);
-        out.dependents += s.dependent_metrics;
-        out.deferred += s.deferred;
-    }
-    Ok(out)
+/// The latency and what was deferred.
+fn say(s: &mut Stream) -> String {
+    format!(
+        "{}; {} of {} dependent metrics deferred to the backlog (held by another transaction)",
+        s.latency(),
+        s.deferred,
+        s.dependents
+    )
 }
 
 pub async fn run(args: BenchDefinitionsArgs) -> Result<()> {
@@ -206,12 +148,12 @@ pub async fn run(args: BenchDefinitionsArgs) -> Result<()> {
     println!(
         "projection updates at {}/s before the change: {}",
         args.update_rate,
-        before.say()
+        say(&mut before)
     );
     println!(
         "projection updates at {}/s while acting on it: {}",
         args.update_rate,
-        during.say()
+        say(&mut during)
     );
     Ok(())
 }

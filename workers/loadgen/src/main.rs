@@ -15,6 +15,7 @@ mod bench_latency;
 mod bench_messaging;
 mod db_work;
 mod generate;
+mod live_stream;
 mod soak;
 mod wait_profile;
 mod worker_metrics;
