@@ -383,17 +383,29 @@ async fn a_rerun_honours_a_pending_run_and_a_cooldown() {
 }
 
 #[tokio::test]
-async fn backfill_is_refused_where_it_is_written() {
+async fn on_change_backfill_is_checked_where_it_is_written_and_stored() {
     let db = TestDb::new("defs_backfill").await;
     let mut c = base_catalog();
-    c["metrics"][1]["on_change"] = json!({"backfill": {"since": "90d"}});
+    c["metrics"][1]["on_change"] = json!({"backfill": {"since": "soon"}});
     let Err(ApplyError::Invalid(p)) = catalog_apply::apply(&db.pool, &c).await else {
-        panic!("backfill accepted")
+        panic!("a malformed since accepted")
     };
-    assert_eq!(p.0[0].path, "metrics[1].on_change");
-    assert!(
-        p.0[0].message.contains("backfill is not available yet"),
-        "{p}"
+    assert_eq!(p.0[0].path, "metrics[1].on_change.backfill.since");
+    assert!(p.0[0].message.contains("must be a duration"), "{p}");
+    c["metrics"][1]["on_change"] = json!({"backfill": {"since": "90d"}});
+    apply(&db, &c).await;
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT on_change, on_change_since_secs FROM metrics WHERE id = 'm2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, &str>(0), row.get::<_, Option<i64>>(1)),
+        ("backfill", Some(90 * 86_400))
     );
 }
 
