@@ -135,7 +135,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V13__run_second_input_on_run",
             "V14__run_row_carries_its_request",
             "V15__run_dataset_updates_lists_every_input",
-            "V16__metric_definition_versions"
+            "V16__metric_definition_versions",
+            "V17__backfills"
         ]
     );
     let text = report.to_string();
@@ -519,7 +520,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input, V16__metric_definition_versions applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input, V16__metric_definition_versions, V17__backfills applied"
         ),
         "{}",
         text(&done)

@@ -400,7 +400,7 @@ async fn a_downstream_point_waits_for_its_upstream_points_and_fails_with_them() 
 }
 
 #[tokio::test]
-async fn pause_holds_new_requests_and_cancel_stops_the_rest() {
+async fn pause_holds_new_requests_a_disabled_metric_waits_and_cancel_stops_the_rest() {
     let db = TestDb::new("bf_ctl").await;
     apply(&db, &base_catalog()).await;
     history(&db).await;
@@ -429,6 +429,12 @@ async fn pause_holds_new_requests_and_cancel_stops_the_rest() {
     backfill::control(&db.pool, &id, Control::Resume)
         .await
         .unwrap();
+    // A metric disabled meanwhile: its points wait until it is enabled.
+    let mut off = base_catalog();
+    off["metrics"][1]["enabled"] = json!(false);
+    apply(&db, &off).await;
+    assert!(advance(&ctx, 16).await.unwrap().requested.is_empty());
+    apply(&db, &base_catalog()).await;
     assert_eq!(advance(&ctx, 16).await.unwrap().requested.len(), 1);
     backfill::control(&db.pool, &id, Control::Cancel)
         .await

@@ -236,23 +236,22 @@ async fn sigterm_handles_the_messages_waiting_for_a_slot_then_exits_zero() {
     sigterm_drains("waiting", "1", &["d1", "d2"]).await;
 }
 
-#[tokio::test]
+// Multi-threaded: the lock holder's connection must keep running while the
+// test blocks waiting for the process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_handler_outlasting_the_grace_leaves_its_message_for_redelivery() {
     let db = db_with_catalog("fault_sigterm_grace").await;
     let stack = Stack::new("grace", false).await;
-    let proxy = TcpProxy::start(&host_port(&db.url)).await;
-    // The handler's first database connection hangs (the pool gives up
-    // after 5 s): the grace of 1 s runs out first.
-    proxy.delay_new_connections(Duration::from_secs(60));
-    let env = env_via(
-        &stack,
-        &db,
-        &proxy,
-        &[
-            ("SHUTDOWN_GRACE_SECS", "1"),
-            ("VISIBILITY_TIMEOUT_SECS", "4"),
-        ],
-    );
+    // A lock held by the test keeps the handler in its transaction past the
+    // grace of 1 s, whatever else the worker does meanwhile.
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE event_log IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut env = stack.env(&db);
+    env.push(("SHUTDOWN_GRACE_SECS".into(), "1".into()));
+    env.push(("VISIBILITY_TIMEOUT_SECS".into(), "4".into()));
     let mut worker = Process::spawn("projection-update-worker", &env, &[]);
     let q = &stack.names.projection_updates_queue_url;
     stack.send(q, &update_body("d1", "v1")).await;
@@ -269,6 +268,7 @@ async fn sigterm_with_a_handler_outlasting_the_grace_leaves_its_message_for_rede
         "exited after {:?}",
         started.elapsed()
     );
+    locker.batch_execute("ROLLBACK").await.unwrap();
     let logs = std::fs::read_to_string(&worker.log).unwrap_or_default();
     assert!(status.success(), "exit status {status:?}\n{logs}");
     assert!(

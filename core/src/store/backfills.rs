@@ -528,7 +528,8 @@ pub struct Ready {
 /// The next `limit` waiting points in order (moment, then depth) whose
 /// upstream points at or before their moment are all done: a metric's
 /// points wait until the earliest open point of its upstream metrics. A
-/// held metric's points wait for its resume, as its live runs do.
+/// held metric's points wait for its resume, as its live runs do, and a
+/// disabled metric's until it is enabled again (or the backfill canceled).
 pub async fn ready(tx: &Transaction<'_>, id: &BackfillId, limit: i64) -> StoreResult<Vec<Ready>> {
     let rows = tx
         .query(
@@ -542,7 +543,7 @@ pub async fn ready(tx: &Transaction<'_>, id: &BackfillId, limit: i64) -> StoreRe
                FROM backfill_points p
                JOIN metrics m ON m.id = p.metric_id
                LEFT JOIN blocked b ON b.metric_id = p.metric_id
-              WHERE p.backfill_id = $1 AND p.status = 'waiting' AND m.held_at IS NULL
+              WHERE p.backfill_id = $1 AND p.status = 'waiting' AND m.held_at IS NULL AND m.enabled
                 AND (b.until IS NULL OR p.as_of < b.until)
               ORDER BY p.as_of, p.depth, p.metric_id LIMIT $2",
             &[&id, &limit],

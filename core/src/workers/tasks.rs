@@ -81,14 +81,20 @@ pub fn outbox_sweep<P: Publisher + 'static>(
 }
 
 /// Refreshes the database-state gauges of `/metrics` (outbox backlog,
-/// freshness states, runs by status) every 15 s; a failed read keeps the
+/// freshness states, runs by status, backfill points) every 15 s, dropped at
+/// shutdown; a failed read keeps the
 /// gauge's last value (logged at debug by [`crate::ops::refresh_state_gauges`]).
 pub fn state_gauges(pool: crate::store::Pool, shutdown: CancellationToken) -> Task {
+    let stop = shutdown.clone();
     periodic("state gauges", STATE_GAUGES_INTERVAL, shutdown, move || {
-        let pool = pool.clone();
+        let (pool, stop) = (pool.clone(), stop.clone());
+        // Reads only: dropped at shutdown rather than waited for.
         async move {
-            crate::ops::refresh_backfill_gauges(&pool).await;
-            crate::ops::refresh_state_gauges(pool).await;
+            until_shutdown(&stop, async {
+                crate::ops::refresh_backfill_gauges(&pool).await;
+                crate::ops::refresh_state_gauges(pool.clone()).await;
+            })
+            .await;
             Ok(())
         }
     })

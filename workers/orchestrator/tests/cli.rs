@@ -292,6 +292,7 @@ fn help_lists_only_operator_commands() {
             "catalog",
             "replay",
             "runs",
+            "backfill",
             "metrics",
             "dlq",
             "simulate-runner",
