@@ -72,6 +72,23 @@ async fn runs_of(db: &TestDb, backfill: &str) -> Vec<RunRow> {
         .collect()
 }
 
+/// Waits until `n` of the backfill's runs succeeded; how many did.
+async fn succeeded_at_least(db: &TestDb, backfill: &str, n: usize) -> usize {
+    eventually(WAIT, &format!("{n} points of {backfill} done"), || async {
+        let done = succeeded(db, backfill).await;
+        (done >= n).then_some(done)
+    })
+    .await
+}
+
+async fn succeeded(db: &TestDb, backfill: &str) -> usize {
+    runs_of(db, backfill)
+        .await
+        .iter()
+        .filter(|x| x.2 == "succeeded")
+        .count()
+}
+
 async fn status(db: &TestDb, backfill: &str) -> String {
     db.client()
         .await
@@ -190,11 +207,7 @@ async fn a_backfill_runs_in_order_within_its_bound_survives_kill_9_and_leaves_li
         "{created}"
     );
 
-    eventually(WAIT, "3 points done", || async {
-        let r = runs_of(&db, &id).await;
-        (r.iter().filter(|x| x.2 == "succeeded").count() >= 3).then_some(())
-    })
-    .await;
+    succeeded_at_least(&db, &id, 3).await;
     // Live updates are served while the backfill runs: their run is
     // requested before the backfill finishes.
     for body in [update_body("d2", "live"), update_body("d3", "live")] {
@@ -226,16 +239,8 @@ async fn a_backfill_runs_in_order_within_its_bound_survives_kill_9_and_leaves_li
     );
 
     // Mid-backfill, both workers die without a word and come back.
-    let so_far = runs_of(&db, &id)
-        .await
-        .iter()
-        .filter(|x| x.2 == "succeeded")
-        .count();
-    eventually(WAIT, "5 more points done", || async {
-        let r = runs_of(&db, &id).await;
-        (r.iter().filter(|x| x.2 == "succeeded").count() >= so_far + 5).then_some(())
-    })
-    .await;
+    let so_far = succeeded(&db, &id).await;
+    succeeded_at_least(&db, &id, so_far + 5).await;
     for w in &mut workers {
         w.child.kill().expect("SIGKILL");
         w.child.wait().unwrap();
@@ -352,11 +357,7 @@ async fn a_backfill_runs_in_order_within_its_bound_survives_kill_9_and_leaves_li
         ],
     );
     let second = id_in(&again);
-    eventually(WAIT, "2 points of the second backfill done", || async {
-        let r = runs_of(&db, &second).await;
-        (r.iter().filter(|x| x.2 == "succeeded").count() >= 2).then_some(())
-    })
-    .await;
+    succeeded_at_least(&db, &second, 2).await;
     let canceled = cli(&env, &["backfill", "cancel", &second]);
     assert!(
         canceled.contains(&format!("backfill {second}: canceled")),

@@ -14,7 +14,7 @@ use crate::domain::backfill::{Counts, Status};
 use crate::domain::ids::{BackfillId, OutboxId, RunId};
 use crate::in_transaction;
 use crate::store::backfills::{self, Active, Ended};
-use crate::store::runs::{self, BackfillRun, NewRun};
+use crate::store::runs::{self, NewRun, QueuedRun};
 use crate::store::{db_now, outbox, StoreError, Transaction};
 
 /// Backfills one tick looks at, at most.
@@ -123,17 +123,16 @@ async fn request_next(
             trigger: None,
         })
         .collect();
-    let rows: Vec<BackfillRun> = ready
+    let rows: Vec<QueuedRun> = ready
         .iter()
         .zip(&new_runs)
-        .map(|(p, run)| BackfillRun {
+        .map(|(p, run)| QueuedRun {
             run,
-            backfill_id: &b.id,
-            as_of: p.as_of,
             inputs: &p.inputs,
+            backfill: Some((&b.id, p.as_of)),
         })
         .collect();
-    runs::insert_backfill_runs(tx, &rows).await?;
+    runs::insert_queued(tx, &rows).await?;
     let ids = request::enqueue(tx, &new_runs, now, &ctx.settings, &Default::default()).await?;
     let marked: Vec<_> = ready
         .iter()

@@ -138,7 +138,15 @@ pub(crate) async fn request_now(
         trigger: None,
     };
     let update_ids: Vec<UpdateId> = used.iter().map(|(_, u)| u.clone()).collect();
-    runs::insert_triggered(tx, &run, &update_ids).await?;
+    runs::insert_queued(
+        tx,
+        &[runs::QueuedRun {
+            run: &run,
+            inputs: &update_ids,
+            backfill: None,
+        }],
+    )
+    .await?;
     let outbox_ids = request::enqueue(
         tx,
         std::slice::from_ref(&run),

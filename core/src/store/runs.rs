@@ -547,62 +547,41 @@ pub async fn create_retries(tx: &Transaction<'_>, retries: &[Retry]) -> StoreRes
         .collect()
 }
 
-/// Inserts an operator-triggered run, already `queued`, using `updates`.
-pub async fn insert_triggered(
-    tx: &Transaction<'_>,
-    run: &NewRun,
-    update_ids: &[UpdateId],
-) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, requested_at, last_contact_at,
-                                  definition_version)
-         VALUES ($1, $2, $3, 'queued', $4, now(), now(),
-                 (SELECT m.definition_version FROM metrics m WHERE m.id = $2))",
-        &[&run.id, &run.metric_id, &run.metric_code, &run.attempt],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO run_extra_inputs (run_id, dataset_update_id) SELECT $1, unnest($2::text[])",
-        &[&run.id, &update_ids],
-    )
-    .await?;
-    Ok(())
-}
-
-/// A backfill point's first attempt: `queued` with the inputs pinned at its
-/// moment.
+/// A run written `queued` with the inputs it uses: an operator's trigger,
+/// a definition change's re-run, or a backfill point's first attempt.
 #[derive(Debug, Clone)]
-pub struct BackfillRun<'a> {
+pub struct QueuedRun<'a> {
     pub run: &'a NewRun,
-    pub backfill_id: &'a BackfillId,
-    pub as_of: DateTime<Utc>,
     pub inputs: &'a [UpdateId],
+    /// A backfill's run: the backfill and the moment its inputs were pinned at.
+    pub backfill: Option<(&'a BackfillId, DateTime<Utc>)>,
 }
 
-/// Inserts backfill runs, `queued`, each recording its metric's definition
-/// version now. A point's first attempt exists once (a unique index): a
-/// second is a conflict.
-pub async fn insert_backfill_runs(
-    tx: &Transaction<'_>,
-    runs: &[BackfillRun<'_>],
-) -> StoreResult<()> {
+/// Inserts runs already `queued`, each recording its metric's definition
+/// version now, with their inputs. A deliberate run has no update-set key,
+/// so it may repeat an earlier run's inputs; a backfill point's first
+/// attempt exists once (a unique index): a second is a conflict.
+pub async fn insert_queued(tx: &Transaction<'_>, runs: &[QueuedRun<'_>]) -> StoreResult<()> {
     let ids: Vec<&RunId> = runs.iter().map(|r| &r.run.id).collect();
     let metrics: Vec<&MetricId> = runs.iter().map(|r| &r.run.metric_id).collect();
     let codes: Vec<&str> = runs.iter().map(|r| r.run.metric_code.as_str()).collect();
-    let backfills: Vec<&BackfillId> = runs.iter().map(|r| r.backfill_id).collect();
-    let as_of: Vec<DateTime<Utc>> = runs.iter().map(|r| r.as_of).collect();
+    let attempts: Vec<i32> = runs.iter().map(|r| r.run.attempt).collect();
+    let backfills: Vec<Option<&BackfillId>> =
+        runs.iter().map(|r| r.backfill.map(|b| b.0)).collect();
+    let as_of: Vec<Option<DateTime<Utc>>> = runs.iter().map(|r| r.backfill.map(|b| b.1)).collect();
     let (run_of, input): (Vec<&RunId>, Vec<&UpdateId>) = runs
         .iter()
         .flat_map(|r| r.inputs.iter().map(|i| (&r.run.id, i)))
         .unzip();
     tx.execute(
-        "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-                        AS n(id, metric_id, code, backfill_id, as_of))
+        "WITH n AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+                        AS n(id, metric_id, code, attempt, backfill_id, as_of))
          INSERT INTO metric_runs (id, metric_id, metric_code, status, attempt, requested_at, last_contact_at,
                                   definition_version, backfill_id, as_of)
-         SELECT n.id, n.metric_id, n.code, 'queued', 1, now(), now(), m.definition_version, n.backfill_id, n.as_of
+         SELECT n.id, n.metric_id, n.code, 'queued', n.attempt, now(), now(), m.definition_version,
+                n.backfill_id, n.as_of
            FROM n JOIN metrics m ON m.id = n.metric_id",
-        &[&ids, &metrics, &codes, &backfills, &as_of],
+        &[&ids, &metrics, &codes, &attempts, &backfills, &as_of],
     )
     .await?;
     tx.execute(
