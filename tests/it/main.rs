@@ -22,6 +22,7 @@ mod dlq;
 mod e2e;
 mod faults;
 mod freshness;
+mod freshness_due;
 mod handed;
 mod hostile;
 mod lifecycle;

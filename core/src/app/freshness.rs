@@ -4,19 +4,19 @@
 //! a time runs. Both workers run it periodically; the clock is the
 //! database's, or the one a caller passes (tests).
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use tracing::instrument;
 
 use super::Context;
 use crate::domain::alert::{self, Alert, AlertType, DatasetChange, MetricChange};
+use crate::domain::freshness_due::{dataset_next_check, metric_next_check};
 use crate::domain::freshness_state::{
     assess_dataset, assess_metric, blocking, dataset_alert, metric_alert, DatasetState, MetricState,
 };
 use crate::domain::ids::{DatasetId, OutboxId};
 use crate::in_transaction;
-use crate::store::freshness::{self, DatasetFacts, MetricFacts, StateWrite};
+use crate::store::freshness::{self, After, DatasetFacts, Due, MetricFacts, StateWrite};
+use crate::store::freshness_due::{self, Kind};
 use crate::store::{db_now, outbox, StoreError, Transaction};
 
 /// What one sweep did.
@@ -24,6 +24,10 @@ use crate::store::{db_now, outbox, StoreError, Transaction};
 pub struct FreshnessReport {
     /// Another replica held the sweep: nothing was done.
     pub skipped: bool,
+    /// Marks of changed facts taken (each made its entity due).
+    pub marks: u64,
+    /// Datasets and metrics judged: those whose time had come or whose
+    /// facts changed, never the whole catalog.
     pub datasets: usize,
     pub metrics: usize,
     /// States written (changed, or first found).
@@ -58,35 +62,27 @@ async fn sweep_in(
         Some(t) => t,
         None => db_now(tx).await?,
     };
-    freshness::forget_unexpected(tx).await?;
-    let datasets = freshness::datasets(tx).await?;
     let mut report = FreshnessReport {
-        datasets: datasets.len(),
+        marks: freshness_due::absorb_marks(tx, now).await?,
         ..FreshnessReport::default()
     };
-    let (dataset_writes, mut alerts, late) = judge_datasets(&datasets, now);
-    let written = freshness::write_datasets(tx, &dataset_writes).await?;
-    alerts.retain(|(id, _)| written.applied.contains(id));
-    report.late_datasets = late.len();
-    report.changed = written.applied.len();
-    queue_alerts(tx, ctx, alerts, &mut report).await?;
-    let mut after = None;
+    let mut after: After = (DateTime::<Utc>::UNIX_EPOCH, String::new());
     loop {
-        let metrics = freshness::metrics(tx, after.as_ref(), METRIC_PAGE).await?;
-        let Some(last) = metrics.last() else { break };
-        after = Some(last.id.clone());
-        report.metrics += metrics.len();
-        let judged = judge_metrics(&metrics, &late, now);
-        let written = freshness::write_metrics(tx, &judged.writes).await?;
-        report.changed += written.applied.len();
-        report.failing_metrics += judged.failing;
-        let alerts = judged.alerts;
-        let alerts = alerts
-            .into_iter()
-            .filter(|(id, _)| written.applied.contains(id))
-            .collect();
-        queue_alerts(tx, ctx, alerts, &mut report).await?;
-        if (metrics.len() as i64) < METRIC_PAGE {
+        let due = freshness::datasets_due(tx, now, &after, PAGE).await?;
+        let Some(last) = due.last() else { break };
+        after = (last.due_at, last.id.clone());
+        sweep_datasets(tx, ctx, &due, now, &mut report).await?;
+        if (due.len() as i64) < PAGE {
+            break;
+        }
+    }
+    let mut after: After = (DateTime::<Utc>::UNIX_EPOCH, String::new());
+    loop {
+        let due = freshness::metrics_due(tx, now, &after, PAGE).await?;
+        let Some(last) = due.last() else { break };
+        after = (last.due_at, last.id.clone());
+        sweep_metrics(tx, ctx, &due, now, &mut report).await?;
+        if (due.len() as i64) < PAGE {
             break;
         }
     }
@@ -96,12 +92,122 @@ async fn sweep_in(
     Ok(report)
 }
 
-/// Metrics judged per page (memory stays flat at any catalog size).
-const METRIC_PAGE: i64 = 1_000;
+/// Judges a page of due datasets, writes what changed, forgets those without
+/// an expectation, and schedules each one's next look.
+async fn sweep_datasets(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    due: &[Due<DatasetFacts>],
+    now: DateTime<Utc>,
+    report: &mut FreshnessReport,
+) -> Result<(), StoreError> {
+    let facts: Vec<DatasetFacts> = due.iter().filter_map(|d| d.facts.clone()).collect();
+    let gone: Vec<&str> = due
+        .iter()
+        .filter(|d| d.facts.is_none())
+        .map(|d| d.id.as_str())
+        .collect();
+    report.datasets += facts.len();
+    let judged = judge_datasets(&facts, now);
+    let written = freshness::write_datasets(tx, &judged.writes).await?;
+    report.late_datasets += judged.late;
+    report.changed += written.applied.len();
+    let mut alerts = judged.alerts;
+    alerts.retain(|(id, _)| written.applied.contains(id));
+    queue_alerts(tx, ctx, alerts, report).await?;
+    // Metrics waiting on a dataset that became late or stopped being late
+    // name it, or stop naming it, in this same sweep.
+    let turned: Vec<&str> = judged
+        .turned
+        .iter()
+        .map(|id| id.as_str())
+        .filter(|id| written.applied.contains(*id))
+        .collect();
+    freshness_due::metrics_needing(tx, &turned, now).await?;
+    freshness::forget(tx, &gone, &[]).await?;
+    // A write that conflicted stays due: the next sweep judges it again.
+    let next: Vec<(&str, Option<DateTime<Utc>>)> = facts
+        .iter()
+        .filter(|f| !written.conflicted.iter().any(|c| c == f.id.as_str()))
+        .map(|f| {
+            let at = dataset_next_check(&f.expectation, f.last_update_at, f.set_at, now);
+            (f.id.as_str(), at)
+        })
+        .chain(gone.iter().map(|id| (*id, None)))
+        .collect();
+    freshness_due::reschedule(tx, Kind::Dataset, &next).await
+}
+
+/// [`sweep_datasets`], for a page of due metrics.
+async fn sweep_metrics(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    due: &[Due<MetricFacts>],
+    now: DateTime<Utc>,
+    report: &mut FreshnessReport,
+) -> Result<(), StoreError> {
+    let facts: Vec<MetricFacts> = due.iter().filter_map(|d| d.facts.clone()).collect();
+    let gone: Vec<&str> = due
+        .iter()
+        .filter(|d| d.facts.is_none())
+        .map(|d| d.id.as_str())
+        .collect();
+    report.metrics += facts.len();
+    let judged = judge_metrics(&facts, now);
+    let written = freshness::write_metrics(tx, &judged.writes).await?;
+    report.changed += written.applied.len();
+    report.failing_metrics += judged.failing;
+    let alerts = judged
+        .alerts
+        .into_iter()
+        .filter(|(id, _)| written.applied.contains(id))
+        .collect();
+    queue_alerts(tx, ctx, alerts, report).await?;
+    freshness::forget(tx, &[], &gone).await?;
+    let next: Vec<(&str, Option<DateTime<Utc>>)> = facts
+        .iter()
+        .filter(|f| !written.conflicted.iter().any(|c| c == f.id.as_str()))
+        .map(|f| {
+            let at = metric_next_check(&f.expectation, f.last_success_at, f.set_at, now);
+            (f.id.as_str(), at)
+        })
+        .chain(gone.iter().map(|id| (*id, None)))
+        .collect();
+    freshness_due::reschedule(tx, Kind::Metric, &next).await
+}
+
+/// Due entities judged per page (memory stays flat whatever is due).
+const PAGE: i64 = 1_000;
 
 /// States written in one sweep past which the planner's statistics of the
 /// state tables are refreshed.
 const ANALYZE_AFTER: usize = 1_000;
+
+/// A late dataset's update ends its lateness in the update's own
+/// transaction, so that its recovery is heard whatever the sweep's
+/// interval: writes the state (guarded on `late`) and queues the alert;
+/// returns the alerts to publish after the commit.
+pub(crate) async fn on_time_again(
+    tx: &Transaction<'_>,
+    ctx: &Context,
+    late: DatasetFacts,
+    arrived_at: DateTime<Utc>,
+) -> Result<Vec<OutboxId>, StoreError> {
+    let facts = [DatasetFacts {
+        last_update_at: Some(arrived_at),
+        ..late
+    }];
+    let judged = judge_datasets(&facts, arrived_at);
+    let written = freshness::write_datasets(tx, &judged.writes).await?;
+    let mut report = FreshnessReport::default();
+    let alerts = judged
+        .alerts
+        .into_iter()
+        .filter(|(id, _)| written.applied.contains(id))
+        .collect();
+    queue_alerts(tx, ctx, alerts, &mut report).await?;
+    Ok(report.outbox_ids)
+}
 
 async fn queue_alerts(
     tx: &Transaction<'_>,
@@ -118,29 +224,34 @@ async fn queue_alerts(
     Ok(())
 }
 
-type Alerts = Vec<(String, Alert)>;
+pub(crate) type Alerts = Vec<(String, Alert)>;
 
-/// Each dataset's state at `now`: the writes, the alerts they raise, and the
-/// datasets late after the sweep.
-fn judge_datasets(
-    facts: &[DatasetFacts],
-    now: DateTime<Utc>,
-) -> (
-    Vec<StateWrite<'_, DatasetState>>,
-    Alerts,
-    HashSet<&DatasetId>,
-) {
-    let mut late = HashSet::new();
-    let mut writes = Vec::new();
-    let mut alerts = Vec::new();
+/// A page of datasets judged: the states to write, the alerts they raise,
+/// how many are late, and those that became late or stopped being late.
+pub(crate) struct JudgedDatasets<'a> {
+    pub writes: Vec<StateWrite<'a, DatasetState>>,
+    pub alerts: Alerts,
+    pub late: usize,
+    pub turned: Vec<&'a DatasetId>,
+}
+
+/// Each dataset's state at `now`.
+pub(crate) fn judge_datasets(facts: &[DatasetFacts], now: DateTime<Utc>) -> JudgedDatasets<'_> {
+    let mut judged = JudgedDatasets {
+        writes: Vec::new(),
+        alerts: Vec::new(),
+        late: 0,
+        turned: Vec::new(),
+    };
     for f in facts {
         let a = assess_dataset(&f.expectation, f.last_update_at, f.set_at, now);
-        if a.state == DatasetState::Late {
-            late.insert(&f.id);
-        }
+        judged.late += usize::from(a.state == DatasetState::Late);
         let from = f.stored.as_ref().map_or(DatasetState::Unknown, |s| s.state);
         if f.stored.is_some() && from == a.state {
             continue;
+        }
+        if (from == DatasetState::Late) != (a.state == DatasetState::Late) {
+            judged.turned.push(&f.id);
         }
         let kind = dataset_alert(from, a.state);
         let late_since = match kind {
@@ -157,12 +268,12 @@ fn judge_datasets(
                 expectation: f.expectation.to_string(),
                 at: now,
             };
-            alerts.push((
+            judged.alerts.push((
                 f.id.to_string(),
                 alert::dataset_changed(&change, alert_type),
             ));
         }
-        writes.push(StateWrite {
+        judged.writes.push(StateWrite {
             id: f.id.as_str(),
             expected: f.stored.as_ref().map(|s| s.state),
             state: a.state,
@@ -171,7 +282,7 @@ fn judge_datasets(
             blocking: Vec::new(),
         });
     }
-    (writes, alerts, late)
+    judged
 }
 
 /// A page of metrics judged: the states to write, the alerts they raise,
@@ -183,24 +294,14 @@ struct JudgedMetrics<'a> {
 }
 
 /// Each metric's state at `now`, and what blocks the failing ones.
-fn judge_metrics<'a>(
-    facts: &'a [MetricFacts],
-    late: &HashSet<&DatasetId>,
-    now: DateTime<Utc>,
-) -> JudgedMetrics<'a> {
+fn judge_metrics(facts: &[MetricFacts], now: DateTime<Utc>) -> JudgedMetrics<'_> {
     let mut writes = Vec::new();
     let mut alerts = Vec::new();
     let mut failing = 0;
     for f in facts {
         let a = assess_metric(&f.expectation, f.last_success_at, f.set_at, now);
         failing += usize::from(a.state == MetricState::Fail);
-        let late_inputs: Vec<DatasetId> = f
-            .required
-            .iter()
-            .filter(|d| late.contains(d))
-            .cloned()
-            .collect();
-        let blocked = blocking(a.state, &late_inputs, &f.missing);
+        let blocked = blocking(a.state, &f.late_inputs, &f.missing);
         let from = f.stored.as_ref().map_or(MetricState::Unknown, |s| s.state);
         let same_state = f.stored.is_some() && from == a.state;
         if same_state && blocked == f.stored_blocking {

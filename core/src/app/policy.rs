@@ -37,7 +37,6 @@ pub async fn sweep(ctx: &Context) -> Result<PolicySweep, StoreError> {
         let batch = in_transaction!(ctx.pool, StoreError, |tx| {
             let due = pending::due_metrics(&tx, now, SWEEP_BATCH).await?;
             let (claimed, evaluated) = evaluate::claim_and_settle(&tx, ctx, &due).await?;
-            pending::forget_finished_timers(&tx).await?;
             PolicySweep {
                 due: due.len(),
                 claimed: claimed.len(),

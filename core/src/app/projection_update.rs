@@ -14,12 +14,13 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::evaluate::{self, Evaluated, OwnUpdate};
-use super::{backlog, Context};
+use super::{backlog, freshness, Context};
 use crate::domain::events::EventType;
 use crate::domain::events::ProjectionUpdate;
-use crate::domain::ids::{MetricId, UpdateId};
+use crate::domain::ids::{MetricId, OutboxId, UpdateId};
 use crate::in_transaction;
 use crate::store::catalog;
+use crate::store::freshness as store_freshness;
 pub use crate::store::requests::Origin;
 use crate::store::{backlog as backlog_rows, event_log, updates, StoreError, Transaction};
 
@@ -41,6 +42,9 @@ pub struct UpdateSummary {
     pub evaluated: Evaluated,
     /// How many updates its transaction committed together (1: alone).
     pub batch: usize,
+    /// The alert of a late dataset that this update put back on time,
+    /// queued in its transaction; published after the commit.
+    pub alerts: Vec<OutboxId>,
 }
 
 /// The log line's `detail`.
@@ -213,7 +217,7 @@ async fn process_in(
     let update_id = UpdateId::generate();
     let guessed = ctx.dependents.guess(&update.dataset_id);
     updates::prepare_receipt(tx).await?;
-    let (fresh, inserted, (claimed, read)) = futures::try_join!(
+    let (fresh, inserted, (claimed, read), late) = futures::try_join!(
         event_log::record(
             tx,
             &key,
@@ -223,6 +227,7 @@ async fn process_in(
         ),
         updates::insert(tx, &update_id, update),
         evaluate::claim_then_read(tx, &update.dataset_id, guessed.as_deref(), Some(&update_id)),
+        store_freshness::on_update(tx, &update.dataset_id),
     )?;
     ctx.dependents.learn(
         &update.dataset_id,
@@ -253,6 +258,10 @@ async fn process_in(
         )
     )?;
     let handed_off = take_handed_off(tx, ctx, handed_off, &claimed).await?;
+    let alerts = match late {
+        Some(late) => freshness::on_time_again(tx, ctx, late, inserted.created_at).await?,
+        None => Vec::new(),
+    };
     let mut evaluated = done;
     evaluated += handed_off;
     let summary = UpdateSummary {
@@ -262,6 +271,7 @@ async fn process_in(
         deferred: claimed.skipped.len(),
         evaluated,
         batch: 1,
+        alerts,
     };
     let mut dependents: Vec<MetricId> = claimed.locked.into_iter().map(|m| m.id).collect();
     dependents.extend(claimed.skipped);

@@ -11,6 +11,7 @@ pub mod events;
 pub(crate) mod expectation;
 pub(crate) mod expression;
 pub(crate) mod freshness;
+pub(crate) mod freshness_due;
 pub(crate) mod freshness_state;
 pub mod ids;
 pub(crate) mod metric_evaluation;

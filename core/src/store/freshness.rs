@@ -48,11 +48,21 @@ pub struct MetricFacts {
     pub expectation: MetricExpectation,
     pub set_at: DateTime<Utc>,
     pub last_success_at: Option<DateTime<Utc>>,
-    pub required: Vec<DatasetId>,
+    /// Its inputs whose stored state is late.
+    pub late_inputs: Vec<DatasetId>,
     /// What its pending run still lacks.
     pub missing: Vec<DatasetId>,
     pub stored: Option<Stored<MetricState>>,
     pub stored_blocking: Vec<DatasetId>,
+}
+
+/// An entity the sweep found due: its facts, or `None` when it has no
+/// expectation any more (or is disabled, or gone): its state is forgotten.
+#[derive(Debug, Clone)]
+pub struct Due<F> {
+    pub id: String,
+    pub due_at: DateTime<Utc>,
+    pub facts: Option<F>,
 }
 
 fn state<S>(text: Option<String>, parse: fn(&str) -> Option<S>) -> StoreResult<Option<S>> {
@@ -74,91 +84,151 @@ fn stored<S>(
     }))
 }
 
-/// Every dataset with an expectation, with its newest update and last state.
-pub async fn datasets(tx: &Transaction<'_>) -> StoreResult<Vec<DatasetFacts>> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT d.id, d.expected_every_secs, d.expected_by, d.expectation_grace_secs,
-                    COALESCE(d.expectation_set_at, d.updated_at),
-                    (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = d.id
-                      ORDER BY u.created_at DESC, u.id DESC LIMIT 1),
-                    f.state, f.since, f.overdue_since
-               FROM datasets d LEFT JOIN dataset_freshness f ON f.dataset_id = d.id
-              WHERE d.expected_every_secs IS NOT NULL OR d.expected_by IS NOT NULL",
-        )
-        .await?;
-    let mut out = Vec::new();
-    for r in tx.query(&stmt, &[]).await? {
-        let id: DatasetId = r.get(0);
-        let by: Option<String> = r.get(2);
-        let Some(expectation) = DatasetExpectation::from_columns(r.get(1), by.as_deref(), r.get(3))
+/// Where a page of due entities starts: after this (due_at, id).
+pub type After = (DateTime<Utc>, String);
+
+const DATASET_COLUMNS: &str =
+    "d.id, d.expected_every_secs, d.expected_by, d.expectation_grace_secs,
+       COALESCE(d.expectation_set_at, d.updated_at),
+       (SELECT u.created_at FROM dataset_updates u WHERE u.dataset_id = d.id
+         ORDER BY u.created_at DESC, u.id DESC LIMIT 1),
+       f.state, f.since, f.overdue_since";
+
+fn dataset_facts(r: &tokio_postgres::Row, first: usize) -> StoreResult<Option<DatasetFacts>> {
+    let Some(id) = r.get::<_, Option<DatasetId>>(first) else {
+        return Ok(None);
+    };
+    let by: Option<String> = r.get(first + 2);
+    let Some(expectation) =
+        DatasetExpectation::from_columns(r.get(first + 1), by.as_deref(), r.get(first + 3))
             .map_err(|e| StoreError::Corrupt(format!("dataset {id}'s expectation: {e}")))?
-        else {
-            continue;
-        };
-        out.push(DatasetFacts {
-            id,
-            expectation,
-            set_at: r.get(4),
-            last_update_at: r.get(5),
-            stored: stored(&r, 6, DatasetState::parse)?,
+    else {
+        return Ok(None);
+    };
+    Ok(Some(DatasetFacts {
+        id,
+        expectation,
+        set_at: r.get(first + 4),
+        last_update_at: r.get(first + 5),
+        stored: stored(r, first + 6, DatasetState::parse)?,
+    }))
+}
+
+/// Up to `limit` datasets due at `now`, in (due_at, id) order after
+/// `after`: an index range of the due table, whatever the catalog's size.
+pub async fn datasets_due(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    after: &After,
+    limit: i64,
+) -> StoreResult<Vec<Due<DatasetFacts>>> {
+    let sql = format!(
+        "SELECT q.entity_id, q.due_at, {DATASET_COLUMNS}
+           FROM freshness_due q
+           LEFT JOIN datasets d ON d.id = q.entity_id
+           LEFT JOIN dataset_freshness f ON f.dataset_id = q.entity_id
+          WHERE q.kind = 'dataset' AND q.due_at <= $1 AND (q.due_at, q.entity_id) > ($2, $3)
+          ORDER BY q.due_at, q.entity_id LIMIT $4"
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    let mut out = Vec::new();
+    for r in tx.query(&stmt, &[&now, &after.0, &after.1, &limit]).await? {
+        out.push(Due {
+            id: r.get(0),
+            due_at: r.get(1),
+            facts: dataset_facts(&r, 2)?,
         });
     }
     Ok(out)
 }
 
-/// Up to `limit` enabled metrics with an expectation, in id order after
-/// `after`, with their newest success, required datasets, what their
-/// pending run lacks, and their last state. In pages, so that a sweep of any
-/// catalog holds one page in memory.
-pub async fn metrics(
+pub(super) static ON_UPDATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH mark AS (INSERT INTO freshness_marks (kind, entity_id) VALUES ('dataset', $1))
+         SELECT {DATASET_COLUMNS}
+           FROM datasets d JOIN dataset_freshness f ON f.dataset_id = d.id AND f.state = 'late'
+          WHERE d.id = $1"
+    )
+});
+
+/// The facts of a dataset that is late, as an update to it reads them
+/// (none when it is not late or has no expectation), and the mark that
+/// its facts changed; one statement, pipelined with the update's receipt.
+pub async fn on_update(
     tx: &Transaction<'_>,
-    after: Option<&MetricId>,
+    dataset: &DatasetId,
+) -> StoreResult<Option<DatasetFacts>> {
+    let stmt = tx.prepare_cached(&ON_UPDATE).await?;
+    match tx.query_opt(&stmt, &[&dataset]).await? {
+        Some(r) => dataset_facts(&r, 0),
+        None => Ok(None),
+    }
+}
+
+/// Up to `limit` metrics due at `now`, in (due_at, id) order after `after`,
+/// with their newest success, their late inputs, what their pending run
+/// lacks, and their last state.
+pub async fn metrics_due(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    after: &After,
     limit: i64,
-) -> StoreResult<Vec<MetricFacts>> {
+) -> StoreResult<Vec<Due<MetricFacts>>> {
     let stmt = tx
         .prepare_cached(
-            "SELECT m.id, m.code, m.max_age_warn_secs, m.max_age_fail_secs, m.expected_by,
-                    m.expectation_grace_secs, COALESCE(m.expectation_set_at, m.updated_at),
+            "SELECT q.entity_id, q.due_at, m.id, m.code, m.max_age_warn_secs, m.max_age_fail_secs,
+                    m.expected_by, m.expectation_grace_secs, COALESCE(m.expectation_set_at, m.updated_at),
                     (SELECT s.finished_at FROM metric_runs s
                       WHERE s.metric_code = m.code AND s.status = 'succeeded' AND s.backfill_id IS NULL
                       ORDER BY s.created_at DESC LIMIT 1),
                     ARRAY(SELECT r.dataset_id FROM metric_required_datasets r
+                            JOIN dataset_freshness df ON df.dataset_id = r.dataset_id AND df.state = 'late'
                            WHERE r.metric_id = m.id ORDER BY 1),
                     ARRAY(SELECT d.dataset_id FROM metric_runs p
                             JOIN metric_run_pending_datasets d ON d.run_id = p.id
                            WHERE p.metric_code = m.code AND p.status = 'pending_dependencies'
                              AND NOT d.received ORDER BY 1),
                     f.state, f.since, f.overdue_since, COALESCE(f.blocking, '{}')
-               FROM metrics m LEFT JOIN metric_freshness f ON f.metric_id = m.id
-              WHERE m.enabled AND (m.max_age_fail_secs IS NOT NULL OR m.expected_by IS NOT NULL)
-                AND ($1::text IS NULL OR m.id > $1)
-              ORDER BY m.id LIMIT $2",
+               FROM freshness_due q
+               LEFT JOIN metrics m ON m.id = q.entity_id AND m.enabled
+               LEFT JOIN metric_freshness f ON f.metric_id = q.entity_id
+              WHERE q.kind = 'metric' AND q.due_at <= $1 AND (q.due_at, q.entity_id) > ($2, $3)
+              ORDER BY q.due_at, q.entity_id LIMIT $4",
         )
         .await?;
     let mut out = Vec::new();
-    for r in tx.query(&stmt, &[&after, &limit]).await? {
-        let id: MetricId = r.get(0);
-        let by: Option<String> = r.get(4);
-        let Some(expectation) =
-            MetricExpectation::from_columns((r.get(2), r.get(3), by.as_deref(), r.get(5)))
-                .map_err(|e| StoreError::Corrupt(format!("metric {id}'s expectation: {e}")))?
-        else {
-            continue;
-        };
-        out.push(MetricFacts {
-            id,
-            code: r.get(1),
-            expectation,
-            set_at: r.get(6),
-            last_success_at: r.get(7),
-            required: r.get(8),
-            missing: r.get(9),
-            stored: stored(&r, 10, MetricState::parse)?,
-            stored_blocking: r.get(13),
+    for r in tx.query(&stmt, &[&now, &after.0, &after.1, &limit]).await? {
+        out.push(Due {
+            id: r.get(0),
+            due_at: r.get(1),
+            facts: metric_facts(&r)?,
         });
     }
     Ok(out)
+}
+
+fn metric_facts(r: &tokio_postgres::Row) -> StoreResult<Option<MetricFacts>> {
+    let Some(id) = r.get::<_, Option<MetricId>>(2) else {
+        return Ok(None);
+    };
+    let by: Option<String> = r.get(6);
+    let Some(expectation) =
+        MetricExpectation::from_columns((r.get(4), r.get(5), by.as_deref(), r.get(7)))
+            .map_err(|e| StoreError::Corrupt(format!("metric {id}'s expectation: {e}")))?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(MetricFacts {
+        id,
+        code: r.get(3),
+        expectation,
+        set_at: r.get(8),
+        last_success_at: r.get(9),
+        late_inputs: r.get(10),
+        missing: r.get(11),
+        stored: stored(r, 12, MetricState::parse)?,
+        stored_blocking: r.get(15),
+    }))
 }
 
 /// A state to write, guarded by the one read: `expected` is the stored
@@ -284,25 +354,27 @@ pub async fn analyze(tx: &Transaction<'_>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Forgets the states of entities that no longer have an expectation (or,
-/// for metrics, are disabled); returns how many.
-pub async fn forget_unexpected(tx: &Transaction<'_>) -> StoreResult<u64> {
-    let datasets = tx
-        .execute(
-            "DELETE FROM dataset_freshness f USING datasets d
-              WHERE d.id = f.dataset_id AND d.expected_every_secs IS NULL AND d.expected_by IS NULL",
-            &[],
-        )
-        .await?;
-    let metrics = tx
-        .execute(
-            "DELETE FROM metric_freshness f USING metrics m
-              WHERE m.id = f.metric_id
-                AND (NOT m.enabled OR (m.max_age_fail_secs IS NULL AND m.expected_by IS NULL))",
-            &[],
-        )
-        .await?;
-    Ok(datasets + metrics)
+/// Forgets the states of entities found without an expectation (or, for
+/// metrics, disabled or gone); returns how many.
+pub async fn forget(tx: &Transaction<'_>, datasets: &[&str], metrics: &[&str]) -> StoreResult<u64> {
+    let mut n = 0;
+    if !datasets.is_empty() {
+        n += tx
+            .execute(
+                "DELETE FROM dataset_freshness WHERE dataset_id = ANY($1)",
+                &[&datasets],
+            )
+            .await?;
+    }
+    if !metrics.is_empty() {
+        n += tx
+            .execute(
+                "DELETE FROM metric_freshness WHERE metric_id = ANY($1)",
+                &[&metrics],
+            )
+            .await?;
+    }
+    Ok(n)
 }
 
 /// How many datasets and metrics are in each state, and the ones overdue.

@@ -13,6 +13,7 @@ pub(crate) mod evaluation;
 pub(crate) mod event_log;
 pub(crate) mod expectations;
 pub mod freshness;
+pub mod freshness_due;
 pub mod ids;
 pub mod metric_views;
 pub mod migrate;

@@ -267,18 +267,6 @@ pub async fn due_now(tx: &Transaction<'_>, metric: &MetricId) -> StoreResult<u64
         .await?)
 }
 
-/// Drops timer rows whose run is no longer pending (canceled by a catalog
-/// change, or requested by the operator's trigger).
-pub async fn forget_finished_timers(tx: &Transaction<'_>) -> StoreResult<u64> {
-    Ok(tx
-        .execute(
-            "DELETE FROM metric_run_timers t USING metric_runs r
-              WHERE r.id = t.run_id AND r.status <> 'pending_dependencies'",
-            &[],
-        )
-        .await?)
-}
-
 /// One row of a pending run, for operators.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PendingDataset {

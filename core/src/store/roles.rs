@@ -95,6 +95,7 @@ pub const API_WRITES: &[&str] = &[
     "run_extra_inputs",
     "metric_run_pending_datasets",
     "metric_run_timers",
+    "freshness_marks",
     "metric_run_folded_updates",
     "metric_update_backlog",
     "outbox_messages",

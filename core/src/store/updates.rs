@@ -37,6 +37,7 @@ pub async fn prepare_receipt(tx: &Transaction<'_>) -> StoreResult<()> {
         REGISTER,
         INSERT,
         super::catalog::CLAIM_DEPENDENT_METRICS,
+        &super::freshness::ON_UPDATE,
     ] {
         tx.prepare_cached(sql).await?;
     }

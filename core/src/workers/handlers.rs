@@ -77,7 +77,8 @@ impl ProjectionUpdateHandler {
     }
 
     /// Hands an update's run requests to the relay, at its commit: born
-    /// leased to it when the context says so (the worker's), else to claim.
+    /// leased to it when the context says so (the worker's), else to claim;
+    /// and the alert of a dataset it put back on time.
     fn submit(&self, summary: &UpdateSummary, received_at: std::time::Instant) {
         match self.ctx.publish_lease {
             Some(_) => self
@@ -86,6 +87,9 @@ impl ProjectionUpdateHandler {
             None => self
                 .publish
                 .submit_requests(summary.evaluated.requests.clone()),
+        }
+        if !summary.alerts.is_empty() {
+            self.publish.submit(summary.alerts.clone());
         }
     }
 
