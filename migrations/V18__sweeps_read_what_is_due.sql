@@ -26,6 +26,14 @@ CREATE TABLE freshness_marks (
     entity_id text COLLATE "C" NOT NULL
 );
 
+-- Both tables churn (every judgement rewrites a due row, every sweep
+-- empties the marks): vacuumed after a few thousand dead rows rather than a
+-- fifth of the table, so that the due index and the marks stay as small as
+-- what is live.
+ALTER TABLE freshness_due SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+                               autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE freshness_marks SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
+
 -- Everything is judged by the first sweep after this migration, as every
 -- sweep judged everything before it.
 INSERT INTO freshness_due (kind, entity_id, due_at)

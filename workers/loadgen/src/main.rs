@@ -13,6 +13,7 @@ mod bench_definitions;
 mod bench_freshness;
 mod bench_latency;
 mod bench_messaging;
+mod bench_scale;
 mod db_work;
 mod generate;
 mod live_stream;
@@ -48,6 +49,9 @@ enum Command {
     BenchApi(bench_api::BenchApiArgs),
     /// The freshness sweep's time and a worker's memory at 50,000 metrics.
     BenchFreshness(bench_freshness::BenchFreshnessArgs),
+    /// Periodic work and the update path at 5,000, 50,000 and 500,000
+    /// metrics: quiet sweeps, a sweep with 1% due, update latency.
+    BenchScale(bench_scale::BenchScaleArgs),
     /// A definition change to every metric at once: apply, re-runs, and
     /// projection-update latency meanwhile.
     BenchDefinitions(bench_definitions::BenchDefinitionsArgs),
@@ -73,6 +77,7 @@ async fn main() {
         Command::Generate(args) => generate::run(args),
         Command::BenchApi(args) => bench_api::run(args).await,
         Command::BenchFreshness(args) => bench_freshness::run(args).await,
+        Command::BenchScale(args) => bench_scale::run(args).await,
         Command::BenchDefinitions(args) => bench_definitions::run(args).await,
         Command::BenchBackfill(args) => bench_backfill::run(args).await,
     };
