@@ -13,8 +13,12 @@
 //!   ([`domain::definition_change`]), and whether an output is stale and
 //!   why ([`domain::staleness`]); what a backfill asks for, its status and
 //!   progress ([`domain::backfill`]) and its plan, each point's inputs
-//!   pinned from the update log ([`domain::backfill_plan`]).
-//! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (all of
+//!   pinned from the update log ([`domain::backfill_plan`]); when a freshness
+//!   state can next change on its own (`domain::freshness_due`); the catalog
+//!   document held entry by entry ([`domain::catalog_doc`]) and which of its
+//!   entries an apply writes ([`domain::catalog_hash`]).
+//! - [`store`]: PostgreSQL, one module per aggregate owning its SQL (the
+//!   freshness sweep's schedule in [`store::freshness_due`]; all of
 //!   the crate's SQL is there), run requests assembled from their outbox
 //!   recipes ([`store::requests`]), requests carried on their run rows
 //!   ([`store::run_outbox`]), read-only statistics, migrations, the

@@ -137,7 +137,8 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
             "V15__run_dataset_updates_lists_every_input",
             "V16__metric_definition_versions",
             "V17__backfills",
-            "V18__sweeps_read_what_is_due"
+            "V18__sweeps_read_what_is_due",
+            "V19__catalog_entry_hashes"
         ]
     );
     let text = report.to_string();
@@ -521,7 +522,7 @@ fn the_cli_refuses_then_adopts_then_reports_the_schema_up_to_date() {
     );
     assert!(
         text(&done).contains(
-            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input, V16__metric_definition_versions, V17__backfills, V18__sweeps_read_what_is_due applied"
+            "V10__outbox_request_recipe, V11__run_first_input_on_run, V12__update_set_key_as_uuid, V13__run_second_input_on_run, V14__run_row_carries_its_request, V15__run_dataset_updates_lists_every_input, V16__metric_definition_versions, V17__backfills, V18__sweeps_read_what_is_due, V19__catalog_entry_hashes applied"
         ),
         "{}",
         text(&done)

@@ -164,3 +164,46 @@ async fn pending_run_is_canceled_when_a_dataset_gains_a_required_series() {
     );
     assert_eq!(pair[0].1, "canceled");
 }
+
+/// An apply costs what changed: entries written as last applied are skipped
+/// (not validated, not written), so one changed metric rewrites that metric
+/// alone (docs/operations.md, "Applying a catalog").
+#[tokio::test]
+async fn an_apply_rewrites_only_the_entries_that_changed() {
+    let db = TestDb::new("cat_changed").await;
+    let first = apply(&db.pool, &base_catalog()).await.unwrap();
+    assert_eq!(first.unchanged.metrics, 0);
+    db.exec(
+        "UPDATE metrics SET updated_at = '2000-01-01'; UPDATE series SET updated_at = '2000-01-01'",
+    )
+    .await;
+    let mut doc = base_catalog();
+    doc["metrics"][2]["description"] = json!("now described");
+    let r = apply(&db.pool, &doc).await.unwrap();
+    assert_eq!(
+        (
+            r.unchanged.datasets,
+            r.unchanged.series,
+            r.unchanged.metrics
+        ),
+        (3, 4, 3),
+        "{r:?}"
+    );
+    assert_eq!((r.datasets, r.series, r.metrics), (3, 4, 4));
+    assert_eq!(
+        db.strings("SELECT id FROM metrics WHERE updated_at > '2000-01-01' ORDER BY 1")
+            .await,
+        ["m3"]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM series WHERE updated_at > '2000-01-01'")
+            .await,
+        0
+    );
+    // An invalid changed entry is still reported with its place in the file.
+    doc["metrics"][3]["required_days"] = json!(-1);
+    let Err(ApplyError::Invalid(p)) = apply(&db.pool, &doc).await else {
+        panic!("an invalid entry applied");
+    };
+    assert!(p.to_string().contains("metrics[3].required_days"), "{p}");
+}

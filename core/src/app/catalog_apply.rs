@@ -7,9 +7,12 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use tracing::instrument;
 
-use crate::domain::catalog::{validate, Catalog};
+use crate::domain::catalog::{validate, validate_entries, Catalog};
+use crate::domain::catalog_doc::CatalogDoc;
+use crate::domain::catalog_hash::{self, Unchanged};
 use crate::domain::definition::{self, OnChange};
 use crate::domain::problem::{Problem, Problems};
+use crate::domain::runner_compat;
 use crate::in_transaction;
 use crate::store::definitions::{self, Action, Current, NewVersion};
 use crate::store::expectations::{self, ExpectationChange};
@@ -20,6 +23,8 @@ use crate::store::{catalog, runs, trigger_policies, Pool, StoreError, Transactio
 pub enum ApplyError {
     #[error("the catalog is invalid; nothing was applied:\n{0}")]
     Invalid(Problems),
+    #[error("{count} warning(s), errors with --strict; nothing was applied:\n{problems}", count = .0.0.len(), problems = .0)]
+    Warnings(Problems),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -28,7 +33,7 @@ impl TxError for ApplyError {
     fn as_store_error(&self) -> Option<&StoreError> {
         match self {
             ApplyError::Store(e) => Some(e),
-            ApplyError::Invalid(_) => None,
+            ApplyError::Invalid(_) | ApplyError::Warnings(_) => None,
         }
     }
 }
@@ -49,6 +54,11 @@ pub struct ApplyReport {
     pub definitions: Vec<DefinitionChange>,
     /// Metrics given their first version (new metrics).
     pub first_versions: usize,
+    /// Entries of the file identical to what was last applied: skipped.
+    pub unchanged: Unchanged,
+    /// Expressions written or changed that the reference runner cannot
+    /// compute.
+    pub warnings: Vec<Problem>,
     /// Nothing was written ([`dry_run`]).
     pub dry_run: bool,
 }
@@ -87,13 +97,16 @@ pub async fn apply(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError> 
 
 /// Applies the catalog; new definition versions record `by` as who applied
 /// them (`None`: the database user).
-#[instrument(skip_all)]
 pub async fn apply_as(
     pool: &Pool,
     doc: &Value,
     by: Option<&str>,
 ) -> Result<ApplyReport, ApplyError> {
-    in_transaction!(pool, ApplyError, |tx| apply_in(&tx, doc, by).await?)
+    let opts = ApplyOptions {
+        by,
+        ..ApplyOptions::default()
+    };
+    apply_doc(pool, &CatalogDoc::from_value(doc.clone()), &opts).await
 }
 
 /// [`dry_run_as`] for the database user.
@@ -102,15 +115,43 @@ pub async fn dry_run(pool: &Pool, doc: &Value) -> Result<ApplyReport, ApplyError
 }
 
 /// What [`apply_as`] would do, reported from a transaction that is rolled back.
-#[instrument(skip_all)]
 pub async fn dry_run_as(
     pool: &Pool,
     doc: &Value,
     by: Option<&str>,
 ) -> Result<ApplyReport, ApplyError> {
+    let opts = ApplyOptions {
+        by,
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    apply_doc(pool, &CatalogDoc::from_value(doc.clone()), &opts).await
+}
+
+/// How an apply runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions<'a> {
+    /// Who applies it (`None`: the database user).
+    pub by: Option<&'a str>,
+    /// Warnings (expressions the reference runner cannot compute) fail it.
+    pub strict: bool,
+    /// Report what would change and change nothing.
+    pub dry_run: bool,
+}
+
+/// Applies a document (or reports what it would do), in one transaction.
+#[instrument(skip_all, fields(metrics = doc.metrics.len()))]
+pub async fn apply_doc(
+    pool: &Pool,
+    doc: &CatalogDoc<'_>,
+    opts: &ApplyOptions<'_>,
+) -> Result<ApplyReport, ApplyError> {
+    if !opts.dry_run {
+        return in_transaction!(pool, ApplyError, |tx| apply_in(&tx, doc, opts).await?);
+    }
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
-    let report = apply_in(&tx, doc, by).await?;
+    let report = apply_in(&tx, doc, opts).await?;
     tx.rollback().await.map_err(StoreError::from)?;
     Ok(ApplyReport {
         dry_run: true,
@@ -118,61 +159,78 @@ pub async fn dry_run_as(
     })
 }
 
+/// Metrics validated and written per chunk: what an apply holds parsed at
+/// once, whatever the catalog's size.
+const CHUNK: usize = 20_000;
+
 async fn apply_in(
     tx: &Transaction<'_>,
-    doc: &Value,
-    by: Option<&str>,
+    doc: &CatalogDoc<'_>,
+    opts: &ApplyOptions<'_>,
 ) -> Result<ApplyReport, ApplyError> {
     catalog::lock_for_apply(tx).await?;
     definitions::stamp_unversioned(tx, Action::Adopted).await?;
-    let known = catalog::known_series(tx).await?;
-    let cat = validate(doc, &known).map_err(ApplyError::Invalid)?;
-
-    let codes: Vec<String> = cat.metrics.iter().map(|m| m.code.clone()).collect();
-    let taken = catalog::metric_ids_by_code(tx, &codes).await?;
-    let conflicts: Vec<Problem> = cat
-        .metrics
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| match taken.get(&m.code) {
-            Some(owner) if *owner != m.id => Some(Problem::new(
-                format!("metrics[{i}].code"),
-                format!("code {:?} already belongs to metric {owner:?}", m.code),
-            )),
-            _ => None,
-        })
+    let mut known = catalog::known_series(tx).await?;
+    // A later chunk's metrics may read series the first chunk defines.
+    known.extend(
+        doc.skeleton()
+            .get("series")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("code")?.as_str().map(str::to_string)),
+    );
+    // Only the entries written differently from what was last applied are
+    // validated and written again: an apply costs what changed.
+    let plan = catalog_hash::plan(doc, &catalog::stored_hashes(tx).await?);
+    let changed: Vec<usize> = (0..doc.metrics.len())
+        .filter(|i| plan.keeps("metrics", *i))
         .collect();
-    if !conflicts.is_empty() {
-        return Err(ApplyError::Invalid(Problems(conflicts)));
+    let mut chunks: Vec<&[usize]> = changed.chunks(CHUNK).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
     }
-
-    let ids: Vec<MetricId> = cat
-        .metrics
-        .iter()
-        .map(|m| MetricId::new(m.id.as_str()))
-        .collect();
-    let before = catalog::dependencies(tx, &ids).await?;
-    let id_strs: Vec<&str> = cat.metrics.iter().map(|m| m.id.as_str()).collect();
-    let current = definitions::current(tx, &id_strs).await?;
-    catalog::upsert(tx, &cat).await?;
-    let expectations = expectations::write(tx, &cat).await?;
-    let policies = match trigger_policies::write(tx, &cat).await? {
-        trigger_policies::Written::Changed(c) => c,
-        trigger_policies::Written::Invalid(p) => return Err(ApplyError::Invalid(Problems(p))),
+    let mut report = ApplyReport {
+        unchanged: plan.unchanged,
+        ..ApplyReport::default()
     };
-
-    let changed: Vec<MetricId> = cat
-        .metrics
-        .iter()
-        .filter(|m| {
-            before
-                .get(m.id.as_str())
-                .is_some_and(|old| *old != m.series())
-        })
-        .map(|m| MetricId::new(m.id.as_str()))
-        .collect();
-    let mut canceled =
-        runs::cancel_pending_of(tx, &changed, "canceled: metric dependencies changed").await?;
+    let mut problems = Vec::new();
+    let mut written = Written::default();
+    for (k, chunk) in chunks.into_iter().enumerate() {
+        let head = k == 0;
+        let part = doc.chunk(chunk, head);
+        let keep = |s: &str, i: usize| match s {
+            "metrics" => chunk.binary_search(&i).is_ok(),
+            _ => head && plan.keeps(s, i),
+        };
+        let cat = match validate_entries(&part, &known, &keep) {
+            Ok(cat) => cat,
+            Err(p) => {
+                problems.extend(p.0);
+                continue;
+            }
+        };
+        report.warnings.extend(runner_compat::warnings(&part));
+        // Later chunks are still validated (every problem is reported),
+        // but nothing more is written.
+        if problems.is_empty() {
+            write_chunk(tx, &cat, &plan, opts.by, &mut report, &mut written).await?;
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApplyError::Invalid(Problems(problems)));
+    }
+    if opts.strict && !report.warnings.is_empty() {
+        return Err(ApplyError::Warnings(Problems(report.warnings)));
+    }
+    let ids: Vec<&str> = written.metrics.iter().map(String::as_str).collect();
+    catalog::derive_required_datasets_after(tx, written.datasets, &ids).await?;
+    let mut canceled = runs::cancel_pending_of(
+        tx,
+        &written.dependencies_changed,
+        "canceled: metric dependencies changed",
+    )
+    .await?;
     let stale = runs::metrics_with_stale_pending_runs(tx).await?;
     canceled.extend(
         runs::cancel_pending_of(
@@ -183,50 +241,114 @@ async fn apply_in(
         .await?,
     );
     crate::store::pending::sync_required_days(tx).await?;
-    let versions = new_versions(&cat, &current);
+    report.canceled_runs = canceled;
+    report.datasets = plan.hashes.datasets.len();
+    report.series = plan.hashes.series.len();
+    report.metrics = doc.metrics.len();
+    Ok(report)
+}
+
+/// What the chunks wrote, for the steps after them.
+#[derive(Default)]
+struct Written {
+    datasets: bool,
+    metrics: Vec<String>,
+    dependencies_changed: Vec<MetricId>,
+}
+
+/// Writes one validated chunk: its entries, expectations, policies and
+/// definition versions.
+async fn write_chunk(
+    tx: &Transaction<'_>,
+    cat: &Catalog,
+    plan: &catalog_hash::Plan,
+    by: Option<&str>,
+    report: &mut ApplyReport,
+    written: &mut Written,
+) -> Result<(), ApplyError> {
+    let codes: Vec<String> = cat.metrics.iter().map(|m| m.code.clone()).collect();
+    let taken = catalog::metric_ids_by_code(tx, &codes).await?;
+    let conflicts: Vec<Problem> = cat
+        .metrics
+        .iter()
+        .filter_map(|m| match taken.get(&m.code) {
+            Some(owner) if *owner != m.id => Some(Problem::new(
+                format!("metrics[{}].code", m.index),
+                format!("code {:?} already belongs to metric {owner:?}", m.code),
+            )),
+            _ => None,
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(ApplyError::Invalid(Problems(conflicts)));
+    }
+    let ids: Vec<MetricId> = cat
+        .metrics
+        .iter()
+        .map(|m| MetricId::new(m.id.as_str()))
+        .collect();
+    let before = catalog::dependencies(tx, &ids).await?;
+    let id_strs: Vec<&str> = cat.metrics.iter().map(|m| m.id.as_str()).collect();
+    let current = definitions::current(tx, &id_strs).await?;
+    catalog::upsert(tx, cat, &plan.hashes).await?;
+    catalog::derive_chunk(tx, cat).await?;
+    report
+        .expectations
+        .extend(expectations::write(tx, cat).await?);
+    match trigger_policies::write(tx, cat).await? {
+        trigger_policies::Written::Changed(c) => report.policies.extend(c),
+        trigger_policies::Written::Invalid(p) => return Err(ApplyError::Invalid(Problems(p))),
+    }
+    written.datasets |= !cat.datasets.is_empty();
+    written
+        .metrics
+        .extend(cat.metrics.iter().map(|m| m.id.clone()));
+    written.dependencies_changed.extend(
+        cat.metrics
+            .iter()
+            .filter(|m| {
+                before
+                    .get(m.id.as_str())
+                    .is_some_and(|old| *old != m.series())
+            })
+            .map(|m| MetricId::new(m.id.as_str())),
+    );
+    let versions = new_versions(cat, &current);
     definitions::record(tx, &versions, by).await?;
     let codes: HashMap<&str, &str> = cat
         .metrics
         .iter()
         .map(|m| (m.id.as_str(), m.code.as_str()))
         .collect();
-    let changes: Vec<DefinitionChange> = versions
-        .iter()
-        .filter(|v| v.action != Action::Created)
-        .map(|v| DefinitionChange {
-            metric_code: codes
-                .get(v.metric_id)
-                .copied()
-                .unwrap_or(v.metric_id)
-                .to_string(),
-            from: v.version - 1,
-            to: v.version,
-            summary: definition::summary(&v.changes),
-            action: match v.action {
-                Action::Rerun => OnChange::Rerun,
-                Action::Backfill => cat
-                    .metrics
-                    .iter()
-                    .find(|m| m.id == v.metric_id)
-                    .map_or(OnChange::None, |m| m.on_change),
-                _ => OnChange::None,
-            },
-        })
-        .collect();
-    Ok(ApplyReport {
-        definitions: changes,
-        first_versions: versions
+    report.definitions.extend(
+        versions
             .iter()
-            .filter(|v| v.action == Action::Created)
-            .count(),
-        datasets: cat.datasets.len(),
-        series: cat.series.len(),
-        metrics: cat.metrics.len(),
-        canceled_runs: canceled,
-        expectations,
-        policies,
-        dry_run: false,
-    })
+            .filter(|v| v.action != Action::Created)
+            .map(|v| DefinitionChange {
+                metric_code: codes
+                    .get(v.metric_id)
+                    .copied()
+                    .unwrap_or(v.metric_id)
+                    .to_string(),
+                from: v.version - 1,
+                to: v.version,
+                summary: definition::summary(&v.changes),
+                action: match v.action {
+                    Action::Rerun => OnChange::Rerun,
+                    Action::Backfill => cat
+                        .metrics
+                        .iter()
+                        .find(|m| m.id == v.metric_id)
+                        .map_or(OnChange::None, |m| m.on_change),
+                    _ => OnChange::None,
+                },
+            }),
+    );
+    report.first_versions += versions
+        .iter()
+        .filter(|v| v.action == Action::Created)
+        .count();
+    Ok(())
 }
 
 /// The version each metric of the catalog gets: none when its definition is

@@ -14,9 +14,11 @@ use super::expression::{parse_metric_expression, Expr, ExpressionType};
 use super::problem::{unknown_keys, Problem, Problems};
 use super::trigger_policy::{trigger_policy, TriggerPolicy};
 
-/// Bounds that keep one catalog apply to a sane size and time.
-pub const MAX_CATALOG_BYTES: usize = 64 * 1024 * 1024;
-pub const MAX_ENTRIES: usize = 200_000;
+/// Bounds that keep one catalog apply to a sane size and time: far above a
+/// 500,000-metric catalog (~145 MB, BENCHMARKS.md "Cost at 500,000
+/// metrics"), low enough that a wrong file cannot exhaust memory.
+pub const MAX_CATALOG_BYTES: usize = 512 * 1024 * 1024;
+pub const MAX_ENTRIES: usize = 1_000_000;
 pub const MAX_REQUIRED_DAYS: i64 = 36_500;
 pub const MAX_ATTEMPTS: i64 = 100;
 /// Thirty days.
@@ -78,6 +80,8 @@ pub struct SeriesDef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricDef {
+    /// Its place in the file's `metrics` (problems name it).
+    pub index: usize,
     pub id: String,
     pub code: String,
     pub expression_type: ExpressionType,
@@ -166,6 +170,17 @@ fn one(path: &str, msg: String) -> Problems {
 /// Validates a catalog document. `known_series` are series already in the
 /// store: a metric or dataset may reference them without redefining them.
 pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, Problems> {
+    validate_entries(doc, known_series, &|_, _| true)
+}
+
+/// [`validate`], parsing only the entries `keep(section, index)` accepts
+/// (the others were applied unchanged before: `domain::catalog_hash`);
+/// paths keep each entry's index in the file.
+pub fn validate_entries(
+    doc: &Value,
+    known_series: &HashSet<String>,
+    keep: &dyn Fn(&str, usize) -> bool,
+) -> Result<Catalog, Problems> {
     let mut p = Vec::new();
     let Some(root) = doc.as_object() else {
         return Err(one(
@@ -176,11 +191,11 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
     unknown_keys(root.keys(), "", ROOT_KEYS, &mut p);
     // Entries keep their index in the file so that paths stay right when an
     // earlier entry was left out for its own problems.
-    let series: Vec<(usize, SeriesDef)> = section(root, "series", &mut p, parse_series);
+    let series: Vec<(usize, SeriesDef)> = section(root, "series", &mut p, parse_series, keep);
     let mut defined: HashSet<String> = known_series.clone();
     defined.extend(series.iter().map(|(_, s)| s.code.clone()));
-    let datasets: Vec<(usize, DatasetDef)> = section(root, "datasets", &mut p, parse_dataset);
-    let metrics: Vec<(usize, MetricDef)> = section(root, "metrics", &mut p, parse_metric);
+    let datasets: Vec<(usize, DatasetDef)> = section(root, "datasets", &mut p, parse_dataset, keep);
+    let metrics: Vec<(usize, MetricDef)> = section(root, "metrics", &mut p, parse_metric, keep);
 
     unique(
         series.iter().map(|(i, s)| (*i, s.code.as_str())),
@@ -231,7 +246,10 @@ pub fn validate(doc: &Value, known_series: &HashSet<String>) -> Result<Catalog, 
         Ok(Catalog {
             datasets: strip(datasets),
             series: series.into_iter().map(|(_, x)| x).collect(),
-            metrics: metrics.into_iter().map(|(_, x)| x).collect(),
+            metrics: metrics
+                .into_iter()
+                .map(|(i, m)| MetricDef { index: i, ..m })
+                .collect(),
         })
     } else {
         Err(Problems(p))
@@ -248,6 +266,7 @@ fn section<T>(
     key: &str,
     p: &mut Vec<Problem>,
     parse: EntryParser<T>,
+    keep: &dyn Fn(&str, usize) -> bool,
 ) -> Vec<(usize, T)> {
     let Some(v) = root.get(key) else {
         return Vec::new();
@@ -265,6 +284,9 @@ fn section<T>(
     }
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
+        if !keep(key, i) {
+            continue;
+        }
         let path = format!("{key}[{i}]");
         match item.as_object() {
             Some(obj) => out.extend(parse(obj, &path, p).map(|x| (i, x))),
@@ -479,6 +501,7 @@ fn parse_metric(obj: &Map<String, Value>, path: &str, p: &mut Vec<Problem>) -> O
     };
     let on_change = on_change(obj, path, p);
     Some(MetricDef {
+        index: 0,
         id: id?,
         code: code?,
         expression_type: expression_type?,

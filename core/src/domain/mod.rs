@@ -5,6 +5,8 @@ pub mod alert;
 pub mod backfill;
 pub mod backfill_plan;
 pub mod catalog;
+pub mod catalog_doc;
+pub mod catalog_hash;
 pub mod definition;
 pub mod definition_change;
 pub mod events;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::catalog::Catalog;
+use crate::domain::catalog_hash::EntryHashes;
 use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::run_request::SeriesSource;
 use crate::domain::trigger::{Hold, MetricTiming};
@@ -297,26 +298,120 @@ pub async fn lock_for_apply(tx: &Transaction<'_>) -> StoreResult<()> {
 /// Upserts everything in the catalog; a dataset's series list and a metric's
 /// dependencies are replaced by the file's. Metrics are written in id order,
 /// the order in which the projection-update path locks them.
-pub async fn upsert(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
-    upsert_series(tx, c).await?;
-    upsert_datasets(tx, c).await?;
-    upsert_metrics(tx, c).await?;
-    derive_required_datasets(tx).await
+/// Writes the entries of `c` (those that changed) with their hashes; the
+/// caller then derives the required datasets
+/// ([`derive_required_datasets_after`]).
+pub async fn upsert(tx: &Transaction<'_>, c: &Catalog, hashes: &EntryHashes) -> StoreResult<()> {
+    if !c.series.is_empty() {
+        upsert_series(tx, c, hashes).await?;
+    }
+    if !c.datasets.is_empty() {
+        upsert_datasets(tx, c, hashes).await?;
+    }
+    if !c.metrics.is_empty() {
+        upsert_metrics(tx, c, hashes).await?;
+    }
+    Ok(())
 }
 
-async fn upsert_series(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
+/// After an apply wrote `metrics` (and datasets, when `datasets`): derives
+/// the datasets every metric requires when a dataset's entry changed (its
+/// series may have) or many metrics were written, else those of `metrics`.
+pub async fn derive_required_datasets_after(
+    tx: &Transaction<'_>,
+    datasets: bool,
+    metrics: &[&str],
+) -> StoreResult<()> {
+    if datasets || metrics.len() >= ANALYZE_AFTER {
+        return derive_required_datasets(tx).await;
+    }
+    derive_required_datasets_of(tx, metrics).await
+}
+
+/// The required datasets of the metrics a chunk wrote, before its trigger
+/// policies are checked against them.
+pub async fn derive_chunk(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
+    let ids: Vec<&str> = c.metrics.iter().map(|m| m.id.as_str()).collect();
+    derive_required_datasets_of(tx, &ids).await
+}
+
+/// Metrics written past which the whole derivation runs and the catalog's
+/// statistics are refreshed.
+const ANALYZE_AFTER: usize = 1_000;
+
+/// The hashes stored with the entries last applied.
+pub async fn stored_hashes(tx: &Transaction<'_>) -> StoreResult<EntryHashes> {
+    let rows = tx
+        .query(
+            "SELECT 's', code, catalog_hash FROM series WHERE catalog_hash IS NOT NULL
+             UNION ALL SELECT 'd', id, catalog_hash FROM datasets WHERE catalog_hash IS NOT NULL
+             UNION ALL SELECT 'm', id, catalog_hash FROM metrics WHERE catalog_hash IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let mut out = EntryHashes::default();
+    for r in rows {
+        let (kind, key, hash): (&str, String, String) = (r.get(0), r.get(1), r.get(2));
+        match kind {
+            "s" => out.series.insert(key, hash),
+            "d" => out.datasets.insert(key, hash),
+            _ => out.metrics.insert(key, hash),
+        };
+    }
+    Ok(out)
+}
+
+fn hashes_of<'a>(keys: &[&str], of: &'a HashMap<String, String>) -> Vec<Option<&'a str>> {
+    keys.iter()
+        .map(|k| of.get(*k).map(String::as_str))
+        .collect()
+}
+
+/// `derive_required_datasets` for `metrics` alone (their dependencies
+/// changed; no dataset's series did).
+pub async fn derive_required_datasets_of(
+    tx: &Transaction<'_>,
+    metrics: &[&str],
+) -> StoreResult<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "DELETE FROM metric_required_datasets r
+          WHERE r.metric_id = ANY($1)
+            AND NOT EXISTS (SELECT 1 FROM metric_dependencies md
+                              JOIN dataset_series ds ON ds.series_code = md.series_code
+                             WHERE md.metric_id = r.metric_id AND ds.dataset_id = r.dataset_id)",
+        &[&metrics],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO metric_required_datasets (metric_id, dataset_id)
+         SELECT DISTINCT md.metric_id, ds.dataset_id
+           FROM metric_dependencies md JOIN dataset_series ds ON ds.series_code = md.series_code
+          WHERE md.metric_id = ANY($1)
+         ON CONFLICT DO NOTHING",
+        &[&metrics],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn upsert_series(tx: &Transaction<'_>, c: &Catalog, h: &EntryHashes) -> StoreResult<()> {
     let s = &c.series;
     let codes: Vec<&str> = s.iter().map(|x| x.code.as_str()).collect();
     let names: Vec<Option<&str>> = s.iter().map(|x| x.name.as_deref()).collect();
     let descs: Vec<Option<&str>> = s.iter().map(|x| x.description.as_deref()).collect();
     let units: Vec<Option<&str>> = s.iter().map(|x| x.unit.as_deref()).collect();
     let freqs: Vec<Option<&str>> = s.iter().map(|x| x.frequency.as_deref()).collect();
+    let hashes = hashes_of(&codes, &h.series);
     tx.execute(
-        "INSERT INTO series (code, name, description, unit, frequency)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+        "INSERT INTO series (code, name, description, unit, frequency, catalog_hash)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
          ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
-             unit = EXCLUDED.unit, frequency = EXCLUDED.frequency, updated_at = now()",
-        &[&codes, &names, &descs, &units, &freqs],
+             unit = EXCLUDED.unit, frequency = EXCLUDED.frequency, catalog_hash = EXCLUDED.catalog_hash,
+             updated_at = now()",
+        &[&codes, &names, &descs, &units, &freqs, &hashes],
     )
     .await?;
     Ok(())
@@ -324,18 +419,19 @@ async fn upsert_series(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
 
 /// The datasets, and the series of those that list theirs (a dataset entry
 /// without `series` keeps the series already stored for it).
-async fn upsert_datasets(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
+async fn upsert_datasets(tx: &Transaction<'_>, c: &Catalog, h: &EntryHashes) -> StoreResult<()> {
     let d = &c.datasets;
     let ids: Vec<&str> = d.iter().map(|x| x.id.as_str()).collect();
     let names: Vec<Option<&str>> = d.iter().map(|x| x.name.as_deref()).collect();
     let descs: Vec<Option<&str>> = d.iter().map(|x| x.description.as_deref()).collect();
     let buckets: Vec<Option<&str>> = d.iter().map(|x| x.bucket.as_deref()).collect();
+    let hashes = hashes_of(&ids, &h.datasets);
     tx.execute(
-        "INSERT INTO datasets (id, name, description, bucket)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+        "INSERT INTO datasets (id, name, description, bucket, catalog_hash)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
-             bucket = EXCLUDED.bucket, updated_at = now()",
-        &[&ids, &names, &descs, &buckets],
+             bucket = EXCLUDED.bucket, catalog_hash = EXCLUDED.catalog_hash, updated_at = now()",
+        &[&ids, &names, &descs, &buckets, &hashes],
     )
     .await?;
     let listed: Vec<&str> = d
@@ -366,7 +462,7 @@ async fn upsert_datasets(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
 }
 
 /// The metrics, and the series each one's expression references.
-async fn upsert_metrics(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
+async fn upsert_metrics(tx: &Transaction<'_>, c: &Catalog, h: &EntryHashes) -> StoreResult<()> {
     let mut metrics: Vec<_> = c.metrics.iter().collect();
     metrics.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<&str> = metrics.iter().map(|m| m.id.as_str()).collect();
@@ -382,20 +478,21 @@ async fn upsert_metrics(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<()> {
     let descs: Vec<Option<&str>> = metrics.iter().map(|m| m.description.as_deref()).collect();
     let on_change: Vec<&str> = metrics.iter().map(|m| m.on_change.as_str()).collect();
     let since: Vec<Option<i64>> = metrics.iter().map(|m| m.on_change.since_secs()).collect();
+    let hashes = hashes_of(&ids, &h.metrics);
     tx.execute(
         "INSERT INTO metrics (id, code, expression_type, expression_json, required_days, max_attempts,
                               enabled, frequency, unit, description, run_timeout_secs, on_change,
-                              on_change_since_secs)
+                              on_change_since_secs, catalog_hash)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
                               $7::bool[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
-                              $13::int8[])
+                              $13::int8[], $14::text[])
          ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, expression_type = EXCLUDED.expression_type,
              expression_json = EXCLUDED.expression_json, required_days = EXCLUDED.required_days,
              max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
              run_timeout_secs = EXCLUDED.run_timeout_secs, on_change = EXCLUDED.on_change,
              on_change_since_secs = EXCLUDED.on_change_since_secs, frequency = EXCLUDED.frequency, unit = EXCLUDED.unit,
-             description = EXCLUDED.description, updated_at = now()",
-        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts, &on_change, &since],
+             description = EXCLUDED.description, catalog_hash = EXCLUDED.catalog_hash, updated_at = now()",
+        &[&ids, &codes, &types, &exprs, &days, &attempts, &enabled, &freqs, &units, &descs, &run_timeouts, &on_change, &since, &hashes],
     )
     .await?;
     let (dep_metric, dep_series): (Vec<&str>, Vec<String>) = metrics

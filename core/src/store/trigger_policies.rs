@@ -49,7 +49,8 @@ pub async fn write(tx: &Transaction<'_>, c: &Catalog) -> StoreResult<Written> {
     let mut problems = Vec::new();
     let mut changes = Vec::new();
     let (mut changed, mut json): (Vec<&str>, Vec<Option<Value>>) = (vec![], vec![]);
-    for (i, m) in c.metrics.iter().enumerate() {
+    for m in &c.metrics {
+        let i = m.index;
         let (old, inputs) = stored.remove(&m.id).unwrap_or_default();
         for d in m.trigger.iter().flat_map(|p| p.inputs.keys()) {
             if !inputs.contains(d.as_str()) {

@@ -6,14 +6,13 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use orchestrator_core::app::catalog_apply::{self, ApplyError};
 use orchestrator_core::domain::catalog::{parse_document, Format};
+use orchestrator_core::domain::catalog_doc::CatalogDoc;
 use orchestrator_core::domain::runner_compat;
 use serde_json::Value;
 
 use crate::db::DbArgs;
 
-/// Far above any real catalog (the 50,000-metric benchmark catalog is ~15 MB),
-/// low enough that a wrong file cannot exhaust memory.
-const MAX_CATALOG_BYTES: u64 = 128 * 1024 * 1024;
+const MAX_CATALOG_BYTES: u64 = orchestrator_core::domain::catalog::MAX_CATALOG_BYTES as u64;
 
 #[derive(Subcommand)]
 pub enum CatalogCommand {
@@ -66,10 +65,10 @@ fn warn(file: &std::path::Path, doc: &Value, strict: bool) -> Result<()> {
     Ok(())
 }
 
-/// The catalog's text: a local file, or `s3://bucket/key` (a one-off ECS
-/// task reads the catalog the deploy put in S3; docs/deploy.md).
-async fn read(file: &PathBuf) -> Result<Value> {
-    let name = file.to_string_lossy();
+/// The catalog's text and its name: a local file, or `s3://bucket/key` (a
+/// one-off ECS task reads the catalog the deploy put in S3; docs/deploy.md).
+async fn read_text(file: &PathBuf) -> Result<(String, String)> {
+    let name = file.to_string_lossy().to_string();
     if let Some(rest) = name.strip_prefix("s3://") {
         let (bucket, key) = rest
             .split_once('/')
@@ -92,13 +91,8 @@ async fn read(file: &PathBuf) -> Result<Value> {
         )
         .await
         .with_context(|| format!("Failed to read {name}"))?;
-        return parse_document(&text, Format::detect(&name, &text))
-            .map_err(|p| anyhow::anyhow!("{name}: {p}"));
+        return Ok((text, name));
     }
-    read_local(file)
-}
-
-fn read_local(file: &PathBuf) -> Result<Value> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("Failed to read {}", file.display()))?
         .len();
@@ -110,9 +104,25 @@ fn read_local(file: &PathBuf) -> Result<Value> {
     }
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("Failed to read {}", file.display()))?;
-    let name = file.to_string_lossy();
-    parse_document(&text, Format::detect(&name, &text))
-        .map_err(|p| anyhow::anyhow!("{}: {p}", file.display()))
+    Ok((text, name))
+}
+
+/// The catalog as a value (`catalog validate`).
+async fn read(file: &PathBuf) -> Result<Value> {
+    let (text, name) = read_text(file).await?;
+    parse_document(&text, Format::detect(&name, &text)).map_err(|p| anyhow::anyhow!("{name}: {p}"))
+}
+
+/// The catalog as `catalog apply` holds it: a JSON file's metrics stay text
+/// until their chunk is validated, so memory stays bounded.
+fn parse_doc<'a>(text: &'a str, name: &str) -> Result<CatalogDoc<'a>> {
+    match Format::detect(name, text) {
+        Format::Json => CatalogDoc::from_json(text)
+            .map_err(|e| anyhow::anyhow!("{name}: $: not valid Json: {e}")),
+        Format::Yaml => parse_document(text, Format::Yaml)
+            .map(CatalogDoc::from_value)
+            .map_err(|p| anyhow::anyhow!("{name}: {p}")),
+    }
 }
 
 fn print_report(file: &std::path::Path, r: &catalog_apply::ApplyReport) {
@@ -132,6 +142,13 @@ fn print_report(file: &std::path::Path, r: &catalog_apply::ApplyReport) {
         r.metrics,
         r.canceled_runs.len()
     );
+    let u = r.unchanged;
+    if u.datasets + u.series + u.metrics > 0 {
+        println!(
+            "  unchanged since the last apply (skipped): {} datasets, {} series, {} metrics",
+            u.datasets, u.series, u.metrics
+        );
+    }
     for id in &r.canceled_runs {
         println!("  {cancel}: {id}");
     }
@@ -182,8 +199,8 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
             by,
             db,
         } => {
-            let doc = read(&file).await?;
-            warn(&file, &doc, strict)?;
+            let (text, name) = read_text(&file).await?;
+            let doc = parse_doc(&text, &name)?;
             let by = by.or_else(os_user);
             if by
                 .as_deref()
@@ -192,13 +209,16 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
                 bail!("--by must be a non-empty name of at most 200 bytes");
             }
             let pool = db.pool().await?;
-            let result = if dry_run {
-                catalog_apply::dry_run_as(&pool, &doc, by.as_deref()).await
-            } else {
-                catalog_apply::apply_as(&pool, &doc, by.as_deref()).await
+            let opts = catalog_apply::ApplyOptions {
+                by: by.as_deref(),
+                strict,
+                dry_run,
             };
-            match result {
+            match catalog_apply::apply_doc(&pool, &doc, &opts).await {
                 Ok(r) => {
+                    for w in &r.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     print_report(&file, &r);
                     Ok(())
                 }
@@ -208,6 +228,16 @@ pub async fn run(cmd: CatalogCommand) -> Result<()> {
                         "{}: {} problem(s); nothing was applied",
                         file.display(),
                         problems.0.len()
+                    )
+                }
+                Err(ApplyError::Warnings(warnings)) => {
+                    for w in &warnings.0 {
+                        eprintln!("warning: {w}");
+                    }
+                    bail!(
+                        "{}: {} warning(s), errors with --strict; nothing was applied",
+                        file.display(),
+                        warnings.0.len()
                     )
                 }
                 Err(e) => Err(e).context("Failed to apply the catalog"),
