@@ -77,6 +77,8 @@ struct Row {
     judged: usize,
     update_p50: f64,
     update_p99: f64,
+    /// p50, p99 and count of the updates with 50–150 dependents.
+    band: (f64, f64, usize),
     db_mib: f64,
 }
 
@@ -85,6 +87,8 @@ pub async fn run(args: BenchScaleArgs) -> Result<()> {
         bail!("--sizes, --sweeps, --updates and --rate must be positive");
     }
     let mut rows = Vec::new();
+    println!("| metrics | seed | quiet freshness sweep p50 / max | quiet policy sweep p50 / max | sweep, 1% due | update p50 / p99 | same, 50–150 dependents (n) | database |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for &size in &args.sizes {
         let name = format!("bench_scale_{size}");
         let started = Instant::now();
@@ -123,12 +127,13 @@ pub async fn run(args: BenchScaleArgs) -> Result<()> {
     }
     if let (Some(small), Some(big)) = (rows.first(), rows.last()) {
         println!(
-            "ratios {} / {} metrics: quiet freshness sweep {:.2}, quiet policy sweep {:.2}, update p99 {:.2}",
+            "ratios {} / {} metrics: quiet freshness sweep {:.2}, quiet policy sweep {:.2}, update p99 {:.2}, update p99 at 50-150 dependents {:.2}",
             big.metrics,
             small.metrics,
             big.quiet_fresh.0 / small.quiet_fresh.0,
             big.quiet_policy.0 / small.quiet_policy.0,
-            big.update_p99 / small.update_p99
+            big.update_p99 / small.update_p99,
+            big.band.1 / small.band.1
         );
     }
     Ok(())
@@ -136,7 +141,7 @@ pub async fn run(args: BenchScaleArgs) -> Result<()> {
 
 fn print_row(r: &Row) {
     println!(
-        "| {} | {:.0} s | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1} ms ({} judged) | {:.1} / {:.1} ms | {:.0} MiB |",
+        "| {} | {:.0} s | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1} ms ({} judged) | {:.1} / {:.1} ms | {:.1} / {:.1} ms ({}) | {:.0} MiB |",
         r.metrics,
         r.seed_s,
         r.quiet_fresh.0,
@@ -147,6 +152,9 @@ fn print_row(r: &Row) {
         r.judged,
         r.update_p50,
         r.update_p99,
+        r.band.0,
+        r.band.1,
+        r.band.2,
         r.db_mib
     );
 }
@@ -240,7 +248,17 @@ async fn measure(db: &TestDb, size: usize, seed_s: f64, args: &BenchScaleArgs) -
     }
     // Updates at a fixed offered rate, datasets drawn as the catalog's
     // first inputs are: the handler's own time (receipt to commit).
+    let fan_out: std::collections::HashMap<String, i64> = db
+        .strings("SELECT dataset_id || ' ' || count(*) FROM metric_required_datasets GROUP BY dataset_id")
+        .await
+        .iter()
+        .filter_map(|l| {
+            let (d, n) = l.split_once(' ')?;
+            Some((d.to_string(), n.parse().ok()?))
+        })
+        .collect();
     let mut took = Vec::new();
+    let mut banded = Vec::new();
     let gap = std::time::Duration::from_secs_f64(1.0 / args.rate);
     let start = Instant::now();
     for n in 0..args.updates {
@@ -256,9 +274,24 @@ async fn measure(db: &TestDb, size: usize, seed_s: f64, args: &BenchScaleArgs) -
         };
         let t = Instant::now();
         projection_update::process(&ctx, &update).await?;
-        took.push(t.elapsed().as_secs_f64() * 1e3);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        took.push(ms);
+        // The same work at every size: updates of datasets with 50 to 150
+        // dependents (the median band of the fan-out).
+        if fan_out
+            .get(&format!("ds{d}"))
+            .is_some_and(|n| (50..=150).contains(n))
+        {
+            banded.push(ms);
+        }
     }
     let (update_p50, update_p99, _) = stats(took);
+    let banded_n = banded.len();
+    let (band_p50, band_p99, _) = if banded.is_empty() {
+        (f64::NAN, f64::NAN, f64::NAN)
+    } else {
+        stats(banded)
+    };
     // The updates' marks are taken by one sweep; then nothing is due. The
     // first sweep rewrote every due row: what autovacuum then does to the
     // two tables (migration V18 sets it to run after a few thousand dead
@@ -303,6 +336,7 @@ async fn measure(db: &TestDb, size: usize, seed_s: f64, args: &BenchScaleArgs) -
         judged: r.metrics,
         update_p50,
         update_p99,
+        band: (band_p50, band_p99, banded_n),
         db_mib,
     })
 }
