@@ -101,12 +101,7 @@ async fn sweep_datasets(
     now: DateTime<Utc>,
     report: &mut FreshnessReport,
 ) -> Result<(), StoreError> {
-    let facts: Vec<DatasetFacts> = due.iter().filter_map(|d| d.facts.clone()).collect();
-    let gone: Vec<&str> = due
-        .iter()
-        .filter(|d| d.facts.is_none())
-        .map(|d| d.id.as_str())
-        .collect();
+    let (facts, gone) = split(due);
     report.datasets += facts.len();
     let judged = judge_datasets(&facts, now);
     let written = freshness::write_datasets(tx, &judged.writes).await?;
@@ -125,16 +120,10 @@ async fn sweep_datasets(
         .collect();
     freshness_due::metrics_needing(tx, &turned, now).await?;
     freshness::forget(tx, &gone, &[]).await?;
-    // A write that conflicted stays due: the next sweep judges it again.
-    let next: Vec<(&str, Option<DateTime<Utc>>)> = facts
-        .iter()
-        .filter(|f| !written.conflicted.iter().any(|c| c == f.id.as_str()))
-        .map(|f| {
-            let at = dataset_next_check(&f.expectation, f.last_update_at, f.set_at, now);
-            (f.id.as_str(), at)
-        })
-        .chain(gone.iter().map(|id| (*id, None)))
-        .collect();
+    let next = next_looks(&facts, &written.conflicted, &gone, |f| {
+        let at = dataset_next_check(&f.expectation, f.last_update_at, f.set_at, now);
+        (f.id.as_str(), at)
+    });
     freshness_due::reschedule(tx, Kind::Dataset, &next).await
 }
 
@@ -146,12 +135,7 @@ async fn sweep_metrics(
     now: DateTime<Utc>,
     report: &mut FreshnessReport,
 ) -> Result<(), StoreError> {
-    let facts: Vec<MetricFacts> = due.iter().filter_map(|d| d.facts.clone()).collect();
-    let gone: Vec<&str> = due
-        .iter()
-        .filter(|d| d.facts.is_none())
-        .map(|d| d.id.as_str())
-        .collect();
+    let (facts, gone) = split(due);
     report.metrics += facts.len();
     let judged = judge_metrics(&facts, now);
     let written = freshness::write_metrics(tx, &judged.writes).await?;
@@ -164,16 +148,39 @@ async fn sweep_metrics(
         .collect();
     queue_alerts(tx, ctx, alerts, report).await?;
     freshness::forget(tx, &[], &gone).await?;
-    let next: Vec<(&str, Option<DateTime<Utc>>)> = facts
-        .iter()
-        .filter(|f| !written.conflicted.iter().any(|c| c == f.id.as_str()))
-        .map(|f| {
-            let at = metric_next_check(&f.expectation, f.last_success_at, f.set_at, now);
-            (f.id.as_str(), at)
-        })
-        .chain(gone.iter().map(|id| (*id, None)))
-        .collect();
+    let next = next_looks(&facts, &written.conflicted, &gone, |f| {
+        let at = metric_next_check(&f.expectation, f.last_success_at, f.set_at, now);
+        (f.id.as_str(), at)
+    });
     freshness_due::reschedule(tx, Kind::Metric, &next).await
+}
+
+/// The due entities with an expectation, and the ids of those without.
+fn split<F: Clone>(due: &[Due<F>]) -> (Vec<F>, Vec<&str>) {
+    let facts = due.iter().filter_map(|d| d.facts.clone()).collect();
+    let gone = due
+        .iter()
+        .filter(|d| d.facts.is_none())
+        .map(|d| d.id.as_str())
+        .collect();
+    (facts, gone)
+}
+
+/// When each judged entity is looked at next (`look`), but those whose
+/// write conflicted (they stay due: the next sweep judges them again); the
+/// ones without an expectation never (their row goes).
+fn next_looks<'a, F>(
+    facts: &'a [F],
+    conflicted: &[String],
+    gone: &[&'a str],
+    look: impl Fn(&'a F) -> (&'a str, Option<DateTime<Utc>>),
+) -> Vec<(&'a str, Option<DateTime<Utc>>)> {
+    facts
+        .iter()
+        .map(look)
+        .filter(|(id, _)| !conflicted.iter().any(|c| c == id))
+        .chain(gone.iter().map(|id| (*id, None)))
+        .collect()
 }
 
 /// Due entities judged per page (memory stays flat whatever is due).

@@ -8,6 +8,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::catalog_hash::{truncated, Hash};
+
 /// One metric entry of the document.
 #[derive(Debug)]
 pub enum Entry<'a> {
@@ -27,13 +29,13 @@ pub struct Keys {
 impl Entry<'_> {
     /// sha256 of the entry's text with the whitespace between tokens left
     /// out (a parsed entry: of its compact serialization).
-    pub fn hash(&self) -> String {
+    pub fn hash(&self) -> Hash {
         let mut h = Sha256::new();
         match self {
-            Entry::Text(raw) => h.update(minified(raw.get())),
+            Entry::Text(raw) => minified(raw.get(), |run| h.update(run)),
             Entry::Parsed(v) => h.update(v.to_string().as_bytes()),
         }
-        hex::encode(&h.finalize()[..16])
+        truncated(h.finalize().as_slice())
     }
 
     /// Its `id` and `code`, when it is an object that has them.
@@ -56,25 +58,32 @@ impl Entry<'_> {
     }
 }
 
-/// JSON text without the whitespace outside strings.
-fn minified(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
+/// JSON text without the whitespace outside strings, given as the runs of
+/// bytes between whitespace (no copy).
+fn minified(text: &str, mut run: impl FnMut(&[u8])) {
+    let bytes = text.as_bytes();
     let (mut in_string, mut escaped) = (false, false);
-    for &b in text.as_bytes() {
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
-            out.push(b);
             match (escaped, b) {
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
                 (false, b'"') => in_string = false,
                 _ => {}
             }
-        } else if !b.is_ascii_whitespace() {
-            in_string = b == b'"';
-            out.push(b);
+        } else if b.is_ascii_whitespace() {
+            if start < i {
+                run(&bytes[start..i]);
+            }
+            start = i + 1;
+        } else if b == b'"' {
+            in_string = true;
         }
     }
-    out
+    if start < bytes.len() {
+        run(&bytes[start..]);
+    }
 }
 
 /// A catalog document: everything but the metrics as values, the metrics

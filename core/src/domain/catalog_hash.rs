@@ -15,18 +15,27 @@ use sha2::{Digest, Sha256};
 /// The hash of every entry of a catalog document, by section and key.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct EntryHashes {
-    pub series: HashMap<String, String>,
-    pub datasets: HashMap<String, String>,
-    pub metrics: HashMap<String, String>,
+    pub series: HashMap<String, Hash>,
+    pub datasets: HashMap<String, Hash>,
+    pub metrics: HashMap<String, Hash>,
 }
 
 /// The hashes stored with the entries last applied (`None`: never hashed,
 /// e.g. adopted or written before hashes were kept).
 pub type Stored = EntryHashes;
 
-fn hash(entry: &Value) -> String {
-    let digest = Sha256::digest(entry.to_string().as_bytes());
-    hex::encode(&digest[..16])
+/// The first 16 bytes of an entry's sha256 (stored as 32 hex digits).
+pub type Hash = [u8; 16];
+
+fn hash(entry: &Value) -> Hash {
+    truncated(Sha256::digest(entry.to_string().as_bytes()).as_slice())
+}
+
+/// The first 16 bytes of a digest.
+pub fn truncated(digest: &[u8]) -> Hash {
+    let mut out = [0; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 /// How many entries of each section an apply skips.
@@ -81,16 +90,15 @@ pub fn plan(doc: &CatalogDoc<'_>, stored: &Stored) -> Plan {
     out
 }
 
-type Keyed = Vec<(usize, String, Option<String>, String)>;
+type Keyed = Vec<(usize, String, Option<String>, Hash)>;
 
 fn section(out: &mut Plan, name: &'static str, entries: Keyed, stored: &Stored) {
-    let (mut ids, mut codes) = (HashSet::new(), HashSet::new());
+    let mut codes = HashSet::new();
     let mut duplicated = false;
     let mut skip = Vec::new();
     let mut skipped = 0;
     let mut hashes = HashMap::with_capacity(entries.len());
     for (i, id, code, h) in entries {
-        duplicated |= !ids.insert(id.clone());
         duplicated |= code.is_some_and(|c| !codes.insert(c));
         if stored.section(name).get(&id) == Some(&h) {
             if skip.len() <= i {
@@ -99,7 +107,7 @@ fn section(out: &mut Plan, name: &'static str, entries: Keyed, stored: &Stored) 
             skip[i] = true;
             skipped += 1;
         }
-        hashes.insert(id, h);
+        duplicated |= hashes.insert(id, h).is_some();
     }
     if duplicated {
         (skip, skipped) = (Vec::new(), 0);
@@ -113,7 +121,7 @@ fn section(out: &mut Plan, name: &'static str, entries: Keyed, stored: &Stored) 
 }
 
 impl EntryHashes {
-    fn section(&self, name: &str) -> &HashMap<String, String> {
+    fn section(&self, name: &str) -> &HashMap<String, Hash> {
         match name {
             "series" => &self.series,
             "datasets" => &self.datasets,

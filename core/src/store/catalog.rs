@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{GenericClient, StoreError, StoreResult, Transaction};
 use crate::domain::catalog::Catalog;
-use crate::domain::catalog_hash::EntryHashes;
+use crate::domain::catalog_hash::{EntryHashes, Hash};
 use crate::domain::ids::{DatasetId, MetricId};
 use crate::domain::run_request::SeriesSource;
 use crate::domain::trigger::{Hold, MetricTiming};
@@ -351,7 +351,12 @@ pub async fn stored_hashes(tx: &Transaction<'_>) -> StoreResult<EntryHashes> {
         .await?;
     let mut out = EntryHashes::default();
     for r in rows {
-        let (kind, key, hash): (&str, String, String) = (r.get(0), r.get(1), r.get(2));
+        let (kind, key, text): (&str, String, &str) = (r.get(0), r.get(1), r.get(2));
+        // A hash that does not decode counts as changed (rewritten).
+        let mut hash = [0u8; 16];
+        if hex::decode_to_slice(text, &mut hash).is_err() {
+            continue;
+        }
         match kind {
             "s" => out.series.insert(key, hash),
             "d" => out.datasets.insert(key, hash),
@@ -361,10 +366,8 @@ pub async fn stored_hashes(tx: &Transaction<'_>) -> StoreResult<EntryHashes> {
     Ok(out)
 }
 
-fn hashes_of<'a>(keys: &[&str], of: &'a HashMap<String, String>) -> Vec<Option<&'a str>> {
-    keys.iter()
-        .map(|k| of.get(*k).map(String::as_str))
-        .collect()
+fn hashes_of(keys: &[&str], of: &HashMap<String, Hash>) -> Vec<Option<String>> {
+    keys.iter().map(|k| of.get(*k).map(hex::encode)).collect()
 }
 
 /// `derive_required_datasets` for `metrics` alone (their dependencies
