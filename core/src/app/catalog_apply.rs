@@ -223,8 +223,7 @@ async fn apply_in(
     if opts.strict && !report.warnings.is_empty() {
         return Err(ApplyError::Warnings(Problems(report.warnings)));
     }
-    let ids: Vec<&str> = written.metrics.iter().map(String::as_str).collect();
-    catalog::derive_required_datasets_after(tx, written.datasets, &ids).await?;
+    catalog::derive_required_datasets_after(tx, written.datasets, written.metrics).await?;
     let mut canceled = runs::cancel_pending_of(
         tx,
         &written.dependencies_changed,
@@ -252,7 +251,7 @@ async fn apply_in(
 #[derive(Default)]
 struct Written {
     datasets: bool,
-    metrics: Vec<String>,
+    metrics: usize,
     dependencies_changed: Vec<MetricId>,
 }
 
@@ -300,9 +299,7 @@ async fn write_chunk(
         trigger_policies::Written::Invalid(p) => return Err(ApplyError::Invalid(Problems(p))),
     }
     written.datasets |= !cat.datasets.is_empty();
-    written
-        .metrics
-        .extend(cat.metrics.iter().map(|m| m.id.clone()));
+    written.metrics += cat.metrics.len();
     written.dependencies_changed.extend(
         cat.metrics
             .iter()

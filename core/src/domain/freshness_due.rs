@@ -73,28 +73,10 @@ pub fn metric_next_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::freshness_state::tests::{by, every, t, H};
     use crate::domain::freshness_state::{assess_dataset, assess_metric};
 
-    fn t(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    const H: u64 = 3600;
     const SET: &str = "2026-11-01T00:00:00Z";
-
-    fn every(hours: u64, grace_hours: u64) -> DatasetExpectation {
-        DatasetExpectation {
-            schedule: Schedule::Every(Duration::from_secs(hours * H)),
-            grace: Duration::from_secs(grace_hours * H),
-        }
-    }
-
-    fn by(cron: &str, grace_hours: u64) -> DatasetExpectation {
-        DatasetExpectation {
-            schedule: Schedule::By(cron.parse().unwrap()),
-            grace: Duration::from_secs(grace_hours * H),
-        }
-    }
 
     fn max_age(warn_hours: Option<u64>, fail_hours: u64) -> MetricExpectation {
         MetricExpectation::MaxAge {

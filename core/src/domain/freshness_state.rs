@@ -206,24 +206,24 @@ pub fn metric_alert(from: MetricState, to: MetricState) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::expectation::Deadline;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    pub(crate) fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
-    const H: u64 = 3600;
+    pub(crate) const H: u64 = 3600;
 
-    fn every(hours: u64, grace_hours: u64) -> DatasetExpectation {
+    pub(crate) fn every(hours: u64, grace_hours: u64) -> DatasetExpectation {
         DatasetExpectation {
             schedule: Schedule::Every(Duration::from_secs(hours * H)),
             grace: Duration::from_secs(grace_hours * H),
         }
     }
 
-    fn by(cron: &str, grace_hours: u64) -> DatasetExpectation {
+    pub(crate) fn by(cron: &str, grace_hours: u64) -> DatasetExpectation {
         DatasetExpectation {
             schedule: Schedule::By(cron.parse::<Deadline>().unwrap()),
             grace: Duration::from_secs(grace_hours * H),

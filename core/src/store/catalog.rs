@@ -300,7 +300,7 @@ pub async fn lock_for_apply(tx: &Transaction<'_>) -> StoreResult<()> {
 /// the order in which the projection-update path locks them.
 /// Writes the entries of `c` (those that changed) with their hashes; the
 /// caller then derives the required datasets
-/// ([`derive_required_datasets_after`]).
+/// ([`derive_chunk`], [`derive_required_datasets_after`]).
 pub async fn upsert(tx: &Transaction<'_>, c: &Catalog, hashes: &EntryHashes) -> StoreResult<()> {
     if !c.series.is_empty() {
         upsert_series(tx, c, hashes).await?;
@@ -314,18 +314,19 @@ pub async fn upsert(tx: &Transaction<'_>, c: &Catalog, hashes: &EntryHashes) -> 
     Ok(())
 }
 
-/// After an apply wrote `metrics` (and datasets, when `datasets`): derives
-/// the datasets every metric requires when a dataset's entry changed (its
-/// series may have) or many metrics were written, else those of `metrics`.
+/// After an apply's chunks each derived their own metrics' required
+/// datasets ([`derive_chunk`]): every metric's again when a dataset's entry
+/// changed (its series may have), with fresh statistics when many metrics
+/// were written; nothing more otherwise.
 pub async fn derive_required_datasets_after(
     tx: &Transaction<'_>,
     datasets: bool,
-    metrics: &[&str],
+    metrics_written: usize,
 ) -> StoreResult<()> {
-    if datasets || metrics.len() >= ANALYZE_AFTER {
+    if datasets || metrics_written >= ANALYZE_AFTER {
         return derive_required_datasets(tx).await;
     }
-    derive_required_datasets_of(tx, metrics).await
+    Ok(())
 }
 
 /// The required datasets of the metrics a chunk wrote, before its trigger
@@ -372,10 +373,7 @@ fn hashes_of(keys: &[&str], of: &HashMap<String, Hash>) -> Vec<Option<String>> {
 
 /// `derive_required_datasets` for `metrics` alone (their dependencies
 /// changed; no dataset's series did).
-pub async fn derive_required_datasets_of(
-    tx: &Transaction<'_>,
-    metrics: &[&str],
-) -> StoreResult<()> {
+async fn derive_required_datasets_of(tx: &Transaction<'_>, metrics: &[&str]) -> StoreResult<()> {
     if metrics.is_empty() {
         return Ok(());
     }

@@ -97,15 +97,3 @@ pub async fn reschedule(
     }
     Ok(())
 }
-
-/// How many entities of each kind wait in the schedule, and the marks not
-/// yet taken (operators, tests).
-pub async fn backlog(tx: &Transaction<'_>) -> StoreResult<(i64, i64)> {
-    let r = tx
-        .query_one(
-            "SELECT (SELECT count(*) FROM freshness_due), (SELECT count(*) FROM freshness_marks)",
-            &[],
-        )
-        .await?;
-    Ok((r.get(0), r.get(1)))
-}
